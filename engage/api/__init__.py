@@ -1,0 +1,75 @@
+"""JSON API under /api/v1: one blueprint module per resource, documented by flask-smorest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
+
+from engage import errors, schemas
+
+API_PREFIX = "/api/v1"
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class IdConverter(BaseConverter):
+    """`<eid:name>`: only well-formed ids reach a view; anything else is a 404."""
+
+    regex = schemas.ID_PATTERN
+
+
+class EngageApi(Api):
+    """flask-smorest with the contract's one error shape."""
+
+    ERROR_SCHEMA = schemas.ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        return errors.handle_http_exception(error)
+
+
+def _require_json() -> None:
+    """415 for a write whose body is not JSON, before webargs reads it as 'missing'."""
+    if request.method not in _BODY_METHODS or not request.path.startswith(API_PREFIX):
+        return
+    if not request.content_length and not request.headers.get("Transfer-Encoding"):
+        return  # no body at all: the schema reports the missing fields (422)
+    if not request.is_json:
+        raise errors.UnsupportedMediaType()
+
+
+def _id_param_schema(_converter: Any) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{schemas.ID_PATTERN}$"}
+
+
+def init_app(app: Flask) -> EngageApi:
+    from engage.api import articles, reactions, readers
+
+    app.url_map.converters["eid"] = IdConverter
+    app.config.setdefault("API_TITLE", "engage")
+    app.config.setdefault("API_VERSION", "v1")
+    app.config.setdefault("OPENAPI_VERSION", "3.0.3")
+    app.config.setdefault("OPENAPI_URL_PREFIX", API_PREFIX)
+    app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    api = EngageApi(
+        app,
+        spec_kwargs={
+            "info": {"description": "Reader reactions, polls and related links for news sites."},
+            "components": {
+                "securitySchemes": {
+                    "editorToken": {"type": "http", "scheme": "bearer"},
+                    "readerToken": {
+                        "type": "apiKey", "in": "header", "name": "X-Engage-Reader",
+                    },
+                }
+            },
+        },
+    )
+    api.register_converter(IdConverter, _id_param_schema)
+    for module in (readers, articles, reactions):
+        api.register_blueprint(module.blp, url_prefix=API_PREFIX)
+    app.before_request(_require_json)
+    app.extensions["engage.api"] = api
+    return api

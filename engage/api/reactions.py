@@ -1,0 +1,115 @@
+"""Reactions: "Do you like this article?"."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from flask import Response, current_app, jsonify, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from engage import errors, schemas
+from engage.identity import current_address_hash, current_reader
+from engage.store import get_store, reactions
+from engage.store.reactions import Reactions
+
+blp = Blueprint("reactions", __name__, description="Reader reactions on articles.")
+
+
+def _body(article_id: str, result: Reactions) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "article": article_id,
+        "counts": result.counts,
+        "total": result.total,
+        "mine": result.mine,
+    }
+    if result.reason:
+        body["reason"] = result.reason
+    return body
+
+
+def cacheable(payload: dict[str, Any]) -> Response:
+    """A public, short-lived response with an ETag; 304 when the client has it."""
+    response = jsonify(payload)
+    tag = format(zlib.crc32(response.get_data()), "08x")
+    response.set_etag(tag)
+    config = current_app.config
+    response.headers["Cache-Control"] = (
+        f"public, max-age={config['CACHE_MAX_AGE']}, "
+        f"stale-while-revalidate={config['CACHE_STALE']}"
+    )
+    response.vary.add("X-Engage-Reader")
+    return response.make_conditional(request)
+
+
+def private(payload: dict[str, Any]) -> Response:
+    response = jsonify(payload)
+    response.headers["Cache-Control"] = "private, no-store"
+    response.vary.add("X-Engage-Reader")
+    return response
+
+
+@blp.route("/articles/<eid:article_id>/reactions")
+class ArticleReactions(MethodView):
+    @blp.response(200, schemas.ReactionsSchema)
+    @blp.alt_response(304, description="Not modified (anonymous reads carry an ETag).")
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    def get(self, article_id: str) -> Response:
+        """Counts, and the reader's own vote when a reader token is sent."""
+        reader = current_reader(required=False)
+        result = reactions.read(get_store(), article_id, reader)
+        if result is None:
+            raise errors.UnknownArticle()
+        body = _body(article_id, result)
+        return private(body) if reader else cacheable(body)
+
+
+@blp.route("/articles/<eid:article_id>/reactions/mine")
+class MyReaction(MethodView):
+    @blp.arguments(schemas.ReactionInSchema)
+    @blp.response(200, schemas.ReactionsSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.alt_response(429, schema=schemas.ErrorSchema, description="Address throttled.")
+    @blp.doc(security=[{"readerToken": []}])
+    def put(self, data: dict[str, Any], article_id: str) -> Response:
+        """Vote, or move the reader's one vote. Repeating the same vote changes nothing."""
+        return self._vote(article_id, data["choice"], data.get("reason"))
+
+    @blp.response(200, schemas.ReactionsSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.doc(security=[{"readerToken": []}])
+    def delete(self, article_id: str) -> Response:
+        """Withdraw the reader's vote."""
+        return self._vote(article_id, None, None)
+
+    @staticmethod
+    def _vote(article_id: str, choice: str | None, reason: str | None) -> Response:
+        reader = current_reader()
+        assert reader is not None
+        result, _changed = reactions.vote(
+            get_store(), article_id, reader, current_address_hash(), choice, reason
+        )
+        return private(_body(article_id, result))
+
+
+@blp.route("/reactions")
+class BatchReactions(MethodView):
+    @blp.arguments(schemas.BatchQuerySchema, location="query")
+    @blp.response(200, schemas.BatchReactionsSchema)
+    @blp.alt_response(304, description="Not modified.")
+    def get(self, query: dict[str, Any]) -> Response:
+        """Counts of up to 100 articles at once (what a page of widgets needs)."""
+        ids = list(dict.fromkeys(query["article"]))
+        found = reactions.read_many(get_store(), ids)
+        body = {
+            "articles": {
+                aid: {"counts": r.counts, "total": r.total}
+                for aid, r in found.items() if r is not None
+            },
+            "unknown": [aid for aid, r in found.items() if r is None],
+        }
+        return cacheable(body)

@@ -1,0 +1,145 @@
+"""The `engage` command: serve | seed | token."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from engage.config import ConfigError
+
+
+def _app(**overrides: Any) -> Any:
+    from engage import create_app
+
+    try:
+        return create_app(overrides or None)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.version_option(package_name="engage")
+def main() -> None:
+    """engage: reader reactions, polls and related links for news sites."""
+
+
+@main.command()
+@click.option("--bind", default="127.0.0.1:8000", envvar="ENGAGE_BIND", show_default=True)
+@click.option("--workers", default=2, envvar="ENGAGE_WORKERS", show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Load seeds/ and print a demo editor token.")
+@click.option("--dev", is_flag=True, help="Flask's reloading development server.")
+def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
+    """Run engage (gunicorn when available), with the embedded Redis unless configured."""
+    from engage.store.embedded import EmbeddedRedis
+
+    if demo:
+        os.environ["ENGAGE_DEMO"] = "1"
+    embedded = None
+    if not os.environ.get("ENGAGE_REDIS_URL"):
+        # Start it here, once, so every worker shares one server through its socket.
+        embedded = EmbeddedRedis(os.environ.get("ENGAGE_DATA_DIR", "./var"))
+        os.environ["ENGAGE_REDIS_URL"] = embedded.ensure_running()
+    app = _app()
+    host, _, port = bind.rpartition(":")
+    base = f"http://{host or '127.0.0.1'}:{port}"
+    if demo:
+        _print_demo(app, base)
+    else:
+        click.echo(f"engage on {base}  (health {base}/healthz, API docs {base}/api/docs)")
+    try:
+        if dev:
+            app.run(host=host or "127.0.0.1", port=int(port), debug=True, use_reloader=False)
+        else:
+            from engage.server import run_gunicorn
+
+            run_gunicorn(bind, workers)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _print_demo(app: Any, base: str) -> None:
+    from engage import seeds
+    from engage.store import get_store, tokens
+
+    with app.app_context():
+        store = get_store()
+        summary = seeds.load(store, app.config["SEEDS_DIR"])
+        token_file = Path(app.config["DATA_DIR"]) / "demo_editor_token"
+        token = token_file.read_text().strip() if token_file.exists() else ""
+        if not token or tokens.verify(store, token) is None:
+            token, _ = tokens.create(store, "admin", "demo")
+            token_file.write_text(token)
+            token_file.chmod(0o600)
+    click.echo(
+        f"\nengage demo is running ({summary['articles']} articles loaded).\n"
+        f"  demo article : {base}/demo/korea-china-reset\n"
+        f"  dashboard    : {base}/dashboard   (sign in with the token below)\n"
+        f"  API docs     : {base}/api/docs\n"
+        f"  metrics      : {base}/metrics\n"
+        f"  admin token  : {token}\n"
+        f"  try          : curl {base}/api/v1/articles/korea-china-reset/reactions\n"
+    )
+
+
+@main.command()
+def seed() -> None:
+    """Load the demo fixtures from ENGAGE_SEEDS_DIR (idempotent)."""
+    from engage import seeds
+    from engage.store import get_store
+
+    app = _app()
+    with app.app_context():
+        summary = seeds.load(get_store(), app.config["SEEDS_DIR"])
+    click.echo(", ".join(f"{n} {what}" for what, n in summary.items()))
+
+
+@main.group()
+def token() -> None:
+    """Editor and admin API tokens."""
+
+
+@token.command("create")
+@click.option("--role", type=click.Choice(["editor", "admin"]), required=True)
+@click.option("--name", default="", help="Who or what the token is for.")
+def token_create(role: str, name: str) -> None:
+    """Create a token; it is shown once and stored only as a hash."""
+    from engage.store import get_store, tokens
+
+    app = _app()
+    with app.app_context():
+        value, record = tokens.create(get_store(), role, name)
+    click.echo(value)
+    click.echo(f"created {record['role']} token {record['id']} {record['name']}".rstrip(), err=True)
+
+
+@token.command("list")
+def token_list() -> None:
+    """List tokens (ids, roles and names; never the secrets)."""
+    from engage.store import get_store, tokens
+
+    app = _app()
+    with app.app_context():
+        for record in tokens.list_all(get_store()):
+            click.echo(f"{record['id']}\t{record['role']}\t{record['created_at']}\t{record['name']}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token by its id."""
+    from engage.store import get_store, tokens
+
+    app = _app()
+    with app.app_context():
+        if not tokens.revoke(get_store(), token_id):
+            raise click.ClickException(f"no token {token_id}")
+    click.echo(f"revoked {token_id}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

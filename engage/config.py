@@ -1,0 +1,162 @@
+"""Every ENGAGE_* setting in one place: its default and one line of why.
+
+`load_config()` reads the environment once, in the app factory; nothing here runs at
+import time. Flask config keys are the setting names without the `ENGAGE_` prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ENGAGE_"
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run safely; the message says what to set."""
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
+def _list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    why: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SECRET_KEY", None, str,
+            "Signs reader tokens and sessions; required outside tests and the demo."),
+    Setting("REDIS_URL", None, str,
+            "redis://, rediss:// or unix:// URL; unset starts the embedded Redis."),
+    Setting("DATA_DIR", "./var", str,
+            "Where the embedded Redis keeps its AOF and the demo keeps its secret."),
+    Setting("REDIS_PREFIX", "engage", str,
+            "Namespace of every key, so engage can share a Redis with others."),
+    Setting("REDIS_SOCKET_TIMEOUT", 1.0, float,
+            "Seconds a Redis command may take before the request answers 503."),
+    Setting("REDIS_CONNECT_TIMEOUT", 0.5, float,
+            "Seconds to wait for a TCP connect, so a dead Redis cannot hang a worker."),
+    Setting("REDIS_RETRIES", 1, int,
+            "Retries on a dropped connection; safe because every write is idempotent."),
+    Setting("REDIS_MAX_CONNECTIONS", 64, int,
+            "Pool size per worker process; bounds Redis client count."),
+    Setting("TRUSTED_PROXIES", [], _list,
+            "CIDRs whose X-Forwarded-For is believed; anyone else is the client."),
+    Setting("ALLOWED_ORIGINS", [], _list,
+            "Publisher origins allowed to call the API from a browser (CORS)."),
+    Setting("CHOICES", ["yes", "no"], _list,
+            "Reaction choices, in display order."),
+    Setting("REASON_CHOICE", "no", str,
+            "The choice that may carry a reason."),
+    Setting("REASONS", ["outdated", "inaccurate", "biased", "unclear", "not_relevant"], _list,
+            "Reasons a reader may give with the reason choice."),
+    Setting("THROTTLE_VOTES", 60, int,
+            "Vote changes allowed per address per article per window; an office shares one."),
+    Setting("THROTTLE_WINDOW", 600, int,
+            "Seconds of the per-address vote window."),
+    Setting("READER_MINT_LIMIT", "30 per minute", str,
+            "Reader tokens one address may mint (Flask-Limiter syntax)."),
+    Setting("RATELIMIT_STORAGE_URI", None, str,
+            "Rate-limit storage; unset uses engage's own Redis."),
+    Setting("MAX_CONTENT_LENGTH", 64 * 1024, int,
+            "Largest request body in bytes; larger gets 413 before parsing."),
+    Setting("RETRY_AFTER", 5, int,
+            "Seconds suggested in Retry-After when Redis is unavailable."),
+    Setting("CACHE_MAX_AGE", 5, int,
+            "Seconds a CDN or browser may reuse an anonymous count read."),
+    Setting("CACHE_STALE", 30, int,
+            "Seconds a cache may serve a stale count while it revalidates."),
+    Setting("EVENT_RETENTION_DAYS", 400, int,
+            "Days of events kept in the streams, matching the daily stats."),
+    Setting("HOUR_BUCKET_DAYS", 14, int,
+            "Days the hourly stats buckets live."),
+    Setting("DAY_BUCKET_DAYS", 400, int,
+            "Days the daily stats buckets live."),
+    Setting("LOCALE", "en", str,
+            "Default widget language when the page does not say."),
+    Setting("DEMO", False, _bool,
+            "Demo mode: generates and keeps a secret in DATA_DIR, serves /demo pages."),
+    Setting("SEEDS_DIR", str(Path(__file__).resolve().parent.parent / "seeds"), str,
+            "Where `engage seed` and `serve --demo` read the demo fixtures."),
+    Setting("LINKS_SHOWN", 4, int,
+            "Links the related box shows; missing curated ones are filled with articles."),
+    Setting("LOG_JSON", True, _bool,
+            "One JSON line per request on stderr; off for plain logs."),
+)
+
+SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+
+
+def load_config(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Defaults, then ENGAGE_* variables, then explicit overrides (tests, CLI)."""
+    env = os.environ if environ is None else environ
+    config: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(ENV_PREFIX + setting.name)
+        if raw is None:
+            default = setting.default
+            config[setting.name] = list(default) if isinstance(default, list) else default
+            continue
+        try:
+            config[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_PREFIX}{setting.name}: {exc}") from exc
+    if overrides:
+        config.update(overrides)
+    _validate(config)
+    return config
+
+
+def _validate(config: dict[str, Any]) -> None:
+    if len(config["CHOICES"]) < 2:
+        raise ConfigError("ENGAGE_CHOICES needs at least two choices")
+    if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
+        raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
+
+
+def resolve_secret(config: dict[str, Any]) -> str:
+    """The signing secret, or a clear refusal.
+
+    Tests get a throwaway secret; the demo generates one and keeps it in DATA_DIR so
+    readers' tokens survive a restart; everything else must set ENGAGE_SECRET_KEY.
+    """
+    secret = config.get("SECRET_KEY")
+    if secret:
+        if len(secret) < 16 and not config.get("TESTING"):
+            raise ConfigError("ENGAGE_SECRET_KEY must be at least 16 characters")
+        return str(secret)
+    if config.get("TESTING"):
+        return secrets.token_urlsafe(32)
+    if config.get("DEMO"):
+        path = Path(config["DATA_DIR"]) / "secret_key"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+    raise ConfigError(
+        "ENGAGE_SECRET_KEY is not set. Set it to a long random string "
+        "(python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
+        "or run the demo with `engage serve --demo`."
+    )

@@ -1,0 +1,140 @@
+"""Storage: the only package that imports redis.
+
+`init_app(app)` connects once per app (a pooled client), registers the Lua scripts and
+turns Redis outages into 503s. Views reach the store through `get_store()`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from flask import Flask, Response, current_app
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from engage import errors
+from engage.store import scripts
+from engage.store.embedded import EmbeddedRedis
+from engage.store.keys import Keys
+
+EXTENSION = "engage.store"
+
+# Errors that mean "Redis is not there right now", as opposed to a bug in a command.
+UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+
+
+class Store:
+    """One pooled Redis client, the key builders and the registered scripts."""
+
+    def __init__(self, client: Any, config: dict[str, Any]) -> None:
+        self.redis = client
+        self.config = config
+        self.keys = Keys(config["REDIS_PREFIX"])
+        self.scripts = {name: client.register_script(src) for name, src in scripts.ALL.items()}
+
+    def register(self, name: str, source: str) -> None:
+        """Rooms that add scripts register them here, once, at init."""
+        self.scripts[name] = self.redis.register_script(source)
+
+    def run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        return self.scripts[name](keys=keys, args=args, client=client or self.redis)
+
+    # -- time helpers shared by the write paths -----------------------------------
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    def min_event_id(self, now: datetime) -> str:
+        """Oldest stream id to keep: entries older than the retention are trimmed."""
+        oldest = now - timedelta(days=int(self.config["EVENT_RETENTION_DAYS"]))
+        return str(int(oldest.timestamp() * 1000))
+
+    def bucket_ttls(self) -> tuple[int, int]:
+        return (
+            int(self.config["HOUR_BUCKET_DAYS"]) * 86400,
+            int(self.config["DAY_BUCKET_DAYS"]) * 86400,
+        )
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.redis.ping())
+        except UNAVAILABLE:
+            return False
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+def make_client(url: str, config: dict[str, Any]) -> Any:
+    """A pooled client with timeouts; retries only errors that are safe to retry.
+
+    A refused or reset connection is retried (every write is idempotent per reader),
+    a timeout is not, so a black-holed Redis costs one socket timeout, not several.
+    """
+    retry = Retry(
+        ExponentialBackoff(cap=0.2, base=0.02),
+        int(config["REDIS_RETRIES"]),
+        supported_errors=(redis.ConnectionError,),
+    )
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=float(config["REDIS_SOCKET_TIMEOUT"]),
+        socket_connect_timeout=float(config["REDIS_CONNECT_TIMEOUT"]),
+        retry=retry,
+        retry_on_error=[redis.ConnectionError],
+        max_connections=int(config["REDIS_MAX_CONNECTIONS"]),
+        health_check_interval=30,
+    )
+
+
+def resolve_url(config: dict[str, Any]) -> str:
+    """The configured URL, or the embedded server's (started if needed)."""
+    url = config.get("REDIS_URL")
+    if url:
+        return str(url)
+    return EmbeddedRedis(config["DATA_DIR"]).ensure_running()
+
+
+def get_store() -> Store:
+    store: Store = current_app.extensions[EXTENSION]
+    return store
+
+
+def _unavailable(exc: Exception) -> Response:
+    current_app.logger.warning("redis unavailable: %s", exc)
+    return errors.error_response(
+        503,
+        errors.StorageUnavailable.error_code,
+        errors.StorageUnavailable.message,
+        headers={"Retry-After": str(current_app.config["RETRY_AFTER"])},
+    )
+
+
+def init_app(app: Flask) -> Store:
+    url = resolve_url(app.config)
+    app.config["REDIS_URL_RESOLVED"] = url
+    store = Store(make_client(url, app.config), app.config)
+    app.extensions[EXTENSION] = store
+    for exc_type in UNAVAILABLE:
+        app.register_error_handler(exc_type, _unavailable)
+    return store
+
+
+def wait_until_ready(store: Store, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.ping():
+            return True
+        time.sleep(0.05)
+    return False

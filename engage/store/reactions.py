@@ -1,0 +1,121 @@
+"""Reactions ("Do you like this article?"): one reader, one vote, per article."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engage import errors
+from engage.store import Store, scripts
+
+
+@dataclass(frozen=True)
+class Reactions:
+    counts: dict[str, int]
+    mine: str | None
+    reason: str | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def normalize_counts(store: Store, flat_or_map: Any) -> dict[str, int]:
+    """Configured choices in order, zero-filled; counts of retired choices are hidden."""
+    if isinstance(flat_or_map, dict):
+        raw = flat_or_map
+    else:
+        raw = dict(zip(flat_or_map[::2], flat_or_map[1::2], strict=True))
+    return {choice: max(0, int(raw.get(choice, 0))) for choice in store.config["CHOICES"]}
+
+
+def _split_mine(value: str | None) -> tuple[str | None, str | None]:
+    if not value:
+        return None, None
+    choice, _, reason = value.partition("|")
+    return choice, reason or None
+
+
+def read(store: Store, article_id: str, reader: str | None = None) -> Reactions | None:
+    """Counts (and the reader's vote) in one round trip; None for an unknown article."""
+    keys = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.exists(keys.article(article_id))
+    pipe.hgetall(keys.article_counts(article_id))
+    if reader:
+        pipe.hget(keys.article_voters(article_id), reader)
+    replies = pipe.execute()
+    if not replies[0]:
+        return None
+    mine, reason = _split_mine(replies[2] if reader else None)
+    return Reactions(normalize_counts(store, replies[1]), mine, reason)
+
+
+def read_many(store: Store, article_ids: list[str]) -> dict[str, Reactions | None]:
+    """Counts of many articles in one pipeline (split per node on a cluster)."""
+    keys = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    for article_id in article_ids:
+        pipe.exists(keys.article(article_id))
+        pipe.hgetall(keys.article_counts(article_id))
+    replies = pipe.execute()
+    out: dict[str, Reactions | None] = {}
+    for index, article_id in enumerate(article_ids):
+        exists, counts = replies[2 * index], replies[2 * index + 1]
+        out[article_id] = Reactions(normalize_counts(store, counts), None) if exists else None
+    return out
+
+
+def vote(
+    store: Store,
+    article_id: str,
+    reader: str,
+    address: str,
+    choice: str | None,
+    reason: str | None = None,
+) -> tuple[Reactions, bool]:
+    """Cast, move or withdraw (choice None) a reader's vote: one script, one round trip.
+
+    Returns the new counts and whether anything changed. Raises UnknownArticle or
+    Throttled. Repeating a call is a no-op, so a retried request cannot double-count.
+    """
+    keys = store.keys
+    owner = keys.article(article_id)
+    now = store.now()
+    hour_ttl, day_ttl = store.bucket_ttls()
+    raw = store.run(
+        "vote_reaction",
+        keys=[
+            owner,
+            keys.article_counts(article_id),
+            keys.article_reasons(article_id),
+            keys.article_voters(article_id),
+            keys.article_throttle(article_id, address),
+            keys.article_events(article_id),
+            keys.hour_bucket(owner, now),
+            keys.day_bucket(owner, now),
+        ],
+        args=[
+            reader,
+            choice or "",
+            (reason or "") if choice else "",
+            store.config["THROTTLE_VOTES"],
+            store.config["THROTTLE_WINDOW"],
+            hour_ttl,
+            day_ttl,
+            store.min_event_id(now),
+            article_id,
+        ],
+    )
+    result = scripts.parse(raw)
+    if result.status == scripts.UNKNOWN:
+        raise errors.UnknownArticle()
+    if result.status == scripts.THROTTLED:
+        raise errors.Throttled(int(result.values[0]))
+    mine, mine_reason = _split_mine(result.values[0])
+    return Reactions(normalize_counts(store, result.values[1:]), mine, mine_reason), result.status == 1
+
+
+def reasons(store: Store, article_id: str) -> dict[str, int]:
+    raw = store.redis.hgetall(store.keys.article_reasons(article_id))
+    return {reason: int(n) for reason, n in raw.items() if int(n) > 0}

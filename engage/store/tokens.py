@@ -1,0 +1,77 @@
+"""Editor/admin API tokens and the daily address-hash key.
+
+A token is `<id>.<secret>`; Redis keeps only the id and a SHA-256 of the secret, and
+the secret is compared in constant time. The address key is random per UTC day and
+expires after two days, so yesterday's address hashes cannot be recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Any
+
+from engage.store import Store
+
+ROLES = ("editor", "admin")
+_ADDRKEY_TTL = 2 * 86400
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create(store: Store, role: str, name: str = "") -> tuple[str, dict[str, Any]]:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    token_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(24)
+    record = {
+        "id": token_id,
+        "role": role,
+        "name": name,
+        "hash": _digest(secret),
+        "created_at": store.now().isoformat(),
+    }
+    store.redis.hset(store.keys.tokens, token_id, json.dumps(record))
+    return f"eng_{token_id}.{secret}", record
+
+
+def verify(store: Store, token: str) -> dict[str, Any] | None:
+    """The token's record when it is valid, else None."""
+    if not token.startswith("eng_") or "." not in token:
+        return None
+    token_id, _, secret = token[4:].partition(".")
+    if not token_id or not secret or len(token) > 200:
+        return None
+    raw = store.redis.hget(store.keys.tokens, token_id)
+    if not raw:
+        return None
+    record: dict[str, Any] = json.loads(raw)
+    if not hmac.compare_digest(record["hash"], _digest(secret)):
+        return None
+    return record
+
+
+def list_all(store: Store) -> list[dict[str, Any]]:
+    records = [json.loads(v) for v in store.redis.hgetall(store.keys.tokens).values()]
+    return sorted(
+        ({k: v for k, v in r.items() if k != "hash"} for r in records),
+        key=lambda r: r["created_at"],
+    )
+
+
+def revoke(store: Store, token_id: str) -> bool:
+    return bool(store.redis.hdel(store.keys.tokens, token_id))
+
+
+def address_key(store: Store, day: str) -> bytes:
+    """The day's random hashing key, created by whichever process needs it first."""
+    key = store.keys.addrkey(day)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.set(key, secrets.token_hex(32), nx=True, ex=_ADDRKEY_TTL)
+    pipe.get(key)
+    _, value = pipe.execute()
+    return bytes.fromhex(value)

@@ -1,0 +1,34 @@
+"""Liveness, readiness and the human-readable API reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, render_template
+
+from engage.store import get_store
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    """The process runs; says nothing about Redis, so a Redis outage does not kill pods."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> Any:
+    if get_store().ping():
+        return jsonify(status="ready")
+    response = jsonify(error={"code": "storage_unavailable", "message": "Redis does not answer."})
+    response.status_code = 503
+    response.headers["Retry-After"] = str(current_app.config["RETRY_AFTER"])
+    return response
+
+
+@bp.get("/api/docs")
+def api_docs() -> Any:
+    """The OpenAPI document rendered server-side: no CDN, no script."""
+    spec = current_app.extensions["engage.api"].spec.to_dict()
+    return render_template("api_docs.html", spec=spec)

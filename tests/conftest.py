@@ -1,0 +1,110 @@
+"""Fixtures: a real redis-server per session (flushed per test), the app, clients, tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from engage import create_app
+from engage.store import get_store, tokens
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+def make_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Flask:
+    config: dict[str, Any] = {
+        "TESTING": True,
+        "REDIS_URL": redis_url,
+        "DATA_DIR": str(tmp_path),
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "LOG_JSON": False,
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    """Override in a test module to change settings for its app."""
+    return {}
+
+
+@pytest.fixture
+def app(redis_server: RedisServer, tmp_path: Path, app_config: dict[str, Any]) -> Iterator[Flask]:
+    redis_server.client().flushall()
+    app = make_app(redis_server.url, tmp_path, **app_config)
+    yield app
+    get_store_of(app).close()
+
+
+def get_store_of(app: Flask) -> Any:
+    with app.app_context():
+        return get_store()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app: Flask) -> Any:
+    return get_store_of(app)
+
+
+@pytest.fixture
+def editor_token(store: Any) -> str:
+    return tokens.create(store, "editor", "test editor")[0]
+
+
+@pytest.fixture
+def admin_token(store: Any) -> str:
+    return tokens.create(store, "admin", "test admin")[0]
+
+
+@pytest.fixture
+def editor(editor_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {editor_token}"}
+
+
+@pytest.fixture
+def admin(admin_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {admin_token}"}
+
+
+ARTICLE = {
+    "title": "China and South Korea enter a new phase",
+    "url": "https://news.example.com/diplomacy/korea-china-reset",
+    "section": "Diplomacy",
+    "published_at": "2026-01-08T09:00:00Z",
+    "tags": ["China", "South Korea"],
+}
+
+
+@pytest.fixture
+def article(client: FlaskClient, editor: dict[str, str]) -> str:
+    response = client.put("/api/v1/articles/korea-china-reset", json=ARTICLE, headers=editor)
+    assert response.status_code == 201, response.json
+    return "korea-china-reset"
+
+
+def new_reader(client: FlaskClient) -> dict[str, str]:
+    response = client.post("/api/v1/readers")
+    assert response.status_code == 201, response.json
+    return {"X-Engage-Reader": response.json["reader"]}
+
+
+@pytest.fixture
+def reader(client: FlaskClient) -> dict[str, str]:
+    return new_reader(client)
