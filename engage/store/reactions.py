@@ -113,7 +113,8 @@ def vote(
     if result.status == scripts.THROTTLED:
         raise errors.Throttled(int(result.values[0]))
     mine, mine_reason = _split_mine(result.values[0])
-    return Reactions(normalize_counts(store, result.values[1:]), mine, mine_reason), result.status == 1
+    counts = normalize_counts(store, result.values[1:])
+    return Reactions(counts, mine, mine_reason), result.status == 1
 
 
 def reasons(store: Store, article_id: str) -> dict[str, int]:

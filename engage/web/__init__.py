@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from flask import Flask
 
-from engage.web import ops
+# One module per page group, each exposing `bp`; one line each so rooms do not collide.
+WEB_MODULES = (
+    "ops",
+)
 
 
 def init_app(app: Flask) -> None:
-    app.register_blueprint(ops.bp)
+    for name in WEB_MODULES:
+        app.register_blueprint(import_module(f"engage.web.{name}").bp)
