@@ -127,3 +127,90 @@ class BatchReactionsSchema(Schema):
 # -- ops -----------------------------------------------------------------------------
 class HealthSchema(Schema):
     status = fields.String(required=True)
+
+# -- editors' numbers ----------------------------------------------------------------
+class _RangeQuerySchema(Schema):
+    since = UtcDateTime(metadata={"description": "Start of the range (ISO 8601)."})
+    until = UtcDateTime(metadata={"description": "End of the range (ISO 8601)."})
+
+    @validates_schema
+    def _ordered(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise ValidationError("`since` must not be after `until`.", field_name="since")
+
+
+class StatsQuerySchema(_RangeQuerySchema):
+    sort = fields.String(
+        load_default="approval", validate=validate.OneOf(["approval", "votes", "trending"])
+    )
+    section = fields.String(validate=validate.Length(min=1, max=64))
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class TrendingSchema(Schema):
+    score = fields.Float(required=True)
+    last_hour = fields.Float(required=True)
+    hourly_average = fields.Float(required=True)
+
+
+class ArticleStatsSchema(CountsSchema):
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    section = fields.String(required=True)
+    published_at = fields.String(allow_none=True)
+    approval = fields.Float(allow_none=True, required=True)
+    score = fields.Float(
+        allow_none=True, required=True,
+        metadata={"description": "Wilson lower bound (95%) of the approval share."},
+    )
+    trending = fields.Nested(TrendingSchema, required=True)
+    clicks = fields.Integer(required=True)
+    impressions = fields.Integer(required=True)
+    ctr = fields.Float(allow_none=True, required=True)
+
+
+class StatsPageSchema(Schema):
+    sort = fields.String(required=True)
+    since = fields.String(allow_none=True, required=True)
+    until = fields.String(allow_none=True, required=True)
+    bucket = fields.String(allow_none=True, required=True)
+    total = fields.Integer(required=True)
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+    articles = fields.List(fields.Nested(ArticleStatsSchema), required=True)
+
+
+class SeriesQuerySchema(_RangeQuerySchema):
+    bucket = fields.String(load_default="hour", validate=validate.OneOf(["hour", "day"]))
+
+
+class SeriesPointSchema(Schema):
+    start = fields.String(required=True)
+    added = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    removed = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    reasons = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    poll_votes = fields.Integer(required=True)
+    clicks = fields.Integer(required=True)
+    impressions = fields.Integer(required=True)
+
+
+class SeriesSchema(Schema):
+    article = fields.String(required=True)
+    bucket = fields.String(required=True)
+    since = fields.String(required=True)
+    until = fields.String(required=True)
+    choices = fields.List(fields.String(), required=True)
+    points = fields.List(fields.Nested(SeriesPointSchema), required=True)
+
+
+EVENT_TYPE = validate.Regexp(r"^[a-z]+(\.[a-z]+)?$", error="An event type or family.")
+
+
+class ExportQuerySchema(_RangeQuerySchema):
+    format = fields.String(load_default="ndjson", validate=validate.OneOf(["csv", "ndjson"]))
+    type = fields.List(
+        fields.String(validate=EVENT_TYPE), load_default=list,
+        metadata={"description": "Repeatable; an exact type or a family like `reaction`."},
+    )
+    article = IdField()

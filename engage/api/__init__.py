@@ -19,6 +19,7 @@ API_MODULES = (
     "readers",
     "articles",
     "reactions",
+    "stats",
 )
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 

@@ -7,6 +7,9 @@ the streams through the article and poll indexes.
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from engage.store import Store
@@ -28,3 +31,108 @@ def decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     """A stream entry as an event: its id, its time (from the id) and its fields."""
     millis = int(entry_id.split("-", 1)[0])
     return {"id": entry_id, "ts_ms": millis, **fields}
+
+
+# -- reading the whole log in order ---------------------------------------------------
+EXPORT_PAGE = 500
+# Across many streams the first page of each is held at once; keep that bounded.
+_FIRST_PAGE_BUDGET = 100_000
+_PIPELINE_BATCH = 200
+
+
+def _sort_key(entry_id: str) -> tuple[int, int]:
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0)
+
+
+def streams_for(store: Store, article: str | None = None) -> list[str]:
+    """All streams, or one article's stream and its polls' streams."""
+    if article is None:
+        return stream_keys(store)
+    keys = store.keys
+    poll_ids = store.redis.zrange(keys.article_polls(article), 0, -1)
+    return [keys.article_events(article)] + [keys.poll_part(p, "events") for p in poll_ids]
+
+
+def _matches(fields: dict[str, str], types: frozenset[str], article: str | None) -> bool:
+    if article is not None and fields.get("article") != article:
+        return False
+    if not types:
+        return True
+    kind = fields.get("type", "")
+    return kind in types or kind.split(".", 1)[0] in types
+
+
+def iter_events(
+    store: Store,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    types: Iterable[str] = (),
+    article: str | None = None,
+    page: int = EXPORT_PAGE,
+) -> Iterator[dict[str, Any]]:
+    """Every event in the range, oldest first, as `decode()` dicts.
+
+    A k-way merge by stream id: each stream is read in XRANGE pages of `page` entries
+    and only one page per stream is held, so memory is O(streams x page) however many
+    events the range holds. `types` may name exact types or families ("reaction").
+    The first page of every stream is fetched before this returns, so an unreachable
+    Redis fails before a caller starts streaming a response.
+    """
+    keys = streams_for(store, article)
+    wanted = frozenset(types)
+    start = "-" if since_ms is None else str(int(since_ms))
+    end = "+" if until_ms is None else str(int(until_ms))
+    first = max(10, min(page, _FIRST_PAGE_BUDGET // max(1, len(keys))))
+    buffers: list[deque[tuple[str, dict[str, str]]]] = []
+    full: list[bool] = []
+    for offset in range(0, len(keys), _PIPELINE_BATCH):
+        pipe = store.redis.pipeline(transaction=False)
+        for key in keys[offset : offset + _PIPELINE_BATCH]:
+            pipe.xrange(key, start, end, count=first)
+        for entries in pipe.execute():
+            buffers.append(deque(entries))
+            full.append(len(entries) == first)
+    return _merge(store, keys, buffers, full, end, page, wanted, article)
+
+
+def _merge(
+    store: Store,
+    keys: list[str],
+    buffers: list[deque[tuple[str, dict[str, str]]]],
+    full: list[bool],
+    end: str,
+    page: int,
+    wanted: frozenset[str],
+    article: str | None,
+) -> Iterator[dict[str, Any]]:
+    heap: list[tuple[int, int, int]] = []
+    for index, buffer in enumerate(buffers):
+        if buffer:
+            heapq.heappush(heap, (*_sort_key(buffer[0][0]), index))
+    while heap:
+        _, _, index = heapq.heappop(heap)
+        buffer = buffers[index]
+        entry_id, fields = buffer.popleft()
+        if not buffer and full[index]:
+            more = store.redis.xrange(keys[index], "(" + entry_id, end, count=page)
+            buffer.extend(more)
+            full[index] = len(more) == page
+        if buffer:
+            heapq.heappush(heap, (*_sort_key(buffer[0][0]), index))
+        if _matches(fields, wanted, article):
+            yield decode(entry_id, fields)
+
+
+def recent(store: Store, limit: int = 30, per_stream: int = 10) -> list[dict[str, Any]]:
+    """The newest events across every stream, newest first (for the live view)."""
+    keys = stream_keys(store)
+    found: list[tuple[tuple[int, int], dict[str, Any]]] = []
+    for offset in range(0, len(keys), _PIPELINE_BATCH):
+        pipe = store.redis.pipeline(transaction=False)
+        for key in keys[offset : offset + _PIPELINE_BATCH]:
+            pipe.xrevrange(key, "+", "-", count=per_stream)
+        for entries in pipe.execute():
+            found.extend((_sort_key(eid), decode(eid, f)) for eid, f in entries)
+        found = heapq.nlargest(limit, found, key=lambda item: item[0])
+    return [event for _, event in found]

@@ -1,0 +1,165 @@
+"""Editors' numbers: ranked articles, one article's time series, the event export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Response, stream_with_context
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from engage import errors, schemas
+from engage.identity import require_role
+from engage.store import events, get_store, stats
+
+blp = Blueprint("stats", __name__, description="Editors' numbers and the event export.")
+
+EXPORT_COLUMNS = (
+    "id", "time", "type", "article", "poll", "choice", "previous", "reason",
+    "options", "link", "reader",
+)
+# Lines are sent in chunks of about this many bytes: fewer writes, still bounded memory.
+_CHUNK_BYTES = 64 * 1024
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def stats_page(query: dict[str, Any]) -> dict[str, Any]:
+    """The ranked, paginated list; shared with the dashboard."""
+    store = get_store()
+    window = None
+    if query.get("since") or query.get("until"):
+        longest = timedelta(days=int(store.config["DAY_BUCKET_DAYS"]))
+        window = stats.resolve_range(
+            store, query.get("since"), query.get("until"), default_span=longest
+        )
+    ranked = stats.ranked(store, query["sort"], query.get("section"), window)
+    offset, limit = query["offset"], query["limit"]
+    return {
+        "sort": query["sort"],
+        "since": iso(window.since) if window else None,
+        "until": iso(window.until) if window else None,
+        "bucket": window.bucket if window else None,
+        "total": len(ranked),
+        "limit": limit,
+        "offset": offset,
+        "articles": ranked[offset : offset + limit],
+    }
+
+
+@blp.route("/stats/articles")
+class RankedArticles(MethodView):
+    @blp.arguments(schemas.StatsQuerySchema, location="query")
+    @blp.response(200, schemas.StatsPageSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="No valid token.")
+    @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")
+    @blp.alt_response(422, schema=schemas.ErrorSchema, description="Bad query.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("editor")
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Articles ranked by approval (Wilson lower bound), votes or trending (editor).
+
+        Without `since`/`until` the counts are current standings and link figures
+        all-time; with a range they are net changes summed from hourly buckets (when
+        the range starts within the hourly retention) or daily buckets.
+        """
+        return stats_page(query)
+
+
+@blp.route("/articles/<eid:article_id>/stats")
+class ArticleSeries(MethodView):
+    @blp.arguments(schemas.SeriesQuerySchema, location="query")
+    @blp.response(200, schemas.SeriesSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="No valid token.")
+    @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.alt_response(422, schema=schemas.ErrorSchema, description="Bad range.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("editor")
+    def get(self, query: dict[str, Any], article_id: str) -> dict[str, Any]:
+        """Reactions, "no" reasons, poll votes and link figures per hour or day (editor)."""
+        store = get_store()
+        window = stats.resolve_range(
+            store, query.get("since"), query.get("until"), bucket=query["bucket"]
+        )
+        series = stats.article_series(store, article_id, window)
+        if series is None:
+            raise errors.UnknownArticle()
+        return series
+
+
+def _millis(value: datetime | None) -> int | None:
+    return int(value.timestamp() * 1000) if value else None
+
+
+def _csv_row(event: dict[str, Any]) -> list[str]:
+    time = datetime.fromtimestamp(event["ts_ms"] / 1000, UTC).isoformat(timespec="milliseconds")
+    row = {**event, "time": time.replace("+00:00", "Z")}
+    return [str(row.get(column, "")) for column in EXPORT_COLUMNS]
+
+
+def _ndjson_line(event: dict[str, Any]) -> str:
+    time = datetime.fromtimestamp(event["ts_ms"] / 1000, UTC).isoformat(timespec="milliseconds")
+    return json.dumps({**event, "time": time.replace("+00:00", "Z")}, separators=(",", ":"))
+
+
+def export_chunks(found: Iterator[dict[str, Any]], fmt: str) -> Iterator[str]:
+    buffer = io.StringIO()
+    if fmt == "csv":
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(EXPORT_COLUMNS)
+        for event in found:
+            writer.writerow(_csv_row(event))
+            if buffer.tell() >= _CHUNK_BYTES:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    else:
+        for event in found:
+            buffer.write(_ndjson_line(event))
+            buffer.write("\n")
+            if buffer.tell() >= _CHUNK_BYTES:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue()
+
+
+@blp.route("/events/export")
+class EventExport(MethodView):
+    @blp.arguments(schemas.ExportQuerySchema, location="query")
+    @blp.alt_response(200, description="CSV or NDJSON, streamed, oldest event first.")
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="No valid token.")
+    @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")
+    @blp.alt_response(422, schema=schemas.ErrorSchema, description="Bad query.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("editor")
+    def get(self, query: dict[str, Any]) -> Response:
+        """Every recorded event in the range, streamed as CSV or NDJSON (editor).
+
+        Memory stays constant however many events match: the streams are merged by
+        id a page at a time.
+        """
+        fmt = query["format"]
+        found = events.iter_events(
+            get_store(),
+            since_ms=_millis(query.get("since")),
+            until_ms=_millis(query.get("until")),
+            types=query["type"],
+            article=query.get("article"),
+        )
+        mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        response = Response(stream_with_context(export_chunks(found, fmt)), mimetype=mimetype)
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="engage-events-{stamp}.{fmt}"'
+        )
+        response.headers["Cache-Control"] = "private, no-store"
+        return response

@@ -1,0 +1,331 @@
+"""Editors' numbers, checked against figures recomputed here from the raw event streams.
+
+Votes are cast through the real Lua script. To put votes into past hours the store's
+clock is set per batch; the stream ids carry the real time, so each batch's events are
+tagged with the batch's clock as they are read back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from engage.store import reactions
+
+CHOICES = ("yes", "no")
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    return {"THROTTLE_VOTES": 100_000}
+
+
+def put_article(client: FlaskClient, editor: dict[str, str], aid: str, section: str) -> None:
+    body = {
+        "title": f"Story {aid}",
+        "url": f"https://news.example.com/{aid}",
+        "section": section,
+        "published_at": "2026-01-08T09:00:00Z",
+    }
+    response = client.put(f"/api/v1/articles/{aid}", json=body, headers=editor)
+    assert response.status_code == 201, response.json
+
+
+class Recorder:
+    """Casts votes at a chosen clock and keeps every resulting raw event with that clock."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.events: list[tuple[datetime, str, dict[str, str]]] = []
+        self.last: dict[str, str] = {}
+
+    def cast(self, when: datetime, aid: str, reader: str, choice: str | None,
+             reason: str | None = None) -> None:
+        self.store.now = lambda: when
+        try:
+            reactions.vote(self.store, aid, reader, "addr-" + reader, choice, reason)
+        finally:
+            del self.store.now
+        key = self.store.keys.article_events(aid)
+        start = "(" + self.last[key] if key in self.last else "-"
+        for entry_id, fields in self.store.redis.xrange(key, start, "+"):
+            self.events.append((when, aid, fields))
+            self.last[key] = entry_id
+
+    # -- independent recomputation from the events ---------------------------------
+    def bucket_fields(self, aid: str, fmt: str) -> dict[str, Counter[str]]:
+        """Per bucket stamp: +choice / -choice / reason:r, replayed from the events."""
+        out: dict[str, Counter[str]] = defaultdict(Counter)
+        for when, event_aid, fields in self.events:
+            if event_aid != aid or not fields["type"].startswith("reaction."):
+                continue
+            stamp = when.strftime(fmt)
+            if fields["previous"]:
+                out[stamp]["-" + fields["previous"]] += 1
+            if fields["type"] in ("reaction.vote", "reaction.change"):
+                out[stamp]["+" + fields["choice"]] += 1
+                if fields["reason"]:
+                    out[stamp]["reason:" + fields["reason"]] += 1
+        return out
+
+    def standings(self, aid: str) -> Counter[str]:
+        """Current votes per choice: the last event of each reader decides."""
+        last: dict[str, str] = {}
+        for _, event_aid, fields in self.events:
+            if event_aid == aid and fields["type"].startswith("reaction."):
+                last[fields["reader"]] = fields["choice"]
+        return Counter(choice for choice in last.values() if choice)
+
+
+def wilson_reference(yes: int, n: int) -> float:
+    """Wilson lower bound written as the root of the quadratic, not the closed form."""
+    z = 1.959963984540054
+    # (1 + z^2/n) p^2 - (2 phat + z^2/n) p + phat^2 = 0, smaller root
+    phat = yes / n
+    a = 1 + z * z / n
+    b = -(2 * phat + z * z / n)
+    c = phat * phat
+    return (-b - math.sqrt(b * b - 4 * a * c)) / (2 * a)
+
+
+def test_wilson_ranks_sample_size(client: FlaskClient, editor: dict[str, str], store: Any) -> None:
+    now = datetime.now(UTC)
+    rec = Recorder(store)
+    plan = {"small-perfect": (5, 0), "large-good": (480, 20), "middling": (30, 20),
+            "poor": (3, 9)}
+    for aid, (yes, no) in plan.items():
+        put_article(client, editor, aid, "News")
+        for i in range(yes):
+            rec.cast(now, aid, f"{aid}-y{i}", "yes")
+        for i in range(no):
+            rec.cast(now, aid, f"{aid}-n{i}", "no", "outdated" if i % 2 else None)
+    # two readers change their mind and one withdraws: standings must follow
+    rec.cast(now, "large-good", "large-good-y0", "no", "biased")
+    rec.cast(now, "large-good", "large-good-n0", "yes")
+    rec.cast(now, "poor", "poor-y0", None)
+    put_article(client, editor, "silent", "News")
+
+    response = client.get("/api/v1/stats/articles?sort=approval&limit=50", headers=editor)
+    assert response.status_code == 200, response.json
+    body = response.json
+    got = [a["id"] for a in body["articles"]]
+
+    expected: dict[str, float] = {}
+    for aid in plan:
+        standing = rec.standings(aid)
+        n = standing["yes"] + standing["no"]
+        expected[aid] = wilson_reference(standing["yes"], n)
+        row = next(a for a in body["articles"] if a["id"] == aid)
+        assert row["counts"] == {"yes": standing["yes"], "no": standing["no"]}
+        assert row["total"] == n
+        assert row["approval"] == pytest.approx(standing["yes"] / n)
+        assert row["score"] == pytest.approx(expected[aid], abs=1e-9)
+    assert got == sorted(expected, key=expected.__getitem__, reverse=True) + ["silent"]
+    assert got.index("large-good") < got.index("small-perfect")
+    assert body["articles"][-1]["score"] is None
+
+    by_votes = client.get("/api/v1/stats/articles?sort=votes", headers=editor).json
+    totals = [a["total"] for a in by_votes["articles"]]
+    assert totals == sorted(totals, reverse=True)
+
+
+def test_pagination_and_section_sums(
+    client: FlaskClient, editor: dict[str, str], store: Any
+) -> None:
+    now = datetime.now(UTC)
+    rec = Recorder(store)
+    for index in range(7):
+        aid = f"art-{index}"
+        put_article(client, editor, aid, "Politics" if index % 2 else "Sport")
+        for i in range(index + 1):
+            rec.cast(now, aid, f"{aid}-r{i}", "yes" if i % 3 else "no")
+
+    first = client.get("/api/v1/stats/articles?sort=votes&limit=3", headers=editor).json
+    second = client.get("/api/v1/stats/articles?sort=votes&limit=3&offset=3",
+                        headers=editor).json
+    assert first["total"] == second["total"] == 7
+    ids = [a["id"] for a in first["articles"] + second["articles"]]
+    assert ids == ["art-6", "art-5", "art-4", "art-3", "art-2", "art-1"]
+
+    sport = client.get("/api/v1/stats/articles?section=Sport&limit=50", headers=editor).json
+    assert {a["id"] for a in sport["articles"]} == {"art-0", "art-2", "art-4", "art-6"}
+
+    with client.application.app_context():
+        from engage.store import stats
+
+        rows = {row["section"]: row for row in stats.sections(store)}
+    for section, members in (("Sport", (0, 2, 4, 6)), ("Politics", (1, 3, 5))):
+        yes = sum(rec.standings(f"art-{m}")["yes"] for m in members)
+        no = sum(rec.standings(f"art-{m}")["no"] for m in members)
+        assert rows[section]["counts"] == {"yes": yes, "no": no}
+        assert rows[section]["articles"] == len(members)
+
+
+def test_trending_against_raw_events(
+    client: FlaskClient, editor: dict[str, str], store: Any
+) -> None:
+    """Steady article vs. one that wakes up: trending puts the sudden one first."""
+    now = datetime.now(UTC).replace(minute=40, second=0, microsecond=0)
+    hour = now.replace(minute=10)
+    rec = Recorder(store)
+    for aid in ("steady", "sudden", "quiet"):
+        put_article(client, editor, aid, "News")
+    reader = 0
+    for back in range(0, 26):
+        for _ in range(6):  # six votes in every hour, including this one
+            reader += 1
+            rec.cast(hour - timedelta(hours=back), "steady", f"s{reader}", "yes")
+    for back in (5, 17):
+        reader += 1
+        rec.cast(hour - timedelta(hours=back), "sudden", f"u{reader}", "no")
+    for back in (0, 0, 0, 1, 1):
+        reader += 1
+        rec.cast(hour - timedelta(hours=back), "sudden", f"u{reader}", "yes")
+    reader += 1
+    rec.cast(hour - timedelta(hours=1), "sudden", f"u{reader - 1}", "no", "unclear")  # change
+
+    def expected(aid: str) -> tuple[float, float, float]:
+        cast = {stamp: sum(v for k, v in f.items() if k.startswith("+"))
+                for stamp, f in rec.bucket_fields(aid, "%Y%m%d%H").items()}
+
+        def at(back: int) -> int:
+            return cast.get((now - timedelta(hours=back)).strftime("%Y%m%d%H"), 0)
+
+        elapsed = (now.minute * 60 + now.second) / 3600
+        recent = at(0) + at(1) * (1 - elapsed)
+        baseline = sum(at(b) for b in range(2, 26)) / 24
+        return (recent + 1) / (baseline + 1), recent, baseline
+
+    store.now = lambda: now
+    try:
+        body = client.get("/api/v1/stats/articles?sort=trending", headers=editor).json
+    finally:
+        del store.now
+    rows = {a["id"]: a for a in body["articles"]}
+    for aid in ("steady", "sudden", "quiet"):
+        score, recent, baseline = expected(aid)
+        assert rows[aid]["trending"]["score"] == pytest.approx(score, abs=1e-4)
+        assert rows[aid]["trending"]["last_hour"] == pytest.approx(recent, abs=0.01)
+        assert rows[aid]["trending"]["hourly_average"] == pytest.approx(baseline, abs=0.001)
+    order = sorted(rows, key=lambda a: expected(a)[0], reverse=True)
+    assert [a["id"] for a in body["articles"]] == order
+    assert order[0] == "sudden"
+
+
+def test_time_buckets_against_raw_events(
+    client: FlaskClient, editor: dict[str, str], store: Any
+) -> None:
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    rec = Recorder(store)
+    put_article(client, editor, "timeline", "News")
+    put_article(client, editor, "elsewhere", "News")
+    plan = [(0, 3, "yes"), (1, 2, "no"), (3, 4, "yes"), (30, 5, "no"), (60, 2, "yes")]
+    reader = 0
+    for back, n, choice in plan:
+        for _ in range(n):
+            reader += 1
+            reason = "outdated" if choice == "no" and reader % 2 else None
+            rec.cast(now - timedelta(hours=back), "timeline", f"t{reader}", choice, reason)
+    rec.cast(now - timedelta(hours=1), "timeline", "t1", "no", "inaccurate")  # change
+    rec.cast(now, "timeline", "t2", None)  # withdraw
+    rec.cast(now, "elsewhere", "e1", "yes")  # must not leak into the timeline
+
+    store.now = lambda: now
+    try:
+        since = (now - timedelta(hours=6)).isoformat().replace("+00:00", "Z")
+        hourly = client.get(f"/api/v1/articles/timeline/stats?bucket=hour&since={since}",
+                            headers=editor)
+        daily = client.get("/api/v1/articles/timeline/stats?bucket=day&since="
+                           + (now - timedelta(days=5)).isoformat().replace("+00:00", "Z"),
+                           headers=editor)
+    finally:
+        del store.now
+    assert hourly.status_code == 200, hourly.json
+    for response, fmt, count in ((hourly, "%Y%m%d%H", 7), (daily, "%Y%m%d", 6)):
+        points = response.json["points"]
+        assert len(points) == count
+        expected = rec.bucket_fields("timeline", fmt)
+        for point in points:
+            start = datetime.fromisoformat(point["start"].replace("Z", "+00:00"))
+            fields = expected.get(start.strftime(fmt), Counter())
+            assert point["added"] == {c: fields["+" + c] for c in CHOICES}, point
+            assert point["removed"] == {c: fields["-" + c] for c in CHOICES}, point
+            assert point["reasons"] == {k[7:]: v for k, v in fields.items()
+                                        if k.startswith("reason:")}
+        covered = {datetime.fromisoformat(p["start"].replace("Z", "+00:00")).strftime(fmt)
+                   for p in points}
+        inside = {s for s in expected if s in covered}
+        assert sum(sum(expected[s].values()) for s in inside) == sum(
+            sum(p["added"].values()) + sum(p["removed"].values()) + sum(p["reasons"].values())
+            for p in points
+        )
+    # yes votes cast 0 and 3 hours ago; the 30- and 60-hour-old ones are outside
+    assert sum(p["added"]["yes"] for p in hourly.json["points"]) == 3 + 4
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "sort=best",
+        "limit=0",
+        "limit=1000",
+        "offset=-1",
+        "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+        "since=yesterday",
+        "since=2001-01-01T00:00:00Z",
+    ],
+)
+def test_ranking_rejects_bad_queries(
+    client: FlaskClient, editor: dict[str, str], query: str
+) -> None:
+    response = client.get(f"/api/v1/stats/articles?{query}", headers=editor)
+    assert response.status_code == 422, (query, response.json)
+    assert response.json["error"]["code"] == "validation_failed"
+    assert response.json["error"]["fields"]
+
+
+def test_series_rejects_bad_ranges(
+    client: FlaskClient, editor: dict[str, str], article: str
+) -> None:
+    now = datetime.now(UTC)
+    long_ago = (now - timedelta(days=20)).isoformat().replace("+00:00", "Z")
+    for query in (
+        "bucket=minute",
+        f"bucket=hour&since={long_ago}",
+        "bucket=day&since=2001-01-01T00:00:00Z",
+        "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+    ):
+        response = client.get(f"/api/v1/articles/{article}/stats?{query}", headers=editor)
+        assert response.status_code == 422, (query, response.json)
+    ok = client.get(f"/api/v1/articles/{article}/stats?bucket=day&since={long_ago}",
+                    headers=editor)
+    assert ok.status_code == 200
+    assert len(ok.json["points"]) == 21
+    missing = client.get("/api/v1/articles/no-such-story/stats", headers=editor)
+    assert missing.status_code == 404
+    assert missing.json["error"]["code"] == "unknown_article"
+
+
+def test_ranged_counts_are_net_changes(
+    client: FlaskClient, editor: dict[str, str], store: Any
+) -> None:
+    now = datetime.now(UTC)
+    rec = Recorder(store)
+    put_article(client, editor, "ranged", "News")
+    for i in range(4):
+        rec.cast(now - timedelta(days=3), "ranged", f"old{i}", "yes")
+    for i in range(3):
+        rec.cast(now, "ranged", f"new{i}", "no")
+    rec.cast(now, "ranged", "old0", "no")  # moved today: -1 yes, +1 no today
+    since = (now - timedelta(hours=2)).isoformat().replace("+00:00", "Z")
+    body = client.get(f"/api/v1/stats/articles?since={since}", headers=editor).json
+    assert body["bucket"] == "hour"
+    row = body["articles"][0]
+    assert row["counts"] == {"yes": 0, "no": 4}
+    all_time = client.get("/api/v1/stats/articles", headers=editor).json["articles"][0]
+    assert all_time["counts"] == {"yes": 3, "no": 4}
