@@ -11,7 +11,14 @@ from datetime import UTC
 from typing import Any
 
 from flask import current_app
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
 ID_RE = re.compile(rf"^{ID_PATTERN}$")
@@ -128,6 +135,77 @@ class BatchReactionsSchema(Schema):
 class HealthSchema(Schema):
     status = fields.String(required=True)
 
+
+# -- related links -------------------------------------------------------------------
+MAX_LINKS = 20
+
+
+class LinkInSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    url = HttpUrl(required=True)
+
+    @validates_schema(pass_collection=True)
+    def _at_most(self, data: Any, many: bool, **_: Any) -> None:
+        if many and len(data) > MAX_LINKS:
+            raise ValidationError(f"At most {MAX_LINKS} links.", field_name="_schema")
+
+
+class LinkSchema(Schema):
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    url = fields.String(required=True)
+    href = fields.String(required=True, metadata={"description": "Counting redirect."})
+    related = fields.Boolean(metadata={"description": "A filled-in related article."})
+
+
+class LinksSchema(Schema):
+    links = fields.List(fields.Nested(LinkSchema), required=True)
+
+
+class ImpressionsInSchema(Schema):
+    links = fields.List(IdField(), required=True, validate=validate.Length(min=1, max=MAX_LINKS))
+
+
+class ImpressionsSchema(Schema):
+    counted = fields.Integer(required=True)
+
+
+# -- widget bundle -------------------------------------------------------------------
+class WidgetArticleSchema(CountsSchema):
+    links = fields.List(fields.Nested(LinkSchema), required=True)
+    polls = fields.List(fields.Dict(), required=True)
+
+
+class WidgetBundleSchema(Schema):
+    choices = fields.List(fields.String(), required=True)
+    reason_choice = fields.String(allow_none=True, required=True)
+    reasons = fields.List(fields.String(), required=True)
+    locale = fields.String(required=True)
+    articles = fields.Dict(
+        keys=fields.String(), values=fields.Nested(WidgetArticleSchema), required=True
+    )
+    unknown_ = fields.List(fields.String(), required=True, data_key="unknown")
+
+
+class WidgetMineArticleSchema(Schema):
+    mine = fields.String(allow_none=True, required=True)
+    reason = fields.String(allow_none=True)
+    polls = fields.List(fields.Dict(), required=True)
+
+
+class WidgetMineQuerySchema(Schema):
+    article = fields.List(
+        IdField(), required=True, validate=validate.Length(min=1, max=20),
+        metadata={"description": "Repeat for each article on the page, up to 20."},
+    )
+
+
+class WidgetMineSchema(Schema):
+    articles = fields.Dict(
+        keys=fields.String(), values=fields.Nested(WidgetMineArticleSchema), required=True
+    )
+
+
 # -- editors' numbers ----------------------------------------------------------------
 class _RangeQuerySchema(Schema):
     since = UtcDateTime(metadata={"description": "Start of the range (ISO 8601)."})
@@ -214,3 +292,144 @@ class ExportQuerySchema(_RangeQuerySchema):
         metadata={"description": "Repeatable; an exact type or a family like `reaction`."},
     )
     article = IdField()
+
+
+# -- polls ---------------------------------------------------------------------------
+POLL_VISIBILITY = validate.OneOf(["always", "after_vote", "after_close"])
+POLL_STATUS = validate.OneOf(["open", "closed"])
+PollQuestion = validate.Length(min=1, max=300)
+
+
+def _blank(value: str) -> bool:
+    return not value.strip()
+
+
+class PollInSchema(Schema):
+    id = IdField(metadata={"description": "Optional chosen id (seeds); 409 if taken."})
+    question = fields.String(required=True, validate=PollQuestion)
+    options = fields.List(
+        fields.String(validate=validate.Length(min=1, max=200)),
+        required=True, validate=validate.Length(min=2, max=10),
+        metadata={"description": "2-10 distinct labels; ids o1, o2, ... follow this order."},
+    )
+    article = IdField(load_default=None, allow_none=True)
+    multiple = fields.Boolean(load_default=False)
+    max_choices = fields.Integer(
+        load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1, max=10),
+        metadata={"description": "Only with multiple; defaults to the number of options."},
+    )
+    closes_at = UtcDateTime(load_default=None, allow_none=True)
+    results = fields.String(
+        load_default="always", validate=POLL_VISIBILITY,
+        metadata={"description": "When readers see results: always, after_vote, after_close."},
+    )
+    min_votes = fields.Integer(
+        load_default=None, allow_none=True, strict=True,
+        validate=validate.Range(min=0, max=1_000_000),
+        metadata={"description": "Voters needed before readers see any result."},
+    )
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_: Any) -> None:
+        if _blank(data["question"]):
+            raise ValidationError("Must not be blank.", field_name="question")
+        labels = [label.strip() for label in data["options"]]
+        if any(not label for label in labels):
+            raise ValidationError("Option labels must not be blank.", field_name="options")
+        if len({label.casefold() for label in labels}) != len(labels):
+            raise ValidationError("Option labels must be distinct.", field_name="options")
+        max_choices = data.get("max_choices")
+        if max_choices is not None:
+            if not data.get("multiple"):
+                raise ValidationError(
+                    "Only a multiple-choice poll takes max_choices.", field_name="max_choices"
+                )
+            if max_choices > len(labels):
+                raise ValidationError(
+                    "Cannot exceed the number of options.", field_name="max_choices"
+                )
+
+    @post_load
+    def _strip(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        data["question"] = data["question"].strip()
+        data["options"] = [label.strip() for label in data["options"]]
+        return data
+
+
+class PollPatchSchema(Schema):
+    status = fields.String(validate=POLL_STATUS)
+    closes_at = UtcDateTime(allow_none=True, metadata={"description": "null removes it."})
+    question = fields.String(validate=PollQuestion)
+    results = fields.String(validate=POLL_VISIBILITY)
+    min_votes = fields.Integer(
+        allow_none=True, strict=True, validate=validate.Range(min=0, max=1_000_000)
+    )
+
+    @validates_schema
+    def _something(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError("Send at least one field to change.", field_name="_schema")
+        if "question" in data and _blank(data["question"]):
+            raise ValidationError("Must not be blank.", field_name="question")
+
+    @post_load
+    def _strip(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if "question" in data:
+            data["question"] = data["question"].strip()
+        return data
+
+
+class PollVoteInSchema(Schema):
+    options = fields.List(
+        fields.String(validate=validate.Length(min=1, max=16)),
+        required=True, validate=validate.Length(min=1, max=10),
+        metadata={"description": "Option ids; one on a single-choice poll."},
+    )
+
+    @validates_schema
+    def _distinct(self, data: dict[str, Any], **_: Any) -> None:
+        if len(set(data["options"])) != len(data["options"]):
+            raise ValidationError("An option is listed twice.", field_name="options")
+
+
+class PollOptionSchema(Schema):
+    id = fields.String(required=True)
+    label = fields.String(required=True)
+
+
+class PollResultsSchema(Schema):
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    percentages = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), required=True,
+        metadata={"description": "Share of all ticks, largest remainder, adds up to 100."},
+    )
+    total = fields.Integer(required=True, metadata={"description": "Distinct voters."})
+    ticks = fields.Integer(required=True, metadata={"description": "Options ticked in all."})
+
+
+class PollSchema(Schema):
+    id = fields.String(required=True)
+    question = fields.String(required=True)
+    options = fields.List(fields.Nested(PollOptionSchema), required=True)
+    article = fields.String(allow_none=True, required=True)
+    multiple = fields.Boolean(required=True)
+    max_choices = fields.Integer(required=True)
+    closes_at = fields.String(allow_none=True, required=True)
+    results_visibility = fields.String(required=True)
+    min_votes = fields.Integer(allow_none=True, required=True)
+    status = fields.String(required=True)
+    created_at = fields.String(allow_none=True)
+    updated_at = fields.String(allow_none=True)
+    results = fields.Nested(
+        PollResultsSchema, allow_none=True, required=True,
+        metadata={"description": "null while the visibility hides results from the caller."},
+    )
+    mine = fields.List(fields.String(), allow_none=True, required=True)
+
+
+class PollListSchema(Schema):
+    polls = fields.List(fields.Nested(PollSchema), required=True)
+
+
+class PollListQuerySchema(Schema):
+    status = fields.String(validate=POLL_STATUS)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engage import schemas
-from engage.store import Store, articles, reactions
+from engage.store import Store, articles, links, reactions
 
 _ARTICLE_FIELDS = set(schemas.ArticleInSchema().fields)
 
@@ -46,4 +46,30 @@ def load(store: Store, seeds_dir: str | Path) -> dict[str, int]:
                 reader = f"seed-{choice}-{i}"
                 _, changed = reactions.vote(store, article_id, reader, reader, choice)
                 summary["votes"] += int(changed)
+    link_schema = schemas.LinkInSchema(many=True)
+    for article_id, items in read_json(seeds_dir, "links.json", {}).items():
+        summary["links"] = summary.get("links", 0) + len(
+            links.set_links(store, article_id, link_schema.load(items))
+        )
+    summary["polls"] = _load_polls(store, seeds_dir)
     return summary
+
+
+def _load_polls(store: Store, seeds_dir: str | Path) -> int:
+    """Seed polls keep their fixed ids; one that exists already is left as it is."""
+    from engage import errors
+    from engage.store import polls
+
+    created = 0
+    schema = schemas.PollInSchema()
+    for entry in read_json(seeds_dir, "polls.json", []):
+        data = schema.load(entry)
+        poll_id = data.pop("id")
+        if polls.exists(store, poll_id):
+            continue
+        try:
+            polls.create(store, data, poll_id=poll_id)
+        except errors.IdTaken:
+            continue  # another process seeded it meanwhile
+        created += 1
+    return created

@@ -19,7 +19,10 @@ API_MODULES = (
     "readers",
     "articles",
     "reactions",
+    "links",
+    "widget",
     "stats",
+    "polls",
 )
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 

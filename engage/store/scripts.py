@@ -47,7 +47,12 @@ VOTE_REACTION = _LUA_THROTTLE + """
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] article id
 -- Returns {status, mine, counts...} or {-1} unknown article or {-2, retry_after}.
+-- A sharded article (store/shards.py) answers {-6, shards} or {-7} while it migrates;
+-- a shard's own hash (P:a:{A#i}) has neither field, so shards run this same script.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local sharding = redis.call('HMGET', KEYS[1], 'shards', 'sharding')
+if sharding[1] then return {-6, sharding[1]} end
+if sharding[2] then return {-7} end
 local reader, choice, reason = ARGV[1], ARGV[2], ARGV[3]
 local old = redis.call('HGET', KEYS[4], reader)
 local new = false
@@ -107,6 +112,287 @@ return {1 - existed, previous, redis.call('HGET', KEYS[1], 'created_at')}
 """
 
 
+SET_LINKS = """
+-- Replace an article's curated related links.
+-- KEYS[1] article hash (must exist)   KEYS[2] links string
+-- ARGV[1] links JSON [{id,title,url}]
+-- Returns {1, previous links JSON or ''} or {-1} unknown article.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local previous = redis.call('GET', KEYS[2]) or ''
+redis.call('SET', KEYS[2], ARGV[1])
+return {1, previous}
+"""
+
+_LUA_FIND_LINK = """
+local function find_link(links_key, link_id)
+  local raw = redis.call('GET', links_key)
+  if not raw then return nil end
+  for _, link in ipairs(cjson.decode(raw)) do
+    if link.id == link_id then return link.url end
+  end
+  return nil
+end
+"""
+
+CLICK_LINK = _LUA_THROTTLE + _LUA_FIND_LINK + """
+-- Resolve a link id to its stored URL and, unless a bot, count one click.
+-- KEYS[1] links string   KEYS[2] linkstats hash   KEYS[3] hour bucket
+-- KEYS[4] day bucket     KEYS[5] events stream
+-- ARGV[1] link id   ARGV[2] count it (1|0)   ARGV[3] hour bucket ttl (s)
+-- ARGV[4] day bucket ttl (s)   ARGV[5] oldest event id to keep (ms)   ARGV[6] article id
+-- Returns {1, url} or {-1} when the article no longer has this link.
+local url = find_link(KEYS[1], ARGV[1])
+if not url then return {-1} end
+if ARGV[2] == '1' then
+  local hour_ttl, day_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+  redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':clicks', 1)
+  bump(KEYS[3], KEYS[4], 'click', hour_ttl, day_ttl)
+  bump(KEYS[3], KEYS[4], 'click:' .. ARGV[1], hour_ttl, day_ttl)
+  redis.call('XADD', KEYS[5], 'MINID', '~', ARGV[5], '*',
+    'type', 'link.click', 'article', ARGV[6], 'link', ARGV[1])
+end
+return {1, url}
+"""
+
+COUNT_IMPRESSIONS = _LUA_THROTTLE + _LUA_FIND_LINK + """
+-- Count one viewable impression for each named link the article still has.
+-- KEYS[1] article hash (must exist)   KEYS[2] links string   KEYS[3] linkstats hash
+-- KEYS[4] hour bucket   KEYS[5] day bucket   KEYS[6] events stream
+-- ARGV[1] hour bucket ttl (s)   ARGV[2] day bucket ttl (s)
+-- ARGV[3] oldest event id to keep (ms)   ARGV[4] article id   ARGV[5..] link ids
+-- Returns {1, counted} or {-1} unknown article.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local hour_ttl, day_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local counted = 0
+for i = 5, #ARGV do
+  if find_link(KEYS[2], ARGV[i]) then
+    counted = counted + 1
+    redis.call('HINCRBY', KEYS[3], ARGV[i] .. ':imps', 1)
+    bump(KEYS[4], KEYS[5], 'imp', hour_ttl, day_ttl)
+    bump(KEYS[4], KEYS[5], 'imp:' .. ARGV[i], hour_ttl, day_ttl)
+    redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[3], '*',
+      'type', 'link.impression', 'article', ARGV[4], 'link', ARGV[i])
+  end
+end
+return {1, counted}
+"""
+
+# -- polls (status codes beyond the shared ones) ---------------------------------------
+POLL_CLOSED = -3
+POLL_INVALID = -4
+POLL_TAKEN = -5
+
+# Split a comma-joined list of option ids; shared by the poll scripts.
+_LUA_SPLIT = """
+local function split(s)
+  local out = {}
+  for item in string.gmatch(s or '', '[^,]+') do out[#out + 1] = item end
+  return out
+end
+local function is_closed(status, closes_ms, now)
+  return status ~= 'open' or (closes_ms ~= nil and closes_ms ~= false and closes_ms ~= ''
+    and now >= tonumber(closes_ms))
+end
+"""
+
+CREATE_POLL = _LUA_SPLIT + """
+-- Create a poll under a fresh id and log it; an id already in use is refused.
+-- KEYS[1] poll hash   KEYS[2] counts hash   KEYS[3] voters hash   KEYS[4] events stream
+-- ARGV[1] JSON object of the poll's fields (string values)
+-- ARGV[2] oldest event id to keep (ms)   ARGV[3] poll id   ARGV[4] article id ('' none)
+-- Returns {1} or {-5} id taken.
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-5} end
+-- Leftovers of a deleted poll under the same id must not count for the new one.
+redis.call('DEL', KEYS[2], KEYS[3])
+for field, value in pairs(cjson.decode(ARGV[1])) do
+  redis.call('HSET', KEYS[1], field, value)
+end
+redis.call('PERSIST', KEYS[4])
+redis.call('XADD', KEYS[4], 'MINID', '~', ARGV[2], '*',
+  'type', 'poll.created', 'poll', ARGV[3], 'article', ARGV[4])
+return {1}
+"""
+
+VOTE_POLL = _LUA_THROTTLE + _LUA_SPLIT + """
+-- Cast, change or withdraw one reader's vote in one poll.
+-- KEYS[1] poll hash (must exist)   KEYS[2] counts hash   KEYS[3] voters hash
+-- KEYS[4] throttle string (this address)   KEYS[5] events stream
+-- KEYS[6] hour bucket   KEYS[7] day bucket
+-- ARGV[1] reader hash   ARGV[2] option ids, comma-joined in option order ('' withdraws)
+-- ARGV[3] now (epoch ms)   ARGV[4] throttle limit   ARGV[5] throttle window (s)
+-- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
+-- ARGV[8] oldest event id to keep (ms)   ARGV[9] poll id
+-- Returns {status, mine, n, <n counts items>, <poll hash items>}, or {-1} unknown poll,
+-- {-2, retry_after} throttled, {-3} closed, {-4, 'unknown'|'single'|'max'} bad options.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local meta = redis.call('HMGET', KEYS[1],
+  'status', 'closes_ms', 'option_ids', 'multiple', 'max_choices', 'article')
+if is_closed(meta[1], meta[2], tonumber(ARGV[3])) then return {-3} end
+local new = ARGV[2]
+local picked = split(new)
+if #picked > 0 then
+  local known = {}
+  for _, id in ipairs(split(meta[3])) do known[id] = true end
+  for _, id in ipairs(picked) do
+    if not known[id] then return {-4, 'unknown'} end
+  end
+  if meta[4] ~= '1' and #picked > 1 then return {-4, 'single'} end
+  if #picked > tonumber(meta[5]) then return {-4, 'max'} end
+end
+local function reply(status, mine)
+  local out = {status, mine}
+  local counts = redis.call('HGETALL', KEYS[2])
+  out[#out + 1] = #counts
+  for _, v in ipairs(counts) do out[#out + 1] = v end
+  for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = v end
+  return out
+end
+local old = redis.call('HGET', KEYS[3], ARGV[1]) or ''
+if old == new then return reply(0, old) end
+local wait = throttle(KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]))
+if wait > 0 then return {-2, wait} end
+local hour_ttl, day_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+local before, after = {}, {}
+for _, id in ipairs(split(old)) do before[id] = true end
+for _, id in ipairs(picked) do after[id] = true end
+-- A change only moves the ticks that differ, so the buckets show real movement.
+for _, id in ipairs(split(old)) do
+  if not after[id] then
+    redis.call('HINCRBY', KEYS[2], id, -1)
+    bump(KEYS[6], KEYS[7], '-' .. id, hour_ttl, day_ttl)
+  end
+end
+for _, id in ipairs(picked) do
+  if not before[id] then
+    redis.call('HINCRBY', KEYS[2], id, 1)
+    bump(KEYS[6], KEYS[7], '+' .. id, hour_ttl, day_ttl)
+  end
+end
+local action = 'change'
+if new == '' then
+  action = 'withdraw'
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HINCRBY', KEYS[2], '_voters', -1)
+else
+  redis.call('HSET', KEYS[3], ARGV[1], new)
+  bump(KEYS[6], KEYS[7], 'votes', hour_ttl, day_ttl)
+  if old == '' then
+    action = 'vote'
+    redis.call('HINCRBY', KEYS[2], '_voters', 1)
+  end
+end
+redis.call('XADD', KEYS[5], 'MINID', '~', ARGV[8], '*',
+  'type', 'poll.' .. action, 'poll', ARGV[9], 'article', meta[6] or '',
+  'options', new, 'previous', old, 'reader', ARGV[1])
+return reply(1, new)
+"""
+
+PATCH_POLL = _LUA_SPLIT + """
+-- Close, reopen, reschedule or edit a poll, judged against the stored state.
+-- KEYS[1] poll hash (must exist)   KEYS[2] events stream
+-- ARGV[1] now (epoch ms)   ARGV[2] new status ('' keeps it)
+-- ARGV[3] closes_at: '' keeps it, '-' clears it, else the ISO time
+-- ARGV[4] closes_at in epoch ms (with an ISO ARGV[3])
+-- ARGV[5] JSON object of edited fields (question, results, min_votes; string values)
+-- ARGV[6] updated_at (ISO)   ARGV[7] oldest event id to keep (ms)   ARGV[8] poll id
+-- Returns {status, <poll hash items>}, or {-1} unknown, {-3} editing a closed poll,
+-- {-4, 'closes_at'} reopening while closes_at is past.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local now = tonumber(ARGV[1])
+local status = redis.call('HGET', KEYS[1], 'status')
+local closes_at = redis.call('HGET', KEYS[1], 'closes_at') or ''
+local closes_ms = redis.call('HGET', KEYS[1], 'closes_ms') or ''
+local was_closed = is_closed(status, closes_ms, now)
+local new_status, new_closes_at, new_closes_ms = status, closes_at, closes_ms
+if ARGV[2] ~= '' then new_status = ARGV[2] end
+if ARGV[3] == '-' then
+  new_closes_at, new_closes_ms = '', ''
+elseif ARGV[3] ~= '' then
+  new_closes_at, new_closes_ms = ARGV[3], ARGV[4]
+end
+local edits = cjson.decode(ARGV[5])
+-- A closed poll's results are final: only reopening it allows editing it again.
+if next(edits) ~= nil and was_closed and ARGV[2] ~= 'open' then return {-3} end
+local now_closed = is_closed(new_status, new_closes_ms, now)
+if ARGV[2] == 'open' and now_closed then return {-4, 'closes_at'} end
+local changed = new_status ~= status or new_closes_ms ~= closes_ms
+for field, value in pairs(edits) do
+  if redis.call('HGET', KEYS[1], field) ~= value then
+    changed = true
+    redis.call('HSET', KEYS[1], field, value)
+  end
+end
+if not changed then
+  return {0, unpack(redis.call('HGETALL', KEYS[1]))}
+end
+redis.call('HSET', KEYS[1], 'status', new_status, 'closes_at', new_closes_at,
+  'closes_ms', new_closes_ms, 'updated_at', ARGV[6])
+local action = 'updated'
+if now_closed and not was_closed then action = 'closed' end
+if was_closed and not now_closed then action = 'opened' end
+redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*',
+  'type', 'poll.' .. action, 'poll', ARGV[8],
+  'article', redis.call('HGET', KEYS[1], 'article') or '', 'status', new_status)
+return {1, unpack(redis.call('HGETALL', KEYS[1]))}
+"""
+
+DELETE_POLL = """
+-- Delete a poll and its votes; its event stream keeps the deletion and then expires.
+-- KEYS[1] poll hash   KEYS[2] counts hash   KEYS[3] voters hash   KEYS[4] events stream
+-- ARGV[1] oldest event id to keep (ms)   ARGV[2] poll id   ARGV[3] stream lifetime (s)
+-- Returns {1, article id or ''} or {-1} unknown poll.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local article = redis.call('HGET', KEYS[1], 'article') or ''
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('XADD', KEYS[4], 'MINID', '~', ARGV[1], '*',
+  'type', 'poll.deleted', 'poll', ARGV[2], 'article', article)
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[3]))
+return {1, article}
+"""
+
+SHARDED = -6
+SHARD_MOVING = -7
+
+SHARD_BEGIN = """
+-- Start spreading an article's votes over shards: from now on the article's own
+-- vote script refuses every vote ({-7}) until SHARD_COMMIT, so its voters can be
+-- copied to their shards without a vote slipping past the copy.
+-- KEYS[1] article hash   ARGV[1] shard count wanted
+-- Returns {-1} unknown article, {2, n} already sharded, {1, n} migrating with n shards.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local done = redis.call('HGET', KEYS[1], 'shards')
+if done then return {2, done} end
+local moving = redis.call('HGET', KEYS[1], 'sharding')
+if moving then return {1, moving} end
+redis.call('HSET', KEYS[1], 'sharding', ARGV[1])
+return {1, ARGV[1]}
+"""
+
+SHARD_ADOPT = """
+-- Create one shard of an article and copy into it the voters that hash to it.
+-- Their counts stay in the article's own counts (frozen there), so a later change
+-- by such a reader moves -1/+1 inside the shard and the sum over all stays exact.
+-- KEYS[1] shard hash P:a:{A#i}   KEYS[2] shard voters hash
+-- ARGV[1] article id   ARGV[2] shard index   ARGV[3..] reader, vote, reader, vote ...
+-- Returns {number of voters newly copied}.
+redis.call('HSET', KEYS[1], 'shard_of', ARGV[1], 'shard', ARGV[2])
+local copied = 0
+for i = 3, #ARGV, 2 do
+  copied = copied + redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+return {copied}
+"""
+
+SHARD_COMMIT = """
+-- Finish sharding: votes now go to the shards, never again to the article's keys.
+-- KEYS[1] article hash   ARGV[1] shard count
+-- Returns {1, n}.
+redis.call('HSET', KEYS[1], 'shards', ARGV[1])
+redis.call('HDEL', KEYS[1], 'sharding')
+return {1, ARGV[1]}
+"""
+
+
 @dataclass(frozen=True)
 class ScriptResult:
     status: int
@@ -117,7 +403,28 @@ def parse(raw: list[Any]) -> ScriptResult:
     return ScriptResult(int(raw[0]), list(raw[1:]))
 
 
+CLAIM_WEBHOOK_RETRIES = """
+-- KEYS[1] webhook retry zset (member = delivery JSON, score = due time, epoch s)
+-- ARGV[1] now   ARGV[2] lease end (epoch s)   ARGV[3] most members to take
+-- Returns the due members, each pushed to the lease end first, so a worker that dies
+-- while sending leaves the delivery to be retried when the lease ends, not lost.
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
+return due
+"""
+
 ALL = {
     "vote_reaction": VOTE_REACTION,
     "upsert_article": UPSERT_ARTICLE,
+    "set_links": SET_LINKS,
+    "click_link": CLICK_LINK,
+    "count_impressions": COUNT_IMPRESSIONS,
+    "create_poll": CREATE_POLL,
+    "vote_poll": VOTE_POLL,
+    "patch_poll": PATCH_POLL,
+    "delete_poll": DELETE_POLL,
+    "shard_begin": SHARD_BEGIN,
+    "shard_adopt": SHARD_ADOPT,
+    "shard_commit": SHARD_COMMIT,
+    "claim_webhook_retries": CLAIM_WEBHOOK_RETRIES,
 }

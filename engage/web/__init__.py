@@ -11,6 +11,8 @@ from engage.web import security
 # One module per page group, each exposing `bp`; one line each so rooms do not collide.
 WEB_MODULES = (
     "ops",
+    "widget",
+    "metrics_view",
 )
 
 

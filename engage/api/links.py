@@ -1,0 +1,66 @@
+"""Related links ("Policy Link"): editors curate them, readers see and click them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from engage import errors, metrics, schemas
+from engage.extensions import limiter
+from engage.identity import current_reader, require_role
+from engage.store import articles, get_store, links
+
+blp = Blueprint("links", __name__, description="Related links and their click-through.")
+
+# Impressions are anonymous; a cap per address keeps one client from inflating CTR.
+IMPRESSION_LIMIT = "120 per minute"
+
+
+def absolute(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Redirect paths become absolute: the widget runs on the publisher's origin."""
+    root = request.host_url.rstrip("/")
+    return [
+        {**item, "href": root + item["href"]} if item["href"].startswith("/") else item
+        for item in items
+    ]
+
+
+@blp.route("/articles/<eid:article_id>/links")
+class ArticleLinks(MethodView):
+    @blp.response(200, schemas.LinksSchema)
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    def get(self, article_id: str) -> dict[str, Any]:
+        """Curated links, filled up with related articles of the same section."""
+        store = get_store()
+        if articles.get(store, article_id) is None:
+            raise errors.UnknownArticle()
+        return {"links": absolute(links.for_articles(store, [article_id])[article_id])}
+
+    @blp.arguments(schemas.LinkInSchema(many=True))
+    @blp.response(200, schemas.LinksSchema)
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.alt_response(422, schema=schemas.ErrorSchema, description="Invalid links.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("editor")
+    def put(self, items: list[dict[str, str]], article_id: str) -> dict[str, Any]:
+        """Replace the curated links (up to 20, http/https only; editor)."""
+        return {"links": absolute(links.set_links(get_store(), article_id, items))}
+
+
+@blp.route("/articles/<eid:article_id>/links/impressions")
+class LinkImpressions(MethodView):
+    decorators = [limiter.limit(IMPRESSION_LIMIT, methods=["POST"])]
+
+    @blp.arguments(schemas.ImpressionsInSchema)
+    @blp.response(200, schemas.ImpressionsSchema)
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    def post(self, data: dict[str, Any], article_id: str) -> dict[str, Any]:
+        """Links a reader actually saw (half visible for a second), once per page view."""
+        current_reader(required=False)  # optional, but a forged one is still refused
+        counted = links.impressions(get_store(), article_id, data["links"])
+        for _ in range(counted):
+            metrics.link_event("impression")
+        return {"counted": counted}

@@ -1,0 +1,93 @@
+"""What the widget needs on page load, for every article on the page, in two requests.
+
+`GET /widget` is anonymous and cacheable (counts, links, polls); `GET /widget/mine`
+is private (the reader's own reaction and poll votes). A page without a stored
+reader token makes only the first.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from flask import Response, current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from engage import errors, schemas
+from engage.api.links import absolute
+from engage.api.reactions import cacheable, private
+from engage.identity import current_reader
+from engage.store import Store, get_store, links, reactions
+
+blp = Blueprint("widget", __name__, description="Batched reads for the embeddable widget.")
+
+
+def _polls(
+    store: Store, article_ids: list[str], reader: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    try:
+        polls = import_module("engage.store.polls")
+    except ImportError:  # TODO: direct import once the polls store lands
+        return {}
+    views: dict[str, list[dict[str, Any]]] = polls.for_articles(store, article_ids, reader=reader)
+    return views
+
+
+@blp.route("/widget")
+class WidgetBundle(MethodView):
+    @blp.arguments(schemas.BatchQuerySchema, location="query")
+    @blp.response(200, schemas.WidgetBundleSchema)
+    @blp.alt_response(304, description="Not modified.")
+    def get(self, query: dict[str, Any]) -> Response:
+        """Counts, related links and polls of up to 100 articles (anonymous view)."""
+        store = get_store()
+        ids = list(dict.fromkeys(query["article"]))
+        found = reactions.read_many(store, ids)
+        known = [aid for aid in ids if found[aid] is not None]
+        boxes = links.for_articles(store, known) if known else {}
+        poll_views = _polls(store, known) if known else {}
+        config = current_app.config
+        body: dict[str, Any] = {
+            "choices": list(config["CHOICES"]),
+            "reason_choice": config["REASON_CHOICE"] or None,
+            "reasons": list(config["REASONS"]),
+            "locale": config["LOCALE"],
+            "articles": {},
+            "unknown": [aid for aid in ids if found[aid] is None],
+        }
+        for aid in known:
+            result = found[aid]
+            assert result is not None
+            body["articles"][aid] = {
+                "counts": result.counts,
+                "total": result.total,
+                "links": absolute(boxes.get(aid, [])),
+                "polls": poll_views.get(aid, []),
+            }
+        return cacheable(body)
+
+
+@blp.route("/widget/mine")
+class WidgetMine(MethodView):
+    @blp.arguments(schemas.WidgetMineQuerySchema, location="query")
+    @blp.response(200, schemas.WidgetMineSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
+    @blp.doc(security=[{"readerToken": []}])
+    def get(self, query: dict[str, Any]) -> Response:
+        """The reader's own reaction and poll votes (with the results they may see)."""
+        reader = current_reader()
+        if reader is None:  # pragma: no cover - current_reader() raises instead
+            raise errors.InvalidReader()
+        store = get_store()
+        ids = list(dict.fromkeys(query["article"]))
+        mine: dict[str, Any] = {}
+        known = []
+        for aid in ids:
+            result = reactions.read(store, aid, reader)
+            if result is not None:
+                known.append(aid)
+                mine[aid] = {"mine": result.mine, "reason": result.reason, "polls": []}
+        for aid, views in (_polls(store, known, reader) if known else {}).items():
+            mine[aid]["polls"] = views
+        return private({"articles": mine})

@@ -1,0 +1,221 @@
+"""Related links ("Policy Link"): curated per article, filled up with related articles.
+
+Link ids are derived from the article and the URL, so an editor who saves the same
+list again keeps the ids (and their click history) without a read-before-write.
+Clicks and impressions are counted in the article's slot by one script each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from engage import errors
+from engage.store import Store, articles, reactions, scripts
+
+REDIRECT_PREFIX = "/r/"
+# How many same-section articles are considered when filling the box.
+RELATED_CANDIDATES = 50
+
+
+def link_id(article_id: str, url: str) -> str:
+    digest = hashlib.blake2b(f"{article_id}\n{url}".encode(), digest_size=8).hexdigest()
+    return "l" + digest
+
+
+def _public(link: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": link["id"],
+        "title": link["title"],
+        "url": link["url"],
+        "href": REDIRECT_PREFIX + link["id"],
+    }
+
+
+def _decode(raw: str | None) -> list[dict[str, Any]]:
+    return list(json.loads(raw)) if raw else []
+
+
+def set_links(
+    store: Store, article_id: str, items: list[dict[str, str]]
+) -> list[dict[str, Any]]:
+    """Replace the curated list; raises UnknownArticle. Duplicate URLs keep the first."""
+    stored: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for item in items:
+        lid = link_id(article_id, item["url"])
+        if lid in seen:
+            continue
+        seen.add(lid)
+        stored.append({"id": lid, "title": item["title"], "url": item["url"]})
+    keys = store.keys
+    raw = store.run(
+        "set_links",
+        keys=[keys.article(article_id), keys.article_links(article_id)],
+        args=[json.dumps(stored, ensure_ascii=False)],
+    )
+    result = scripts.parse(raw)
+    if result.status == scripts.UNKNOWN:
+        raise errors.UnknownArticle()
+    removed = {link["id"] for link in _decode(result.values[0] or None)} - seen
+    # The index is global (outside the slot); idempotent, rewritten by every PUT.
+    pipe = store.redis.pipeline(transaction=False)
+    if stored:
+        pipe.hset(keys.linkindex, mapping={link["id"]: article_id for link in stored})
+    if removed:
+        pipe.hdel(keys.linkindex, *removed)
+    pipe.execute()
+    return [_public(link) for link in stored]
+
+
+def curated(store: Store, article_id: str) -> list[dict[str, Any]]:
+    raw = store.redis.get(store.keys.article_links(article_id))
+    return [_public(link) for link in _decode(raw)]
+
+
+def wilson_lower_bound(positive: int, total: int, z: float = 1.96) -> float:
+    """Lower bound of the approval share: few votes rank below many at the same share."""
+    if total <= 0:
+        return 0.0
+    share = positive / total
+    denominator = 1 + z * z / total
+    centre = share + z * z / (2 * total)
+    margin = z * math.sqrt((share * (1 - share) + z * z / (4 * total)) / total)
+    return (centre - margin) / denominator
+
+
+def _related(
+    store: Store, article_id: str, section: str, exclude_urls: set[str], wanted: int
+) -> list[dict[str, Any]]:
+    """Same-section articles ranked by reader approval, newest first among equals."""
+    candidates = [
+        aid for aid in articles.list_ids(store, section, RELATED_CANDIDATES) if aid != article_id
+    ]
+    if not candidates or wanted <= 0:
+        return []
+    metas = articles.get_many(store, candidates)
+    counts = reactions.read_many(store, candidates)
+    approve = store.config["CHOICES"][0]
+    ranked: list[tuple[float, int, str]] = []
+    for order, aid in enumerate(candidates):
+        meta, result = metas.get(aid), counts.get(aid)
+        if meta is None or meta["url"] in exclude_urls:
+            continue
+        score = wilson_lower_bound(result.counts[approve], result.total) if result else 0.0
+        ranked.append((-score, order, aid))
+    ranked.sort()
+    out = []
+    for _, _, aid in ranked[:wanted]:
+        meta = metas[aid]
+        out.append({
+            "id": "article:" + aid,
+            "title": meta["title"],
+            "url": meta["url"],
+            "href": meta["url"],
+            "related": True,
+        })
+    return out
+
+
+def for_articles(store: Store, article_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each article's box: its curated links, then related articles up to LINKS_SHOWN.
+
+    Filled-in articles link straight to their URL (they have no click counter).
+    """
+    keys = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    for article_id in article_ids:
+        pipe.hget(keys.article(article_id), "section")
+        pipe.get(keys.article_links(article_id))
+    replies = pipe.execute()
+    shown = int(store.config["LINKS_SHOWN"])
+    out: dict[str, list[dict[str, Any]]] = {}
+    for index, article_id in enumerate(article_ids):
+        section, raw = replies[2 * index], replies[2 * index + 1]
+        links = [_public(link) for link in _decode(raw)]
+        if section and len(links) < shown:
+            exclude = {link["url"] for link in links}
+            links += _related(store, article_id, section, exclude, shown - len(links))
+        out[article_id] = links
+    return out
+
+
+def article_of(store: Store, link_id_: str) -> str | None:
+    article_id: str | None = store.redis.hget(store.keys.linkindex, link_id_)
+    return article_id
+
+
+def click(store: Store, link_id_: str, count: bool) -> str | None:
+    """The stored URL of a link (counting one click unless `count` is False), or None."""
+    article_id = article_of(store, link_id_)
+    if article_id is None:
+        return None
+    keys = store.keys
+    owner = keys.article(article_id)
+    now = store.now()
+    hour_ttl, day_ttl = store.bucket_ttls()
+    raw = store.run(
+        "click_link",
+        keys=[
+            keys.article_links(article_id),
+            keys.article_linkstats(article_id),
+            keys.hour_bucket(owner, now),
+            keys.day_bucket(owner, now),
+            keys.article_events(article_id),
+        ],
+        args=[link_id_, 1 if count else 0, hour_ttl, day_ttl, store.min_event_id(now),
+              article_id],
+    )
+    result = scripts.parse(raw)
+    if result.status != 1:
+        return None
+    return str(result.values[0])
+
+
+def impressions(store: Store, article_id: str, link_ids: list[str]) -> int:
+    """Count one impression per link the article has; returns how many were counted."""
+    keys = store.keys
+    owner = keys.article(article_id)
+    now = store.now()
+    hour_ttl, day_ttl = store.bucket_ttls()
+    raw = store.run(
+        "count_impressions",
+        keys=[
+            owner,
+            keys.article_links(article_id),
+            keys.article_linkstats(article_id),
+            keys.hour_bucket(owner, now),
+            keys.day_bucket(owner, now),
+            keys.article_events(article_id),
+        ],
+        args=[hour_ttl, day_ttl, store.min_event_id(now), article_id,
+              *dict.fromkeys(link_ids)],
+    )
+    result = scripts.parse(raw)
+    if result.status == scripts.UNKNOWN:
+        raise errors.UnknownArticle()
+    return int(result.values[0])
+
+
+def stats(store: Store, article_id: str) -> list[dict[str, Any]]:
+    """Clicks, impressions and click-through rate of each curated link."""
+    keys = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.get(keys.article_links(article_id))
+    pipe.hgetall(keys.article_linkstats(article_id))
+    raw_links, counters = pipe.execute()
+    out = []
+    for link in _decode(raw_links):
+        clicks = int(counters.get(f"{link['id']}:clicks", 0))
+        imps = int(counters.get(f"{link['id']}:imps", 0))
+        out.append({
+            "id": link["id"],
+            "title": link["title"],
+            "url": link["url"],
+            "clicks": clicks,
+            "impressions": imps,
+            "ctr": clicks / imps if imps else None,
+        })
+    return out

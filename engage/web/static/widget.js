@@ -1,0 +1,297 @@
+/* engage widget: "Do you like this article?", polls and related links.
+   Embed: <div data-engage-article="ID"></div><script src="https://HOST/widget.js" async></script>
+   Plain JS, no dependencies, no build step. Data is only ever set with textContent. */
+(function () {
+  'use strict';
+  var d = document, W = window;
+  var me = d.currentScript || d.querySelector('script[src*="widget.js"]');
+  if (!me || !d.head.attachShadow) return;
+  var API = new URL(me.src, location.href).origin + '/api/v1';
+  var KEY = 'engage.reader', memTok = null, minting = null, seen = {}, B = null, sheet = null;
+  var T = {
+    en: {question: 'Do you like this article?', yes: 'Yes', no: 'No',
+      why: 'What could be better? (optional)', thanks: 'Thanks, your vote is counted.',
+      removed: 'Your vote was removed.', retry: 'Could not save that just now. Please try again in a moment.',
+      related: 'Related', closed: 'This poll is closed.', vote: 'Vote', votes: 'votes',
+      outdated: 'Outdated', inaccurate: 'Inaccurate', biased: 'Biased', unclear: 'Unclear',
+      not_relevant: 'Not relevant'},
+    ko: {question: '이 기사가 마음에 드시나요?', yes: '예', no: '아니요',
+      why: '어떤 점이 아쉬웠나요? (선택)', thanks: '감사합니다. 투표가 반영되었습니다.',
+      removed: '투표를 취소했습니다.', retry: '지금은 저장하지 못했습니다. 잠시 후 다시 시도해 주세요.',
+      related: '관련 기사', closed: '마감된 투표입니다.', vote: '투표', votes: '표',
+      outdated: '오래된 정보', inaccurate: '부정확함', biased: '편향됨', unclear: '이해하기 어려움',
+      not_relevant: '관련 없음'},
+    es: {question: '¿Te gusta este artículo?', yes: 'Sí', no: 'No',
+      why: '¿Qué podríamos mejorar? (opcional)', thanks: 'Gracias, tu voto se ha registrado.',
+      removed: 'Tu voto se ha retirado.', retry: 'No se pudo guardar. Inténtalo de nuevo en un momento.',
+      related: 'Relacionados', closed: 'Esta encuesta está cerrada.', vote: 'Votar', votes: 'votos',
+      outdated: 'Desactualizado', inaccurate: 'Inexacto', biased: 'Sesgado', unclear: 'Poco claro',
+      not_relevant: 'No relevante'}
+  };
+  var DARK = '{color:#ece9e4;--bg:#202227;--bd:#464a52;--ac:#8cc2ff;--on:#10243a;--mu:#b0aca6;--bar:#2f4d70}';
+  var CSS = ':host{display:block;font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;' +
+    'color:#1d1d1f;--bg:#fff;--bd:#d3d0ca;--ac:#0a58b0;--on:#fff;--mu:#5b5852;--bar:#cfe0f5}' +
+    '@media (prefers-color-scheme:dark){:host(:not([data-engage-theme=light]))' + DARK + '}' +
+    ':host([data-engage-theme=dark])' + DARK +
+    '.b{background:var(--bg);border:1px solid var(--bd);border-radius:10px;padding:1em 1.1em;margin:0 0 .9em}' +
+    'h2{font-size:1.05em;margin:0 0 .7em}p{margin:.2em 0 .6em}' +
+    'button{font:inherit;color:inherit;background:var(--bg);border:1px solid var(--bd);border-radius:99px;' +
+    'padding:.35em 1em;margin:0;margin-inline-end:.5em;margin-block-end:.5em;cursor:pointer;transition:background .15s,color .15s}' +
+    'button:hover{border-color:var(--ac)}button[aria-pressed=true]{background:var(--ac);border-color:var(--ac);color:var(--on)}' +
+    'button:disabled{opacity:.55;cursor:default}.n{font-weight:600;margin-inline-start:.4em}' +
+    'button:focus-visible,a:focus-visible,input:focus-visible{outline:3px solid var(--ac);outline-offset:2px}' +
+    '.m{color:var(--mu);font-size:.9em;margin:0;min-height:1.3em}ul{list-style:none;margin:0;padding:0}' +
+    'li{margin:.35em 0}a{color:var(--ac);text-underline-offset:2px}label{display:block;margin:.3em 0}' +
+    '.r{display:flex;justify-content:space-between;font-size:.92em}.t{background:var(--bd);border-radius:4px;height:.5em;margin:.15em 0 .5em}' +
+    '.bar{background:var(--ac);height:100%;border-radius:4px;transition:width .4s}' +
+    '@media (prefers-reduced-motion:reduce){*{transition:none!important}}';
+
+  function quiet() {}
+  function enc(s) { return encodeURIComponent(s); }
+  function getTok() { try { return W.localStorage.getItem(KEY) || memTok; } catch (e) { return memTok; } }
+  function setTok(v) {
+    memTok = v;
+    try { if (v) W.localStorage.setItem(KEY, v); else W.localStorage.removeItem(KEY); } catch (e) { /* blocked: memory only */ }
+  }
+
+  function h(tag, attrs, kids) {
+    var n = d.createElement(tag), k;
+    for (k in attrs || {}) {
+      if (attrs[k] == null) continue;
+      if (k === 'text') n.textContent = attrs[k];
+      else if (k === 'on') n.addEventListener(tag === 'input' ? 'change' : 'click', attrs[k]);
+      else n.setAttribute(k, attrs[k]);
+    }
+    (kids || []).forEach(function (c) { if (c) n.appendChild(c); });
+    return n;
+  }
+
+  function call(method, path, body, tok, keep) {
+    var o = {method: method, headers: {}, credentials: 'omit', keepalive: !!keep};
+    if (body) { o.headers['Content-Type'] = 'application/json'; o.body = JSON.stringify(body); }
+    if (tok) o.headers['X-Engage-Reader'] = tok;
+    return fetch(API + path, o).then(function (r) {
+      if (!r.ok) throw r.status;
+      return r.json();
+    });
+  }
+
+  function token() {
+    var tok = getTok();
+    if (tok) return Promise.resolve(tok);
+    minting = minting || call('POST', '/readers').then(function (r) {
+      minting = null; setTok(r.reader); return r.reader;
+    }, function (e) { minting = null; throw e; });
+    return minting;
+  }
+
+  function t(w, k) {
+    if (!w.lang) {
+      var l = w.el.getAttribute('data-engage-lang') || d.documentElement.lang || (B && B.locale) || 'en';
+      l = l.toLowerCase().split('-')[0];
+      w.lang = T[l] ? l : (B && T[B.locale] ? B.locale : 'en');
+    }
+    return w.el.getAttribute('data-engage-' + k.replace(/_/g, '-')) || T[w.lang][k] || T.en[k] || k;
+  }
+
+  function say(w, text) {
+    w.live.textContent = '';
+    setTimeout(function () { w.live.textContent = text; }, 30);
+  }
+
+  // One write: mint a token on first use, retry once with a fresh one if it was refused.
+  function send(w, method, path, body, ok, fail, again) {
+    token().then(function (tok) { return call(method, path, body, tok); }).then(function (res) {
+      ok(res); render(w);
+    }, function (e) {
+      if (e === 401 && !again) { setTok(null); return send(w, method, path, body, ok, fail, 1); }
+      if (fail) fail(e);
+      say(w, t(w, e === 409 ? 'closed' : 'retry'));
+      render(w);
+    }).catch(quiet);
+  }
+
+  function react(w, choice, reason) {
+    var body = choice ? {choice: choice} : null;
+    if (body && reason) body.reason = reason;
+    send(w, choice ? 'PUT' : 'DELETE', '/articles/' + enc(w.id) + '/reactions/mine', body, function (r) {
+      w.data.counts = r.counts; w.data.total = r.total; w.mine = r.mine; w.reason = r.reason || null;
+      say(w, t(w, r.mine ? 'thanks' : 'removed'));
+    });
+  }
+
+  function pollVote(w, p, options) {
+    send(w, options.length ? 'PUT' : 'DELETE', '/polls/' + enc(p.id) + '/votes/mine',
+      options.length ? {options: options} : null, function (r) {
+        w.data.polls = w.data.polls.map(function (q) { return q.id === r.id ? r : q; });
+        w.sel[p.id] = (r.mine || []).slice();
+        say(w, t(w, r.mine && r.mine.length ? 'thanks' : 'removed'));
+      }, function (e) { if (e === 409) p.status = 'closed'; });
+  }
+
+  function btn(label, key, pressed, on, extra, disabled) {
+    return h('button', {type: 'button', 'aria-pressed': String(!!pressed), 'data-k': key, on: on,
+      disabled: disabled ? '' : null}, [d.createTextNode(label), extra]);
+  }
+
+  function reactions(w) {
+    var a = w.data, kids = [h('h2', {text: t(w, 'question')})];
+    B.choices.forEach(function (c) {
+      kids.push(btn(t(w, c), 'c:' + c, w.mine === c, function () {
+        react(w, w.mine === c ? null : c);
+      }, h('span', {'class': 'n', text: String(a.counts[c] || 0)})));
+    });
+    if (w.mine && w.mine === B.reason_choice && B.reasons.length) {
+      kids.push(h('p', {'class': 'm', text: t(w, 'why')}));
+      B.reasons.forEach(function (r) {
+        kids.push(btn(t(w, r), 'r:' + r, w.reason === r, function () {
+          react(w, w.mine, w.reason === r ? null : r);
+        }));
+      });
+    }
+    return h('div', {'class': 'b', role: 'group', 'aria-label': t(w, 'question')}, kids);
+  }
+
+  function poll(w, p) {
+    var open = p.status === 'open' && !(p.closes_at && Date.parse(p.closes_at) <= Date.now());
+    var mine = p.mine || [], sel = w.sel[p.id] = w.sel[p.id] || mine.slice();
+    var kids = [h('h2', {text: p.question})], res = p.results;
+    p.options.forEach(function (o) {
+      if (p.multiple) {
+        var box = h('input', {type: 'checkbox', 'data-k': 'p:' + p.id + ':' + o.id, on: function () {
+          var i = sel.indexOf(o.id);
+          if (box.checked && i < 0) sel.push(o.id);
+          if (!box.checked && i >= 0) sel.splice(i, 1);
+        }, disabled: open ? null : ''});
+        box.checked = sel.indexOf(o.id) >= 0;
+        kids.push(h('label', {}, [box, d.createTextNode(' ' + o.label)]));
+      } else {
+        kids.push(btn(o.label, 'p:' + p.id + ':' + o.id, mine.indexOf(o.id) >= 0, function () {
+          pollVote(w, p, mine.indexOf(o.id) >= 0 ? [] : [o.id]);
+        }, null, !open));
+      }
+    });
+    if (p.multiple && open) {
+      kids.push(btn(t(w, 'vote'), 'v:' + p.id, false, function () { pollVote(w, p, sel.slice()); }));
+    }
+    if (res) {
+      var pct = res.percentages || {};
+      p.options.forEach(function (o) {
+        var n = pct[o.id] != null ? pct[o.id] : (res.total ? Math.round(100 * (res.counts[o.id] || 0) / res.total) : 0);
+        var bar = h('div', {'class': 'bar'});
+        bar.style.width = n + '%';
+        kids.push(h('div', {'class': 'r'}, [h('span', {text: o.label}), h('span', {text: n + '%'})]),
+          h('div', {'class': 't', 'aria-hidden': 'true'}, [bar]));
+      });
+      kids.push(h('p', {'class': 'm', text: res.total + ' ' + t(w, 'votes')}));
+    }
+    if (!open) kids.push(h('p', {'class': 'm', text: t(w, 'closed')}));
+    return h('div', {'class': 'b poll', role: 'group', 'aria-label': p.question}, kids);
+  }
+
+  function related(w) {
+    var items = [];
+    w.data.links.forEach(function (l) {
+      var url;
+      try { url = new URL(l.href, API); } catch (e) { return; }
+      if (!/^https?:$/.test(url.protocol)) return;
+      var li = h('li', {}, [h('a', {href: url.href, 'data-k': 'l:' + l.id, text: l.title})]);
+      if (!l.related) { li.__w = w; li.__l = l.id; w.obs.push(li); }
+      items.push(li);
+    });
+    return items.length && h('div', {'class': 'b links'}, [h('h2', {text: t(w, 'related')}), h('ul', {}, items)]);
+  }
+
+  // Rebuild from state, keeping keyboard focus on the same control.
+  function render(w) {
+    if (!w.data) return;
+    var f = w.root.activeElement, k = f && f.getAttribute('data-k');
+    if (io) w.obs.forEach(function (n) { io.unobserve(n); clearTimeout(n.__t); });
+    w.obs = [];
+    var kids = [reactions(w)].concat(w.data.polls.map(function (p) { return poll(w, p); }), [related(w)]);
+    w.box.textContent = '';
+    kids.forEach(function (n) { if (n) w.box.appendChild(n); });
+    if (io) w.obs.forEach(function (n) { io.observe(n); });
+    if (k) [].forEach.call(w.box.querySelectorAll('[data-k]'), function (n) {
+      if (n.getAttribute('data-k') === k) n.focus();
+    });
+  }
+
+  // Viewable impressions: at least half of a link visible for one second, once per page view.
+  var io = W.IntersectionObserver && new IntersectionObserver(function (entries) {
+    entries.forEach(function (e) {
+      var n = e.target;
+      if (e.intersectionRatio >= 0.5) {
+        if (!n.__t) n.__t = setTimeout(function () { n.__t = 0; saw(n.__w, n.__l); }, 1000);
+      } else { clearTimeout(n.__t); n.__t = 0; }
+    });
+  }, {threshold: [0, 0.5, 1]});
+
+  function saw(w, id) {
+    var k = w.id + ' ' + id;
+    if (seen[k]) return;
+    seen[k] = 1;
+    w.q.push(id);
+    clearTimeout(w.qt);
+    w.qt = setTimeout(function () {
+      var ids = w.q; w.q = [];
+      call('POST', '/articles/' + enc(w.id) + '/links/impressions', {links: ids}, null, 1).catch(quiet);
+    }, 200);
+  }
+
+  function mount(el, id) {
+    var root = el.attachShadow({mode: 'open'});
+    if (!sheet) {
+      try { sheet = new CSSStyleSheet(); sheet.replaceSync(CSS); } catch (e) { sheet = 0; }
+    }
+    if (sheet) root.adoptedStyleSheets = [sheet];
+    else root.appendChild(h('style', {text: CSS}));
+    var w = {el: el, id: id, root: root, box: h('div'), sel: {}, obs: [], q: [], mine: null, reason: null,
+      live: h('p', {'class': 'm', role: 'status', 'aria-live': 'polite'})};
+    root.appendChild(w.box);
+    root.appendChild(w.live);
+    return w;
+  }
+
+  // Page load: one anonymous batch read for every widget, plus one private read with a token.
+  function scan() {
+    var ws = [], ids = [];
+    [].forEach.call(d.querySelectorAll('[data-engage-article]'), function (el) {
+      var id = el.getAttribute('data-engage-article');
+      if (el.__engage || !id) return;
+      el.__engage = 1;
+      try { ws.push(mount(el, id)); } catch (e) { return; }
+      if (ids.indexOf(id) < 0) ids.push(id);
+    });
+    if (!ws.length) return;
+    var q = ids.slice(0, 20).map(function (i) { return 'article=' + enc(i); }).join('&');
+    var tok = getTok();
+    var mine = tok ? call('GET', '/widget/mine?' + q, null, tok).catch(function (e) {
+      if (e === 401) setTok(null);
+      return null;
+    }) : Promise.resolve(null);
+    call('GET', '/widget?' + q).then(function (b) {
+      B = b;
+      return mine.then(function (m) {
+        ws.forEach(function (w) {
+          var a = b.articles[w.id], my = m && m.articles[w.id];
+          if (!a) return;
+          if (my) {
+            w.mine = my.mine; w.reason = my.reason || null;
+            my.polls.forEach(function (p) {
+              a.polls = a.polls.map(function (x) { return x.id === p.id ? p : x; });
+            });
+          }
+          w.data = JSON.parse(JSON.stringify(a));
+          render(w);
+        });
+      });
+    }).catch(function () {
+      ws.forEach(function (w) { say(w, t(w, 'retry')); });
+    });
+  }
+
+  W.engage = {scan: function () { try { scan(); } catch (e) { /* never break the host page */ } }};
+  if (d.readyState === 'loading') d.addEventListener('DOMContentLoaded', W.engage.scan);
+  else W.engage.scan();
+})();
