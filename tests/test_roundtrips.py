@@ -1,0 +1,193 @@
+"""One network round trip to Redis per vote and per single-article read.
+
+A small TCP proxy between engage and a dedicated redis-server counts round trips: a
+round trip starts each time the client sends after the server last spoke (or first),
+so a pipeline or an EVALSHA is one however many commands it carries. INFO
+commandstats on the same server shows what those trips carried.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from engage.identity import get_identity
+from engage.store import get_store, tokens
+from tests.conftest import ARTICLE, make_app
+from tests.redis_server import RedisServer
+
+READ = "/api/v1/articles/korea-china-reset/reactions"
+
+
+class CountingProxy:
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.round_trips = 0
+        self.lock = threading.Lock()
+        self.closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closing:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(client, selectors.EVENT_READ, upstream)
+        selector.register(upstream, selectors.EVENT_READ, client)
+        server_spoke_last = True
+        try:
+            while True:
+                for key, _ in selector.select():
+                    source: socket.socket = key.fileobj  # type: ignore[assignment]
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    if source is client:
+                        if server_spoke_last:
+                            with self.lock:
+                                self.round_trips += 1
+                        server_spoke_last = False
+                    else:
+                        server_spoke_last = True
+                    key.data.sendall(data)
+        except OSError:
+            return
+        finally:
+            selector.close()
+            client.close()
+            upstream.close()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.round_trips = 0
+
+    def close(self) -> None:
+        self.closing = True
+        self.listener.close()
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[Flask, CountingProxy, RedisServer]]:
+    server = RedisServer(tmp_path / "redis").start()
+    proxy = CountingProxy(server.port)
+    app = make_app(f"redis://127.0.0.1:{proxy.port}/0", tmp_path)
+    yield app, proxy, server
+    with app.app_context():
+        get_store().close()
+    proxy.close()
+    server.stop()
+
+
+def reader_for(app: Flask) -> dict[str, str]:
+    with app.app_context():
+        return {"X-Engage-Reader": get_identity().mint_reader()}
+
+
+def command_calls(server: RedisServer) -> dict[str, int]:
+    client = server.client()
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def warm(app: Flask, client: FlaskClient) -> None:
+    with app.app_context():
+        editor = {"Authorization": "Bearer " + tokens.create(get_store(), "editor")[0]}
+    assert client.put("/api/v1/articles/korea-china-reset", json=ARTICLE,
+                      headers=editor).status_code == 201
+    # Open pooled connections, load the script and the day's address key.
+    first = reader_for(app)
+    assert client.put(READ + "/mine", json={"choice": "yes"}, headers=first).status_code == 200
+    assert client.get(READ, headers=first).status_code == 200
+
+
+def count(proxy: CountingProxy, call: Any) -> int:
+    proxy.reset()
+    response = call()
+    assert response.status_code in (200, 304), response.get_json()
+    return proxy.round_trips
+
+
+def test_one_round_trip_per_vote_and_read(setup: tuple[Flask, CountingProxy, RedisServer]
+                                          ) -> None:
+    app, proxy, server = setup
+    client = app.test_client()
+    warm(app, client)
+    readers = [reader_for(app) for _ in range(3)]
+
+    # Votes: a new reader, a change, a repeat, a withdrawal, a reason.
+    assert count(proxy, lambda: client.put(READ + "/mine", json={"choice": "yes"},
+                                           headers=readers[0])) == 1
+    assert count(proxy, lambda: client.put(READ + "/mine", json={"choice": "no"},
+                                           headers=readers[0])) == 1
+    assert count(proxy, lambda: client.put(READ + "/mine", json={"choice": "no"},
+                                           headers=readers[0])) == 1
+    assert count(proxy, lambda: client.delete(READ + "/mine", headers=readers[0])) == 1
+    assert count(proxy, lambda: client.put(READ + "/mine",
+                                           json={"choice": "no", "reason": "outdated"},
+                                           headers=readers[1])) == 1
+
+    # Reads: anonymous, with a reader, conditional, the article, a batch.
+    assert count(proxy, lambda: client.get(READ)) == 1
+    assert count(proxy, lambda: client.get(READ, headers=readers[2])) == 1
+    etag = client.get(READ).headers["ETag"]
+    assert count(proxy, lambda: client.get(READ, headers={"If-None-Match": etag})) == 1
+    assert count(proxy, lambda: client.get("/api/v1/articles/korea-china-reset")) == 1
+    # A batch is one pipeline too; kept small here because redis-py writes a large
+    # pipeline in chunks the server starts answering early, which this proxy would
+    # see as extra turns although the client never waits in between.
+    ids = "&".join(f"article=a{i}" for i in range(9))
+    assert count(proxy, lambda: client.get(f"/api/v1/reactions?{ids}&article=korea-china-reset"
+                                           )) == 1
+
+
+def test_vote_is_one_evalsha(setup: tuple[Flask, CountingProxy, RedisServer]) -> None:
+    app, proxy, server = setup
+    client = app.test_client()
+    warm(app, client)
+    reader = reader_for(app)
+    before = command_calls(server)
+    assert client.put(READ + "/mine", json={"choice": "no"}, headers=reader).status_code == 200
+    after = command_calls(server)
+    assert after["evalsha"] - before["evalsha"] == 1
+    # commandstats also counts the commands the script runs inside Redis (HGET, EXISTS,
+    # ...); these are ones the script never runs, so any change came over the network.
+    for name in ("eval", "script", "script|load", "set", "ping", "select"):
+        assert after.get(name, 0) == before.get(name, 0), name
+
+
+def test_address_key_cached_per_day(setup: tuple[Flask, CountingProxy, RedisServer]) -> None:
+    app, proxy, server = setup
+    client = app.test_client()
+    warm(app, client)
+    before = command_calls(server)
+    proxy.reset()
+    for index in range(5):
+        response = client.put(READ + "/mine", json={"choice": "yes"},
+                              headers=reader_for(app),
+                              environ_base={"REMOTE_ADDR": f"192.0.2.{index + 10}"})
+        assert response.status_code == 200
+    after = command_calls(server)
+    # Five addresses, one day: the day's key was fetched once, during warm-up, and
+    # each vote was its one script call.
+    assert proxy.round_trips == 5
+    assert after.get("set", 0) == before.get("set", 0)
+    assert after["evalsha"] - before["evalsha"] == 5
