@@ -1,14 +1,48 @@
-"""Metric definitions (bounded labels only) and the /metrics view.
+"""Metric definitions (bounded labels only), request instrumentation and rendering.
 
-Labels never carry ids or raw paths: `kind` is reaction|poll|link, `reason` is one of
-REJECT_REASONS, routes are URL rule templates.
+Labels never carry ids or raw paths: `kind` is reaction|poll, `reason` is one of
+REJECT_REASONS, routes are URL rule templates ("unmatched" when no rule matched),
+methods come from a fixed list, statuses are classes (2xx..5xx), Redis `op` is a
+script name, "pipeline" or a command name.
+
+Under gunicorn every worker is its own process, so its counters live in its own
+memory. With `PROMETHEUS_MULTIPROC_DIR` set (gunicorn.conf.py sets it), prometheus
+client writes each process's values to files in that directory and a scrape sums
+them, so any worker answers for all of them and a dead worker's counts stay counted.
+The variable must be set before prometheus_client is first imported.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+import os
+import platform
+import time
+from collections.abc import Callable
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
 
 REJECT_REASONS = ("duplicate", "throttled", "closed", "invalid", "unknown", "unavailable")
+VOTE_KINDS = ("reaction", "poll")
+LINK_EVENT_NAMES = ("click", "impression")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+WEBHOOK_OUTCOMES = ("delivered", "failed", "dead", "dropped")
+REDIS_ERROR_KINDS = ("connection", "timeout", "response", "other")
+
+# Few buckets on purpose: every bucket is one series per route.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.025, 0.1, 0.5)
+WEBHOOK_BUCKETS = (0.01, 0.05, 0.25, 1.0, 5.0)
 
 VOTES_ACCEPTED = Counter(
     "engage_votes_accepted", "Votes that changed state, by kind.", ["kind"]
@@ -19,6 +53,50 @@ VOTES_REJECTED = Counter(
 )
 LINK_EVENTS = Counter(
     "engage_link_events", "Related-link clicks and impressions.", ["event"]
+)
+HTTP_REQUESTS = Counter(
+    "engage_http_requests", "HTTP requests by route template, method and status class.",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "engage_http_request_duration_seconds", "Time to answer a request, by route template.",
+    ["route"], buckets=HTTP_BUCKETS,
+)
+HTTP_IN_PROGRESS = Gauge(
+    "engage_http_requests_in_progress", "Requests being answered now, summed over live workers.",
+    multiprocess_mode="livesum",
+)
+REDIS_DURATION = Histogram(
+    "engage_redis_command_duration_seconds",
+    "Time of one logical Redis operation (a script, a pipeline or a command), retries included.",
+    ["op"], buckets=REDIS_BUCKETS,
+)
+REDIS_ERRORS = Counter(
+    "engage_redis_errors", "Redis operations that failed, by operation and error kind.",
+    ["op", "kind"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "engage_webhook_deliveries",
+    "Webhook delivery attempts by outcome: delivered, failed (retry scheduled), dead, dropped.",
+    ["outcome"],
+)
+WEBHOOK_DURATION = Histogram(
+    "engage_webhook_delivery_duration_seconds", "Time of one webhook delivery attempt.",
+    buckets=WEBHOOK_BUCKETS,
+)
+WEBHOOK_DEAD_LETTERS = Counter(
+    "engage_webhook_dead_letters", "Deliveries given up after the last retry."
+)
+WEBHOOK_RETRY_QUEUE = Gauge(
+    "engage_webhook_retry_queue", "Deliveries waiting for a retry (seen by the worker).",
+    multiprocess_mode="livemax",
+)
+WEBHOOK_EVENTS = Counter(
+    "engage_webhook_events", "Stream events the worker has read and acknowledged."
+)
+BUILD_INFO = Gauge(
+    "engage_build_info", "Always 1; the labels say which engage and Python run.",
+    ["version", "python"], multiprocess_mode="max",
 )
 
 
@@ -33,3 +111,106 @@ def vote_rejected(kind: str, reason: str) -> None:
 def link_event(event: str) -> None:
     """`event` is "click" or "impression"."""
     LINK_EVENTS.labels(event=event).inc()
+
+
+def redis_observed(op: str, seconds: float, error: str | None = None) -> None:
+    """One logical Redis operation; `error` is one of REDIS_ERROR_KINDS or None."""
+    REDIS_DURATION.labels(op=op).observe(seconds)
+    if error is not None:
+        REDIS_ERRORS.labels(op=op, kind=error).inc()
+
+
+def webhook_attempt(outcome: str, seconds: float | None = None) -> None:
+    WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+    if seconds is not None:
+        WEBHOOK_DURATION.observe(seconds)
+    if outcome == "dead":
+        WEBHOOK_DEAD_LETTERS.inc()
+
+
+def prime() -> None:
+    """Create the known label sets at zero, so dashboards and alerts see every series."""
+    for kind in VOTE_KINDS:
+        VOTES_ACCEPTED.labels(kind=kind)
+        for reason in REJECT_REASONS:
+            VOTES_REJECTED.labels(kind=kind, reason=reason)
+    for event in LINK_EVENT_NAMES:
+        LINK_EVENTS.labels(event=event)
+    for outcome in WEBHOOK_OUTCOMES:
+        WEBHOOK_DELIVERIES.labels(outcome=outcome)
+    BUILD_INFO.labels(version=_version(), python=platform.python_version()).set(1)
+
+
+def _version() -> str:
+    from engage import __version__
+
+    return __version__
+
+
+# -- HTTP instrumentation ---------------------------------------------------------------
+def route_label() -> str:
+    rule = request.url_rule
+    return rule.rule if rule is not None else "unmatched"
+
+
+def _begin() -> None:
+    g.metrics_started = time.perf_counter()
+    g.metrics_live = True
+    HTTP_IN_PROGRESS.inc()
+
+
+def _observe(response: Response) -> Response:
+    started = g.pop("metrics_started", None)
+    route = route_label()
+    method = request.method if request.method in HTTP_METHODS else "other"
+    status = f"{response.status_code // 100}xx"
+    HTTP_REQUESTS.labels(route=route, method=method, status=status).inc()
+    if started is not None:
+        HTTP_DURATION.labels(route=route).observe(time.perf_counter() - started)
+    return response
+
+
+def _end(_exc: BaseException | None) -> None:
+    # teardown runs even when no response was made, so the gauge cannot leak upwards.
+    if g.pop("metrics_live", False):
+        HTTP_IN_PROGRESS.dec()
+
+
+def init_app(app: Flask) -> None:
+    """Count and time every request; call before any other before_request hook."""
+    # `_created` samples would double the series for no use on a dashboard.
+    disable_created_metrics()
+    prime()
+    app.before_request(_begin)
+    app.after_request(_observe)
+    app.teardown_request(_end)
+
+
+# -- rendering -----------------------------------------------------------------------------
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class _Probe:
+    """Scrape-time facts that are not counters, e.g. whether Redis answers now."""
+
+    def __init__(self, redis_up: Callable[[], bool] | None) -> None:
+        self.redis_up = redis_up
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        if self.redis_up is None:
+            return []
+        family = GaugeMetricFamily("engage_redis_up", "1 when Redis answered a ping at scrape.")
+        family.add_metric([], 1.0 if self.redis_up() else 0.0)
+        return [family]
+
+
+def render(redis_up: Callable[[], bool] | None = None) -> bytes:
+    """The text exposition of this process, or of every worker in multiprocess mode."""
+    extra = CollectorRegistry()
+    extra.register(_Probe(redis_up))
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry) + generate_latest(extra)
+    return generate_latest(REGISTRY) + generate_latest(extra)

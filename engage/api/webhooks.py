@@ -1,0 +1,57 @@
+"""Webhooks: admins register endpoints; `engage worker` delivers events to them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from engage import errors, schemas
+from engage.identity import require_role
+from engage.store import get_store, webhooks
+
+blp = Blueprint("webhooks", __name__, description="Signed event deliveries (admin).")
+
+
+@blp.route("/webhooks")
+class Webhooks(MethodView):
+    @blp.response(200, schemas.WebhookListSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
+    @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("admin")
+    def get(self) -> dict[str, Any]:
+        """Registered webhooks (never their secrets)."""
+        return {"webhooks": [webhooks.public(r) for r in webhooks.list_all(get_store())]}
+
+    @blp.arguments(schemas.WebhookInSchema)
+    @blp.response(201, schemas.WebhookSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
+    @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("admin")
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Register an endpoint for event types (`reaction.vote`), families (`poll.*`) or `*`.
+
+        Each delivery is a POST of `{"id", "type", "occurred_at", "data"}`; `id` is the
+        idempotency id (a retried delivery repeats it). The body is signed:
+        `X-Engage-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>`. Failed
+        deliveries are retried with exponential backoff, then dead-lettered.
+        """
+        record = webhooks.create(get_store(), data["url"], data["events"], data["secret"])
+        return webhooks.public(record)
+
+
+@blp.route("/webhooks/<eid:webhook_id>")
+class Webhook(MethodView):
+    @blp.response(204)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
+    @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown webhook.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("admin")
+    def delete(self, webhook_id: str) -> None:
+        """Stop deliveries to this endpoint (pending retries are dropped)."""
+        if not webhooks.delete(get_store(), webhook_id):
+            raise errors.NotFound("No webhook exists under this id.")

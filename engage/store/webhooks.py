@@ -1,0 +1,199 @@
+"""Webhooks: the registry admins edit, and the delivery state the worker keeps.
+
+Registry: `P:webhooks` hash, webhook id -> JSON {id, url, events, secret, created_ms}.
+The secret is kept (it signs deliveries) but never leaves the store through the API.
+
+Delivery state, all in Redis so a worker can die at any moment:
+- each event stream carries the consumer group GROUP; an entry stays pending in the
+  group until every matching webhook has either received it or has a retry scheduled;
+- `P:webhooks:retry` zset: one member per delivery waiting for a retry (the exact body,
+  so a retry is byte-identical and carries the same idempotency id), scored by due time;
+- `P:webhooks:dead` stream: deliveries given up after WEBHOOK_MAX_ATTEMPTS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from typing import Any
+
+import redis
+
+from engage.store import Store
+
+GROUP = "engage-webhooks"
+DEAD_MAXLEN = 10_000
+
+_STREAM_OWNER_RE = re.compile(r":(a|p):\{([^}]*)\}:events$")
+
+
+# -- registry ---------------------------------------------------------------------------
+def matches(patterns: list[str], event_type: str) -> bool:
+    """`patterns` holds exact types, "<family>.*" or "*"."""
+    family = event_type.split(".", 1)[0]
+    return any(p == "*" or p == event_type or p == family + ".*" for p in patterns)
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    """What the API shows: everything but the secret."""
+    return {
+        "id": record["id"],
+        "url": record["url"],
+        "events": record["events"],
+        "created_at": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(record["created_ms"]) / 1000)
+        ),
+    }
+
+
+def create(store: Store, url: str, events: list[str], secret: str) -> dict[str, Any]:
+    record = {
+        "id": "wh_" + secrets.token_hex(8),
+        "url": url,
+        "events": list(dict.fromkeys(events)),
+        "secret": secret,
+        "created_ms": int(time.time() * 1000),
+    }
+    store.redis.hset(store.keys.webhooks, record["id"], json.dumps(record))
+    return record
+
+
+def list_all(store: Store) -> list[dict[str, Any]]:
+    """Every webhook, oldest first, secrets included (callers decide what to show)."""
+    raw = store.redis.hgetall(store.keys.webhooks)
+    records = [json.loads(value) for value in raw.values()]
+    return sorted(records, key=lambda r: (int(r["created_ms"]), r["id"]))
+
+
+def delete(store: Store, webhook_id: str) -> bool:
+    return bool(store.redis.hdel(store.keys.webhooks, webhook_id))
+
+
+# -- reading the event streams ------------------------------------------------------------
+Entry = tuple[str, str, dict[str, str]]  # stream key, entry id, fields
+
+
+def owner_tag(stream_key: str) -> str:
+    """"a:<article>" or "p:<poll>" for a stream key (part of the idempotency id)."""
+    found = _STREAM_OWNER_RE.search(stream_key)
+    return f"{found.group(1)}:{found.group(2)}" if found else stream_key
+
+
+def ensure_groups(store: Store, stream_keys: list[str], start_ms: int) -> None:
+    """Create the group on each stream, starting just before `start_ms`.
+
+    Starting at the oldest webhook's creation (not at "$") means entries appended
+    between a stream's creation and the worker noticing it are still delivered.
+    """
+    start = f"{max(start_ms - 1, 0)}-0"
+    pipe = store.redis.pipeline(transaction=False)
+    for key in stream_keys:
+        pipe.xgroup_create(key, GROUP, id=start, mkstream=True)
+    for reply in pipe.execute(raise_on_error=False):
+        if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+            raise reply
+
+
+def _flatten(reply: Any) -> list[Entry]:
+    out: list[Entry] = []
+    for stream, entries in reply or []:
+        for entry_id, fields in entries:
+            if fields is not None:  # a pending entry trimmed away has no fields
+                out.append((stream, entry_id, fields))
+    return out
+
+
+def read(store: Store, consumer: str, stream_keys: list[str], count: int,
+         pending: bool = False) -> list[Entry]:
+    """New entries (">"), or with `pending` this consumer's unacknowledged ones ("0")."""
+    if not stream_keys:
+        return []
+    start = "0" if pending else ">"
+    reply = store.redis.xreadgroup(
+        GROUP, consumer, {key: start for key in stream_keys}, count=count
+    )
+    return _flatten(reply)
+
+
+def claim_idle(store: Store, consumer: str, stream_keys: list[str], min_idle_ms: int,
+               count: int) -> list[Entry]:
+    """Take over entries another (dead) consumer read but never acknowledged."""
+    pipe = store.redis.pipeline(transaction=False)
+    for key in stream_keys:
+        pipe.xautoclaim(key, GROUP, consumer, min_idle_ms, start_id="0-0", count=count)
+    out: list[Entry] = []
+    for key, reply in zip(stream_keys, pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(reply, redis.ResponseError):
+            continue  # no group yet on this stream: nothing to claim
+        if isinstance(reply, Exception):
+            raise reply
+        out.extend((key, entry_id, fields) for entry_id, fields in reply[1] if fields)
+    return out
+
+
+def ack(store: Store, entries: list[Entry]) -> None:
+    if not entries:
+        return
+    by_stream: dict[str, list[str]] = {}
+    for stream, entry_id, _fields in entries:
+        by_stream.setdefault(stream, []).append(entry_id)
+    pipe = store.redis.pipeline(transaction=False)
+    for stream, ids in by_stream.items():
+        pipe.xack(stream, GROUP, *ids)
+    pipe.execute()
+
+
+# -- retries and dead letters -------------------------------------------------------------
+def schedule_retry(store: Store, delivery: dict[str, Any], due: float,
+                   replaces: str | None = None) -> None:
+    """Put a delivery in the retry set (replacing its previous member atomically)."""
+    key = store.keys.webhook_retry
+    member = json.dumps(delivery, separators=(",", ":"), sort_keys=True)
+    pipe = store.redis.pipeline(transaction=True)  # one key: atomic on a cluster too
+    if replaces is not None:
+        pipe.zrem(key, replaces)
+    pipe.zadd(key, {member: due})
+    pipe.execute()
+
+
+def claim_due(store: Store, now: float, lease_until: float, limit: int) -> list[str]:
+    """Due retries, leased to this caller until `lease_until`."""
+    due: list[str] = store.run(
+        "claim_webhook_retries", keys=[store.keys.webhook_retry], args=[now, lease_until, limit]
+    )
+    return due
+
+
+def finish_retry(store: Store, member: str) -> None:
+    store.redis.zrem(store.keys.webhook_retry, member)
+
+
+def retry_count(store: Store) -> int:
+    return int(store.redis.zcard(store.keys.webhook_retry))
+
+
+def dead_letter(store: Store, delivery: dict[str, Any], error: str,
+                member: str | None = None) -> None:
+    """Record a delivery given up on; then drop its retry member (a crash between the
+    two leaves a retry that dead-letters again: a duplicate, never a loss)."""
+    store.redis.xadd(
+        store.keys.webhook_dead,
+        {
+            "delivery": delivery["delivery"],
+            "webhook": delivery["webhook"],
+            "attempts": str(delivery["attempts"]),
+            "error": error,
+            "body": delivery["body"],
+        },
+        maxlen=DEAD_MAXLEN,
+        approximate=True,
+    )
+    if member is not None:
+        finish_retry(store, member)
+
+
+def dead_letters(store: Store, count: int = 100) -> list[dict[str, Any]]:
+    raw = store.redis.xrevrange(store.keys.webhook_dead, count=count)
+    return [{"id": entry_id, **fields} for entry_id, fields in raw]

@@ -1,0 +1,245 @@
+"""`engage worker`: delivers the event streams to registered webhooks.
+
+Each pass: read new entries of every event stream through the consumer group, POST
+each entry to every webhook whose `events` match it, then acknowledge the entry. A
+failed delivery does not hold the stream: it goes to the retry set (in Redis) with
+its due time, and the entry is acknowledged once every matching webhook has either
+received it or has a retry scheduled. So a worker killed at any point loses nothing:
+unacknowledged entries are read again (its own, on restart) or claimed by another
+worker after WEBHOOK_CLAIM_IDLE, and leased retries come back when the lease ends.
+The price is an occasional duplicate, which carries the same idempotency id.
+
+Body: {"id": "<webhook id>:<a|p>:<owner id>:<entry id>", "type", "occurred_at", "data"}
+signed as `X-Engage-Signature: sha256=<hex HMAC-SHA256(secret, body)>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from engage import __version__, metrics
+from engage.store import UNAVAILABLE, Store, events, webhooks
+
+log = logging.getLogger("engage.worker")
+
+STREAM_BATCH = 100      # streams per XREADGROUP
+ENTRIES_PER_STREAM = 50  # entries per stream per read
+RETRY_BATCH = 100
+STREAM_REFRESH = 2.0    # seconds between looks for new articles and polls
+
+SIGNATURE_HEADER = "X-Engage-Signature"
+DELIVERY_HEADER = "X-Engage-Delivery"
+TIMESTAMP_HEADER = "X-Engage-Timestamp"
+
+Sender = Callable[[str, bytes, dict[str, str], float], str | None]
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed delivery: following it would re-send the body elsewhere."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def http_send(url: str, body: bytes, headers: dict[str, str], timeout: float) -> str | None:
+    """POST; None on a 2xx answer, else a short, bounded description of the failure."""
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with _opener.open(req, timeout=timeout) as response:
+            response.read(1024)
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"http {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return type(getattr(exc, "reason", exc)).__name__
+
+
+def occurred_at(entry_id: str) -> str:
+    millis = int(entry_id.split("-", 1)[0])
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def payload(hook_id: str, stream: str, entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": f"{hook_id}:{webhooks.owner_tag(stream)}:{entry_id}",
+        "type": fields.get("type", ""),
+        "occurred_at": occurred_at(entry_id),
+        "data": {k: v for k, v in fields.items() if k != "type"},
+    }
+
+
+class Worker:
+    def __init__(self, store: Store, consumer: str, send: Sender = http_send) -> None:
+        config = store.config
+        self.store = store
+        self.consumer = consumer
+        self.send = send
+        self.timeout = float(config["WEBHOOK_TIMEOUT"])
+        self.max_attempts = int(config["WEBHOOK_MAX_ATTEMPTS"])
+        self.retry_base = float(config["WEBHOOK_RETRY_BASE"])
+        self.retry_max = float(config["WEBHOOK_RETRY_MAX"])
+        self.claim_idle_ms = int(float(config["WEBHOOK_CLAIM_IDLE"]) * 1000)
+        self.poll = float(config["WORKER_POLL"])
+        self.known: set[str] = set()
+        self.streams: list[str] = []
+        self.streams_at = 0.0
+        self.claimed_at = 0.0
+        self.recovered = False
+
+    # -- one pass ---------------------------------------------------------------------
+    def step(self) -> int:
+        """Do what is due now; returns how many deliveries and entries it handled."""
+        hooks = webhooks.list_all(self.store)
+        done = self._retries({h["id"]: h for h in hooks})
+        if hooks:
+            self._refresh_streams(hooks)
+            batches = [
+                self.streams[i:i + STREAM_BATCH] for i in range(0, len(self.streams), STREAM_BATCH)
+            ]
+            if not self.recovered:
+                # Our own entries read before a restart and never acknowledged.
+                for batch in batches:
+                    done += self._handle(self._read(batch, pending=True), hooks)
+                self.recovered = True
+            now = time.monotonic()
+            if now - self.claimed_at >= self.claim_idle_ms / 2000:
+                self.claimed_at = now
+                for batch in batches:
+                    done += self._handle(
+                        webhooks.claim_idle(self.store, self.consumer, batch,
+                                            self.claim_idle_ms, ENTRIES_PER_STREAM),
+                        hooks,
+                    )
+            for batch in batches:
+                done += self._handle(self._read(batch), hooks)
+        metrics.WEBHOOK_RETRY_QUEUE.set(webhooks.retry_count(self.store))
+        return done
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("worker %s started", self.consumer)
+        while not stop.is_set():
+            try:
+                busy = self.step()
+            except UNAVAILABLE as exc:
+                log.warning("redis unavailable: %s", exc)
+                stop.wait(1.0)
+                continue
+            if not busy:
+                stop.wait(self.poll)
+        log.info("worker %s stopped", self.consumer)
+
+    # -- streams ------------------------------------------------------------------------
+    def _refresh_streams(self, hooks: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        if self.streams and now - self.streams_at < STREAM_REFRESH:
+            return
+        self.streams_at = now
+        self.streams = events.stream_keys(self.store)
+        fresh = [key for key in self.streams if key not in self.known]
+        if fresh:
+            oldest = min(int(h["created_ms"]) for h in hooks)
+            for i in range(0, len(fresh), 500):
+                webhooks.ensure_groups(self.store, fresh[i:i + 500], oldest)
+            self.known.update(fresh)
+
+    def _read(self, batch: list[str], pending: bool = False) -> list[webhooks.Entry]:
+        try:
+            return webhooks.read(self.store, self.consumer, batch, ENTRIES_PER_STREAM, pending)
+        except Exception as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # A stream was deleted and recreated (or trimmed away): give it its group back.
+            self.known.difference_update(batch)
+            self.streams_at = 0.0
+            return []
+
+    def _handle(self, entries: list[webhooks.Entry], hooks: list[dict[str, Any]]) -> int:
+        for stream, entry_id, fields in entries:
+            millis = int(entry_id.split("-", 1)[0])
+            kind = fields.get("type", "")
+            for hook in hooks:
+                if millis < int(hook["created_ms"]) or not webhooks.matches(hook["events"], kind):
+                    continue
+                body = json.dumps(payload(hook["id"], stream, entry_id, fields),
+                                  separators=(",", ":"))
+                delivery = {
+                    "delivery": json.loads(body)["id"],
+                    "webhook": hook["id"],
+                    "attempts": 0,
+                    "body": body,
+                }
+                self._attempt(delivery, hook, None)
+        webhooks.ack(self.store, entries)
+        metrics.WEBHOOK_EVENTS.inc(len(entries))
+        return len(entries)
+
+    # -- deliveries -----------------------------------------------------------------------
+    def backoff(self, attempts: int) -> float:
+        return float(min(self.retry_base * 2 ** (attempts - 1), self.retry_max))
+
+    def _attempt(self, delivery: dict[str, Any], hook: dict[str, Any], member: str | None) -> None:
+        delivery["attempts"] += 1
+        body = delivery["body"].encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"engage-webhooks/{__version__}",
+            SIGNATURE_HEADER: sign(hook["secret"], body),
+            DELIVERY_HEADER: delivery["delivery"],
+            TIMESTAMP_HEADER: str(int(time.time())),
+            "X-Engage-Attempt": str(delivery["attempts"]),
+        }
+        started = time.perf_counter()
+        error = self.send(hook["url"], body, headers, self.timeout)
+        seconds = time.perf_counter() - started
+        if error is None:
+            metrics.webhook_attempt("delivered", seconds)
+            if member is not None:
+                webhooks.finish_retry(self.store, member)
+        elif delivery["attempts"] >= self.max_attempts:
+            metrics.webhook_attempt("dead", seconds)
+            log.warning("webhook %s gave up on %s: %s", hook["id"], delivery["delivery"], error)
+            webhooks.dead_letter(self.store, delivery, error, member)
+        else:
+            metrics.webhook_attempt("failed", seconds)
+            due = time.time() + self.backoff(delivery["attempts"])
+            webhooks.schedule_retry(self.store, delivery, due, replaces=member)
+
+    def _retries(self, hooks: dict[str, dict[str, Any]]) -> int:
+        now = time.time()
+        # Leased for longer than one attempt can take, so only a dead worker's lease ends.
+        lease = now + 2 * self.timeout + 1
+        members = webhooks.claim_due(self.store, now, lease, RETRY_BATCH)
+        for member in members:
+            delivery = json.loads(member)
+            hook = hooks.get(delivery["webhook"])
+            if hook is None:
+                metrics.webhook_attempt("dropped")  # the webhook was deleted meanwhile
+                webhooks.finish_retry(self.store, member)
+                continue
+            self._attempt(delivery, hook, member)
+        return len(members)
+
+
+def serve_metrics(port: int) -> None:
+    """The worker's own /metrics (it is not behind gunicorn, so the default registry)."""
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)

@@ -1,0 +1,58 @@
+"""gunicorn settings for engage (`engage serve` loads this file; so can gunicorn -c).
+
+Metrics: every worker is a process with its own counters. prometheus_client's
+multiprocess mode keeps each worker's values in files under PROMETHEUS_MULTIPROC_DIR
+and /metrics sums them. The directory must be set before any process imports
+prometheus_client, is emptied when the server starts (stale files would add old
+counts), and a worker that exits is marked dead so live gauges drop its share while
+its counters keep counting.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _metrics_dir() -> str:
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="engage-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+_metrics_dir()
+
+bind = os.environ.get("ENGAGE_BIND", "127.0.0.1:8000")
+# Sync workers spend most of a request waiting on Redis; two per core keeps CPUs busy.
+workers = int(os.environ.get("ENGAGE_WORKERS") or 2 * _cpu_count() + 1)
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 20
+keepalive = 5  # behind a load balancer that reuses connections
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"  # heartbeat file off a possibly slow container disk
+accesslog = None  # engage writes its own JSON line per request
+
+
+def on_starting(server: Any) -> None:
+    path = _metrics_dir()
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
