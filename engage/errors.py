@@ -119,6 +119,21 @@ class StorageUnavailable(EngageError):
     message = "Storage is unavailable; please retry shortly."
 
 
+class UnknownPoll(NotFound):
+    error_code = "unknown_poll"
+    message = "No poll exists under this id."
+
+
+class PollClosed(Conflict):
+    error_code = "poll_closed"
+    message = "The poll is closed."
+
+
+class IdTaken(Conflict):
+    error_code = "id_taken"
+    message = "That id is already in use."
+
+
 def error_response(
     status: int,
     code: str,

@@ -26,11 +26,11 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:p:{Q}:voters               | hash   | with the poll           | reader hash -> comma-joined option ids         |
 | P:p:{Q}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes from one address in the window   |
 | P:p:{Q}:events               | stream | as article events       | every accepted poll vote and state change      |
-| P:p:{Q}:h:<YYYYMMDDHH> / :d: | hash   | as article buckets      | poll vote counters per bucket                  |
+| P:p:{Q}:h:<YYYYMMDDHH> / :d: | hash   | as article buckets      | poll vote counters per bucket: `votes` (votes and changes), `+<option id>`, `-<option id>` |
 | P:articles                   | zset   | forever                 | article id -> published_at (epoch s)           |
 | P:section:<name>             | zset   | forever                 | article id -> published_at, per section        |
 | P:sections                   | set    | forever                 | every section name an article has used         |
-| P:polls                      | zset   | forever                 | poll id -> created (epoch s)                   |
+| P:polls                      | zset   | forever                 | poll id -> created (epoch s); a deleted poll stays listed so its event stream (kept EVENT_RETENTION_DAYS) stays reachable |
 | P:linkindex                  | hash   | forever                 | link id -> article id (for /r/<link id>)        |
 | P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at} |
 | P:addrkey:<YYYYMMDD>         | string | 2 days                  | random key of that UTC day's address hashes    |
@@ -97,6 +97,18 @@ class Keys:
 
     def poll_part(self, poll_id: str, part: str) -> str:
         return f"{self.poll(poll_id)}:{part}"
+
+    def poll_counts(self, poll_id: str) -> str:
+        return self.poll_part(poll_id, "counts")
+
+    def poll_voters(self, poll_id: str) -> str:
+        return self.poll_part(poll_id, "voters")
+
+    def poll_events(self, poll_id: str) -> str:
+        return self.poll_part(poll_id, "events")
+
+    def poll_throttle(self, poll_id: str, addr_hash: str) -> str:
+        return self.poll_part(poll_id, f"thr:{addr_hash}")
 
     # -- time buckets -------------------------------------------------------------
     @staticmethod

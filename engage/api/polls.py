@@ -1,0 +1,224 @@
+"""Reader polls: editors ask, readers vote (one changeable vote each), results when visible."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Response, stream_with_context
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from engage import errors, metrics, schemas
+from engage.api.reactions import cacheable, private
+from engage.identity import (
+    bearer_token,
+    current_address_hash,
+    current_reader,
+    current_staff,
+    require_role,
+)
+from engage.store import articles, events, get_store, polls
+
+blp = Blueprint("polls", __name__, description="Reader polls on articles.")
+
+_REJECT_REASON = {
+    errors.Throttled: "throttled",
+    errors.PollClosed: "closed",
+    errors.ValidationFailed: "invalid",
+    errors.UnknownPoll: "unknown",
+}
+
+
+def _staff() -> bool:
+    """A bearer token makes the caller staff (who always see results); a bad one is 401."""
+    if bearer_token() is None:
+        return False
+    current_staff()
+    return True
+
+
+def _reply(view: dict[str, Any], personal: bool) -> Response:
+    body = schemas.PollSchema().dump(view)
+    return private(body) if personal else cacheable(body)
+
+
+@blp.route("/polls")
+class Polls(MethodView):
+    @blp.arguments(schemas.PollInSchema)
+    @blp.response(201, schemas.PollSchema)
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.alt_response(409, schema=schemas.ErrorSchema, description="Chosen id already taken.")
+    @blp.alt_response(422, schema=schemas.ErrorSchema, description="Invalid poll.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("editor")
+    def post(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Create a poll (editor), optionally attached to a registered article."""
+        return polls.create(get_store(), data, poll_id=data.pop("id", None))
+
+    @blp.arguments(schemas.PollListQuerySchema, location="query")
+    @blp.response(200, schemas.PollListSchema)
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("editor")
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Every poll with its results (editor), newest first; filter by status."""
+        return {"polls": polls.list_all(get_store(), status=query.get("status"))}
+
+
+@blp.route("/polls/<eid:poll_id>")
+class Poll(MethodView):
+    @blp.response(200, schemas.PollSchema)
+    @blp.alt_response(304, description="Not modified (anonymous reads carry an ETag).")
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid token.")
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
+    def get(self, poll_id: str) -> Response:
+        """The poll, with results when its visibility allows them for this caller."""
+        reader = current_reader(required=False)
+        staff = _staff()
+        view = polls.get_view(get_store(), poll_id, reader=reader, staff=staff)
+        if view is None:
+            raise errors.UnknownPoll()
+        return _reply(view, personal=bool(reader or staff))
+
+    @blp.arguments(schemas.PollPatchSchema)
+    @blp.response(200, schemas.PollSchema)
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
+    @blp.alt_response(409, schema=schemas.ErrorSchema, description="Editing a closed poll.")
+    @blp.alt_response(422, schema=schemas.ErrorSchema, description="Invalid change.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("editor")
+    def patch(self, data: dict[str, Any], poll_id: str) -> dict[str, Any]:
+        """Close, reopen or reschedule a poll; edit its question or visibility while open."""
+        view, _ = polls.patch(get_store(), poll_id, data)
+        return view
+
+    @blp.response(204)
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("admin")
+    def delete(self, poll_id: str) -> None:
+        """Delete a poll and its votes (admin)."""
+        polls.delete(get_store(), poll_id)
+
+
+@blp.route("/polls/<eid:poll_id>/votes/mine")
+class MyPollVote(MethodView):
+    @blp.arguments(schemas.PollVoteInSchema)
+    @blp.response(200, schemas.PollSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
+    @blp.alt_response(409, schema=schemas.ErrorSchema, description="Poll closed.")
+    @blp.alt_response(422, schema=schemas.ErrorSchema, description="Options not allowed.")
+    @blp.alt_response(429, schema=schemas.ErrorSchema, description="Address throttled.")
+    @blp.doc(security=[{"readerToken": []}])
+    def put(self, data: dict[str, Any], poll_id: str) -> Response:
+        """Vote, or change the reader's one vote. Repeating the same vote changes nothing."""
+        return _vote(poll_id, data["options"])
+
+    @blp.response(200, schemas.PollSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
+    @blp.alt_response(409, schema=schemas.ErrorSchema, description="Poll closed.")
+    @blp.doc(security=[{"readerToken": []}])
+    def delete(self, poll_id: str) -> Response:
+        """Withdraw the reader's vote while the poll is open."""
+        return _vote(poll_id, None)
+
+
+def _vote(poll_id: str, options: list[str] | None) -> Response:
+    reader = current_reader()
+    assert reader is not None
+    try:
+        view, changed = polls.vote(get_store(), poll_id, reader, current_address_hash(), options)
+    except (errors.Throttled, errors.PollClosed, errors.ValidationFailed,
+            errors.UnknownPoll) as exc:
+        metrics.vote_rejected("poll", _REJECT_REASON[type(exc)])
+        raise
+    if changed:
+        metrics.vote_accepted("poll")
+    else:
+        metrics.vote_rejected("poll", "duplicate")
+    return _reply(view, personal=True)
+
+
+@blp.route("/articles/<eid:article_id>/polls")
+class ArticlePolls(MethodView):
+    @blp.response(200, schemas.PollListSchema)
+    @blp.alt_response(304, description="Not modified (anonymous reads carry an ETag).")
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    def get(self, article_id: str) -> Response:
+        """The polls attached to an article, as this caller may see them."""
+        store = get_store()
+        reader = current_reader(required=False)
+        staff = _staff()
+        if articles.get(store, article_id) is None:
+            raise errors.UnknownArticle()
+        found = polls.for_articles(store, [article_id], reader=reader, staff=staff)
+        body = schemas.PollListSchema().dump({"polls": found[article_id]})
+        return private(body) if (reader or staff) else cacheable(body)
+
+
+_CSV_FIELDS = (
+    "record", "time", "type", "option", "label", "votes", "percentage", "options",
+    "previous", "reader",
+)
+
+
+def _cell(value: Any) -> str:
+    """A spreadsheet must not run a label as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _csv_line(row: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow([_cell(row.get(name)) for name in _CSV_FIELDS])
+    return buffer.getvalue()
+
+
+@blp.route("/polls/<eid:poll_id>/export.csv")
+class PollExport(MethodView):
+    @blp.response(200, content_type="text/csv", description="Results, then every event.")
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("editor")
+    def get(self, poll_id: str) -> Response:
+        """Results per option (record `result`), then the vote events over time (`event`)."""
+        store = get_store()
+        view = polls.get_view(store, poll_id, staff=True)
+        if view is None:
+            raise errors.UnknownPoll()
+
+        def rows() -> Iterator[str]:
+            yield _csv_line({name: name for name in _CSV_FIELDS})
+            results = view["results"] or {"counts": {}, "percentages": {}, "total": 0}
+            for option in view["options"]:
+                yield _csv_line({
+                    "record": "result", "time": store.now().isoformat(), "option": option["id"],
+                    "label": option["label"], "votes": results["counts"].get(option["id"], 0),
+                    "percentage": results["percentages"].get(option["id"], 0),
+                })
+            yield _csv_line({
+                "record": "result", "time": store.now().isoformat(), "option": "_voters",
+                "label": "distinct voters", "votes": results["total"],
+            })
+            for entry_id, fields in polls.events(store, poll_id):
+                event = events.decode(entry_id, fields)
+                yield _csv_line({
+                    "record": "event", "time": _iso_ms(event["ts_ms"]),
+                    "type": event.get("type"), "options": event.get("options"),
+                    "previous": event.get("previous"), "reader": event.get("reader"),
+                })
+
+        response = Response(stream_with_context(rows()), mimetype="text/csv")
+        response.headers["Content-Type"] = "text/csv; charset=utf-8"
+        response.headers["Content-Disposition"] = f'attachment; filename="poll-{poll_id}.csv"'
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
+
+
+def _iso_ms(millis: int) -> str:
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,467 @@
+"""Reader polls: one question, 2-10 options, one (changeable) vote per reader.
+
+Every write is one Lua script on the poll's hash-tagged keys (see `scripts.py`). Time is
+passed in by the caller (`now`, default the store's clock) so `closes_at` is judged
+inside the script at the exact millisecond, without a background job: a poll whose
+`closes_at` has passed reports status "closed" and refuses votes, while its stored
+status stays "open" until an editor changes it.
+
+Results: `counts` are ticks per option, `total` is the number of distinct voters (a
+multiple-choice voter ticks several options but counts once), and `percentages` are
+each option's share of all ticks, rounded by largest remainder so they add up to
+exactly 100 (all zero while nobody has voted).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engage import errors
+from engage.store import Store, scripts
+
+VISIBILITIES = ("always", "after_vote", "after_close")
+STATUSES = ("open", "closed")
+MIN_OPTIONS, MAX_OPTIONS = 2, 10
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def epoch_ms(when: datetime) -> int:
+    """Whole milliseconds since the epoch, in integer arithmetic (no float rounding)."""
+    return (when - _EPOCH) // _MS
+
+
+def _to_ms_precision(when: datetime) -> datetime:
+    # closes_at is compared in whole milliseconds; keep the shown time equal to that.
+    when = when.astimezone(UTC)
+    return when.replace(microsecond=when.microsecond // 1000 * 1000)
+
+
+def option_ids(count: int) -> list[str]:
+    """Short, stable option ids in display order: o1, o2, ..."""
+    return [f"o{n}" for n in range(1, count + 1)]
+
+
+def option_order(option_id: str) -> tuple[int, str]:
+    """Sort key that keeps o2 before o10; unknown ids sort stably too."""
+    return (len(option_id), option_id)
+
+
+def new_id() -> str:
+    return "p" + secrets.token_hex(6)
+
+
+# -- results -------------------------------------------------------------------------
+def percentages(counts: dict[str, int]) -> dict[str, int]:
+    """Whole percentages of the ticks that add up to 100 (largest remainder).
+
+    Ties in the remainder go to the earlier option, so the answer is deterministic.
+    """
+    ticks = sum(counts.values())
+    if ticks <= 0:
+        return {option: 0 for option in counts}
+    shares: dict[str, int] = {}
+    remainders: list[tuple[int, int, str]] = []
+    for index, (option, n) in enumerate(counts.items()):
+        whole, rest = divmod(100 * n, ticks)
+        shares[option] = whole
+        remainders.append((-rest, index, option))
+    missing = 100 - sum(shares.values())
+    for _, _, option in sorted(remainders)[:missing]:
+        shares[option] += 1
+    return shares
+
+
+def _results(ids: list[str], raw_counts: dict[str, str]) -> dict[str, Any]:
+    counts = {option: max(0, int(raw_counts.get(option, 0))) for option in ids}
+    return {
+        "counts": counts,
+        "percentages": percentages(counts),
+        "total": max(0, int(raw_counts.get("_voters", 0))),
+        "ticks": sum(counts.values()),
+    }
+
+
+def is_closed(meta: dict[str, str], now: datetime) -> bool:
+    if meta.get("status") != "open":
+        return True
+    closes_ms = meta.get("closes_ms")
+    return bool(closes_ms) and epoch_ms(now) >= int(closes_ms or 0)
+
+
+def results_visible(
+    meta: dict[str, str], voters: int, voted: bool, closed: bool, staff: bool
+) -> bool:
+    """What a caller may see. Staff always; readers per the mode and the minimum.
+
+    `after_vote` also opens once the poll is closed: the results are final then, and a
+    reader who can no longer vote has nothing left to be influenced in.
+    """
+    if staff:
+        return True
+    if voters < int(meta.get("min_votes") or 0):
+        return False
+    mode = meta.get("results", "always")
+    if mode == "after_vote":
+        return voted or closed
+    if mode == "after_close":
+        return closed
+    return True
+
+
+def _view(
+    poll_id: str,
+    meta: dict[str, str],
+    raw_counts: dict[str, str],
+    mine_raw: str | None,
+    staff: bool,
+    now: datetime,
+) -> dict[str, Any]:
+    options = json.loads(meta["options"])
+    ids = [option["id"] for option in options]
+    mine = mine_raw.split(",") if mine_raw else None
+    closed = is_closed(meta, now)
+    results = _results(ids, raw_counts)
+    visible = results_visible(meta, results["total"], bool(mine), closed, staff)
+    min_votes = int(meta.get("min_votes") or 0)
+    return {
+        "id": poll_id,
+        "question": meta["question"],
+        "options": options,
+        "article": meta.get("article") or None,
+        "multiple": meta.get("multiple") == "1",
+        "max_choices": int(meta["max_choices"]),
+        "closes_at": meta.get("closes_at") or None,
+        "results_visibility": meta.get("results", "always"),
+        "min_votes": min_votes or None,
+        "status": "closed" if closed else "open",
+        "created_at": meta.get("created_at"),
+        "updated_at": meta.get("updated_at"),
+        "results": results if visible else None,
+        "mine": mine,
+    }
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+# -- reads ---------------------------------------------------------------------------
+def _fetch(
+    store: Store, poll_ids: list[str], reader: str | None
+) -> list[tuple[dict[str, str], dict[str, str], str | None]]:
+    """Each poll's fields, counts and the reader's vote, in one pipeline."""
+    keys = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    for poll_id in poll_ids:
+        pipe.hgetall(keys.poll(poll_id))
+        pipe.hgetall(keys.poll_counts(poll_id))
+        if reader:
+            pipe.hget(keys.poll_voters(poll_id), reader)
+    replies = pipe.execute()
+    step = 3 if reader else 2
+    out = []
+    for index in range(len(poll_ids)):
+        part = replies[index * step:(index + 1) * step]
+        out.append((part[0], part[1], part[2] if reader else None))
+    return out
+
+
+def get_view(
+    store: Store,
+    poll_id: str,
+    reader: str | None = None,
+    staff: bool = False,
+    now: datetime | None = None,
+) -> dict[str, Any] | None:
+    """The poll as this caller may see it; None for an unknown poll."""
+    now = now or store.now()
+    meta, counts, mine = _fetch(store, [poll_id], reader)[0]
+    if not meta:
+        return None
+    return _view(poll_id, meta, counts, mine, staff, now)
+
+
+def _views(
+    store: Store, poll_ids: list[str], reader: str | None, staff: bool, now: datetime
+) -> dict[str, dict[str, Any]]:
+    fetched = _fetch(store, poll_ids, reader)
+    return {
+        poll_id: _view(poll_id, meta, counts, mine, staff, now)
+        for poll_id, (meta, counts, mine) in zip(poll_ids, fetched, strict=True)
+        if meta
+    }
+
+
+def for_articles(
+    store: Store,
+    article_ids: Iterable[str],
+    reader: str | None = None,
+    staff: bool = False,
+    now: datetime | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """The polls attached to each article, oldest first (two round trips in all)."""
+    now = now or store.now()
+    article_ids = list(dict.fromkeys(article_ids))
+    pipe = store.redis.pipeline(transaction=False)
+    for article_id in article_ids:
+        pipe.zrange(store.keys.article_polls(article_id), 0, -1)
+    per_article = dict(zip(article_ids, pipe.execute(), strict=True))
+    all_ids = list(dict.fromkeys(p for ids in per_article.values() for p in ids))
+    views = _views(store, all_ids, reader, staff, now) if all_ids else {}
+    return {
+        article_id: [views[p] for p in ids if p in views]
+        for article_id, ids in per_article.items()
+    }
+
+
+def list_all(
+    store: Store, status: str | None = None, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Every poll (staff view), newest first; `status` filters by the effective state."""
+    now = now or store.now()
+    poll_ids = list(store.redis.zrevrange(store.keys.polls, 0, -1))
+    views = _views(store, poll_ids, None, True, now) if poll_ids else {}
+    return [
+        view for poll_id in poll_ids
+        if (view := views.get(poll_id)) is not None and (status is None or view["status"] == status)
+    ]
+
+
+# -- writes --------------------------------------------------------------------------
+def _check_future(when: datetime | None, now: datetime) -> None:
+    if when is not None and epoch_ms(when) <= epoch_ms(now):
+        raise errors.ValidationFailed(fields={"closes_at": ["Must be in the future."]})
+
+
+def create(
+    store: Store,
+    data: dict[str, Any],
+    poll_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Create a poll from validated input; returns the staff view.
+
+    Raises UnknownArticle, ValidationFailed (closes_at not in the future) or IdTaken
+    (a chosen id already in use; seeds choose theirs).
+    """
+    now = now or store.now()
+    keys = store.keys
+    article = data.get("article")
+    if article and not store.redis.exists(keys.article(article)):
+        raise errors.UnknownArticle()
+    closes_at: datetime | None = data.get("closes_at")
+    if closes_at is not None:
+        closes_at = _to_ms_precision(closes_at)
+    _check_future(closes_at, now)
+    labels: list[str] = list(data["options"])
+    ids = option_ids(len(labels))
+    multiple = bool(data.get("multiple"))
+    max_choices = int(data.get("max_choices") or len(labels)) if multiple else 1
+    fields = {
+        "question": data["question"],
+        "options": json.dumps(
+            [{"id": i, "label": label} for i, label in zip(ids, labels, strict=True)]
+        ),
+        "option_ids": ",".join(ids),
+        "article": article or "",
+        "multiple": "1" if multiple else "0",
+        "max_choices": str(max_choices),
+        "closes_at": closes_at.isoformat() if closes_at else "",
+        "closes_ms": str(epoch_ms(closes_at)) if closes_at else "",
+        "results": data.get("results") or "always",
+        "min_votes": str(int(data.get("min_votes") or 0)),
+        "status": "open",
+        "created_at": now.isoformat(),
+        "updated_at": now.isoformat(),
+    }
+    chosen = poll_id is not None
+    for _ in range(1 if chosen else 5):
+        poll_id = poll_id if chosen else new_id()
+        assert poll_id is not None
+        raw = store.run(
+            "create_poll",
+            keys=[
+                keys.poll(poll_id),
+                keys.poll_counts(poll_id),
+                keys.poll_voters(poll_id),
+                keys.poll_events(poll_id),
+            ],
+            args=[json.dumps(fields), store.min_event_id(now), poll_id, article or ""],
+        )
+        if int(raw[0]) == 1:
+            break
+    else:
+        raise errors.IdTaken()
+    # Indexes live in other slots; written after the poll exists, idempotent.
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.zadd(keys.polls, {poll_id: now.timestamp()})
+    if article:
+        pipe.zadd(keys.article_polls(article), {poll_id: now.timestamp()})
+    pipe.execute()
+    return _view(poll_id, fields, {}, None, True, now)
+
+
+def vote(
+    store: Store,
+    poll_id: str,
+    reader: str,
+    address: str,
+    options: Iterable[str] | None,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Cast, change or withdraw (options None or empty) a reader's vote.
+
+    Returns the poll as this reader now sees it and whether anything changed. Raises
+    UnknownPoll, PollClosed, ValidationFailed (unknown option, several on a
+    single-choice poll, more than max_choices) or Throttled. Repeating a vote is a no-op.
+    """
+    now = now or store.now()
+    keys = store.keys
+    owner = keys.poll(poll_id)
+    chosen = sorted(set(options or ()), key=option_order)
+    hour_ttl, day_ttl = store.bucket_ttls()
+    raw = store.run(
+        "vote_poll",
+        keys=[
+            owner,
+            keys.poll_counts(poll_id),
+            keys.poll_voters(poll_id),
+            keys.poll_throttle(poll_id, address),
+            keys.poll_events(poll_id),
+            keys.hour_bucket(owner, now),
+            keys.day_bucket(owner, now),
+        ],
+        args=[
+            reader,
+            ",".join(chosen),
+            epoch_ms(now),
+            store.config["THROTTLE_VOTES"],
+            store.config["THROTTLE_WINDOW"],
+            hour_ttl,
+            day_ttl,
+            store.min_event_id(now),
+            poll_id,
+        ],
+    )
+    result = scripts.parse(raw)
+    if result.status == scripts.UNKNOWN:
+        raise errors.UnknownPoll()
+    if result.status == scripts.THROTTLED:
+        raise errors.Throttled(int(result.values[0]))
+    if result.status == scripts.POLL_CLOSED:
+        raise errors.PollClosed("The poll is closed; votes are no longer accepted.")
+    if result.status == scripts.POLL_INVALID:
+        raise errors.ValidationFailed(fields={"options": [_INVALID[str(result.values[0])]]})
+    mine = result.values[0] or None
+    n_counts = int(result.values[1])
+    counts = _pairs(result.values[2:2 + n_counts])
+    meta = _pairs(result.values[2 + n_counts:])
+    return _view(poll_id, meta, counts, mine, False, now), result.status == 1
+
+
+_INVALID = {
+    "unknown": "Unknown option id for this poll.",
+    "single": "This poll takes one option only.",
+    "max": "More options than this poll allows (max_choices).",
+}
+
+
+def patch(
+    store: Store, poll_id: str, data: dict[str, Any], now: datetime | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Close, reopen, reschedule or edit a poll; returns the staff view and whether it changed.
+
+    `data` may hold status, closes_at (None clears it), question, results, min_votes.
+    Raises UnknownPoll, PollClosed (editing a closed poll without reopening it) or
+    ValidationFailed (closes_at not in the future, reopening while closes_at is past).
+    """
+    now = now or store.now()
+    keys = store.keys
+    closes_flag, closes_ms = "", ""
+    if "closes_at" in data:
+        closes_at: datetime | None = data["closes_at"]
+        if closes_at is None:
+            closes_flag = "-"
+        else:
+            closes_at = _to_ms_precision(closes_at)
+            _check_future(closes_at, now)
+            closes_flag, closes_ms = closes_at.isoformat(), str(epoch_ms(closes_at))
+    edits: dict[str, str] = {}
+    if "question" in data:
+        edits["question"] = data["question"]
+    if "results" in data:
+        edits["results"] = data["results"]
+    if "min_votes" in data:
+        edits["min_votes"] = str(int(data["min_votes"] or 0))
+    raw = store.run(
+        "patch_poll",
+        keys=[keys.poll(poll_id), keys.poll_events(poll_id)],
+        args=[
+            epoch_ms(now),
+            data.get("status") or "",
+            closes_flag,
+            closes_ms,
+            json.dumps(edits) if edits else "{}",
+            now.isoformat(),
+            store.min_event_id(now),
+            poll_id,
+        ],
+    )
+    result = scripts.parse(raw)
+    if result.status == scripts.UNKNOWN:
+        raise errors.UnknownPoll()
+    if result.status == scripts.POLL_CLOSED:
+        raise errors.PollClosed("The poll is closed; reopen it before editing it.")
+    if result.status == scripts.POLL_INVALID:
+        raise errors.ValidationFailed(
+            fields={"closes_at": ["The poll's closes_at has passed; send a later one "
+                                  "(or null) to reopen it."]}
+        )
+    meta = _pairs(result.values)
+    counts = store.redis.hgetall(keys.poll_counts(poll_id))
+    return _view(poll_id, meta, counts, None, True, now), result.status == 1
+
+
+def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:
+    """Delete a poll and its votes (admin). Raises UnknownPoll."""
+    now = now or store.now()
+    keys = store.keys
+    retention = int(store.config["EVENT_RETENTION_DAYS"]) * 86400
+    raw = store.run(
+        "delete_poll",
+        keys=[
+            keys.poll(poll_id),
+            keys.poll_counts(poll_id),
+            keys.poll_voters(poll_id),
+            keys.poll_events(poll_id),
+        ],
+        args=[store.min_event_id(now), poll_id, retention],
+    )
+    result = scripts.parse(raw)
+    if result.status == scripts.UNKNOWN:
+        raise errors.UnknownPoll()
+    article = result.values[0]
+    if article:
+        store.redis.zrem(keys.article_polls(article), poll_id)
+
+
+def events(store: Store, poll_id: str, batch: int = 500) -> Iterable[tuple[str, dict[str, str]]]:
+    """The poll's event stream, oldest first, read in batches (for exports)."""
+    key = store.keys.poll_events(poll_id)
+    start = "-"
+    while True:
+        entries = store.redis.xrange(key, min=start, max="+", count=batch)
+        yield from entries
+        if len(entries) < batch:
+            return
+        start = "(" + entries[-1][0]
+
+
+def exists(store: Store, poll_id: str) -> bool:
+    return bool(store.redis.exists(store.keys.poll(poll_id)))
