@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, request
 from flask_cors import CORS
 from flask_limiter import Limiter
 
@@ -29,6 +30,20 @@ def _limiter_storage_uri(config: dict[str, Any]) -> str:
     return url
 
 
+def _vary_on_origin(response: Response) -> Response:
+    """Every API answer varies by Origin (allowed or not), in one merged Vary header.
+
+    Runs after flask-cors, which adds its own Vary line only for some origins; a CDN
+    must never hand one origin's answer, CORS headers or not, to another.
+    """
+    if not request.path.startswith("/api/"):
+        return response
+    values = [v.strip() for line in response.headers.getlist("Vary") for v in line.split(",")]
+    merged = list(dict.fromkeys(v for v in [*values, "Origin"] if v))
+    response.headers["Vary"] = ", ".join(merged)
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.config["RATELIMIT_STORAGE_URI"] = _limiter_storage_uri(app.config)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
@@ -39,7 +54,12 @@ def init_app(app: Flask) -> None:
         "socket_connect_timeout": app.config["REDIS_CONNECT_TIMEOUT"],
     })
     limiter.init_app(app)
-    origins = [o for o in app.config["ALLOWED_ORIGINS"] if o != "null"]
+    # Exact matches only: flask-cors reads strings with regex characters as patterns.
+    origins = [
+        re.compile(re.escape(o.rstrip("/")) + r"\Z")
+        for o in app.config["ALLOWED_ORIGINS"] if o != "null"
+    ]
+    app.after_request(_vary_on_origin)
     CORS(
         app,
         resources={r"/api/v1/*": {"origins": origins}},
