@@ -100,6 +100,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Links the related box shows; missing curated ones are filled with articles."),
     Setting("LOG_JSON", True, _bool,
             "One JSON line per request on stderr; off for plain logs."),
+    Setting("REDIS_CLUSTER_RETRIES", 3, int,
+            "Tries a cluster client makes across a failover before answering 503."),
+    Setting("SHARDS", 8, int,
+            "Counter shards a viral article's votes are spread over once sharded."),
+    Setting("SHARD_AUTO_RATE", 0.0, float,
+            "Votes/s on one article (seen by one app process) that shard it; 0 = never."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,15 @@ from tests.redis_server import RedisServer
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if os.environ.get("ENGAGE_TEST_REDIS") == "cluster":
+        # The same suite against a local Redis Cluster (tests/cluster.py): it has `.url`
+        # and `.client()` like RedisServer, and `.client().flushall()` flushes every primary.
+        from tests.cluster import LocalCluster
+
+        cluster = LocalCluster().start()
+        yield cluster  # type: ignore[misc]
+        cluster.stop()
+        return
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()

@@ -16,7 +16,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from engage import errors
-from engage.store import scripts
+from engage.store import cluster, scripts
 from engage.store.embedded import EmbeddedRedis
 from engage.store.keys import Keys
 
@@ -30,6 +30,7 @@ UNAVAILABLE = (
     redis.exceptions.ReadOnlyError,
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,
+    *cluster.UNAVAILABLE,
 )
 
 
@@ -80,7 +81,10 @@ def make_client(url: str, config: dict[str, Any]) -> Any:
 
     A refused or reset connection is retried (every write is idempotent per reader),
     a timeout is not, so a black-holed Redis costs one socket timeout, not several.
+    A `redis+cluster://` URL gets a RedisCluster client instead (see store/cluster.py).
     """
+    if cluster.is_cluster_url(url):
+        return cluster.make_cluster_client(url, config)
     retry = Retry(
         ExponentialBackoff(cap=0.2, base=0.02),
         int(config["REDIS_RETRIES"]),

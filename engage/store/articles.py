@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from engage.store import Store
+from engage.store import Store, shards
 
 
 def _epoch(value: datetime) -> float:
@@ -80,6 +80,10 @@ def get_with_counts(
     pipe.hgetall(store.keys.article(article_id))
     pipe.hgetall(store.keys.article_counts(article_id))
     meta, counts = pipe.execute()
+    if meta.get("shards"):
+        # A viral article's counts are spread over shards (store/shards.py).
+        base = {article_id: (int(meta["shards"]), counts)}
+        counts = {k: str(v) for k, v in shards.sum_counts(store, base)[article_id].items()}
     return (decode(article_id, meta) if meta else None), counts
 
 

@@ -37,6 +37,9 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:cursor            | hash   | forever                 | stream key -> last delivered entry id          |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
+| P:a:{A#i}                    | hash   | with the article        | shard i of a sharded article: shard_of, shard (its existence check) |
+| P:a:{A#i}:counts / :reasons / :voters / :thr:<addr> / :events / :h: / :d: | as the article's | as the article's | the same parts for the readers that hash to shard i (store/shards.py) |
+| P:sharded                    | zset   | forever                 | article id -> shard count, for every sharded article |
 
 Stats bucket fields: `+<choice>` / `-<choice>` votes taken / withdrawn from a choice,
 `reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
@@ -164,3 +167,13 @@ class Keys:
     @property
     def webhook_dead(self) -> str:
         return f"{self.prefix}:webhooks:dead"
+
+    # -- viral-article shards (store/shards.py) ---------------------------------------
+    @staticmethod
+    def shard_id(article_id: str, index: int) -> str:
+        """Shard i of an article is keyed like an article `A#i` ('#' is never in an id)."""
+        return f"{article_id}#{index}"
+
+    @property
+    def sharded(self) -> str:
+        return f"{self.prefix}:sharded"

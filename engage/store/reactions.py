@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from engage import errors
-from engage.store import Store, scripts
+from engage.store import Store, scripts, shards
+from engage.store.keys import Keys
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,14 @@ def read(store: Store, article_id: str, reader: str | None = None) -> Reactions 
     pipe.hgetall(keys.article_counts(article_id))
     if reader:
         pipe.hget(keys.article_voters(article_id), reader)
+    pipe.hget(keys.article(article_id), "shards")
     replies = pipe.execute()
     if not replies[0]:
         return None
+    if replies[-1]:
+        counts, value = shards.read(store, article_id, int(replies[-1]), replies[1], reader)
+        mine, reason = _split_mine(value)
+        return Reactions(normalize_counts(store, counts), mine, reason)
     mine, reason = _split_mine(replies[2] if reader else None)
     return Reactions(normalize_counts(store, replies[1]), mine, reason)
 
@@ -58,11 +65,18 @@ def read_many(store: Store, article_ids: list[str]) -> dict[str, Reactions | Non
     for article_id in article_ids:
         pipe.exists(keys.article(article_id))
         pipe.hgetall(keys.article_counts(article_id))
+        pipe.hget(keys.article(article_id), "shards")
     replies = pipe.execute()
     out: dict[str, Reactions | None] = {}
+    sharded: dict[str, tuple[int, dict[str, Any]]] = {}
     for index, article_id in enumerate(article_ids):
-        exists, counts = replies[2 * index], replies[2 * index + 1]
+        exists, counts, shard_count = replies[3 * index: 3 * index + 3]
         out[article_id] = Reactions(normalize_counts(store, counts), None) if exists else None
+        if exists and shard_count:
+            sharded[article_id] = (int(shard_count), counts)
+    if sharded:
+        for article_id, counts in shards.sum_counts(store, sharded).items():
+            out[article_id] = Reactions(normalize_counts(store, counts), None)
     return out
 
 
@@ -80,43 +94,69 @@ def vote(
     Throttled. Repeating a call is a no-op, so a retried request cannot double-count.
     """
     keys = store.keys
-    owner = keys.article(article_id)
     now = store.now()
     hour_ttl, day_ttl = store.bucket_ttls()
-    raw = store.run(
-        "vote_reaction",
-        keys=[
-            owner,
-            keys.article_counts(article_id),
-            keys.article_reasons(article_id),
-            keys.article_voters(article_id),
-            keys.article_throttle(article_id, address),
-            keys.article_events(article_id),
-            keys.hour_bucket(owner, now),
-            keys.day_bucket(owner, now),
-        ],
-        args=[
-            reader,
-            choice or "",
-            (reason or "") if choice else "",
-            store.config["THROTTLE_VOTES"],
-            store.config["THROTTLE_WINDOW"],
-            hour_ttl,
-            day_ttl,
-            store.min_event_id(now),
-            article_id,
-        ],
-    )
-    result = scripts.parse(raw)
+    args = [
+        reader,
+        choice or "",
+        (reason or "") if choice else "",
+        store.config["THROTTLE_VOTES"],
+        store.config["THROTTLE_WINDOW"],
+        hour_ttl,
+        day_ttl,
+        store.min_event_id(now),
+        article_id,
+    ]
+    shard_count = shards.known_shards(store, article_id)
+    if not shard_count:
+        raw = store.run("vote_reaction", keys=vote_keys(keys, article_id, address, now),
+                        args=args)
+        result = scripts.parse(raw)
+        if result.status == scripts.SHARDED:
+            shard_count = int(result.values[0])
+            shards.learn(store, article_id, shard_count)
+        elif result.status == scripts.SHARD_MOVING:
+            shard_count = shards.wait_for_move(store, article_id)
+    totals: Any = None
+    if shard_count:
+        # A viral article (store/shards.py): the same script in the reader's shard.
+        index = shards.shard_of(reader, shard_count)
+        shard = keys.shard_id(article_id, index)
+        raw = store.run("vote_reaction", keys=vote_keys(keys, shard, address, now), args=args)
+        result = scripts.parse(raw)
+        if result.status >= 0:
+            totals = shards.totals_after_vote(
+                store, article_id, shard_count, index, result.values[1:])
     if result.status == scripts.UNKNOWN:
         raise errors.UnknownArticle()
     if result.status == scripts.THROTTLED:
         raise errors.Throttled(int(result.values[0]))
     mine, mine_reason = _split_mine(result.values[0])
-    counts = normalize_counts(store, result.values[1:])
+    counts = normalize_counts(store, totals if totals is not None else result.values[1:])
+    if result.status == 1 and not shard_count:
+        shards.note_accepted(store, article_id)
     return Reactions(counts, mine, mine_reason), result.status == 1
+
+
+def vote_keys(keys: Keys, article_id: str, address: str, now: datetime) -> list[str]:
+    """KEYS of `vote_reaction`, for an article or one of its shards (`keys.shard_id`)."""
+    owner = keys.article(article_id)
+    return [
+        owner,
+        keys.article_counts(article_id),
+        keys.article_reasons(article_id),
+        keys.article_voters(article_id),
+        keys.article_throttle(article_id, address),
+        keys.article_events(article_id),
+        keys.hour_bucket(owner, now),
+        keys.day_bucket(owner, now),
+    ]
 
 
 def reasons(store: Store, article_id: str) -> dict[str, int]:
     raw = store.redis.hgetall(store.keys.article_reasons(article_id))
+    shard_count = store.redis.hget(store.keys.article(article_id), "shards")
+    if shard_count:
+        base = {article_id: (int(shard_count), raw)}
+        raw = shards.sum_counts(store, base, "reasons")[article_id]
     return {reason: int(n) for reason, n in raw.items() if int(n) > 0}

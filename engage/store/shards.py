@@ -1,0 +1,268 @@
+"""Viral articles: one article's reactions spread over several cluster slots.
+
+An article's vote script runs in the article's slot, so one article's votes are capped
+by one Redis core however big the cluster is. A sharded article keeps N shards, each
+keyed like a pseudo-article `A#i` (`P:a:{A#i}`, `P:a:{A#i}:counts`, `:voters`, ...), so
+each lives in its own slot and the shards spread over the cluster's primaries.
+
+Which shard: crc32(reader hash) mod N. A reader always lands in the same shard, so the
+one-vote dedupe still lives in one place and the ordinary vote script runs there
+unchanged (its existence check finds the shard's own hash). Counts are the sum of the
+article's own counts and every shard's; reads get them with one pipeline, which
+redis-py sends as one round trip per node.
+
+Turning sharding on (`enable`), safely while votes arrive:
+1. SHARD_BEGIN marks the article `sharding`: its vote script now refuses every vote
+   with "moving" (callers wait a moment and retry; see MOVE_WAIT).
+2. Every voter recorded so far is copied (HSETNX) into the voters of the shard its
+   hash picks; their counts stay in the article's own counts, frozen from now on.
+   A later change by such a reader moves -1/+1 inside its shard, so sums stay exact.
+3. SHARD_COMMIT records `shards = N`: the article's script answers "sharded" and
+   votes go to the shards from then on. Nothing ever writes the article's own
+   counts or voters again, so no reader can be counted both there and in a shard.
+A crash between 1 and 3 leaves the article refusing votes: running `enable` again
+finishes it (each step is idempotent). Sharding is one-way and N is fixed per article
+(changing N would move readers between shards); `P:sharded` lists sharded articles.
+
+Automatic: with SHARD_AUTO_RATE > 0 each app process counts the votes it accepts per
+article; an article crossing that rate (per process) is sharded with SHARDS shards.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from engage import errors
+from engage.store import Store, scripts
+from engage.store.keys import Keys
+
+# How long a vote waits for a migration to finish before answering 503 (seconds).
+MOVE_WAIT = 3.0
+MAX_SHARDS = 1024
+_COPY_BATCH = 500
+_KNOWN_LIMIT = 10_000
+
+
+def shard_of(reader: str, shards: int) -> int:
+    return zlib.crc32(reader.encode()) % shards
+
+
+def adopt_keys(keys: Keys, article_id: str, index: int) -> list[str]:
+    shard = keys.shard_id(article_id, index)
+    return [keys.article(shard), keys.article_voters(shard)]
+
+
+def state_keys(keys: Keys, article_id: str) -> list[str]:
+    """KEYS of `shard_begin` and `shard_commit`."""
+    return [keys.article(article_id)]
+
+
+# -- what this process knows (sharding is one-way, so a positive answer never expires) --
+class _Known:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.shards: OrderedDict[str, int] = OrderedDict()
+        self.rates: dict[str, tuple[int, int]] = {}  # article -> (second, votes in it)
+
+    def get(self, article_id: str) -> int:
+        with self.lock:
+            return self.shards.get(article_id, 0)
+
+    def put(self, article_id: str, shards: int) -> None:
+        with self.lock:
+            self.shards[article_id] = shards
+            self.shards.move_to_end(article_id)
+            while len(self.shards) > _KNOWN_LIMIT:
+                self.shards.popitem(last=False)
+
+    def tick(self, article_id: str) -> int:
+        """Votes accepted for the article in the current second, this one included."""
+        second = int(time.monotonic())
+        with self.lock:
+            last, count = self.rates.get(article_id, (second, 0))
+            count = count + 1 if last == second else 1
+            if len(self.rates) > _KNOWN_LIMIT:
+                self.rates.clear()
+            self.rates[article_id] = (second, count)
+            return count
+
+
+_KNOWN: WeakKeyDictionary[Store, _Known] = WeakKeyDictionary()
+_KNOWN_LOCK = threading.Lock()
+
+
+def _known(store: Store) -> _Known:
+    with _KNOWN_LOCK:
+        known = _KNOWN.get(store)
+        if known is None:
+            known = _KNOWN[store] = _Known()
+        return known
+
+
+def known_shards(store: Store, article_id: str) -> int:
+    """Shard count this process has seen for the article (0: not sharded, or not seen)."""
+    return _known(store).get(article_id)
+
+
+def learn(store: Store, article_id: str, shards: int) -> None:
+    if shards > 0:
+        _known(store).put(article_id, shards)
+
+
+# -- turning it on -------------------------------------------------------------------
+def enable(store: Store, article_id: str, shards: int | None = None) -> int:
+    """Shard an article (idempotent; finishes an interrupted run). Returns its count."""
+    wanted = int(shards or store.config["SHARDS"])
+    if not 2 <= wanted <= MAX_SHARDS:
+        raise ValueError(f"shards must be between 2 and {MAX_SHARDS}")
+    keys = store.keys
+    status, count = _state(store, "shard_begin", article_id, wanted)
+    if status == 2:
+        learn(store, article_id, count)
+        return count
+    store.redis.zadd(keys.sharded, {article_id: count})
+    _copy_voters(store, article_id, count)
+    _state(store, "shard_commit", article_id, count)
+    learn(store, article_id, count)
+    return count
+
+
+def _state(store: Store, name: str, article_id: str, shards: int) -> tuple[int, int]:
+    raw = store.run(name, keys=state_keys(store.keys, article_id), args=[shards])
+    result = scripts.parse(raw)
+    if result.status == scripts.UNKNOWN:
+        raise errors.UnknownArticle()
+    return result.status, int(result.values[0])
+
+
+def _copy_voters(store: Store, article_id: str, shards: int) -> None:
+    """Copy every recorded voter into its shard; every shard gets its hash even if empty."""
+    pending: dict[int, list[str]] = {i: [] for i in range(shards)}
+    created: set[int] = set()
+    voters = store.keys.article_voters(article_id)
+    for reader, value in store.redis.hscan_iter(voters, count=_COPY_BATCH):
+        index = shard_of(reader, shards)
+        pending[index] += [reader, value]
+        if len(pending[index]) >= 2 * _COPY_BATCH:
+            _adopt(store, article_id, index, pending[index])
+            created.add(index)
+            pending[index] = []
+    for index, pairs in pending.items():
+        if pairs or index not in created:
+            _adopt(store, article_id, index, pairs)
+
+
+def _adopt(store: Store, article_id: str, index: int, pairs: list[str]) -> None:
+    # One script call per shard batch, not a cluster pipeline of them: this runs once
+    # per article, off the hot path, and each call reloads its script after NOSCRIPT.
+    store.run("shard_adopt", keys=adopt_keys(store.keys, article_id, index),
+              args=[article_id, index, *pairs])
+
+
+def sharded_articles(store: Store) -> dict[str, int]:
+    return {a: int(n) for a, n in store.redis.zrange(store.keys.sharded, 0, -1,
+                                                      withscores=True)}
+
+
+# -- votes -------------------------------------------------------------------------
+def totals_after_vote(
+    store: Store, article_id: str, shards: int, index: int, fresh: list[Any]
+) -> dict[str, int]:
+    """The article's counts after a vote in shard `index`, whose script returned `fresh`.
+
+    The other parts (the article's own frozen counts and the other shards) are read in
+    one pipeline: one round trip per node.
+    """
+    keys = store.keys
+    parts = [keys.article_counts(article_id)] + [
+        keys.article_counts(keys.shard_id(article_id, i)) for i in range(shards) if i != index
+    ]
+    pipe = store.redis.pipeline(transaction=False)
+    for key in parts:
+        pipe.hgetall(key)
+    totals = _flat_to_ints(fresh)
+    for counts in pipe.execute():
+        _add(totals, counts)
+    return totals
+
+
+def wait_for_move(store: Store, article_id: str) -> int:
+    """A vote met a migration: wait for it to finish; the shard count, else 503."""
+    deadline = time.monotonic() + MOVE_WAIT
+    key = store.keys.article(article_id)
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        done = store.redis.hget(key, "shards")
+        if done:
+            learn(store, article_id, int(done))
+            return int(done)
+    raise errors.StorageUnavailable()
+
+
+def note_accepted(store: Store, article_id: str) -> None:
+    """Count a vote for the automatic switch; shard the article when it runs hot."""
+    rate = float(store.config.get("SHARD_AUTO_RATE") or 0)
+    if rate <= 0:
+        return
+    if _known(store).tick(article_id) == int(rate) + 1:
+        enable(store, article_id)
+
+
+# -- reads -------------------------------------------------------------------------
+def _flat_to_ints(flat: list[Any]) -> dict[str, int]:
+    return {str(k): int(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+
+
+def _add(total: dict[str, int], part: dict[str, Any]) -> None:
+    for name, value in part.items():
+        total[name] = total.get(name, 0) + int(value)
+
+
+def shard_parts(keys: Keys, article_id: str, shards: int, part: str) -> list[str]:
+    return [keys.article_part(keys.shard_id(article_id, i), part) for i in range(shards)]
+
+
+def sum_counts(
+    store: Store, bases: dict[str, tuple[int, dict[str, Any]]], part: str = "counts"
+) -> dict[str, dict[str, int]]:
+    """Each sharded article's own hash of `part` plus every shard's, for many articles
+    in one pipeline (one round trip per node). `bases`: id -> (shards, own hash)."""
+    pipe = store.redis.pipeline(transaction=False)
+    for article_id, (shards, _) in bases.items():
+        learn(store, article_id, shards)
+        for key in shard_parts(store.keys, article_id, shards, part):
+            pipe.hgetall(key)
+    replies = iter(pipe.execute())
+    out: dict[str, dict[str, int]] = {}
+    for article_id, (shards, base) in bases.items():
+        total: dict[str, int] = {}
+        _add(total, base)
+        for _ in range(shards):
+            _add(total, next(replies))
+        out[article_id] = total
+    return out
+
+
+def read(
+    store: Store, article_id: str, shards: int, base: dict[str, Any], reader: str | None
+) -> tuple[dict[str, int], str | None]:
+    """A sharded article's counts and, with a reader, that reader's vote: one pipeline."""
+    learn(store, article_id, shards)
+    keys = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    for key in shard_parts(keys, article_id, shards, "counts"):
+        pipe.hgetall(key)
+    if reader:
+        shard = keys.shard_id(article_id, shard_of(reader, shards))
+        pipe.hget(keys.article_voters(shard), reader)
+    replies = pipe.execute()
+    total: dict[str, int] = {}
+    _add(total, base)
+    for counts in replies[:shards]:
+        _add(total, counts)
+    return total, (replies[shards] if reader else None)

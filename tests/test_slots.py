@@ -1,0 +1,152 @@
+"""Every Lua script's keys land in one Redis Cluster slot, for 10,000 random ids.
+
+Each script in `scripts.ALL` needs a key-list builder below that builds its KEYS the way
+the store does (from the store's own key functions where it has them). A script with
+no builder fails the test, so a new write path cannot skip this check.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.crc import key_slot
+
+from engage.store import scripts, shards
+from engage.store.keys import Keys
+from engage.store.reactions import vote_keys
+
+ID_FIRST = string.ascii_letters + string.digits
+ID_REST = ID_FIRST + "._:-"
+SAMPLES = 10_000
+
+Builder = Callable[[Keys, random.Random], list[str]]
+
+
+def random_id(rng: random.Random) -> str:
+    length = rng.choice((1, 2, 8, 16, 36, 64, 128))
+    return rng.choice(ID_FIRST) + "".join(rng.choice(ID_REST) for _ in range(length - 1))
+
+
+def random_hash(rng: random.Random) -> str:
+    return format(rng.getrandbits(128), "032x")
+
+
+def random_time(rng: random.Random) -> datetime:
+    return datetime(2020, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(10 * 365 * 86400))
+
+
+def _vote_reaction(k: Keys, rng: random.Random) -> list[str]:
+    article = random_id(rng)
+    if rng.random() < 0.5:  # the same script runs in a viral article's shards
+        article = k.shard_id(article, rng.randrange(shards.MAX_SHARDS))
+    return vote_keys(k, article, random_hash(rng), random_time(rng))
+
+
+def _article_owned(*parts: str, buckets: bool = False, owner_first: bool = True) -> Builder:
+    def build(k: Keys, rng: random.Random) -> list[str]:
+        article, now = random_id(rng), random_time(rng)
+        owner = k.article(article)
+        out = [owner] if owner_first else []
+        out += [k.article_part(article, p) for p in parts if p != "events"]
+        if buckets:
+            out += [k.hour_bucket(owner, now), k.day_bucket(owner, now)]
+        if "events" in parts:
+            out.append(k.article_events(article))
+        return out
+    return build
+
+
+def _poll(k: Keys, rng: random.Random) -> tuple[str, str, datetime]:
+    return random_id(rng), random_hash(rng), random_time(rng)
+
+
+def _vote_poll(k: Keys, rng: random.Random) -> list[str]:
+    poll, address, now = _poll(k, rng)
+    owner = k.poll(poll)
+    return [owner, k.poll_counts(poll), k.poll_voters(poll), k.poll_throttle(poll, address),
+            k.poll_events(poll), k.hour_bucket(owner, now), k.day_bucket(owner, now)]
+
+
+def _poll_parts(*parts: str) -> Builder:
+    def build(k: Keys, rng: random.Random) -> list[str]:
+        poll = random_id(rng)
+        return [k.poll(poll)] + [k.poll_part(poll, p) for p in parts]
+    return build
+
+
+def _click_link(k: Keys, rng: random.Random) -> list[str]:
+    article, now = random_id(rng), random_time(rng)
+    owner = k.article(article)
+    return [k.article_links(article), k.article_linkstats(article), k.hour_bucket(owner, now),
+            k.day_bucket(owner, now), k.article_events(article)]
+
+
+def _count_impressions(k: Keys, rng: random.Random) -> list[str]:
+    article, now = random_id(rng), random_time(rng)
+    owner = k.article(article)
+    return [owner, k.article_links(article), k.article_linkstats(article),
+            k.hour_bucket(owner, now), k.day_bucket(owner, now), k.article_events(article)]
+
+
+def _shard_adopt(k: Keys, rng: random.Random) -> list[str]:
+    return shards.adopt_keys(k, random_id(rng), rng.randrange(shards.MAX_SHARDS))
+
+
+def _shard_state(k: Keys, rng: random.Random) -> list[str]:
+    return shards.state_keys(k, random_id(rng))
+
+
+BUILDERS: dict[str, Builder] = {
+    "vote_reaction": _vote_reaction,
+    "upsert_article": _article_owned("events"),
+    "set_links": _article_owned("links"),
+    "click_link": _click_link,
+    "count_impressions": _count_impressions,
+    "create_poll": _poll_parts("counts", "voters", "events"),
+    "vote_poll": _vote_poll,
+    "patch_poll": _poll_parts("events"),
+    "delete_poll": _poll_parts("counts", "voters", "events"),
+    "shard_begin": _shard_state,
+    "shard_adopt": _shard_adopt,
+    "shard_commit": _shard_state,
+    "claim_webhook_retries": lambda k, rng: [k.webhook_retry],
+}
+
+
+def keys_used(source: str) -> int:
+    return max((int(n) for n in re.findall(r"KEYS\[(\d+)\]", source)), default=0)
+
+
+@pytest.mark.parametrize("name", sorted(scripts.ALL))
+def test_every_script_keeps_its_keys_in_one_slot(name: str) -> None:
+    assert name in BUILDERS, (
+        f"script {name!r} has no key-list builder in tests/test_slots.py: add one that "
+        "builds its KEYS like the store does, so its single slot is checked")
+    build = BUILDERS[name]
+    rng = random.Random(f"slots-{name}")
+    for prefix in ("engage", "site:b"):
+        k = Keys(prefix)
+        for _ in range(SAMPLES // 2):
+            keys = build(k, rng)
+            assert len(keys) == keys_used(scripts.ALL[name]), (name, keys)
+            slots = {key_slot(key.encode()) for key in keys}
+            assert len(slots) == 1, (name, keys, slots)
+
+
+def test_builders_cover_only_real_scripts() -> None:
+    assert set(BUILDERS) <= set(scripts.ALL)
+
+
+def test_shards_spread_over_slots() -> None:
+    """The point of sharding: an article's shards do not all share its slot."""
+    k = Keys("engage")
+    rng = random.Random("spread")
+    for _ in range(200):
+        article = random_id(rng)
+        slots = {key_slot(k.article(k.shard_id(article, i)).encode()) for i in range(8)}
+        assert len(slots) >= 6  # 8 random slots of 16384 almost never collide twice
