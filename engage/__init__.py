@@ -20,6 +20,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SECRET_KEY"] = resolve_secret(app.config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    from engage import logs, metrics  # first hooks: even early refusals are logged and counted
+    logs.init_app(app)
+    metrics.init_app(app)
     store.init_app(app)
     identity.init_app(app)
     extensions.init_app(app)

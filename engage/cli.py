@@ -34,6 +34,11 @@ def main() -> None:
 @click.option("--dev", is_flag=True, help="Flask's reloading development server.")
 def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
     """Run engage (gunicorn when available), with the embedded Redis unless configured."""
+    if not dev and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Before anything imports prometheus_client: workers write their metrics here.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="engage-metrics-")
     from engage.store.embedded import EmbeddedRedis
 
     if demo:
@@ -139,6 +144,33 @@ def token_revoke(token_id: str) -> None:
         if not tokens.revoke(get_store(), token_id):
             raise click.ClickException(f"no token {token_id}")
     click.echo(f"revoked {token_id}")
+
+
+@main.command()
+@click.option("--consumer", default="worker-1", envvar="ENGAGE_WORKER_NAME", show_default=True,
+              help="Consumer name in the stream groups; keep it stable across restarts.")
+@click.option("--metrics-port", default=None, type=int, envvar="ENGAGE_WORKER_METRICS_PORT",
+              help="Port of the worker's /metrics (default 9102; 0 turns it off).")
+def worker(consumer: str, metrics_port: int | None) -> None:
+    """Deliver events to webhooks: signed, retried with backoff, dead-lettered."""
+    import signal
+    import threading
+
+    # The worker is one process with its own /metrics; never share gunicorn's files.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    from engage.store import get_store
+    from engage.worker import Worker, serve_metrics
+
+    app = _app()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with app.app_context():
+        port = app.config["WORKER_METRICS_PORT"] if metrics_port is None else metrics_port
+        serve_metrics(port)
+        click.echo(f"engage worker {consumer} (metrics on :{port})" if port else
+                   f"engage worker {consumer}", err=True)
+        Worker(get_store(), consumer).run(stop)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -433,3 +433,45 @@ class PollListSchema(Schema):
 
 class PollListQuerySchema(Schema):
     status = fields.String(validate=POLL_STATUS)
+
+
+# -- webhooks ------------------------------------------------------------------------
+WEBHOOK_EVENT_TYPES = (
+    "reaction.vote", "reaction.change", "reaction.withdraw",
+    "article.created", "article.updated",
+    "link.click", "link.impression",
+    "poll.created", "poll.vote", "poll.change", "poll.withdraw",
+    "poll.closed", "poll.opened", "poll.deleted",
+)
+WEBHOOK_EVENT_PATTERNS = (
+    "*",
+    *WEBHOOK_EVENT_TYPES,
+    *dict.fromkeys(t.split(".", 1)[0] + ".*" for t in WEBHOOK_EVENT_TYPES),
+)
+
+
+class WebhookInSchema(Schema):
+    url = HttpUrl(required=True)
+    events = fields.List(
+        fields.String(validate=validate.OneOf(
+            WEBHOOK_EVENT_PATTERNS, error="Unknown event type; use a type, 'family.*' or '*'."
+        )),
+        required=True,
+        validate=validate.Length(min=1, max=len(WEBHOOK_EVENT_PATTERNS)),
+        metadata={"description": "Event types, families like `reaction.*`, or `*`."},
+    )
+    secret = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=16, max=256),
+        metadata={"description": "Signs each delivery (HMAC-SHA256); never shown again."},
+    )
+
+
+class WebhookSchema(Schema):
+    id = fields.String(required=True)
+    url = fields.String(required=True)
+    events = fields.List(fields.String(), required=True)
+    created_at = fields.String(required=True)
+
+
+class WebhookListSchema(Schema):
+    webhooks = fields.List(fields.Nested(WebhookSchema), required=True)

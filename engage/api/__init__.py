@@ -23,6 +23,7 @@ API_MODULES = (
     "widget",
     "stats",
     "polls",
+    "webhooks",
 )
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 

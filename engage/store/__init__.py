@@ -18,6 +18,7 @@ from redis.retry import Retry
 from engage import errors
 from engage.store import cluster, scripts
 from engage.store.embedded import EmbeddedRedis
+from engage.store.instrumented import InstrumentedRedis
 from engage.store.keys import Keys
 
 EXTENSION = "engage.store"
@@ -90,7 +91,7 @@ def make_client(url: str, config: dict[str, Any]) -> Any:
         int(config["REDIS_RETRIES"]),
         supported_errors=(redis.ConnectionError,),
     )
-    return redis.Redis.from_url(
+    return InstrumentedRedis.from_url(
         url,
         decode_responses=True,
         socket_timeout=float(config["REDIS_SOCKET_TIMEOUT"]),

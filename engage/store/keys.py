@@ -37,6 +37,8 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:cursor            | hash   | forever                 | stream key -> last delivered entry id          |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
+| P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s) |
+| (group on every events stream) | consumer group `engage-webhooks` | with the stream | the worker's read position and unacknowledged entries |
 | P:a:{A#i}                    | hash   | with the article        | shard i of a sharded article: shard_of, shard (its existence check) |
 | P:a:{A#i}:counts / :reasons / :voters / :thr:<addr> / :events / :h: / :d: | as the article's | as the article's | the same parts for the readers that hash to shard i (store/shards.py) |
 | P:sharded                    | zset   | forever                 | article id -> shard count, for every sharded article |
@@ -167,6 +169,10 @@ class Keys:
     @property
     def webhook_dead(self) -> str:
         return f"{self.prefix}:webhooks:dead"
+
+    @property
+    def webhook_retry(self) -> str:
+        return f"{self.prefix}:webhooks:retry"
 
     # -- viral-article shards (store/shards.py) ---------------------------------------
     @staticmethod

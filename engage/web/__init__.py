@@ -13,6 +13,7 @@ WEB_MODULES = (
     "ops",
     "widget",
     "metrics_view",
+    "dashboard",
 )
 
 

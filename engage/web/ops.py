@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, render_template
 
-from engage.store import get_store
+from engage.store import get_store, health
 
 bp = Blueprint("ops", __name__)
 
@@ -19,7 +19,7 @@ def healthz() -> Any:
 
 @bp.get("/readyz")
 def readyz() -> Any:
-    if get_store().ping():
+    if health.redis_answers(get_store()):
         return jsonify(status="ready")
     response = jsonify(error={"code": "storage_unavailable", "message": "Redis does not answer."})
     response.status_code = 503

@@ -1,0 +1,305 @@
+"""Webhooks: the admin API, signed deliveries, retries, dead letters, restart safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from engage.identity import get_identity
+from engage.store import webhooks
+from engage.worker import Worker
+from tests.conftest import ARTICLE
+from tests.redis_server import RedisServer
+from tests.webhook_receiver import Receiver, fail_fraction, signature_ok
+
+SECRET = "a-webhook-secret-of-some-length"
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    return {
+        "WEBHOOK_RETRY_BASE": 0.02,
+        "WEBHOOK_RETRY_MAX": 0.2,
+        "WEBHOOK_TIMEOUT": 2.0,
+        "WEBHOOK_MAX_ATTEMPTS": 4,
+        "THROTTLE_VOTES": 100_000,
+    }
+
+
+def register(client: FlaskClient, admin: dict[str, str], url: str,
+             events: list[str] | None = None) -> dict[str, Any]:
+    body = {"url": url, "events": events or ["*"], "secret": SECRET}
+    response = client.post("/api/v1/webhooks", json=body, headers=admin)
+    assert response.status_code == 201, response.json
+    return dict(response.json)
+
+
+def put_article(client: FlaskClient, editor: dict[str, str], article_id: str) -> None:
+    response = client.put(f"/api/v1/articles/{article_id}", json=ARTICLE, headers=editor)
+    assert response.status_code in (200, 201), response.json
+
+
+def vote(client: FlaskClient, article_id: str, reader: str, choice: str = "yes") -> None:
+    response = client.put(
+        f"/api/v1/articles/{article_id}/reactions/mine",
+        json={"choice": choice}, headers={"X-Engage-Reader": reader},
+    )
+    assert response.status_code == 200, response.json
+
+
+def mint(app: Flask) -> str:
+    with app.app_context():
+        return get_identity().mint_reader()
+
+
+def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "worker did not finish in time"
+        if not worker.step():
+            time.sleep(0.01)
+
+
+# -- API -------------------------------------------------------------------------------
+def test_admin_registers_lists_and_deletes(client: FlaskClient, admin: dict[str, str],
+                                           store: Any) -> None:
+    created = register(client, admin, "https://hooks.example.com/engage", ["reaction.*"])
+    assert set(created) == {"id", "url", "events", "created_at"}
+    assert created["events"] == ["reaction.*"]
+    listed = client.get("/api/v1/webhooks", headers=admin)
+    assert listed.status_code == 200
+    assert listed.json["webhooks"] == [created]
+    assert SECRET not in listed.get_data(as_text=True)
+    assert webhooks.list_all(store)[0]["secret"] == SECRET  # kept to sign, never shown
+    deleted = client.delete(f"/api/v1/webhooks/{created['id']}", headers=admin)
+    assert deleted.status_code == 204
+    assert client.get("/api/v1/webhooks", headers=admin).json["webhooks"] == []
+    again = client.delete(f"/api/v1/webhooks/{created['id']}", headers=admin)
+    assert again.status_code == 404
+    assert again.json["error"]["code"] == "not_found"
+
+
+def test_only_admins(client: FlaskClient, editor: dict[str, str]) -> None:
+    body = {"url": "https://hooks.example.com/x", "events": ["*"], "secret": SECRET}
+    assert client.post("/api/v1/webhooks", json=body).status_code == 401
+    assert client.post("/api/v1/webhooks", json=body, headers=editor).status_code == 403
+    assert client.get("/api/v1/webhooks", headers=editor).status_code == 403
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"url": "ftp://x.example.com/", "events": ["*"], "secret": SECRET}, "url"),
+    ({"url": "https://x.example.com/", "events": ["reaction.nope"], "secret": SECRET}, "events"),
+    ({"url": "https://x.example.com/", "events": [], "secret": SECRET}, "events"),
+    ({"url": "https://x.example.com/", "events": ["*"], "secret": "short"}, "secret"),
+    ({"url": "https://x.example.com/", "events": ["*"]}, "secret"),
+    ({"url": "https://x.example.com/", "events": ["*"], "secret": SECRET, "x": 1}, "x"),
+])
+def test_bad_registrations_are_422(client: FlaskClient, admin: dict[str, str], store: Any,
+                                   body: dict[str, Any], field: str) -> None:
+    response = client.post("/api/v1/webhooks", json=body, headers=admin)
+    assert response.status_code == 422
+    assert field in response.json["error"]["fields"]
+    assert webhooks.list_all(store) == []
+
+
+def test_matching() -> None:
+    assert webhooks.matches(["*"], "poll.vote")
+    assert webhooks.matches(["reaction.*"], "reaction.change")
+    assert not webhooks.matches(["reaction.*"], "article.created")
+    assert webhooks.matches(["poll.closed"], "poll.closed")
+    assert not webhooks.matches(["poll.closed"], "poll.opened")
+
+
+# -- delivery --------------------------------------------------------------------------
+def test_delivers_signed_matching_events(app: Flask, client: FlaskClient, admin: dict[str, str],
+                                         editor: dict[str, str], store: Any) -> None:
+    put_article(client, editor, "before-hook")
+    vote(client, "before-hook", mint(app))  # before the webhook existed: not delivered
+    time.sleep(0.002)
+    with Receiver() as receiver:
+        hook = register(client, admin, receiver.url, ["reaction.*"])
+        put_article(client, editor, "after-hook")  # article.created: not subscribed
+        reader = mint(app)
+        vote(client, "after-hook", reader, "yes")
+        vote(client, "after-hook", reader, "no")
+        worker = Worker(store, "test")
+        run_until(worker, lambda: len(receiver.delivered) >= 2)
+        worker.step()
+        assert len(receiver.requests) == 2
+        bodies = receiver.delivered_bodies()
+        assert [b["type"] for b in bodies] == ["reaction.vote", "reaction.change"]
+        first = bodies[0]
+        assert set(first) == {"id", "type", "occurred_at", "data"}
+        assert first["id"].startswith(hook["id"] + ":a:after-hook:")
+        assert first["data"]["article"] == "after-hook"
+        assert first["data"]["choice"] == "yes"
+        assert first["occurred_at"].endswith("+00:00")
+        for record in receiver.delivered:
+            assert signature_ok(SECRET, record)
+            headers = record["headers"]
+            assert headers["X-Engage-Delivery"] == json.loads(record["body"])["id"]
+            assert headers["Content-Type"] == "application/json"
+            assert abs(int(headers["X-Engage-Timestamp"]) - time.time()) < 60
+        assert not signature_ok("another-secret-entirely", receiver.delivered[0])
+
+
+def test_failed_delivery_is_retried_with_the_same_id_and_body(
+    app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
+) -> None:
+    with Receiver(fail=lambda n: n < 2) as receiver:
+        register(client, admin, receiver.url, ["reaction.vote"])
+        put_article(client, editor, "retried")
+        vote(client, "retried", mint(app))
+        worker = Worker(store, "test")
+        run_until(worker, lambda: len(receiver.delivered) == 1)
+        assert [r["failed"] for r in receiver.requests] == [True, True, False]
+        assert len({r["body"] for r in receiver.requests}) == 1
+        assert [r["headers"]["X-Engage-Attempt"] for r in receiver.requests] == ["1", "2", "3"]
+        assert webhooks.retry_count(store) == 0
+
+
+def test_backoff_doubles_up_to_the_cap(store: Any) -> None:
+    worker = Worker(store, "test")
+    worker.retry_base, worker.retry_max = 10.0, 60.0
+    assert [worker.backoff(n) for n in range(1, 6)] == [10.0, 20.0, 40.0, 60.0, 60.0]
+
+
+def test_dead_letter_after_the_last_attempt(
+    app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
+) -> None:
+    with Receiver(fail=lambda n: True) as receiver:
+        hook = register(client, admin, receiver.url, ["reaction.*"])
+        put_article(client, editor, "doomed")
+        vote(client, "doomed", mint(app))
+        worker = Worker(store, "test")
+        run_until(worker, lambda: bool(webhooks.dead_letters(store)))
+        assert len(receiver.requests) == app.config["WEBHOOK_MAX_ATTEMPTS"]
+        dead = webhooks.dead_letters(store)
+        assert len(dead) == 1
+        assert dead[0]["webhook"] == hook["id"]
+        assert dead[0]["error"] == "http 500"
+        assert json.loads(dead[0]["body"])["type"] == "reaction.vote"
+        assert webhooks.retry_count(store) == 0
+        scrape = client.get("/metrics").get_data(as_text=True)
+        assert "engage_webhook_dead_letters_total" in scrape
+
+
+def test_deleted_webhook_drops_its_retries(
+    app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
+) -> None:
+    with Receiver(fail=lambda n: True) as receiver:
+        hook = register(client, admin, receiver.url, ["*"])
+        put_article(client, editor, "dropped")
+        worker = Worker(store, "test")
+        run_until(worker, lambda: webhooks.retry_count(store) == 1)
+        client.delete(f"/api/v1/webhooks/{hook['id']}", headers=admin)
+        run_until(worker, lambda: webhooks.retry_count(store) == 0)
+        assert webhooks.dead_letters(store) == []
+
+
+def test_unacknowledged_entries_are_delivered_after_a_restart(
+    app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
+) -> None:
+    """A worker that read entries and died before acknowledging them loses nothing."""
+    with Receiver() as receiver:
+        register(client, admin, receiver.url, ["reaction.*"])
+        put_article(client, editor, "crash")
+        vote(client, "crash", mint(app))
+        crashed = Worker(store, "w1")
+        crashed._refresh_streams(webhooks.list_all(store))
+        read = webhooks.read(store, "w1", crashed.streams, 10)  # read, then "die"
+        assert [fields["type"] for _s, _i, fields in read] == ["article.created", "reaction.vote"]
+        assert receiver.requests == []
+        restarted = Worker(store, "w1")
+        run_until(restarted, lambda: len(receiver.delivered) == 1)
+        # Another consumer takes over entries a dead one left idle.
+        vote(client, "crash", mint(app))
+        webhooks.read(store, "w1", crashed.streams, 10)
+        other = Worker(store, "w2")
+        other.claim_idle_ms = 0
+        run_until(other, lambda: len(receiver.delivered) == 2)
+
+
+# -- restart safety under load ----------------------------------------------------------------
+def _start_worker(redis_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ENGAGE_REDIS_URL": redis_url,
+        "ENGAGE_SECRET_KEY": "worker-test-secret-key-123456",
+        "ENGAGE_DATA_DIR": str(tmp_path),
+        "ENGAGE_WEBHOOK_RETRY_BASE": "0.05",
+        "ENGAGE_WEBHOOK_RETRY_MAX": "0.5",
+        "ENGAGE_WEBHOOK_MAX_ATTEMPTS": "40",
+        "ENGAGE_WEBHOOK_TIMEOUT": "2",
+        "ENGAGE_WEBHOOK_CLAIM_IDLE": "2",
+        "ENGAGE_WORKER_POLL": "0.05",
+        "ENGAGE_LOG_JSON": "0",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "engage.cli", "worker", "--consumer", "w1", "--metrics-port", "0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "ab"),  # noqa: SIM115
+    )
+
+
+@pytest.mark.slow
+def test_every_event_arrives_once_per_id_through_kills_and_failures(
+    app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
+    redis_server: RedisServer, tmp_path: Path,
+) -> None:
+    articles = [f"load-{i}" for i in range(20)]
+    with Receiver(fail=fail_fraction(0.10)) as receiver:
+        hook = register(client, admin, receiver.url, ["reaction.*"])
+        for article_id in articles:
+            put_article(client, editor, article_id)
+        readers = [mint(app) for _ in range(50)]
+        votes = [(a, r) for r in readers for a in articles]  # 1,000 votes
+        worker = _start_worker(redis_server.url, tmp_path)
+        kills = 0
+        try:
+            for index, (article_id, reader) in enumerate(votes):
+                vote(client, article_id, reader, "yes" if index % 3 else "no")
+                if index in (300, 650):
+                    time.sleep(0.3)  # let it get busy, then kill it mid-work
+                    os.kill(worker.pid, signal.SIGKILL)
+                    worker.wait(10)
+                    kills += 1
+                    worker = _start_worker(redis_server.url, tmp_path)
+            expected = set()
+            for article_id in articles:
+                for entry_id, fields in store.redis.xrange(store.keys.article_events(article_id)):
+                    if fields["type"].startswith("reaction."):
+                        expected.add(f"{hook['id']}:a:{article_id}:{entry_id}")
+            assert len(expected) == 1000
+            deadline = time.monotonic() + 40
+            while {b["id"] for b in receiver.delivered_bodies()} != expected:
+                assert time.monotonic() < deadline, (
+                    f"{len(expected - {b['id'] for b in receiver.delivered_bodies()})} missing"
+                )
+                assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+                time.sleep(0.1)
+        finally:
+            worker.terminate()
+            worker.wait(10)
+        assert kills == 2
+        bodies_by_id: dict[str, set[bytes]] = {}
+        for record in receiver.requests:
+            assert signature_ok(SECRET, record)
+            delivery_id = json.loads(record["body"])["id"]
+            assert record["headers"]["X-Engage-Delivery"] == delivery_id
+            bodies_by_id.setdefault(delivery_id, set()).add(record["body"])
+        assert set(bodies_by_id) == expected
+        assert all(len(bodies) == 1 for bodies in bodies_by_id.values())  # same id, same body
+        failed = sum(1 for r in receiver.requests if r["failed"])
+        assert failed > 50  # the receiver really refused about 10%
+        assert webhooks.dead_letters(store) == []

@@ -1,0 +1,71 @@
+"""A webhook endpoint on loopback for tests: records every delivery, fails some on purpose."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Receiver:
+    """`fail(n)` decides, for the n-th request (from 0), whether to answer 500."""
+
+    def __init__(self, fail: Callable[[int], bool] = lambda n: False) -> None:
+        self.fail = fail
+        self.lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []  # every request, failed ones too
+        self.delivered: list[dict[str, Any]] = []  # answered 2xx
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                with receiver.lock:
+                    number = len(receiver.requests)
+                    failed = receiver.fail(number)
+                    record = {"headers": dict(self.headers), "body": body, "failed": failed}
+                    receiver.requests.append(record)
+                    if not failed:
+                        receiver.delivered.append(record)
+                self.send_response(500 if failed else 204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def delivered_bodies(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [json.loads(r["body"]) for r in self.delivered]
+
+
+def fail_fraction(fraction: float, seed: int = 7) -> Callable[[int], bool]:
+    rng = random.Random(seed)
+    return lambda _n: rng.random() < fraction
+
+
+def signature_ok(secret: str, record: dict[str, Any]) -> bool:
+    expected = "sha256=" + hmac.new(secret.encode(), record["body"], hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, record["headers"].get("X-Engage-Signature", ""))
