@@ -5,12 +5,13 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from engage import errors, schemas
+from engage.identity import require_role
 
 API_PREFIX = "/api/v1"
 
@@ -41,6 +42,23 @@ class EngageApi(Api):
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         return errors.handle_http_exception(error)
+
+
+def _authorize() -> None:
+    """Staff routes check the token before anything reads the body or the query.
+
+    `require_role` sits innermost under flask-smorest's decorators, which parse and
+    validate first; without this a caller with no token would learn the schema (422)
+    before hearing 401. The decorator stays on the view as the declaration and a
+    second check.
+    """
+    view = current_app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    method = "get" if request.method == "HEAD" else request.method.lower()
+    handler = getattr(view_class, method, None) if view_class is not None else view
+    role = getattr(handler, "required_role", None)
+    if role:
+        require_role(role)(lambda: None)()
 
 
 def _require_json() -> None:
@@ -81,6 +99,7 @@ def init_app(app: Flask) -> EngageApi:
     api.register_converter(IdConverter, _id_param_schema)
     for name in API_MODULES:
         api.register_blueprint(import_module(f"engage.api.{name}").blp, url_prefix=API_PREFIX)
+    app.before_request(_authorize)
     app.before_request(_require_json)
     app.extensions["engage.api"] = api
     return api

@@ -75,3 +75,18 @@ def address_key(store: Store, day: str) -> bytes:
     pipe.get(key)
     _, value = pipe.execute()
     return bytes.fromhex(value)
+
+
+def session_record(store: Store, token_id: str, digest: str) -> dict[str, Any] | None:
+    """The record of a signed-in dashboard session's token while it is still valid.
+
+    The session keeps the token id and its stored digest, never the secret; a revoked
+    or re-issued token no longer matches, so revocation ends sessions at once.
+    """
+    raw = store.redis.hget(store.keys.tokens, token_id)
+    if not raw:
+        return None
+    record: dict[str, Any] = json.loads(raw)
+    if not hmac.compare_digest(record["hash"], digest):
+        return None
+    return record

@@ -1,0 +1,113 @@
+// engage dashboard: the live view polls a JSON endpoint and updates the page in place.
+// No inline script (CSP), no dependencies; text goes in through textContent only.
+(function () {
+  "use strict";
+
+  var INTERVAL_MS = 3000;
+
+  function pct(value) {
+    return value === null || value === undefined ? "–" : Math.round(value * 100) + "%";
+  }
+
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function describe(event) {
+    var what = event.type;
+    if (event.type.indexOf("reaction.") === 0) {
+      if (event.type === "reaction.vote") what = "voted " + event.choice;
+      else if (event.type === "reaction.change") what = "changed " + event.previous + " → " + event.choice;
+      else what = "withdrew " + event.previous;
+      if (event.reason) what += " (" + event.reason.replace(/_/g, " ") + ")";
+    } else if (event.type.indexOf("poll.") === 0) {
+      what = event.type.replace("poll.", "poll ") + (event.poll ? " " + event.poll : "");
+    } else if (event.type.indexOf("link.") === 0) {
+      what = event.type === "link.click" ? "clicked a related link" : "saw related links";
+    }
+    return what;
+  }
+
+  function startLive(status) {
+    var source = status.getAttribute("data-source");
+    var articleBase = status.getAttribute("data-article-base");
+    var feed = document.getElementById("live-feed");
+    var tbody = document.querySelector("#live-articles tbody");
+    var seen = {};
+    var first = true;
+
+    function render(data) {
+      document.getElementById("live-total").textContent = data.totals.total;
+      document.getElementById("live-hour").textContent = data.totals.last_hour;
+      document.getElementById("live-approval").textContent = pct(data.totals.approval);
+
+      var items = [];
+      data.events.forEach(function (event) {
+        var li = el("li");
+        li.setAttribute("data-event", event.id);
+        var time = el("time", "", event.time);
+        var text = el("span");
+        var link = el("a", "", event.article || event.poll || "");
+        if (event.article) link.href = articleBase + encodeURIComponent(event.article);
+        text.appendChild(link);
+        text.appendChild(document.createTextNode(" " + describe(event)));
+        li.appendChild(time);
+        li.appendChild(text);
+        if (!first && !seen[event.id]) li.className = "fresh";
+        seen[event.id] = true;
+        items.push(li);
+      });
+      feed.replaceChildren.apply(feed, items);
+
+      var rows = data.articles.map(function (a) {
+        var tr = el("tr");
+        tr.setAttribute("data-article", a.id);
+        var th = el("th");
+        th.scope = "row";
+        var link = el("a", "", a.title || a.id);
+        link.href = articleBase + encodeURIComponent(a.id);
+        th.appendChild(link);
+        tr.appendChild(th);
+        tr.appendChild(el("td", "num", String(a.total)));
+        tr.appendChild(el("td", "num", pct(a.approval)));
+        tr.appendChild(el("td", "num", String(a.last_hour)));
+        return tr;
+      });
+      tbody.replaceChildren.apply(tbody, rows);
+      first = false;
+    }
+
+    function tick() {
+      fetch(source, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          if (response.status === 401) {
+            window.location.reload();
+            throw new Error("signed out");
+          }
+          if (!response.ok) throw new Error("HTTP " + response.status);
+          return response.json();
+        })
+        .then(function (data) {
+          render(data);
+          status.textContent = "Live · updated " + new Date().toLocaleTimeString();
+          status.className = "live-status ok";
+        })
+        .catch(function () {
+          status.textContent = "Reconnecting…";
+          status.className = "live-status";
+        })
+        .then(function () {
+          window.setTimeout(tick, INTERVAL_MS);
+        });
+    }
+    tick();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var status = document.getElementById("live-status");
+    if (status) startLive(status);
+  });
+})();
