@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import runpy
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,11 @@ def run_gunicorn(bind: str, workers: int) -> None:
         def load_config(self) -> None:
             config_file = gunicorn_config_path()
             if config_file:
-                self.load_config_from_file(config_file)
+                # BaseApplication has no config-file loader: read the file as gunicorn -c
+                # would, keeping only names gunicorn knows (hooks included).
+                for name, value in runpy.run_path(config_file).items():
+                    if name in self.cfg.settings and value is not None:
+                        self.cfg.set(name.lower(), value)
             self.cfg.set("bind", [bind])
             self.cfg.set("workers", workers)
 

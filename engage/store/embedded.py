@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def redis_server_binary() -> str:
@@ -34,10 +36,18 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"unix://{self.socket}"
 
+    def _client(self, timeout: float) -> redis.Redis:
+        # No retries: redis-py's default retries a dead socket for seconds, which would
+        # slow every "is it up?" check and the shutdown (which drops the connection).
+        return redis.Redis(
+            unix_socket_path=str(self.socket), socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+
     def is_running(self) -> bool:
         if not self.socket.exists():
             return False
-        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=0.5)
+        client = self._client(0.5)
         try:
             return bool(client.ping())
         except redis.RedisError:
@@ -86,10 +96,36 @@ class EmbeddedRedis:
         """Shut down with a final AOF flush, so nothing accepted is lost."""
         if not self.is_running():
             return
-        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
+        pid = self.pid()
+        client = self._client(5)
         try:
             client.shutdown(save=True)
         except redis.ConnectionError:
             pass  # the server closes the connection as it exits
         finally:
             client.close()
+        # Wait for the process itself, so a restart never overlaps its last write.
+        deadline = time.monotonic() + 10
+        while pid is not None and _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs; an exited one awaiting its reaper (a zombie) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill()
+    return stat.rpartition(")")[2].split()[0] != "Z"
