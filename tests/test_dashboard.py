@@ -1,0 +1,217 @@
+"""The dashboard over HTTP: sign-in, session cookie, CSRF, pages and their headers."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from engage import seeds
+from engage.store import links, polls, tokens
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    return {"THROTTLE_VOTES": 100_000}
+
+
+@pytest.fixture
+def seeded(app: Flask, store: Any) -> Any:
+    with app.app_context():
+        seeds.load(store, app.config["SEEDS_DIR"])
+    return store
+
+
+def csrf_of(client: FlaskClient, path: str = "/dashboard/signin") -> str:
+    match = CSRF.search(client.get(path).get_data(as_text=True))
+    assert match, f"no CSRF field on {path}"
+    return match.group(1)
+
+
+def sign_in(client: FlaskClient, token: str) -> Any:
+    return client.post("/dashboard/signin", data={"token": token, "csrf_token": csrf_of(client)})
+
+
+@pytest.fixture
+def signed_in(client: FlaskClient, editor_token: str, seeded: Any) -> FlaskClient:
+    response = sign_in(client, editor_token)
+    assert response.status_code == 302
+    return client
+
+
+def test_sign_in_sets_a_safe_cookie_without_the_secret(
+    app: Flask, client: FlaskClient, editor_token: str
+) -> None:
+    response = sign_in(client, editor_token)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/dashboard"
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("engage_session=")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    value = cookie.split(";", 1)[0].split("=", 1)[1]
+    data = app.session_interface.get_signing_serializer(app).loads(value)  # type: ignore[attr-defined]
+    secret = editor_token.split(".", 1)[1]
+    assert secret not in json.dumps(data)
+    assert client.get("/dashboard").status_code == 200
+
+
+def test_cookie_is_secure_over_https(client: FlaskClient, editor_token: str) -> None:
+    page = client.get("/dashboard/signin", base_url="https://engage.example")
+    token = CSRF.search(page.get_data(as_text=True))
+    assert token
+    response = client.post("/dashboard/signin", base_url="https://engage.example",
+                           data={"token": editor_token, "csrf_token": token.group(1)})
+    assert response.status_code == 302
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_revoking_the_token_ends_the_session(
+    client: FlaskClient, store: Any, seeded: Any
+) -> None:
+    token, record = tokens.create(store, "editor", "temp")
+    assert sign_in(client, token).status_code == 302
+    assert client.get("/dashboard").status_code == 200
+    tokens.revoke(store, record["id"])
+    response = client.get("/dashboard")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/dashboard/signin")
+    assert client.get("/dashboard/live.json").status_code == 401
+
+
+def test_sign_out_needs_csrf_and_ends_the_session(signed_in: FlaskClient) -> None:
+    refused = signed_in.post("/dashboard/signout")
+    assert refused.status_code == 403
+    assert signed_in.get("/dashboard").status_code == 200
+    token = csrf_of(signed_in, "/dashboard")
+    assert signed_in.post("/dashboard/signout", data={"csrf_token": token}).status_code == 302
+    assert signed_in.get("/dashboard").status_code == 302
+
+
+def test_sign_in_without_csrf_is_refused(client: FlaskClient, editor_token: str) -> None:
+    response = client.post("/dashboard/signin", data={"token": editor_token})
+    assert response.status_code == 403
+    assert "did not come from this site" in response.get_data(as_text=True)
+    assert client.get("/dashboard").status_code == 302
+
+
+def test_next_is_never_an_open_redirect(client: FlaskClient, editor_token: str) -> None:
+    for target, expected in (("https://evil.example/x", "/dashboard"),
+                             ("//evil.example", "/dashboard"),
+                             ("/dashboard/polls", "/dashboard/polls")):
+        csrf = csrf_of(client)
+        response = client.post(f"/dashboard/signin?next={target}",
+                               data={"token": editor_token, "csrf_token": csrf})
+        assert response.headers["Location"] == expected
+
+
+def test_poll_close_and_reopen_need_csrf(signed_in: FlaskClient, store: Any) -> None:
+    poll = polls.list_all(store)[0]
+    path = f"/dashboard/polls/{poll['id']}/status"
+    assert signed_in.post(path, data={"status": "closed"}).status_code == 403
+    other = csrf_of(signed_in.application.test_client())  # another session's token
+    assert signed_in.post(path, data={"status": "closed", "csrf_token": other}).status_code == 403
+    json_refusal = signed_in.post(path, data={"status": "closed"},
+                                  headers={"Accept": "application/json"})
+    assert json_refusal.status_code == 403
+    assert json_refusal.json["error"]["code"] == "csrf_failed"
+    assert polls.get_view(store, poll["id"], staff=True)["status"] == "open"
+
+    token = csrf_of(signed_in, "/dashboard/polls")
+    closed = signed_in.post(path, data={"status": "closed", "csrf_token": token})
+    assert closed.status_code == 302
+    assert polls.get_view(store, poll["id"], staff=True)["status"] == "closed"
+    page = signed_in.get("/dashboard/polls?notice=Poll+closed.").get_data(as_text=True)
+    assert "Reopen" in page
+    reopened = signed_in.post(path, data={"status": "open"}, headers={"X-CSRF-Token": token})
+    assert reopened.status_code == 302
+    assert polls.get_view(store, poll["id"], staff=True)["status"] == "open"
+
+
+def test_pages_render_with_strict_headers_and_no_inline_script(
+    signed_in: FlaskClient, store: Any
+) -> None:
+    for path in ("/dashboard", "/dashboard?range=24h&sort=trending", "/dashboard?range=30d",
+                 "/dashboard/articles/korea-china-reset",
+                 "/dashboard/articles/korea-china-reset?bucket=day",
+                 "/dashboard/polls", "/dashboard/live", "/dashboard/signin"):
+        response = signed_in.get(path)
+        assert response.status_code == 200, path
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"]
+        assert "no-store" in response.headers["Cache-Control"]
+        html = response.get_data(as_text=True)
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
+        assert not re.search(r"\son[a-z]+\s*=", html), path
+        assert not re.search(r'<(script|link)[^>]+(src|href)="(https?:)?//', html), path
+    assert signed_in.get("/dashboard/articles/no-such-story").status_code == 404
+    assert signed_in.get("/dashboard?range=forever").status_code == 404
+
+
+def test_overview_ranks_like_the_api(
+    signed_in: FlaskClient, editor: dict[str, str]
+) -> None:
+    api = signed_in.get("/api/v1/stats/articles?sort=approval", headers=editor).json
+    html = signed_in.get("/dashboard?sort=approval").get_data(as_text=True)
+    table = html[html.index("Articles ranked by approval"):]
+    rows = re.findall(r'<tr data-article="([^"]+)">', table)
+    assert rows == [a["id"] for a in api["articles"]]
+    # 5 of 5 sits below 42 of 51 and 120 of 160
+    assert rows.index("yellow-sea-buoys-explainer") > rows.index("k-content-exports-2026")
+    assert "Sections compared" in html and "Diplomacy" in html
+
+
+def test_article_page_shows_chart_reasons_polls_and_link_ctr(
+    signed_in: FlaskClient, store: Any
+) -> None:
+    from engage.store import reactions
+
+    reactions.vote(store, "korea-china-reset", "critic", "addr", "no", "biased")
+    curated = links.curated(store, "korea-china-reset")
+    policy = next(link for link in curated if link["title"] == "Policy Link")
+    links.impressions(store, "korea-china-reset", [link["id"] for link in curated] * 1)
+    for _ in range(3):
+        links.impressions(store, "korea-china-reset", [policy["id"]])
+    links.click(store, policy["id"], True)
+    html = signed_in.get("/dashboard/articles/korea-china-reset").get_data(as_text=True)
+    assert '<svg class="chart"' in html and "<rect" in html
+    assert "▲ yes: 42 in range" in html and "▼ no: 10 in range" in html
+    assert "Biased" in html
+    assert "Will Seoul and Beijing fully restore ties in 2026?" in html
+    row = html[html.index("Policy Link"):]
+    cells = re.findall(r'<td class="num">([^<]+)</td>', row)[:3]
+    assert cells == ["4", "1", "25.0%"]
+
+
+def test_live_json_reports_new_votes(signed_in: FlaskClient, store: Any) -> None:
+    from engage.store import reactions
+
+    before = signed_in.get("/dashboard/live.json").json
+    reactions.vote(store, "thaad-ten-years-on", "newcomer", "addr", "yes")
+    after = signed_in.get("/dashboard/live.json").json
+    assert after["totals"]["total"] == before["totals"]["total"] + 1
+    newest = after["events"][0]
+    assert newest["type"] == "reaction.vote" and newest["article"] == "thaad-ten-years-on"
+    assert "reader" not in newest
+
+
+def test_dashboard_export_streams_every_event(signed_in: FlaskClient, store: Any) -> None:
+    response = signed_in.get("/dashboard/export?format=ndjson")
+    assert response.status_code == 200
+    lines = response.get_data(as_text=True).splitlines()
+    expected = sum(store.redis.xlen(key) for key in _streams(store))
+    assert len(lines) == expected
+    assert signed_in.get("/dashboard/export?format=xml").status_code == 422
+
+
+def _streams(store: Any) -> list[str]:
+    from engage.store import events
+
+    return events.stream_keys(store)
