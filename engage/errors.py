@@ -208,6 +208,14 @@ def handle_unexpected(exc: Exception) -> Response:
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
+def handle_too_deep(exc: RecursionError) -> Response:
+    # The JSON decoder recurses per nesting level, so a hostile body of `[[[[...` under
+    # the size limit ends here; it is bad input, not our failure.
+    current_app.logger.warning("request nested too deeply: %s", exc)
+    return error_response(400, "malformed_json", "The body is nested too deeply.")
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(RecursionError, handle_too_deep)
     app.register_error_handler(Exception, handle_unexpected)
