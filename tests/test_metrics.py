@@ -1,0 +1,165 @@
+"""/metrics in one process: families, bounded labels, Redis timings, readiness."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import make_app, new_reader
+from tests.redis_server import RedisServer
+
+
+def scrape(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def engage_series(samples: dict[Any, float]) -> list[Any]:
+    return [key for key in samples if key[0].startswith("engage_")]
+
+
+def test_families_are_exposed(client: FlaskClient) -> None:
+    client.get("/healthz")
+    samples = scrape(client)
+    names = {name for name, _labels in samples}
+    for expected in (
+        "engage_http_requests_total", "engage_http_request_duration_seconds_bucket",
+        "engage_http_requests_in_progress", "engage_votes_accepted_total",
+        "engage_votes_rejected_total", "engage_link_events_total",
+        "engage_webhook_deliveries_total", "engage_webhook_dead_letters_total",
+        "engage_build_info", "engage_redis_up",
+    ):
+        assert expected in names, expected
+    build = [labels for name, labels in samples if name == "engage_build_info"]
+    assert dict(build[0])["version"]
+    assert value(samples, "engage_redis_up") == 1.0
+    assert not any(name.endswith("_created") for name in names)
+
+
+def test_requests_are_counted_by_route_template(client: FlaskClient, article: str) -> None:
+    route = "/api/v1/articles/<eid:article_id>/reactions"
+    before = scrape(client)
+    client.get(f"/api/v1/articles/{article}/reactions")
+    client.get("/api/v1/articles/no-such-article/reactions")
+    client.get("/no/such/path/at-all")
+    client.open("/healthz", method="BREW")
+    after = scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("engage_http_requests_total", route=route, method="GET", status="2xx") == 1
+    assert delta("engage_http_requests_total", route=route, method="GET", status="4xx") == 1
+    assert delta("engage_http_requests_total", route="unmatched", method="GET", status="4xx") == 1
+    assert delta("engage_http_requests_total", route="unmatched", method="other", status="4xx") == 1
+    assert delta("engage_http_request_duration_seconds_count", route=route) == 2
+    labels = {v for _name, pairs in after for _k, v in pairs}
+    assert not any(article in v or "no-such" in v or "BREW" in v for v in labels)
+
+
+def test_votes_accepted_and_rejected(client: FlaskClient, article: str) -> None:
+    reader = new_reader(client)
+    before = scrape(client)
+    url = f"/api/v1/articles/{article}/reactions/mine"
+    assert client.put(url, json={"choice": "yes"}, headers=reader).status_code == 200
+    assert client.put(url, json={"choice": "yes"}, headers=reader).status_code == 200
+    assert client.put("/api/v1/articles/nope/reactions/mine", json={"choice": "yes"},
+                      headers=reader).status_code == 404
+    after = scrape(client)
+    accepted = "engage_votes_accepted_total"
+    rejected = "engage_votes_rejected_total"
+    assert value(after, accepted, kind="reaction") - value(before, accepted, kind="reaction") == 1
+    for reason in ("duplicate", "unknown"):
+        assert (value(after, rejected, kind="reaction", reason=reason)
+                - value(before, rejected, kind="reaction", reason=reason)) == 1
+
+
+def test_redis_operations_are_timed(client: FlaskClient, article: str) -> None:
+    reader = new_reader(client)
+    op = "script:vote_reaction"
+    name = "engage_redis_command_duration_seconds_count"
+    before = value(scrape(client), name, op=op)
+    client.put(f"/api/v1/articles/{article}/reactions/mine", json={"choice": "no"}, headers=reader)
+    samples = scrape(client)
+    assert value(samples, name, op=op) == before + 1
+    assert value(samples, name, op="pipeline") >= 1
+    ops = {dict(labels)["op"] for n, labels in samples if n == name}
+    assert all(o.islower() or o.startswith("script:") for o in ops)
+
+
+def test_redis_down(tmp_path: Path) -> None:
+    """Errors are counted; /readyz and the up gauge say so at once; /healthz stays up."""
+    server = RedisServer(tmp_path / "redis").start()
+    app = make_app(server.url, tmp_path, REDIS_RETRIES=0)
+    client = app.test_client()
+    try:
+        assert client.get("/readyz").status_code == 200
+        errors = "engage_redis_errors_total"
+        before = sum(v for (n, _l), v in scrape(client).items() if n == errors)
+        server.pause()  # a hung Redis: the worst case, nothing answers
+        started = time.monotonic()
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.headers["Retry-After"]
+        assert time.monotonic() - started < 0.8
+        assert client.get("/healthz").status_code == 200
+        server.resume()
+        server.kill()
+        assert client.get("/api/v1/articles/any/reactions").status_code == 503
+        samples = scrape(client)
+        assert value(samples, "engage_redis_up") == 0.0
+        after = sum(v for (n, _l), v in samples.items() if n == errors)
+        assert after > before
+        kinds = {dict(labels)["kind"] for (n, labels), v in samples.items() if n == errors and v}
+        assert kinds <= {"connection", "timeout"}
+    finally:
+        server.kill()
+
+
+@pytest.mark.slow
+def test_ten_thousand_articles_stay_out_of_labels(app: Flask, client: FlaskClient,
+                                                  store: Any) -> None:
+    """Votes on 10,000 articles: no label value names one, and fewer than 300 series."""
+    ids = [f"tenk-{i:05d}" for i in range(10_000)]
+    pipe = store.redis.pipeline(transaction=False)
+    for article_id in ids:
+        pipe.hset(store.keys.article(article_id), mapping={"title": article_id, "url": "x"})
+        pipe.zadd(store.keys.articles, {article_id: 0})
+    pipe.execute()
+    reader = new_reader(client)
+
+    def vote(article_id: str) -> int:
+        response = app.test_client().put(f"/api/v1/articles/{article_id}/reactions/mine",
+                                         json={"choice": "yes"}, headers=reader)
+        return response.status_code
+
+    # Threads overlap the Redis round trips; the app is thread-safe like under gthread.
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(vote, ids)) == {200}
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "tenk-" not in text
+    series = [
+        sample for family in text_string_to_metric_families(text)
+        if family.name.startswith("engage_") for sample in family.samples
+    ]
+    assert len(series) < 300, len(series)
+    accepted = [s.value for s in series
+                if s.name == "engage_votes_accepted_total" and s.labels == {"kind": "reaction"}]
+    assert accepted and accepted[0] >= 10_000
