@@ -44,10 +44,6 @@ def redis_snapshot(store: Any) -> dict[str, Any]:
     return {key: (client.type(key), client.dump(key)) for key in client.scan_iter(count=1000)}
 
 
-def without_rate_limits(snapshot: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in snapshot.items() if ":rl" not in k.split("/")[0]}
-
-
 def test_put_creates_then_updates(client: FlaskClient, editor: dict[str, str]) -> None:
     first = client.put(URL, json=ARTICLE, headers=editor)
     assert first.status_code == 201
@@ -241,6 +237,13 @@ def test_naive_time_is_utc(client: FlaskClient, editor: dict[str, str]) -> None:
                           headers=editor)
     assert response.status_code == 201
     assert response.get_json()["published_at"] == "2026-01-08T09:00:00+00:00"
+
+
+def test_offset_time_is_stored_as_utc(client: FlaskClient, editor: dict[str, str]) -> None:
+    response = client.put(URL, json={**ARTICLE, "published_at": "2026-01-08T18:00:00+09:00"},
+                          headers=editor)
+    assert response.get_json()["published_at"] == "2026-01-08T09:00:00+00:00"
+    assert client.get(URL).get_json()["published_at"] == "2026-01-08T09:00:00+00:00"
 
 
 def test_unknown_route_is_json_404(client: FlaskClient) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from engage.store import Store, shards
@@ -17,7 +17,8 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
     """Create or update; returns the stored article and whether it was created."""
     keys = store.keys
     now = store.now()
-    published: datetime = data["published_at"]
+    # The contract's times are UTC; an offset given on input is converted, not kept.
+    published: datetime = data["published_at"].astimezone(UTC)
     raw = store.run(
         "upsert_article",
         keys=[keys.article(article_id), keys.article_events(article_id)],

@@ -1,0 +1,138 @@
+"""Identity: reader tokens, API tokens, client addresses and their hashes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from engage import errors
+from engage.identity import Identity, bearer_token
+from engage.store import tokens
+
+SECRET = "identity-test-secret-0123456789"
+
+
+def fixed_key(day: str) -> bytes:
+    return (day * 8).encode()[:32]
+
+
+def test_reader_tokens_round_trip() -> None:
+    identity = Identity(SECRET, [])
+    token = identity.mint_reader()
+    assert identity.reader_from_token(token) == identity.reader_from_token(token)
+    assert len({identity.mint_reader() for _ in range(50)}) == 50
+    # Another secret neither accepts the token nor maps readers to the same hash.
+    other = Identity(SECRET + "x", [])
+    with pytest.raises(errors.InvalidReader):
+        other.reader_from_token(token)
+    assert other.reader_from_token(other.mint_reader()) != identity.reader_from_token(token)
+
+
+def test_reader_hash_is_short_and_opaque() -> None:
+    identity = Identity(SECRET, [])
+    token = identity.mint_reader()
+    reader = identity.reader_from_token(token)
+    assert len(reader) == 12
+    assert reader not in token and token.partition(".")[0] not in reader
+
+
+@pytest.mark.parametrize("token", ["", ".", "x" * 200, "abc", "abc.", ".abc", "a.b"])
+def test_bad_reader_tokens(token: str) -> None:
+    with pytest.raises(errors.InvalidReader):
+        Identity(SECRET, []).reader_from_token(token)
+
+
+def request_from(app: Flask, peer: str, forwarded: str | None = None) -> str:
+    headers = {"X-Forwarded-For": forwarded} if forwarded is not None else {}
+    with app.test_request_context("/", headers=headers, environ_base={"REMOTE_ADDR": peer}):
+        from flask import request
+
+        identity: Identity = app.extensions["engage.identity"]
+        return identity.client_address(request)
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    return {"TRUSTED_PROXIES": ["10.0.0.0/8", "fd00::/8", "127.0.0.1"]}
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        ("198.51.100.1", "203.0.113.5", "198.51.100.1"),  # untrusted peer: header ignored
+        ("10.1.2.3", "203.0.113.5", "203.0.113.5"),
+        ("10.1.2.3", "203.0.113.5, 10.9.9.9", "203.0.113.5"),  # two proxies
+        ("10.1.2.3", "6.6.6.6, 203.0.113.5, 10.9.9.9", "203.0.113.5"),  # spoofed first hop
+        ("10.1.2.3", None, "10.1.2.3"),
+        ("10.1.2.3", "", "10.1.2.3"),
+        ("10.1.2.3", "10.4.4.4", "10.1.2.3"),  # only proxies: the nearest one
+        ("10.1.2.3", "bogus", "10.1.2.3"),
+        ("fd00::1", "2001:DB8::0:5", "2001:db8::5"),  # IPv6, normalised
+        ("127.0.0.1", "203.0.113.9", "203.0.113.9"),
+    ],
+)
+def test_client_address(app: Flask, peer: str, forwarded: str | None, client: str) -> None:
+    assert request_from(app, peer, forwarded) == client
+
+
+def test_no_trusted_proxies_means_peer() -> None:
+    app = Flask("probe")
+    app.extensions["engage.identity"] = Identity(SECRET, [])
+    assert request_from(app, "127.0.0.1", "203.0.113.5") == "127.0.0.1"
+
+
+def test_address_hash_is_keyed_and_cached() -> None:
+    identity = Identity(SECRET, [])
+    fetched: list[str] = []
+
+    def fetch(day: str) -> bytes:
+        fetched.append(day)
+        return fixed_key(day)
+
+    a = identity.address_hash("203.0.113.5", "20260101", fetch)
+    assert identity.address_hash("203.0.113.5", "20260101", fetch) == a
+    assert identity.address_hash("203.0.113.6", "20260101", fetch) != a
+    assert fetched == ["20260101"]
+    assert identity.address_hash("203.0.113.5", "20260102", fetch) != a
+    assert fetched == ["20260101", "20260102"]
+    assert "203" not in a and len(a) == 12
+
+
+def test_bearer_token_parsing(app: Flask) -> None:
+    cases = {
+        "Bearer abc": "abc",
+        "bearer  abc ": "abc",
+        "Bearer": None,
+        "Bearer   ": None,
+        "Basic abc": None,
+        "": None,
+    }
+    for header, expected in cases.items():
+        with app.test_request_context("/", headers={"Authorization": header}):
+            assert bearer_token() == expected, header
+
+
+def test_api_tokens_stored_hashed(store: Any) -> None:
+    value, record = tokens.create(store, "editor", "desk")
+    token_id, _, secret = value[len("eng_"):].partition(".")
+    raw = json.loads(store.redis.hget(store.keys.tokens, token_id))
+    assert secret not in json.dumps(raw)
+    assert raw["role"] == "editor" and raw["name"] == "desk"
+    assert tokens.verify(store, value)["id"] == token_id
+    for bad in (value + "x", value[:-1], f"eng_{token_id}.", "eng_.x", token_id, "",
+                value.replace("eng_", "")):
+        assert tokens.verify(store, bad) is None, bad
+    assert "hash" not in tokens.list_all(store)[0]
+    with pytest.raises(ValueError):
+        tokens.create(store, "owner")
+
+
+def test_address_key_shared_between_processes(store: Any) -> None:
+    """Two app processes asking for the same day get the same key (SET NX)."""
+    first = tokens.address_key(store, "20260101")
+    assert tokens.address_key(store, "20260101") == first
+    assert len(first) == 32
+    assert tokens.address_key(store, "20260102") != first
