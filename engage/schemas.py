@@ -187,7 +187,9 @@ class WidgetBundleSchema(Schema):
     unknown_ = fields.List(fields.String(), required=True, data_key="unknown")
 
 
-class WidgetMineArticleSchema(Schema):
+class WidgetMineArticleSchema(CountsSchema):
+    """Fresh counts too: the public bundle may be a few seconds old in a cache."""
+
     mine = fields.String(allow_none=True, required=True)
     reason = fields.String(allow_none=True)
     polls = fields.List(fields.Dict(), required=True)

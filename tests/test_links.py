@@ -270,6 +270,9 @@ def test_widget_bundle_and_mine(client, editor, article):
     mine = client.get(mine_url, headers=reader)
     assert mine.status_code == 200
     assert mine.headers["Cache-Control"] == "private, no-store"
-    assert mine.json["articles"][article] == {"mine": "no", "reason": "unclear", "polls": []}
+    assert mine.json["articles"][article] == {
+        "counts": {"yes": 2, "no": 1}, "total": 3,
+        "mine": "no", "reason": "unclear", "polls": [],
+    }
     assert mine.json["articles"]["second"]["mine"] is None
     assert client.get("/api/v1/widget").status_code == 422

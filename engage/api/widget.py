@@ -7,7 +7,6 @@ reader token makes only the first.
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Any
 
 from flask import Response, current_app
@@ -18,7 +17,7 @@ from engage import errors, schemas
 from engage.api.links import absolute
 from engage.api.reactions import cacheable, private
 from engage.identity import current_reader
-from engage.store import Store, get_store, links, reactions
+from engage.store import Store, get_store, links, polls, reactions
 
 blp = Blueprint("widget", __name__, description="Batched reads for the embeddable widget.")
 
@@ -26,12 +25,7 @@ blp = Blueprint("widget", __name__, description="Batched reads for the embeddabl
 def _polls(
     store: Store, article_ids: list[str], reader: str | None = None
 ) -> dict[str, list[dict[str, Any]]]:
-    try:
-        polls = import_module("engage.store.polls")
-    except ImportError:  # TODO: direct import once the polls store lands
-        return {}
-    views: dict[str, list[dict[str, Any]]] = polls.for_articles(store, article_ids, reader=reader)
-    return views
+    return polls.for_articles(store, article_ids, reader=reader)
 
 
 @blp.route("/widget")
@@ -87,7 +81,10 @@ class WidgetMine(MethodView):
             result = reactions.read(store, aid, reader)
             if result is not None:
                 known.append(aid)
-                mine[aid] = {"mine": result.mine, "reason": result.reason, "polls": []}
+                mine[aid] = {
+                    "counts": result.counts, "total": result.total,
+                    "mine": result.mine, "reason": result.reason, "polls": [],
+                }
         for aid, views in (_polls(store, known, reader) if known else {}).items():
             mine[aid]["polls"] = views
         return private({"articles": mine})

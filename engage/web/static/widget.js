@@ -131,7 +131,7 @@
 
   function btn(label, key, pressed, on, extra, disabled) {
     return h('button', {type: 'button', 'aria-pressed': String(!!pressed), 'data-k': key, on: on,
-      disabled: disabled ? '' : null}, [d.createTextNode(label), extra]);
+      disabled: disabled ? '' : null}, [d.createTextNode(extra ? label + ' ' : label), extra]);
   }
 
   function reactions(w) {
@@ -277,7 +277,7 @@
           var a = b.articles[w.id], my = m && m.articles[w.id];
           if (!a) return;
           if (my) {
-            w.mine = my.mine; w.reason = my.reason || null;
+            w.mine = my.mine; w.reason = my.reason || null; a.counts = my.counts; a.total = my.total;
             my.polls.forEach(function (p) {
               a.polls = a.polls.map(function (x) { return x.id === p.id ? p : x; });
             });

@@ -1,0 +1,183 @@
+"""Browser fixtures: the real app on a live port, and headless Debian chromium.
+
+The live server is werkzeug's threaded server in a background thread, against its
+own redis-server (so other tests' per-test flushes cannot touch it), with the demo
+fixtures loaded and an editor token ready.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from engage import seeds
+from engage.store import Store, get_store, tokens
+from tests.conftest import make_app
+from tests.redis_server import RedisServer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: Flask
+    store: Store
+    editor: dict[str, str]
+    server: BaseWSGIServer
+    publisher: str  # another origin (allowlisted) serving publisher pages
+    pages: dict[str, str] = field(default_factory=dict)
+
+    def publish(self, path: str, html: str) -> str:
+        """Serve `html` at `path` on the publisher origin; returns its URL."""
+        self.pages[path] = html
+        return self.publisher + path
+
+    def api(self, method: str, path: str, body: Any = None,
+            headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("User-Agent", "engage-tests")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def article(self, title: str = "A test article", section: str = "Testing", **extra: Any) -> str:
+        article_id = "t-" + uuid.uuid4().hex[:10]
+        status, body = self.api("PUT", f"/api/v1/articles/{article_id}", {
+            "title": title, "url": f"https://news.example.com/{article_id}",
+            "section": section, "published_at": "2026-01-08T09:00:00Z", **extra,
+        }, self.editor)
+        assert status == 201, body
+        return article_id
+
+    def links(self, article_id: str, items: list[dict[str, str]]) -> list[dict[str, Any]]:
+        status, body = self.api("PUT", f"/api/v1/articles/{article_id}/links", items,
+                                self.editor)
+        assert status == 200, body
+        return list(body["links"])
+
+    def counts(self, article_id: str) -> dict[str, int]:
+        status, body = self.api("GET", f"/api/v1/articles/{article_id}/reactions")
+        assert status == 200, body
+        return dict(body["counts"])
+
+    def linkstats(self, article_id: str) -> dict[str, str]:
+        with self.app.app_context():
+            return dict(self.store.redis.hgetall(self.store.keys.article_linkstats(article_id)))
+
+
+def serve(wsgi_app: Any) -> tuple[BaseWSGIServer, threading.Thread]:
+    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    pages: dict[str, str] = {}
+
+    def publisher_site(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        html = pages.get(environ.get("PATH_INFO", ""))
+        status = "200 OK" if html is not None else "404 Not Found"
+        start_response(status, [("Content-Type", "text/html; charset=utf-8")])
+        return [(html or "not found").encode()]
+
+    site, site_thread = serve(publisher_site)
+    publisher = f"http://127.0.0.1:{site.server_port}"
+    redis = RedisServer(tmp_path_factory.mktemp("live-redis")).start()
+    app = make_app(
+        redis.url, tmp_path_factory.mktemp("live-data"),
+        DEMO=True, ALLOWED_ORIGINS=[publisher],
+        THROTTLE_VOTES=100000, READER_MINT_LIMIT="100000 per minute",
+    )
+    with app.app_context():
+        store = get_store()
+        seeds.load(store, app.config["SEEDS_DIR"])
+        editor = tokens.create(store, "editor", "browser tests")[0]
+    server, thread = serve(app)
+    live = LiveServer(f"http://127.0.0.1:{server.server_port}", app, store,
+                      {"Authorization": f"Bearer {editor}"}, server, publisher, pages)
+    try:
+        yield live
+    finally:
+        for running, worker in ((server, thread), (site, site_thread)):
+            running.shutdown()
+            worker.join(10)
+        store.close()
+        redis.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        message = f"chromium is not installed at {CHROMIUM} (CI installs it in .ci/run)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@dataclass
+class Tab:
+    """A page in a fresh context (fresh localStorage) and what went wrong on it."""
+
+    page: Any
+    errors: list[str]
+    console: list[str]
+    dialogs: list[str]
+    api_requests: list[str]
+
+
+@pytest.fixture
+def tab(browser: Any, live_server: LiveServer) -> Iterator[Tab]:
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1100, "height": 900})
+    context.set_default_timeout(5000)
+    page = context.new_page()
+    result = Tab(page, [], [], [], [])
+    page.on("pageerror", lambda exc: result.errors.append(str(exc)))
+    page.on("console", lambda msg: result.console.append(msg.text) if msg.type == "error" else None)
+
+    def on_dialog(dialog: Any) -> None:
+        result.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("request", lambda req: result.api_requests.append(f"{req.method} {req.url}")
+            if "/api/v1/" in req.url else None)
+    try:
+        yield result
+    finally:
+        context.close()

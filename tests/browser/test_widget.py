@@ -1,0 +1,349 @@
+"""The widget in a real browser: votes, keyboard, two widgets, XSS, links, requests, looks."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import SCREENSHOTS, LiveServer, Tab
+
+pytestmark = pytest.mark.browser
+
+
+def widget(page: Any, article_id: str) -> Any:
+    return page.locator(f'[data-engage-article="{article_id}"]')
+
+
+def button(page: Any, article_id: str, label: str) -> Any:
+    return widget(page, article_id).get_by_role("button", name=re.compile(rf"^{label} \d+$"))
+
+
+def expect_vote(page: Any, article_id: str, yes: int, no: int, pressed: str | None) -> None:
+    for label, n in (("Yes", yes), ("No", no)):
+        node = button(page, article_id, label)
+        expect(node.locator(".n")).to_have_text(str(n))
+        expect(node).to_have_attribute("aria-pressed", "true" if label == pressed else "false")
+
+
+def focused(page: Any) -> str:
+    """Text of the focused element, looking through shadow roots."""
+    return str(page.evaluate("""() => {
+        let a = document.activeElement;
+        while (a && a.shadowRoot && a.shadowRoot.activeElement) a = a.shadowRoot.activeElement;
+        return a ? a.textContent : '';
+    }"""))
+
+
+def wait_until(check: Any, timeout: float = 4.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_vote_persists_moves_and_withdraws(tab: Tab, live_server: LiveServer) -> None:
+    aid = live_server.article()
+    page = tab.page
+    page.goto(f"/demo/{aid}")
+    expect_vote(page, aid, 0, 0, None)
+    button(page, aid, "Yes").click()
+    expect_vote(page, aid, 1, 0, "Yes")
+    expect(widget(page, aid).get_by_role("status")).to_have_text(re.compile("Thanks"))
+    assert page.evaluate("localStorage.getItem('engage.reader')")
+    assert document_cookie(page) == ""
+
+    page.reload()
+    expect_vote(page, aid, 1, 0, "Yes")
+
+    button(page, aid, "No").click()
+    expect_vote(page, aid, 0, 1, "No")
+    reason = widget(page, aid).get_by_role("button", name="Unclear")
+    reason.click()
+    expect(reason).to_have_attribute("aria-pressed", "true")
+
+    button(page, aid, "No").click()
+    expect_vote(page, aid, 0, 0, None)
+    expect(widget(page, aid).get_by_role("status")).to_have_text(re.compile("removed"))
+    assert live_server.counts(aid) == {"yes": 0, "no": 0}
+    assert tab.errors == []
+
+
+def document_cookie(page: Any) -> str:
+    return str(page.evaluate("document.cookie"))
+
+
+def test_whole_flow_by_keyboard(tab: Tab, live_server: LiveServer) -> None:
+    aid = live_server.article()
+    page = tab.page
+    page.goto(f"/demo/{aid}")
+    expect_vote(page, aid, 0, 0, None)
+    page.keyboard.press("Tab")
+    assert focused(page).startswith("Yes")
+    page.keyboard.press("Enter")
+    expect_vote(page, aid, 1, 0, "Yes")
+    assert focused(page).startswith("Yes")  # focus survives the re-render
+    page.keyboard.press("Tab")
+    assert focused(page).startswith("No")
+    page.keyboard.press("Space")
+    expect_vote(page, aid, 0, 1, "No")
+    page.keyboard.press("Tab")
+    assert focused(page) == "Outdated"
+    page.keyboard.press("Enter")
+    expect(widget(page, aid).get_by_role("button", name="Outdated")).to_have_attribute(
+        "aria-pressed", "true")
+    page.keyboard.press("Shift+Tab")
+    assert focused(page).startswith("No")
+    page.keyboard.press("Space")
+    expect_vote(page, aid, 0, 0, None)
+    outline = page.evaluate("""() => {
+        let a = document.activeElement;
+        while (a.shadowRoot && a.shadowRoot.activeElement) a = a.shadowRoot.activeElement;
+        return [a.textContent, getComputedStyle(a).outlineStyle];
+    }""")
+    assert outline[0].startswith("No") and outline[1] != "none"  # a visible focus ring
+    assert live_server.counts(aid) == {"yes": 0, "no": 0}
+
+
+def test_two_widgets_on_one_page(tab: Tab, live_server: LiveServer) -> None:
+    first, second = live_server.article(), live_server.article(title="Second story")
+    page = tab.page
+    page.goto(f"/demo/{first}?also={second}")
+    expect_vote(page, first, 0, 0, None)
+    expect_vote(page, second, 0, 0, None)
+    button(page, first, "Yes").click()
+    expect_vote(page, first, 1, 0, "Yes")
+    button(page, second, "No").click()
+    expect_vote(page, second, 0, 1, "No")
+    expect_vote(page, first, 1, 0, "Yes")
+    assert live_server.counts(first) == {"yes": 1, "no": 0}
+    assert live_server.counts(second) == {"yes": 0, "no": 1}
+    # One token shared by both widgets; the reload reads both votes in one private call.
+    tab.api_requests.clear()
+    page.reload()
+    expect_vote(page, first, 1, 0, "Yes")
+    expect_vote(page, second, 0, 1, "No")
+    assert [r.split("?")[0] for r in tab.api_requests] == [
+        f"GET {live_server.url}/api/v1/widget/mine", f"GET {live_server.url}/api/v1/widget",
+    ] or [r.split("?")[0] for r in tab.api_requests] == [
+        f"GET {live_server.url}/api/v1/widget", f"GET {live_server.url}/api/v1/widget/mine",
+    ]
+
+
+PAYLOAD = '<img src=x onerror="window.__xss=1;alert(1)"><script>window.__xss=2</script>'
+
+
+def test_script_payloads_are_shown_as_text(tab: Tab, live_server: LiveServer) -> None:
+    section = "Sec-" + str(time.monotonic_ns())
+    aid = live_server.article(title="Host " + PAYLOAD, section=section)
+    live_server.article(title="Related " + PAYLOAD, section=section)
+    live_server.links(aid, [{"title": "Curated " + PAYLOAD, "url": "https://example.com/a"}])
+    page = tab.page
+    page.goto(f"/demo/{aid}")
+    box = widget(page, aid)
+    expect(box.get_by_role("link", name="Curated " + PAYLOAD)).to_be_visible()
+    expect(box.get_by_role("link", name="Related " + PAYLOAD)).to_be_visible()
+    expect(page.locator("h1")).to_have_text("Host " + PAYLOAD)
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__xss") is None
+    assert tab.dialogs == []
+    assert page.evaluate(
+        "document.querySelector('[data-engage-article]').shadowRoot.querySelectorAll"
+        "('img, script').length") == 0
+
+
+def test_click_lands_on_the_link_and_counts_once(tab: Tab, live_server: LiveServer) -> None:
+    aid = live_server.article()
+    target = live_server.article(title="Where the link goes")
+    link = live_server.links(aid, [
+        {"title": "Read the follow-up", "url": f"{live_server.url}/demo/{target}"},
+    ])[0]
+    page = tab.page
+    page.goto(f"/demo/{aid}")
+    anchor = widget(page, aid).get_by_role("link", name="Read the follow-up")
+    anchor.scroll_into_view_if_needed()
+    # Viewable impression: half visible for a second, counted once per page view.
+    assert wait_until(lambda: live_server.linkstats(aid).get(f"{link['id']}:imps") == "1")
+    page.mouse.wheel(0, -5000)
+    page.wait_for_timeout(200)
+    anchor.scroll_into_view_if_needed()
+    page.wait_for_timeout(1400)
+    assert live_server.linkstats(aid).get(f"{link['id']}:imps") == "1"
+
+    anchor.click()
+    page.wait_for_url(f"{live_server.url}/demo/{target}")
+    expect(page.locator("h1")).to_have_text("Where the link goes")
+    stats = live_server.linkstats(aid)
+    assert stats.get(f"{link['id']}:clicks") == "1"
+    page.go_back()
+    expect(widget(page, aid).get_by_role("link", name="Read the follow-up")).to_be_visible()
+    assert wait_until(lambda: live_server.linkstats(aid).get(f"{link['id']}:imps") == "2")
+
+
+def test_page_load_makes_at_most_two_api_requests(tab: Tab, live_server: LiveServer) -> None:
+    aid = live_server.article()
+    page = tab.page
+    page.goto(f"/demo/{aid}")
+    expect_vote(page, aid, 0, 0, None)
+    page.wait_for_load_state("networkidle")
+    assert len(tab.api_requests) == 1, tab.api_requests  # no token yet: one anonymous read
+    button(page, aid, "Yes").click()
+    expect_vote(page, aid, 1, 0, "Yes")
+    tab.api_requests.clear()
+    page.reload()
+    expect_vote(page, aid, 1, 0, "Yes")
+    page.wait_for_load_state("networkidle")
+    assert len(tab.api_requests) == 2, tab.api_requests
+
+
+def test_blocked_storage_still_votes(browser: Any, live_server: LiveServer) -> None:
+    aid = live_server.article()
+    context = browser.new_context(base_url=live_server.url)
+    context.add_init_script("""Object.defineProperty(window, 'localStorage', {
+        get() { throw new DOMException('blocked', 'SecurityError'); } });""")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"/demo/{aid}")
+        button(page, aid, "Yes").click()
+        expect_vote(page, aid, 1, 0, "Yes")
+        button(page, aid, "No").click()  # the in-memory token keeps the one vote
+        expect_vote(page, aid, 0, 1, "No")
+        assert live_server.counts(aid) == {"yes": 0, "no": 1}
+        assert errors == []
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("status", [429, 503, 0])
+def test_failures_show_a_quiet_retry_message(tab: Tab, live_server: LiveServer,
+                                             status: int) -> None:
+    aid = live_server.article()
+    page = tab.page
+
+    def fail(route: Any) -> None:
+        if status:
+            route.fulfill(status=status, headers={"Retry-After": "5"}, json={
+                "error": {"code": "x", "message": "no"}})
+        else:
+            route.abort("connectionrefused")
+
+    page.route("**/reactions/mine", fail)
+    page.goto(f"/demo/{aid}")
+    button(page, aid, "Yes").click()
+    expect(widget(page, aid).get_by_role("status")).to_have_text(re.compile("try again"))
+    expect_vote(page, aid, 0, 0, None)
+    assert tab.errors == []
+    page.unroute("**/reactions/mine")
+    button(page, aid, "Yes").click()
+    expect_vote(page, aid, 1, 0, "Yes")
+
+
+def test_publisher_page_on_another_origin(tab: Tab, live_server: LiveServer) -> None:
+    """Cross-origin embedding: API found from the script src, CORS, locales, data labels."""
+    ko, es = live_server.article(), live_server.article()
+    live_server.links(es, [{"title": "Policy Link", "url": "https://example.com/p"}])
+    html = f"""<!doctype html><html lang="ko"><head><meta charset="utf-8"></head><body>
+      <h1>Publisher</h1>
+      <div data-engage-article="{ko}"></div>
+      <div data-engage-article="{es}" data-engage-lang="es"
+           data-engage-related="Policy Links" data-engage-question="¿Útil?"></div>
+      <script src="{live_server.url}/widget.js" async></script></body></html>"""
+    page = tab.page
+    page.goto(live_server.publish("/story.html", html))
+    korean = widget(page, ko)
+    expect(korean.get_by_role("heading", name="이 기사가 마음에 드시나요?")).to_be_visible()
+    korean.get_by_role("button", name=re.compile("^예")).click()
+    expect(korean.get_by_role("button", name=re.compile("^예"))).to_have_attribute(
+        "aria-pressed", "true")
+    spanish = widget(page, es)
+    expect(spanish.get_by_role("heading", name="¿Útil?")).to_be_visible()
+    expect(spanish.get_by_role("heading", name="Policy Links")).to_be_visible()
+    expect(spanish.get_by_role("button", name=re.compile("^Sí"))).to_be_visible()
+    assert live_server.counts(ko) == {"yes": 1, "no": 0}
+    assert tab.errors == []
+
+
+def test_disallowed_origin_fails_quietly(tab: Tab, live_server: LiveServer) -> None:
+    aid = live_server.article()
+    html = f"""<!doctype html><html lang="en"><body><p id="host">Host content</p>
+      <div data-engage-article="{aid}"></div>
+      <script src="{live_server.url}/widget.js" async></script></body></html>"""
+    page = tab.page
+    # Same site, other host name: an origin that is not on the allowlist.
+    url = live_server.publish("/stranger.html", html).replace("127.0.0.1", "localhost")
+    page.goto(url)
+    expect(widget(page, aid).get_by_role("status")).to_have_text(re.compile("try again"))
+    expect(page.locator("#host")).to_have_text("Host content")
+    assert tab.errors == []
+
+
+def test_demo_screenshots_light_and_dark(tab: Tab, live_server: LiveServer) -> None:
+    page = tab.page
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        page.goto("/demo/korea-china-reset")
+        box = widget(page, "korea-china-reset")
+        expect(box.get_by_role("link", name="Policy Link")).to_be_visible()
+        expect(button(page, "korea-china-reset", "Yes")).to_be_visible()
+        expect(box.get_by_role("button", name="Yes, this year")).to_be_visible()
+        path = SCREENSHOTS / f"demo-{scheme}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000
+    assert tab.errors == []
+
+
+def create_poll(live: LiveServer, article_id: str, **fields: Any) -> dict[str, Any]:
+    status, body = live.api("POST", "/api/v1/polls", {"article": article_id, **fields},
+                            live.editor)
+    assert status == 201, body
+    return dict(body)
+
+
+def test_poll_vote_shows_result_bars(tab: Tab, live_server: LiveServer) -> None:
+    aid = live_server.article()
+    create_poll(live_server, aid, question="Will the talks resume this year?",
+                options=["Yes, soon", "Not this year"], results="after_vote")
+    multi = create_poll(live_server, aid, question="Which topics should we follow?",
+                        options=["Trade", "Culture", "Security"], multiple=True, max_choices=2)
+    page = tab.page
+    page.goto(f"/demo/{aid}")
+    box = widget(page, aid)
+    single = box.get_by_role("group", name="Will the talks resume this year?")
+    expect(single.get_by_role("button", name="Yes, soon")).to_be_visible()
+    expect(single.locator(".bar")).to_have_count(0)  # after_vote: nothing before voting
+
+    single.get_by_role("button", name="Not this year").click()
+    expect(single.get_by_role("button", name="Not this year")).to_have_attribute(
+        "aria-pressed", "true")
+    expect(single.locator(".bar")).to_have_count(2)
+    expect(single.locator(".r")).to_have_text(["Yes, soon0%", "Not this year100%"])
+    widths = single.locator(".bar").evaluate_all("bars => bars.map(b => b.style.width)")
+    assert widths == ["0%", "100%"]
+    expect(single.get_by_text("1 votes")).to_be_visible()
+
+    group = box.get_by_role("group", name="Which topics should we follow?")
+    group.get_by_role("checkbox", name="Trade").check()
+    group.get_by_role("checkbox", name="Security").check()
+    group.get_by_role("button", name="Vote").click()
+    expect(group.locator(".r")).to_have_text(["Trade50%", "Culture0%", "Security50%"])
+
+    page.reload()  # the reader's poll votes come back with the private read
+    expect(single.get_by_role("button", name="Not this year")).to_have_attribute(
+        "aria-pressed", "true")
+    expect(group.get_by_role("checkbox", name="Security")).to_be_checked()
+
+    status, _ = live_server.api("PATCH", f"/api/v1/polls/{multi['id']}", {"status": "closed"},
+                                live_server.editor)
+    assert status == 200
+    page.reload()
+    expect(group.get_by_text("This poll is closed.")).to_be_visible()
+    expect(group.get_by_role("checkbox", name="Trade")).to_be_disabled()
+    assert tab.errors == []
