@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 from typing import Any
 
@@ -268,6 +269,67 @@ def test_publisher_page_on_another_origin(tab: Tab, live_server: LiveServer) -> 
     expect(spanish.get_by_role("button", name=re.compile("^Sí"))).to_be_visible()
     assert live_server.counts(ko) == {"yes": 1, "no": 0}
     assert tab.errors == []
+
+
+def test_rtl_chinese_and_reduced_motion(tab: Tab, live_server: LiveServer) -> None:
+    aid = live_server.article()
+    html = f"""<!doctype html><html lang="zh-CN" dir="rtl"><body>
+      <div data-engage-article="{aid}"></div>
+      <script src="{live_server.url}/widget.js" async></script></body></html>"""
+    page = tab.page
+    page.emulate_media(reduced_motion="reduce")
+    page.goto(live_server.publish("/rtl.html", html))
+    box = widget(page, aid)
+    expect(box.get_by_role("heading", name="您喜欢这篇文章吗？")).to_be_visible()
+    like = box.get_by_role("button", name=re.compile("^喜欢"))
+    dislike = box.get_by_role("button", name=re.compile("^不喜欢"))
+    assert like.bounding_box()["x"] > dislike.bounding_box()["x"]  # laid out right to left
+    assert like.evaluate("b => getComputedStyle(b).direction") == "rtl"
+    assert like.evaluate("b => getComputedStyle(b).transitionDuration") == "0s"
+    like.click()
+    expect(like).to_have_attribute("aria-pressed", "true")
+
+
+def test_links_seen_briefly_are_not_impressions(tab: Tab, live_server: LiveServer) -> None:
+    aid = live_server.article()
+    link = live_server.links(aid, [{"title": "Below the fold", "url": "https://example.com/"}])[0]
+    page = tab.page
+    page.set_viewport_size({"width": 1100, "height": 300})
+    page.goto(f"/demo/{aid}")
+    anchor = widget(page, aid).get_by_role("link", name="Below the fold")
+    expect(anchor).to_be_attached()
+    page.wait_for_timeout(1300)
+    assert f"{link['id']}:imps" not in live_server.linkstats(aid)  # never on screen
+    anchor.scroll_into_view_if_needed()
+    page.wait_for_timeout(400)
+    page.mouse.wheel(0, -5000)
+    page.wait_for_timeout(1300)
+    assert f"{link['id']}:imps" not in live_server.linkstats(aid)  # seen for 0.4 s only
+    anchor.scroll_into_view_if_needed()
+    assert wait_until(lambda: live_server.linkstats(aid).get(f"{link['id']}:imps") == "1")
+
+
+def test_raw_redirect_requests_on_the_wire(live_server: LiveServer) -> None:
+    """Bytes no browser or test client would normalise still redirect only to stored URLs."""
+    aid = live_server.article()
+    link = live_server.links(aid, [{"title": "Home", "url": "https://example.com/home"}])[0]
+    host = live_server.url.removeprefix("http://")
+    address = ("127.0.0.1", int(host.rsplit(":", 1)[1]))
+    raw_paths = [f"/r/{link['id']}", "/r//evil.com", "/r/%2F%2Fevil.com", "/r/\\evil.com",
+                 f"/r/{link['id']}?url=https://evil.com", "/r/..%2F..%2Fevil.com",
+                 f"/r/{link['id']}%0d%0aLocation:%20https://evil.com", "/r/%c0%ae%c0%ae/",
+                 "https://evil.com/r/x", f"//evil.com/r/{link['id']}", "/r/" + "a" * 9000]
+    for path in raw_paths:
+        with socket.create_connection(address, timeout=5) as conn:
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0"
+                         "\r\nConnection: close\r\n\r\n".encode())
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+        head = reply.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        locations = [line.split(":", 1)[1].strip() for line in head.split("\r\n")[1:]
+                     if line.lower().startswith("location:")]
+        assert locations in ([], ["https://example.com/home"]), (path, head)
 
 
 def test_disallowed_origin_fails_quietly(tab: Tab, live_server: LiveServer) -> None:
