@@ -131,6 +131,14 @@ def test_put_needs_a_token(client: FlaskClient, store: Any) -> None:
     assert redis_snapshot(store) == before
 
 
+def test_credentials_are_checked_before_the_body(client: FlaskClient,
+                                                  editor: dict[str, str]) -> None:
+    """Strangers learn nothing about the schema: 401 comes before 400/415/422."""
+    assert_error(client.put(URL, json={}), 401)
+    assert_error(client.put(URL, data="{", content_type="application/json"), 401)
+    assert_error(client.put(URL, json={}, headers=editor), 422)
+
+
 def test_revoked_token_is_401(client: FlaskClient, store: Any) -> None:
     value, record = tokens.create(store, "editor", "short-lived")
     headers = {"Authorization": f"Bearer {value}"}

@@ -18,6 +18,7 @@ from engage.identity import get_identity
 from engage.store import get_store, tokens
 from tests.conftest import ARTICLE, make_app
 from tests.redis_server import RedisServer
+from tests.test_privacy import address_forms, everything_in
 
 THREADS = 50
 ARTICLE_ID = "korea-china-reset"
@@ -92,7 +93,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 
 @pytest.fixture
-def fresh(live: Live) -> Live:
+def fresh(live: Live) -> Iterator[Live]:
     with live.app.app_context():
         store = get_store()
         store.redis.flushall()
@@ -100,7 +101,18 @@ def fresh(live: Live) -> Live:
     status, _ = live.request("PUT", f"/api/v1/articles/{ARTICLE_ID}", ARTICLE,
                              {"Authorization": f"Bearer {token}"})
     assert status == 201
-    return live
+    yield live
+    # Whatever the flow, the client address (127.0.0.1 here) never reaches Redis.
+    with live.app.app_context():
+        pool = get_store().redis.connection_pool.connection_kwargs
+    import redis
+
+    raw = redis.Redis(host=pool["host"], port=pool["port"])
+    blobs = everything_in(raw)
+    raw.close()
+    assert any(b":thr:" in b for b in blobs)
+    for form in address_forms("127.0.0.1"):
+        assert not [b for b in blobs if form in b], form
 
 
 def run_all(jobs: list[Callable[[], tuple[int, Any]]]) -> list[tuple[int, Any]]:

@@ -69,6 +69,7 @@ def test_stopped_redis_answers_503_then_recovers(outage_app: Flask,
                                                 headers=reader)))
     assert_unavailable(timed(lambda: client.delete(READ + "/mine", headers=reader)))
     assert_unavailable(timed(lambda: client.get("/api/v1/articles/korea-china-reset")))
+    assert_unavailable(timed(lambda: client.post("/api/v1/readers")))
     assert_unavailable(timed(lambda: client.get("/api/v1/reactions?article=korea-china-reset")))
     assert_unavailable(timed(lambda: client.put("/api/v1/articles/korea-china-reset",
                                                 json=ARTICLE, headers=editor)))

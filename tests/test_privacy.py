@@ -31,9 +31,7 @@ def address_forms(address: str) -> list[bytes]:
     ip = ipaddress.ip_address(address)
     forms = {str(ip), ip.exploded, address}
     if isinstance(ip, ipaddress.IPv6Address):
-        forms.add(ip.exploded.replace(":", ""))
-    else:
-        forms.add(ip.exploded.replace(".", ""))
+        forms.add(ip.exploded.replace(":", ""))  # 32 hex digits: cannot appear by chance
     return [f.encode() for f in forms] + [f.upper().encode() for f in forms] + [ip.packed]
 
 
