@@ -1,0 +1,28 @@
+# engage: one image for the app (gunicorn) and the webhook worker.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY engage ./engage
+RUN pip install . \
+    && useradd --system --uid 10001 --home-dir /var/lib/engage engage \
+    && mkdir -p /var/lib/engage \
+    && chown engage /var/lib/engage
+COPY gunicorn.conf.py ./
+COPY seeds ./seeds
+
+USER engage
+ENV ENGAGE_BIND=0.0.0.0:8000 \
+    ENGAGE_DATA_DIR=/var/lib/engage \
+    ENGAGE_SEEDS_DIR=/app/seeds \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/engage-metrics
+EXPOSE 8000 9102
+
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "engage:create_app()"]

@@ -1,0 +1,381 @@
+"""The compose stack, Prometheus config, alert rules and Grafana dashboard.
+
+Docker cannot run here, so the stack's app and worker are started as local processes
+with the compose file's own commands and environment, and scraped at the paths the
+shipped Prometheus config uses. Alert rules and dashboard queries may only name
+metrics those scrapes expose.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from engage.store import tokens, webhooks
+from tests.conftest import make_app
+from tests.redis_server import RedisServer, free_port
+from tests.webhook_receiver import Receiver, signature_ok
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+DEPLOY = ROOT / "deploy"
+SECRET = "deploy-test-secret-key-0123456789"
+PROMQL_KEYWORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
+    "unless", "offset",
+}
+# Prometheus adds `up` per scrape target itself; it never appears in an exposition.
+PROMETHEUS_SYNTHETIC = {"up"}
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = load_yaml(COMPOSE)
+    return data
+
+
+def resolve(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} interpolation."""
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3) or ""
+        if env.get(name):
+            return env[name]
+        if op == ":?":
+            raise AssertionError(f"compose needs {name}: {arg}")
+        return arg if op == ":-" else ""
+    return re.sub(r"\$\{([A-Z0-9_]+)(?:(:[-?])([^}]*))?\}", one, value)
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression reads (not functions, labels or keywords)."""
+    expr = re.sub(r'"[^"]*"', "", expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    names = set()
+    for match in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)(\s*\()?", expr):
+        if match.group(2) or match.group(1) in PROMQL_KEYWORDS:
+            continue
+        names.add(match.group(1))
+    return names
+
+
+def exposed(text: str) -> set[str]:
+    names = set()
+    for family in text_string_to_metric_families(text):
+        names.add(family.name)
+        names.update(s.name for s in family.samples)
+        if family.type == "counter":
+            names.add(family.name + "_total")
+        if family.type == "histogram":
+            names.update(family.name + s for s in ("_bucket", "_sum", "_count"))
+    return names
+
+
+def get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read().decode()
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if get(url)[0] == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} never answered\n{log.read_text()}"
+        time.sleep(0.1)
+
+
+def local_command(command: list[str]) -> list[str]:
+    """The container's command with this interpreter's console scripts."""
+    programs = {"gunicorn": [sys.executable, "-m", "gunicorn"],
+                "engage": [sys.executable, "-m", "engage.cli"]}
+    return programs[command[0]] + command[1:]
+
+
+# -- the stack on local processes ---------------------------------------------------------
+class Stack:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.redis = RedisServer(tmp / "redis").start()
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.ports = {"engage": free_port(), "worker": free_port()}
+        services = compose()["services"]
+        given = {"ENGAGE_SECRET_KEY": SECRET, "GRAFANA_ADMIN_PASSWORD": "unused-here"}
+        local = {  # what differs between a container network and one test machine
+            "ENGAGE_REDIS_URL": self.redis.url,
+            "ENGAGE_BIND": f"127.0.0.1:{self.ports['engage']}",
+            "ENGAGE_WORKERS": "2",
+            "ENGAGE_WORKER_METRICS_PORT": str(self.ports["worker"]),
+            "ENGAGE_DATA_DIR": str(tmp),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+            "ENGAGE_WORKER_POLL": "0.05",
+        }
+        for name in ("engage", "worker"):
+            service = services[name]
+            env = {k: resolve(str(v), given) for k, v in service["environment"].items()}
+            for key in local:
+                if key in env:
+                    env[key] = local[key]
+            env.setdefault("ENGAGE_DATA_DIR", str(tmp))
+            env.setdefault("ENGAGE_WORKER_POLL", "0.05")
+            log = tmp / f"{name}.log"
+            self.processes.append(subprocess.Popen(
+                local_command(service["command"]), cwd=ROOT,
+                env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                stderr=open(log, "wb"),  # noqa: SIM115
+            ))
+        prometheus = load_yaml(DEPLOY / "prometheus.yml")
+        self.jobs: dict[str, str] = {}
+        for job in prometheus["scrape_configs"]:
+            target = job["static_configs"][0]["targets"][0]
+            host, _, _port = target.partition(":")
+            path = job.get("metrics_path", "/metrics")
+            self.jobs[job["job_name"]] = f"http://127.0.0.1:{self.ports[host]}{path}"
+        wait_for(f"http://127.0.0.1:{self.ports['engage']}/healthz", self.processes[0],
+                 tmp / "engage.log")
+        wait_for(self.jobs["engage-worker"], self.processes[1], tmp / "worker.log")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        self.redis.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("stack"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def exposed_names(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    names = set()
+    for url in stack.jobs.values():
+        names |= exposed(get(url)[1])
+    # One process without the multiprocess directory also lists families with no
+    # samples yet (a scrape of gunicorn shows a family once some worker touched it).
+    app = make_app(stack.redis.url, tmp_path_factory.mktemp("single"))
+    names |= exposed(app.test_client().get("/metrics").get_data(as_text=True))
+    return names
+
+
+def test_stack_answers_at_the_prometheus_paths(stack: Stack) -> None:
+    """The app and the worker, started as compose starts them, serve every job's path;
+    a webhook registered on that stack receives a vote, seen in the worker's metrics."""
+    assert set(stack.jobs) == {"engage", "engage-worker"}
+    app = make_app(stack.redis.url, stack.tmp)
+    from engage.store import get_store
+
+    with app.app_context():
+        store = get_store()
+        editor, _ = tokens.create(store, "editor", "deploy test")
+    with Receiver() as receiver:
+        webhooks.create(store, receiver.url, ["reaction.*"], SECRET)
+        base = f"http://127.0.0.1:{stack.ports['engage']}"
+        article = {"title": "Deploy", "url": "https://news.example.com/deploy",
+                   "section": "Ops", "published_at": "2026-01-01T00:00:00Z"}
+        request = urllib.request.Request(
+            base + "/api/v1/articles/deploy", data=json.dumps(article).encode(), method="PUT",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {editor}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 201
+        request = urllib.request.Request(base + "/api/v1/readers", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            reader = json.loads(response.read())["reader"]
+        request = urllib.request.Request(
+            base + "/api/v1/articles/deploy/reactions/mine",
+            data=json.dumps({"choice": "yes"}).encode(), method="PUT",
+            headers={"Content-Type": "application/json", "X-Engage-Reader": reader},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+        deadline = time.monotonic() + 20
+        while not receiver.delivered:
+            assert time.monotonic() < deadline, (stack.tmp / "worker.log").read_text()
+            time.sleep(0.05)
+        assert signature_ok(SECRET, receiver.delivered[0])
+
+    status, app_text = get(stack.jobs["engage"])
+    assert status == 200
+    app_names = exposed(app_text)
+    assert {"engage_build_info", "engage_votes_accepted_total", "engage_redis_up",
+            "engage_http_request_duration_seconds_bucket"} <= app_names
+    accepted = [s.value for f in text_string_to_metric_families(app_text) for s in f.samples
+                if s.name == "engage_votes_accepted_total" and s.labels == {"kind": "reaction"}]
+    assert accepted == [1.0]
+    deadline = time.monotonic() + 10
+    while True:
+        worker_text = get(stack.jobs["engage-worker"])[1]
+        delivered = [s.value for f in text_string_to_metric_families(worker_text)
+                     for s in f.samples if s.name == "engage_webhook_deliveries_total"
+                     and s.labels == {"outcome": "delivered"}]
+        if delivered == [1.0]:
+            break
+        assert time.monotonic() < deadline, delivered
+        time.sleep(0.1)
+
+
+# -- the compose file -----------------------------------------------------------------
+def test_compose_services_and_redis_durability() -> None:
+    data = compose()
+    services = data["services"]
+    assert set(services) >= {"engage", "worker", "redis", "prometheus", "grafana"}
+    redis_command = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis_command
+    assert "--appendfsync everysec" in redis_command
+    assert "redis-data:/data" in services["redis"]["volumes"]
+    assert "redis-data" in data["volumes"]
+    engage = services["engage"]
+    assert engage["command"][:3] == ["gunicorn", "-c", "gunicorn.conf.py"]
+    assert engage["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert services["worker"]["command"][:2] == ["engage", "worker"]
+    assert "PROMETHEUS_MULTIPROC_DIR" not in services["worker"]["environment"]
+    for name in ("engage", "worker"):
+        assert services[name]["environment"]["ENGAGE_REDIS_URL"] == "redis://redis:6379/0"
+    # Every bind-mounted file or directory exists in the repository.
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), source
+    with pytest.raises(AssertionError, match="ENGAGE_SECRET_KEY"):
+        resolve(services["engage"]["environment"]["ENGAGE_SECRET_KEY"], {})
+
+
+def test_prometheus_targets_match_the_services() -> None:
+    services = compose()["services"]
+    config = load_yaml(DEPLOY / "prometheus.yml")
+    ports = {
+        "engage": services["engage"]["environment"]["ENGAGE_BIND"].rsplit(":", 1)[1],
+        "worker": services["worker"]["environment"]["ENGAGE_WORKER_METRICS_PORT"],
+    }
+    targets = {t for job in config["scrape_configs"] for s in job["static_configs"]
+               for t in s["targets"]}
+    assert targets == {f"{name}:{port}" for name, port in ports.items()}
+    mounts = services["prometheus"]["volumes"]
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+    rule_target = next(m.split(":")[1] for m in mounts if m.startswith("./deploy/alerts.yml"))
+    assert config["rule_files"] == [rule_target]
+
+
+def test_dockerfile_runs_what_compose_expects() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "engage:create_app()"]' in dockerfile
+    assert "COPY gunicorn.conf.py" in dockerfile
+    assert "USER engage" in dockerfile
+
+
+def _docker_compose_works() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _docker_compose_works(),
+                    reason="needs the docker client with the compose plugin")
+def test_docker_compose_config_accepts_the_file() -> None:
+    env = {**os.environ, "ENGAGE_SECRET_KEY": SECRET, "GRAFANA_ADMIN_PASSWORD": "x" * 16}
+    result = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+# -- alert rules and dashboard ----------------------------------------------------------------
+def test_metric_name_extraction() -> None:
+    expr = ('histogram_quantile(0.95, sum by (le, route) (rate(x_bucket{route!="/m"}[5m])))'
+            ' / on (job) group_left up > bool 0.5')
+    assert metric_names(expr) == {"x_bucket", "up"}
+
+
+def test_alert_rules_are_well_formed_and_use_exposed_metrics(exposed_names: set[str]) -> None:
+    rules = load_yaml(DEPLOY / "alerts.yml")
+    alerts = {}
+    for group in rules["groups"]:
+        assert group["name"]
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}
+            assert re.fullmatch(r"[A-Z][A-Za-z]+", rule["alert"])
+            assert rule["expr"].count("(") == rule["expr"].count(")")
+            if "for" in rule:
+                assert re.fullmatch(r"\d+[smh]", rule["for"])
+            assert rule["labels"]["severity"] in {"critical", "warning"}
+            assert rule["annotations"]["summary"]
+            names = metric_names(rule["expr"])
+            assert names, rule["alert"]
+            assert names <= exposed_names | PROMETHEUS_SYNTHETIC, (rule["alert"], names)
+            alerts[rule["alert"]] = rule["expr"]
+    # The issue's four: error rate, latency, Redis down, webhook dead letters.
+    assert 'status="5xx"' in alerts["EngageHighErrorRate"]
+    assert "engage_http_request_duration_seconds_bucket" in alerts["EngageHighLatency"]
+    assert "engage_redis_up" in alerts["EngageRedisDown"]
+    assert "engage_webhook_dead_letters_total" in alerts["EngageWebhookDeadLetters"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool (Debian package prometheus) is not installed")
+def test_promtool_accepts_rules_and_config(tmp_path: Path) -> None:
+    rules = subprocess.run(["promtool", "check", "rules", str(DEPLOY / "alerts.yml")],
+                           capture_output=True, text=True, timeout=60)
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    config = load_yaml(DEPLOY / "prometheus.yml")
+    config["rule_files"] = [str(DEPLOY / "alerts.yml")]  # the container path, locally
+    local = tmp_path / "prometheus.yml"
+    local.write_text(yaml.safe_dump(config))
+    checked = subprocess.run(["promtool", "check", "config", str(local)],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_dashboard_queries_only_exposed_metrics(exposed_names: set[str]) -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "engage.json").read_text())
+    datasource = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+    uid = datasource["datasources"][0]["uid"]
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+    queried = set()
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == uid
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            names = metric_names(target["expr"])
+            assert names, target["expr"]
+            assert names <= exposed_names, (panel["title"], names - exposed_names)
+            queried |= names
+    # The dashboard covers every family engage defines.
+    engage_families = {n for n in exposed_names if n.startswith("engage_")}
+    for family in ("engage_http_requests_total", "engage_votes_accepted_total",
+                   "engage_redis_command_duration_seconds_bucket",
+                   "engage_webhook_deliveries_total", "engage_webhook_dead_letters_total"):
+        assert family in engage_families and family in queried
+    provider = load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "engage.yml")
+    mounts = compose()["services"]["grafana"]["volumes"]
+    assert f"./deploy/grafana/dashboards:{provider['providers'][0]['options']['path']}:ro" in mounts
