@@ -21,6 +21,16 @@ def _app(**overrides: Any) -> Any:
         raise click.ClickException(str(exc)) from exc
 
 
+def _check_config() -> None:
+    """The settings and the secret, checked without starting anything."""
+    from engage.config import load_config, resolve_secret
+
+    try:
+        resolve_secret(load_config())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group()
 @click.version_option(package_name="engage")
 def main() -> None:
@@ -43,6 +53,7 @@ def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
 
     if demo:
         os.environ["ENGAGE_DEMO"] = "1"
+    _check_config()  # refuse before starting a Redis that nobody would stop
     embedded = None
     if not os.environ.get("ENGAGE_REDIS_URL"):
         # Start it here, once, so every worker shares one server through its socket.

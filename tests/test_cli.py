@@ -198,6 +198,19 @@ def fetch(url: str, method: str = "GET", body: Any = None,
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def test_serve_refuses_before_starting_redis() -> None:
+    data_dir = Path(tempfile.mkdtemp(dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGE_")}
+    env["ENGAGE_DATA_DIR"] = str(data_dir)
+    result = subprocess.run([*engage_command(), "serve", "--bind", f"127.0.0.1:{free_port()}"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "ENGAGE_SECRET_KEY" in result.stderr
+    embedded = EmbeddedRedis(data_dir)
+    assert not embedded.is_running() and embedded.pid() is None
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 @pytest.mark.slow
 def test_serve_demo_with_embedded_redis() -> None:
     data_dir = Path(tempfile.mkdtemp(dir="/tmp"))
