@@ -444,6 +444,7 @@ WEBHOOK_EVENT_TYPES = (
     "link.click", "link.impression",
     "poll.created", "poll.vote", "poll.change", "poll.withdraw",
     "poll.closed", "poll.opened", "poll.deleted",
+    "poll.updated",
 )
 WEBHOOK_EVENT_PATTERNS = (
     "*",
