@@ -173,7 +173,7 @@ class ImpressionsSchema(Schema):
 # -- widget bundle -------------------------------------------------------------------
 class WidgetArticleSchema(CountsSchema):
     links = fields.List(fields.Nested(LinkSchema), required=True)
-    polls = fields.List(fields.Dict(), required=True)
+    polls = fields.List(fields.Nested("PollSchema"), required=True)
 
 
 class WidgetBundleSchema(Schema):
@@ -192,7 +192,7 @@ class WidgetMineArticleSchema(CountsSchema):
 
     mine = fields.String(allow_none=True, required=True)
     reason = fields.String(allow_none=True)
-    polls = fields.List(fields.Dict(), required=True)
+    polls = fields.List(fields.Nested("PollSchema"), required=True)
 
 
 class WidgetMineQuerySchema(Schema):

@@ -360,6 +360,8 @@ def test_demo_screenshots_light_and_dark(tab: Tab, live_server: LiveServer) -> N
         page.screenshot(path=str(path), full_page=True)
         assert path.stat().st_size > 10_000
     assert tab.errors == []
+    # Nothing refused by the page's CSP, nothing missing, no script errors.
+    assert tab.console == []
 
 
 def create_poll(live: LiveServer, article_id: str, **fields: Any) -> dict[str, Any]:
