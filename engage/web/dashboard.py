@@ -205,8 +205,8 @@ def _window(range_key: str) -> stats.Range | None:
 
 # -- SVG charts ------------------------------------------------------------------------
 def _nice_max(value: int) -> int:
-    for step in (1, 2, 5):
-        for power in range(0, 9):
+    for power in range(0, 9):
+        for step in (1, 2, 5):
             candidate = step * 10**power
             if candidate >= value:
                 return max(candidate, 1)
@@ -220,8 +220,8 @@ def reactions_chart(series: dict[str, Any]) -> Markup:
     up_choice, down_choices = choices[0], choices[1:]
     ups = [p["added"][up_choice] for p in points]
     downs = [sum(p["added"][c] for c in down_choices) for p in points]
-    width, height = 720, 280
-    left, right, top, bottom = 44, 12, 34, 40
+    width, height = 860, 300
+    left, right, top, bottom = 58, 12, 40, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     scale = _nice_max(max(ups + downs + [1]))
     mid = top + plot_h / 2
@@ -253,15 +253,17 @@ def reactions_chart(series: dict[str, Any]) -> Markup:
             parts.append(f'<rect x="{x:.1f}" y="{mid:.1f}" width="{bar:.1f}" '
                          f'height="{h:.1f}" fill="{COLORS["down"]}"><title>{escape(start)}: '
                          f'{downs[index]} {escape("/".join(down_choices))}</title></rect>')
-    ticks = min(6, len(points))
+    ticks = min(5, len(points))
     for t in range(ticks):
         index = round(t * (len(points) - 1) / max(1, ticks - 1))
         when = datetime.fromisoformat(points[index]["start"].replace("Z", "+00:00"))
         label = when.strftime("%d %b %H:00" if hourly else "%d %b")
         x = left + index * step + step / 2
         anchor = "start" if t == 0 else "end" if t == ticks - 1 else "middle"
+        # Odd ticks give way on a phone, where the text is scaled up (dashboard.css).
+        kind = "axis tick-minor" if t % 2 else "axis"
         parts.append(f'<text x="{x:.1f}" y="{height - 14}" text-anchor="{anchor}" '
-                     f'class="axis">{label}</text>')
+                     f'class="{kind}">{label}</text>')
     up_total, down_total = sum(ups), sum(downs)
     parts.append(f'<text x="{left}" y="20" class="label" fill="{COLORS["up"]}">'
                  f'▲ {escape(up_choice)}: {up_total} in range</text>')
@@ -273,33 +275,33 @@ def reactions_chart(series: dict[str, Any]) -> Markup:
 
 
 def sections_chart(rows: list[dict[str, Any]], choices: list[str]) -> Markup:
-    """One 100 % bar per section: approval share, labelled at both ends."""
+    """One 100 % bar per section, its approval share; name and size written above it."""
     if not rows:
         return Markup('<p class="muted">No sections yet.</p>')
-    width, row_h, label_w, right_w = 720, 40, 150, 170
-    bar_w = width - label_w - right_w
-    height = row_h * len(rows) + 8
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+    width, row_h = 480, 58
+    height = row_h * len(rows)
+    parts = [f'<svg class="chart sections" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="Approval by section" xmlns="http://www.w3.org/2000/svg">']
     for index, row in enumerate(rows):
-        y = 4 + index * row_h
+        y = index * row_h
         share = row["approval"]
-        parts.append(f'<text x="0" y="{y + 22}" class="label">{escape(row["section"])}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 6}" width="{bar_w}" height="24" rx="3" '
+        plural = "s" if row["articles"] != 1 else ""
+        parts.append(f'<text x="0" y="{y + 17}" class="label">{escape(row["section"])}</text>')
+        parts.append(f'<text x="{width}" y="{y + 17}" text-anchor="end" class="axis">'
+                     f'{row["total"]} votes · {row["articles"]} article{plural}</text>')
+        parts.append(f'<rect x="0" y="{y + 25}" width="{width}" height="24" rx="3" '
                      f'fill="{COLORS["grid"]}"/>')
-        if share is not None:
-            yes_w = bar_w * share
-            parts.append(f'<rect x="{label_w}" y="{y + 6}" width="{yes_w:.1f}" height="24" '
-                         f'rx="3" fill="{COLORS["up"]}"/>')
-            if share > 0.18:
-                parts.append(f'<text x="{label_w + 8}" y="{y + 23}" class="inbar">'
-                             f'{pct(share)} {escape(choices[0])}</text>')
-            else:
-                parts.append(f'<text x="{label_w + yes_w + 6:.1f}" y="{y + 23}" class="axis">'
-                             f'{pct(share)} {escape(choices[0])}</text>')
-        parts.append(f'<text x="{width}" y="{y + 22}" text-anchor="end" class="axis">'
-                     f'{row["total"]} votes · {row["articles"]} article'
-                     f'{"s" if row["articles"] != 1 else ""}</text>')
+        if share is None:
+            parts.append(f'<text x="8" y="{y + 42}" class="axis">no votes</text>')
+            continue
+        yes_w = width * share
+        parts.append(f'<rect x="0" y="{y + 25}" width="{yes_w:.1f}" height="24" rx="3" '
+                     f'fill="{COLORS["up"]}"/>')
+        text = f"{pct(share)} {escape(choices[0])}"
+        if share > 0.3:
+            parts.append(f'<text x="8" y="{y + 42}" class="inbar">{text}</text>')
+        else:
+            parts.append(f'<text x="{yes_w + 6:.1f}" y="{y + 42}" class="axis">{text}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -319,6 +321,8 @@ def overview() -> Any:
     choices = list(store.config["CHOICES"])
     rated = sorted((a for a in ranked if a["score"] is not None),
                    key=lambda a: (a["score"], a["total"]), reverse=True)
+    # Top and bottom never overlap: with few rated articles each gets half.
+    top_n, bottom_n = min(5, (len(rated) + 1) // 2), min(5, len(rated) // 2)
     section_rows = stats.sections(store, window)
     trending = sorted(ranked, key=stats.SORTS["trending"], reverse=True)
     return render_template(
@@ -331,8 +335,8 @@ def overview() -> Any:
         choices=choices,
         totals=stats.totals(ranked, choices),
         ranked=ranked[:50],
-        top=rated[:5],
-        bottom=list(reversed(rated[-5:])) if len(rated) > 5 else [],
+        top=rated[:top_n],
+        bottom=list(reversed(rated[len(rated) - bottom_n:])) if bottom_n else [],
         trending=[a for a in trending if a["trending"]["last_hour"] > 0][:5],
         sections=section_rows,
         sections_svg=sections_chart(section_rows, choices),

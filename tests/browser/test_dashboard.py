@@ -1,0 +1,256 @@
+"""The dashboard in headless chromium: sign in, rankings, article page, live view, sign out.
+
+Writes docs/screenshots/dashboard-overview.png and dashboard-article.png.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from engage import seeds
+from engage.store import Store, get_store, links, polls, reactions, tokens
+from tests.conftest import make_app
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.browser
+
+DEMO = "korea-china-reset"
+SMALL = "won-steadies-brief"
+SEEDED = ["korea-china-reset", "yellow-sea-buoys-explainer", "k-content-exports-2026",
+          "thaad-ten-years-on"]
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: Flask
+    store: Store
+    editor: dict[str, str]
+
+    def api(self, method: str, path: str, body: Any = None,
+            headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def dash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Our own live server (own Redis): the demo seeds plus two days of earlier traffic,
+    so the charts and the screenshots show a realistic history."""
+    redis = RedisServer(tmp_path_factory.mktemp("dash-redis")).start()
+    app = make_app(redis.url, tmp_path_factory.mktemp("dash-data"), DEMO=True,
+                   THROTTLE_VOTES=100000, READER_MINT_LIMIT="100000 per minute")
+    with app.app_context():
+        store = get_store()
+        seeds.load(store, app.config["SEEDS_DIR"])
+        add_history(store)
+        add_small_sample(store)
+        editor = tokens.create(store, "editor", "Night desk")[0]
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, store,
+                         {"Authorization": f"Bearer {editor}"})
+    finally:
+        server.shutdown()
+        thread.join(10)
+        store.close()
+        redis.stop()
+
+
+def add_history(store: Any) -> None:
+    """Votes, poll votes and link traffic spread over the last 40 hours, deterministic."""
+    rng = random.Random(5)
+    now = datetime.now(UTC)
+    approval = {SEEDED[0]: 0.8, SEEDED[1]: 0.9, SEEDED[2]: 0.72, SEEDED[3]: 0.4}
+    reasons = ["outdated", "inaccurate", "biased", "unclear", "not_relevant"]
+    poll = polls.get_view(store, "korea-china-2026", staff=True)
+    assert poll is not None
+    options = [o["id"] for o in poll["options"]]
+    curated = links.curated(store, DEMO)
+    reader = 0
+    try:
+        for back in range(40, 0, -1):
+            when = now - timedelta(hours=back, minutes=rng.randint(0, 50))
+            store.now = lambda when=when: when
+            daytime = 1.0 + math.sin((when.hour - 6) / 24 * 2 * math.pi)
+            for aid, share in approval.items():
+                for _ in range(int(rng.random() * 4 * daytime)):
+                    reader += 1
+                    yes = rng.random() < share
+                    reason = rng.choice(reasons[:3] if rng.random() < 0.7 else reasons)
+                    reactions.vote(store, aid, f"hist-{reader}", f"addr-{reader}",
+                                   "yes" if yes else "no", None if yes else reason)
+            for _ in range(int(rng.random() * 3 * daytime)):
+                reader += 1
+                choice = options[min(2, int(rng.random() * rng.random() * 3.5))]
+                polls.vote(store, "korea-china-2026", f"hist-{reader}", f"addr-{reader}",
+                           [choice], now=when)
+            for _ in range(int(3 * daytime) + 1):
+                links.impressions(store, DEMO, [link["id"] for link in curated])
+                for index, link in enumerate(curated):
+                    if rng.random() < (0.3 if index == 0 else 0.12):
+                        links.click(store, link["id"], True)
+    finally:
+        del store.now
+
+
+def add_small_sample(store: Any) -> None:
+    """A perfect score on five votes: it must not outrank well-liked, much-voted stories."""
+    from engage import schemas
+    from engage.store import articles
+
+    articles.upsert(store, SMALL, schemas.ArticleInSchema().load({
+        "title": "Markets brief: the won steadies after the rate decision",
+        "url": "https://news.example.com/business/won-steadies", "section": "Business",
+        "published_at": "2026-01-09T07:30:00Z"}))
+    for index in range(5):
+        reactions.vote(store, SMALL, f"small-{index}", f"addr-small-{index}", "yes")
+
+
+@pytest.fixture
+def desk(browser: Any, dash_server: LiveServer) -> Iterator[Any]:
+    """A fresh browser context (no cookies) that fails the test on any script error."""
+    context = browser.new_context(base_url=dash_server.url,
+                                  viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(8000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    yield page
+    context.close()
+    assert problems == []
+
+
+def editor_token(live_server: LiveServer) -> str:
+    return live_server.editor["Authorization"].split(" ", 1)[1]
+
+
+def sign_in(page: Any, live_server: LiveServer) -> None:
+    page.goto("/dashboard")
+    assert "/dashboard/signin" in page.url
+    page.fill("#token", editor_token(live_server))
+    page.click("button[type=submit]")
+    page.wait_for_url("**/dashboard")
+
+
+def test_sign_in_rank_article_live_sign_out(desk: Any, dash_server: LiveServer) -> None:
+    page, live_server = desk, dash_server
+    sign_in(page, live_server)
+
+    # the seeded articles, ranked as the API ranks them (Wilson, not raw share)
+    status, api = live_server.api("GET", "/api/v1/stats/articles?sort=approval&limit=100",
+                                  headers=live_server.editor)
+    assert status == 200
+    expected = [a["id"] for a in api["articles"] if a["id"] in SEEDED + [SMALL]]
+    rows = page.locator("table.data tbody tr[data-article]")
+    shown = [r for r in rows.evaluate_all("rows => rows.map(r => r.dataset.article)")
+             if r in SEEDED + [SMALL]]
+    assert shown == expected
+    ranked = [r for r in rows.evaluate_all("rows => rows.map(r => r.dataset.article)")]
+    assert ranked.index(SMALL) > ranked.index(DEMO)  # 5 of 5 below ~80% of many
+    best = api["articles"][0]
+    assert page.locator("#top-approved li").first.inner_text().startswith(best["title"])
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-overview.png"), full_page=True)
+
+    # the demo article: chart drawn, link CTR shown
+    page.click(f"table.data a[href='/dashboard/articles/{DEMO}']")
+    page.wait_for_url(f"**/dashboard/articles/{DEMO}")
+    chart = page.locator("#reactions-chart svg")
+    assert chart.is_visible()
+    assert chart.locator("rect").count() >= 2
+    box = chart.bounding_box()
+    assert box is not None and box["width"] > 600 and box["height"] > 200
+    policy = page.locator("#links-table tr", has_text="Policy Link")
+    cells = policy.locator("td").all_inner_texts()
+    with live_server.app.app_context():
+        figures = {s["title"]: s for s in links.stats(live_server.store, DEMO)}
+    ctr = figures["Policy Link"]["ctr"]
+    assert cells == [str(figures["Policy Link"]["impressions"]),
+                     str(figures["Policy Link"]["clicks"]), f"{ctr * 100:.1f}%"]
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-article.png"), full_page=True)
+
+    # live: a vote cast elsewhere shows up without a reload
+    page.click("nav.nav >> text=Live")
+    page.wait_for_url("**/dashboard/live")
+    page.wait_for_selector("#live-feed li")
+    page.evaluate("window.__stillSamePage = true")
+    total_before = int(page.inner_text("#live-total"))
+    status, minted = live_server.api("POST", "/api/v1/readers")
+    assert status == 201
+    status, _ = live_server.api(
+        "PUT", "/api/v1/articles/thaad-ten-years-on/reactions/mine",
+        {"choice": "no", "reason": "outdated"}, {"X-Engage-Reader": minted["reader"]},
+    )
+    assert status == 200
+    page.wait_for_function(
+        "before => Number(document.getElementById('live-total').textContent) > before",
+        arg=total_before, timeout=10000,
+    )
+    newest = page.locator("#live-feed li").first.inner_text()
+    assert "thaad-ten-years-on" in newest and "voted no (outdated)" in newest
+    assert page.evaluate("window.__stillSamePage") is True
+
+    # a dashboard action without the CSRF token is refused, with the session cookie sent
+    refused = page.request.post(f"{live_server.url}/dashboard/polls/korea-china-2026/status",
+                                form={"status": "closed"})
+    assert refused.status == 403
+    status, poll = live_server.api("GET", "/api/v1/polls/korea-china-2026",
+                                   headers=live_server.editor)
+    assert poll["status"] == "open"
+
+    # sign out: back to the form, and the dashboard is closed again
+    page.click("form.signout button")
+    page.wait_for_url("**/dashboard/signin")
+    page.goto("/dashboard/live")
+    assert "/dashboard/signin" in page.url
+
+
+def test_phone_width_pages(desk: Any, dash_server: LiveServer) -> None:
+    page = desk
+    page.set_viewport_size({"width": 375, "height": 800})
+    sign_in(page, dash_server)
+    for path in ("/dashboard", f"/dashboard/articles/{DEMO}", "/dashboard/polls",
+                 "/dashboard/live"):
+        page.goto(path)
+        wide = page.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => "
+            "e.getBoundingClientRect().right > 376).map(e => e.tagName + '.' + e.className)"
+        )
+        assert wide == [], (path, wide[:5])
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+        if os.environ.get("ENGAGE_PHONE_SHOTS"):
+            page.screenshot(path=os.path.join(os.environ["ENGAGE_PHONE_SHOTS"],
+                                              path.strip("/").replace("/", "_") + ".png"),
+                            full_page=True)
