@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engage.store import reactions
 from tests.conftest import ARTICLE, new_reader
@@ -258,3 +260,59 @@ def test_custom_choices(redis_server: Any, tmp_path: Any) -> None:
     body = client.put(url, json={"choice": "down", "reason": "dull"}, headers=r).get_json()
     assert body["counts"] == {"up": 0, "meh": 0, "down": 1}
     assert list(body["counts"]) == ["up", "meh", "down"]
+
+
+VOTE_OPS = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=4),
+        st.sampled_from([("yes", None), ("no", None), ("no", "outdated"), ("no", "biased"),
+                         (None, None)]),
+    ),
+    min_size=1, max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=VOTE_OPS)
+def test_votes_match_a_model(app: Flask, store: Any, ops: list[Any]) -> None:
+    """Any sequence of votes, changes and withdrawals leaves exactly the model's counts."""
+    store.redis.flushall()
+    with app.app_context():
+        from engage.schemas import ArticleInSchema
+        from engage.store import articles
+
+        articles.upsert(store, "m1", ArticleInSchema().load(ARTICLE))
+        model: dict[str, tuple[str, str | None]] = {}
+        changes = 0
+        for step, (reader_index, (choice, reason)) in enumerate(ops):
+            reader = f"reader-{reader_index}"
+            before = model.get(reader)
+            if choice is None:
+                model.pop(reader, None)
+            else:
+                model[reader] = (choice, reason)
+            result, changed = reactions.vote(store, "m1", reader, f"addr{step}", choice, reason)
+            assert changed == (before != model.get(reader))
+            changes += int(changed)
+            assert result.mine == choice
+            assert result.counts == {
+                c: sum(1 for held, _ in model.values() if held == c) for c in ("yes", "no")
+            }
+        expected_reasons: dict[str, int] = {}
+        for _, reason in model.values():
+            if reason:
+                expected_reasons[reason] = expected_reasons.get(reason, 0) + 1
+        assert reactions.reasons(store, "m1") == expected_reasons
+        assert store.redis.hlen(store.keys.article_voters("m1")) == len(model)
+        # One event per change, plus the article's creation.
+        assert store.redis.xlen(store.keys.article_events("m1")) == changes + 1
+        # The stats buckets net out to the counts.
+        owner = store.keys.article("m1")
+        net = {"yes": 0, "no": 0}
+        for key in store.redis.scan_iter(match=owner.replace("{", "\\{").replace("}", "\\}")
+                                         + ":d:*"):
+            for field, value in store.redis.hgetall(key).items():
+                if field[1:] in net:
+                    net[field[1:]] += int(value) if field[0] == "+" else -int(value)
+        assert net == reactions.read(store, "m1").counts  # type: ignore[union-attr]
