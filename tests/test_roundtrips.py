@@ -35,6 +35,7 @@ class CountingProxy:
         self.round_trips = 0
         self.lock = threading.Lock()
         self.closing = False
+        self.drop_next_reply = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -65,6 +66,10 @@ class CountingProxy:
                         server_spoke_last = False
                     else:
                         server_spoke_last = True
+                        if self.drop_next_reply:
+                            # Redis did the work; the client never hears of it.
+                            self.drop_next_reply = False
+                            return
                     key.data.sendall(data)
         except OSError:
             return
@@ -191,3 +196,32 @@ def test_address_key_cached_per_day(setup: tuple[Flask, CountingProxy, RedisServ
     assert proxy.round_trips == 5
     assert after.get("set", 0) == before.get("set", 0)
     assert after["evalsha"] - before["evalsha"] == 5
+
+
+def test_retry_after_a_lost_reply_does_not_double_count(
+    setup: tuple[Flask, CountingProxy, RedisServer]
+) -> None:
+    """The connection drops after Redis ran the vote: redis-py retries, nothing counts twice."""
+    app, proxy, server = setup
+    client = app.test_client()
+    warm(app, client)  # one "yes" from the warm-up reader
+    reader = reader_for(app)
+    events = server.client().xlen("engage:a:{korea-china-reset}:events")
+
+    proxy.drop_next_reply = True
+    response = client.put(READ + "/mine", json={"choice": "yes"}, headers=reader)
+    assert response.status_code == 200
+    assert proxy.drop_next_reply is False, "the reply was dropped"
+    assert response.get_json()["counts"] == {"yes": 2, "no": 0}
+
+    proxy.drop_next_reply = True
+    response = client.put(READ + "/mine", json={"choice": "no", "reason": "unclear"},
+                          headers=reader)
+    assert response.status_code == 200
+    assert response.get_json()["counts"] == {"yes": 1, "no": 1}
+
+    redis_client = server.client()
+    assert redis_client.hgetall("engage:a:{korea-china-reset}:counts") == {"yes": "1", "no": "1"}
+    assert redis_client.hgetall("engage:a:{korea-china-reset}:reasons") == {"unclear": "1"}
+    assert redis_client.xlen("engage:a:{korea-china-reset}:events") == events + 2
+    redis_client.close()
