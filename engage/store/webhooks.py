@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from engage.store import Store
+from engage.store import Store, cluster
 
 GROUP = "engage-webhooks"
 DEAD_MAXLEN = 10_000
@@ -111,6 +111,13 @@ def read(store: Store, consumer: str, stream_keys: list[str], count: int,
     if not stream_keys:
         return []
     start = "0" if pending else ">"
+    if cluster.is_cluster(store.redis):
+        # A cluster refuses one XREADGROUP over several slots: one per stream, pipelined
+        # (redis-py sends one round trip per node).
+        pipe = store.redis.pipeline(transaction=False)
+        for key in stream_keys:
+            pipe.xreadgroup(GROUP, consumer, {key: start}, count=count)
+        return [entry for reply in pipe.execute() for entry in _flatten(reply)]
     reply = store.redis.xreadgroup(
         GROUP, consumer, {key: start for key in stream_keys}, count=count
     )
@@ -148,13 +155,17 @@ def ack(store: Store, entries: list[Entry]) -> None:
 # -- retries and dead letters -------------------------------------------------------------
 def schedule_retry(store: Store, delivery: dict[str, Any], due: float,
                    replaces: str | None = None) -> None:
-    """Put a delivery in the retry set (replacing its previous member atomically)."""
+    """Put a delivery in the retry set, then drop the member it replaces.
+
+    In that order a crash in between leaves two members for one delivery (a repeat
+    with the same id later), never none; and no MULTI, which a cluster pipeline lacks.
+    """
     key = store.keys.webhook_retry
     member = json.dumps(delivery, separators=(",", ":"), sort_keys=True)
-    pipe = store.redis.pipeline(transaction=True)  # one key: atomic on a cluster too
-    if replaces is not None:
-        pipe.zrem(key, replaces)
+    pipe = store.redis.pipeline(transaction=False)
     pipe.zadd(key, {member: due})
+    if replaces is not None and replaces != member:
+        pipe.zrem(key, replaces)
     pipe.execute()
 
 
