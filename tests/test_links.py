@@ -276,3 +276,14 @@ def test_widget_bundle_and_mine(client, editor, article):
     }
     assert mine.json["articles"]["second"]["mine"] is None
     assert client.get("/api/v1/widget").status_code == 422
+
+
+def test_fill_in_per_article_section_in_one_batch(client, editor, article, store):
+    add_article(client, editor, "biz-1", title="Biz one", section="Business")
+    add_article(client, editor, "biz-2", title="Biz two", section="Business")
+    add_article(client, editor, "dip-2", title="Dip two")
+    boxes = links.for_articles(store, [article, "biz-1", "dip-2", "missing"])
+    assert [link["id"] for link in boxes[article]] == ["article:dip-2"]
+    assert [link["id"] for link in boxes["biz-1"]] == ["article:biz-2"]
+    assert [link["id"] for link in boxes["dip-2"]] == [f"article:{article}"]
+    assert boxes["missing"] == []

@@ -86,43 +86,37 @@ def wilson_lower_bound(positive: int, total: int, z: float = 1.96) -> float:
     return (centre - margin) / denominator
 
 
-def _related(
-    store: Store, article_id: str, section: str, exclude_urls: set[str], wanted: int
+def _rank(
+    store: Store, candidates: list[str], metas: dict[str, dict[str, Any]],
+    counts: dict[str, reactions.Reactions | None], exclude: set[str], wanted: int,
 ) -> list[dict[str, Any]]:
-    """Same-section articles ranked by reader approval, newest first among equals."""
-    candidates = [
-        aid for aid in articles.list_ids(store, section, RELATED_CANDIDATES) if aid != article_id
-    ]
-    if not candidates or wanted <= 0:
-        return []
-    metas = articles.get_many(store, candidates)
-    counts = reactions.read_many(store, candidates)
+    """Articles ranked by reader approval (Wilson lower bound), newest first among equals."""
     approve = store.config["CHOICES"][0]
     ranked: list[tuple[float, int, str]] = []
     for order, aid in enumerate(candidates):
         meta, result = metas.get(aid), counts.get(aid)
-        if meta is None or meta["url"] in exclude_urls:
+        if meta is None or aid in exclude or meta["url"] in exclude:
             continue
         score = wilson_lower_bound(result.counts[approve], result.total) if result else 0.0
         ranked.append((-score, order, aid))
     ranked.sort()
-    out = []
-    for _, _, aid in ranked[:wanted]:
-        meta = metas[aid]
-        out.append({
+    return [
+        {
             "id": "article:" + aid,
-            "title": meta["title"],
-            "url": meta["url"],
-            "href": meta["url"],
+            "title": metas[aid]["title"],
+            "url": metas[aid]["url"],
+            "href": metas[aid]["url"],
             "related": True,
-        })
-    return out
+        }
+        for _, _, aid in ranked[:wanted]
+    ]
 
 
 def for_articles(store: Store, article_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Each article's box: its curated links, then related articles up to LINKS_SHOWN.
 
-    Filled-in articles link straight to their URL (they have no click counter).
+    Filled-in articles link straight to their URL (they have no click counter). A fixed
+    number of round trips however many articles: links, section lists, candidates.
     """
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
@@ -132,13 +126,26 @@ def for_articles(store: Store, article_ids: list[str]) -> dict[str, list[dict[st
     replies = pipe.execute()
     shown = int(store.config["LINKS_SHOWN"])
     out: dict[str, list[dict[str, Any]]] = {}
+    short: dict[str, str] = {}  # article -> section, for boxes that need filling
     for index, article_id in enumerate(article_ids):
         section, raw = replies[2 * index], replies[2 * index + 1]
-        links = [_public(link) for link in _decode(raw)]
-        if section and len(links) < shown:
-            exclude = {link["url"] for link in links}
-            links += _related(store, article_id, section, exclude, shown - len(links))
-        out[article_id] = links
+        out[article_id] = [_public(link) for link in _decode(raw)]
+        if section and len(out[article_id]) < shown:
+            short[article_id] = section
+    if not short:
+        return out
+    sections = list(dict.fromkeys(short.values()))
+    pipe = store.redis.pipeline(transaction=False)
+    for section in sections:
+        pipe.zrevrange(keys.section(section), 0, RELATED_CANDIDATES - 1)
+    by_section = dict(zip(sections, pipe.execute(), strict=True))
+    candidates = list(dict.fromkeys(aid for ids in by_section.values() for aid in ids))
+    metas = articles.get_many(store, candidates)
+    counts = reactions.read_many(store, candidates)
+    for article_id, section in short.items():
+        exclude = {article_id} | {link["url"] for link in out[article_id]}
+        out[article_id] += _rank(store, list(by_section[section]), metas, counts, exclude,
+                                 shown - len(out[article_id]))
     return out
 
 

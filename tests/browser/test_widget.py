@@ -396,6 +396,10 @@ def test_poll_vote_shows_result_bars(tab: Tab, live_server: LiveServer) -> None:
     group = box.get_by_role("group", name="Which topics should we follow?")
     group.get_by_role("checkbox", name="Trade").check()
     group.get_by_role("checkbox", name="Security").check()
+    expect(group.get_by_role("checkbox", name="Culture")).to_be_disabled()  # max_choices=2
+    group.get_by_role("checkbox", name="Trade").uncheck()
+    expect(group.get_by_role("checkbox", name="Culture")).to_be_enabled()
+    group.get_by_role("checkbox", name="Trade").check()
     group.get_by_role("button", name="Vote").click()
     expect(group.locator(".r")).to_have_text(["Trade50%", "Culture0%", "Security50%"])
 

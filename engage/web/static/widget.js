@@ -164,12 +164,15 @@
     var kids = [h('h2', {text: p.question})], res = p.results;
     p.options.forEach(function (o) {
       if (p.multiple) {
+        var on = sel.indexOf(o.id) >= 0;
+        // At the maximum, the unticked boxes wait until one is unticked.
         var box = h('input', {type: 'checkbox', 'data-k': 'p:' + p.id + ':' + o.id, on: function () {
           var i = sel.indexOf(o.id);
           if (box.checked && i < 0) sel.push(o.id);
           if (!box.checked && i >= 0) sel.splice(i, 1);
-        }, disabled: open ? null : ''});
-        box.checked = sel.indexOf(o.id) >= 0;
+          render(w);
+        }, disabled: open && (on || sel.length < (p.max_choices || 99)) ? null : ''});
+        box.checked = on;
         kids.push(h('label', {}, [box, d.createTextNode(' ' + o.label)]));
       } else {
         kids.push(btn(o.label, 'p:' + p.id + ':' + o.id, mine.indexOf(o.id) >= 0, function () {
