@@ -12,9 +12,10 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from engage import errors
-from engage.store import polls
-from tests.conftest import new_reader
+from engage import errors, seeds
+from engage.store import get_store, polls, tokens
+from tests.conftest import make_app, new_reader
+from tests.redis_server import RedisServer
 
 POLL = {"question": "Will Seoul and Beijing fully restore ties in 2026?",
         "options": ["Yes", "Partly", "No"]}
@@ -271,6 +272,7 @@ def test_vote_needs_a_valid_reader(client, editor):
         (False, ["yes"], "Unknown option"),
         (False, ["o1", "o2"], "one option only"),
         (True, ["o1", "o4"], "Unknown option"),
+        (True, ["o1,o2"], "Unknown option"),
     ],
 )
 def test_vote_with_options_the_poll_does_not_allow_is_422(
@@ -284,6 +286,14 @@ def test_vote_with_options_the_poll_does_not_allow_is_422(
     assert store.redis.hgetall(store.keys.poll_counts(poll_id)) == {}
     assert store.redis.hlen(store.keys.poll_voters(poll_id)) == 0
     assert len(stream(store, poll_id)) == 1
+
+
+def test_the_store_refuses_option_ids_that_would_split(client, editor, store):
+    poll_id = create(client, editor, multiple=True)["id"]
+    for bad in (["o1,o2"], [""], ["o1", ",o3"]):
+        with pytest.raises(errors.ValidationFailed):
+            polls.vote(store, poll_id, "r1", "a1", bad)
+    assert store.redis.hlen(store.keys.poll_voters(poll_id)) == 0
 
 
 def test_more_than_max_choices_is_422(client, editor, reader, store):
@@ -627,8 +637,6 @@ def test_percentages_always_add_up_to_100():
 
 # -- seeds ----------------------------------------------------------------------------
 def test_seed_poll_loads_once(app, store):
-    from engage import seeds
-
     seeds.load(store, app.config["SEEDS_DIR"])
     seeds.load(store, app.config["SEEDS_DIR"])
     view = polls.get_view(store, "korea-china-2026")
@@ -636,3 +644,28 @@ def test_seed_poll_loads_once(app, store):
     assert [p["id"] for p in polls.for_articles(store, ["korea-china-reset"])[
         "korea-china-reset"]] == ["korea-china-2026"]
     assert len(polls.list_all(store)) == 1
+
+
+# -- storage outage -------------------------------------------------------------------
+def test_poll_routes_answer_503_when_redis_is_gone(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        app = make_app(server.url, tmp_path, REDIS_RETRIES=0)
+        client = app.test_client()
+        with app.app_context():
+            token = tokens.create(get_store(), "editor", "outage")[0]
+        staff = {"Authorization": f"Bearer {token}"}
+        poll_id = create(client, staff)["id"]
+        reader = new_reader(client)
+        server.kill()
+        for response in (
+            client.get(f"/api/v1/polls/{poll_id}"),
+            put_vote(client, poll_id, reader, ["o1"]),
+            client.delete(f"/api/v1/polls/{poll_id}/votes/mine", headers=reader),
+            client.get("/api/v1/articles/korea-china-reset/polls"),
+        ):
+            assert response.status_code == 503, response.json
+            assert response.json["error"]["code"] == "storage_unavailable"
+            assert int(response.headers["Retry-After"]) >= 1
+    finally:
+        server.stop()

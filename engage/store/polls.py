@@ -325,6 +325,9 @@ def vote(
     keys = store.keys
     owner = keys.poll(poll_id)
     chosen = sorted(set(options or ()), key=option_order)
+    if any(not option or "," in option for option in chosen):
+        # The script receives the ids comma-joined; "o1,o2" must not pass as two.
+        raise errors.ValidationFailed(fields={"options": [_INVALID["unknown"]]})
     hour_ttl, day_ttl = store.bucket_ttls()
     raw = store.run(
         "vote_poll",
