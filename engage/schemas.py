@@ -296,6 +296,28 @@ class ExportQuerySchema(_RangeQuerySchema):
     article = IdField()
 
 
+class SectionsQuerySchema(_RangeQuerySchema):
+    pass
+
+
+class SectionStatsSchema(CountsSchema):
+    section = fields.String(required=True)
+    articles = fields.Integer(required=True)
+    approval = fields.Float(allow_none=True, required=True)
+    score = fields.Float(allow_none=True, required=True)
+    clicks = fields.Integer(required=True)
+    impressions = fields.Integer(required=True)
+    ctr = fields.Float(allow_none=True, required=True)
+    last_hour = fields.Float(required=True)
+
+
+class SectionsSchema(Schema):
+    since = fields.String(allow_none=True, required=True)
+    until = fields.String(allow_none=True, required=True)
+    bucket = fields.String(allow_none=True, required=True)
+    sections = fields.List(fields.Nested(SectionStatsSchema), required=True)
+
+
 # -- polls ---------------------------------------------------------------------------
 POLL_VISIBILITY = validate.OneOf(["always", "after_vote", "after_close"])
 POLL_STATUS = validate.OneOf(["open", "closed"])

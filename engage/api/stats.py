@@ -31,15 +31,19 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
+def query_window(store: Any, query: dict[str, Any]) -> stats.Range | None:
+    """None (current standings) unless the query names a range."""
+    if not (query.get("since") or query.get("until")):
+        return None
+    longest = timedelta(days=int(store.config["DAY_BUCKET_DAYS"]))
+    return stats.resolve_range(store, query.get("since"), query.get("until"),
+                               default_span=longest)
+
+
 def stats_page(query: dict[str, Any]) -> dict[str, Any]:
-    """The ranked, paginated list; shared with the dashboard."""
+    """The ranked, paginated list."""
     store = get_store()
-    window = None
-    if query.get("since") or query.get("until"):
-        longest = timedelta(days=int(store.config["DAY_BUCKET_DAYS"]))
-        window = stats.resolve_range(
-            store, query.get("since"), query.get("until"), default_span=longest
-        )
+    window = query_window(store, query)
     ranked = stats.ranked(store, query["sort"], query.get("section"), window)
     offset, limit = query["offset"], query["limit"]
     return {
@@ -73,6 +77,27 @@ class RankedArticles(MethodView):
         return stats_page(query)
 
 
+@blp.route("/stats/sections")
+class SectionFigures(MethodView):
+    @blp.arguments(schemas.SectionsQuerySchema, location="query")
+    @blp.response(200, schemas.SectionsSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="No valid token.")
+    @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")
+    @blp.alt_response(422, schema=schemas.ErrorSchema, description="Bad range.")
+    @blp.doc(security=[{"editorToken": []}])
+    @require_role("editor")
+    def get(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Each section's figures: the sums of its articles', most votes first (editor)."""
+        store = get_store()
+        window = query_window(store, query)
+        return {
+            "since": iso(window.since) if window else None,
+            "until": iso(window.until) if window else None,
+            "bucket": window.bucket if window else None,
+            "sections": stats.sections(store, window),
+        }
+
+
 @blp.route("/articles/<eid:article_id>/stats")
 class ArticleSeries(MethodView):
     @blp.arguments(schemas.SeriesQuerySchema, location="query")
@@ -96,7 +121,8 @@ class ArticleSeries(MethodView):
 
 
 def _millis(value: datetime | None) -> int | None:
-    return int(value.timestamp() * 1000) if value else None
+    # Stream ids start at the epoch: an earlier time would be an invalid (negative) id.
+    return max(0, int(value.timestamp() * 1000)) if value else None
 
 
 def _csv_row(event: dict[str, Any]) -> list[str]:
