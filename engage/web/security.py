@@ -17,6 +17,11 @@ def _headers(response: Response) -> Response:
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        # No opener handle for pages we link to, and no powerful features for ours.
+        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        response.headers.setdefault(
+            "Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"
+        )
     return response
 
 
