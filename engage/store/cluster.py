@@ -75,7 +75,9 @@ def make_cluster_client(url: str, config: dict[str, Any]) -> RedisCluster:
     extra: dict[str, Any] = {}
     if parsed.ssl:
         extra["ssl"] = True
-    return RedisCluster(
+    from engage.store.instrumented import InstrumentedRedisCluster
+
+    return InstrumentedRedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
         decode_responses=True,
         username=parsed.username,

@@ -12,9 +12,10 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from engage.store import UNAVAILABLE, Store
+from engage.store import UNAVAILABLE, Store, cluster
 
 _lock = threading.Lock()
 
@@ -26,6 +27,10 @@ def _probe_client(store: Store) -> Any:
             client = getattr(store, "probe_client", None)
             if client is None:
                 timeout = float(store.config.get("READY_TIMEOUT", 0.25))
+                if cluster.is_cluster_url(store.config["REDIS_URL_RESOLVED"]):
+                    client = _probe_cluster(store, timeout)
+                    store.probe_client = client  # type: ignore[attr-defined]
+                    return client
                 client = redis.Redis.from_url(
                     store.config["REDIS_URL_RESOLVED"],
                     socket_timeout=timeout,
@@ -37,8 +42,15 @@ def _probe_client(store: Store) -> Any:
     return client
 
 
+def _probe_cluster(store: Store, timeout: float) -> Any:
+    """A cluster probe: same short timeouts, no retries (store/cluster.py)."""
+    config = {**store.config, "REDIS_SOCKET_TIMEOUT": timeout, "REDIS_CONNECT_TIMEOUT": timeout,
+              "REDIS_RETRIES": 0, "REDIS_CLUSTER_RETRIES": 0, "REDIS_MAX_CONNECTIONS": 4}
+    return cluster.make_cluster_client(store.config["REDIS_URL_RESOLVED"], config)
+
+
 def redis_answers(store: Store) -> bool:
     try:
         return bool(_probe_client(store).ping())
-    except (*UNAVAILABLE, redis.RedisError):
+    except (*UNAVAILABLE, redis.RedisError, RedisClusterException):
         return False

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 from redis.client import Pipeline
+from redis.cluster import RedisCluster
 
 from engage import metrics
 from engage.store import scripts
@@ -76,3 +77,18 @@ class InstrumentedRedis(redis.Redis):
         return InstrumentedPipeline(
             self.connection_pool, self.response_callbacks, transaction, shard_hint
         )
+
+
+class InstrumentedRedisCluster(RedisCluster):
+    """The same timing for a Redis Cluster client (store/cluster.py)."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        run = super().execute_command
+        return _timed(op_label(args), lambda: run(*args, **options))
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        run = pipe.execute
+        timed = lambda raise_on_error=True: _timed("pipeline", lambda: run(raise_on_error))  # noqa: E731
+        setattr(pipe, "execute", timed)  # noqa: B010
+        return pipe
