@@ -169,6 +169,9 @@ def worker(consumer: str, metrics_port: int | None) -> None:
 
     # The worker is one process with its own /metrics; never share gunicorn's files.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from engage.store import get_store
     from engage.worker import Worker, serve_metrics
 
@@ -182,6 +185,43 @@ def worker(consumer: str, metrics_port: int | None) -> None:
         click.echo(f"engage worker {consumer} (metrics on :{port})" if port else
                    f"engage worker {consumer}", err=True)
         Worker(get_store(), consumer).run(stop)
+
+
+def _millis(value: str | None) -> int | None:
+    if not value:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO 8601 time: {value}") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+@main.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), default="ndjson",
+              show_default=True)
+@click.option("--since", default=None, help="ISO 8601 start (UTC when no offset).")
+@click.option("--until", default=None, help="ISO 8601 end, inclusive.")
+@click.option("--type", "types", multiple=True, help="Event type or family; repeatable.")
+@click.option("--article", default=None, help="One article and its polls.")
+def export(fmt: str, since: str | None, until: str | None, types: tuple[str, ...],
+           article: str | None) -> None:
+    """Write every recorded event to stdout, oldest first, in constant memory."""
+    from engage.api.stats import export_chunks
+    from engage.store import events, get_store
+
+    since_ms, until_ms = _millis(since), _millis(until)
+    app = _app()
+    with app.app_context():
+        found = events.iter_events(get_store(), since_ms=since_ms, until_ms=until_ms,
+                                   types=types, article=article)
+        out = click.get_text_stream("stdout")
+        for chunk in export_chunks(found, fmt):
+            out.write(chunk)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from engage import metrics
 from engage.identity import get_identity
 from engage.store import webhooks
 from engage.worker import Worker
@@ -178,6 +179,7 @@ def test_backoff_doubles_up_to_the_cap(store: Any) -> None:
 def test_dead_letter_after_the_last_attempt(
     app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
 ) -> None:
+    dead_before = metrics.WEBHOOK_DEAD_LETTERS._value.get()
     with Receiver(fail=lambda n: True) as receiver:
         hook = register(client, admin, receiver.url, ["reaction.*"])
         put_article(client, editor, "doomed")
@@ -192,7 +194,7 @@ def test_dead_letter_after_the_last_attempt(
         assert json.loads(dead[0]["body"])["type"] == "reaction.vote"
         assert webhooks.retry_count(store) == 0
         scrape = client.get("/metrics").get_data(as_text=True)
-        assert "engage_webhook_dead_letters_total" in scrape
+        assert f"engage_webhook_dead_letters_total {dead_before + 1}" in scrape
 
 
 def test_deleted_webhook_drops_its_retries(
