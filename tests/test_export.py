@@ -240,3 +240,21 @@ def test_export_of_a_million_events_stays_under_100_mb(tmp_path: Path) -> None:
             engage.terminate()
             engage.wait(10)
         server.stop()
+
+
+def test_cli_export_writes_the_same_events(
+    app: Any, busy: list[tuple[str, dict[str, str]]], tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from engage.cli import main
+
+    env = {"ENGAGE_REDIS_URL": app.config["REDIS_URL"], "ENGAGE_DATA_DIR": str(tmp_path),
+           "ENGAGE_SECRET_KEY": "cli-export-secret-key-0123456789", "ENGAGE_LOG_JSON": "0"}
+    result = CliRunner().invoke(main, ["export", "--format", "csv", "--type", "reaction"],
+                                env=env)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["id"] for r in rows] == [i for i, f in busy if f["type"].startswith("reaction.")]
+    bad = CliRunner().invoke(main, ["export", "--since", "yesterday"], env=env)
+    assert bad.exit_code == 2 and "ISO 8601" in bad.output
