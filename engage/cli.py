@@ -219,43 +219,6 @@ def export(fmt: str, since: str | None, until: str | None, types: tuple[str, ...
     with app.app_context():
         found = events.iter_events(get_store(), since_ms=since_ms, until_ms=until_ms,
                                    types=types, article=article)
-        out = click.get_text_stream("stdout")
-        for chunk in export_chunks(found, fmt):
-            out.write(chunk)
-
-
-def _millis(value: str | None) -> int | None:
-    if not value:
-        return None
-    from datetime import UTC, datetime
-
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise click.BadParameter(f"not an ISO 8601 time: {value}") from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
-
-
-@main.command("export")
-@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson"]), default="ndjson",
-              show_default=True)
-@click.option("--since", default=None, help="ISO 8601 start (UTC when no offset).")
-@click.option("--until", default=None, help="ISO 8601 end, inclusive.")
-@click.option("--type", "types", multiple=True, help="Event type or family; repeatable.")
-@click.option("--article", default=None, help="One article and its polls.")
-def export(fmt: str, since: str | None, until: str | None, types: tuple[str, ...],
-           article: str | None) -> None:
-    """Write every recorded event to stdout, oldest first, in constant memory."""
-    from engage.api.stats import export_chunks
-    from engage.store import events, get_store
-
-    since_ms, until_ms = _millis(since), _millis(until)
-    app = _app()
-    with app.app_context():
-        found = events.iter_events(get_store(), since_ms=since_ms, until_ms=until_ms,
-                                   types=types, article=article)
         for chunk in export_chunks(found, fmt):
             click.echo(chunk, nl=False)
 
