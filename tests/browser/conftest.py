@@ -41,11 +41,11 @@ class LiveServer:
     editor: dict[str, str]
     server: BaseWSGIServer
     publisher: str  # another origin (allowlisted) serving publisher pages
-    pages: dict[str, str] = field(default_factory=dict)
+    pages: dict[str, tuple[str, str]] = field(default_factory=dict)
 
-    def publish(self, path: str, html: str) -> str:
-        """Serve `html` at `path` on the publisher origin; returns its URL."""
-        self.pages[path] = html
+    def publish(self, path: str, html: str, csp: str = "") -> str:
+        """Serve `html` at `path` on the publisher origin (with a CSP if given)."""
+        self.pages[path] = (html, csp)
         return self.publisher + path
 
     def api(self, method: str, path: str, body: Any = None,
@@ -98,12 +98,14 @@ def serve(wsgi_app: Any) -> tuple[BaseWSGIServer, threading.Thread]:
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    pages: dict[str, str] = {}
+    pages: dict[str, tuple[str, str]] = {}
 
     def publisher_site(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        html = pages.get(environ.get("PATH_INFO", ""))
-        status = "200 OK" if html is not None else "404 Not Found"
-        start_response(status, [("Content-Type", "text/html; charset=utf-8")])
+        html, csp = pages.get(environ.get("PATH_INFO", ""), ("", ""))
+        headers = [("Content-Type", "text/html; charset=utf-8")]
+        if csp:
+            headers.append(("Content-Security-Policy", csp))
+        start_response("200 OK" if html else "404 Not Found", headers)
         return [(html or "not found").encode()]
 
     site, site_thread = serve(publisher_site)

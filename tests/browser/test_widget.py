@@ -271,6 +271,29 @@ def test_publisher_page_on_another_origin(tab: Tab, live_server: LiveServer) -> 
     assert tab.errors == []
 
 
+def test_works_under_a_strict_publisher_csp(tab: Tab, live_server: LiveServer) -> None:
+    """No inline style or script needed: a publisher CSP without 'unsafe-inline' is fine."""
+    aid = live_server.article()
+    create_poll(live_server, aid, question="Strict?", options=["One", "Two"])
+    html = f"""<!doctype html><html lang="en"><body>
+      <div data-engage-article="{aid}"></div>
+      <script src="{live_server.url}/widget.js" async></script></body></html>"""
+    csp = (f"default-src 'none'; script-src {live_server.url}; "
+           f"connect-src {live_server.url}; style-src 'self'")
+    page = tab.page
+    page.goto(live_server.publish("/strict.html", html, csp))
+    button(page, aid, "Yes").click()
+    expect_vote(page, aid, 1, 0, "Yes")
+    box = widget(page, aid)
+    assert box.locator(".b").first.evaluate("n => getComputedStyle(n).borderTopLeftRadius") \
+        == "10px"  # the widget's own stylesheet applies
+    box.get_by_role("button", name="Two").click()
+    expect(box.locator(".bar").nth(1)).to_have_attribute("style", "width: 100%;")
+    assert box.locator(".bar").nth(1).evaluate("n => n.getBoundingClientRect().width") > 100
+    assert tab.errors == []
+    assert not [m for m in tab.console if "Content Security Policy" in m], tab.console
+
+
 def test_rtl_chinese_and_reduced_motion(tab: Tab, live_server: LiveServer) -> None:
     aid = live_server.article()
     html = f"""<!doctype html><html lang="zh-CN" dir="rtl"><body>
