@@ -19,7 +19,7 @@ import platform
 import time
 from collections.abc import Callable
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -100,12 +100,25 @@ BUILD_INFO = Gauge(
 )
 
 
+# Vote views count their own outcomes; a vote refused before its view ran (schema,
+# rate limiter, Redis down) is counted from its status by `_observe`.
+VOTE_ENDPOINTS = {"reactions.MyReaction": "reaction", "polls.MyPollVote": "poll"}
+_REASON_BY_STATUS = {400: "invalid", 422: "invalid", 429: "throttled", 503: "unavailable"}
+
+
+def _counted() -> None:
+    if has_request_context():
+        g.vote_counted = True
+
+
 def vote_accepted(kind: str) -> None:
     VOTES_ACCEPTED.labels(kind=kind).inc()
+    _counted()
 
 
 def vote_rejected(kind: str, reason: str) -> None:
     VOTES_REJECTED.labels(kind=kind, reason=reason if reason in REJECT_REASONS else "invalid").inc()
+    _counted()
 
 
 def link_event(event: str) -> None:
@@ -167,6 +180,11 @@ def _observe(response: Response) -> Response:
     HTTP_REQUESTS.labels(route=route, method=method, status=status).inc()
     if started is not None:
         HTTP_DURATION.labels(route=route).observe(time.perf_counter() - started)
+    kind = VOTE_ENDPOINTS.get(request.endpoint or "")
+    if kind and method in ("PUT", "DELETE") and not g.pop("vote_counted", False):
+        reason = _REASON_BY_STATUS.get(response.status_code)
+        if reason:
+            vote_rejected(kind, reason)
     return response
 
 

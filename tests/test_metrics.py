@@ -82,13 +82,21 @@ def test_votes_accepted_and_rejected(client: FlaskClient, article: str) -> None:
     assert client.put(url, json={"choice": "yes"}, headers=reader).status_code == 200
     assert client.put("/api/v1/articles/nope/reactions/mine", json={"choice": "yes"},
                       headers=reader).status_code == 404
+    assert client.put(url, json={"choice": "maybe"}, headers=reader).status_code == 422
     after = scrape(client)
     accepted = "engage_votes_accepted_total"
     rejected = "engage_votes_rejected_total"
     assert value(after, accepted, kind="reaction") - value(before, accepted, kind="reaction") == 1
-    for reason in ("duplicate", "unknown"):
+    for reason in ("duplicate", "unknown", "invalid"):
         assert (value(after, rejected, kind="reaction", reason=reason)
                 - value(before, rejected, kind="reaction", reason=reason)) == 1
+
+
+def test_vote_endpoints_exist(app: Flask) -> None:
+    """The endpoints metrics counts refusals for are the real vote views."""
+    from engage.metrics import VOTE_ENDPOINTS
+
+    assert set(VOTE_ENDPOINTS) <= set(app.view_functions)
 
 
 def test_redis_operations_are_timed(client: FlaskClient, article: str) -> None:
@@ -123,7 +131,14 @@ def test_redis_down(tmp_path: Path) -> None:
         server.resume()
         server.kill()
         assert client.get("/api/v1/articles/any/reactions").status_code == 503
+        unavailable = {"kind": "reaction", "reason": "unavailable"}
+        votes_before = value(scrape(client), "engage_votes_rejected_total", **unavailable)
+        voted = client.put("/api/v1/articles/any/reactions/mine", json={"choice": "yes"},
+                           headers={"X-Engage-Reader": app.extensions["engage.identity"]
+                                    .mint_reader()})
+        assert voted.status_code == 503
         samples = scrape(client)
+        assert value(samples, "engage_votes_rejected_total", **unavailable) == votes_before + 1
         assert value(samples, "engage_redis_up") == 0.0
         after = sum(v for (n, _l), v in samples.items() if n == errors)
         assert after > before
