@@ -9,8 +9,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from engage import seeds
-from engage.store import links
-from tests.conftest import ARTICLE, new_reader
+from engage.store import get_store, links, tokens
+from tests.conftest import ARTICLE, make_app, new_reader
+from tests.redis_server import RedisServer
 
 LINKS = [
     {"title": "Policy Link", "url": "https://news.example.com/policy/korea-china-relations"},
@@ -287,3 +288,40 @@ def test_fill_in_per_article_section_in_one_batch(client, editor, article, store
     assert [link["id"] for link in boxes["biz-1"]] == ["article:biz-2"]
     assert [link["id"] for link in boxes["dip-2"]] == [f"article:{article}"]
     assert boxes["missing"] == []
+
+
+def test_empty_list_clears_the_curated_links(client, editor, article, store):
+    first = put_links(client, editor, LINKS).json["links"][0]
+    assert put_links(client, editor, []).json == {"links": []}
+    assert store.redis.hlen(store.keys.linkindex) == 0
+    assert client.get(f"/r/{first['id']}").status_code == 404
+
+
+def test_redis_outage_is_a_503_on_every_link_path(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    app = make_app(server.url, tmp_path, RETRY_AFTER=7)
+    client = app.test_client()
+    try:
+        with app.app_context():
+            editor = {"Authorization": "Bearer " + tokens.create(get_store(), "editor")[0]}
+        client.put("/api/v1/articles/korea-china-reset", json=ARTICLE, headers=editor)
+        link = put_links(client, editor, LINKS).json["links"][0]
+        server.stop()
+        calls = [
+            lambda: client.get(f"/r/{link['id']}"),
+            lambda: client.get("/api/v1/articles/korea-china-reset/links"),
+            lambda: put_links(client, editor, LINKS),
+            lambda: client.post("/api/v1/articles/korea-china-reset/links/impressions",
+                                json={"links": [link["id"]]}),
+            lambda: client.get("/api/v1/widget?article=korea-china-reset"),
+        ]
+        for call in calls:
+            response = call()
+            assert response.status_code == 503, response.get_data(as_text=True)
+            assert response.json["error"]["code"] == "storage_unavailable"
+            assert response.headers["Retry-After"] == "7"
+            assert "Location" not in response.headers
+    finally:
+        server.stop()
+        with app.app_context():
+            get_store().close()
