@@ -182,6 +182,43 @@ def test_role_checks(app: Flask, store: Any) -> None:
     assert_error(client.get("/_probe/admin"), 401, "unauthorized")
 
 
+def staff_routes(app: Flask) -> list[tuple[str, str, str]]:
+    """(method, sample url, role) of every API route that declares a role."""
+    out = []
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        view_class = getattr(view, "view_class", None)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            handler = getattr(view_class, method.lower(), None) if view_class else view
+            role = getattr(handler, "required_role", None)
+            if role:
+                url = rule.rule
+                for name in rule.arguments:
+                    url = url.replace(f"<eid:{name}>", "x1").replace(f"<{name}>", "x1")
+                out.append((method, url, role))
+    return out
+
+
+def test_every_staff_route_checks_its_role(app: Flask, client: FlaskClient,
+                                           store: Any) -> None:
+    routes = staff_routes(app)
+    assert ("PUT", "/api/v1/articles/x1", "editor") in routes
+    editor = {"Authorization": "Bearer " + tokens.create(store, "editor")[0]}
+    admin = {"Authorization": "Bearer " + tokens.create(store, "admin")[0]}
+    for method, url, role in routes:
+        kwargs: dict[str, Any] = {"json": {}} if method in {"POST", "PUT", "PATCH"} else {}
+        # Streamed responses (exports) must be closed, or their request context lingers.
+        with client.open(url, method=method, **kwargs) as anonymous:
+            assert_error(anonymous, 401)
+        with client.open(url, method=method, headers=editor, **kwargs) as as_editor:
+            if role == "admin":
+                assert_error(as_editor, 403, "forbidden")
+            else:
+                assert as_editor.status_code not in (401, 403), (method, url)
+        with client.open(url, method=method, headers=admin, **kwargs) as as_admin:
+            assert as_admin.status_code not in (401, 403), (method, url)
+
+
 def test_malformed_json_is_400(client: FlaskClient, editor: dict[str, str], store: Any) -> None:
     before = redis_snapshot(store)
     response = client.put(URL, data='{"title": ', headers=editor,
