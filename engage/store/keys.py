@@ -3,8 +3,9 @@
 All keys start with the configured prefix (default `engage`). Keys that one Lua
 script touches together carry the same hash tag, so each script runs in one slot of
 a Redis Cluster unchanged: `{<article_id>}` for an article, `{<poll_id>}` for a poll.
-Global keys (indexes, tokens, webhooks) are only written by editor/admin paths and
-never inside a per-article script.
+Global keys (indexes, tokens, webhooks) are only written by editor/admin paths (and
+the webhook worker, for its retry and dead-letter keys), never inside a per-article
+script.
 
 Key map (P = prefix, A = article id, Q = poll id):
 
@@ -35,7 +36,6 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at} |
 | P:addrkey:<YYYYMMDD>         | string | 2 days                  | random key of that UTC day's address hashes    |
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
-| P:webhooks:cursor            | hash   | forever                 | stream key -> last delivered entry id          |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s) |
 | (group on every events stream) | consumer group `engage-webhooks` | with the stream | the worker's read position and unacknowledged entries |
@@ -161,10 +161,6 @@ class Keys:
     @property
     def webhooks(self) -> str:
         return f"{self.prefix}:webhooks"
-
-    @property
-    def webhook_cursor(self) -> str:
-        return f"{self.prefix}:webhooks:cursor"
 
     @property
     def webhook_dead(self) -> str:
