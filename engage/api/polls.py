@@ -33,6 +33,10 @@ _REJECT_REASON = {
 }
 
 
+# A reader or staff token changes a poll read, so a shared cache keys on both.
+_PERSONAL = ("X-Engage-Reader", "Authorization")
+
+
 def _staff() -> bool:
     """A bearer token makes the caller staff (who always see results); a bad one is 401."""
     if bearer_token() is None:
@@ -43,7 +47,7 @@ def _staff() -> bool:
 
 def _reply(view: dict[str, Any], personal: bool) -> Response:
     body = schemas.PollSchema().dump(view)
-    return private(body) if personal else cacheable(body)
+    return private(body) if personal else cacheable(body, vary=_PERSONAL)
 
 
 @blp.route("/polls")
@@ -158,7 +162,7 @@ class ArticlePolls(MethodView):
             raise errors.UnknownArticle()
         found = polls.for_articles(store, [article_id], reader=reader, staff=staff)
         body = schemas.PollListSchema().dump({"polls": found[article_id]})
-        return private(body) if (reader or staff) else cacheable(body)
+        return private(body) if (reader or staff) else cacheable(body, vary=_PERSONAL)
 
 
 _CSV_FIELDS = (

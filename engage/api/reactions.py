@@ -29,8 +29,15 @@ def _body(article_id: str, result: Reactions) -> dict[str, Any]:
     return body
 
 
-def cacheable(payload: dict[str, Any]) -> Response:
-    """A public, short-lived response with an ETag; 304 when the client has it."""
+def cacheable(payload: dict[str, Any], vary: tuple[str, ...] = ("X-Engage-Reader",)
+              ) -> Response:
+    """A public, short-lived response with an ETag; 304 when the client has it.
+
+    A CDN or reverse proxy may serve it for CACHE_MAX_AGE seconds and a stale copy
+    while it revalidates. `vary` names the request headers that would change the
+    answer (a reader token or staff token turns it private), so a cache keeps the
+    anonymous copy apart from them; reads that never look at such a header pass ().
+    """
     response = jsonify(payload)
     tag = format(zlib.crc32(response.get_data()), "08x")
     response.set_etag(tag)
@@ -39,7 +46,8 @@ def cacheable(payload: dict[str, Any]) -> Response:
         f"public, max-age={config['CACHE_MAX_AGE']}, "
         f"stale-while-revalidate={config['CACHE_STALE']}"
     )
-    response.vary.add("X-Engage-Reader")
+    for header in vary:
+        response.vary.add(header)
     response.make_conditional(request)
     return response
 
@@ -124,4 +132,4 @@ class BatchReactions(MethodView):
             },
             "unknown": [aid for aid, r in found.items() if r is None],
         }
-        return cacheable(body)
+        return cacheable(body, vary=())

@@ -59,7 +59,7 @@ class WidgetBundle(MethodView):
                 "links": absolute(boxes.get(aid, [])),
                 "polls": poll_views.get(aid, []),
             }
-        return cacheable(body)
+        return cacheable(body, vary=())  # anonymous only: the reader's part is /widget/mine
 
 
 @blp.route("/widget/mine")
