@@ -202,7 +202,9 @@
     var items = [];
     w.data.links.forEach(function (l) {
       var url;
-      try { url = new URL(l.href, API); } catch (e) { return; }
+      // Curated links go through our own redirect at the origin this script came from,
+      // whatever host name the API saw behind a proxy.
+      try { url = new URL(l.related ? l.href : '/r/' + enc(l.id), API); } catch (e) { return; }
       if (!/^https?:$/.test(url.protocol)) return;
       var li = h('li', {}, [h('a', {href: url.href, 'data-k': 'l:' + l.id, text: l.title})]);
       if (!l.related) { li.__w = w; li.__l = l.id; w.obs.push(li); }
@@ -219,6 +221,7 @@
     w.obs = [];
     var kids = [reactions(w)].concat(w.data.polls.map(function (p) { return poll(w, p); }), [related(w)]);
     w.box.textContent = '';
+    w.box.lang = w.lang;
     kids.forEach(function (n) { if (n) w.box.appendChild(n); });
     if (io) w.obs.forEach(function (n) { io.observe(n); });
     if (k) [].forEach.call(w.box.querySelectorAll('[data-k]'), function (n) {
