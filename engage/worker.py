@@ -177,13 +177,13 @@ class Worker:
             for hook in hooks:
                 if millis < int(hook["created_ms"]) or not webhooks.matches(hook["events"], kind):
                     continue
-                body = json.dumps(payload(hook["id"], stream, entry_id, fields),
-                                  separators=(",", ":"))
+                event = payload(hook["id"], stream, entry_id, fields)
                 delivery = {
-                    "delivery": json.loads(body)["id"],
+                    "delivery": event["id"],
                     "webhook": hook["id"],
                     "attempts": 0,
-                    "body": body,
+                    # Serialised once and kept, so every retry sends the same bytes.
+                    "body": json.dumps(event, separators=(",", ":")),
                 }
                 self._attempt(delivery, hook, None)
         webhooks.ack(self.store, entries)
