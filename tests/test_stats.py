@@ -329,3 +329,41 @@ def test_ranged_counts_are_net_changes(
     assert row["counts"] == {"yes": 0, "no": 4}
     all_time = client.get("/api/v1/stats/articles", headers=editor).json["articles"][0]
     assert all_time["counts"] == {"yes": 3, "no": 4}
+
+
+def test_week_range_mixes_day_and_hour_buckets_exactly(
+    client: FlaskClient, editor: dict[str, str], store: Any
+) -> None:
+    """A range of days sums whole days from day buckets and the ends from hour buckets;
+    the result equals the raw events inside the range, to the hour."""
+    now = datetime.now(UTC).replace(minute=20, second=0, microsecond=0)
+    rec = Recorder(store)
+    put_article(client, editor, "weekly", "News")
+    reader = 0
+    for back in range(0, 24 * 9, 5):  # a vote every five hours for nine days
+        reader += 1
+        when = now - timedelta(hours=back)
+        rec.cast(when, "weekly", f"w{reader}", "yes" if reader % 3 else "no",
+                 "unclear" if reader % 3 == 0 else None)
+        if reader % 4 == 0:
+            rec.cast(when, "weekly", f"w{reader - 1}", "no")  # a change, same hour
+    since = now - timedelta(days=5, hours=7, minutes=50)
+    store.now = lambda: now
+    try:
+        query = "since=" + since.isoformat().replace("+00:00", "Z")
+        body = client.get(f"/api/v1/stats/articles?{query}", headers=editor).json
+    finally:
+        del store.now
+    assert body["bucket"] == "hour+day"
+    start = since.replace(minute=0)
+    net: Counter[str] = Counter()
+    for when, aid, fields in rec.events:
+        if aid != "weekly" or not fields["type"].startswith("reaction.") or when < start:
+            continue
+        if fields["previous"]:
+            net[fields["previous"]] -= 1
+        if fields["choice"]:
+            net[fields["choice"]] += 1
+    row = body["articles"][0]
+    assert row["counts"] == {c: max(0, net[c]) for c in CHOICES}
+    assert row["total"] > 10

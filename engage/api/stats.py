@@ -50,7 +50,7 @@ def stats_page(query: dict[str, Any]) -> dict[str, Any]:
         "sort": query["sort"],
         "since": iso(window.since) if window else None,
         "until": iso(window.until) if window else None,
-        "bucket": window.bucket if window else None,
+        "bucket": window.granularity if window else None,
         "total": len(ranked),
         "limit": limit,
         "offset": offset,
@@ -93,7 +93,7 @@ class SectionFigures(MethodView):
         return {
             "since": iso(window.since) if window else None,
             "until": iso(window.until) if window else None,
-            "bucket": window.bucket if window else None,
+            "bucket": window.granularity if window else None,
             "sections": stats.sections(store, window),
         }
 

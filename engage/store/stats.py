@@ -51,20 +51,49 @@ def trending_score(recent: float, baseline: float) -> float:
 # -- ranges ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Range:
-    """A resolved time range and the bucket granularity that covers it."""
+    """A resolved time range and the buckets that cover it.
+
+    `bucket` is "hour" or "day" for a time series, or "mixed" for a sum over a range:
+    whole days in the middle from day buckets, the partial days at either end from hour
+    buckets, so a week costs about 55 reads instead of 169 and stays exact to the hour.
+    """
 
     since: datetime
     until: datetime
-    bucket: str  # "hour" | "day"
+    bucket: str  # "hour" | "day" | "mixed"
 
     def starts(self) -> list[datetime]:
-        step = HOUR if self.bucket == "hour" else DAY
-        current = floor(self.since, self.bucket)
-        out = []
-        while current <= self.until:
-            out.append(current)
-            current += step
-        return out
+        return [start for _, start in self.segments()]
+
+    def segments(self) -> list[tuple[str, datetime]]:
+        if self.bucket != "mixed":
+            return _steps(self.bucket, floor(self.since, self.bucket), self.until)
+        first_day = floor(self.since, "day")
+        if first_day < floor(self.since, "hour"):
+            first_day += DAY
+        last_day = floor(self.until, "day")
+        if first_day >= last_day:
+            return _steps("hour", floor(self.since, "hour"), self.until)
+        return (
+            _steps("hour", floor(self.since, "hour"), first_day - HOUR)
+            + _steps("day", first_day, last_day - DAY)
+            + _steps("hour", last_day, self.until)
+        )
+
+    @property
+    def granularity(self) -> str:
+        """What the sums were read from: "hour", "day" or "hour+day"."""
+        kinds = {kind for kind, _ in self.segments()}
+        return "+".join(k for k in ("hour", "day") if k in kinds) or self.bucket
+
+
+def _steps(bucket: str, start: datetime, until: datetime) -> list[tuple[str, datetime]]:
+    step = HOUR if bucket == "hour" else DAY
+    out = []
+    while start <= until:
+        out.append((bucket, start))
+        start += step
+    return out
 
 
 def floor(when: datetime, bucket: str) -> datetime:
@@ -88,8 +117,8 @@ def resolve_range(
 ) -> Range:
     """Check a requested range against what the buckets keep; 422 when it cannot be served.
 
-    Without a bucket, hours are used when the range starts within the hourly
-    retention, days otherwise.
+    Without a bucket (a sum, not a series), hours and days are mixed when the range
+    starts within the hourly retention, days alone otherwise.
     """
     now = now or store.now()
     hour_days = int(store.config["HOUR_BUCKET_DAYS"])
@@ -101,8 +130,8 @@ def resolve_range(
     if since > until:
         raise _invalid("since", "`since` must not be after `until`.")
     if bucket is None:
-        bucket = "hour" if since >= now - timedelta(days=hour_days) else "day"
-    if bucket == "hour" and since < floor(now, "hour") - timedelta(days=hour_days):
+        bucket = "mixed" if since >= now - timedelta(days=hour_days) else "day"
+    if bucket in ("hour", "mixed") and since < floor(now, "hour") - timedelta(days=hour_days):
         raise _invalid(
             "since", f"Hourly figures are kept {hour_days} days; ask for bucket=day."
         )
@@ -160,7 +189,7 @@ def article_figures(
     now = now or store.now()
     keys = store.keys
     trend_starts = [floor(now, "hour") - HOUR * i for i in range(2 + TRENDING_BASELINE_HOURS)]
-    window_starts = window.starts() if window else []
+    window_segments = window.segments() if window else []
     pipe = store.redis.pipeline(transaction=False)
     for article_id in article_ids:
         owner = keys.article(article_id)
@@ -169,8 +198,8 @@ def article_figures(
             pipe.hgetall(keys.article_counts(article_id))
             pipe.hgetall(keys.article_linkstats(article_id))
         else:
-            for start in window_starts:
-                pipe.hgetall(_bucket_key(store, owner, window.bucket, start))
+            for kind, start in window_segments:
+                pipe.hgetall(_bucket_key(store, owner, kind, start))
         for start in trend_starts:
             pipe.hgetall(keys.hour_bucket(owner, start))
     replies = iter(pipe.execute())
@@ -185,7 +214,7 @@ def article_figures(
             clicks = sum(int(v) for k, v in linkstats.items() if k.endswith(":clicks"))
             imps = sum(int(v) for k, v in linkstats.items() if k.endswith(":imps"))
         else:
-            fields = _sum(next(replies) for _ in window_starts)
+            fields = _sum(next(replies) for _ in window_segments)
             counts = _net_counts(store, fields)
             clicks, imps = fields.get("click", 0), fields.get("imp", 0)
         hours = [next(replies) for _ in trend_starts]
