@@ -155,7 +155,7 @@ class PollModel(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=40, stateful_step_count=25, deadline=None,
+    max_examples=35, stateful_step_count=25, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 
