@@ -136,7 +136,7 @@
   }
 
   function btn(label, key, pressed, on, extra, disabled) {
-    return h('button', {type: 'button', 'aria-pressed': String(!!pressed), 'data-k': key, on: on,
+    return h('button', {type: 'button', 'aria-pressed': pressed == null ? null : String(pressed), 'data-k': key, on: on,
       disabled: disabled ? '' : null}, [d.createTextNode(extra ? label + ' ' : label), extra]);
   }
 
@@ -181,7 +181,7 @@
       }
     });
     if (p.multiple && open) {
-      kids.push(btn(t(w, 'vote'), 'v:' + p.id, false, function () { pollVote(w, p, sel.slice()); }));
+      kids.push(btn(t(w, 'vote'), 'v:' + p.id, null, function () { pollVote(w, p, sel.slice()); }));
     }
     if (res) {
       var pct = res.percentages || {};
