@@ -401,6 +401,8 @@ def poll_status(poll_id: str) -> Any:
         polls.patch(store, poll_id, change)
     except errors.NotFound:
         abort(404)
+    except errors.EngageError as exc:  # e.g. a schedule that no longer makes sense
+        return redirect(url_for("dashboard.poll_list", notice=exc.message))
     verb = "closed" if wanted == "closed" else "reopened"
     return redirect(url_for("dashboard.poll_list", notice=f"Poll {verb}."))
 
