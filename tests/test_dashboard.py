@@ -71,6 +71,31 @@ def test_cookie_is_secure_over_https(client: FlaskClient, editor_token: str) -> 
     assert "Secure" in response.headers["Set-Cookie"]
 
 
+@pytest.mark.parametrize("trusted, secure", [([], False), (["127.0.0.0/8"], True)])
+def test_cookie_is_secure_behind_a_trusted_tls_proxy(
+    redis_server: Any, tmp_path: Any, trusted: list[str], secure: bool
+) -> None:
+    from tests.conftest import make_app
+
+    redis_server.client().flushall()
+    app = make_app(redis_server.url, tmp_path, TRUSTED_PROXIES=trusted)
+    with app.app_context():
+        from engage.store import get_store
+
+        token = tokens.create(get_store(), "editor", "proxy")[0]
+    client = app.test_client()
+    proxied = {"X-Forwarded-Proto": "https"}
+    page = client.get("/dashboard/signin", headers=proxied).get_data(as_text=True)
+    csrf = CSRF.search(page)
+    assert csrf
+    response = client.post("/dashboard/signin", headers=proxied,
+                           data={"token": token, "csrf_token": csrf.group(1)})
+    assert response.status_code == 302
+    assert ("Secure" in response.headers["Set-Cookie"]) is secure
+    with app.app_context():
+        get_store().close()
+
+
 def test_revoking_the_token_ends_the_session(
     client: FlaskClient, store: Any, seeded: Any
 ) -> None:

@@ -36,6 +36,7 @@ from markupsafe import Markup, escape
 
 from engage import errors
 from engage.api.stats import export_chunks
+from engage.identity import get_identity
 from engage.store import events, get_store, links, polls, reactions, stats, tokens
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
@@ -55,10 +56,18 @@ COLORS = {"up": "#2f7d4f", "down": "#c2491d", "grid": "#d9dde3", "text": "#3b425
 
 
 class DashboardSessionInterface(SecureCookieSessionInterface):
-    """The cookie is Secure whenever the request came over HTTPS (behind a proxy too)."""
+    """The cookie is Secure whenever the request came over HTTPS, also through a trusted
+    proxy that terminated TLS and said so in X-Forwarded-Proto."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(request.is_secure) or super().get_cookie_secure(app)
+        return request_is_https() or super().get_cookie_secure(app)
+
+
+def request_is_https() -> bool:
+    if request.is_secure:
+        return True
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return proto == "https" and get_identity().is_trusted(request.remote_addr or "")
 
 
 @bp.record_once
