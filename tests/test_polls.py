@@ -187,6 +187,18 @@ def test_anonymous_get_is_cacheable_and_a_reader_get_is_private(client, editor, 
     assert forged.json["error"]["code"] == "invalid_reader"
 
 
+def test_an_anonymous_read_is_not_cached_past_closes_at(client, editor, article):
+    soon = create(client, editor, article=article,
+                  closes_at=iso(datetime.now(UTC) + timedelta(seconds=20)))
+    response = client.get(f"/api/v1/polls/{soon['id']}")
+    assert response.headers["Cache-Control"] == "public, no-cache"
+    assert response.headers["ETag"]
+    listed = client.get(f"/api/v1/articles/{article}/polls")
+    assert listed.headers["Cache-Control"] == "public, no-cache"
+    later = create(client, editor, closes_at=iso(datetime.now(UTC) + timedelta(days=2)))
+    assert "max-age" in client.get(f"/api/v1/polls/{later['id']}").headers["Cache-Control"]
+
+
 # -- vote -----------------------------------------------------------------------------
 def test_vote_change_repeat_and_withdraw(client, editor, reader, store):
     poll_id = create(client, editor)["id"]

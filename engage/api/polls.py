@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, stream_with_context
+from flask import Response, current_app, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -47,7 +47,21 @@ def _staff() -> bool:
 
 def _reply(view: dict[str, Any], personal: bool) -> Response:
     body = schemas.PollSchema().dump(view)
-    return private(body) if personal else cacheable(body, vary=_PERSONAL)
+    if personal:
+        return private(body)
+    response = cacheable(body, vary=_PERSONAL)
+    if _closes_within_cache_life(view):
+        # A cached "open" must not outlive closes_at: revalidate (cheap with the ETag).
+        response.headers["Cache-Control"] = "public, no-cache"
+    return response
+
+
+def _closes_within_cache_life(view: dict[str, Any]) -> bool:
+    if view["status"] != "open" or not view["closes_at"]:
+        return False
+    config = current_app.config
+    left = datetime.fromisoformat(view["closes_at"]) - get_store().now()
+    return left.total_seconds() < int(config["CACHE_MAX_AGE"]) + int(config["CACHE_STALE"])
 
 
 @blp.route("/polls")
@@ -162,7 +176,12 @@ class ArticlePolls(MethodView):
             raise errors.UnknownArticle()
         found = polls.for_articles(store, [article_id], reader=reader, staff=staff)
         body = schemas.PollListSchema().dump({"polls": found[article_id]})
-        return private(body) if (reader or staff) else cacheable(body, vary=_PERSONAL)
+        if reader or staff:
+            return private(body)
+        response = cacheable(body, vary=_PERSONAL)
+        if any(_closes_within_cache_life(view) for view in found[article_id]):
+            response.headers["Cache-Control"] = "public, no-cache"
+        return response
 
 
 _CSV_FIELDS = (
