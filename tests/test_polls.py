@@ -149,6 +149,19 @@ def test_create_body_must_be_json(client, editor):
     assert response.status_code == 400
 
 
+def test_oversized_bodies_and_wrong_methods(client, editor, reader):
+    huge = {**POLL, "question": "x" * 70_000}
+    response = client.post("/api/v1/polls", json=huge, headers=editor)
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "payload_too_large"
+    poll_id = create(client, editor)["id"]
+    wrong = client.post(f"/api/v1/polls/{poll_id}", json={}, headers=editor)
+    assert wrong.status_code == 405
+    assert wrong.json["error"]["code"] == "method_not_allowed"
+    assert client.post(f"/api/v1/polls/{poll_id}/votes/mine", json={},
+                       headers=reader).status_code == 405
+
+
 def test_create_with_a_chosen_id_and_409_when_taken(client, editor):
     body = create(client, editor, id="my-poll")
     assert body["id"] == "my-poll"
