@@ -367,3 +367,72 @@ def test_week_range_mixes_day_and_hour_buckets_exactly(
     row = body["articles"][0]
     assert row["counts"] == {c: max(0, net[c]) for c in CHOICES}
     assert row["total"] > 10
+
+
+def test_series_poll_votes_and_links_against_raw_events(
+    client: FlaskClient, editor: dict[str, str], store: Any
+) -> None:
+    from engage.store import links, polls
+
+    now = datetime.now(UTC).replace(minute=45, second=0, microsecond=0)
+    put_article(client, editor, "linked", "News")
+    made = client.put("/api/v1/articles/linked/links", headers=editor, json=[
+        {"title": "One", "url": "https://news.example.com/one"},
+        {"title": "Two", "url": "https://news.example.com/two"}])
+    assert made.status_code == 200, made.json
+    link_ids = [link["id"] for link in made.json["links"]]
+    poll_ids = []
+    for question in ("First?", "Second?"):
+        created = client.post("/api/v1/polls", headers=editor, json={
+            "question": question, "options": ["A", "B", "C"], "article": "linked"})
+        assert created.status_code == 201, created.json
+        poll_ids.append(created.json["id"])
+
+    tagged: list[tuple[datetime, dict[str, str]]] = []
+    seen: dict[str, str] = {}
+    streams = [store.keys.article_events("linked")] + [
+        store.keys.poll_part(p, "events") for p in poll_ids]
+
+    def collect(when: datetime) -> None:
+        for key in streams:
+            start = "(" + seen[key] if key in seen else "-"
+            for entry_id, fields in store.redis.xrange(key, start, "+"):
+                tagged.append((when, fields))
+                seen[key] = entry_id
+
+    collect(now - timedelta(days=30))  # creation events, outside every window
+    plan = [(0, 3), (1, 1), (2, 4), (5, 2)]
+    reader = 0
+    for back, n in plan:
+        when = now - timedelta(hours=back)
+        store.now = lambda when=when: when
+        try:
+            for i in range(n):
+                reader += 1
+                poll_id = poll_ids[reader % 2]
+                polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", ["o1"], now=when)
+                if i == 0:  # a change counts as a vote; a withdrawal does not
+                    polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", ["o2"], now=when)
+                if i == 1:
+                    polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", None, now=when)
+                links.impressions(store, "linked", link_ids)
+                if i % 2 == 0:
+                    links.click(store, link_ids[i % 2], True)
+        finally:
+            del store.now
+        collect(when)
+
+    store.now = lambda: now
+    try:
+        body = client.get("/api/v1/articles/linked/stats?bucket=hour", headers=editor).json
+    finally:
+        del store.now
+    assert len(body["points"]) == 49
+    for point in body["points"]:
+        stamp = point["start"][:13]
+        events_here = [f for when, f in tagged if when.isoformat()[:13] == stamp]
+        assert point["poll_votes"] == sum(f["type"] in ("poll.vote", "poll.change")
+                                          for f in events_here), stamp
+        assert point["clicks"] == sum(f["type"] == "link.click" for f in events_here)
+        assert point["impressions"] == sum(f["type"] == "link.impression" for f in events_here)
+    assert sum(p["poll_votes"] for p in body["points"]) == 10 + 4
