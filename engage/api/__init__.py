@@ -52,6 +52,8 @@ def _authorize() -> None:
     before hearing 401. The decorator stays on the view as the declaration and a
     second check.
     """
+    if request.method == "OPTIONS":
+        return  # CORS preflight carries no credentials by design
     view = current_app.view_functions.get(request.endpoint or "")
     view_class = getattr(view, "view_class", None)
     method = "get" if request.method == "HEAD" else request.method.lower()
