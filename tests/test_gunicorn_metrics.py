@@ -174,3 +174,29 @@ def test_counts_are_exact_across_workers_and_survive_a_killed_worker(
     assert sample(text, ACCEPTED, kind="reaction") == votes + 40
     assert sample(text, "engage_http_requests_in_progress") >= 1  # this scrape itself
     assert sample(text, "engage_redis_up") == 1.0
+
+
+def test_config_file_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Workers from ENGAGE_WORKERS (else from the CPUs); a metrics dir always set and
+    emptied of old .db files (only those) when the server starts."""
+    import runpy
+
+    conf = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.setenv("ENGAGE_WORKERS", "")
+    settings = runpy.run_path(str(conf))
+    assert settings["workers"] == 2 * len(os.sched_getaffinity(0)) + 1
+    made = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    assert made and Path(made).is_dir()
+    os.rmdir(made)
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"old")
+    (metrics_dir / "keep.txt").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    monkeypatch.setenv("ENGAGE_WORKERS", "3")
+    settings = runpy.run_path(str(conf))
+    assert settings["workers"] == 3
+    settings["on_starting"](None)
+    assert sorted(p.name for p in metrics_dir.iterdir()) == ["keep.txt"]
