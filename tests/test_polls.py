@@ -149,6 +149,17 @@ def test_create_body_must_be_json(client, editor):
     assert response.status_code == 400
 
 
+def test_labels_keep_any_script_and_emoji(client, editor):
+    labels = ["네, 올해", "部分恢复 🙂", "Non, pas en 2026"]
+    body = create(client, editor, question="한중 관계는? 🤝", options=labels)
+    again = client.get(f"/api/v1/polls/{body['id']}").json
+    assert [o["label"] for o in again["options"]] == labels
+    assert again["question"] == "한중 관계는? 🤝"
+    edited = client.patch(f"/api/v1/polls/{body['id']}", json={"question": "中韩关系 🌏?"},
+                          headers=editor)
+    assert edited.json["question"] == "中韩关系 🌏?"
+
+
 def test_oversized_bodies_and_wrong_methods(client, editor, reader):
     huge = {**POLL, "question": "x" * 70_000}
     response = client.post("/api/v1/polls", json=huge, headers=editor)
