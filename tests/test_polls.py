@@ -693,6 +693,7 @@ def test_poll_routes_answer_503_when_redis_is_gone(tmp_path):
         staff = {"Authorization": f"Bearer {token}"}
         poll_id = create(client, staff)["id"]
         reader = new_reader(client)
+        unavailable = sample("engage_votes_rejected_total", kind="poll", reason="unavailable")
         server.kill()
         for response in (
             client.get(f"/api/v1/polls/{poll_id}"),
@@ -703,5 +704,7 @@ def test_poll_routes_answer_503_when_redis_is_gone(tmp_path):
             assert response.status_code == 503, response.json
             assert response.json["error"]["code"] == "storage_unavailable"
             assert int(response.headers["Retry-After"]) >= 1
+        assert sample("engage_votes_rejected_total", kind="poll",
+                      reason="unavailable") == unavailable + 2
     finally:
         server.stop()

@@ -21,7 +21,7 @@ from engage.identity import (
     current_staff,
     require_role,
 )
-from engage.store import articles, events, get_store, polls
+from engage.store import UNAVAILABLE, articles, events, get_store, polls
 
 blp = Blueprint("polls", __name__, description="Reader polls on articles.")
 
@@ -154,6 +154,9 @@ def _vote(poll_id: str, options: list[str] | None) -> Response:
     except (errors.Throttled, errors.PollClosed, errors.ValidationFailed,
             errors.UnknownPoll) as exc:
         metrics.vote_rejected("poll", _REJECT_REASON[type(exc)])
+        raise
+    except UNAVAILABLE:
+        metrics.vote_rejected("poll", "unavailable")
         raise
     if changed:
         metrics.vote_accepted("poll")
