@@ -122,6 +122,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Counter shards a viral article's votes are spread over once sharded."),
     Setting("SHARD_AUTO_RATE", 0.0, float,
             "Votes/s on one article (seen by one app process) that shard it; 0 = never."),
+    Setting("WEBHOOK_CONCURRENCY", 8, int,
+            "Deliveries the worker sends at once; a slow endpoint costs a timeout per batch."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)

@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,6 @@ log = logging.getLogger("engage.worker")
 
 STREAM_BATCH = 100      # streams per XREADGROUP
 ENTRIES_PER_STREAM = 50  # entries per stream per read
-RETRY_BATCH = 100
 STREAM_REFRESH = 2.0    # seconds between looks for new articles and polls
 
 SIGNATURE_HEADER = "X-Engage-Signature"
@@ -42,6 +42,7 @@ DELIVERY_HEADER = "X-Engage-Delivery"
 TIMESTAMP_HEADER = "X-Engage-Timestamp"
 
 Sender = Callable[[str, bytes, dict[str, str], float], str | None]
+Job = tuple[dict[str, Any], dict[str, Any], str | None]  # delivery, webhook, retry member
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -97,6 +98,10 @@ class Worker:
         self.retry_max = float(config["WEBHOOK_RETRY_MAX"])
         self.claim_idle_ms = int(float(config["WEBHOOK_CLAIM_IDLE"]) * 1000)
         self.poll = float(config["WORKER_POLL"])
+        # Deliveries run in parallel so one slow endpoint does not hold up the others.
+        self.concurrency = max(1, int(config["WEBHOOK_CONCURRENCY"]))
+        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook")
+        self.retry_batch = 2 * self.concurrency
         self.known: set[str] = set()
         self.streams: list[str] = []
         self.streams_at = 0.0
@@ -143,6 +148,7 @@ class Worker:
                 continue
             if not busy:
                 stop.wait(self.poll)
+        self.pool.shutdown(wait=True)
         log.info("worker %s stopped", self.consumer)
 
     # -- streams ------------------------------------------------------------------------
@@ -171,6 +177,7 @@ class Worker:
             return []
 
     def _handle(self, entries: list[webhooks.Entry], hooks: list[dict[str, Any]]) -> int:
+        jobs: list[Job] = []
         for stream, entry_id, fields in entries:
             millis = int(entry_id.split("-", 1)[0])
             kind = fields.get("type", "")
@@ -185,12 +192,21 @@ class Worker:
                     # Serialised once and kept, so every retry sends the same bytes.
                     "body": json.dumps(event, separators=(",", ":")),
                 }
-                self._attempt(delivery, hook, None)
+                jobs.append((delivery, hook, None))
+        self._run(jobs)
         webhooks.ack(self.store, entries)
         metrics.WEBHOOK_EVENTS.inc(len(entries))
         return len(entries)
 
     # -- deliveries -----------------------------------------------------------------------
+    def _run(self, jobs: list[Job]) -> None:
+        """Attempt deliveries in parallel; an error (Redis gone) is raised once all ended,
+        so the caller acknowledges nothing and the entries are read again."""
+        futures = [self.pool.submit(self._attempt, *job) for job in jobs]
+        wait(futures)
+        for future in futures:
+            future.result()
+
     def backoff(self, attempts: int) -> float:
         return float(min(self.retry_base * 2 ** (attempts - 1), self.retry_max))
 
@@ -223,9 +239,11 @@ class Worker:
 
     def _retries(self, hooks: dict[str, dict[str, Any]]) -> int:
         now = time.time()
-        # Leased for longer than one attempt can take, so only a dead worker's lease ends.
-        lease = now + 2 * self.timeout + 1
-        members = webhooks.claim_due(self.store, now, lease, RETRY_BATCH)
+        # Leased for longer than the batch can take, so only a dead worker's lease ends.
+        rounds = -(-self.retry_batch // self.concurrency)
+        lease = now + (rounds + 1) * self.timeout + 1
+        members = webhooks.claim_due(self.store, now, lease, self.retry_batch)
+        jobs: list[Job] = []
         for member in members:
             delivery = json.loads(member)
             hook = hooks.get(delivery["webhook"])
@@ -233,7 +251,8 @@ class Worker:
                 metrics.webhook_attempt("dropped")  # the webhook was deleted meanwhile
                 webhooks.finish_retry(self.store, member)
                 continue
-            self._attempt(delivery, hook, member)
+            jobs.append((delivery, hook, member))
+        self._run(jobs)
         return len(members)
 
 

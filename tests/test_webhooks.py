@@ -138,7 +138,7 @@ def test_delivers_signed_matching_events(app: Flask, client: FlaskClient, admin:
         run_until(worker, lambda: len(receiver.delivered) >= 2)
         worker.step()
         assert len(receiver.requests) == 2
-        bodies = receiver.delivered_bodies()
+        bodies = sorted(receiver.delivered_bodies(), key=lambda b: b["id"])
         assert [b["type"] for b in bodies] == ["reaction.vote", "reaction.change"]
         first = bodies[0]
         assert set(first) == {"id", "type", "occurred_at", "data"}
@@ -168,6 +168,22 @@ def test_failed_delivery_is_retried_with_the_same_id_and_body(
         assert len({r["body"] for r in receiver.requests}) == 1
         assert [r["headers"]["X-Engage-Attempt"] for r in receiver.requests] == ["1", "2", "3"]
         assert webhooks.retry_count(store) == 0
+
+
+def test_deliveries_run_in_parallel(
+    app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
+) -> None:
+    """Eight events to a slow endpoint take about one response time, not eight."""
+    with Receiver(delay=0.5) as slow, Receiver() as fast:
+        register(client, admin, slow.url, ["reaction.*"])
+        register(client, admin, fast.url, ["reaction.*"])
+        put_article(client, editor, "parallel")
+        for _ in range(8):
+            vote(client, "parallel", mint(app))
+        worker = Worker(store, "test")
+        started = time.monotonic()
+        run_until(worker, lambda: len(slow.delivered) == 8 and len(fast.delivered) == 8)
+        assert time.monotonic() - started < 2.5  # one after another would take 4 s
 
 
 def test_backoff_doubles_up_to_the_cap(store: Any) -> None:
@@ -243,7 +259,7 @@ def _start_worker(redis_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
         "ENGAGE_WEBHOOK_RETRY_BASE": "0.05",
         "ENGAGE_WEBHOOK_RETRY_MAX": "0.5",
         "ENGAGE_WEBHOOK_MAX_ATTEMPTS": "40",
-        "ENGAGE_WEBHOOK_TIMEOUT": "2",
+        "ENGAGE_WEBHOOK_TIMEOUT": "1",
         "ENGAGE_WEBHOOK_CLAIM_IDLE": "2",
         "ENGAGE_WORKER_POLL": "0.05",
         "ENGAGE_LOG_JSON": "0",

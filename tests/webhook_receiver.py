@@ -7,6 +7,7 @@ import hmac
 import json
 import random
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 class Receiver:
     """`fail(n)` decides, for the n-th request (from 0), whether to answer 500."""
 
-    def __init__(self, fail: Callable[[int], bool] = lambda n: False) -> None:
+    def __init__(self, fail: Callable[[int], bool] = lambda n: False, delay: float = 0.0) -> None:
         self.fail = fail
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []  # every request, failed ones too
@@ -26,6 +27,7 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                time.sleep(delay)
                 with receiver.lock:
                     number = len(receiver.requests)
                     failed = receiver.fail(number)
