@@ -44,6 +44,8 @@ from engage.store.keys import Keys
 # How long a vote waits for a migration to finish before answering 503 (seconds).
 MOVE_WAIT = 3.0
 MAX_SHARDS = 1024
+# How long a vote answer may reuse this process's copy of the other shards' counts (s).
+OTHERS_TTL = 1.0
 _COPY_BATCH = 500
 _KNOWN_LIMIT = 10_000
 
@@ -68,6 +70,8 @@ class _Known:
         self.lock = threading.Lock()
         self.shards: OrderedDict[str, int] = OrderedDict()
         self.rates: dict[str, tuple[int, int]] = {}  # article -> (second, votes in it)
+        # article -> (valid until, [own counts, shard 0 counts, shard 1 counts, ...])
+        self.others: dict[str, tuple[float, list[dict[str, int]]]] = {}
 
     def get(self, article_id: str) -> int:
         with self.lock:
@@ -175,19 +179,32 @@ def totals_after_vote(
 ) -> dict[str, int]:
     """The article's counts after a vote in shard `index`, whose script returned `fresh`.
 
-    The other parts (the article's own frozen counts and the other shards) are read in
-    one pipeline: one round trip per node.
+    The other parts (the article's own frozen counts and the other shards) come from
+    this process's copy when it is younger than OTHERS_TTL, else from one pipeline (one
+    round trip per node). So a vote answer may lag other shards' votes by up to that
+    long, like a cached read; the vote itself is exact either way.
     """
-    keys = store.keys
-    parts = [keys.article_counts(article_id)] + [
-        keys.article_counts(keys.shard_id(article_id, i)) for i in range(shards) if i != index
-    ]
-    pipe = store.redis.pipeline(transaction=False)
-    for key in parts:
-        pipe.hgetall(key)
-    totals = _flat_to_ints(fresh)
-    for counts in pipe.execute():
-        _add(totals, counts)
+    known = _known(store)
+    now = time.monotonic()
+    with known.lock:
+        cached = known.others.get(article_id)
+    if cached is None or cached[0] < now or len(cached[1]) != shards + 1:
+        keys = store.keys
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.article_counts(article_id))
+        for key in shard_parts(keys, article_id, shards, "counts"):
+            pipe.hgetall(key)
+        parts = [_ints(counts) for counts in pipe.execute()]
+        cached = (now + OTHERS_TTL, parts)
+    parts = list(cached[1])
+    parts[index + 1] = _flat_to_ints(fresh)
+    with known.lock:
+        known.others[article_id] = (cached[0], parts)
+        if len(known.others) > _KNOWN_LIMIT:
+            known.others.clear()
+    totals: dict[str, int] = {}
+    for part in parts:
+        _add(totals, part)
     return totals
 
 
@@ -216,6 +233,10 @@ def note_accepted(store: Store, article_id: str) -> None:
 # -- reads -------------------------------------------------------------------------
 def _flat_to_ints(flat: list[Any]) -> dict[str, int]:
     return {str(k): int(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+
+
+def _ints(part: dict[str, Any]) -> dict[str, int]:
+    return {str(k): int(v) for k, v in part.items()}
 
 
 def _add(total: dict[str, int], part: dict[str, Any]) -> None:
