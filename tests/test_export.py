@@ -203,8 +203,9 @@ def test_export_of_a_million_events_stays_under_100_mb(tmp_path: Path) -> None:
                 "from werkzeug.serving import run_simple; "
                 "logging.getLogger('werkzeug').setLevel(logging.ERROR); "
                 "run_simple('127.0.0.1', int(sys.argv[1]), create_app(), threaded=True)")
+        log = open(tmp_path / "engage.log", "wb")  # closed after the process ends
         engage = subprocess.Popen([sys.executable, "-c", code, str(port)], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
@@ -212,6 +213,7 @@ def test_export_of_a_million_events_stays_under_100_mb(tmp_path: Path) -> None:
                 urllib.request.urlopen(base + "/healthz", timeout=1).read()
                 break
             except OSError:
+                assert engage.poll() is None, (tmp_path / "engage.log").read_text()
                 assert time.monotonic() < deadline, "engage did not start"
                 time.sleep(0.1)
         pid = engage.pid
@@ -241,12 +243,14 @@ def test_export_of_a_million_events_stays_under_100_mb(tmp_path: Path) -> None:
         print(f"\nexport of {lines - 1} events: {elapsed:.1f}s, engage VmRSS before "
               f"{rss_before / 1024:.1f} MB, max sampled {max(samples) / 1024:.1f} MB, "
               f"VmHWM {peak / 1024:.1f} MB")
-        assert lines == 1 + MILLION + len(ids)  # header + every event
+        # the CSV header + every event
+        assert lines == 1 + MILLION + len(ids), (tmp_path / "engage.log").read_text()[-2000:]
         assert peak < 100 * 1024
     finally:
         if engage is not None:
             engage.terminate()
             engage.wait(10)
+            log.close()
         server.stop()
 
 
