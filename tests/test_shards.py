@@ -8,7 +8,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from redis.crc import key_slot
 
 from engage import errors
 from engage.config import load_config
-from engage.store import Store, articles, make_client, reactions, shards
+from engage.store import Store, articles, events, make_client, reactions, shards, stats
 from engage.store.keys import Keys
 from tests.cluster import LocalCluster
 from tests.redis_server import RedisServer
@@ -217,3 +217,42 @@ def test_shards_of_an_article_spread_over_primaries() -> None:
     thirds = {key_slot(k.article(k.shard_id("korea-china-reset", i)).encode()) * 3 // 16384
               for i in range(8)}
     assert thirds == {0, 1, 2}  # 8 shards reach all three primaries of a 3-way split
+
+
+def test_the_event_log_includes_every_shards_stream(store: Store) -> None:
+    articles.upsert(store, "logged", ARTICLE)
+    articles.upsert(store, "plain", ARTICLE)
+    reactions.vote(store, "logged", "before", "addr", "yes")
+    shards.enable(store, "logged", 3)
+    readers = [f"after-{i}" for i in range(12)]
+    for reader in readers:
+        reactions.vote(store, "logged", reader, "addr", "no")
+    reactions.vote(store, "plain", "someone", "addr", "yes")
+    streams = events.stream_keys(store)
+    for i in range(3):
+        assert store.keys.article_events(store.keys.shard_id("logged", i)) in streams
+    votes = [e for e in events.iter_events(store, article="logged", types=["reaction"])]
+    assert sorted(e["reader"] for e in votes) == sorted(["before", *readers])
+    assert [e["id"] for e in votes] == sorted(
+        (e["id"] for e in votes), key=lambda i: tuple(int(x) for x in i.split("-")))
+    everything = list(events.iter_events(store, types=["reaction"]))
+    assert len(everything) == len(readers) + 2
+
+
+def test_editors_figures_add_up_the_shards(store: Store) -> None:
+    articles.upsert(store, "counted", ARTICLE)
+    reactions.vote(store, "counted", "before", "addr", "no", "outdated")
+    shards.enable(store, "counted", 4)
+    for i in range(20):
+        reactions.vote(store, "counted", f"after-{i}", "addr", "yes")
+    reactions.vote(store, "counted", "before", "addr", "yes")  # a legacy reader moves
+    figures = stats.article_figures(store, ["counted"])["counted"]
+    assert figures["counts"] == {"yes": 21, "no": 0} and figures["total"] == 21
+    now = store.now()
+    window = stats.Range(now - timedelta(days=1), now + timedelta(hours=1), "hour")
+    series = stats.article_series(store, "counted", window)
+    assert series is not None
+    added = sum(p["added"]["yes"] for p in series["points"])
+    removed = sum(p["removed"]["no"] for p in series["points"])
+    assert (added, removed) == (21, 1)
+    assert sum(p["reasons"].get("outdated", 0) for p in series["points"]) == 1

@@ -21,10 +21,17 @@ def stream_keys(store: Store) -> list[str]:
     pipe = store.redis.pipeline(transaction=False)
     pipe.zrange(keys.articles, 0, -1)
     pipe.zrange(keys.polls, 0, -1)
-    article_ids, poll_ids = pipe.execute()
+    pipe.zrange(keys.sharded, 0, -1, withscores=True)
+    article_ids, poll_ids, sharded = pipe.execute()
     return [keys.article_events(a) for a in article_ids] + [
         keys.poll_part(p, "events") for p in poll_ids
-    ]
+    ] + [s for a, n in sharded for s in _shard_streams(store, a, int(n))]
+
+
+def _shard_streams(store: Store, article_id: str, shards: int) -> list[str]:
+    """A sharded article's votes are logged in each shard's stream (store/shards.py)."""
+    keys = store.keys
+    return [keys.article_events(keys.shard_id(article_id, i)) for i in range(shards)]
 
 
 def decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -50,8 +57,12 @@ def streams_for(store: Store, article: str | None = None) -> list[str]:
     if article is None:
         return stream_keys(store)
     keys = store.keys
-    poll_ids = store.redis.zrange(keys.article_polls(article), 0, -1)
-    return [keys.article_events(article)] + [keys.poll_part(p, "events") for p in poll_ids]
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.zrange(keys.article_polls(article), 0, -1)
+    pipe.zscore(keys.sharded, article)
+    poll_ids, shards = pipe.execute()
+    return [keys.article_events(article)] + [keys.poll_part(p, "events") for p in poll_ids] + (
+        _shard_streams(store, article, int(shards)) if shards else [])
 
 
 def _matches(fields: dict[str, str], types: frozenset[str], article: str | None) -> bool:
