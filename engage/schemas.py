@@ -500,3 +500,17 @@ class WebhookSchema(Schema):
 
 class WebhookListSchema(Schema):
     webhooks = fields.List(fields.Nested(WebhookSchema), required=True)
+
+
+class ShardingInSchema(Schema):
+    shards = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=2, max=1024),
+        metadata={"description": "Shard count; omitted or null uses ENGAGE_SHARDS. "
+                                 "Fixed once the article is sharded."},
+    )
+
+
+class ShardingSchema(Schema):
+    article = fields.String(required=True)
+    shards = fields.Integer(
+        required=True, metadata={"description": "Counter shards; 0 = not sharded."})

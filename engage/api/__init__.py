@@ -25,6 +25,7 @@ API_MODULES = (
     "stats",
     "polls",
     "webhooks",
+    "sharding",
 )
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 

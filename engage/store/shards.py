@@ -168,6 +168,11 @@ def _adopt(store: Store, article_id: str, index: int, pairs: list[str]) -> None:
               args=[article_id, index, *pairs])
 
 
+def count(store: Store, article_id: str) -> int:
+    """The article's shard count once sharding is on (0: not sharded)."""
+    return int(store.redis.hget(store.keys.article(article_id), "shards") or 0)
+
+
 def sharded_articles(store: Store) -> dict[str, int]:
     return {a: int(n) for a, n in store.redis.zrange(store.keys.sharded, 0, -1,
                                                       withscores=True)}
