@@ -18,7 +18,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from engage.store import events, reactions, tokens
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -195,27 +195,23 @@ def test_export_of_a_million_events_stays_under_100_mb(tmp_path: Path) -> None:
             store.close()
         assert stored == MILLION + len(ids)  # plus each article's "created" event
 
-        port = free_port()
         env = {**os.environ, "ENGAGE_REDIS_URL": server.url, "ENGAGE_LOG_JSON": "0",
                "ENGAGE_SECRET_KEY": "bulk-export-secret-key-0123456789",
                "ENGAGE_DATA_DIR": str(tmp_path)}
-        code = ("import sys, logging; from engage import create_app; "
-                "from werkzeug.serving import run_simple; "
+        # The child binds port 0 and prints the port it got: no race for a free port.
+        code = ("import logging; from engage import create_app; "
+                "from werkzeug.serving import make_server; "
                 "logging.getLogger('werkzeug').setLevel(logging.ERROR); "
-                "run_simple('127.0.0.1', int(sys.argv[1]), create_app(), threaded=True)")
+                "server = make_server('127.0.0.1', 0, create_app(), threaded=True); "
+                "print(server.server_port, flush=True); server.serve_forever()")
         log = open(tmp_path / "engage.log", "wb")  # closed after the process ends
-        engage = subprocess.Popen([sys.executable, "-c", code, str(port)], cwd=ROOT, env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1).read()
-                break
-            except OSError:
-                assert engage.poll() is None, (tmp_path / "engage.log").read_text()
-                assert time.monotonic() < deadline, "engage did not start"
-                time.sleep(0.1)
+        engage = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
+                                  stdout=subprocess.PIPE, stderr=log)
+        assert engage.stdout is not None
+        port_line = engage.stdout.readline().strip()
+        assert port_line, (tmp_path / "engage.log").read_text()
+        base = f"http://127.0.0.1:{int(port_line)}"
+        urllib.request.urlopen(base + "/healthz", timeout=10).read()
         pid = engage.pid
         rss_before = _status_kb(pid, "VmRSS")
         samples: list[int] = []
@@ -250,6 +246,8 @@ def test_export_of_a_million_events_stays_under_100_mb(tmp_path: Path) -> None:
         if engage is not None:
             engage.terminate()
             engage.wait(10)
+            if engage.stdout is not None:
+                engage.stdout.close()
             log.close()
         server.stop()
 
