@@ -151,7 +151,7 @@ def _private(response: Response) -> Response:
     return response
 
 
-@bp.app_context_processor
+@bp.context_processor
 def _template_helpers() -> dict[str, Any]:
     return {"csrf_token": csrf_token, "pct": pct, "fmt_time": fmt_time}
 
