@@ -256,3 +256,18 @@ def test_a_killed_primary_fails_over_under_vote_load(cluster_app: Flask,
 def test_a_coordinated_failover_loses_no_vote(cluster_app: Flask,
                                               local_cluster: LocalCluster) -> None:
     _failover(cluster_app, local_cluster, "failover")
+
+
+def test_reader_minting_is_rate_limited_in_the_cluster(local_cluster: LocalCluster,
+                                                       tmp_path: Path) -> None:
+    app = make_app(local_cluster.url, tmp_path, READER_MINT_LIMIT="2 per minute")
+    try:
+        assert app.config["RATELIMIT_STORAGE_URI"].startswith("redis+cluster://")
+        client = app.test_client()
+        codes = [client.post("/api/v1/readers").status_code for _ in range(3)]
+        assert codes == [201, 201, 429]
+        # The limiter's counters live in the cluster (under the engage prefix), so every
+        # app process shares them.
+        assert any(k.startswith("engage:rl") for k in local_cluster.client().keys("*"))
+    finally:
+        get_store_of(app).close()
