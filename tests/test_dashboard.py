@@ -178,7 +178,12 @@ def test_pages_render_with_strict_headers_and_no_inline_script(
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path
         assert not re.search(r"\son[a-z]+\s*=", html), path
         assert not re.search(r'<(script|link)[^>]+(src|href)="(https?:)?//', html), path
-    assert signed_in.get("/dashboard/articles/no-such-story").status_code == 404
+    missing = signed_in.get("/dashboard/articles/no-such-story")
+    assert missing.status_code == 404
+    assert "Nothing here" in missing.get_data(as_text=True) and missing.mimetype == "text/html"
+    missing_json = signed_in.get("/dashboard/articles/no-such-story",
+                                 headers={"Accept": "application/json"})
+    assert missing_json.json["error"]["code"] == "not_found"
     assert signed_in.get("/dashboard?range=forever").status_code == 404
 
 

@@ -145,6 +145,11 @@ def _guard() -> Any:
     return redirect(url_for("dashboard.signin", next=request.full_path.rstrip("?")))
 
 
+@bp.errorhandler(404)
+def _not_found(_exc: Exception) -> Response:
+    return _refuse(404, "not_found", "Nothing here: the article or poll may have been removed.")
+
+
 @bp.after_request
 def _private(response: Response) -> Response:
     response.headers["Cache-Control"] = "private, no-store"
