@@ -84,16 +84,23 @@ def measure(url: str, votes: int, procs: int, threads: int, shard_count: int) ->
     for node in primaries_of(store):
         node.config_resetstat()
     per_proc = votes // procs
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
     started = time.perf_counter()
-    workers = [ctx.Process(target=_worker, args=(url, p * per_proc, per_proc, threads, queue))
-               for p in range(procs)]
-    for worker in workers:
-        worker.start()
-    done = sum(queue.get(timeout=600) for _ in workers)
-    for worker in workers:
-        worker.join()
+    if procs == 1:
+        import queue as queues
+
+        inline: queues.Queue[int] = queues.Queue()
+        _worker(url, 0, per_proc, threads, inline)
+        done = inline.get()
+    else:
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        workers = [ctx.Process(target=_worker, args=(url, p * per_proc, per_proc, threads,
+                                                     queue)) for p in range(procs)]
+        for worker in workers:
+            worker.start()
+        done = sum(queue.get(timeout=600) for _ in workers)
+        for worker in workers:
+            worker.join()
     elapsed = time.perf_counter() - started
     result = reactions.read(store, "hot")
     assert result is not None

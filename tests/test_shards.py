@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -256,3 +257,21 @@ def test_editors_figures_add_up_the_shards(store: Store) -> None:
     removed = sum(p["removed"]["no"] for p in series["points"])
     assert (added, removed) == (21, 1)
     assert sum(p["reasons"].get("outdated", 0) for p in series["points"]) == 1
+
+
+def test_the_hot_article_bench_runs_and_checks_its_counts(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/hot_article.py (numbers in docs/scaling.md) on a tiny load: exact counts."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "hot_article.py"
+    spec = importlib.util.spec_from_file_location("hot_article", path)
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--votes", "400", "--procs", "1", "--threads", "4",
+                       "--shards", "4", "--backend", "single"]) == 0
+    out = capsys.readouterr().out
+    print(out)
+    rows = [line.split() for line in out.splitlines() if line.startswith("single")]
+    assert [r[1] for r in rows] == ["off", "4"] and all(r[-4] == "yes" for r in rows)
