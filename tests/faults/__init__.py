@@ -150,7 +150,7 @@ class Gunicorn:
         ]
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> Gunicorn:
+    def start(self, timeout: float = 40.0) -> Gunicorn:
         log = open(self.directory / "gunicorn.log", "wb")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen(
             self.args, cwd=self.directory, env=self.env, stdout=log, stderr=log
