@@ -310,6 +310,7 @@ def test_every_event_arrives_once_per_id_through_kills_and_failures(
             worker.terminate()
             worker.wait(10)
         assert kills == 2
+        assert receiver.truncated <= kills  # a kill may cut one request short
         bodies_by_id: dict[str, set[bytes]] = {}
         for record in receiver.requests:
             assert signature_ok(SECRET, record)

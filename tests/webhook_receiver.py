@@ -19,7 +19,8 @@ class Receiver:
     def __init__(self, fail: Callable[[int], bool] = lambda n: False, delay: float = 0.0) -> None:
         self.fail = fail
         self.lock = threading.Lock()
-        self.requests: list[dict[str, Any]] = []  # every request, failed ones too
+        self.requests: list[dict[str, Any]] = []  # every whole request, failed ones too
+        self.truncated = 0  # sender died mid-body: never a delivery
         self.delivered: list[dict[str, Any]] = []  # answered 2xx
         receiver = self
 
@@ -27,6 +28,13 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                if len(body) < length:
+                    with receiver.lock:
+                        receiver.truncated += 1
+                    self.send_response(400)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 time.sleep(delay)
                 with receiver.lock:
                     number = len(receiver.requests)
