@@ -42,6 +42,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:a:{A#i}                    | hash   | with the article        | shard i of a sharded article: shard_of, shard (its existence check) |
 | P:a:{A#i}:counts / :reasons / :voters / :thr:<addr> / :events / :h: / :d: | as the article's | as the article's | the same parts for the readers that hash to shard i (store/shards.py) |
 | P:sharded                    | zset   | forever                 | article id -> shard count, for every sharded article |
+| P:a:{A}:shardlock            | string | COPY_LEASE (30 s)       | the lease of the one process copying voters to shards |
 
 Stats bucket fields: `+<choice>` / `-<choice>` votes taken / withdrawn from a choice,
 `reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link

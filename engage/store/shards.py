@@ -20,9 +20,11 @@ Turning sharding on (`enable`), safely while votes arrive:
 3. SHARD_COMMIT records `shards = N`: the article's script answers "sharded" and
    votes go to the shards from then on. Nothing ever writes the article's own
    counts or voters again, so no reader can be counted both there and in a shard.
-A crash between 1 and 3 leaves the article refusing votes: running `enable` again
-finishes it (each step is idempotent). Sharding is one-way and N is fixed per article
-(changing N would move readers between shards); `P:sharded` lists sharded articles.
+One process copies at a time (a lease key, `P:a:{A}:shardlock`). If it dies between
+1 and 3, the next vote that waits in vain for the switch and finds no lease finishes
+the copy itself (each step is idempotent), as does running `enable` again.
+Sharding is one-way and N is fixed per article (changing N would move readers
+between shards); `P:sharded` lists sharded articles.
 
 Automatic: with SHARD_AUTO_RATE > 0 each app process counts the votes it accepts per
 article; an article crossing that rate (per process) is sharded with SHARDS shards.
@@ -30,6 +32,7 @@ article; an article crossing that rate (per process) is sharded with SHARDS shar
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 import zlib
@@ -43,6 +46,9 @@ from engage.store.keys import Keys
 
 # How long a vote waits for a migration to finish before answering 503 (seconds).
 MOVE_WAIT = 3.0
+# Seconds a copier holds its lease; a copy that takes longer lets a second copier in,
+# which is harmless (copying is idempotent), only wasted work.
+COPY_LEASE = 30
 MAX_SHARDS = 1024
 # How long a vote answer may reuse this process's copy of the other shards' counts (s).
 OTHERS_TTL = 1.0
@@ -129,9 +135,18 @@ def enable(store: Store, article_id: str, shards: int | None = None) -> int:
     if status == 2:
         learn(store, article_id, count)
         return count
-    store.redis.zadd(keys.sharded, {article_id: count})
-    _copy_voters(store, article_id, count)
-    _state(store, "shard_commit", article_id, count)
+    # One copier at a time; the lease lets a later vote finish a copier that died.
+    lease = keys.article_part(article_id, "shardlock")
+    token = secrets.token_hex(8)
+    if not store.redis.set(lease, token, nx=True, ex=COPY_LEASE):
+        return wait_for_move(store, article_id)
+    try:
+        store.redis.zadd(keys.sharded, {article_id: count})
+        _copy_voters(store, article_id, count)
+        _state(store, "shard_commit", article_id, count)
+    finally:
+        if store.redis.get(lease) == token:
+            store.redis.delete(lease)
     learn(store, article_id, count)
     return count
 
@@ -214,15 +229,21 @@ def totals_after_vote(
 
 
 def wait_for_move(store: Store, article_id: str) -> int:
-    """A vote met a migration: wait for it to finish; the shard count, else 503."""
+    """A vote met a migration: wait for it to finish; the shard count, else 503.
+
+    A migration whose copier is gone (no lease) is finished here, so a crash in the
+    middle cannot leave an article refusing votes for longer than COPY_LEASE.
+    """
     deadline = time.monotonic() + MOVE_WAIT
-    key = store.keys.article(article_id)
+    keys = store.keys
     while time.monotonic() < deadline:
         time.sleep(0.02)
-        done = store.redis.hget(key, "shards")
+        done = store.redis.hget(keys.article(article_id), "shards")
         if done:
             learn(store, article_id, int(done))
             return int(done)
+    if not store.redis.exists(keys.article_part(article_id, "shardlock")):
+        return enable(store, article_id)
     raise errors.StorageUnavailable()
 
 
