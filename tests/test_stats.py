@@ -436,3 +436,19 @@ def test_series_poll_votes_and_links_against_raw_events(
         assert point["clicks"] == sum(f["type"] == "link.click" for f in events_here)
         assert point["impressions"] == sum(f["type"] == "link.impression" for f in events_here)
     assert sum(p["poll_votes"] for p in body["points"]) == 10 + 4
+
+
+def test_rankings_cover_the_newest_articles_only(
+    client: FlaskClient, editor: dict[str, str], store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engage.store import stats
+
+    monkeypatch.setattr(stats, "RANKED_ARTICLES", 3)
+    for day in range(1, 6):
+        body = {"title": f"Day {day}", "url": f"https://news.example.com/d{day}",
+                "section": "News", "published_at": f"2026-01-0{day}T09:00:00Z"}
+        assert client.put(f"/api/v1/articles/day-{day}", json=body,
+                          headers=editor).status_code == 201
+    listed = client.get("/api/v1/stats/articles?sort=votes", headers=editor).json
+    assert listed["total"] == 3
+    assert {a["id"] for a in listed["articles"]} == {"day-3", "day-4", "day-5"}

@@ -29,6 +29,8 @@ from engage.store import Store, shards
 
 Z95 = 1.959963984540054
 TRENDING_BASELINE_HOURS = 24
+# Rankings, section sums and site totals cover this many most recently published articles.
+RANKED_ARTICLES = 2000
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -274,9 +276,13 @@ def ranked(
     window: Range | None = None,
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Every article in scope, best first by `sort` (ascending order reversed)."""
+    """The articles in scope, best first by `sort`.
+
+    The scope is the RANKED_ARTICLES most recently published articles (of the section):
+    a request reads about 30 small hashes per article, so the archive is left out.
+    """
     key = store.keys.section(section) if section else store.keys.articles
-    ids = list(store.redis.zrevrange(key, 0, -1))
+    ids = list(store.redis.zrevrange(key, 0, RANKED_ARTICLES - 1))
     figures = list(article_figures(store, ids, window, now).values())
     figures.sort(key=lambda a: a["id"])
     figures.sort(key=SORTS[sort], reverse=True)
@@ -315,10 +321,14 @@ def sections(
 ) -> list[dict[str, Any]]:
     """Each section's summed figures, most votes first."""
     figures = ranked(store, "votes", None, window, now)
+    return group_sections(figures, list(store.config["CHOICES"]))
+
+
+def group_sections(figures: Iterable[dict[str, Any]], choices: list[str]) -> list[dict[str, Any]]:
+    """Section rows from article figures already read (the overview reads them once)."""
     by_section: dict[str, list[dict[str, Any]]] = {}
     for fig in figures:
         by_section.setdefault(fig["section"], []).append(fig)
-    choices = list(store.config["CHOICES"])
     rows = [
         {"section": name, **totals(members, choices)}
         for name, members in by_section.items()

@@ -337,7 +337,7 @@ def overview() -> Any:
                    key=lambda a: (a["score"], a["total"]), reverse=True)
     # Top and bottom never overlap: with few rated articles each gets half.
     top_n, bottom_n = min(5, (len(rated) + 1) // 2), min(5, len(rated) // 2)
-    section_rows = stats.sections(store, window)
+    section_rows = stats.group_sections(ranked, choices)
     trending = sorted(ranked, key=stats.SORTS["trending"], reverse=True)
     return render_template(
         "dashboard/overview.html",
