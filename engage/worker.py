@@ -121,7 +121,8 @@ class Worker:
             if not self.recovered:
                 # Our own entries read before a restart and never acknowledged.
                 for batch in batches:
-                    done += self._handle(self._read(batch, pending=True), hooks)
+                    while entries := self._read(batch, pending=True):
+                        done += self._handle(entries, hooks)
                 self.recovered = True
             now = time.monotonic()
             if now - self.claimed_at >= self.claim_idle_ms / 2000:
