@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from engage.identity import Identity
@@ -65,6 +66,17 @@ def sample(text: str, name: str, **labels: str) -> float:
             if s.name == name and s.labels == labels:
                 return float(s.value)
     raise AssertionError(f"{name}{labels} not exposed")
+
+
+def votes_per_worker(metrics_dir: Path) -> dict[str, float]:
+    """Accepted reaction votes in each worker's own file (one file per pid)."""
+    counts = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        counts[path.name] = sum(
+            value for key, value, _ts, _pos in MmapedDict.read_all_values_from_file(str(path))
+            if json.loads(key)[1] == ACCEPTED and json.loads(key)[2] == {"kind": "reaction"}
+        )
+    return counts
 
 
 def wait_for(predicate: object, timeout: float = 20.0) -> None:
@@ -148,8 +160,9 @@ def test_counts_are_exact_across_workers_and_survive_a_killed_worker(
         assert set(pool.map(vote, range(votes))) == {200}
     assert not (app_server.metrics_dir / "counter_999999.db").exists()
     # Several workers took votes, so a single worker's memory could not answer alone.
-    worker_files = [p for p in app_server.metrics_dir.glob("counter_*.db")]
-    assert len(worker_files) >= 2
+    per_worker = votes_per_worker(app_server.metrics_dir)
+    assert sum(per_worker.values()) == votes
+    assert len([n for n in per_worker.values() if n]) >= 2, per_worker
 
     for _ in range(10):
         status, text = get(app_server.base + "/metrics")
