@@ -45,7 +45,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SECRET_KEY", None, str,
             "Signs reader tokens and sessions; required outside tests and the demo."),
     Setting("REDIS_URL", None, str,
-            "redis://, rediss:// or unix:// URL; unset starts the embedded Redis."),
+            "redis://, rediss:// or unix:// URL, or redis+cluster://h:p,h:p for a Redis "
+            "Cluster; unset starts the embedded Redis."),
     Setting("DATA_DIR", "./var", str,
             "Where the embedded Redis keeps its AOF and the demo keeps its secret."),
     Setting("REDIS_PREFIX", "engage", str,
