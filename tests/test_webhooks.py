@@ -20,7 +20,7 @@ from engage import metrics
 from engage.identity import get_identity
 from engage.store import webhooks
 from engage.worker import Worker
-from tests.conftest import ARTICLE
+from tests.conftest import ARTICLE, make_app
 from tests.redis_server import RedisServer
 from tests.webhook_receiver import Receiver, fail_fraction, signature_ok
 
@@ -322,3 +322,40 @@ def test_every_event_arrives_once_per_id_through_kills_and_failures(
         failed = sum(1 for r in receiver.requests if r["failed"])
         assert failed > 50  # the receiver really refused about 10%
         assert webhooks.dead_letters(store) == []
+
+
+def test_worker_outlives_a_redis_outage(tmp_path: Path) -> None:
+    """The worker loop waits out a Redis outage instead of dying, then carries on."""
+    import threading
+
+    server = RedisServer(tmp_path / "redis").start()
+    app = make_app(server.url, tmp_path, WORKER_POLL=0.05, REDIS_RETRIES=0)
+    client = app.test_client()
+    with app.app_context():
+        from engage.store import get_store, tokens
+
+        store = get_store()
+    stop = threading.Event()
+    worker = Worker(store, "outage")
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    with Receiver() as receiver:
+        try:
+            thread.start()
+            server.kill()
+            time.sleep(1.5)  # the loop meets the outage at least once
+            assert thread.is_alive()
+            server = RedisServer(tmp_path / "redis", server.port).start()
+            admin = {"Authorization": f"Bearer {tokens.create(store, 'admin', 'a')[0]}"}
+            editor = {"Authorization": f"Bearer {tokens.create(store, 'editor', 'e')[0]}"}
+            register(client, admin, receiver.url, ["reaction.*"])
+            put_article(client, editor, "outage")
+            vote(client, "outage", mint(app))
+            deadline = time.monotonic() + 15
+            while not receiver.delivered:
+                assert time.monotonic() < deadline and thread.is_alive()
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join(10)
+            server.stop()
+    assert not thread.is_alive()
