@@ -32,6 +32,7 @@ article; an article crossing that rate (per process) is sharded with SHARDS shar
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -41,8 +42,10 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from engage import errors
-from engage.store import Store, scripts
+from engage.store import UNAVAILABLE, Store, scripts
 from engage.store.keys import Keys
+
+logger = logging.getLogger(__name__)
 
 # How long a vote waits for a migration to finish before answering 503 (seconds).
 MOVE_WAIT = 3.0
@@ -253,7 +256,12 @@ def note_accepted(store: Store, article_id: str) -> None:
     if rate <= 0:
         return
     if _known(store).tick(article_id) == int(rate) + 1:
-        enable(store, article_id)
+        try:
+            enable(store, article_id)
+        except (errors.StorageUnavailable, *UNAVAILABLE) as exc:
+            # The vote itself is stored; the switch is retried at the next crossing
+            # (or finished by a waiting vote if it got half way).
+            logger.warning("sharding %s automatically failed: %s", article_id, exc)
 
 
 # -- reads -------------------------------------------------------------------------
