@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from flask.testing import FlaskClient
 
 from engage import metrics
 from engage.identity import get_identity
-from engage.store import webhooks
+from engage.store import get_store, tokens, webhooks
 from engage.worker import Worker
 from tests.conftest import ARTICLE, make_app
 from tests.redis_server import RedisServer
@@ -326,14 +327,10 @@ def test_every_event_arrives_once_per_id_through_kills_and_failures(
 
 def test_worker_outlives_a_redis_outage(tmp_path: Path) -> None:
     """The worker loop waits out a Redis outage instead of dying, then carries on."""
-    import threading
-
     server = RedisServer(tmp_path / "redis").start()
     app = make_app(server.url, tmp_path, WORKER_POLL=0.05, REDIS_RETRIES=0)
     client = app.test_client()
     with app.app_context():
-        from engage.store import get_store, tokens
-
         store = get_store()
     stop = threading.Event()
     worker = Worker(store, "outage")
