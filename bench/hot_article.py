@@ -120,6 +120,104 @@ def measure(url: str, votes: int, procs: int, threads: int, shard_count: int) ->
     }
 
 
+# -- HTTP: the same article through gunicorn, driven by wrk -------------------------------
+LUA_VOTES = r"""
+-- Every request is a new reader: each wrk thread takes its own share of a token file.
+local counter, tokens, idx = 0, {}, 0
+function setup(thread) thread:set("tid", counter); counter = counter + 1 end
+function init(args)
+  local i = 0
+  for line in io.lines(args[1]) do
+    if i % tonumber(args[2]) == tid then tokens[#tokens + 1] = line end
+    i = i + 1
+  end
+end
+function request()
+  idx = idx + 1
+  if idx > #tokens then idx = 1 end
+  return wrk.format("PUT", nil, {["Content-Type"] = "application/json",
+    ["X-Engage-Reader"] = tokens[idx]}, '{"choice":"yes"}')
+end
+"""
+
+
+def _wrk(url: str, seconds: float, work: Path, lua_args: list[str] | None = None) -> float:
+    import re
+    import subprocess
+
+    cmd = ["wrk", "-t2", "-c16", f"-d{seconds:g}s", "--timeout", "5s"]
+    if lua_args:
+        script = work / "votes.lua"
+        script.write_text(LUA_VOTES)
+        cmd += ["-s", str(script), url, "--", *lua_args]
+    else:
+        cmd.append(url)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert found, out
+    if bad:
+        raise RuntimeError(f"wrk saw {bad.group(1)} failed requests:\n{out}")
+    return float(found.group(1))
+
+
+def http_row(url: str, shard_count: int, workers: int, seconds: float) -> dict[str, Any]:
+    """Anonymous count reads and new-reader votes per second through gunicorn."""
+    import os
+    import subprocess
+    import tempfile
+    import urllib.request
+
+    from engage import create_app
+    from engage.identity import get_identity
+    from tests.redis_server import free_port
+
+    work = Path(tempfile.mkdtemp(prefix="engh", dir="/tmp"))
+    secret = "bench-secret-key-not-for-production"
+    app = create_app({"REDIS_URL": url, "SECRET_KEY": secret, "DATA_DIR": str(work),
+                      "LOG_JSON": False})
+    with app.app_context():
+        store = make_store(url)
+        store.redis.flushall()
+        articles.upsert(store, "hot", ARTICLE)
+        if shard_count:
+            shards.enable(store, "hot", shard_count)
+        identity = get_identity()
+        tokens = work / "tokens.txt"
+        tokens.write_text("\n".join(identity.mint_reader() for _ in range(int(seconds * 6000)))
+                          + "\n")
+    port = free_port()
+    env = {**os.environ, "ENGAGE_REDIS_URL": url, "ENGAGE_SECRET_KEY": secret,
+           "ENGAGE_DATA_DIR": str(work), "ENGAGE_THROTTLE_VOTES": "1000000000",
+           "ENGAGE_LOG_JSON": "false", "ENGAGE_WORKERS": str(workers),
+           "ENGAGE_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(work / "m")}
+    (work / "m").mkdir()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
+         "--log-level", "warning", "engage:create_app()"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "gunicorn.log", "w"))
+    base = f"http://127.0.0.1:{port}/api/v1/articles/hot/reactions"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base, timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        reads = _wrk(base, seconds, work)
+        votes = _wrk(base + "/mine", seconds, work, [str(tokens), "2"])
+    finally:
+        server.terminate()
+        server.wait(20)
+    result = reactions.read(store, "hot")
+    store.close()
+    assert result is not None
+    return {"reads": reads, "votes": votes, "stored": result.total}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--votes", type=int, default=20_000)
@@ -127,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--backend", choices=("single", "cluster", "both"), default="both")
+    parser.add_argument("--http", action="store_true",
+                        help="also measure through gunicorn with wrk (needs wrk)")
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
 
     from tests.cluster import LocalCluster
@@ -153,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{backend:8} {label:9} {row['votes']:>7} {row['per_s']:>9.0f} "
                       f"{'yes' if row['exact'] else 'NO':>5} {row['usec_per_call']:>8.1f} "
                       f"{row['busiest_share']:>8.0%} {row['ceiling']:>10.0f}")
+                if args.http:
+                    web = http_row(url, shard_count, args.workers, args.seconds)
+                    ok = ok and web["stored"] > 0
+                    print(f"{'':8} {'':9} HTTP ({args.workers} gunicorn workers): "
+                          f"{web['reads']:.0f} anonymous reads/s, {web['votes']:.0f} votes/s "
+                          f"({web['stored']} stored)")
         finally:
             server.stop()
     print("ceiling/s = 1e6 / (us per vote script) / (share of calls on the busiest primary):"
