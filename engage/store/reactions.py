@@ -42,16 +42,17 @@ def read(store: Store, article_id: str, reader: str | None = None) -> Reactions 
     """Counts (and the reader's vote) in one round trip; None for an unknown article."""
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
-    pipe.exists(keys.article(article_id))
+    # Every registered article has a title: one HMGET says "exists" and "sharded?".
+    pipe.hmget(keys.article(article_id), ["title", "shards"])
     pipe.hgetall(keys.article_counts(article_id))
     if reader:
         pipe.hget(keys.article_voters(article_id), reader)
-    pipe.hget(keys.article(article_id), "shards")
     replies = pipe.execute()
-    if not replies[0]:
+    title, shard_count = replies[0]
+    if title is None:
         return None
-    if replies[-1]:
-        counts, value = shards.read(store, article_id, int(replies[-1]), replies[1], reader)
+    if shard_count:
+        counts, value = shards.read(store, article_id, int(shard_count), replies[1], reader)
         mine, reason = _split_mine(value)
         return Reactions(normalize_counts(store, counts), mine, reason)
     mine, reason = _split_mine(replies[2] if reader else None)
@@ -63,14 +64,15 @@ def read_many(store: Store, article_ids: list[str]) -> dict[str, Reactions | Non
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
     for article_id in article_ids:
-        pipe.exists(keys.article(article_id))
+        # As in read(): the title says the article exists, in the same command as shards.
+        pipe.hmget(keys.article(article_id), ["title", "shards"])
         pipe.hgetall(keys.article_counts(article_id))
-        pipe.hget(keys.article(article_id), "shards")
     replies = pipe.execute()
     out: dict[str, Reactions | None] = {}
     sharded: dict[str, tuple[int, dict[str, Any]]] = {}
     for index, article_id in enumerate(article_ids):
-        exists, counts, shard_count = replies[3 * index: 3 * index + 3]
+        (title, shard_count), counts = replies[2 * index: 2 * index + 2]
+        exists = title is not None
         out[article_id] = Reactions(normalize_counts(store, counts), None) if exists else None
         if exists and shard_count:
             sharded[article_id] = (int(shard_count), counts)
