@@ -7,7 +7,9 @@ map after a failover. The same URL is what Flask-Limiter's storage understands.
 
 Nothing else changes for a cluster: every script's keys carry one hash tag (see
 `keys.py`), and reads that span articles use non-transactional pipelines, which
-redis-py splits per node (one round trip per node).
+redis-py splits per node (one round trip per node). Scripts are always called on
+their own, never inside a pipeline: redis-py refuses EVALSHA in a cluster pipeline,
+and a direct call is what reloads a script after NOSCRIPT.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ def make_cluster_client(url: str, config: dict[str, Any]) -> RedisCluster:
     extra: dict[str, Any] = {}
     if parsed.ssl:
         extra["ssl"] = True
+    # Imported here: instrumented imports the store package, which imports this module.
     from engage.store.instrumented import InstrumentedRedisCluster
 
     return InstrumentedRedisCluster(
@@ -92,13 +95,6 @@ def make_cluster_client(url: str, config: dict[str, Any]) -> RedisCluster:
 
 def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
-
-
-def primaries(client: Any) -> list[Any]:
-    """Every primary's own client (for per-node work such as flushing a test cluster)."""
-    if not is_cluster(client):
-        return [client]
-    return [client.get_redis_connection(n) for n in client.get_primaries()]
 
 
 # A slot the client's map does not cover (mid-failover) is an outage, not a bug.
