@@ -157,6 +157,8 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("ENGAGE_CHOICES needs at least two choices")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
+    if not 2 <= int(config.get("SHARDS", 8)) <= 1024:
+        raise ConfigError("ENGAGE_SHARDS must be between 2 and 1024")
 
 
 def resolve_secret(config: dict[str, Any]) -> str:

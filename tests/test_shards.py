@@ -286,3 +286,12 @@ def test_the_hot_article_bench_runs_and_checks_its_counts(
     print(out)
     rows = [line.split() for line in out.splitlines() if line.startswith("single")]
     assert [r[1] for r in rows] == ["off", "4"] and all(r[-4] == "yes" for r in rows)
+
+
+def test_a_shard_count_outside_the_range_is_refused_at_start() -> None:
+    from engage.config import ConfigError
+
+    for bad in ("1", "0", "5000"):
+        with pytest.raises(ConfigError, match="ENGAGE_SHARDS"):
+            load_config(environ={"ENGAGE_SHARDS": bad})
+    assert load_config(environ={"ENGAGE_SHARDS": "16"})["SHARDS"] == 16
