@@ -27,6 +27,8 @@ def _limiter_storage_uri(config: dict[str, Any]) -> str:
     url = str(config["REDIS_URL_RESOLVED"])
     if url.startswith("unix://"):
         return "redis+unix://" + url[len("unix://"):]
+    # redis://, rediss:// and redis+cluster:// (limits' cluster storage) mean the same
+    # to Flask-Limiter as to engage.
     return url
 
 
