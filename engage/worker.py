@@ -178,26 +178,35 @@ class Worker:
             return []
 
     def _handle(self, entries: list[webhooks.Entry], hooks: list[dict[str, Any]]) -> int:
-        jobs: list[Job] = []
-        for stream, entry_id, fields in entries:
-            millis = int(entry_id.split("-", 1)[0])
-            kind = fields.get("type", "")
-            for hook in hooks:
-                if millis < int(hook["created_ms"]) or not webhooks.matches(hook["events"], kind):
-                    continue
-                event = payload(hook["id"], stream, entry_id, fields)
-                delivery = {
-                    "delivery": event["id"],
-                    "webhook": hook["id"],
-                    "attempts": 0,
-                    # Serialised once and kept, so every retry sends the same bytes.
-                    "body": json.dumps(event, separators=(",", ":")),
-                }
-                jobs.append((delivery, hook, None))
-        self._run(jobs)
-        webhooks.ack(self.store, entries)
-        metrics.WEBHOOK_EVENTS.inc(len(entries))
+        # Acknowledge in small chunks: a worker killed mid-batch then repeats only the
+        # chunk it was sending, not everything it had read.
+        chunk = 4 * self.concurrency
+        for start in range(0, len(entries), chunk):
+            part = entries[start:start + chunk]
+            self._run([job for entry in part for job in self._jobs(entry, hooks)])
+            webhooks.ack(self.store, part)
+            metrics.WEBHOOK_EVENTS.inc(len(part))
         return len(entries)
+
+    @staticmethod
+    def _jobs(entry: webhooks.Entry, hooks: list[dict[str, Any]]) -> list[Job]:
+        stream, entry_id, fields = entry
+        millis = int(entry_id.split("-", 1)[0])
+        kind = fields.get("type", "")
+        jobs: list[Job] = []
+        for hook in hooks:
+            if millis < int(hook["created_ms"]) or not webhooks.matches(hook["events"], kind):
+                continue
+            event = payload(hook["id"], stream, entry_id, fields)
+            delivery = {
+                "delivery": event["id"],
+                "webhook": hook["id"],
+                "attempts": 0,
+                # Serialised once and kept, so every retry sends the same bytes.
+                "body": json.dumps(event, separators=(",", ":")),
+            }
+            jobs.append((delivery, hook, None))
+        return jobs
 
     # -- deliveries -----------------------------------------------------------------------
     def _run(self, jobs: list[Job]) -> None:

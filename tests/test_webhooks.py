@@ -284,15 +284,22 @@ def test_every_event_arrives_once_per_id_through_kills_and_failures(
         readers = [mint(app) for _ in range(50)]
         votes = [(a, r) for r in readers for a in articles]  # 1,000 votes
         worker = _start_worker(redis_server.url, tmp_path)
-        kills = 0
+        in_flight: list[int] = []  # index of the request the worker was waiting on
         try:
             for index, (article_id, reader) in enumerate(votes):
                 vote(client, article_id, reader, "yes" if index % 3 else "no")
                 if index in (300, 650):
-                    time.sleep(0.3)  # let it get busy, then kill it mid-work
+                    # Slow the receiver, and kill the worker while it waits for an answer.
+                    receiver.delay = 0.5
+                    seen = len(receiver.requests)
+                    deadline = time.monotonic() + 20
+                    while len(receiver.requests) == seen:
+                        assert time.monotonic() < deadline, "the worker sent nothing"
+                        time.sleep(0.002)
                     os.kill(worker.pid, signal.SIGKILL)
+                    in_flight.append(len(receiver.requests) - 1)
                     worker.wait(10)
-                    kills += 1
+                    receiver.delay = 0.0
                     worker = _start_worker(redis_server.url, tmp_path)
             expected = set()
             for article_id in articles:
@@ -310,8 +317,12 @@ def test_every_event_arrives_once_per_id_through_kills_and_failures(
         finally:
             worker.terminate()
             worker.wait(10)
-        assert kills == 2
-        assert receiver.truncated <= kills  # a kill may cut one request short
+        assert len(in_flight) == 2
+        assert receiver.truncated <= 2  # a kill may cut one request short
+        ids = [json.loads(r["body"])["id"] for r in receiver.requests]
+        for index in in_flight:
+            # What the killed worker was sending, the next one sent again: same id.
+            assert ids[index] in ids[index + 1:]
         bodies_by_id: dict[str, set[bytes]] = {}
         for record in receiver.requests:
             assert signature_ok(SECRET, record)

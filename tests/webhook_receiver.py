@@ -14,10 +14,15 @@ from typing import Any
 
 
 class Receiver:
-    """`fail(n)` decides, for the n-th request (from 0), whether to answer 500."""
+    """`fail(n)` decides, for the n-th request (from 0), whether to answer 500.
+
+    A request is recorded as soon as its body is in, then answered after `delay`
+    seconds, so a test can see a sender that is waiting for an answer.
+    """
 
     def __init__(self, fail: Callable[[int], bool] = lambda n: False, delay: float = 0.0) -> None:
         self.fail = fail
+        self.delay = delay
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []  # every whole request, failed ones too
         self.truncated = 0  # sender died mid-body: never a delivery
@@ -35,7 +40,6 @@ class Receiver:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                time.sleep(delay)
                 with receiver.lock:
                     number = len(receiver.requests)
                     failed = receiver.fail(number)
@@ -43,6 +47,7 @@ class Receiver:
                     receiver.requests.append(record)
                     if not failed:
                         receiver.delivered.append(record)
+                time.sleep(receiver.delay)
                 self.send_response(500 if failed else 204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -50,7 +55,11 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            # socketserver's default backlog of 5 drops parallel connects (1 s SYN retry).
+            request_queue_size = 128
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
