@@ -12,6 +12,7 @@ to bench/results/<stamp>.{json,md} and bench/results/latest.{json,md}.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -273,16 +274,51 @@ class Figure:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Item:
+    """One (target, scenario) pair, measured once per round."""
+
+    target: str
+    scenario: Scenario
+    server: Server
+    votes_key: str | None = None  # a voters hash whose growth counts distinct votes
+    paced_ms: int | None = None
+    results: list[WrkResult] = field(default_factory=list)
+    server_cpu: float = 0.0
+    redis_cpu: float = 0.0
+    votes: int = 0
+
+    def figure(self) -> Figure:
+        figure = Figure(
+            scenario=self.scenario.name + ("@half" if self.paced_ms else ""),
+            target=self.target,
+            rps=statistics.median(r.rps for r in self.results),
+            p50_ms=statistics.median(r.p50_ms for r in self.results),
+            p99_ms=statistics.median(r.p99_ms for r in self.results),
+            runs=[asdict(r) for r in self.results], bad=sum(r.bad for r in self.results),
+        )
+        figure.extra["requests"] = sum(r.requests for r in self.results)
+        figure.extra["server_cpu_s"] = round(self.server_cpu, 3)
+        if self.paced_ms:
+            figure.extra["pause_ms_per_connection"] = self.paced_ms
+        if self.votes_key and not self.paced_ms:
+            figure.extra["distinct_votes_stored"] = self.votes
+            figure.extra["server_cpu_ms_per_vote"] = round(
+                self.server_cpu / max(self.votes, 1) * 1000, 3)
+            figure.extra["redis_cpu_ms_per_vote"] = round(
+                self.redis_cpu / max(self.votes, 1) * 1000, 4)
+        return figure
+
+
 class Bench:
-    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+    def __init__(self, args: argparse.Namespace, work: Path, rclient: redis.Redis) -> None:
         self.args = args
         self.work = work
-        self.figures: list[Figure] = []
+        self.rclient = rclient
 
     def wrk(self, scenario: Scenario, run: int, duration: float,
-            connections: int | None = None, paced_ms: int | None = None) -> WrkResult:
-        connections = connections or self.args.connections
-        cmd = ["wrk", "-t", str(self.args.threads), "-c", str(connections),
+            paced_ms: int | None = None) -> WrkResult:
+        cmd = ["wrk", "-t", str(self.args.threads), "-c", str(self.args.connections),
                "-d", f"{duration:g}s", "--latency", "--timeout", "5s"]
         for name, value in scenario.headers.items():
             cmd += ["-H", f"{name}: {value}"]
@@ -297,58 +333,31 @@ class Bench:
             script = self.work / f"{scenario.name}.lua"
             script.write_text(lua)
             cmd += ["-s", str(script)]
-        cmd.append(scenario.url)
+        cmd.append(scenario.url.replace("{run}", str(run)))
         if lua_args:
             cmd += ["--", *lua_args]
         output = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
         return parse_wrk(output)
 
-    def measure(self, scenario: Scenario, target: str, server: Server | None = None,
-                runs: int | None = None, after: Callable[[], dict[str, Any]] | None = None,
-                ) -> Figure:
-        runs = runs or self.args.runs
-        if scenario.before_run is None:  # votes spend tokens: no warm-up for them
-            self.wrk(scenario, -1, 1.0)
-        results: list[WrkResult] = []
-        cpu_before = server.cpu_seconds() if server else 0.0
+    def rounds(self, items: list[Item], runs: int) -> None:
+        """Round-robin: every item once per round, so background load hits all alike."""
+        for item in items:
+            if item.scenario.before_run is None and not item.paced_ms:
+                self.wrk(item.scenario, 0, 1.0)  # warm-up (votes would spend readers)
         for run in range(runs):
-            results.append(self.wrk(scenario, run, self.args.duration))
-        cpu = (server.cpu_seconds() - cpu_before) if server else 0.0
-        figure = Figure(
-            scenario=scenario.name, target=target,
-            rps=statistics.median(r.rps for r in results),
-            p50_ms=statistics.median(r.p50_ms for r in results),
-            p99_ms=statistics.median(r.p99_ms for r in results),
-            runs=[asdict(r) for r in results], bad=sum(r.bad for r in results),
-        )
-        figure.extra["server_cpu_s"] = round(cpu, 3)
-        figure.extra["requests"] = sum(r.requests for r in results)
-        if after:
-            figure.extra.update(after())
-        log(f"{target:>22} {scenario.name:<16} {figure.rps:9.0f} req/s  "
-            f"p50 {figure.p50_ms:6.2f} ms  p99 {figure.p99_ms:6.2f} ms  bad {figure.bad}")
-        self.figures.append(figure)
-        return figure
-
-    def paced(self, scenario: Scenario, target: str, peak_rps: float) -> Figure:
-        """p99 at half the peak rate: each connection paced by wrk's delay()."""
-        connections = self.args.connections
-        pause = max(1, round(connections / (peak_rps / 2) * 1000))
-        # Vote scenarios take fresh token files for the paced runs (offset by `runs`).
-        results = [self.wrk(scenario, self.args.runs + run, self.args.duration, connections,
-                            pause) for run in range(self.args.runs)]
-        figure = Figure(
-            scenario=scenario.name + "@half", target=target,
-            rps=statistics.median(r.rps for r in results),
-            p50_ms=statistics.median(r.p50_ms for r in results),
-            p99_ms=statistics.median(r.p99_ms for r in results),
-            runs=[asdict(r) for r in results], bad=sum(r.bad for r in results),
-            extra={"pause_ms_per_connection": pause, "peak_rps": round(peak_rps)},
-        )
-        log(f"{target:>22} {figure.scenario:<16} {figure.rps:9.0f} req/s  "
-            f"p50 {figure.p50_ms:6.2f} ms  p99 {figure.p99_ms:6.2f} ms  bad {figure.bad}")
-        self.figures.append(figure)
-        return figure
+            for item in items:
+                votes_before = self.rclient.hlen(item.votes_key) if item.votes_key else 0
+                cpu_before, redis_before = item.server.cpu_seconds(), redis_cpu(self.rclient)
+                result = self.wrk(item.scenario, run, self.args.duration, item.paced_ms)
+                item.server_cpu += item.server.cpu_seconds() - cpu_before
+                item.redis_cpu += redis_cpu(self.rclient) - redis_before
+                if item.votes_key:
+                    item.votes += self.rclient.hlen(item.votes_key) - votes_before
+                item.results.append(result)
+                log(f"run {run + 1}/{runs} {item.target:>20} "
+                    f"{item.scenario.name + ('@half' if item.paced_ms else ''):<22}"
+                    f"{result.rps:9.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
+                    f"p99 {result.p99_ms:7.2f} ms  bad {result.bad}")
 
 
 # -- Redis and engage data ----------------------------------------------------------------
@@ -385,7 +394,6 @@ def engage_env(redis_url: str, work: Path) -> dict[str, str]:
         "ENGAGE_DATA_DIR": str(work),
         "ENGAGE_THROTTLE_VOTES": "1000000000",
         "ENGAGE_READER_MINT_LIMIT": "1000000 per minute",
-        "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"),
     }
 
 
@@ -550,7 +558,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 runs of 3 s, no variants")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
                         help="server workers, the same for every target")
     parser.add_argument("--connections", type=int, default=16)
@@ -581,182 +589,151 @@ def main() -> int:
         f"workers {args.workers}, wrk -t{args.threads} -c{args.connections}, "
         f"{args.runs} x {args.duration} s, server {main_kind.label}")
     work = Path(tempfile.mkdtemp(prefix="engage-bench-"))
-    bench = Bench(args, work)
+    figures: list[Figure] = []
     memory: dict[str, Any] = {}
     per_vote: dict[str, Any] = {}
+    servers: list[Server] = []
     started = time.time()
     try:
-        with redis_server(work) as (redis_url, redis_process):
+        with redis_server(work) as (redis_url, _redis_process):
             data = EngageData(redis_url, work)
             rclient = redis.Redis.from_url(redis_url, decode_responses=True)
+            bench = Bench(args, work, rclient)
             env = engage_env(redis_url, work)
-            (work / "metrics").mkdir()
-            # Enough fresh readers for every peak and paced run at up to 5,000 votes/s.
+            # Every vote run gets a file of readers never seen before (enough for 5,000
+            # votes/s), minted before wrk starts, so every vote request is a first vote.
             est_tokens = int(args.duration * 5000) + 1000
-            vote_files = [data.token_file(f"vote{n}", est_tokens) for n in range(2 * args.runs)]
+            fresh = itertools.count()
             change_pool = data.token_file("change", 4000)
 
             def vote_tokens(run: int) -> list[str]:
-                return [str(vote_files[max(run, 0)]), str(args.threads)]
+                path = data.token_file(f"vote{next(fresh)}", est_tokens)
+                return [str(path), str(args.threads)]
 
             def change_tokens(run: int) -> list[str]:
+                # Each run moves the votes of the pool on its own, freshly voted article.
                 data.prevote(f"bench-change-{run}", change_pool)
                 return [str(change_pool), str(args.threads)]
 
-            def engage_scenarios(base: str, etag: str) -> dict[str, Scenario]:
-                api = base + "/api/v1"
-                scenarios = {
-                    "reactions_read": Scenario("reactions_read",
-                                               f"{api}/articles/bench-read/reactions"),
-                    "revalidate_304": Scenario("revalidate_304",
-                                               f"{api}/articles/bench-read/reactions",
-                                               headers={"If-None-Match": etag}),
-                    "batch_100": Scenario("batch_100", f"{api}/reactions?" + "&".join(
+            def start(name: str, target: str, kind: ServerKind, extra_env: dict[str, str],
+                      **kwargs: Any) -> Server:
+                server = start_wsgi(name, target, kind, args.workers, extra_env, work,
+                                    **kwargs)
+                servers.append(server)
+                return server
+
+            def engage_server(label: str, kind: ServerKind,
+                              extra_env: dict[str, str] | None = None) -> Server:
+                target = "bench_apps:engage_app()" if extra_env else "engage:create_app()"
+                if kind.server == "granian":
+                    target = "engage:create_app()"
+                # Each server its own metrics directory: gunicorn.conf.py empties it on start.
+                metrics_dir = work / ("metrics-" + label.replace(" ", "-"))
+                metrics_dir.mkdir()
+                extra = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **(extra_env or {})}
+                return start(label.replace(" ", "-"), target, kind, extra,
+                             ready_path="/healthz",
+                             conf=REPO / "gunicorn.conf.py" if kind.server == "gunicorn" else None)
+
+            def engage_items(label: str, server: Server, names: list[str] | None) -> list[Item]:
+                base, api = server.url, server.url + "/api/v1"
+                voters = "engage:a:{bench-vote}:voters"
+                scenarios = [
+                    Scenario("reactions_read", f"{api}/articles/bench-read/reactions"),
+                    Scenario("revalidate_304", f"{api}/articles/bench-read/reactions",
+                             headers={"If-None-Match": data.etag(base)}),
+                    Scenario("batch_100", f"{api}/reactions?" + "&".join(
                         f"article={a}" for a in data.batch_ids)),
-                    "vote_new_reader": Scenario("vote_new_reader",
-                                                f"{api}/articles/bench-vote/reactions/mine",
-                                                lua=LUA_VOTE, before_run=vote_tokens),
-                }
-                # Each run moves the votes of a pool on its own article.
-                scenarios["vote_change"] = Scenario(
-                    "vote_change", f"{api}/articles/bench-change-0/reactions/mine",
-                    lua=LUA_CHANGE, before_run=change_tokens)
+                    Scenario("vote_new_reader", f"{api}/articles/bench-vote/reactions/mine",
+                             lua=LUA_VOTE, before_run=vote_tokens),
+                    Scenario("vote_change", api + "/articles/bench-change-{run}/reactions/mine",
+                             lua=LUA_CHANGE, before_run=change_tokens),
+                ]
                 if data.link_id:
-                    scenarios["redirect_r"] = Scenario("redirect_r", f"{base}/r/{data.link_id}")
+                    scenarios.append(Scenario("redirect_r", f"{base}/r/{data.link_id}"))
                 if requests.get(base + "/metrics", timeout=5).status_code == 200:
-                    scenarios["metrics_scrape"] = Scenario("metrics_scrape", base + "/metrics")
+                    scenarios.append(Scenario("metrics_scrape", base + "/metrics"))
                 if requests.get(base + "/widget.js", timeout=5).status_code == 200:
-                    scenarios["widget_js"] = Scenario("widget_js", base + "/widget.js")
-                return scenarios
+                    scenarios.append(Scenario("widget_js", base + "/widget.js"))
+                return [
+                    Item(label, sc, server,
+                         votes_key=voters if sc.name == "vote_new_reader" else None)
+                    for sc in scenarios if not names or sc.name in names
+                ]
 
-            def run_engage(kind: ServerKind, label: str, names: list[str] | None = None,
-                           extra_env: dict[str, str] | None = None) -> dict[str, Figure]:
-                server = start_wsgi(
-                    "engage-" + label.replace(" ", "-"),
-                    "bench_apps:engage_app()" if extra_env else "engage:create_app()",
-                    kind, args.workers, {**env, **(extra_env or {})}, work,
-                    ready_path="/healthz", conf=REPO / "gunicorn.conf.py"
-                    if kind.server == "gunicorn" else None,
-                )
-                out: dict[str, Figure] = {}
-                try:
-                    scenarios = engage_scenarios(server.url, data.etag(server.url))
-                    for name, scenario in scenarios.items():
-                        if names and name not in names:
-                            continue
-                        if name == "vote_change":
-                            # The URL names the run's article: patch it per run.
-                            out[name] = measure_change(server, scenario, label)
-                            continue
-                        voters_key = "engage:a:{bench-vote}:voters"
-                        before_votes = rclient.hlen(voters_key)
-                        redis_cpu_before = redis_cpu(rclient)
-                        figure = bench.measure(scenario, label, server)
-                        if name == "vote_new_reader":
-                            votes = rclient.hlen(voters_key) - before_votes
-                            figure.extra["distinct_votes_stored"] = votes
-                            figure.extra["server_cpu_ms_per_vote"] = round(
-                                figure.extra["server_cpu_s"] / max(votes, 1) * 1000, 3)
-                            figure.extra["redis_cpu_ms_per_vote"] = round(
-                                (redis_cpu(rclient) - redis_cpu_before) / max(votes, 1) * 1000,
-                                4)
-                        out[name] = figure
-                    if not names or "reactions_read" in names:
-                        bench.paced(scenarios["reactions_read"], label,
-                                    out["reactions_read"].rps)
-                    if not names or "vote_new_reader" in names:
-                        bench.paced(scenarios["vote_new_reader"], label,
-                                    out["vote_new_reader"].rps)
-                finally:
-                    server.stop()
-                return out
-
-            def measure_change(server: Server, scenario: Scenario, label: str) -> Figure:
-                results = []
-                cpu_before = server.cpu_seconds()
-                for run in range(args.runs):
-                    url = scenario.url.replace("bench-change-0", f"bench-change-{run}")
-                    results.append(bench.wrk(Scenario(scenario.name, url, scenario.lua,
-                                                      before_run=scenario.before_run),
-                                             run, args.duration))
-                figure = Figure(
-                    scenario.name, label, statistics.median(r.rps for r in results),
-                    statistics.median(r.p50_ms for r in results),
-                    statistics.median(r.p99_ms for r in results),
-                    [asdict(r) for r in results], sum(r.bad for r in results),
-                    {"server_cpu_s": round(server.cpu_seconds() - cpu_before, 3)},
-                )
-                log(f"{label:>22} {scenario.name:<16} {figure.rps:9.0f} req/s  "
-                    f"p50 {figure.p50_ms:6.2f} ms  p99 {figure.p99_ms:6.2f} ms  bad {figure.bad}")
-                bench.figures.append(figure)
-                return figure
-
-            # 1. engage, every scenario, on the main server kind.
-            main = run_engage(main_kind, "engage")
-            per_vote = {k: v for k, v in main["vote_new_reader"].extra.items()}
-
-            # 2. baselines on the same server settings.
-            const = start_wsgi("flask-const", "baselines.flask_const:app", main_kind,
-                               args.workers, {}, work)
-            try:
-                bench.measure(Scenario("constant_json", const.url + "/"), "flask constant",
-                              const)
-            finally:
-                const.stop()
+            # Every server up at once; idle ones cost nothing while another is measured.
+            main = engage_server("engage", main_kind)
+            items = engage_items("engage", main, None)
+            const = start("flask-const", "baselines.flask_const:app", main_kind, {})
+            items.append(Item("flask constant", Scenario("constant_json", const.url + "/"),
+                              const))
             rclient.delete("base:{a}:voters", "base:{a}:counts")
-            evalsha = start_wsgi("flask-evalsha", "baselines.flask_evalsha:app", main_kind,
-                                 args.workers, {"BENCH_REDIS_URL": redis_url}, work,
-                                 ready_path="/vote", ready_method="OPTIONS")
-            try:
-                bench.measure(Scenario("evalsha_vote", evalsha.url + "/vote", lua=LUA_VOTE,
-                                       before_run=vote_tokens), "flask EVALSHA", evalsha)
-            finally:
-                evalsha.stop()
-
-            # 3. isso, the nearest peer, on the same server settings.
+            evalsha = start("flask-evalsha", "baselines.flask_evalsha:app", main_kind,
+                            {"BENCH_REDIS_URL": redis_url}, ready_path="/vote",
+                            ready_method="OPTIONS")
+            items.append(Item("flask EVALSHA", Scenario("evalsha_vote", evalsha.url + "/vote",
+                                                        lua=LUA_VOTE, before_run=vote_tokens),
+                              evalsha, votes_key="base:{a}:voters"))
             isso_python = None if args.no_isso else ensure_isso()
             if isso_python:
                 comments = 2000
                 cfg, dbfile = work / "isso.cfg", work / "isso.db"
                 subprocess.run([str(isso_python), str(BENCH / "isso_setup.py"), str(cfg),
                                 str(dbfile), str(comments)], check=True, capture_output=True)
-                isso = start_wsgi("isso", "isso.run:application", main_kind, args.workers,
-                                  {"ISSO_SETTINGS": str(cfg)}, work, python=str(isso_python),
-                                  ready_path="/config")
-                try:
-                    bench.measure(Scenario("isso_count", isso.url + "/count",
-                                           lua=LUA_POST_JSON, lua_args=['["/post"]']),
-                                  "isso", isso)
-                    bench.measure(Scenario("isso_like", isso.url + "/", lua=LUA_ISSO_LIKE,
-                                           lua_args=[str(comments)]), "isso", isso)
-                finally:
-                    isso.stop()
+                isso = start("isso", "isso.run:application", main_kind,
+                             {"ISSO_SETTINGS": str(cfg)}, python=str(isso_python),
+                             ready_path="/config")
+                items.append(Item("isso", Scenario("isso_count", isso.url + "/count",
+                                                   lua=LUA_POST_JSON, lua_args=['["/post"]']),
+                                  isso))
+                items.append(Item("isso", Scenario("isso_like", isso.url + "/",
+                                                   lua=LUA_ISSO_LIKE, lua_args=[str(comments)]),
+                                  isso))
             else:
                 log("isso skipped")
-
-            # 4. alternatives: server kind, hiredis, JSON provider (read and vote only).
             if not args.no_variants:
                 hot = ["reactions_read", "vote_new_reader"]
-                for key, kind in kinds.items():
-                    if kind is main_kind:
-                        continue
-                    if kind.server == "granian" and not has_module("granian"):
-                        continue
-                    run_engage(kind, f"engage {key}", hot)
-                run_engage(main_kind, "engage no-hiredis", hot, {"BENCH_NO_HIREDIS": "1"})
+                variants: list[tuple[str, ServerKind, dict[str, str] | None]] = [
+                    (f"engage {key}", kind, None) for key, kind in kinds.items()
+                    if kind is not main_kind
+                    and (kind.server != "granian" or has_module("granian"))
+                ]
+                variants.append(("engage no-hiredis", main_kind, {"BENCH_NO_HIREDIS": "1"}))
                 if has_module("orjson"):
-                    run_engage(main_kind, "engage orjson", hot, {"BENCH_ORJSON": "1"})
+                    variants.append(("engage orjson", main_kind, {"BENCH_ORJSON": "1"}))
+                for label, kind, extra in variants:
+                    items += engage_items(label, engage_server(label, kind, extra), hot)
+            log(f"{len(items)} figures x {args.runs} runs x {args.duration:g} s")
+            bench.rounds(items, args.runs)
+            figures += [item.figure() for item in items]
 
-            # 5. memory per voter after many votes on one article.
+            # p99 at half of each peak (engage's read and vote), again round-robin.
+            peaks = {(f.target, f.scenario): f.rps for f in figures}
+            paced = []
+            for item in items:
+                if item.target == "engage" and item.scenario.name in (
+                        "reactions_read", "vote_new_reader"):
+                    rate = peaks[(item.target, item.scenario.name)] / 2
+                    pause = max(1, round(args.connections / rate * 1000))
+                    paced.append(Item(item.target, item.scenario, item.server,
+                                      votes_key=item.votes_key, paced_ms=pause))
+            bench.rounds(paced, args.runs)
+            figures += [item.figure() for item in paced]
+            per_vote = next(f.extra for f in figures
+                            if f.target == "engage" and f.scenario == "vote_new_reader")
+            for server in servers:
+                server.stop()
+
             log(f"memory: {args.voters} votes on one article")
             memory = memory_per_voter(redis_url, work, args.voters)
             log(f"memory: {memory['bytes_per_voter']} bytes per voter in the voters hash, "
                 f"{memory['all_keys_bytes_per_voter']} with every key of the article")
-            del redis_process
     finally:
+        for server in servers:
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    report = build_report(args, info, bench.figures, memory, per_vote, main_kind.label,
+    report = build_report(args, info, figures, memory, per_vote, main_kind.label,
                           time.time() - started)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -805,7 +782,8 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
         "",
         f"`python bench/run.py{' --quick' if args.quick else ''}` — "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{args.runs} runs x {args.duration:g} s per figure (median), "
+        f"{args.runs} rounds x {args.duration:g} s per figure (median; every round runs "
+        "every figure once, so background load falls on all alike), "
         f"wrk -t{args.threads} -c{args.connections} on loopback, every server "
         f"{args.workers} workers ({kind}), Redis {info['redis_server'].split()[2]} "
         "with AOF (fsync every second).",
