@@ -303,7 +303,7 @@ def _compose_command() -> list[str]:
             return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    raise AssertionError("no compose client: install docker-compose (apt-get install docker-compose)")
+    raise AssertionError("no compose client: apt-get install docker-compose")
 
 
 def test_docker_compose_config_accepts_the_file() -> None:
