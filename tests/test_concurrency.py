@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
-import json
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,11 +9,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer
 
-from engage.identity import get_identity
 from engage.store import get_store, tokens
 from tests.conftest import ARTICLE, make_app
+from tests.live_server import KeepAliveClient, mint_readers, serving
 from tests.redis_server import RedisServer
 from tests.test_privacy import address_forms, everything_in
 
@@ -25,46 +22,16 @@ ARTICLE_ID = "korea-china-reset"
 MINE = f"/api/v1/articles/{ARTICLE_ID}/reactions/mine"
 
 
-class KeepAliveHandler(WSGIRequestHandler):
-    # HTTP/1.1 keeps one connection per client thread instead of one per request.
-    protocol_version = "HTTP/1.1"
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-class Live:
+class Live(KeepAliveClient):
     """The app behind werkzeug's threaded server, plus helpers to call it."""
 
     def __init__(self, app: Flask, server: BaseWSGIServer) -> None:
+        super().__init__(server.server_port)
         self.app = app
         self.server = server
-        self.local = threading.local()
-
-    def connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = http.client.HTTPConnection("127.0.0.1", self.server.server_port, timeout=30)
-            self.local.conn = conn
-        return conn
-
-    def request(self, method: str, path: str, body: Any = None,
-                headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        conn = self.connection()
-        all_headers = dict(headers or {})
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            all_headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=all_headers)
-        response = conn.getresponse()
-        raw = response.read()
-        return response.status, (json.loads(raw) if raw else None)
 
     def readers(self, n: int) -> list[dict[str, str]]:
-        with self.app.app_context():
-            identity = get_identity()
-            return [{"X-Engage-Reader": identity.mint_reader()} for _ in range(n)]
+        return mint_readers(self.app, n)
 
     def counts(self) -> dict[str, int]:
         status, body = self.request("GET", f"/api/v1/articles/{ARTICLE_ID}/reactions")
@@ -78,15 +45,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     redis = RedisServer(tmp_path_factory.mktemp("redis")).start()
     app = make_app(redis.url, Path(tmp_path_factory.mktemp("data")),
                    THROTTLE_VOTES=1_000_000, REDIS_MAX_CONNECTIONS=THREADS + 10)
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=KeepAliveHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield Live(app, server)
+        with serving(app, keep_alive=True) as server:
+            yield Live(app, server)
     finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
         with app.app_context():
             get_store().close()
         redis.stop()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import random
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,10 +10,9 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from engage.identity import get_identity
-from engage.store import get_store
+from tests.conftest import get_store_of
+from tests.live_server import KeepAliveClient, mint_readers, serving
 
 THREADS = 50
 VOTERS = 2000
@@ -29,56 +25,13 @@ def app_config() -> dict[str, Any]:
     return {"THROTTLE_VOTES": 1_000_000, "REDIS_MAX_CONNECTIONS": THREADS + 20}
 
 
-class _QuietHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"  # one kept-alive connection per client thread
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-class Client:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.local = threading.local()
-
-    def request(self, method: str, path: str, body: Any = None,
-                headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            self.local.conn = conn
-        all_headers = dict(headers or {})
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            all_headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=all_headers)
-        response = conn.getresponse()
-        raw = response.read()
-        return response.status, (json.loads(raw) if raw else None)
-
-
 @pytest.fixture
-def server(app: Flask) -> Iterator[Client]:
-    live: BaseWSGIServer = make_server(
-        "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler
-    )
-    thread = threading.Thread(target=live.serve_forever, daemon=True)
-    thread.start()
-    yield Client(live.server_port)
-    live.shutdown()
-    thread.join(10)
-    live.server_close()
+def server(app: Flask) -> Iterator[KeepAliveClient]:
+    with serving(app, keep_alive=True) as live:
+        yield KeepAliveClient(live.server_port, timeout=60)
 
 
-def readers(app: Flask, n: int) -> list[dict[str, str]]:
-    """Signed reader tokens minted in-process (the HTTP mint is rate limited per address)."""
-    with app.app_context():
-        identity = get_identity()
-        return [{"X-Engage-Reader": identity.mint_reader()} for _ in range(n)]
-
-
-def make_poll(client: Client, editor: dict[str, str], **body: Any) -> str:
+def make_poll(client: KeepAliveClient, editor: dict[str, str], **body: Any) -> str:
     status, created = client.request("POST", "/api/v1/polls", {
         "question": "Which should come first?", "options": ["A", "B", "C", "D", "E"], **body,
     }, editor)
@@ -92,7 +45,7 @@ def test_2000_concurrent_voters_are_counted_exactly(app, server, editor):
     poll_id = make_poll(server, editor, multiple=True, max_choices=3)
     rng = random.Random(2026)
     ballots = [rng.sample(OPTIONS, rng.randint(1, 3)) for _ in range(VOTERS)]
-    tokens = readers(app, VOTERS)
+    tokens = mint_readers(app, VOTERS)
     path = f"/api/v1/polls/{poll_id}/votes/mine"
 
     def cast(index: int) -> int:
@@ -120,7 +73,7 @@ def test_2000_concurrent_voters_are_counted_exactly(app, server, editor):
 @pytest.mark.slow
 def test_repeats_racing_each_other_count_once(app, server, editor):
     poll_id = make_poll(server, editor)
-    tokens = readers(app, 100)
+    tokens = mint_readers(app, 100)
     path = f"/api/v1/polls/{poll_id}/votes/mine"
     jobs = [(index, OPTIONS[index % 5]) for index in range(100)] * 5
     random.Random(7).shuffle(jobs)
@@ -138,7 +91,7 @@ def test_repeats_racing_each_other_count_once(app, server, editor):
 
 def test_one_readers_concurrent_changes_leave_exactly_one_vote(app, server, editor):
     poll_id = make_poll(server, editor)
-    [me] = readers(app, 1)
+    [me] = mint_readers(app, 1)
     path = f"/api/v1/polls/{poll_id}/votes/mine"
     rng = random.Random(11)
     picks = [rng.choice(OPTIONS) for _ in range(500)]
@@ -162,7 +115,7 @@ def test_one_readers_concurrent_changes_leave_exactly_one_vote(app, server, edit
 
 def test_one_readers_racing_votes_and_withdrawals_stay_consistent(app, server, editor):
     poll_id = make_poll(server, editor, multiple=True)
-    [me] = readers(app, 1)
+    [me] = mint_readers(app, 1)
     path = f"/api/v1/polls/{poll_id}/votes/mine"
     rng = random.Random(5)
     jobs: list[list[str] | None] = [
@@ -182,8 +135,3 @@ def test_one_readers_racing_votes_and_withdrawals_stay_consistent(app, server, e
     mine = view["mine"] or []
     assert view["results"]["counts"] == {o: int(o in mine) for o in OPTIONS}
     assert view["results"]["total"] == (1 if mine else 0)
-
-
-def get_store_of(app: Flask) -> Any:
-    with app.app_context():
-        return get_store()

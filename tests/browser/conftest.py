@@ -7,11 +7,7 @@ fixtures loaded and an editor token ready.
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,11 +16,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer
 
 from engage import seeds
 from engage.store import Store, get_store, tokens
 from tests.conftest import make_app
+from tests.live_server import call_json, serving
 from tests.redis_server import RedisServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -50,19 +47,8 @@ class LiveServer:
 
     def api(self, method: str, path: str, body: Any = None,
             headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        request.add_header("User-Agent", "engage-tests")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+        return call_json(self.url + path, method, body,
+                         {"User-Agent": "engage-tests", **(headers or {})})
 
     def article(self, title: str = "A test article", section: str = "Testing", **extra: Any) -> str:
         article_id = "t-" + uuid.uuid4().hex[:10]
@@ -89,13 +75,6 @@ class LiveServer:
             return dict(self.store.redis.hgetall(self.store.keys.article_linkstats(article_id)))
 
 
-def serve(wsgi_app: Any) -> tuple[BaseWSGIServer, threading.Thread]:
-    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, thread
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     pages: dict[str, tuple[str, str]] = {}
@@ -108,29 +87,26 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         start_response("200 OK" if html else "404 Not Found", headers)
         return [(html or "not found").encode()]
 
-    site, site_thread = serve(publisher_site)
-    publisher = f"http://127.0.0.1:{site.server_port}"
-    redis = RedisServer(tmp_path_factory.mktemp("live-redis")).start()
-    app = make_app(
-        redis.url, tmp_path_factory.mktemp("live-data"),
-        DEMO=True, ALLOWED_ORIGINS=[publisher],
-        THROTTLE_VOTES=100000, READER_MINT_LIMIT="100000 per minute",
-    )
-    with app.app_context():
-        store = get_store()
-        seeds.load(store, app.config["SEEDS_DIR"])
-        editor = tokens.create(store, "editor", "browser tests")[0]
-    server, thread = serve(app)
-    live = LiveServer(f"http://127.0.0.1:{server.server_port}", app, store,
-                      {"Authorization": f"Bearer {editor}"}, server, publisher, pages)
-    try:
-        yield live
-    finally:
-        for running, worker in ((server, thread), (site, site_thread)):
-            running.shutdown()
-            worker.join(10)
-        store.close()
-        redis.stop()
+    with serving(publisher_site) as site:
+        publisher = f"http://127.0.0.1:{site.server_port}"
+        redis = RedisServer(tmp_path_factory.mktemp("live-redis")).start()
+        app = make_app(
+            redis.url, tmp_path_factory.mktemp("live-data"),
+            DEMO=True, ALLOWED_ORIGINS=[publisher],
+            THROTTLE_VOTES=100000, READER_MINT_LIMIT="100000 per minute",
+        )
+        with app.app_context():
+            store = get_store()
+            seeds.load(store, app.config["SEEDS_DIR"])
+            editor = tokens.create(store, "editor", "browser tests")[0]
+        try:
+            with serving(app) as server:
+                yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, store,
+                                 {"Authorization": f"Bearer {editor}"}, server, publisher,
+                                 pages)
+        finally:
+            store.close()
+            redis.stop()
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,9 @@ Writes docs/screenshots/dashboard-overview.png and dashboard-article.png.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,11 +16,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from engage import seeds
 from engage.store import Store, get_store, links, polls, reactions, tokens
 from tests.conftest import make_app
+from tests.live_server import call_json, serving
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.browser
@@ -47,18 +43,7 @@ class LiveServer:
 
     def api(self, method: str, path: str, body: Any = None,
             headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                raw = response.read()
-                return response.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+        return call_json(self.url + path, method, body, headers)
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +59,11 @@ def dash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         add_history(store)
         add_small_sample(store)
         editor = tokens.create(store, "editor", "Night desk")[0]
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, store,
-                         {"Authorization": f"Bearer {editor}"})
+        with serving(app) as server:
+            yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, store,
+                             {"Authorization": f"Bearer {editor}"})
     finally:
-        server.shutdown()
-        thread.join(10)
         store.close()
         redis.stop()
 
