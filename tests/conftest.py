@@ -118,3 +118,11 @@ def new_reader(client: FlaskClient) -> dict[str, str]:
 @pytest.fixture
 def reader(client: FlaskClient) -> dict[str, str]:
     return new_reader(client)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server for this test alone, which it may stop, kill or pause."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

@@ -29,18 +29,11 @@ SEED_IDS = [entry["id"] for entry in json.loads((ROOT / "seeds" / "articles.json
 
 
 @pytest.fixture
-def cli_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def run(cli_redis: RedisServer, tmp_path: Path) -> Any:
+def run(own_redis: RedisServer, tmp_path: Path) -> Any:
     runner = CliRunner()
     env = {name: None for name in os.environ if name.startswith("ENGAGE_")}
     env.update({
-        "ENGAGE_REDIS_URL": cli_redis.url,
+        "ENGAGE_REDIS_URL": own_redis.url,
         "ENGAGE_SECRET_KEY": "cli-test-secret-long-enough",
         "ENGAGE_DATA_DIR": str(tmp_path / "data"),
         "ENGAGE_LOG_JSON": "0",
@@ -53,19 +46,19 @@ def run(cli_redis: RedisServer, tmp_path: Path) -> Any:
     return invoke
 
 
-def put_article(cli_redis: RedisServer, tmp_path: Path, token: str) -> int:
-    app = make_app(cli_redis.url, tmp_path, SECRET_KEY="cli-test-secret-long-enough")
+def put_article(own_redis: RedisServer, tmp_path: Path, token: str) -> int:
+    app = make_app(own_redis.url, tmp_path, SECRET_KEY="cli-test-secret-long-enough")
     response = app.test_client().put("/api/v1/articles/cli-article", json=ARTICLE,
                                      headers={"Authorization": f"Bearer {token}"})
     return response.status_code
 
 
-def test_token_lifecycle(run: Any, cli_redis: RedisServer, tmp_path: Path) -> None:
+def test_token_lifecycle(run: Any, own_redis: RedisServer, tmp_path: Path) -> None:
     created = run("token", "create", "--role", "editor", "--name", "night desk")
     assert created.exit_code == 0, created.output
     token = created.stdout.strip()
     assert token.startswith("eng_") and "\n" not in token
-    assert put_article(cli_redis, tmp_path, token) == 201
+    assert put_article(own_redis, tmp_path, token) == 201
 
     listed = run("token", "list")
     assert listed.exit_code == 0
@@ -74,13 +67,13 @@ def test_token_lifecycle(run: Any, cli_redis: RedisServer, tmp_path: Path) -> No
     assert "editor" in listed.stdout and "night desk" in listed.stdout
     assert secret not in listed.stdout
     # Redis holds only a digest of the secret.
-    stored = cli_redis.client().hget("engage:tokens", token_id)
+    stored = own_redis.client().hget("engage:tokens", token_id)
     assert stored is not None and secret not in stored
 
     revoked = run("token", "revoke", token_id)
     assert revoked.exit_code == 0
     assert token_id not in run("token", "list").stdout
-    assert put_article(cli_redis, tmp_path, token) == 401
+    assert put_article(own_redis, tmp_path, token) == 401
     again = run("token", "revoke", token_id)
     assert again.exit_code != 0
     assert "no token" in again.output
@@ -92,19 +85,19 @@ def test_token_roles(run: Any) -> None:
     assert bad.exit_code != 0
 
 
-def test_refuses_without_secret(cli_redis: RedisServer) -> None:
+def test_refuses_without_secret(own_redis: RedisServer) -> None:
     env: dict[str, str | None] = {n: None for n in os.environ if n.startswith("ENGAGE_")}
-    env["ENGAGE_REDIS_URL"] = cli_redis.url
+    env["ENGAGE_REDIS_URL"] = own_redis.url
     result = CliRunner().invoke(main, ["token", "list"], env=env)
     assert result.exit_code != 0
     assert "ENGAGE_SECRET_KEY" in result.output
 
 
-def test_seed_is_idempotent(run: Any, cli_redis: RedisServer) -> None:
+def test_seed_is_idempotent(run: Any, own_redis: RedisServer) -> None:
     first = run("seed")
     assert first.exit_code == 0, first.output
     assert f"{len(SEED_IDS)} articles" in first.stdout
-    client = cli_redis.client()
+    client = own_redis.client()
 
     def state() -> dict[str, Any]:
         return {

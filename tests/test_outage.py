@@ -20,13 +20,6 @@ READ = "/api/v1/articles/korea-china-reset/reactions"
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def outage_app(own_redis: RedisServer, tmp_path: Path) -> Iterator[Flask]:
     app = make_app(own_redis.url, tmp_path, RETRY_AFTER=7)
     yield app
