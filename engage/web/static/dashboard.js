@@ -41,7 +41,7 @@
 
     function render(data) {
       document.getElementById("live-total").textContent = data.totals.total;
-      document.getElementById("live-hour").textContent = data.totals.last_hour;
+      document.getElementById("live-hour").textContent = String(Math.round(data.totals.last_hour));
       document.getElementById("live-approval").textContent = pct(data.totals.approval);
 
       var items = [];
@@ -73,7 +73,7 @@
         tr.appendChild(th);
         tr.appendChild(el("td", "num", String(a.total)));
         tr.appendChild(el("td", "num", pct(a.approval)));
-        tr.appendChild(el("td", "num", String(a.last_hour)));
+        tr.appendChild(el("td", "num", String(Math.round(a.last_hour))));
         return tr;
       });
       tbody.replaceChildren.apply(tbody, rows);
