@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from engage.store import Store
+from engage.store import Store, shards
 
 
 def stream_keys(store: Store) -> list[str]:
@@ -23,15 +23,10 @@ def stream_keys(store: Store) -> list[str]:
     pipe.zrange(keys.polls, 0, -1)
     pipe.zrange(keys.sharded, 0, -1, withscores=True)
     article_ids, poll_ids, sharded = pipe.execute()
+    # A sharded article's votes are logged in each shard's stream (store/shards.py).
     return [keys.article_events(a) for a in article_ids] + [
-        keys.poll_part(p, "events") for p in poll_ids
-    ] + [s for a, n in sharded for s in _shard_streams(store, a, int(n))]
-
-
-def _shard_streams(store: Store, article_id: str, shards: int) -> list[str]:
-    """A sharded article's votes are logged in each shard's stream (store/shards.py)."""
-    keys = store.keys
-    return [keys.article_events(keys.shard_id(article_id, i)) for i in range(shards)]
+        keys.poll_events(p) for p in poll_ids
+    ] + [s for a, n in sharded for s in shards.shard_parts(keys, a, int(n), "events")]
 
 
 def decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -60,9 +55,9 @@ def streams_for(store: Store, article: str | None = None) -> list[str]:
     pipe = store.redis.pipeline(transaction=False)
     pipe.zrange(keys.article_polls(article), 0, -1)
     pipe.zscore(keys.sharded, article)
-    poll_ids, shards = pipe.execute()
-    return [keys.article_events(article)] + [keys.poll_part(p, "events") for p in poll_ids] + (
-        _shard_streams(store, article, int(shards)) if shards else [])
+    poll_ids, shard_count = pipe.execute()
+    return [keys.article_events(article)] + [keys.poll_events(p) for p in poll_ids] + (
+        shards.shard_parts(keys, article, int(shard_count), "events") if shard_count else [])
 
 
 def _matches(fields: dict[str, str], types: frozenset[str], article: str | None) -> bool:
