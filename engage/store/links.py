@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
 
 from engage import errors
 from engage.store import Store, articles, reactions, scripts
+from engage.store.stats import wilson_lower
 
 REDIRECT_PREFIX = "/r/"
 # How many same-section articles are considered when filling the box.
@@ -75,30 +75,21 @@ def curated(store: Store, article_id: str) -> list[dict[str, Any]]:
     return [_public(link) for link in _decode(raw)]
 
 
-def wilson_lower_bound(positive: int, total: int, z: float = 1.96) -> float:
-    """Lower bound of the approval share: few votes rank below many at the same share."""
-    if total <= 0:
-        return 0.0
-    share = positive / total
-    denominator = 1 + z * z / total
-    centre = share + z * z / (2 * total)
-    margin = z * math.sqrt((share * (1 - share) + z * z / (4 * total)) / total)
-    return (centre - margin) / denominator
-
-
 def _rank(
     store: Store, candidates: list[str], metas: dict[str, dict[str, Any]],
     counts: dict[str, reactions.Reactions | None], exclude: set[str], wanted: int,
 ) -> list[dict[str, Any]]:
-    """Articles ranked by reader approval (Wilson lower bound), newest first among equals."""
+    """Articles ranked by reader approval (the Wilson lower bound the stats rank by, so
+    few votes rank below many at the same share), newest first among equals; an article
+    without votes scores 0."""
     approve = store.config["CHOICES"][0]
     ranked: list[tuple[float, int, str]] = []
     for order, aid in enumerate(candidates):
         meta, result = metas.get(aid), counts.get(aid)
         if meta is None or aid in exclude or meta["url"] in exclude:
             continue
-        score = wilson_lower_bound(result.counts[approve], result.total) if result else 0.0
-        ranked.append((-score, order, aid))
+        score = wilson_lower(result.counts[approve], result.total) if result else None
+        ranked.append((-(score or 0.0), order, aid))
     ranked.sort()
     return [
         {
