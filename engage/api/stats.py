@@ -40,6 +40,15 @@ def query_window(store: Any, query: dict[str, Any]) -> stats.Range | None:
                                default_span=longest)
 
 
+def window_fields(window: stats.Range | None) -> dict[str, Any]:
+    """The range a figure covers, as the stats replies show it (all None: standings)."""
+    return {
+        "since": iso(window.since) if window else None,
+        "until": iso(window.until) if window else None,
+        "bucket": window.granularity if window else None,
+    }
+
+
 def stats_page(query: dict[str, Any]) -> dict[str, Any]:
     """The ranked, paginated list."""
     store = get_store()
@@ -48,9 +57,7 @@ def stats_page(query: dict[str, Any]) -> dict[str, Any]:
     offset, limit = query["offset"], query["limit"]
     return {
         "sort": query["sort"],
-        "since": iso(window.since) if window else None,
-        "until": iso(window.until) if window else None,
-        "bucket": window.granularity if window else None,
+        **window_fields(window),
         "total": len(ranked),
         "limit": limit,
         "offset": offset,
@@ -90,12 +97,7 @@ class SectionFigures(MethodView):
         """Each section's figures: the sums of its articles', most votes first (editor)."""
         store = get_store()
         window = query_window(store, query)
-        return {
-            "since": iso(window.since) if window else None,
-            "until": iso(window.until) if window else None,
-            "bucket": window.granularity if window else None,
-            "sections": stats.sections(store, window),
-        }
+        return {**window_fields(window), "sections": stats.sections(store, window)}
 
 
 @blp.route("/articles/<eid:article_id>/stats")
@@ -125,36 +127,26 @@ def _millis(value: datetime | None) -> int | None:
     return max(0, int(value.timestamp() * 1000)) if value else None
 
 
-def _csv_row(event: dict[str, Any]) -> list[str]:
+def _timed(event: dict[str, Any]) -> dict[str, Any]:
     time = datetime.fromtimestamp(event["ts_ms"] / 1000, UTC).isoformat(timespec="milliseconds")
-    row = {**event, "time": time.replace("+00:00", "Z")}
-    return [str(row.get(column, "")) for column in EXPORT_COLUMNS]
-
-
-def _ndjson_line(event: dict[str, Any]) -> str:
-    time = datetime.fromtimestamp(event["ts_ms"] / 1000, UTC).isoformat(timespec="milliseconds")
-    return json.dumps({**event, "time": time.replace("+00:00", "Z")}, separators=(",", ":"))
+    return {**event, "time": time.replace("+00:00", "Z")}
 
 
 def export_chunks(found: Iterator[dict[str, Any]], fmt: str) -> Iterator[str]:
     buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
     if fmt == "csv":
-        writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(EXPORT_COLUMNS)
-        for event in found:
-            writer.writerow(_csv_row(event))
-            if buffer.tell() >= _CHUNK_BYTES:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-    else:
-        for event in found:
-            buffer.write(_ndjson_line(event))
-            buffer.write("\n")
-            if buffer.tell() >= _CHUNK_BYTES:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
+    for event in found:
+        row = _timed(event)
+        if fmt == "csv":
+            writer.writerow([str(row.get(column, "")) for column in EXPORT_COLUMNS])
+        else:
+            buffer.write(json.dumps(row, separators=(",", ":")) + "\n")
+        if buffer.tell() >= _CHUNK_BYTES:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
     yield buffer.getvalue()
 
 
