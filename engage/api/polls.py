@@ -46,11 +46,15 @@ def _staff() -> bool:
 
 
 def _reply(view: dict[str, Any], personal: bool) -> Response:
-    body = schemas.PollSchema().dump(view)
+    return _cached(schemas.PollSchema().dump(view), [view], personal)
+
+
+def _cached(body: Any, views: list[dict[str, Any]], personal: bool) -> Response:
+    """Private for a reader or staff; otherwise shared-cacheable."""
     if personal:
         return private(body)
     response = cacheable(body, vary=_PERSONAL)
-    if _closes_within_cache_life(view):
+    if any(_closes_within_cache_life(view) for view in views):
         # A cached "open" must not outlive closes_at: revalidate (cheap with the ETag).
         response.headers["Cache-Control"] = "public, no-cache"
     return response
@@ -177,14 +181,9 @@ class ArticlePolls(MethodView):
         staff = _staff()
         if articles.get(store, article_id) is None:
             raise errors.UnknownArticle()
-        found = polls.for_articles(store, [article_id], reader=reader, staff=staff)
-        body = schemas.PollListSchema().dump({"polls": found[article_id]})
-        if reader or staff:
-            return private(body)
-        response = cacheable(body, vary=_PERSONAL)
-        if any(_closes_within_cache_life(view) for view in found[article_id]):
-            response.headers["Cache-Control"] = "public, no-cache"
-        return response
+        found = polls.for_articles(store, [article_id], reader=reader, staff=staff)[article_id]
+        body = schemas.PollListSchema().dump({"polls": found})
+        return _cached(body, found, personal=bool(reader or staff))
 
 
 _CSV_FIELDS = (
