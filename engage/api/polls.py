@@ -220,14 +220,15 @@ class PollExport(MethodView):
         def rows() -> Iterator[str]:
             yield _csv_line({name: name for name in _CSV_FIELDS})
             results = view["results"] or {"counts": {}, "percentages": {}, "total": 0}
+            now = store.now().isoformat()
             for option in view["options"]:
                 yield _csv_line({
-                    "record": "result", "time": store.now().isoformat(), "option": option["id"],
+                    "record": "result", "time": now, "option": option["id"],
                     "label": option["label"], "votes": results["counts"].get(option["id"], 0),
                     "percentage": results["percentages"].get(option["id"], 0),
                 })
             yield _csv_line({
-                "record": "result", "time": store.now().isoformat(), "option": "_voters",
+                "record": "result", "time": now, "option": "_voters",
                 "label": "distinct voters", "votes": results["total"],
             })
             for entry_id, fields in polls.events(store, poll_id):
