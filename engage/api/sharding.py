@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 
 from engage import errors, schemas
 from engage.identity import require_role
-from engage.store import articles, get_store, shards
+from engage.store import get_store, shards
 
 blp = Blueprint("sharding", __name__, description="Counter shards for viral articles.")
 
@@ -27,10 +27,10 @@ class ArticleSharding(MethodView):
     @require_role("editor")
     def get(self, article_id: str) -> dict[str, Any]:
         """How many counter shards the article's votes are spread over (0: none)."""
-        store = get_store()
-        if articles.get(store, article_id) is None:
+        count = shards.count(get_store(), article_id)
+        if count is None:
             raise errors.UnknownArticle()
-        return {"article": article_id, "shards": shards.count(store, article_id)}
+        return {"article": article_id, "shards": count}
 
     @blp.arguments(schemas.ShardingInSchema)
     @blp.response(200, schemas.ShardingSchema)

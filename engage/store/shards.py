@@ -186,9 +186,11 @@ def _adopt(store: Store, article_id: str, index: int, pairs: list[str]) -> None:
               args=[article_id, index, *pairs])
 
 
-def count(store: Store, article_id: str) -> int:
-    """The article's shard count once sharding is on (0: not sharded)."""
-    return int(store.redis.hget(store.keys.article(article_id), "shards") or 0)
+def count(store: Store, article_id: str) -> int | None:
+    """The article's shard count once sharding is on (0: not sharded); None for an
+    unknown article (its title says it exists, read in the same command)."""
+    title, shards = store.redis.hmget(store.keys.article(article_id), ["title", "shards"])
+    return None if title is None else int(shards or 0)
 
 
 def sharded_articles(store: Store) -> dict[str, int]:
