@@ -161,10 +161,11 @@ def _vote_parts(store: Store, article_ids: list[str]) -> dict[str, list[str]]:
     """Where each article's votes are counted: itself, plus its shards when sharded
     (store/shards.py); their counts and stats buckets add up."""
     sharded = shards.sharded_articles(store)
-    keys = store.keys
-    return {
-        a: [a] + [keys.shard_id(a, i) for i in range(sharded.get(a, 0))] for a in article_ids
-    }
+    return {a: _parts(store, a, sharded.get(a, 0)) for a in article_ids}
+
+
+def _parts(store: Store, article_id: str, shard_count: int) -> list[str]:
+    return [article_id] + [store.keys.shard_id(article_id, i) for i in range(shard_count)]
 
 
 def _votes_cast(fields: dict[str, str] | Counter[str]) -> int:
@@ -345,11 +346,12 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
     pipe = store.redis.pipeline(transaction=False)
     pipe.exists(owner)
     pipe.zrange(keys.article_polls(article_id), 0, -1)
-    exists, poll_ids = pipe.execute()
+    pipe.zscore(keys.sharded, article_id)
+    exists, poll_ids, shard_count = pipe.execute()
     if not exists:
         return None
     starts = window.starts()
-    parts = _vote_parts(store, [article_id])[article_id]
+    parts = _parts(store, article_id, int(shard_count or 0))
     pipe = store.redis.pipeline(transaction=False)
     for start in starts:
         for part in parts:
