@@ -17,15 +17,9 @@ from engage import errors, schemas
 from engage.api.links import absolute
 from engage.api.reactions import cacheable, private
 from engage.identity import current_reader
-from engage.store import Store, get_store, links, polls, reactions
+from engage.store import get_store, links, polls, reactions
 
 blp = Blueprint("widget", __name__, description="Batched reads for the embeddable widget.")
-
-
-def _polls(
-    store: Store, article_ids: list[str], reader: str | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    return polls.for_articles(store, article_ids, reader=reader)
 
 
 @blp.route("/widget")
@@ -40,7 +34,7 @@ class WidgetBundle(MethodView):
         found = reactions.read_many(store, ids)
         known = [aid for aid in ids if found[aid] is not None]
         boxes = links.for_articles(store, known) if known else {}
-        poll_views = _polls(store, known) if known else {}
+        poll_views = polls.for_articles(store, known) if known else {}
         config = current_app.config
         body: dict[str, Any] = {
             "choices": list(config["CHOICES"]),
@@ -85,6 +79,6 @@ class WidgetMine(MethodView):
                     "counts": result.counts, "total": result.total,
                     "mine": result.mine, "reason": result.reason, "polls": [],
                 }
-        for aid, views in (_polls(store, known, reader) if known else {}).items():
+        for aid, views in (polls.for_articles(store, known, reader) if known else {}).items():
             mine[aid]["polls"] = views
         return private({"articles": mine})
