@@ -1,0 +1,160 @@
+"""In-process cost of engage's hot requests, against a bare Flask view measured alike.
+
+    python bench/profile_hot.py              # µs per request, median of 5 loops
+    python bench/profile_hot.py --profile    # plus a cProfile of each scenario
+
+Starts its own redis-server (tests/redis_server.py), builds the app the way gunicorn
+does (multiprocess metrics directory, JSON log lines to a discarded stderr) and calls
+the WSGI app directly with a prepared environ, so the figure is engage's own Python
+per request with no test-client or socket overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="engage-prof-"))
+
+from werkzeug.test import EnvironBuilder  # noqa: E402
+
+from tests.redis_server import RedisServer  # noqa: E402
+
+ARTICLE = {"title": "Bench", "url": "https://news.example.com/bench", "section": "Bench",
+           "published_at": "2026-01-08T09:00:00Z", "tags": []}
+
+
+def _caller(app: Any, environ: dict[str, Any], body: bytes = b"",
+            vary: Callable[[dict[str, Any]], None] | None = None) -> Callable[[], int]:
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        statuses.append(status)
+
+    def call() -> int:
+        env = dict(environ)
+        if body:
+            env["wsgi.input"] = io.BytesIO(body)
+        if vary is not None:
+            vary(env)
+        for _ in app(env, start_response):
+            pass
+        return int(statuses.pop()[:3])
+
+    return call
+
+
+def _environ(method: str, path: str, headers: dict[str, str] | None = None,
+             body: bytes = b"") -> dict[str, Any]:
+    builder = EnvironBuilder(method=method, path=path, headers=headers or {},
+                             data=body or None,
+                             content_type="application/json" if body else None)
+    env = builder.get_environ()
+    env["REMOTE_ADDR"] = "127.0.0.1"
+    return env
+
+
+def _measure(call: Callable[[], int], expect: int, n: int) -> float:
+    status = call()
+    assert status == expect, status
+    runs = []
+    for _ in range(7):
+        started = time.perf_counter()
+        for _ in range(n):
+            call()
+        runs.append((time.perf_counter() - started) / n * 1e6)
+    return min(runs)  # the least disturbed loop: the CPUs are shared
+
+
+def _discard_request_log() -> None:
+    """The lines are still formatted and written, to /dev/null instead of the terminal."""
+    import logging
+
+    sink = open(os.devnull, "w")  # noqa: SIM115  lives as long as the process
+    for handler in logging.getLogger("engage.request").handlers:
+        handler.setStream(sink)  # type: ignore[attr-defined]
+    from engage import logs
+
+    if hasattr(logs, "set_stream"):
+        logs.set_stream(sink)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("-n", type=int, default=2000)
+    args = parser.parse_args()
+
+    from engage import create_app
+    from engage.store import get_store, tokens
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp)).start()
+        try:
+            os.environ["BENCH_REDIS_URL"] = server.url
+            from bench.baselines import flask_const, flask_evalsha
+            app = create_app({"REDIS_URL": server.url, "DATA_DIR": tmp,
+                              "SECRET_KEY": "profile-secret-key-0123456789", "LOG_JSON": True,
+                              "THROTTLE_VOTES": 10**9})
+            _discard_request_log()
+            with app.app_context():
+                store = get_store()
+                admin = tokens.create(store, "admin", "profile")[0]
+            auth = {"Authorization": f"Bearer {admin}"}
+            import json
+            put = _caller(app, _environ("PUT", "/api/v1/articles/bench-read", auth,
+                                        json.dumps(ARTICLE).encode()),
+                          json.dumps(ARTICLE).encode())
+            assert put() in (200, 201)
+            read = _caller(app, _environ("GET", "/api/v1/articles/bench-read/reactions"))
+            readers = app.extensions["engage.identity"]
+            token = readers.mint_reader()
+            vote_body = json.dumps({"choice": "yes"}).encode()
+            vote_env = _environ("PUT", "/api/v1/articles/bench-read/reactions/mine",
+                                {"X-Engage-Reader": token}, vote_body)
+            fresh = iter([readers.mint_reader() for _ in range(8 * args.n + 10)])
+            new_vote = _caller(app, vote_env, vote_body,
+                               lambda env: env.update(HTTP_X_ENGAGE_READER=next(fresh)))
+            const = _caller(flask_const.app, _environ("GET", "/"))
+            bare_env = _environ("PUT", "/vote", {"X-Engage-Reader": "r"}, vote_body)
+            plain = (f"r{i}" for i in range(10**9))
+            bare_vote = _caller(flask_evalsha.app, bare_env, vote_body,
+                                lambda env: env.update(HTTP_X_ENGAGE_READER=next(plain)))
+
+            results = {
+                "engage read": _measure(read, 200, args.n),
+                "engage vote (new reader)": _measure(new_vote, 200, args.n),
+                "bare Flask constant JSON": _measure(const, 200, args.n),
+                "bare Flask EVALSHA vote": _measure(bare_vote, 200, args.n),
+            }
+            for name, us in results.items():
+                print(f"{name:32s} {us:8.1f} µs/request")
+            if args.profile:
+                fresh = iter([readers.mint_reader() for _ in range(args.n + 10)])
+                for name, call in (("read", read), ("vote", new_vote)):
+                    prof = cProfile.Profile()
+                    prof.enable()
+                    for _ in range(args.n):
+                        call()
+                    prof.disable()
+                    out = io.StringIO()
+                    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(90)
+                    print(f"== {name}", file=sys.stdout)
+                    print(out.getvalue(), file=sys.stdout)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
