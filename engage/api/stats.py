@@ -27,10 +27,6 @@ EXPORT_COLUMNS = (
 _CHUNK_BYTES = 64 * 1024
 
 
-def iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
-
-
 def query_window(store: Any, query: dict[str, Any]) -> stats.Range | None:
     """None (current standings) unless the query names a range."""
     if not (query.get("since") or query.get("until")):
@@ -43,8 +39,8 @@ def query_window(store: Any, query: dict[str, Any]) -> stats.Range | None:
 def window_fields(window: stats.Range | None) -> dict[str, Any]:
     """The range a figure covers, as the stats replies show it (all None: standings)."""
     return {
-        "since": iso(window.since) if window else None,
-        "until": iso(window.until) if window else None,
+        "since": stats.iso(window.since) if window else None,
+        "until": stats.iso(window.until) if window else None,
         "bucket": window.granularity if window else None,
     }
 

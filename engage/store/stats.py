@@ -46,6 +46,11 @@ def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
     return max(0.0, (centre - margin) / (1 + z2 / total))
 
 
+def iso(value: datetime) -> str:
+    """A time as the stats replies show it: UTC with a Z."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def trending_score(recent: float, baseline: float) -> float:
     return (recent + 1.0) / (baseline + 1.0)
 
@@ -366,7 +371,7 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
         poll_votes = sum(int(next(replies).get("votes", 0)) for _ in poll_ids)
         points.append(
             {
-                "start": start.isoformat().replace("+00:00", "Z"),
+                "start": iso(start),
                 "added": {c: int(fields.get("+" + c, 0)) for c in choices},
                 "removed": {c: int(fields.get("-" + c, 0)) for c in choices},
                 "reasons": {
@@ -382,8 +387,8 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
     return {
         "article": article_id,
         "bucket": window.bucket,
-        "since": window.since.isoformat().replace("+00:00", "Z"),
-        "until": window.until.isoformat().replace("+00:00", "Z"),
+        "since": iso(window.since),
+        "until": iso(window.until),
         "choices": choices,
         "points": points,
     }
