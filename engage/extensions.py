@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask_cors import CORS
 from flask_limiter import Limiter
+from flask_limiter.util import get_qualified_name
 
 
 def _limit_key() -> str:
@@ -18,6 +19,36 @@ def _limit_key() -> str:
 
 
 limiter = Limiter(key_func=_limit_key)
+# App-wide limits (default, application or meta) would apply to every route; with none
+# configured only views decorated with `limiter.limit` can be limited.
+_APP_WIDE_LIMITS = ("RATELIMIT_DEFAULT", "RATELIMIT_APPLICATION", "RATELIMIT_META")
+
+
+@limiter.request_filter
+def _cannot_be_limited() -> bool:
+    """Skip Flask-Limiter's per-request work (limit resolution, the key function with
+    its address hash) for requests no limit applies to: most requests, and all reads.
+
+    A view counts as limited when Flask-Limiter itself marked it (the same test it
+    makes: the qualified name of the decorated view, or an endpoint hint); the answer is
+    kept per endpoint. The decorator runs its check through this filter too, so a
+    limited view must always answer False here.
+    """
+    limited: dict[str, bool] | None = current_app.extensions.get("engage.limited_endpoints")
+    if limited is None:
+        return False  # app-wide limits configured: every request is checked
+    endpoint = request.endpoint
+    if endpoint is None:
+        return True  # unmatched: Flask-Limiter exempts these itself
+    answer = limited.get(endpoint)
+    if answer is None:
+        view = current_app.view_functions.get(endpoint)
+        answer = view is not None and (
+            get_qualified_name(view) in limiter._marked_for_limiting
+            or limiter.limit_manager.has_hints(endpoint)
+        )
+        limited[endpoint] = answer
+    return not answer
 
 
 def _limiter_storage_uri(config: dict[str, Any]) -> str:
@@ -56,6 +87,8 @@ def init_app(app: Flask) -> None:
         "socket_connect_timeout": app.config["REDIS_CONNECT_TIMEOUT"],
     })
     limiter.init_app(app)
+    if not any(app.config.get(name) for name in _APP_WIDE_LIMITS):
+        app.extensions["engage.limited_endpoints"] = {}
     # Exact matches only: flask-cors reads strings with regex characters as patterns.
     origins = [
         re.compile(re.escape(o.rstrip("/")) + r"\Z")
