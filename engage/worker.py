@@ -158,13 +158,14 @@ class Worker:
         if self.streams and now - self.streams_at < STREAM_REFRESH:
             return
         self.streams_at = now
-        self.streams = events.stream_keys(self.store)
-        fresh = [key for key in self.streams if key not in self.known]
+        every = events.stream_keys(self.store)
+        fresh = [key for key in every if key not in self.known]
         if fresh:
             oldest = min(int(h["created_ms"]) for h in hooks)
             for i in range(0, len(fresh), 500):
-                webhooks.ensure_groups(self.store, fresh[i:i + 500], oldest)
-            self.known.update(fresh)
+                self.known.update(webhooks.ensure_groups(self.store, fresh[i:i + 500], oldest))
+        # Only streams that carry the group: reading one without it fails the batch.
+        self.streams = [key for key in every if key in self.known]
 
     def _read(self, batch: list[str], pending: bool = False) -> list[webhooks.Entry]:
         try:

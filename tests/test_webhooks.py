@@ -156,6 +156,23 @@ def test_delivers_signed_matching_events(app: Flask, client: FlaskClient, admin:
         assert not signature_ok("another-secret-entirely", receiver.delivered[0])
 
 
+def test_worker_does_not_recreate_an_expired_stream(
+    app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
+) -> None:
+    """A deleted poll stays indexed while its log expires; the worker must not bring the
+    log back as an empty stream without a lifetime, and must still deliver the rest."""
+    with Receiver() as receiver:
+        register(client, admin, receiver.url, ["reaction.*"])
+        put_article(client, editor, "still-here")
+        gone = store.keys.poll_part("gone-poll", "events")
+        store.redis.zadd(store.keys.polls, {"gone-poll": 1})  # indexed, log expired
+        vote(client, "still-here", mint(app))
+        worker = Worker(store, "test")
+        run_until(worker, lambda: len(receiver.delivered) >= 1)
+        assert store.redis.exists(gone) == 0
+        assert len(receiver.delivered) == 1
+
+
 def test_failed_delivery_is_retried_with_the_same_id_and_body(
     app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
 ) -> None:

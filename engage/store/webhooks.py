@@ -81,19 +81,26 @@ def owner_tag(stream_key: str) -> str:
     return f"{found.group(1)}:{found.group(2)}" if found else stream_key
 
 
-def ensure_groups(store: Store, stream_keys: list[str], start_ms: int) -> None:
-    """Create the group on each stream, starting just before `start_ms`.
+def ensure_groups(store: Store, stream_keys: list[str], start_ms: int) -> list[str]:
+    """Create the group on each existing stream, starting just before `start_ms`;
+    returns the streams that now carry it.
 
     Starting at the oldest webhook's creation (not at "$") means entries appended
-    between a stream's creation and the worker noticing it are still delivered.
+    between a stream's creation and the worker noticing it are still delivered. A
+    stream that does not exist (yet, or any more: a deleted poll's log expires) is
+    left alone rather than recreated without a lifetime; it is tried again later.
     """
     start = f"{max(start_ms - 1, 0)}-0"
     pipe = store.redis.pipeline(transaction=False)
     for key in stream_keys:
-        pipe.xgroup_create(key, GROUP, id=start, mkstream=True)
-    for reply in pipe.execute(raise_on_error=False):
-        if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
+        pipe.xgroup_create(key, GROUP, id=start, mkstream=False)
+    ready: list[str] = []
+    for key, reply in zip(stream_keys, pipe.execute(raise_on_error=False), strict=True):
+        if not isinstance(reply, Exception) or "BUSYGROUP" in str(reply):
+            ready.append(key)
+        elif "requires the key to exist" not in str(reply):
             raise reply
+    return ready
 
 
 def _flatten(reply: Any) -> list[Entry]:
