@@ -31,6 +31,7 @@ from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from tests.redis_server import RedisServer  # noqa: E402
 
+SORT = os.environ.get("PROFILE_SORT", "cumulative")
 ARTICLE = {"title": "Bench", "url": "https://news.example.com/bench", "section": "Bench",
            "published_at": "2026-01-08T09:00:00Z", "tags": []}
 
@@ -149,7 +150,7 @@ def main() -> None:
                         call()
                     prof.disable()
                     out = io.StringIO()
-                    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(90)
+                    pstats.Stats(prof, stream=out).sort_stats(SORT).print_stats(90)
                     print(f"== {name}", file=sys.stdout)
                     print(out.getvalue(), file=sys.stdout)
         finally:

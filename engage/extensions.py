@@ -51,6 +51,43 @@ def _cannot_be_limited() -> bool:
     return not answer
 
 
+def _skip_hooks_when_unlimited(app: Flask) -> None:
+    """Flask-Limiter's own hooks (check, header injection, context release) still build
+    its request context for a request the filter exempts; guard each with the filter.
+
+    For such a request they would find no limit and add nothing; a limited view's
+    requests still run all three. Hooks are matched by identity, so anything else is
+    left alone; a Flask-Limiter that registers other hooks simply keeps them unguarded.
+    """
+    def before(hook: Any) -> Any:
+        def guarded() -> Any:
+            return None if _cannot_be_limited() else hook()
+        return guarded
+
+    def after(hook: Any) -> Any:
+        def guarded(response: Response) -> Response:
+            return response if _cannot_be_limited() else hook(response)
+        return guarded
+
+    def teardown(hook: Any) -> Any:
+        def guarded(exc: BaseException | None = None) -> None:
+            if not _cannot_be_limited():
+                hook(exc)
+        return guarded
+
+    def is_limiter_hook(func: Any) -> bool:
+        owner = getattr(func, "__self__", None) or next(iter(getattr(func, "args", ())), None)
+        return owner is limiter
+
+    hook_lists: tuple[tuple[dict[Any, list[Any]], Any], ...] = (
+        (app.before_request_funcs, before), (app.after_request_funcs, after),
+        (app.teardown_request_funcs, teardown),
+    )
+    for hooks, wrap in hook_lists:
+        funcs = hooks.get(None, [])
+        funcs[:] = [wrap(f) if is_limiter_hook(f) else f for f in funcs]
+
+
 def _limiter_storage_uri(config: dict[str, Any]) -> str:
     """Flask-Limiter's URI for engage's own Redis (its scheme names differ for sockets)."""
     if config.get("RATELIMIT_STORAGE_URI"):
@@ -89,6 +126,7 @@ def init_app(app: Flask) -> None:
     limiter.init_app(app)
     if not any(app.config.get(name) for name in _APP_WIDE_LIMITS):
         app.extensions["engage.limited_endpoints"] = {}
+        _skip_hooks_when_unlimited(app)
     # Exact matches only: flask-cors reads strings with regex characters as patterns.
     origins = [
         re.compile(re.escape(o.rstrip("/")) + r"\Z")
