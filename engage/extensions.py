@@ -142,3 +142,28 @@ def init_app(app: Flask) -> None:
         expose_headers=["ETag", "Retry-After", "X-Request-ID"],
         max_age=600,
     )
+    _cors_only_with_origin(app)
+
+
+def _cors_only_with_origin(app: Flask) -> None:
+    """Run flask-cors's after_request only for API requests that send an Origin header.
+
+    Every allowed origin is an exact pattern (no "*"), so for a request without Origin
+    flask-cors adds nothing (no allowed origin to name, and no Vary of its own), and it
+    never touches paths outside /api/v1/; the Vary: Origin every API answer needs comes
+    from `_vary_on_origin`. Skipping it there saves its resource matching per request.
+    """
+    funcs = app.after_request_funcs.get(None, [])
+    for index, func in enumerate(funcs):
+        if getattr(func, "__module__", "").startswith("flask_cors"):
+            cors_after = func
+
+            def guarded(response: Response, cors_after: Any = cors_after) -> Response:
+                environ = request.environ
+                if "HTTP_ORIGIN" not in environ or \
+                        not environ.get("PATH_INFO", "").startswith("/api/"):
+                    return response
+                return cors_after(response)
+
+            funcs[index] = guarded
+
