@@ -30,7 +30,8 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from flask.wrappers import Request
 from itsdangerous import BadData, URLSafeTimedSerializer
 from markupsafe import Markup, escape
 
@@ -61,6 +62,19 @@ class DashboardSessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request_is_https() or super().get_cookie_secure(app)
+
+    # The interface is app-wide, so it runs on every API and widget request, which never
+    # carry a cookie: skip building a signing serializer for them (same empty session)
+    # and the cookie attributes nobody will use (nothing to set or delete).
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and "HTTP_COOKIE" not in request.environ:
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not session and not session.modified and not session.accessed:
+            return
+        super().save_session(app, session, response)
 
 
 def request_is_https() -> bool:
