@@ -18,6 +18,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import (
@@ -128,7 +129,7 @@ def link_event(event: str) -> None:
 
 def redis_observed(op: str, seconds: float, error: str | None = None) -> None:
     """One logical Redis operation; `error` is one of REDIS_ERROR_KINDS or None."""
-    REDIS_DURATION.labels(op=op).observe(seconds)
+    _child(REDIS_DURATION, op).observe(seconds)
     if error is not None:
         REDIS_ERRORS.labels(op=op, kind=error).inc()
 
@@ -161,6 +162,20 @@ def _version() -> str:
 
 
 # -- HTTP instrumentation ---------------------------------------------------------------
+# `labels(...)` takes a lock and validates its arguments on every call; the per-request
+# metrics look their (bounded) label sets up here instead. The children are the same
+# objects `labels` returns, so what a scrape sees does not change.
+_CHILDREN: dict[tuple[object, ...], Any] = {}
+
+
+def _child(metric: Any, *values: str) -> Any:
+    key = (id(metric), *values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child
+
+
 def route_label() -> str:
     rule = request.url_rule
     return rule.rule if rule is not None else "unmatched"
@@ -177,9 +192,9 @@ def _observe(response: Response) -> Response:
     route = route_label()
     method = request.method if request.method in HTTP_METHODS else "other"
     status = f"{response.status_code // 100}xx"
-    HTTP_REQUESTS.labels(route=route, method=method, status=status).inc()
+    _child(HTTP_REQUESTS, route, method, status).inc()
     if started is not None:
-        HTTP_DURATION.labels(route=route).observe(time.perf_counter() - started)
+        _child(HTTP_DURATION, route).observe(time.perf_counter() - started)
     kind = VOTE_ENDPOINTS.get(request.endpoint or "")
     if kind and method in ("PUT", "DELETE") and not g.pop("vote_counted", False):
         reason = _REASON_BY_STATUS.get(response.status_code)
