@@ -53,15 +53,27 @@ def _authorize() -> None:
     before hearing 401. The decorator stays on the view as the declaration and a
     second check.
     """
-    if request.method == "OPTIONS":
+    method = request.method
+    if method == "OPTIONS":
         return  # CORS preflight carries no credentials by design
-    view = current_app.view_functions.get(request.endpoint or "")
-    view_class = getattr(view, "view_class", None)
-    method = "get" if request.method == "HEAD" else request.method.lower()
-    handler = getattr(view_class, method, None) if view_class is not None else view
-    role = getattr(handler, "required_role", None)
+    endpoint = request.endpoint or ""
+    roles: dict[tuple[str, str], str | None] = current_app.extensions["engage.api.roles"]
+    try:
+        role = roles[(endpoint, method)]
+    except KeyError:  # first request of this kind: views never change once registered
+        role = _required_role(endpoint, method)
+        if len(roles) < 1024:  # methods come from the client: keep the table bounded
+            roles[(endpoint, method)] = role
     if role:
         require_role(role)(lambda: None)()
+
+
+def _required_role(endpoint: str, method: str) -> str | None:
+    view = current_app.view_functions.get(endpoint)
+    view_class = getattr(view, "view_class", None)
+    name = "get" if method == "HEAD" else method.lower()
+    handler = getattr(view_class, name, None) if view_class is not None else view
+    return getattr(handler, "required_role", None)
 
 
 def _require_json() -> None:
@@ -102,6 +114,7 @@ def init_app(app: Flask) -> EngageApi:
     api.register_converter(IdConverter, _id_param_schema)
     for name in API_MODULES:
         api.register_blueprint(import_module(f"engage.api.{name}").blp, url_prefix=API_PREFIX)
+    app.extensions["engage.api.roles"] = {}
     app.before_request(_authorize)
     app.before_request(_require_json)
     app.extensions["engage.api"] = api
