@@ -46,8 +46,9 @@ def cacheable(payload: dict[str, Any], vary: tuple[str, ...] = ("X-Engage-Reader
         f"public, max-age={config['CACHE_MAX_AGE']}, "
         f"stale-while-revalidate={config['CACHE_STALE']}"
     )
-    for header in vary:
-        response.vary.add(header)
+    if vary:
+        # A fresh response has no Vary yet; Origin is merged in by an after_request hook.
+        response.headers["Vary"] = ", ".join(vary)
     response.make_conditional(request)
     return response
 
@@ -55,7 +56,7 @@ def cacheable(payload: dict[str, Any], vary: tuple[str, ...] = ("X-Engage-Reader
 def private(payload: dict[str, Any]) -> Response:
     response = jsonify(payload)
     response.headers["Cache-Control"] = "private, no-store"
-    response.vary.add("X-Engage-Reader")
+    response.headers["Vary"] = "X-Engage-Reader"  # a fresh response: no Vary to merge
     return response
 
 
