@@ -78,7 +78,7 @@ class ArticleReactions(MethodView):
 
 @blp.route("/articles/<eid:article_id>/reactions/mine")
 class MyReaction(MethodView):
-    @blp.arguments(schemas.ReactionInSchema)
+    @blp.arguments(schemas.ReactionInSchema())  # an instance: webargs would build one per request
     @blp.response(200, schemas.ReactionsSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
