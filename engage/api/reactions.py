@@ -119,7 +119,7 @@ class MyReaction(MethodView):
 
 @blp.route("/reactions")
 class BatchReactions(MethodView):
-    @blp.arguments(schemas.BatchQuerySchema, location="query")
+    @blp.arguments(schemas.BatchQuerySchema(), location="query")
     @blp.response(200, schemas.BatchReactionsSchema)
     @blp.alt_response(304, description="Not modified.")
     def get(self, query: dict[str, Any]) -> Response:
