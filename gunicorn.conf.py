@@ -42,6 +42,9 @@ keepalive = 5  # behind a load balancer that reuses connections
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"  # heartbeat file off a possibly slow container disk
 accesslog = None  # engage writes its own JSON line per request
+# gunicorn's control socket defaults to one path in the user's home, shared by every
+# server on the machine (a second engage would take over the first one's); not needed.
+control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
