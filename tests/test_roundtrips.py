@@ -225,3 +225,20 @@ def test_retry_after_a_lost_reply_does_not_double_count(
     assert redis_client.hgetall("engage:a:{korea-china-reset}:reasons") == {"unclear": "1"}
     assert redis_client.xlen("engage:a:{korea-china-reset}:events") == events + 2
     redis_client.close()
+
+
+def test_widget_mine_round_trips_do_not_grow_with_articles(
+    setup: tuple[Flask, CountingProxy, RedisServer]
+) -> None:
+    """The widget's private read fetches every article's vote in one pipeline."""
+    app, proxy, _server = setup
+    client = app.test_client()
+    warm(app, client)
+    reader = reader_for(app)
+
+    def mine(n: int) -> Any:
+        ids = "&".join(f"article=a{i}" for i in range(n))
+        return lambda: client.get(f"/api/v1/widget/mine?article=korea-china-reset&{ids}",
+                                  headers=reader)
+
+    assert count(proxy, mine(1)) == count(proxy, mine(8))

@@ -71,8 +71,7 @@ class WidgetMine(MethodView):
         ids = list(dict.fromkeys(query["article"]))
         mine: dict[str, Any] = {}
         known = []
-        for aid in ids:
-            result = reactions.read(store, aid, reader)
+        for aid, result in reactions.read_many(store, ids, reader).items():
             if result is not None:
                 known.append(aid)
                 mine[aid] = {
