@@ -155,27 +155,8 @@ def start_wsgi(name: str, target: str, kind: ServerKind, workers: int, env: dict
 
 
 # -- wrk ----------------------------------------------------------------------------------
-LUA_VOTE = r"""
--- Every request is a new reader: each wrk thread takes its own share of a token file.
-local counter, tokens, idx = 0, {}, 0
-function setup(thread) thread:set("tid", counter); counter = counter + 1 end
-function init(args)
-  local file, nthreads, i = args[1], tonumber(args[2]), 0
-  for line in io.lines(file) do
-    if i % nthreads == tid then tokens[#tokens + 1] = line end
-    i = i + 1
-  end
-end
-function request()
-  idx = idx + 1
-  if idx > #tokens then idx = 1 end
-  return wrk.format("PUT", nil, {["Content-Type"] = "application/json",
-    ["X-Engage-Reader"] = tokens[idx]}, '{"choice":"yes"}')
-end
-"""
-
-LUA_CHANGE = r"""
--- A pool of readers who already voted "yes"; every request moves one reader's vote.
+# Each wrk thread takes its own share of a file of reader tokens.
+LUA_TOKENS = r"""
 local counter, tokens, idx, pass = 0, {}, 0, 0
 function setup(thread) thread:set("tid", counter); counter = counter + 1 end
 function init(args)
@@ -185,6 +166,20 @@ function init(args)
     i = i + 1
   end
 end
+"""
+
+LUA_VOTE = LUA_TOKENS + r"""
+-- Every request is a new reader.
+function request()
+  idx = idx + 1
+  if idx > #tokens then idx = 1 end
+  return wrk.format("PUT", nil, {["Content-Type"] = "application/json",
+    ["X-Engage-Reader"] = tokens[idx]}, '{"choice":"yes"}')
+end
+"""
+
+LUA_CHANGE = LUA_TOKENS + r"""
+-- A pool of readers who already voted "yes"; every request moves one reader's vote.
 function request()
   idx = idx + 1
   if idx > #tokens then idx = 1; pass = pass + 1 end
