@@ -101,10 +101,13 @@ BUILD_INFO = Gauge(
 )
 
 
-# Vote views count their own outcomes; a vote refused before its view ran (schema,
-# rate limiter, Redis down) is counted from its status by `_observe`.
+# Vote views report what a vote did (`vote_outcome`); every refusal, from the schema,
+# the limiter, the store or a Redis outage, is counted from its status by `_observe`.
 VOTE_ENDPOINTS = {"reactions.MyReaction": "reaction", "polls.MyPollVote": "poll"}
-_REASON_BY_STATUS = {400: "invalid", 422: "invalid", 429: "throttled", 503: "unavailable"}
+_REASON_BY_STATUS = {
+    400: "invalid", 404: "unknown", 409: "closed", 422: "invalid", 429: "throttled",
+    503: "unavailable",
+}
 
 
 def _counted() -> None:
@@ -120,6 +123,14 @@ def vote_accepted(kind: str) -> None:
 def vote_rejected(kind: str, reason: str) -> None:
     VOTES_REJECTED.labels(kind=kind, reason=reason if reason in REJECT_REASONS else "invalid").inc()
     _counted()
+
+
+def vote_outcome(kind: str, changed: bool) -> None:
+    """An answered vote: it changed something, or repeated what the reader had."""
+    if changed:
+        vote_accepted(kind)
+    else:
+        vote_rejected(kind, "duplicate")
 
 
 def link_event(event: str) -> None:

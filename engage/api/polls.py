@@ -21,17 +21,9 @@ from engage.identity import (
     current_staff,
     require_role,
 )
-from engage.store import UNAVAILABLE, articles, events, get_store, polls
+from engage.store import articles, events, get_store, polls
 
 blp = Blueprint("polls", __name__, description="Reader polls on articles.")
-
-_REJECT_REASON = {
-    errors.Throttled: "throttled",
-    errors.PollClosed: "closed",
-    errors.ValidationFailed: "invalid",
-    errors.UnknownPoll: "unknown",
-}
-
 
 # A reader or staff token changes a poll read, so a shared cache keys on both.
 _PERSONAL = ("X-Engage-Reader", "Authorization")
@@ -153,19 +145,8 @@ class MyPollVote(MethodView):
 def _vote(poll_id: str, options: list[str] | None) -> Response:
     reader = current_reader()
     assert reader is not None
-    try:
-        view, changed = polls.vote(get_store(), poll_id, reader, current_address_hash(), options)
-    except (errors.Throttled, errors.PollClosed, errors.ValidationFailed,
-            errors.UnknownPoll) as exc:
-        metrics.vote_rejected("poll", _REJECT_REASON[type(exc)])
-        raise
-    except UNAVAILABLE:
-        metrics.vote_rejected("poll", "unavailable")
-        raise
-    if changed:
-        metrics.vote_accepted("poll")
-    else:
-        metrics.vote_rejected("poll", "duplicate")
+    view, changed = polls.vote(get_store(), poll_id, reader, current_address_hash(), options)
+    metrics.vote_outcome("poll", changed)  # refusals are counted from their status
     return _reply(view, personal=True)
 
 

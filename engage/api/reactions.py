@@ -100,20 +100,10 @@ class MyReaction(MethodView):
     def _vote(article_id: str, choice: str | None, reason: str | None) -> Response:
         reader = current_reader()
         assert reader is not None
-        try:
-            result, changed = reactions.vote(
-                get_store(), article_id, reader, current_address_hash(), choice, reason
-            )
-        except errors.Throttled:
-            metrics.vote_rejected("reaction", "throttled")
-            raise
-        except errors.UnknownArticle:
-            metrics.vote_rejected("reaction", "unknown")
-            raise
-        if changed:
-            metrics.vote_accepted("reaction")
-        else:
-            metrics.vote_rejected("reaction", "duplicate")
+        result, changed = reactions.vote(
+            get_store(), article_id, reader, current_address_hash(), choice, reason
+        )
+        metrics.vote_outcome("reaction", changed)  # refusals are counted from their status
         return private(_body(article_id, result))
 
 
