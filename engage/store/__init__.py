@@ -20,6 +20,7 @@ from engage.store import cluster, scripts
 from engage.store.embedded import EmbeddedRedis
 from engage.store.instrumented import InstrumentedRedis
 from engage.store.keys import Keys
+from engage.store.nearcache import NearCache
 
 EXTENSION = "engage.store"
 
@@ -43,6 +44,7 @@ class Store:
         self.config = config
         self.keys = Keys(config["REDIS_PREFIX"])
         self.scripts = {name: client.register_script(src) for name, src in scripts.ALL.items()}
+        self.near = make_near_cache(client, config)
 
     def register(self, name: str, source: str) -> None:
         """Rooms that add scripts register them here, once, at init."""
@@ -74,6 +76,8 @@ class Store:
             return False
 
     def close(self) -> None:
+        if self.near is not None:
+            self.near.close()
         self.redis.close()
 
 
@@ -103,6 +107,17 @@ def make_client(url: str, config: dict[str, Any]) -> Any:
     )
 
 
+def make_near_cache(client: Any, config: dict[str, Any]) -> NearCache | None:
+    """The process's near cache of anonymous reads (store/nearcache.py), when it can
+    be kept exact: not on a cluster, and not when NEAR_CACHE_SIZE is 0."""
+    size = int(config.get("NEAR_CACHE_SIZE", 0))
+    if size <= 0 or not isinstance(client, redis.Redis):
+        return None
+    return NearCache(client.connection_pool, type(client), size,
+                     ttl=float(config["NEAR_CACHE_TTL"]),
+                     heartbeat=float(config["NEAR_CACHE_HEARTBEAT"]))
+
+
 def resolve_url(config: dict[str, Any]) -> str:
     """The configured URL, or the embedded server's (started if needed)."""
     url = config.get("REDIS_URL")
@@ -118,6 +133,9 @@ def get_store() -> Store:
 
 def _unavailable(exc: Exception) -> Response:
     current_app.logger.warning("redis unavailable: %s", exc)
+    near = get_store().near
+    if near is not None:
+        near.reset()  # it cannot vouch for anything Redis may have done meanwhile
     return errors.error_response(
         503,
         errors.StorageUnavailable.error_code,

@@ -34,6 +34,8 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
         ],
     )
     created, previous_section, created_at = bool(int(raw[0])), raw[1], raw[2]
+    if created and store.near is not None:
+        store.near.forget(article_id)  # an "unknown article" answer may be near-cached
     # Global indexes live outside the article's slot; idempotent, rewritten every PUT.
     pipe = store.redis.pipeline(transaction=False)
     pipe.zadd(keys.articles, {article_id: _epoch(published)})

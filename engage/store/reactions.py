@@ -39,14 +39,19 @@ def _split_mine(value: str | None) -> tuple[str | None, str | None]:
 
 
 def read(store: Store, article_id: str, reader: str | None = None) -> Reactions | None:
-    """Counts (and the reader's vote) in one round trip; None for an unknown article."""
+    """Counts (and the reader's vote) in one round trip; None for an unknown article.
+
+    Anonymous reads come from the near cache (store/nearcache.py) when it can vouch
+    for them: no round trip at all.
+    """
+    if not reader:
+        return read_many(store, [article_id])[article_id]
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
     # Every registered article has a title: one HMGET says "exists" and "sharded?".
     pipe.hmget(keys.article(article_id), ["title", "shards"])
     pipe.hgetall(keys.article_counts(article_id))
-    if reader:
-        pipe.hget(keys.article_voters(article_id), reader)
+    pipe.hget(keys.article_voters(article_id), reader)
     replies = pipe.execute()
     title, shard_count = replies[0]
     if title is None:
@@ -55,7 +60,7 @@ def read(store: Store, article_id: str, reader: str | None = None) -> Reactions 
         counts, value = shards.read(store, article_id, int(shard_count), replies[1], reader)
         mine, reason = _split_mine(value)
         return Reactions(normalize_counts(store, counts), mine, reason)
-    mine, reason = _split_mine(replies[2] if reader else None)
+    mine, reason = _split_mine(replies[2])
     return Reactions(normalize_counts(store, replies[1]), mine, reason)
 
 
@@ -63,10 +68,37 @@ def read_many(
     store: Store, article_ids: list[str], reader: str | None = None
 ) -> dict[str, Reactions | None]:
     """Counts (and the reader's votes) of many articles in one pipeline (split per node
-    on a cluster)."""
+    on a cluster); anonymous counts from the near cache when it can vouch for them."""
+    if not reader and store.near is not None:
+        found = store.near.read_through(
+            article_ids, lambda client, missing: _load_anonymous(store, client, missing))
+        if found is not None:
+            return found
+    return {article_id: result for article_id, (result, _) in
+            _fetch(store, store.redis, article_ids, reader).items()}
+
+
+def _load_anonymous(store: Store, client: Any, article_ids: list[str]
+                    ) -> dict[str, tuple[Reactions | None, tuple[str, ...] | None]]:
+    """The near cache's loader: counts read through its tracked connection, with the
+    keys each depends on. Sharded counts are summed from shards read elsewhere, so
+    they are returned but not kept."""
+    keys = store.keys
+    return {
+        article_id: (result, None if sharded else
+                     (keys.article(article_id), keys.article_counts(article_id)))
+        for article_id, (result, sharded) in
+        _fetch(store, client, article_ids, None).items()
+    }
+
+
+def _fetch(
+    store: Store, client: Any, article_ids: list[str], reader: str | None
+) -> dict[str, tuple[Reactions | None, bool]]:
+    """Each article's reactions and whether it is sharded; one pipeline on `client`."""
     keys = store.keys
     step = 3 if reader else 2
-    pipe = store.redis.pipeline(transaction=False)
+    pipe = client.pipeline(transaction=False)
     for article_id in article_ids:
         # As in read(): the title says the article exists, in the same command as shards.
         pipe.hmget(keys.article(article_id), ["title", "shards"])
@@ -74,24 +106,25 @@ def read_many(
         if reader:
             pipe.hget(keys.article_voters(article_id), reader)
     replies = pipe.execute()
-    out: dict[str, Reactions | None] = {}
+    out: dict[str, tuple[Reactions | None, bool]] = {}
     sharded: dict[str, tuple[int, dict[str, Any]]] = {}
     for index, article_id in enumerate(article_ids):
         (title, shard_count), counts = replies[step * index: step * index + 2]
         if title is None:
-            out[article_id] = None
+            out[article_id] = (None, False)
             continue
         if shard_count and reader:
             # A reader's vote on a sharded article lives in its shard: the rare slow path.
-            out[article_id] = read(store, article_id, reader)
+            out[article_id] = (read(store, article_id, reader), True)
             continue
         mine, reason = _split_mine(replies[step * index + 2] if reader else None)
-        out[article_id] = Reactions(normalize_counts(store, counts), mine, reason)
+        out[article_id] = (Reactions(normalize_counts(store, counts), mine, reason),
+                           bool(shard_count))
         if shard_count:
             sharded[article_id] = (int(shard_count), counts)
     if sharded:
         for article_id, counts in shards.sum_counts(store, sharded).items():
-            out[article_id] = Reactions(normalize_counts(store, counts), None)
+            out[article_id] = (Reactions(normalize_counts(store, counts), None), True)
     return out
 
 
@@ -150,6 +183,8 @@ def vote(
     counts = normalize_counts(store, totals if totals is not None else result.values[1:])
     if result.status == 1 and not shard_count:
         shards.note_accepted(store, article_id)
+    if result.status == 1 and store.near is not None:
+        store.near.forget(article_id)
     return Reactions(counts, mine, mine_reason), result.status == 1
 
 
