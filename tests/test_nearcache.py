@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from engage.identity import get_identity
 from engage.store import get_store, tokens
 from tests.conftest import ARTICLE, get_store_of, make_app, new_reader
 from tests.redis_server import RedisServer
@@ -213,11 +214,15 @@ def test_threads_reading_while_others_vote_end_exact(app: Flask,
     votes_each, voters = 40, 4
     errors: list[Any] = []
 
-    def vote() -> None:
+    with app.app_context():
+        tokens_of = [[get_identity().mint_reader() for _ in range(votes_each)]
+                     for _ in range(voters)]
+
+    def vote(mine: list[str]) -> None:
         client = app.test_client()
-        for _ in range(votes_each):
+        for token in mine:
             response = client.put(READ.format("a") + "/mine", json={"choice": "yes"},
-                                  headers=new_reader(client))
+                                  headers={"X-Engage-Reader": token})
             if response.status_code != 200:
                 errors.append(response.get_json())
 
@@ -230,7 +235,7 @@ def test_threads_reading_while_others_vote_end_exact(app: Flask,
 
     stop = threading.Event()
     readers = [threading.Thread(target=read, args=(stop,)) for _ in range(3)]
-    writers = [threading.Thread(target=vote) for _ in range(voters)]
+    writers = [threading.Thread(target=vote, args=(mine,)) for mine in tokens_of]
     for thread in readers + writers:
         thread.start()
     for thread in writers:
