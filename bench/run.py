@@ -688,16 +688,22 @@ def main() -> int:
                 log("isso skipped")
             if not args.no_variants:
                 hot = ["reactions_read", "vote_new_reader"]
-                variants: list[tuple[str, ServerKind, dict[str, str] | None]] = [
-                    (f"engage {key}", kind, None) for key, kind in kinds.items()
+                variants: list[tuple[str, ServerKind, dict[str, str] | None, list[str]]] = [
+                    (f"engage {key}", kind, None, hot) for key, kind in kinds.items()
                     if kind is not main_kind
                     and (kind.server != "granian" or has_module("granian"))
                 ]
-                variants.append(("engage no-hiredis", main_kind, {"BENCH_NO_HIREDIS": "1"}))
+                variants.append(("engage no-hiredis", main_kind, {"BENCH_NO_HIREDIS": "1"},
+                                 hot))
                 if has_module("orjson"):
-                    variants.append(("engage orjson", main_kind, {"BENCH_ORJSON": "1"}))
-                for label, kind, extra in variants:
-                    items += engage_items(label, engage_server(label, kind, extra), hot)
+                    variants.append(("engage orjson", main_kind, {"BENCH_ORJSON": "1"}, hot))
+                # The main table's reads are near-cache hits (one hot article, as under a
+                # front page); this shows what a read costs when it must go to Redis.
+                variants.append(("engage no-near-cache", main_kind,
+                                 {"ENGAGE_NEAR_CACHE_SIZE": "0"},
+                                 ["reactions_read", "batch_100"]))
+                for label, kind, extra, names in variants:
+                    items += engage_items(label, engage_server(label, kind, extra), names)
             log(f"{len(items)} figures x {args.runs} runs x {args.duration:g} s")
             bench.rounds(items, args.runs)
             figures += [item.figure() for item in items]
