@@ -83,8 +83,8 @@ class _Known:
         self.others: dict[str, tuple[float, list[dict[str, int]]]] = {}
 
     def get(self, article_id: str) -> int:
-        with self.lock:
-            return self.shards.get(article_id, 0)
+        # Every vote asks; one dict read is atomic, only writers need the lock.
+        return self.shards.get(article_id, 0)
 
     def put(self, article_id: str, shards: int) -> None:
         with self.lock:
@@ -110,11 +110,13 @@ _KNOWN_LOCK = threading.Lock()
 
 
 def _known(store: Store) -> _Known:
-    with _KNOWN_LOCK:
-        known = _KNOWN.get(store)
-        if known is None:
-            known = _KNOWN[store] = _Known()
-        return known
+    known = _KNOWN.get(store)
+    if known is None:  # once per store: only creating it needs the lock
+        with _KNOWN_LOCK:
+            known = _KNOWN.get(store)
+            if known is None:
+                known = _KNOWN[store] = _Known()
+    return known
 
 
 def known_shards(store: Store, article_id: str) -> int:
