@@ -21,6 +21,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,17 +50,22 @@ def _quote(text: str) -> str:
 
 def request_id() -> str:
     """The current request's id (made on first use)."""
-    rid: str | None = g.get("request_id")
+    return _request_id(g._get_current_object(), request.environ)
+
+
+def _request_id(state: Any, environ: dict[str, Any]) -> str:
+    rid: str | None = state.get("request_id")
     if rid is None:
-        offered = request.environ.get(_REQUEST_ID_ENVIRON, "")
+        offered = environ.get(_REQUEST_ID_ENVIRON, "")
         rid = offered if REQUEST_ID_RE.match(offered) else uuid.uuid4().hex
-        g.request_id = rid
+        state.request_id = rid
     return rid
 
 
-def _begin() -> None:
-    g.log_started = time.perf_counter()
-    request_id()
+def begin(state: Any, environ: dict[str, Any], started: float) -> None:
+    """A request starts: `state` is its `g`, `started` its perf_counter reading."""
+    state.log_started = started
+    _request_id(state, environ)
 
 
 def _direct_handler() -> logging.StreamHandler[Any] | None:
@@ -90,15 +96,16 @@ def _emit(line: str) -> None:
                 logger.name, _INFO, __file__, 0, line, (), None))
 
 
-def _finish_for(config: Any) -> Any:
-    def _finish(response: Response) -> Response:
-        rid = request_id()
+def finisher(config: Any) -> Callable[[Response, Any, dict[str, Any], str, str], None]:
+    """The function that tags a finished response with its request id and writes the
+    request's line: `route` is the URL rule ("unmatched" without one), `method` as sent."""
+    def finish(response: Response, state: Any, environ: dict[str, Any], route: str,
+               method: str) -> None:
+        rid = _request_id(state, environ)
         response.headers[REQUEST_ID_HEADER] = rid
-        started = g.pop("log_started", None)
+        started = state.pop("log_started", None)
         duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
-        rule = request.url_rule
-        route = rule.rule if rule is not None else "unmatched"
-        method = request.method[:10]
+        method = method[:10]
         if config.get("LOG_JSON", True):
             # json.dumps of a float is its repr; the id matched REQUEST_ID_RE or is hex.
             _emit(
@@ -110,9 +117,8 @@ def _finish_for(config: Any) -> Any:
             )
         else:
             _emit(f"{method} {route} {response.status_code} {duration_ms}ms {rid}")
-        return response
 
-    return _finish
+    return finish
 
 
 def _configure_logger() -> None:
@@ -128,7 +134,6 @@ def _configure_logger() -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Register before other hooks so even a request refused early gets its line."""
+    """The logger; the app factory calls `begin` and a `finisher` from its first hooks
+    (shared with the HTTP metrics), so even a request refused early gets its line."""
     _configure_logger()
-    app.before_request(_begin)
-    app.after_request(_finish_for(app.config))

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, g, has_request_context
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -112,16 +112,16 @@ _REASON_BY_STATUS = {
 
 def _counted() -> None:
     if has_request_context():
-        g.vote_counted = True
+        g._get_current_object().vote_counted = True
 
 
 def vote_accepted(kind: str) -> None:
-    VOTES_ACCEPTED.labels(kind=kind).inc()
+    _child(VOTES_ACCEPTED, kind).inc()
     _counted()
 
 
 def vote_rejected(kind: str, reason: str) -> None:
-    VOTES_REJECTED.labels(kind=kind, reason=reason if reason in REJECT_REASONS else "invalid").inc()
+    _child(VOTES_REJECTED, kind, reason if reason in REJECT_REASONS else "invalid").inc()
     _counted()
 
 
@@ -187,47 +187,42 @@ def _child(metric: Any, *values: str) -> Any:
     return child
 
 
-def route_label() -> str:
-    rule = request.url_rule
-    return rule.rule if rule is not None else "unmatched"
-
-
-def _begin() -> None:
-    g.metrics_started = time.perf_counter()
-    g.metrics_live = True
+def request_started(state: Any, started: float) -> None:
+    """`state` is the request's `g`, `started` its perf_counter reading."""
+    state.metrics_started = started
+    state.metrics_live = True
     HTTP_IN_PROGRESS.inc()
 
 
-def _observe(response: Response) -> Response:
-    started = g.pop("metrics_started", None)
-    route = route_label()
-    method = request.method if request.method in HTTP_METHODS else "other"
-    status = f"{response.status_code // 100}xx"
-    _child(HTTP_REQUESTS, route, method, status).inc()
+def request_answered(response: Response, state: Any, route: str, method: str,
+                     endpoint: str | None) -> None:
+    """Count and time a response; `route` is the URL rule ("unmatched" without one)."""
+    started = state.pop("metrics_started", None)
+    if method not in HTTP_METHODS:
+        method = "other"
+    status = response.status_code
+    _child(HTTP_REQUESTS, route, method, f"{status // 100}xx").inc()
     if started is not None:
         _child(HTTP_DURATION, route).observe(time.perf_counter() - started)
-    kind = VOTE_ENDPOINTS.get(request.endpoint or "")
-    if kind and method in ("PUT", "DELETE") and not g.pop("vote_counted", False):
-        reason = _REASON_BY_STATUS.get(response.status_code)
+    kind = VOTE_ENDPOINTS.get(endpoint or "")
+    if kind and method in ("PUT", "DELETE") and not state.pop("vote_counted", False):
+        reason = _REASON_BY_STATUS.get(status)
         if reason:
             vote_rejected(kind, reason)
-    return response
 
 
-def _end(_exc: BaseException | None) -> None:
+def request_ended(state: Any) -> None:
     # teardown runs even when no response was made, so the gauge cannot leak upwards.
-    if g.pop("metrics_live", False):
+    if state.pop("metrics_live", False):
         HTTP_IN_PROGRESS.dec()
 
 
 def init_app(app: Flask) -> None:
-    """Count and time every request; call before any other before_request hook."""
+    """Series at zero; the app factory's first hooks (shared with the request log) call
+    `request_started`, `request_answered` and `request_ended` for every request."""
     # `_created` samples would double the series for no use on a dashboard.
     disable_created_metrics()
     prime()
-    app.before_request(_begin)
-    app.after_request(_observe)
-    app.teardown_request(_end)
 
 
 # -- rendering -----------------------------------------------------------------------------
