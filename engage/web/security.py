@@ -11,17 +11,25 @@ CSP = (
 )
 
 
+_HTML_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    # No opener handle for pages we link to, and no powerful features for ours.
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"),
+)
+
+
 def _headers(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Each header only when the view did not set its own (setdefault, with one lookup).
+    headers = response.headers
+    if "X-Content-Type-Options" not in headers:
+        headers.add("X-Content-Type-Options", "nosniff")
     if response.mimetype == "text/html":
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        # No opener handle for pages we link to, and no powerful features for ours.
-        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        response.headers.setdefault(
-            "Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"
-        )
+        for name, value in _HTML_HEADERS:
+            if name not in headers:
+                headers.add(name, value)
     return response
 
 
