@@ -35,7 +35,17 @@ _metrics_dir()
 bind = os.environ.get("ENGAGE_BIND", "127.0.0.1:8000")
 # Sync workers spend most of a request waiting on Redis; two per core keeps CPUs busy.
 workers = int(os.environ.get("ENGAGE_WORKERS") or 2 * _cpu_count() + 1)
-worker_class = "sync"
+# gunicorn's sync worker, answering the requests gunicorn refuses (over the limits below,
+# or not HTTP) with engage's JSON error instead of an HTML page. For threads, use
+# `-k engage.server.ThreadWorker --threads N`: given --threads, gunicorn swaps any
+# *SyncWorker for its own gthread worker.
+worker_class = "engage.server.SyncWorker"
+# A batch read takes up to 100 article ids; gunicorn's default request line (4094 bytes)
+# refuses 100 ids over ~30 characters with a 414. 8190 is the most gunicorn allows.
+limit_request_line = 8190
+# gunicorn's defaults, which engage's own headers (tokens, cookies) stay far below.
+limit_request_fields = 100
+limit_request_field_size = 8190
 timeout = 30
 graceful_timeout = 20
 keepalive = 5  # behind a load balancer that reuses connections

@@ -22,6 +22,7 @@ _STATUS_CODES = {
     406: "not_acceptable",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "validation_failed",
     429: "rate_limited",
@@ -134,6 +135,16 @@ class IdTaken(Conflict):
     message = "That id is already in use."
 
 
+def error_document(
+    code: str, message: str, fields: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The error shape itself, for answers sent without Flask (engage.server's workers)."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
+
+
 def error_response(
     status: int,
     code: str,
@@ -141,10 +152,7 @@ def error_response(
     fields: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if fields:
-        body["fields"] = fields
-    response = jsonify(error=body)
+    response = jsonify(error_document(code, message, fields))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
