@@ -83,13 +83,18 @@ class MyReaction(MethodView):
     _body_schema = schemas.ReactionInSchema()
 
     @staticmethod
-    def _documents_body(schema: Any) -> Any:
-        """`@blp.arguments(schema)` for the OpenAPI document only; `put` loads the body.
+    def _documented(*decorators: Any) -> Any:
+        """flask-smorest's decorators, outermost first, for the OpenAPI document only.
 
-        webargs' layers cost more than loading a one-field body with the schema.
+        At run time each adds a layer (an app-context lookup and ensure_sync, ~1.5 µs)
+        that passes the view's Response through untouched, and `arguments` adds
+        webargs' parsing layers; `put` loads its body itself (`_load_body`).
         """
         def decorator(view: Any) -> Any:
-            view._apidoc = blp.arguments(schema)(view)._apidoc
+            documented = view
+            for decorate in reversed(decorators):
+                documented = decorate(documented)
+            view._apidoc = documented._apidoc
             return view
 
         return decorator
@@ -108,21 +113,25 @@ class MyReaction(MethodView):
         parsed: dict[str, Any] = blp.ARGUMENTS_PARSER.parse(cls._body_schema, location="json")
         return parsed
 
-    @_documents_body(_body_schema)
-    @blp.response(200, schemas.ReactionsSchema)
-    @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
-    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
-    @blp.alt_response(429, schema=schemas.ErrorSchema, description="Address throttled.")
-    @blp.doc(security=[{"readerToken": []}])
+    @_documented(
+        blp.arguments(_body_schema),
+        blp.response(200, schemas.ReactionsSchema),
+        blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token."),
+        blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article."),
+        blp.alt_response(429, schema=schemas.ErrorSchema, description="Address throttled."),
+        blp.doc(security=[{"readerToken": []}]),
+    )
     def put(self, article_id: str) -> Response:
         """Vote, or move the reader's one vote. Repeating the same vote changes nothing."""
         data = self._load_body()
         return self._vote(article_id, data["choice"], data.get("reason"))
 
-    @blp.response(200, schemas.ReactionsSchema)
-    @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
-    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
-    @blp.doc(security=[{"readerToken": []}])
+    @_documented(
+        blp.response(200, schemas.ReactionsSchema),
+        blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token."),
+        blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article."),
+        blp.doc(security=[{"readerToken": []}]),
+    )
     def delete(self, article_id: str) -> Response:
         """Withdraw the reader's vote."""
         return self._vote(article_id, None, None)
