@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
+from werkzeug.http import http_date
 
-from engage import errors, metrics, schemas
+from engage import current_request, errors, metrics, schemas
 from engage.identity import current_address_hash, current_reader
 from engage.store import get_store, reactions
 from engage.store.reactions import Reactions
@@ -40,25 +42,46 @@ def cacheable(payload: dict[str, Any], vary: tuple[str, ...] = ("X-Engage-Reader
     answer (a reader token or staff token turns it private), so a cache keeps the
     anonymous copy apart from them; reads that never look at such a header pass ().
     """
-    response = jsonify(payload)
-    tag = format(zlib.crc32(response.get_data()), "08x")
-    response.set_etag(tag)
-    config = current_app.config
-    response.headers["Cache-Control"] = (
-        f"public, max-age={config['CACHE_MAX_AGE']}, "
-        f"stale-while-revalidate={config['CACHE_STALE']}"
-    )
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    response: Response = app.json.response(payload)  # what jsonify does
+    # A fresh response holds only Content-Type and Content-Length: each header is new.
+    headers = response.headers
+    headers.add("ETag", f'"{zlib.crc32(response.get_data()):08x}"')
+    config = app.config
+    headers.add("Cache-Control", f"public, max-age={config['CACHE_MAX_AGE']}, "
+                                 f"stale-while-revalidate={config['CACHE_STALE']}")
     if vary:
-        # A fresh response has no Vary yet; Origin is merged in by an after_request hook.
-        response.headers["Vary"] = ", ".join(vary)
-    response.make_conditional(request)
+        headers.add("Vary", ", ".join(vary))  # Origin is merged in by an after_request hook
+    environ = current_request().environ
+    if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
+        if "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MATCH" in environ:
+            response.make_conditional(environ)
+        else:
+            # All make_conditional would do without a precondition (and no Range,
+            # Last-Modified or ranges accepted): add the Date.
+            headers.add("Date", _http_date_now())
     return response
 
 
+# (second, its HTTP date): the Date header changes once a second, not per response.
+_date_of_second: tuple[int, str] = (0, "")
+
+
+def _http_date_now() -> str:
+    global _date_of_second
+    second = int(time.time())
+    cached = _date_of_second
+    if cached[0] != second:
+        cached = _date_of_second = (second, http_date(second))
+    return cached[1]
+
+
 def private(payload: dict[str, Any]) -> Response:
-    response = jsonify(payload)
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["Vary"] = "X-Engage-Reader"  # a fresh response: no Vary to merge
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    response: Response = app.json.response(payload)  # what jsonify does
+    headers = response.headers
+    headers.add("Cache-Control", "private, no-store")  # a fresh response: neither is set
+    headers.add("Vary", "X-Engage-Reader")
     return response
 
 
