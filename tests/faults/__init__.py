@@ -144,7 +144,7 @@ class Gunicorn:
             sys.executable, "-m", "gunicorn",
             "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(workers), "--threads", str(threads),
-            "--worker-class", "gthread", "--timeout", "30",
+            "--worker-class", "engage.server.ThreadWorker", "--timeout", "30",
             "--log-level", "warning",
             "engage:create_app()",
         ]
