@@ -87,6 +87,7 @@ def vote(app: Flask, article_id: str, reader: str, choice: str) -> Any:
 def test_app_runs_on_a_cluster_client(cluster_app: Flask) -> None:
     store = get_store_of(cluster_app)
     assert isinstance(store.redis, RedisCluster)
+    assert store.near is None  # change notices would come per node: reads go to Redis
     put_article(cluster_app, "story")
     client = cluster_app.test_client()
     reader = client.post("/api/v1/readers").json["reader"]

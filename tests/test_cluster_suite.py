@@ -26,6 +26,7 @@ EXCLUDED = {
     "test_outage.py": "stops and pauses its own single Redis",
     "test_cluster.py": "starts its own clusters",
     "test_shards.py": "runs on one Redis and on its own cluster already",
+    "test_nearcache.py": "the near cache is off on a cluster (test_cluster.py checks that)",
     "test_slots.py": "pure key arithmetic; no Redis",
     "test_cluster_suite.py": "this file",
 }

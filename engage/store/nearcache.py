@@ -20,9 +20,10 @@ reached this host (microseconds on loopback). And where that cannot be trusted:
 - an error on either connection, a flush notice, or any failed store call elsewhere
   in the process (`reset()`) drops everything; the connections are rebuilt on the next
   use, at most once per `REBUILD_AFTER` seconds;
-- a PING goes down `listen` every `heartbeat` seconds; while its answer is overdue by
-  more than the socket timeout the cache steps aside, so a frozen Redis gets the same
-  503s as without it;
+- a PING goes down `listen` every `heartbeat` seconds (when requests come); while an
+  answer is overdue by more than that the cache steps aside, so a frozen or cut-off
+  Redis gets the same 503s as without the cache after at most two heartbeats (until
+  then the counts served are the frozen Redis's own: nothing can change them);
 - entries live at most `ttl` seconds, and at most `size` of them (oldest dropped);
 - one lock guards it all; a thread that finds the lock taken reads Redis itself
   rather than wait;
@@ -80,7 +81,6 @@ class NearCache:
         self._kwargs = kwargs
         self._connection_class = pool.connection_class
         self._client_class = client_class
-        self._timeout = float(kwargs.get("socket_timeout") or 1.0)
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, Any, tuple[str, ...]]] = {}
         self._by_key: dict[str, set[str]] = {}
@@ -162,18 +162,19 @@ class NearCache:
                 self.size = 0
                 self._break()
                 return False
-            except (redis.RedisError, OSError) as exc:
-                log.warning("near cache unavailable: %s", exc)
+            except redis.RedisError:
+                # Redis is not answering: this request gets its 503 now, after one
+                # timeout, rather than a second timeout on the ordinary path.
                 self._break()
-                return False
+                raise
         try:
             self._drain(now)
         except (redis.RedisError, OSError):
             self._break()
             return False
-        if self._ping_sent and now - self._ping_sent > self._timeout:
-            # Redis has not answered a PING in time: it may be frozen, and a frozen
-            # Redis sends no notices either. Drop everything and step aside.
+        if self._ping_sent and now - self._ping_sent > self.heartbeat:
+            # Redis has not answered a PING in time: it may be frozen, or this host
+            # cut off from it while others still write. Drop everything, step aside.
             self._drop_all()
             return False
         return self.size > 0
