@@ -14,6 +14,7 @@ from marshmallow import ValidationError
 from werkzeug.http import http_date
 
 from engage import current_request, errors, metrics, schemas
+from engage.api import documented
 from engage.identity import current_address_hash, current_reader
 from engage.store import get_store, reactions
 from engage.store.reactions import Reactions
@@ -87,10 +88,12 @@ def private(payload: dict[str, Any]) -> Response:
 
 @blp.route("/articles/<eid:article_id>/reactions")
 class ArticleReactions(MethodView):
-    @blp.response(200, schemas.ReactionsSchema)
-    @blp.alt_response(304, description="Not modified (anonymous reads carry an ETag).")
-    @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
-    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @documented(
+        blp.response(200, schemas.ReactionsSchema),
+        blp.alt_response(304, description="Not modified (anonymous reads carry an ETag)."),
+        blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token."),
+        blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article."),
+    )
     def get(self, article_id: str) -> Response:
         """Counts, and the reader's own vote when a reader token is sent."""
         reader = current_reader(required=False)
@@ -104,23 +107,6 @@ class ArticleReactions(MethodView):
 @blp.route("/articles/<eid:article_id>/reactions/mine")
 class MyReaction(MethodView):
     _body_schema = schemas.ReactionInSchema()
-
-    @staticmethod
-    def _documented(*decorators: Any) -> Any:
-        """flask-smorest's decorators, outermost first, for the OpenAPI document only.
-
-        At run time each adds a layer (an app-context lookup and ensure_sync, ~1.5 µs)
-        that passes the view's Response through untouched, and `arguments` adds
-        webargs' parsing layers; `put` loads its body itself (`_load_body`).
-        """
-        def decorator(view: Any) -> Any:
-            documented = view
-            for decorate in reversed(decorators):
-                documented = decorate(documented)
-            view._apidoc = documented._apidoc
-            return view
-
-        return decorator
 
     @classmethod
     def _load_body(cls) -> dict[str, Any]:
@@ -136,7 +122,7 @@ class MyReaction(MethodView):
         parsed: dict[str, Any] = blp.ARGUMENTS_PARSER.parse(cls._body_schema, location="json")
         return parsed
 
-    @_documented(
+    @documented(
         blp.arguments(_body_schema),
         blp.response(200, schemas.ReactionsSchema),
         blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token."),
@@ -149,7 +135,7 @@ class MyReaction(MethodView):
         data = self._load_body()
         return self._vote(article_id, data["choice"], data.get("reason"))
 
-    @_documented(
+    @documented(
         blp.response(200, schemas.ReactionsSchema),
         blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token."),
         blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article."),
