@@ -495,15 +495,18 @@ def memory_per_voter(redis_url: str, work: Path, voters: int) -> dict[str, Any]:
 
 
 # -- isso ---------------------------------------------------------------------------------
-def ensure_isso() -> Path | None:
+def ensure_isso(server: str) -> Path | None:
+    """isso's own environment, with the server (gunicorn or granian) it is run under."""
     python = ISSO_VENV / "bin" / "python"
     if not python.exists():
         log("installing isso into bench/.isso-venv")
         subprocess.run([sys.executable, "-m", "venv", str(ISSO_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "isso", "gunicorn"],
+    probe = f"import isso, {server}"
+    if subprocess.run([str(python), "-c", probe], capture_output=True).returncode != 0:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "isso", server],
                        check=True)
-    probe = subprocess.run([str(python), "-c", "import isso, gunicorn"], capture_output=True)
-    return python if probe.returncode == 0 else None
+    ready = subprocess.run([str(python), "-c", probe], capture_output=True)
+    return python if ready.returncode == 0 else None
 
 
 # -- machine --------------------------------------------------------------------------------
@@ -669,7 +672,7 @@ def main() -> int:
             items.append(Item("flask EVALSHA", Scenario("evalsha_vote", evalsha.url + "/vote",
                                                         lua=LUA_VOTE, before_run=vote_tokens),
                               evalsha, votes_key="base:{a}:voters"))
-            isso_python = None if args.no_isso else ensure_isso()
+            isso_python = None if args.no_isso else ensure_isso(main_kind.server)
             if isso_python:
                 comments = 2000
                 cfg, dbfile = work / "isso.cfg", work / "isso.db"
