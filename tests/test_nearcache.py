@@ -249,3 +249,32 @@ def test_threads_reading_while_others_vote_end_exact(app: Flask,
     while counts(client)["yes"] != votes_each * voters:
         assert time.monotonic() < deadline
     assert redis_server.client().hget("engage:a:{a}:counts", "yes") == str(votes_each * voters)
+
+
+def test_a_redis_that_refuses_tracking_runs_without_the_cache(
+    own_redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ACL user without the CLIENT command (or a server without tracking): reads
+    work, the cache turns itself off once and is not tried again."""
+    admin = own_redis.client()
+    admin.execute_command("ACL", "SETUSER", "app", "on", ">app-password", "~*", "&*",
+                          "+@all", "-client")
+    admin.close()
+    url = f"redis://app:app-password@127.0.0.1:{own_redis.port}/0"
+    app = make_app(url, tmp_path)
+    try:
+        register(app, "a")
+        client = app.test_client()
+        assert counts(client) == {"yes": 0, "no": 0}
+        near = get_store_of(app).near
+        assert near is not None and near.size == 0 and len(near) == 0
+        attempts: list[int] = []
+        monkeypatch.setattr(near, "_connect", lambda: attempts.append(1))
+        near._broken_at = 0.0  # as if the rebuild pause were long over
+        before = hgetall_calls(own_redis)
+        for _ in range(3):
+            assert counts(client) == {"yes": 0, "no": 0}
+        assert hgetall_calls(own_redis) == before + 3  # every read went to Redis
+        assert attempts == []  # and the cache did not try to connect again
+    finally:
+        get_store_of(app).close()

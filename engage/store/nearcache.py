@@ -151,6 +151,8 @@ class NearCache:
 
     # -- internals (called with the lock held) ------------------------------------
     def _ready(self, now: float) -> bool:
+        if self.size <= 0:
+            return False
         if self._listen is None:
             if now - self._broken_at < REBUILD_AFTER:
                 return False
