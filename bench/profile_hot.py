@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="engage-prof-"))
 
+from flask import jsonify  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from tests.redis_server import RedisServer  # noqa: E402
@@ -108,6 +109,10 @@ def main() -> None:
             app = create_app({"REDIS_URL": server.url, "DATA_DIR": tmp,
                               "SECRET_KEY": "profile-secret-key-0123456789", "LOG_JSON": True,
                               "THROTTLE_VOTES": 10**9})
+            # The bare view's body on engage's app: what engage's app-wide layers (hooks,
+            # URL map, contexts, headers) cost before any view of its own runs.
+            app.add_url_rule("/api/v1/_constant", "bench_constant",
+                             lambda: jsonify(flask_const.BODY))
             _discard_request_log()
             with app.app_context():
                 store = get_store()
@@ -137,6 +142,8 @@ def main() -> None:
                 "engage read": _measure(read, 200, args.n),
                 "engage vote (new reader)": _measure(new_vote, 200, args.n),
                 "bare Flask constant JSON": _measure(const, 200, args.n),
+                "engage app, the constant view": _measure(
+                    _caller(app, _environ("GET", "/api/v1/_constant")), 200, args.n),
                 "bare Flask EVALSHA vote": _measure(bare_vote, 200, args.n),
             }
             for name, us in results.items():
