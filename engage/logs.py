@@ -121,6 +121,21 @@ def finisher(config: Any) -> Callable[[Response, Any, dict[str, Any], str, str],
     return finish
 
 
+def refused(status: int, method: str, as_json: bool) -> None:
+    """The line of a request the HTTP server refused before the app saw it
+    (engage.server): route "refused", no duration, a fresh id (none could be read)."""
+    rid = uuid.uuid4().hex
+    method = method[:10]
+    if as_json:
+        _emit(
+            f'{{"ts":"{datetime.now(UTC).isoformat(timespec="milliseconds")}",'
+            f'"event":"request","method":{_quote(method)},"route":"refused",'
+            f'"status":{status},"duration_ms":null,"request_id":"{rid}"}}'
+        )
+    else:
+        _emit(f"{method} refused {status} -ms {rid}")
+
+
 def _configure_logger() -> None:
     """Messages are already formatted lines; write them to stderr as they are."""
     if any(getattr(h, "engage_request_log", False) for h in logger.handlers):

@@ -211,6 +211,14 @@ def request_answered(response: Response, state: Any, route: str, method: str,
             vote_rejected(kind, reason)
 
 
+def request_refused(status: int, method: str) -> None:
+    """A request the HTTP server refused before the app saw it (engage.server): counted
+    under the route "refused", since it never matched one."""
+    if method not in HTTP_METHODS:
+        method = "other"
+    _child(HTTP_REQUESTS, "refused", method, f"{status // 100}xx").inc()
+
+
 def request_ended(state: Any) -> None:
     # teardown runs even when no response was made, so the gauge cannot leak upwards.
     if state.pop("metrics_live", False):

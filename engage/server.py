@@ -98,6 +98,18 @@ class JSONRefusals(base.Worker):
             util.write_nonblock(client, refusal.response())
         except Exception:
             self.log.debug("Failed to send error message.")
+        self._record(refusal, req)
+
+    def _record(self, refusal: Refusal, req: Any) -> None:
+        """The refusal's request line and metric, as engage writes for every request.
+        Imported here: the master process loads this class without the app."""
+        from engage import logs, metrics
+
+        status = int(refusal.status[:3])
+        method = getattr(req, "method", None) or "-"
+        config = getattr(self.wsgi, "config", {})
+        logs.refused(status, method, bool(config.get("LOG_JSON", True)))
+        metrics.request_refused(status, method)
 
 
 class SyncWorker(JSONRefusals, sync.SyncWorker):

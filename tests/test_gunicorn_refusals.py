@@ -105,6 +105,15 @@ def test_refused_requests_get_the_json_error(gunicorn: Gunicorn) -> None:
         assert set(error) == {"code", "message"}, name
     assert gunicorn.worker_pids() == workers  # no worker died over it
     assert requests.get(gunicorn.url + PATH.decode(), timeout=5).status_code == 404
+    # Each refusal has its request line and is counted, like any request engage answers.
+    lines = [line for line in gunicorn.log().splitlines() if " refused " in line]
+    assert sorted(int(line.split()[2]) for line in lines) == sorted(
+        status for _, status, _ in REFUSED.values()), lines
+    scrape = requests.get(gunicorn.url + "/metrics", timeout=5).text
+    counted = sum(float(line.rsplit(" ", 1)[1]) for line in scrape.splitlines()
+                  if line.startswith("engage_http_requests_total{")
+                  and 'route="refused"' in line)
+    assert counted == len(REFUSED)
 
 
 def test_conf_request_line_fits_a_full_batch_read(gunicorn: Gunicorn) -> None:
