@@ -28,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.run import LUA_VOTE  # noqa: E402  (every request a new reader)
 from engage.config import load_config  # noqa: E402
 from engage.store import Store, articles, make_client, reactions, shards  # noqa: E402
 
@@ -121,24 +122,6 @@ def measure(url: str, votes: int, procs: int, threads: int, shard_count: int) ->
 
 
 # -- HTTP: the same article through gunicorn, driven by wrk -------------------------------
-LUA_VOTES = r"""
--- Every request is a new reader: each wrk thread takes its own share of a token file.
-local counter, tokens, idx = 0, {}, 0
-function setup(thread) thread:set("tid", counter); counter = counter + 1 end
-function init(args)
-  local i = 0
-  for line in io.lines(args[1]) do
-    if i % tonumber(args[2]) == tid then tokens[#tokens + 1] = line end
-    i = i + 1
-  end
-end
-function request()
-  idx = idx + 1
-  if idx > #tokens then idx = 1 end
-  return wrk.format("PUT", nil, {["Content-Type"] = "application/json",
-    ["X-Engage-Reader"] = tokens[idx]}, '{"choice":"yes"}')
-end
-"""
 
 
 def _wrk(url: str, seconds: float, work: Path, lua_args: list[str] | None = None) -> float:
@@ -148,7 +131,7 @@ def _wrk(url: str, seconds: float, work: Path, lua_args: list[str] | None = None
     cmd = ["wrk", "-t2", "-c16", f"-d{seconds:g}s", "--timeout", "5s"]
     if lua_args:
         script = work / "votes.lua"
-        script.write_text(LUA_VOTES)
+        script.write_text(LUA_VOTE)
         cmd += ["-s", str(script), url, "--", *lua_args]
     else:
         cmd.append(url)

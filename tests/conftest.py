@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from engage import create_app
+from engage.logs import logger as request_log
 from engage.store import get_store, tokens
 from tests.redis_server import RedisServer
 
@@ -126,3 +128,23 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()
+
+
+class Lines(logging.Handler):
+    """Collects the request log's lines (engage.logs) as they are written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def lines() -> Iterator[list[str]]:
+    """The request log lines written during the test."""
+    handler = Lines()
+    request_log.addHandler(handler)
+    yield handler.lines
+    request_log.removeHandler(handler)

@@ -8,7 +8,6 @@ threaded worker.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import requests
 
 from engage.server import refusal_for
-from tests.faults import REPO, Gunicorn
+from tests.faults import REPO, Gunicorn, exchange
 from tests.redis_server import RedisServer
 
 PATH = b"/api/v1/articles/target/reactions"
@@ -43,20 +42,6 @@ def gunicorn(
         server.stop()
 
 
-def exchange(port: int, data: bytes) -> bytes:
-    """Send `data`, read until the server closes the connection."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +11,6 @@ from flask.testing import FlaskClient
 from flask.views import MethodView
 
 from engage import Engage
-from engage.logs import logger
 from engage.metrics import HTTP_IN_PROGRESS
 
 
@@ -71,23 +68,6 @@ def test_engage_registers_few_app_hooks(app: Flask) -> None:
     assert len(app.before_request_funcs[None]) == 3
     assert len(app.after_request_funcs[None]) == 3
     assert len(app.teardown_request_funcs[None]) == 2
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def lines() -> Iterator[list[str]]:
-    handler = Lines()
-    logger.addHandler(handler)
-    yield handler.lines
-    logger.removeHandler(handler)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ tokens minted without going through the rate-limited endpoint, and timing helper
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -220,3 +221,20 @@ class Load:
         self.stop_event.set()
         for thread in self.threads:
             thread.join(15)
+
+
+def exchange(port: int, data: bytes) -> bytes:
+    """Send raw bytes to a local server and read until it closes the connection (or
+    resets it: a server refusing a request may close while the client still sends)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
