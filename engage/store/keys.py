@@ -126,7 +126,7 @@ class Keys:
     def day_stamp(when: datetime) -> str:
         return when.astimezone(UTC).strftime("%Y%m%d")
 
-    def _stamps(self, when: datetime) -> tuple[str, str]:
+    def stamps(self, when: datetime) -> tuple[str, str]:
         """(hour, day) stamps of `when`, formatted once per UTC hour: every vote, poll
         vote and click names two buckets, and strftime is most of that cost."""
         moment = when.timestamp()
@@ -141,10 +141,10 @@ class Keys:
 
     def hour_bucket(self, owner_key: str, when: datetime) -> str:
         """`owner_key` is `article(id)` or `poll(id)`, so buckets share its slot."""
-        return f"{owner_key}:h:{self._stamps(when)[0]}"
+        return f"{owner_key}:h:{self.stamps(when)[0]}"
 
     def day_bucket(self, owner_key: str, when: datetime) -> str:
-        return f"{owner_key}:d:{self._stamps(when)[1]}"
+        return f"{owner_key}:d:{self.stamps(when)[1]}"
 
     # -- global -------------------------------------------------------------------
     @property
