@@ -35,8 +35,8 @@ from flask.wrappers import Request
 from itsdangerous import BadData, URLSafeTimedSerializer
 from markupsafe import Markup, escape
 
-from engage import errors
-from engage.api.stats import export_chunks
+from engage import errors, timerange
+from engage.api.stats import export_chunks, resolve_window
 from engage.identity import get_identity
 from engage.store import events, get_store, links, polls, reactions, stats, tokens
 
@@ -45,12 +45,6 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 SESSION_HOURS = 12
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
-RANGES = {
-    "24h": ("Last 24 hours", timedelta(hours=24)),
-    "7d": ("Last 7 days", timedelta(days=7)),
-    "30d": ("Last 30 days", timedelta(days=30)),
-    "all": ("All time", None),
-}
 _PUBLIC_ENDPOINTS = {"dashboard.signin"}
 _JSON_ENDPOINTS = {"dashboard.live_json", "dashboard.export"}
 COLORS = {"up": "#2f7d4f", "down": "#c2491d", "grid": "#d9dde3", "text": "#3b4250"}
@@ -223,12 +217,12 @@ def fmt_time(value: str | None) -> str:
     return when.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
 
 
-def _window(range_key: str) -> stats.Range | None:
-    span = RANGES[range_key][1]
+def _window(range_key: str) -> timerange.Range | None:
+    span = timerange.PRESETS[range_key][1]
     if span is None:
         return None
     store = get_store()
-    return stats.resolve_range(store, store.now() - span, None)
+    return resolve_window(store, store.now() - span, None)
 
 
 # -- SVG charts ------------------------------------------------------------------------
@@ -338,7 +332,7 @@ def sections_chart(rows: list[dict[str, Any]], choices: list[str]) -> Markup:
 @bp.get("")
 def overview() -> Any:
     range_key = request.args.get("range", "all")
-    if range_key not in RANGES:
+    if range_key not in timerange.PRESETS:
         abort(404)
     sort = request.args.get("sort", "approval")
     if sort not in stats.SORTS:
@@ -356,7 +350,7 @@ def overview() -> Any:
     return render_template(
         "dashboard/overview.html",
         page="overview",
-        ranges=RANGES,
+        ranges=timerange.PRESETS,
         range_key=range_key,
         sort=sort,
         window=window,
@@ -377,7 +371,7 @@ def article(article_id: str) -> Any:
     if bucket not in ("hour", "day"):
         abort(404)
     store = get_store()
-    window = stats.resolve_range(store, None, None, bucket=bucket)
+    window = resolve_window(store, None, None, bucket)
     series = stats.article_series(store, article_id, window)
     figures = stats.article_figures(store, [article_id]).get(article_id)
     if series is None or figures is None:
