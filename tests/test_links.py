@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from engage import seeds
-from engage.store import get_store, links, stats, tokens
+from engage.store import get_store, links, tokens
 from tests.conftest import ARTICLE, make_app, new_reader
 from tests.redis_server import RedisServer
 
@@ -110,13 +110,6 @@ def test_box_is_filled_with_same_section_articles_ranked_by_approval(client, edi
         "url": "https://news.example.com/many-votes",
         "href": "https://news.example.com/many-votes", "related": True,
     }
-
-
-def test_wilson_lower_bound_prefers_evidence():
-    # The related-links ranking scores with the stats' bound; no votes is no score.
-    assert stats.wilson_lower(0, 0) is None
-    assert stats.wilson_lower(1, 1) < stats.wilson_lower(90, 100)
-    assert 0.0 < stats.wilson_lower(5, 10) < 0.5
 
 
 def test_redirect_counts_one_click_in_the_article_slot(client, editor, article, store):

@@ -644,33 +644,6 @@ def test_csv_export_needs_an_editor_and_a_poll(client, editor, reader):
     assert client.get("/api/v1/polls/nope/export.csv", headers=editor).status_code == 404
 
 
-# -- results arithmetic ---------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("counts", "expected"),
-    [
-        ({"a": 1, "b": 1, "c": 1}, {"a": 34, "b": 33, "c": 33}),
-        ({"a": 2, "b": 1}, {"a": 67, "b": 33}),
-        ({"a": 0, "b": 0}, {"a": 0, "b": 0}),
-        ({"a": 1, "b": 0}, {"a": 100, "b": 0}),
-        ({"a": 1, "b": 1, "c": 1, "d": 1, "e": 1, "f": 1, "g": 1},
-         {"a": 15, "b": 15, "c": 14, "d": 14, "e": 14, "f": 14, "g": 14}),
-        ({"a": 333, "b": 333, "c": 334}, {"a": 33, "b": 33, "c": 34}),
-    ],
-)
-def test_percentages_use_largest_remainder(counts, expected):
-    assert polls.percentages(counts) == expected
-
-
-def test_percentages_always_add_up_to_100():
-    for a in range(0, 13):
-        for b in range(0, 13):
-            for c in range(1, 13):
-                shares = polls.percentages({"a": a, "b": b, "c": c})
-                assert sum(shares.values()) == 100
-                assert all(abs(shares[k] - 100 * n / (a + b + c)) < 1
-                           for k, n in {"a": a, "b": b, "c": c}.items())
-
-
 # -- seeds ----------------------------------------------------------------------------
 def test_seed_poll_loads_once(app, store):
     seeds.load(store, app.config["SEEDS_DIR"])

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engage.web.widget import WIDGET_FILE, widget_asset
+from engage.web.embed import WIDGET_FILE, widget_asset
 
 GZIP_BUDGET = 6 * 1024
 

@@ -22,7 +22,7 @@ API_MODULES = (
     "articles",
     "reactions",
     "links",
-    "widget",
+    "widget_bundle",
     "stats",
     "polls",
     "webhooks",

@@ -13,9 +13,9 @@ from flask import Response, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from engage import errors, schemas
+from engage import errors, schemas, timerange
 from engage.identity import require_role
-from engage.store import events, get_store, stats
+from engage.store import Store, events, get_store, stats
 
 blp = Blueprint("stats", __name__, description="Editors' numbers and the event export.")
 
@@ -27,16 +27,34 @@ EXPORT_COLUMNS = (
 _CHUNK_BYTES = 64 * 1024
 
 
-def query_window(store: Any, query: dict[str, Any]) -> stats.Range | None:
+def resolve_window(
+    store: Store,
+    since: datetime | None,
+    until: datetime | None,
+    bucket: str | None = None,
+    default_span: timedelta | None = None,
+) -> timerange.Range:
+    """The range asked for, checked against the buckets' retention; 422 when it cannot
+    be served."""
+    try:
+        return timerange.resolve(
+            since, until, now=store.now(), bucket=bucket, default_span=default_span,
+            hour_days=int(store.config["HOUR_BUCKET_DAYS"]),
+            day_days=int(store.config["DAY_BUCKET_DAYS"]),
+        )
+    except timerange.InvalidRange as exc:
+        raise errors.ValidationFailed(exc.message, fields={exc.field: [exc.message]}) from None
+
+
+def query_window(store: Store, query: dict[str, Any]) -> timerange.Range | None:
     """None (current standings) unless the query names a range."""
     if not (query.get("since") or query.get("until")):
         return None
     longest = timedelta(days=int(store.config["DAY_BUCKET_DAYS"]))
-    return stats.resolve_range(store, query.get("since"), query.get("until"),
-                               default_span=longest)
+    return resolve_window(store, query.get("since"), query.get("until"), default_span=longest)
 
 
-def window_fields(window: stats.Range | None) -> dict[str, Any]:
+def window_fields(window: timerange.Range | None) -> dict[str, Any]:
     """The range a figure covers, as the stats replies show it (all None: standings)."""
     return {
         "since": stats.iso(window.since) if window else None,
@@ -109,9 +127,7 @@ class ArticleSeries(MethodView):
     def get(self, query: dict[str, Any], article_id: str) -> dict[str, Any]:
         """Reactions, "no" reasons, poll votes and link figures per hour or day (editor)."""
         store = get_store()
-        window = stats.resolve_range(
-            store, query.get("since"), query.get("until"), bucket=query["bucket"]
-        )
+        window = resolve_window(store, query.get("since"), query.get("until"), query["bucket"])
         series = stats.article_series(store, article_id, window)
         if series is None:
             raise errors.UnknownArticle()

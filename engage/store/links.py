@@ -12,8 +12,8 @@ import json
 from typing import Any
 
 from engage import errors
+from engage.formulas import wilson_lower
 from engage.store import Store, articles, reactions, scripts
-from engage.store.stats import wilson_lower
 
 REDIRECT_PREFIX = "/r/"
 # How many same-section articles are considered when filling the box.

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engage import errors
+from engage.formulas import percentages
 from engage.store import Store, scripts
 
 VISIBILITIES = ("always", "after_vote", "after_close")
@@ -57,26 +58,6 @@ def new_id() -> str:
 
 
 # -- results -------------------------------------------------------------------------
-def percentages(counts: dict[str, int]) -> dict[str, int]:
-    """Whole percentages of the ticks that add up to 100 (largest remainder).
-
-    Ties in the remainder go to the earlier option, so the answer is deterministic.
-    """
-    ticks = sum(counts.values())
-    if ticks <= 0:
-        return {option: 0 for option in counts}
-    shares: dict[str, int] = {}
-    remainders: list[tuple[int, int, str]] = []
-    for index, (option, n) in enumerate(counts.items()):
-        whole, rest = divmod(100 * n, ticks)
-        shares[option] = whole
-        remainders.append((-rest, index, option))
-    missing = 100 - sum(shares.values())
-    for _, _, option in sorted(remainders)[:missing]:
-        shares[option] += 1
-    return shares
-
-
 def _results(ids: list[str], raw_counts: dict[str, str]) -> dict[str, Any]:
     counts = {option: max(0, int(raw_counts.get(option, 0))) for option in ids}
     return {

@@ -17,134 +17,23 @@ Formulas (documented in the README too):
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from engage import errors
+from engage.formulas import approval, trending_score, wilson_lower
 from engage.store import Store, shards
+from engage.timerange import HOUR, Range, floor
 
-Z95 = 1.959963984540054
 TRENDING_BASELINE_HOURS = 24
 # Rankings, section sums and site totals cover this many most recently published articles.
 RANKED_ARTICLES = 2000
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
-
-
-def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
-    """Lower bound of the Wilson score interval of positive/total; None without votes."""
-    if total <= 0:
-        return None
-    p = positive / total
-    z2 = z * z
-    centre = p + z2 / (2 * total)
-    margin = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
-    return max(0.0, (centre - margin) / (1 + z2 / total))
 
 
 def iso(value: datetime) -> str:
     """A time as the stats replies show it: UTC with a Z."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def trending_score(recent: float, baseline: float) -> float:
-    return (recent + 1.0) / (baseline + 1.0)
-
-
-# -- ranges ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Range:
-    """A resolved time range and the buckets that cover it.
-
-    `bucket` is "hour" or "day" for a time series, or "mixed" for a sum over a range:
-    whole days in the middle from day buckets, the partial days at either end from hour
-    buckets, so a week costs about 55 reads instead of 169 and stays exact to the hour.
-    """
-
-    since: datetime
-    until: datetime
-    bucket: str  # "hour" | "day" | "mixed"
-
-    def starts(self) -> list[datetime]:
-        return [start for _, start in self.segments()]
-
-    def segments(self) -> list[tuple[str, datetime]]:
-        if self.bucket != "mixed":
-            return _steps(self.bucket, floor(self.since, self.bucket), self.until)
-        first_day = floor(self.since, "day")
-        if first_day < floor(self.since, "hour"):
-            first_day += DAY
-        last_day = floor(self.until, "day")
-        if first_day >= last_day:
-            return _steps("hour", floor(self.since, "hour"), self.until)
-        return (
-            _steps("hour", floor(self.since, "hour"), first_day - HOUR)
-            + _steps("day", first_day, last_day - DAY)
-            + _steps("hour", last_day, self.until)
-        )
-
-    @property
-    def granularity(self) -> str:
-        """What the sums were read from: "hour", "day" or "hour+day"."""
-        kinds = {kind for kind, _ in self.segments()}
-        return "+".join(k for k in ("hour", "day") if k in kinds) or self.bucket
-
-
-def _steps(bucket: str, start: datetime, until: datetime) -> list[tuple[str, datetime]]:
-    step = HOUR if bucket == "hour" else DAY
-    out = []
-    while start <= until:
-        out.append((bucket, start))
-        start += step
-    return out
-
-
-def floor(when: datetime, bucket: str) -> datetime:
-    when = when.astimezone(UTC)
-    if bucket == "hour":
-        return when.replace(minute=0, second=0, microsecond=0)
-    return when.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _invalid(field: str, message: str) -> errors.ValidationFailed:
-    return errors.ValidationFailed(message, fields={field: [message]})
-
-
-def resolve_range(
-    store: Store,
-    since: datetime | None,
-    until: datetime | None,
-    bucket: str | None = None,
-    now: datetime | None = None,
-    default_span: timedelta | None = None,
-) -> Range:
-    """Check a requested range against what the buckets keep; 422 when it cannot be served.
-
-    Without a bucket (a sum, not a series), hours and days are mixed when the range
-    starts within the hourly retention, days alone otherwise.
-    """
-    now = now or store.now()
-    hour_days = int(store.config["HOUR_BUCKET_DAYS"])
-    day_days = int(store.config["DAY_BUCKET_DAYS"])
-    until = min(until or now, now)
-    if since is None:
-        span = default_span or (timedelta(hours=48) if bucket == "hour" else timedelta(days=30))
-        since = until - span
-    if since > until:
-        raise _invalid("since", "`since` must not be after `until`.")
-    if bucket is None:
-        bucket = "mixed" if since >= now - timedelta(days=hour_days) else "day"
-    if bucket in ("hour", "mixed") and since < floor(now, "hour") - timedelta(days=hour_days):
-        raise _invalid(
-            "since", f"Hourly figures are kept {hour_days} days; ask for bucket=day."
-        )
-    if bucket == "day" and since < floor(now, "day") - timedelta(days=day_days):
-        raise _invalid("since", f"Daily figures are kept {day_days} days.")
-    return Range(since.astimezone(UTC), until.astimezone(UTC), bucket)
 
 
 # -- bucket reads ----------------------------------------------------------------------
@@ -253,7 +142,7 @@ def article_figures(
             "published_at": meta.get("published_at"),
             "counts": counts,
             "total": total,
-            "approval": positive / total if total else None,
+            "approval": approval(positive, total),
             "score": wilson_lower(positive, total),
             "trending": {
                 "score": round(trending_score(recent, baseline), 4),
@@ -313,7 +202,7 @@ def totals(figures: Iterable[dict[str, Any]], choices: list[str]) -> dict[str, A
         "articles": articles_n,
         "counts": counts,
         "total": total,
-        "approval": positive / total if total else None,
+        "approval": approval(positive, total),
         "score": wilson_lower(positive, total),
         "clicks": clicks,
         "impressions": imps,

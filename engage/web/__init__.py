@@ -11,7 +11,7 @@ from engage.web import security
 # One module per page group, each exposing `bp`; one line each so rooms do not collide.
 WEB_MODULES = (
     "ops",
-    "widget",
+    "embed",
     "metrics_view",
     "dashboard",
 )

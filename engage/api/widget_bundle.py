@@ -19,6 +19,7 @@ from engage.api.reactions import cacheable, private
 from engage.identity import current_reader
 from engage.store import get_store, links, polls, reactions
 
+# Named "widget": that is the tag the OpenAPI document lists these reads under.
 blp = Blueprint("widget", __name__, description="Batched reads for the embeddable widget.")
 
 

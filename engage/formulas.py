@@ -1,0 +1,56 @@
+"""The arithmetic behind editors' figures and poll results: plain numbers in and out.
+
+- approval: share of the first configured choice ("yes") among all reactions;
+- score: the Wilson lower bound (95 %) of that share, so 5 of 5 ranks below 480 of 500;
+- trending: (recent + 1) / (baseline + 1), votes in the last hour against the hourly
+  average before it (store/stats.py reads both); the +1s spare an article without
+  history a division by zero;
+- poll percentages: whole numbers that add up to exactly 100 (largest remainder).
+"""
+
+from __future__ import annotations
+
+import math
+
+Z95 = 1.959963984540054
+
+
+def approval(positive: int, total: int) -> float | None:
+    """Share of positive reactions; None without votes (not 0: nothing is known yet)."""
+    return positive / total if total else None
+
+
+def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
+    """Lower bound of the Wilson score interval of positive/total; None without votes."""
+    if total <= 0:
+        return None
+    p = positive / total
+    z2 = z * z
+    centre = p + z2 / (2 * total)
+    margin = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
+    return max(0.0, (centre - margin) / (1 + z2 / total))
+
+
+def trending_score(recent: float, baseline: float) -> float:
+    return (recent + 1.0) / (baseline + 1.0)
+
+
+def percentages(counts: dict[str, int]) -> dict[str, int]:
+    """Whole percentages of the ticks that add up to 100 (largest remainder).
+
+    Ties in the remainder go to the earlier option, so the answer is deterministic.
+    All zero while nobody has voted.
+    """
+    ticks = sum(counts.values())
+    if ticks <= 0:
+        return {option: 0 for option in counts}
+    shares: dict[str, int] = {}
+    remainders: list[tuple[int, int, str]] = []
+    for index, (option, n) in enumerate(counts.items()):
+        whole, rest = divmod(100 * n, ticks)
+        shares[option] = whole
+        remainders.append((-rest, index, option))
+    missing = 100 - sum(shares.values())
+    for _, _, option in sorted(remainders)[:missing]:
+        shares[option] += 1
+    return shares
