@@ -112,7 +112,7 @@ def current_address_hash() -> str:
         return g.address_hash
     store = get_store()
     identity = get_identity()
-    day = store.keys.stamps(store.now())[1]
+    day = store.keys.day_stamp(store.now())
     address = identity.client_address(request)
     address_hash = g.address_hash = identity.address_hash(
         address, day, lambda d: tokens.address_key(store, d)
