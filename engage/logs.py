@@ -5,12 +5,9 @@ short, plain one, and is generated otherwise; the response echoes it. The line h
 the route template, never the path or query (which may carry tokens), and never the
 client address.
 
-The line is on every request's path, so it is built with one f-string from parts that
-need no escaping (or were escaped once, per route) and, while nobody has added a
-handler or filter of their own, written straight to the handler's stream: the logging
-machinery and a json.dumps per request cost more than a cheap view itself. Anything
-attached to the logger (a test's handler, an operator's filter) gets the same line
-through `logger.info` instead.
+Each line is a record of the `engage.request` logger carrying its fields in `request`;
+`RequestFormatter` renders it as one JSON object, or as a plain line when the app has
+LOG_JSON off. An operator may attach handlers and filters as to any logger.
 """
 
 from __future__ import annotations
@@ -18,137 +15,80 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
 # Short and plain so a hostile id cannot forge log lines or bloat them.
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 logger = logging.getLogger("engage.request")
-_INFO = logging.INFO
-
-# JSON string literals of route templates and methods, made once each.
-_quoted: dict[str, str] = {}
+_HANDLER_NAME = "engage.request.stderr"
 
 
-def _quote(text: str) -> str:
-    quoted = _quoted.get(text)
-    if quoted is None:
-        quoted = json.dumps(text)
-        if len(_quoted) < 4096:  # routes and real methods are few; odd methods are not kept
-            _quoted[text] = quoted
-    return quoted
+class RequestFormatter(logging.Formatter):
+    """A request record as one line of JSON (`ts`, `event`, then its fields), or as
+    its plain message when the record says `as_json=False`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] | None = getattr(record, "request", None)
+        if fields is None or not getattr(record, "as_json", True):
+            return super().format(record)
+        ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        return json.dumps({"ts": ts, "event": "request", **fields}, separators=(",", ":"))
 
 
 def request_id() -> str:
     """The current request's id (made on first use)."""
-    return _request_id(g._get_current_object(), request.environ)
-
-
-def _request_id(state: Any, environ: dict[str, Any]) -> str:
-    rid: str | None = state.get("request_id")
+    rid: str | None = g.get("request_id")
     if rid is None:
-        offered = environ.get(_REQUEST_ID_ENVIRON, "")
-        rid = offered if REQUEST_ID_RE.match(offered) else uuid.uuid4().hex
-        state.request_id = rid
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = g.request_id = offered if REQUEST_ID_RE.fullmatch(offered) else uuid.uuid4().hex
     return rid
 
 
-def begin(state: Any, environ: dict[str, Any], started: float) -> None:
-    """A request starts: `state` is its `g`, `started` its perf_counter reading."""
-    state.log_started = started
-    _request_id(state, environ)
+def _log(method: str, route: str, status: int, seconds: float | None, rid: str,
+         as_json: bool) -> None:
+    method = method[:10]
+    duration_ms = round(seconds * 1000, 2) if seconds is not None else None
+    logger.info(
+        "%s %s %s %sms %s", method, route, status, "-" if duration_ms is None else duration_ms,
+        rid,
+        extra={
+            "as_json": as_json,
+            "request": {"method": method, "route": route, "status": status,
+                        "duration_ms": duration_ms, "request_id": rid},
+        },
+    )
 
 
-def _direct_handler() -> logging.StreamHandler[Any] | None:
-    """Engage's own handler when it is the logger's only way out, so the line can skip
-    records, filters and formatters (which would not change it); None otherwise."""
-    handlers = logger.handlers
-    if len(handlers) != 1 or logger.filters or not logger.isEnabledFor(_INFO):
-        return None
-    handler = handlers[0]
-    if not getattr(handler, "engage_request_log", False) or handler.filters \
-            or handler.level > _INFO:
-        return None
-    return handler  # type: ignore[return-value]
-
-
-def _emit(line: str) -> None:
-    handler = _direct_handler()
-    if handler is None:
-        logger.info("%s", line)
-        return
-    with handler.lock:  # type: ignore[union-attr]
-        try:
-            stream = handler.stream
-            stream.write(line + "\n")
-            stream.flush()
-        except Exception:  # what StreamHandler.emit does: report, never fail the request
-            handler.handleError(logger.makeRecord(
-                logger.name, _INFO, __file__, 0, line, (), None))
-
-
-def finisher(config: Any) -> Callable[[Response, Any, dict[str, Any], str, str], None]:
-    """The function that tags a finished response with its request id and writes the
-    request's line: `route` is the URL rule ("unmatched" without one), `method` as sent."""
-    def finish(response: Response, state: Any, environ: dict[str, Any], route: str,
-               method: str) -> None:
-        rid = _request_id(state, environ)
-        response.headers[REQUEST_ID_HEADER] = rid
-        started = state.pop("log_started", None)
-        duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
-        method = method[:10]
-        if config.get("LOG_JSON", True):
-            # json.dumps of a float is its repr; the id matched REQUEST_ID_RE or is hex.
-            _emit(
-                f'{{"ts":"{datetime.now(UTC).isoformat(timespec="milliseconds")}",'
-                f'"event":"request","method":{_quote(method)},"route":{_quote(route)},'
-                f'"status":{response.status_code},'
-                f'"duration_ms":{"null" if duration_ms is None else repr(duration_ms)},'
-                f'"request_id":"{rid}"}}'
-            )
-        else:
-            _emit(f"{method} {route} {response.status_code} {duration_ms}ms {rid}")
-
-    return finish
+def request_answered(response: Response, route: str, method: str,
+                     seconds: float | None) -> None:
+    """Tag the response with its request id and write the request's line: `route` is
+    the URL rule ("unmatched" without one), `method` as sent."""
+    rid = request_id()
+    response.headers[REQUEST_ID_HEADER] = rid
+    _log(method, route, response.status_code, seconds, rid, current_app.config["LOG_JSON"])
 
 
 def refused(status: int, method: str, as_json: bool) -> None:
     """The line of a request the HTTP server refused before the app saw it
     (engage.server): route "refused", no duration, a fresh id (none could be read)."""
-    rid = uuid.uuid4().hex
-    method = method[:10]
-    if as_json:
-        _emit(
-            f'{{"ts":"{datetime.now(UTC).isoformat(timespec="milliseconds")}",'
-            f'"event":"request","method":{_quote(method)},"route":"refused",'
-            f'"status":{status},"duration_ms":null,"request_id":"{rid}"}}'
-        )
-    else:
-        _emit(f"{method} refused {status} -ms {rid}")
-
-
-def _configure_logger() -> None:
-    """Messages are already formatted lines; write them to stderr as they are."""
-    if any(getattr(h, "engage_request_log", False) for h in logger.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.engage_request_log = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    _log(method, "refused", status, None, uuid.uuid4().hex, as_json)
 
 
 def init_app(app: Flask) -> None:
-    """The logger; the app factory calls `begin` and a `finisher` from its first hooks
-    (shared with the HTTP metrics), so even a request refused early gets its line."""
-    _configure_logger()
+    """Request lines go to stderr, through one handler however many apps a process
+    makes; the app factory calls `request_answered` from its first hook, so even a
+    request refused early gets its line."""
+    if any(h.get_name() == _HANDLER_NAME for h in logger.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(RequestFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import os
 import platform
-import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context
+from flask import Flask, g, has_request_context
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -112,7 +111,7 @@ _REASON_BY_STATUS = {
 
 def _counted() -> None:
     if has_request_context():
-        g._get_current_object().vote_counted = True
+        g.vote_counted = True
 
 
 def vote_accepted(kind: str) -> None:
@@ -187,25 +186,21 @@ def _child(metric: Any, *values: str) -> Any:
     return child
 
 
-def request_started(state: Any, started: float) -> None:
-    """`state` is the request's `g`, `started` its perf_counter reading."""
-    state.metrics_started = started
-    state.metrics_live = True
+def request_started() -> None:
+    g.metrics_live = True
     HTTP_IN_PROGRESS.inc()
 
 
-def request_answered(response: Response, state: Any, route: str, method: str,
-                     endpoint: str | None) -> None:
+def request_answered(status: int, route: str, method: str, endpoint: str | None,
+                     seconds: float | None) -> None:
     """Count and time a response; `route` is the URL rule ("unmatched" without one)."""
-    started = state.pop("metrics_started", None)
     if method not in HTTP_METHODS:
         method = "other"
-    status = response.status_code
     _child(HTTP_REQUESTS, route, method, f"{status // 100}xx").inc()
-    if started is not None:
-        _child(HTTP_DURATION, route).observe(time.perf_counter() - started)
+    if seconds is not None:
+        _child(HTTP_DURATION, route).observe(seconds)
     kind = VOTE_ENDPOINTS.get(endpoint or "")
-    if kind and method in ("PUT", "DELETE") and not state.pop("vote_counted", False):
+    if kind and method in ("PUT", "DELETE") and not g.pop("vote_counted", False):
         reason = _REASON_BY_STATUS.get(status)
         if reason:
             vote_rejected(kind, reason)
@@ -219,9 +214,9 @@ def request_refused(status: int, method: str) -> None:
     _child(HTTP_REQUESTS, "refused", method, f"{status // 100}xx").inc()
 
 
-def request_ended(state: Any) -> None:
+def request_ended() -> None:
     # teardown runs even when no response was made, so the gauge cannot leak upwards.
-    if state.pop("metrics_live", False):
+    if g.pop("metrics_live", False):
         HTTP_IN_PROGRESS.dec()
 
 

@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from engage import create_app
+from engage.logs import RequestFormatter
 from engage.logs import logger as request_log
 from engage.store import get_store, tokens
 from tests.redis_server import RedisServer
@@ -131,14 +132,15 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 class Lines(logging.Handler):
-    """Collects the request log's lines (engage.logs) as they are written."""
+    """Collects the request log's lines (engage.logs) as its formatter renders them."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.setFormatter(RequestFormatter())
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+        self.lines.append(self.format(record))
 
 
 @pytest.fixture

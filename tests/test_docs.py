@@ -26,7 +26,7 @@ def test_openapi_is_valid(client: FlaskClient) -> None:
     validate(spec)  # raises on an invalid document
 
 
-def test_foundation_paths_documented(client: FlaskClient) -> None:
+def test_foundation_paths_are_in_the_document(client: FlaskClient) -> None:
     paths = spec_of(client)["paths"]
     expected = {
         "/api/v1/readers": {"post"},
@@ -54,7 +54,7 @@ def resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def test_error_schema_documented(client: FlaskClient) -> None:
+def test_error_schema_is_in_the_document(client: FlaskClient) -> None:
     spec = spec_of(client)
     schemas = spec["components"]["schemas"]
     error = schemas["Error"]

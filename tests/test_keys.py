@@ -1,5 +1,5 @@
-"""Key builders: the bucket stamps, cached per hour, name the same buckets as formatting
-every time would, whatever order the times come in and whatever their offset."""
+"""Key builders: bucket names are the UTC hour and day of a moment, whatever order the
+times come in and whatever their offset."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 
 
 @pytest.fixture
@@ -78,3 +79,31 @@ def test_plain_lines_when_json_is_off(client: FlaskClient, lines: list[str]) -> 
     assert lines == [lines[0]]
     assert lines[0].startswith("GET /healthz 200 ")
     assert lines[0].endswith(response.headers["X-Request-ID"])
+
+
+@pytest.mark.parametrize("app_config", [
+    {"LOG_JSON": True, "ALLOWED_ORIGINS": ["https://news.example.com"]},
+])
+@pytest.mark.parametrize("method, path, kwargs, status", [
+    ("GET", "/api/v1/articles/{a}/reactions", {}, 200),
+    ("GET", "/nowhere", {}, 404),
+    ("PUT", "/api/v1/articles/{a}/reactions/mine", {"data": "x", "content_type": "text/plain",
+                                                     "headers": {"X-Engage-Reader": "x"}}, 415),
+    ("GET", "/api/v1/stats/articles", {}, 401),
+    ("POST", "/api/v1/readers", {"headers": {"Origin": "https://news.example.com"}}, 201),
+])
+def test_every_request_is_logged_counted_and_released_once(
+        client: FlaskClient, article: str, lines: list[str], method: str, path: str,
+        kwargs: dict[str, Any], status: int) -> None:
+    def in_progress() -> float | None:
+        return REGISTRY.get_sample_value("engage_http_requests_in_progress")
+
+    before = in_progress()
+    assert before is not None
+    lines.clear()
+    response = client.open(path.format(a=article), method=method, **kwargs)
+    assert response.status_code == status
+    assert len(lines) == 1
+    assert json.loads(lines[0])["status"] == status
+    assert json.loads(lines[0])["request_id"] == response.headers["X-Request-ID"]
+    assert in_progress() == before

@@ -13,7 +13,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from engage import errors, metrics, schemas
-from engage.api.reactions import cacheable, private
+from engage.api.caching import cacheable, private
 from engage.identity import (
     bearer_token,
     current_address_hash,
@@ -45,11 +45,9 @@ def _cached(body: Any, views: list[dict[str, Any]], personal: bool) -> Response:
     """Private for a reader or staff; otherwise shared-cacheable."""
     if personal:
         return private(body)
-    response = cacheable(body, vary=_PERSONAL)
-    if any(_closes_within_cache_life(view) for view in views):
-        # A cached "open" must not outlive closes_at: revalidate (cheap with the ETag).
-        response.headers["Cache-Control"] = "public, no-cache"
-    return response
+    # A cached "open" must not outlive closes_at.
+    return cacheable(body, vary=_PERSONAL,
+                     revalidate=any(_closes_within_cache_life(view) for view in views))
 
 
 def _closes_within_cache_life(view: dict[str, Any]) -> bool:

@@ -14,8 +14,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from engage import errors, schemas
+from engage.api.caching import cacheable, private
 from engage.api.links import absolute
-from engage.api.reactions import cacheable, private
 from engage.identity import current_reader
 from engage.store import get_store, links, polls, reactions
 

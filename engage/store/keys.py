@@ -65,7 +65,6 @@ class Keys:
 
     def __init__(self, prefix: str = "engage") -> None:
         self.prefix = prefix
-        self._stamp_cache: tuple[float, float, str, str] = (0.0, 0.0, "", "")
 
     # -- articles -----------------------------------------------------------------
     def article(self, article_id: str) -> str:
@@ -126,25 +125,12 @@ class Keys:
     def day_stamp(when: datetime) -> str:
         return when.astimezone(UTC).strftime("%Y%m%d")
 
-    def stamps(self, when: datetime) -> tuple[str, str]:
-        """(hour, day) stamps of `when`, formatted once per UTC hour: every vote, poll
-        vote and click names two buckets, and strftime is most of that cost."""
-        moment = when.timestamp()
-        start, end, hour, day = self._stamp_cache
-        if start <= moment < end:
-            return hour, day
-        utc = when.astimezone(UTC)
-        start = utc.replace(minute=0, second=0, microsecond=0).timestamp()
-        hour, day = self.hour_stamp(utc), self.day_stamp(utc)
-        self._stamp_cache = (start, start + 3600, hour, day)  # one assignment: thread-safe
-        return hour, day
-
     def hour_bucket(self, owner_key: str, when: datetime) -> str:
         """`owner_key` is `article(id)` or `poll(id)`, so buckets share its slot."""
-        return f"{owner_key}:h:{self.stamps(when)[0]}"
+        return f"{owner_key}:h:{self.hour_stamp(when)}"
 
     def day_bucket(self, owner_key: str, when: datetime) -> str:
-        return f"{owner_key}:d:{self.stamps(when)[1]}"
+        return f"{owner_key}:d:{self.day_stamp(when)}"
 
     # -- global -------------------------------------------------------------------
     @property
