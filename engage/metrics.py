@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable
-from typing import Any
 
 from flask import Flask, g, has_request_context
 from prometheus_client import (
@@ -115,12 +114,12 @@ def _counted() -> None:
 
 
 def vote_accepted(kind: str) -> None:
-    _child(VOTES_ACCEPTED, kind).inc()
+    VOTES_ACCEPTED.labels(kind).inc()
     _counted()
 
 
 def vote_rejected(kind: str, reason: str) -> None:
-    _child(VOTES_REJECTED, kind, reason if reason in REJECT_REASONS else "invalid").inc()
+    VOTES_REJECTED.labels(kind, reason if reason in REJECT_REASONS else "invalid").inc()
     _counted()
 
 
@@ -139,7 +138,7 @@ def link_event(event: str) -> None:
 
 def redis_observed(op: str, seconds: float, error: str | None = None) -> None:
     """One logical Redis operation; `error` is one of REDIS_ERROR_KINDS or None."""
-    _child(REDIS_DURATION, op).observe(seconds)
+    REDIS_DURATION.labels(op).observe(seconds)
     if error is not None:
         REDIS_ERRORS.labels(op=op, kind=error).inc()
 
@@ -172,20 +171,6 @@ def _version() -> str:
 
 
 # -- HTTP instrumentation ---------------------------------------------------------------
-# `labels(...)` takes a lock and validates its arguments on every call; the per-request
-# metrics look their (bounded) label sets up here instead. The children are the same
-# objects `labels` returns, so what a scrape sees does not change.
-_CHILDREN: dict[tuple[object, ...], Any] = {}
-
-
-def _child(metric: Any, *values: str) -> Any:
-    key = (id(metric), *values)
-    child = _CHILDREN.get(key)
-    if child is None:
-        child = _CHILDREN[key] = metric.labels(*values)
-    return child
-
-
 def request_started() -> None:
     g.metrics_live = True
     HTTP_IN_PROGRESS.inc()
@@ -196,9 +181,9 @@ def request_answered(status: int, route: str, method: str, endpoint: str | None,
     """Count and time a response; `route` is the URL rule ("unmatched" without one)."""
     if method not in HTTP_METHODS:
         method = "other"
-    _child(HTTP_REQUESTS, route, method, f"{status // 100}xx").inc()
+    HTTP_REQUESTS.labels(route, method, f"{status // 100}xx").inc()
     if seconds is not None:
-        _child(HTTP_DURATION, route).observe(seconds)
+        HTTP_DURATION.labels(route).observe(seconds)
     kind = VOTE_ENDPOINTS.get(endpoint or "")
     if kind and method in ("PUT", "DELETE") and not g.pop("vote_counted", False):
         reason = _REASON_BY_STATUS.get(status)
@@ -211,7 +196,7 @@ def request_refused(status: int, method: str) -> None:
     under the route "refused", since it never matched one."""
     if method not in HTTP_METHODS:
         method = "other"
-    _child(HTTP_REQUESTS, "refused", method, f"{status // 100}xx").inc()
+    HTTP_REQUESTS.labels("refused", method, f"{status // 100}xx").inc()
 
 
 def request_ended() -> None:
