@@ -1,10 +1,12 @@
-"""Fixtures: a real redis-server per session (flushed per test), the app, clients, tokens."""
+"""Fixtures: a real redis-server per session (flushed per test), the app, clients, tokens,
+and a clock the test moves by hand."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,30 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def store(app: Flask) -> Any:
     return get_store_of(app)
+
+
+class Clock:
+    """The store's clock for one test: it stands still until the test moves it."""
+
+    def __init__(self, start: datetime) -> None:
+        self.time = start
+
+    def __call__(self) -> datetime:
+        return self.time
+
+    def set(self, when: datetime) -> None:
+        self.time = when
+
+    def advance(self, seconds: float) -> None:
+        self.time += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(store: Any) -> Clock:
+    """The app's store reads this clock, which starts at the real time, whole seconds."""
+    clock = Clock(datetime.now(UTC).replace(microsecond=0))
+    store.clock = clock
+    return clock
 
 
 @pytest.fixture
