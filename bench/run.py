@@ -496,10 +496,15 @@ def memory_per_voter(redis_url: str, work: Path, voters: int) -> dict[str, Any]:
 
 
 # -- an older commit ------------------------------------------------------------------------
-def unpack_commit(ref: str, work: Path) -> tuple[str, Path]:
-    """The tree of `ref` (any git revision) in a directory under `work`; its short id."""
-    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", ref + "^{commit}"],
-                         capture_output=True, text=True, check=True).stdout.strip()
+def resolve_commit(ref: str) -> str | None:
+    """The full id of `ref` (any git revision: HEAD~5, a tag, a sha), or None."""
+    found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet",
+                            ref + "^{commit}"], capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def unpack_commit(sha: str, work: Path) -> tuple[str, Path]:
+    """The tree of commit `sha` in a directory under `work`; its short id."""
     tree = work / f"tree-{sha[:12]}"
     tree.mkdir()
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", sha],
@@ -591,6 +596,10 @@ def main() -> int:
         args.voters = min(args.voters, 100_000)
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    compare_sha = resolve_commit(args.compare) if args.compare else None
+    if args.compare and compare_sha is None:
+        print(f"--compare {args.compare}: not a commit of this repository", file=sys.stderr)
         return 2
 
     kinds = {
@@ -684,8 +693,8 @@ def main() -> int:
             main = engage_server("engage", main_kind)
             items = engage_items("engage", main, None)
             compare_label = None
-            if args.compare:
-                short, tree = unpack_commit(args.compare, work)
+            if compare_sha:
+                short, tree = unpack_commit(compare_sha, work)
                 compare_label = f"engage@{short}"
                 log(f"comparing with {args.compare} ({short}), unpacked in {tree}")
                 items += engage_items(compare_label,
