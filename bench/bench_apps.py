@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 
 
 def engage_app() -> Flask:
@@ -40,8 +40,12 @@ class OrjsonProvider:
                 return orjson.loads(s)
 
             def response(self, *args: Any, **kwargs: Any) -> Any:
-                obj = self._prepare_response_obj(args, kwargs)
-                return self._app.response_class(
+                # What `jsonify` documents: one argument as is, several as a list,
+                # keyword arguments as an object.
+                if args and kwargs:
+                    raise TypeError("response() takes positional or keyword arguments")
+                obj = args[0] if len(args) == 1 else (list(args) if args else kwargs)
+                return current_app.response_class(
                     orjson.dumps(obj) + b"\n", mimetype=self.mimetype
                 )
 

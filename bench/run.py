@@ -2,6 +2,7 @@
 
     python bench/run.py --quick      # a few minutes: fewer, shorter runs
     python bench/run.py              # the full run: 5 runs of 8 s per figure + variants
+    python bench/run.py --compare REF   # also an older commit of engage, side by side
 
 Everything runs on this machine: a dedicated redis-server (AOF on, fsync every second,
 as the embedded server), every app under gunicorn with the same worker count and
@@ -494,6 +495,24 @@ def memory_per_voter(redis_url: str, work: Path, voters: int) -> dict[str, Any]:
     }
 
 
+# -- an older commit ------------------------------------------------------------------------
+def resolve_commit(ref: str) -> str | None:
+    """The full id of `ref` (any git revision: HEAD~5, a tag, a sha), or None."""
+    found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet",
+                            ref + "^{commit}"], capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def unpack_commit(sha: str, work: Path) -> tuple[str, Path]:
+    """The tree of commit `sha` in a directory under `work`; its short id."""
+    tree = work / f"tree-{sha[:12]}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", sha],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return sha[:7], tree
+
+
 # -- isso ---------------------------------------------------------------------------------
 def ensure_isso(server: str) -> Path | None:
     """isso's own environment, with the server (gunicorn or granian) it is run under."""
@@ -568,12 +587,19 @@ def main() -> int:
     parser.add_argument("--kind", default="sync",
                         help="main table's server: sync (as `engage serve`), gthread, granian")
     parser.add_argument("--out", default=str(BENCH / "results"))
+    parser.add_argument("--compare", metavar="REF",
+                        help="also run this git commit's engage (same server settings, same "
+                             "Redis) and report it side by side with the working tree")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.duration, args.no_variants = 3, 3.0, True
         args.voters = min(args.voters, 100_000)
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    compare_sha = resolve_commit(args.compare) if args.compare else None
+    if args.compare and compare_sha is None:
+        print(f"--compare {args.compare}: not a commit of this repository", file=sys.stderr)
         return 2
 
     kinds = {
@@ -621,7 +647,8 @@ def main() -> int:
                 return server
 
             def engage_server(label: str, kind: ServerKind,
-                              extra_env: dict[str, str] | None = None) -> Server:
+                              extra_env: dict[str, str] | None = None,
+                              tree: Path = REPO) -> Server:
                 target = "bench_apps:engage_app()" if extra_env else "engage:create_app()"
                 if kind.server == "granian":
                     target = "engage:create_app()"
@@ -629,9 +656,12 @@ def main() -> int:
                 metrics_dir = work / ("metrics-" + label.replace(" ", "-"))
                 metrics_dir.mkdir()
                 extra = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **(extra_env or {})}
+                if tree != REPO:
+                    extra["PYTHONPATH"] = str(tree)  # ahead of the working tree's engage
+                conf = tree / "gunicorn.conf.py"
                 return start(label.replace(" ", "-"), target, kind, extra,
                              ready_path="/healthz",
-                             conf=REPO / "gunicorn.conf.py" if kind.server == "gunicorn" else None)
+                             conf=conf if kind.server == "gunicorn" and conf.exists() else None)
 
             def engage_items(label: str, server: Server, names: list[str] | None) -> list[Item]:
                 base, api = server.url, server.url + "/api/v1"
@@ -662,6 +692,13 @@ def main() -> int:
             # Every server up at once; idle ones cost nothing while another is measured.
             main = engage_server("engage", main_kind)
             items = engage_items("engage", main, None)
+            compare_label = None
+            if compare_sha:
+                short, tree = unpack_commit(compare_sha, work)
+                compare_label = f"engage@{short}"
+                log(f"comparing with {args.compare} ({short}), unpacked in {tree}")
+                items += engage_items(compare_label,
+                                      engage_server(compare_label, main_kind, tree=tree), None)
             const = start("flask-const", "baselines.flask_const:app", main_kind, {})
             items.append(Item("flask constant", Scenario("constant_json", const.url + "/"),
                               const))
@@ -713,11 +750,13 @@ def main() -> int:
 
             # p99 at half of each peak (engage's read and vote), again round-robin.
             peaks = {(f.target, f.scenario): f.rps for f in figures}
+            # The older commit gets the same offered load as the working tree, so the two
+            # p99s compare directly.
             paced = []
             for item in items:
-                if item.target == "engage" and item.scenario.name in (
+                if item.target in ("engage", compare_label) and item.scenario.name in (
                         "reactions_read", "vote_new_reader"):
-                    rate = peaks[(item.target, item.scenario.name)] / 2
+                    rate = peaks[("engage", item.scenario.name)] / 2
                     pause = max(1, round(args.connections / rate * 1000))
                     paced.append(Item(item.target, item.scenario, item.server,
                                       votes_key=item.votes_key, paced_ms=pause))
@@ -738,7 +777,7 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     report = build_report(args, info, figures, memory, per_vote, main_kind.label,
-                          time.time() - started)
+                          time.time() - started, compare_label)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
@@ -764,7 +803,7 @@ def redis_cpu(client: redis.Redis) -> float:
 
 def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[Figure],
                  memory: dict[str, Any], per_vote: dict[str, Any], kind: str,
-                 seconds: float) -> dict[str, Any]:
+                 seconds: float, compare_label: str | None = None) -> dict[str, Any]:
     def find(target: str, scenario: str) -> Figure | None:
         return next((f for f in figures if f.target == target and f.scenario == scenario), None)
 
@@ -824,6 +863,21 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
                      f"{per_vote.get('server_cpu_ms_per_vote')} ms | (context) |")
         lines.append(f"| Redis CPU per vote | {per_vote.get('redis_cpu_ms_per_vote')} ms | "
                      "(context) |")
+    compared = compare_rows(figures, compare_label) if compare_label else []
+    if compared:
+        lines += [
+            "", f"## Working tree vs {compare_label} (`--compare {args.compare}`)", "",
+            "Same run, same Redis, same server settings; ratio = working tree / older "
+            "commit (req/s above 1 is faster now, p99 below 1 is better now).", "",
+            f"| scenario | req/s now | req/s {compare_label} | ratio | p99 ms now | "
+            f"p99 ms {compare_label} | ratio | failed |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in compared:
+            lines.append(
+                f"| {row['scenario']} | {row['rps']:,.0f} | {row['rps_compared']:,.0f} | "
+                f"{row['rps_ratio']} | {row['p99_ms']:.2f} | {row['p99_ms_compared']:.2f} | "
+                f"{row['p99_ratio']} | {row['failed']} |")
     lines.append("")
     lines.append(f"Total benchmark time {seconds / 60:.1f} min.")
     markdown = "\n".join(lines) + "\n"
@@ -835,8 +889,29 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
         "ratios": {name: {"measured": value, "target": goal} for name, value, goal in targets},
         "memory": memory,
         "vote_cost": per_vote,
+        "compare": {"ref": args.compare, "target": compare_label, "rows": compared}
+        if compare_label else None,
         "markdown": markdown,
     }
+
+
+def compare_rows(figures: list[Figure], compare_label: str) -> list[dict[str, Any]]:
+    """engage's figures beside the older commit's, scenario by scenario."""
+    older = {f.scenario: f for f in figures if f.target == compare_label}
+    rows = []
+    for now in (f for f in figures if f.target == "engage"):
+        then = older.get(now.scenario)
+        if then is None:
+            continue
+        rows.append({
+            "scenario": now.scenario,
+            "rps": now.rps, "rps_compared": then.rps,
+            "rps_ratio": round(now.rps / then.rps, 2) if then.rps else None,
+            "p99_ms": now.p99_ms, "p99_ms_compared": then.p99_ms,
+            "p99_ratio": round(now.p99_ms / then.p99_ms, 2) if then.p99_ms else None,
+            "failed": now.bad + then.bad,
+        })
+    return rows
 
 
 if __name__ == "__main__":

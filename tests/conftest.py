@@ -1,10 +1,12 @@
-"""Fixtures: a real redis-server per session (flushed per test), the app, clients, tokens."""
+"""Fixtures: a real redis-server per session (flushed per test), the app, clients, tokens,
+and a clock the test moves by hand."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,32 @@ from engage.logs import logger as request_log
 from engage.store import get_store, tokens
 from tests.redis_server import RedisServer
 
+CLUSTER_RUN = os.environ.get("ENGAGE_TEST_REDIS") == "cluster"
+
+# `ENGAGE_TEST_REDIS=cluster` runs the suite against a local Redis Cluster (a step of
+# .ci/run): every app then talks to tests/cluster.py's cluster through `redis+cluster://`.
+# New test files join that run on their own; only these stay out, each for its reason.
+SINGLE_REDIS_ONLY = {
+    "browser": "a real browser against one Redis; run once",
+    "faults": "kills and pauses a single Redis",
+    "test_quality.py": "ruff, mypy and the declared dependencies; no Redis",
+    "test_privacy.py": "reads one server's raw memory by its port",
+    "test_deploy.py": "runs the deployment stack with its own single Redis",
+    "test_gunicorn_metrics.py": "gunicorn workers against their own single Redis",
+    "test_outage.py": "stops and pauses its own single Redis",
+    "test_cluster.py": "starts its own clusters",
+    "test_shards.py": "runs on one Redis and on its own cluster already",
+    "test_nearcache.py": "the near cache is off on a cluster (test_cluster.py checks that)",
+    "test_slots.py": "pure key arithmetic; no Redis",
+}
+collect_ignore = list(SINGLE_REDIS_ONLY) if CLUSTER_RUN else []
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if os.environ.get("ENGAGE_TEST_REDIS") == "cluster":
-        # The same suite against a local Redis Cluster (tests/cluster.py): it has `.url`
-        # and `.client()` like RedisServer, and `.client().flushall()` flushes every primary.
+    if CLUSTER_RUN:
+        # tests/cluster.py's cluster has `.url` and `.client()` like RedisServer, and
+        # `.client().flushall()` flushes every primary.
         from tests.cluster import LocalCluster
 
         cluster = LocalCluster().start()
@@ -74,6 +96,30 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def store(app: Flask) -> Any:
     return get_store_of(app)
+
+
+class Clock:
+    """The store's clock for one test: it stands still until the test moves it."""
+
+    def __init__(self, start: datetime) -> None:
+        self.time = start
+
+    def __call__(self) -> datetime:
+        return self.time
+
+    def set(self, when: datetime) -> None:
+        self.time = when
+
+    def advance(self, seconds: float) -> None:
+        self.time += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(store: Any) -> Clock:
+    """The app's store reads this clock, which starts at the real time, whole seconds."""
+    clock = Clock(datetime.now(UTC).replace(microsecond=0))
+    store.clock = clock
+    return clock
 
 
 @pytest.fixture

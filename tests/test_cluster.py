@@ -1,7 +1,8 @@
 """engage on a Redis Cluster: URL form, scripts after NOSCRIPT, MOVED/ASK, failover.
 
-Each test here starts its own local cluster (tests/cluster.py): three primaries with
-one replica each, on free ports, torn down afterwards.
+Tests that move slots or kill nodes start their own local cluster (tests/cluster.py):
+three primaries with one replica each, on free ports, torn down afterwards. The others
+share one cluster per module, flushed before each test.
 """
 
 from __future__ import annotations
@@ -60,9 +61,25 @@ def local_cluster() -> Iterator[LocalCluster]:
     started.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_cluster() -> Iterator[LocalCluster]:
+    started = LocalCluster().start()
+    yield started
+    started.stop()
+
+
 @pytest.fixture
 def cluster_app(local_cluster: LocalCluster, tmp_path: Path) -> Iterator[Flask]:
     app = make_app(local_cluster.url, tmp_path, THROTTLE_VOTES=10**9)
+    yield app
+    get_store_of(app).close()
+
+
+@pytest.fixture
+def shared_app(shared_cluster: LocalCluster, tmp_path: Path) -> Iterator[Flask]:
+    """An app on the shared cluster, for tests that leave its topology alone."""
+    shared_cluster.flushall()
+    app = make_app(shared_cluster.url, tmp_path, THROTTLE_VOTES=10**9)
     yield app
     get_store_of(app).close()
 
@@ -84,7 +101,8 @@ def vote(app: Flask, article_id: str, reader: str, choice: str) -> Any:
     return reactions.vote(get_store_of(app), article_id, reader, "addr", choice)
 
 
-def test_app_runs_on_a_cluster_client(cluster_app: Flask) -> None:
+def test_app_runs_on_a_cluster_client(shared_app: Flask) -> None:
+    cluster_app = shared_app
     store = get_store_of(cluster_app)
     assert isinstance(store.redis, RedisCluster)
     assert store.near is None  # change notices would come per node: reads go to Redis
@@ -97,8 +115,9 @@ def test_app_runs_on_a_cluster_client(cluster_app: Flask) -> None:
     assert client.get("/readyz").status_code == 200
 
 
-def test_scripts_reload_after_the_cluster_forgets_them(cluster_app: Flask,
-                                                       local_cluster: LocalCluster) -> None:
+def test_scripts_reload_after_the_cluster_forgets_them(shared_app: Flask,
+                                                       shared_cluster: LocalCluster) -> None:
+    cluster_app, local_cluster = shared_app, shared_cluster
     put_article(cluster_app, "story")
     vote(cluster_app, "story", "r1", "yes")
     for node in local_cluster.live_nodes():  # a failover or new node has an empty cache
@@ -110,9 +129,9 @@ def test_scripts_reload_after_the_cluster_forgets_them(cluster_app: Flask,
     assert owner.client().script_exists(sha) == [True]
 
 
-def test_scripts_are_never_pipelined_on_a_cluster(cluster_app: Flask) -> None:
+def test_scripts_are_never_pipelined_on_a_cluster(shared_app: Flask) -> None:
     """redis-py refuses EVALSHA inside a cluster pipeline, so the store never does it."""
-    store = get_store_of(cluster_app)
+    store = get_store_of(shared_app)
     with pytest.raises(RedisClusterException):
         store.run("shard_begin", keys=["x"], args=[2], client=store.redis.pipeline())
 
@@ -210,7 +229,10 @@ def _failover(cluster_app: Flask, local_cluster: LocalCluster, how: str) -> None
     primary = local_cluster.node_for_slot(slot)
     replica = local_cluster.replica_of(primary)
     with VoteLoad(cluster_app, "breaking") as load:
-        time.sleep(1.5)
+        deadline = time.monotonic() + 20
+        while load.count() < 100:  # every thread is voting before the primary goes
+            assert time.monotonic() < deadline, "the load never got going"
+            time.sleep(0.05)
         before = load.count()
         struck = time.monotonic()
         if how == "kill":
@@ -259,8 +281,10 @@ def test_a_coordinated_failover_loses_no_vote(cluster_app: Flask,
     _failover(cluster_app, local_cluster, "failover")
 
 
-def test_reader_minting_is_rate_limited_in_the_cluster(local_cluster: LocalCluster,
+def test_reader_minting_is_rate_limited_in_the_cluster(shared_cluster: LocalCluster,
                                                        tmp_path: Path) -> None:
+    local_cluster = shared_cluster
+    local_cluster.flushall()
     app = make_app(local_cluster.url, tmp_path, READER_MINT_LIMIT="2 per minute")
     try:
         assert app.config["RATELIMIT_STORAGE_URI"].startswith("redis+cluster://")

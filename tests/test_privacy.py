@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from engage.identity import get_identity
 from engage.store import tokens
-from tests.conftest import ARTICLE
+from tests.conftest import ARTICLE, Clock
 from tests.test_articles import assert_error
 
 MINE = "/api/v1/articles/korea-china-reset/reactions/mine"
@@ -144,12 +144,10 @@ def test_garbled_forwarded_for_falls_back_to_peer(app: Flask) -> None:
 
 
 def test_address_key_rotates_by_day(app: Flask, client: FlaskClient, article: str, store: Any,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    day_one = datetime(2026, 3, 1, 23, 59, tzinfo=UTC)
-    day_two = day_one + timedelta(minutes=2)
-    monkeypatch.setattr(store, "now", lambda: day_one)
+                                    clock: Clock) -> None:
+    clock.set(datetime(2026, 3, 1, 23, 59, tzinfo=UTC))
     assert vote_as(client, "127.0.0.1", V4) == 200
-    monkeypatch.setattr(store, "now", lambda: day_two)
+    clock.advance(120)
     assert vote_as(client, "127.0.0.1", V4) == 200
     # Same address, two days: two unrelated buckets and two keys, each expiring.
     assert len(throttle_keys(store)) == 2

@@ -1,8 +1,8 @@
 """Editors' numbers, checked against figures recomputed here from the raw event streams.
 
 Votes are cast through the real Lua script. To put votes into past hours the store's
-clock is set per batch; the stream ids carry the real time, so each batch's events are
-tagged with the batch's clock as they are read back.
+clock (the `clock` fixture) is set per batch; the stream ids carry the real time, so
+each batch's events are tagged with the batch's clock as they are read back.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from engage.store import reactions
+from tests.conftest import Clock
 
 CHOICES = ("yes", "no")
 
@@ -39,18 +40,16 @@ def put_article(client: FlaskClient, editor: dict[str, str], aid: str, section: 
 class Recorder:
     """Casts votes at a chosen clock and keeps every resulting raw event with that clock."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, clock: Clock) -> None:
         self.store = store
+        self.clock = clock
         self.events: list[tuple[datetime, str, dict[str, str]]] = []
         self.last: dict[str, str] = {}
 
     def cast(self, when: datetime, aid: str, reader: str, choice: str | None,
              reason: str | None = None) -> None:
-        self.store.now = lambda: when
-        try:
-            reactions.vote(self.store, aid, reader, "addr-" + reader, choice, reason)
-        finally:
-            del self.store.now
+        self.clock.set(when)
+        reactions.vote(self.store, aid, reader, "addr-" + reader, choice, reason)
         key = self.store.keys.article_events(aid)
         start = "(" + self.last[key] if key in self.last else "-"
         for entry_id, fields in self.store.redis.xrange(key, start, "+"):
@@ -93,9 +92,11 @@ def wilson_reference(yes: int, n: int) -> float:
     return (-b - math.sqrt(b * b - 4 * a * c)) / (2 * a)
 
 
-def test_wilson_ranks_sample_size(client: FlaskClient, editor: dict[str, str], store: Any) -> None:
-    now = datetime.now(UTC)
-    rec = Recorder(store)
+def test_wilson_ranks_sample_size(
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
+) -> None:
+    now = clock()
+    rec = Recorder(store, clock)
     plan = {"small-perfect": (5, 0), "large-good": (480, 20), "middling": (30, 20),
             "poor": (3, 9)}
     for aid, (yes, no) in plan.items():
@@ -135,10 +136,10 @@ def test_wilson_ranks_sample_size(client: FlaskClient, editor: dict[str, str], s
 
 
 def test_pagination_and_section_sums(
-    client: FlaskClient, editor: dict[str, str], store: Any
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
 ) -> None:
-    now = datetime.now(UTC)
-    rec = Recorder(store)
+    now = clock()
+    rec = Recorder(store, clock)
     for index in range(7):
         aid = f"art-{index}"
         put_article(client, editor, aid, "Politics" if index % 2 else "Sport")
@@ -167,12 +168,12 @@ def test_pagination_and_section_sums(
 
 
 def test_trending_against_raw_events(
-    client: FlaskClient, editor: dict[str, str], store: Any
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
 ) -> None:
     """Steady article vs. one that wakes up: trending puts the sudden one first."""
-    now = datetime.now(UTC).replace(minute=40, second=0, microsecond=0)
+    now = clock().replace(minute=40, second=0, microsecond=0)
     hour = now.replace(minute=10)
-    rec = Recorder(store)
+    rec = Recorder(store, clock)
     for aid in ("steady", "sudden", "quiet"):
         put_article(client, editor, aid, "News")
     reader = 0
@@ -201,11 +202,8 @@ def test_trending_against_raw_events(
         baseline = sum(at(b) for b in range(2, 26)) / 24
         return (recent + 1) / (baseline + 1), recent, baseline
 
-    store.now = lambda: now
-    try:
-        body = client.get("/api/v1/stats/articles?sort=trending", headers=editor).json
-    finally:
-        del store.now
+    clock.set(now)
+    body = client.get("/api/v1/stats/articles?sort=trending", headers=editor).json
     rows = {a["id"]: a for a in body["articles"]}
     for aid in ("steady", "sudden", "quiet"):
         score, recent, baseline = expected(aid)
@@ -218,10 +216,10 @@ def test_trending_against_raw_events(
 
 
 def test_time_buckets_against_raw_events(
-    client: FlaskClient, editor: dict[str, str], store: Any
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
 ) -> None:
-    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
-    rec = Recorder(store)
+    now = clock().replace(minute=30, second=0, microsecond=0)
+    rec = Recorder(store, clock)
     put_article(client, editor, "timeline", "News")
     put_article(client, editor, "elsewhere", "News")
     plan = [(0, 3, "yes"), (1, 2, "no"), (3, 4, "yes"), (30, 5, "no"), (60, 2, "yes")]
@@ -235,16 +233,13 @@ def test_time_buckets_against_raw_events(
     rec.cast(now, "timeline", "t2", None)  # withdraw
     rec.cast(now, "elsewhere", "e1", "yes")  # must not leak into the timeline
 
-    store.now = lambda: now
-    try:
-        since = (now - timedelta(hours=6)).isoformat().replace("+00:00", "Z")
-        hourly = client.get(f"/api/v1/articles/timeline/stats?bucket=hour&since={since}",
-                            headers=editor)
-        daily = client.get("/api/v1/articles/timeline/stats?bucket=day&since="
-                           + (now - timedelta(days=5)).isoformat().replace("+00:00", "Z"),
-                           headers=editor)
-    finally:
-        del store.now
+    clock.set(now)
+    since = (now - timedelta(hours=6)).isoformat().replace("+00:00", "Z")
+    hourly = client.get(f"/api/v1/articles/timeline/stats?bucket=hour&since={since}",
+                        headers=editor)
+    daily = client.get("/api/v1/articles/timeline/stats?bucket=day&since="
+                       + (now - timedelta(days=5)).isoformat().replace("+00:00", "Z"),
+                       headers=editor)
     assert hourly.status_code == 200, hourly.json
     for response, fmt, count in ((hourly, "%Y%m%d%H", 7), (daily, "%Y%m%d", 6)):
         points = response.json["points"]
@@ -312,10 +307,10 @@ def test_series_rejects_bad_ranges(
 
 
 def test_ranged_counts_are_net_changes(
-    client: FlaskClient, editor: dict[str, str], store: Any
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
 ) -> None:
-    now = datetime.now(UTC)
-    rec = Recorder(store)
+    now = clock()
+    rec = Recorder(store, clock)
     put_article(client, editor, "ranged", "News")
     for i in range(4):
         rec.cast(now - timedelta(days=3), "ranged", f"old{i}", "yes")
@@ -332,12 +327,12 @@ def test_ranged_counts_are_net_changes(
 
 
 def test_week_range_mixes_day_and_hour_buckets_exactly(
-    client: FlaskClient, editor: dict[str, str], store: Any
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
 ) -> None:
     """A range of days sums whole days from day buckets and the ends from hour buckets;
     the result equals the raw events inside the range, to the hour."""
-    now = datetime.now(UTC).replace(minute=20, second=0, microsecond=0)
-    rec = Recorder(store)
+    now = clock().replace(minute=20, second=0, microsecond=0)
+    rec = Recorder(store, clock)
     put_article(client, editor, "weekly", "News")
     reader = 0
     for back in range(0, 24 * 9, 5):  # a vote every five hours for nine days
@@ -348,12 +343,9 @@ def test_week_range_mixes_day_and_hour_buckets_exactly(
         if reader % 4 == 0:
             rec.cast(when, "weekly", f"w{reader - 1}", "no")  # a change, same hour
     since = now - timedelta(days=5, hours=7, minutes=50)
-    store.now = lambda: now
-    try:
-        query = "since=" + since.isoformat().replace("+00:00", "Z")
-        body = client.get(f"/api/v1/stats/articles?{query}", headers=editor).json
-    finally:
-        del store.now
+    clock.set(now)
+    query = "since=" + since.isoformat().replace("+00:00", "Z")
+    body = client.get(f"/api/v1/stats/articles?{query}", headers=editor).json
     assert body["bucket"] == "hour+day"
     start = since.replace(minute=0)
     net: Counter[str] = Counter()
@@ -370,11 +362,11 @@ def test_week_range_mixes_day_and_hour_buckets_exactly(
 
 
 def test_series_poll_votes_and_links_against_raw_events(
-    client: FlaskClient, editor: dict[str, str], store: Any
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
 ) -> None:
     from engage.store import links, polls
 
-    now = datetime.now(UTC).replace(minute=45, second=0, microsecond=0)
+    now = clock().replace(minute=45, second=0, microsecond=0)
     put_article(client, editor, "linked", "News")
     made = client.put("/api/v1/articles/linked/links", headers=editor, json=[
         {"title": "One", "url": "https://news.example.com/one"},
@@ -405,28 +397,22 @@ def test_series_poll_votes_and_links_against_raw_events(
     reader = 0
     for back, n in plan:
         when = now - timedelta(hours=back)
-        store.now = lambda when=when: when
-        try:
-            for i in range(n):
-                reader += 1
-                poll_id = poll_ids[reader % 2]
-                polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", ["o1"], now=when)
-                if i == 0:  # a change counts as a vote; a withdrawal does not
-                    polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", ["o2"], now=when)
-                if i == 1:
-                    polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", None, now=when)
-                links.impressions(store, "linked", link_ids)
-                if i % 2 == 0:
-                    links.click(store, link_ids[i % 2], True)
-        finally:
-            del store.now
+        clock.set(when)
+        for i in range(n):
+            reader += 1
+            poll_id = poll_ids[reader % 2]
+            polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", ["o1"], now=when)
+            if i == 0:  # a change counts as a vote; a withdrawal does not
+                polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", ["o2"], now=when)
+            if i == 1:
+                polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", None, now=when)
+            links.impressions(store, "linked", link_ids)
+            if i % 2 == 0:
+                links.click(store, link_ids[i % 2], True)
         collect(when)
 
-    store.now = lambda: now
-    try:
-        body = client.get("/api/v1/articles/linked/stats?bucket=hour", headers=editor).json
-    finally:
-        del store.now
+    clock.set(now)
+    body = client.get("/api/v1/articles/linked/stats?bucket=hour", headers=editor).json
     assert len(body["points"]) == 49
     for point in body["points"]:
         stamp = point["start"][:13]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,8 +17,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 
-from engage import metrics
 from engage.identity import get_identity
 from engage.store import get_store, tokens, webhooks
 from engage.worker import Worker
@@ -213,7 +214,7 @@ def test_backoff_doubles_up_to_the_cap(store: Any) -> None:
 def test_dead_letter_after_the_last_attempt(
     app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
 ) -> None:
-    dead_before = metrics.WEBHOOK_DEAD_LETTERS._value.get()
+    dead_before = REGISTRY.get_sample_value("engage_webhook_dead_letters_total") or 0.0
     with Receiver(fail=lambda n: True) as receiver:
         hook = register(client, admin, receiver.url, ["reaction.*"])
         put_article(client, editor, "doomed")
@@ -353,8 +354,11 @@ def test_every_event_arrives_once_per_id_through_kills_and_failures(
         assert webhooks.dead_letters(store) == []
 
 
-def test_worker_outlives_a_redis_outage(tmp_path: Path) -> None:
+def test_worker_outlives_a_redis_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The worker loop waits out a Redis outage instead of dying, then carries on."""
+    caplog.set_level(logging.WARNING, logger="engage.worker")
     server = RedisServer(tmp_path / "redis").start()
     app = make_app(server.url, tmp_path, WORKER_POLL=0.05, REDIS_RETRIES=0)
     client = app.test_client()
@@ -367,7 +371,10 @@ def test_worker_outlives_a_redis_outage(tmp_path: Path) -> None:
         try:
             thread.start()
             server.kill()
-            time.sleep(1.5)  # the loop meets the outage at least once
+            deadline = time.monotonic() + 10
+            while not any("redis unavailable" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the loop never met the outage"
+                time.sleep(0.05)
             assert thread.is_alive()
             server = RedisServer(tmp_path / "redis", server.port).start()
             admin = {"Authorization": f"Bearer {tokens.create(store, 'admin', 'a')[0]}"}

@@ -7,6 +7,7 @@ turns Redis outages into 503s. Views reach the store through `get_store()`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,12 +37,24 @@ UNAVAILABLE = (
 )
 
 
-class Store:
-    """One pooled Redis client, the key builders and the registered scripts."""
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
-    def __init__(self, client: Any, config: dict[str, Any]) -> None:
+
+class Store:
+    """One pooled Redis client, the key builders, the registered scripts and the clock.
+
+    Whatever engage judges by its own time (a poll's `closes_at`, hour and day buckets,
+    the address hash's day, stream trimming) comes from `now()`, so a test can hand in
+    a clock it moves instead of waiting on the wall. Redis keeps its own time for TTLs.
+    """
+
+    def __init__(
+        self, client: Any, config: dict[str, Any], clock: Callable[[], datetime] = utc_now
+    ) -> None:
         self.redis = client
         self.config = config
+        self.clock = clock
         self.keys = Keys(config["REDIS_PREFIX"])
         self.scripts = {name: client.register_script(src) for name, src in scripts.ALL.items()}
         self.near = make_near_cache(client, config)
@@ -54,9 +67,8 @@ class Store:
         return self.scripts[name](keys=keys, args=args, client=client or self.redis)
 
     # -- time helpers shared by the write paths -----------------------------------
-    @staticmethod
-    def now() -> datetime:
-        return datetime.now(UTC)
+    def now(self) -> datetime:
+        return self.clock()
 
     def min_event_id(self, now: datetime) -> str:
         """Oldest stream id to keep: entries older than the retention are trimmed."""
