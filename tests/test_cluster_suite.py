@@ -25,14 +25,12 @@ EXCLUDED = {
     "test_gunicorn_metrics.py": "gunicorn workers against their own single Redis",
     "test_outage.py": "stops and pauses its own single Redis",
     "test_cluster.py": "starts its own clusters",
-    "test_shards.py": "runs on one Redis and on its own cluster already",
-    "test_nearcache.py": "the near cache is off on a cluster (test_cluster.py checks that)",
     "test_slots.py": "pure key arithmetic; no Redis",
     "test_cluster_suite.py": "this file",
 }
 # Not globbed at all: tests/browser (a real browser), tests/faults (kills and pauses a
 # single Redis), bench/. Tests marked slow (load tests) run once, on one Redis; the
-# cluster's own load tests are in test_cluster.py and test_shards.py.
+# cluster's own load tests are in test_cluster.py.
 
 
 def suite_files() -> list[str]:

@@ -145,17 +145,17 @@ def test_poll_close_and_reopen_need_csrf(signed_in: FlaskClient, store: Any) -> 
                                   headers={"Accept": "application/json"})
     assert json_refusal.status_code == 403
     assert json_refusal.json["error"]["code"] == "csrf_failed"
-    assert polls.get_view(store, poll["id"], staff=True)["status"] == "open"
+    assert polls.get_view(store, poll["id"])["status"] == "open"
 
     token = csrf_of(signed_in, "/dashboard/polls")
     closed = signed_in.post(path, data={"status": "closed", "csrf_token": token})
     assert closed.status_code == 302
-    assert polls.get_view(store, poll["id"], staff=True)["status"] == "closed"
+    assert polls.get_view(store, poll["id"])["status"] == "closed"
     page = signed_in.get("/dashboard/polls?notice=Poll+closed.").get_data(as_text=True)
     assert "Reopen" in page
     reopened = signed_in.post(path, data={"status": "open"}, headers={"X-CSRF-Token": token})
     assert reopened.status_code == 302
-    assert polls.get_view(store, poll["id"], staff=True)["status"] == "open"
+    assert polls.get_view(store, poll["id"])["status"] == "open"
 
 
 def test_pages_render_with_strict_headers_and_no_inline_script(

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from engage import errors
+from engage.api.polls import for_caller
+from engage.store import exceptions as refusals
 from engage.store import polls
 
 READERS = [f"reader-{n}" for n in range(5)]
@@ -65,13 +66,13 @@ class PollModel(RuleBasedStateMachine):
     def vote(self, reader: str, options: list[str]) -> None:
         expected_error: type[Exception] | None = None
         if self.closed():
-            expected_error = errors.PollClosed
+            expected_error = refusals.PollClosed
         elif self.invalid(options):
-            expected_error = errors.ValidationFailed
+            expected_error = refusals.InvalidOptions
         try:
             view, changed = polls.vote(self.store, self.poll_id, reader, "addr", options,
                                        now=self.now)
-        except (errors.PollClosed, errors.ValidationFailed) as exc:
+        except (refusals.PollClosed, refusals.InvalidOptions) as exc:
             assert type(exc) is expected_error, exc
             return
         assert expected_error is None
@@ -86,7 +87,7 @@ class PollModel(RuleBasedStateMachine):
         try:
             view, changed = polls.vote(self.store, self.poll_id, reader, "addr", None,
                                        now=self.now)
-        except errors.PollClosed:
+        except refusals.PollClosed:
             assert self.closed()
             return
         assert not self.closed()
@@ -112,7 +113,7 @@ class PollModel(RuleBasedStateMachine):
         refused = closes_at is not None and closes_at <= self.now
         try:
             view, _ = polls.patch(self.store, self.poll_id, data, now=self.now)
-        except errors.ValidationFailed:
+        except refusals.ClosesAtPassed:
             assert refused
             return
         assert not refused
@@ -126,7 +127,7 @@ class PollModel(RuleBasedStateMachine):
     # -- what must always hold ------------------------------------------------------
     @invariant()
     def stored_results_equal_the_model(self) -> None:
-        view = polls.get_view(self.store, self.poll_id, staff=True, now=self.now)
+        view = polls.get_view(self.store, self.poll_id, now=self.now)
         assert view is not None
         expected = {o: sum(o in chosen for chosen in self.votes.values()) for o in OPTIONS}
         assert view["results"]["counts"] == expected
@@ -141,6 +142,7 @@ class PollModel(RuleBasedStateMachine):
         for reader in READERS:
             view = polls.get_view(self.store, self.poll_id, reader=reader, now=self.now)
             assert view is not None
+            view = for_caller(view)
             mine = self.votes.get(reader)
             assert (set(view["mine"]) if view["mine"] else None) == (set(mine) if mine else None)
             # after_close: a reader sees results exactly when the poll is closed.

@@ -26,7 +26,6 @@ API_MODULES = (
     "stats",
     "polls",
     "webhooks",
-    "sharding",
 )
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 

@@ -37,6 +37,31 @@ def _staff() -> bool:
     return True
 
 
+def results_visible(view: dict[str, Any], staff: bool) -> bool:
+    """What a caller may see of a poll's results. Staff always; readers per the poll's
+    visibility mode and its minimum of voters.
+
+    `after_vote` also opens once the poll is closed: the results are final then, and a
+    reader who can no longer vote has nothing left to be influenced in.
+    """
+    if staff:
+        return True
+    if view["results"]["total"] < (view["min_votes"] or 0):
+        return False
+    closed = view["status"] == "closed"
+    mode = view["results_visibility"]
+    if mode == "after_vote":
+        return bool(view["mine"]) or closed
+    if mode == "after_close":
+        return closed
+    return True
+
+
+def for_caller(view: dict[str, Any], staff: bool = False) -> dict[str, Any]:
+    """The poll as this caller may see it: results null while they are hidden from it."""
+    return view if results_visible(view, staff) else {**view, "results": None}
+
+
 def _reply(view: dict[str, Any], personal: bool) -> Response:
     return _cached(schemas.PollSchema().dump(view), [view], personal)
 
@@ -92,10 +117,10 @@ class Poll(MethodView):
         """The poll, with results when its visibility allows them for this caller."""
         reader = current_reader(required=False)
         staff = _staff()
-        view = polls.get_view(get_store(), poll_id, reader=reader, staff=staff)
+        view = polls.get_view(get_store(), poll_id, reader=reader)
         if view is None:
             raise errors.UnknownPoll()
-        return _reply(view, personal=bool(reader or staff))
+        return _reply(for_caller(view, staff), personal=bool(reader or staff))
 
     @blp.arguments(schemas.PollPatchSchema)
     @blp.response(200, schemas.PollSchema)
@@ -147,7 +172,7 @@ def _vote(poll_id: str, options: list[str] | None) -> Response:
     assert reader is not None
     view, changed = polls.vote(get_store(), poll_id, reader, current_address_hash(), options)
     metrics.vote_outcome("poll", changed)  # refusals are counted from their status
-    return _reply(view, personal=True)
+    return _reply(for_caller(view), personal=True)
 
 
 @blp.route("/articles/<eid:article_id>/polls")
@@ -162,7 +187,8 @@ class ArticlePolls(MethodView):
         staff = _staff()
         if articles.get(store, article_id) is None:
             raise errors.UnknownArticle()
-        found = polls.for_articles(store, [article_id], reader=reader, staff=staff)[article_id]
+        found = [for_caller(view, staff) for view in
+                 polls.for_articles(store, [article_id], reader=reader)[article_id]]
         body = schemas.PollListSchema().dump({"polls": found})
         return _cached(body, found, personal=bool(reader or staff))
 
@@ -194,7 +220,7 @@ class PollExport(MethodView):
     def get(self, poll_id: str) -> Response:
         """Results per option (record `result`), then the vote events over time (`event`)."""
         store = get_store()
-        view = polls.get_view(store, poll_id, staff=True)
+        view = polls.get_view(store, poll_id)
         if view is None:
             raise errors.UnknownPoll()
 

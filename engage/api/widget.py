@@ -15,6 +15,7 @@ from flask_smorest import Blueprint
 
 from engage import errors, schemas
 from engage.api.links import absolute
+from engage.api.polls import for_caller
 from engage.api.reactions import cacheable, private
 from engage.identity import current_reader
 from engage.store import get_store, links, polls, reactions
@@ -51,7 +52,7 @@ class WidgetBundle(MethodView):
                 "counts": result.counts,
                 "total": result.total,
                 "links": absolute(boxes.get(aid, [])),
-                "polls": poll_views.get(aid, []),
+                "polls": [for_caller(view) for view in poll_views.get(aid, [])],
             }
         return cacheable(body, vary=())  # anonymous only: the reader's part is /widget/mine
 
@@ -79,5 +80,5 @@ class WidgetMine(MethodView):
                     "mine": result.mine, "reason": result.reason, "polls": [],
                 }
         for aid, views in (polls.for_articles(store, known, reader) if known else {}).items():
-            mine[aid]["polls"] = views
+            mine[aid]["polls"] = [for_caller(view) for view in views]
         return private({"articles": mine})

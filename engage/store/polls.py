@@ -20,12 +20,18 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engage import errors
 from engage.store import Store, scripts
-
-VISIBILITIES = ("always", "after_vote", "after_close")
-STATUSES = ("open", "closed")
-MIN_OPTIONS, MAX_OPTIONS = 2, 10
+from engage.store.exceptions import (
+    ClosesAtPassed,
+    IdTaken,
+    InvalidOptions,
+    PollClosed,
+    PollFinal,
+    Throttled,
+    UnknownArticle,
+    UnknownPoll,
+)
+from engage.store.scripts import Status
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -94,40 +100,19 @@ def is_closed(meta: dict[str, str], now: datetime) -> bool:
     return bool(closes_ms) and epoch_ms(now) >= int(closes_ms or 0)
 
 
-def results_visible(
-    meta: dict[str, str], voters: int, voted: bool, closed: bool, staff: bool
-) -> bool:
-    """What a caller may see. Staff always; readers per the mode and the minimum.
-
-    `after_vote` also opens once the poll is closed: the results are final then, and a
-    reader who can no longer vote has nothing left to be influenced in.
-    """
-    if staff:
-        return True
-    if voters < int(meta.get("min_votes") or 0):
-        return False
-    mode = meta.get("results", "always")
-    if mode == "after_vote":
-        return voted or closed
-    if mode == "after_close":
-        return closed
-    return True
-
-
 def _view(
     poll_id: str,
     meta: dict[str, str],
     raw_counts: dict[str, str],
     mine_raw: str | None,
-    staff: bool,
     now: datetime,
 ) -> dict[str, Any]:
+    """The poll as stored, with its full results: what a caller may see of them is the
+    API's call (api/polls.py)."""
     options = json.loads(meta["options"])
     ids = [option["id"] for option in options]
     mine = mine_raw.split(",") if mine_raw else None
     closed = is_closed(meta, now)
-    results = _results(ids, raw_counts)
-    visible = results_visible(meta, results["total"], bool(mine), closed, staff)
     min_votes = int(meta.get("min_votes") or 0)
     return {
         "id": poll_id,
@@ -142,7 +127,7 @@ def _view(
         "status": "closed" if closed else "open",
         "created_at": meta.get("created_at"),
         "updated_at": meta.get("updated_at"),
-        "results": results if visible else None,
+        "results": _results(ids, raw_counts),
         "mine": mine,
     }
 
@@ -176,23 +161,22 @@ def get_view(
     store: Store,
     poll_id: str,
     reader: str | None = None,
-    staff: bool = False,
     now: datetime | None = None,
 ) -> dict[str, Any] | None:
-    """The poll as this caller may see it; None for an unknown poll."""
+    """The poll (with the reader's vote); None for an unknown poll."""
     now = now or store.now()
     meta, counts, mine = _fetch(store, [poll_id], reader)[0]
     if not meta:
         return None
-    return _view(poll_id, meta, counts, mine, staff, now)
+    return _view(poll_id, meta, counts, mine, now)
 
 
 def _views(
-    store: Store, poll_ids: list[str], reader: str | None, staff: bool, now: datetime
+    store: Store, poll_ids: list[str], reader: str | None, now: datetime
 ) -> dict[str, dict[str, Any]]:
     fetched = _fetch(store, poll_ids, reader)
     return {
-        poll_id: _view(poll_id, meta, counts, mine, staff, now)
+        poll_id: _view(poll_id, meta, counts, mine, now)
         for poll_id, (meta, counts, mine) in zip(poll_ids, fetched, strict=True)
         if meta
     }
@@ -202,7 +186,6 @@ def for_articles(
     store: Store,
     article_ids: Iterable[str],
     reader: str | None = None,
-    staff: bool = False,
     now: datetime | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """The polls attached to each article, oldest first (two round trips in all)."""
@@ -213,7 +196,7 @@ def for_articles(
         pipe.zrange(store.keys.article_polls(article_id), 0, -1)
     per_article = dict(zip(article_ids, pipe.execute(), strict=True))
     all_ids = list(dict.fromkeys(p for ids in per_article.values() for p in ids))
-    views = _views(store, all_ids, reader, staff, now) if all_ids else {}
+    views = _views(store, all_ids, reader, now) if all_ids else {}
     return {
         article_id: [views[p] for p in ids if p in views]
         for article_id, ids in per_article.items()
@@ -223,10 +206,10 @@ def for_articles(
 def list_all(
     store: Store, status: str | None = None, now: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """Every poll (staff view), newest first; `status` filters by the effective state."""
+    """Every poll, newest first; `status` filters by the effective state."""
     now = now or store.now()
     poll_ids = list(store.redis.zrevrange(store.keys.polls, 0, -1))
-    views = _views(store, poll_ids, None, True, now) if poll_ids else {}
+    views = _views(store, poll_ids, None, now) if poll_ids else {}
     return [
         view for poll_id in poll_ids
         if (view := views.get(poll_id)) is not None and (status is None or view["status"] == status)
@@ -234,31 +217,24 @@ def list_all(
 
 
 # -- writes --------------------------------------------------------------------------
-def _check_future(when: datetime | None, now: datetime) -> None:
-    if when is not None and epoch_ms(when) <= epoch_ms(now):
-        raise errors.ValidationFailed(fields={"closes_at": ["Must be in the future."]})
-
-
 def create(
     store: Store,
     data: dict[str, Any],
     poll_id: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Create a poll from validated input; returns the staff view.
+    """Create a poll from validated input (schemas.PollInSchema); returns its view.
 
-    Raises UnknownArticle, ValidationFailed (closes_at not in the future) or IdTaken
-    (a chosen id already in use; seeds choose theirs).
+    Raises UnknownArticle or IdTaken (a chosen id already in use; seeds choose theirs).
     """
     now = now or store.now()
     keys = store.keys
     article = data.get("article")
     if article and not store.redis.exists(keys.article(article)):
-        raise errors.UnknownArticle()
+        raise UnknownArticle()
     closes_at: datetime | None = data.get("closes_at")
     if closes_at is not None:
         closes_at = _to_ms_precision(closes_at)
-    _check_future(closes_at, now)
     labels: list[str] = list(data["options"])
     ids = option_ids(len(labels))
     multiple = bool(data.get("multiple"))
@@ -294,17 +270,17 @@ def create(
             ],
             args=[json.dumps(fields), store.min_event_id(now), poll_id, article or ""],
         )
-        if int(raw[0]) == 1:
+        if scripts.parse(raw).status == Status.CHANGED:
             break
     else:
-        raise errors.IdTaken()
+        raise IdTaken()
     # Indexes live in other slots; written after the poll exists, idempotent.
     pipe = store.redis.pipeline(transaction=False)
     pipe.zadd(keys.polls, {poll_id: now.timestamp()})
     if article:
         pipe.zadd(keys.article_polls(article), {poll_id: now.timestamp()})
     pipe.execute()
-    return _view(poll_id, fields, {}, None, True, now)
+    return _view(poll_id, fields, {}, None, now)
 
 
 def vote(
@@ -317,9 +293,9 @@ def vote(
 ) -> tuple[dict[str, Any], bool]:
     """Cast, change or withdraw (options None or empty) a reader's vote.
 
-    Returns the poll as this reader now sees it and whether anything changed. Raises
-    UnknownPoll, PollClosed, ValidationFailed (unknown option, several on a
-    single-choice poll, more than max_choices) or Throttled. Repeating a vote is a no-op.
+    Returns the poll with this reader's vote and whether anything changed. Raises
+    UnknownPoll, PollClosed, InvalidOptions (unknown option, several on a single-choice
+    poll, more than max_choices) or Throttled. Repeating a vote is a no-op.
     """
     now = now or store.now()
     keys = store.keys
@@ -327,7 +303,7 @@ def vote(
     chosen = sorted(set(options or ()), key=option_order)
     if any(not option or "," in option for option in chosen):
         # The script receives the ids comma-joined; "o1,o2" must not pass as two.
-        raise errors.ValidationFailed(fields={"options": [_INVALID["unknown"]]})
+        raise InvalidOptions("unknown")
     hour_ttl, day_ttl = store.bucket_ttls()
     raw = store.run(
         "vote_poll",
@@ -352,37 +328,36 @@ def vote(
             poll_id,
         ],
     )
-    result = scripts.parse(raw)
-    if result.status == scripts.UNKNOWN:
-        raise errors.UnknownPoll()
-    if result.status == scripts.THROTTLED:
-        raise errors.Throttled(int(result.values[0]))
-    if result.status == scripts.POLL_CLOSED:
-        raise errors.PollClosed("The poll is closed; votes are no longer accepted.")
-    if result.status == scripts.POLL_INVALID:
-        raise errors.ValidationFailed(fields={"options": [_INVALID[str(result.values[0])]]})
+    result = scripts.raise_for_status(raw, _VOTE_REFUSALS)
     mine = result.values[0] or None
     n_counts = int(result.values[1])
     counts = _pairs(result.values[2:2 + n_counts])
     meta = _pairs(result.values[2 + n_counts:])
-    return _view(poll_id, meta, counts, mine, False, now), result.status == 1
+    return _view(poll_id, meta, counts, mine, now), result.status == Status.CHANGED
 
 
-_INVALID = {
-    "unknown": "Unknown option id for this poll.",
-    "single": "This poll takes one option only.",
-    "max": "More options than this poll allows (max_choices).",
+_VOTE_REFUSALS: scripts.Refusals = {
+    Status.UNKNOWN: UnknownPoll,
+    Status.THROTTLED: Throttled,
+    Status.CLOSED: PollClosed,
+    Status.INVALID: InvalidOptions,
 }
+_PATCH_REFUSALS: scripts.Refusals = {
+    Status.UNKNOWN: UnknownPoll,
+    Status.CLOSED: PollFinal,
+    Status.CLOSES_AT_PASSED: ClosesAtPassed,
+}
+_DELETE_REFUSALS: scripts.Refusals = {Status.UNKNOWN: UnknownPoll}
 
 
 def patch(
     store: Store, poll_id: str, data: dict[str, Any], now: datetime | None = None
 ) -> tuple[dict[str, Any], bool]:
-    """Close, reopen, reschedule or edit a poll; returns the staff view and whether it changed.
+    """Close, reopen, reschedule or edit a poll; returns its view and whether it changed.
 
-    `data` may hold status, closes_at (None clears it), question, results, min_votes.
-    Raises UnknownPoll, PollClosed (editing a closed poll without reopening it) or
-    ValidationFailed (closes_at not in the future, reopening while closes_at is past).
+    `data` (schemas.PollPatchSchema) may hold status, closes_at (None clears it),
+    question, results, min_votes. Raises UnknownPoll, PollFinal (editing a closed poll
+    without reopening it) or ClosesAtPassed (reopening while closes_at is past).
     """
     now = now or store.now()
     keys = store.keys
@@ -393,7 +368,6 @@ def patch(
             closes_flag = "-"
         else:
             closes_at = _to_ms_precision(closes_at)
-            _check_future(closes_at, now)
             closes_flag, closes_ms = closes_at.isoformat(), str(epoch_ms(closes_at))
     edits: dict[str, str] = {}
     if "question" in data:
@@ -416,19 +390,10 @@ def patch(
             poll_id,
         ],
     )
-    result = scripts.parse(raw)
-    if result.status == scripts.UNKNOWN:
-        raise errors.UnknownPoll()
-    if result.status == scripts.POLL_CLOSED:
-        raise errors.PollClosed("The poll is closed; reopen it before editing it.")
-    if result.status == scripts.POLL_INVALID:
-        raise errors.ValidationFailed(
-            fields={"closes_at": ["The poll's closes_at has passed; send a later one "
-                                  "(or null) to reopen it."]}
-        )
+    result = scripts.raise_for_status(raw, _PATCH_REFUSALS)
     meta = _pairs(result.values)
     counts = store.redis.hgetall(keys.poll_counts(poll_id))
-    return _view(poll_id, meta, counts, None, True, now), result.status == 1
+    return _view(poll_id, meta, counts, None, now), result.status == Status.CHANGED
 
 
 def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:
@@ -446,9 +411,7 @@ def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:
         ],
         args=[store.min_event_id(now), poll_id, retention],
     )
-    result = scripts.parse(raw)
-    if result.status == scripts.UNKNOWN:
-        raise errors.UnknownPoll()
+    result = scripts.raise_for_status(raw, _DELETE_REFUSALS)
     article = result.values[0]
     if article:
         store.redis.zrem(keys.article_polls(article), poll_id)

@@ -39,6 +39,7 @@ from engage import errors
 from engage.api.stats import export_chunks
 from engage.identity import get_identity
 from engage.store import events, get_store, links, polls, reactions, stats, tokens
+from engage.store.exceptions import StoreRefusal, UnknownPoll
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
@@ -393,7 +394,7 @@ def article(article_id: str) -> Any:
         chart=reactions_chart(series),
         reasons=sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])),
         reasons_total=sum(reasons.values()),
-        polls=polls.for_articles(store, [article_id], staff=True).get(article_id, []),
+        polls=polls.for_articles(store, [article_id]).get(article_id, []),
         links=links.stats(store, article_id),
         poll_votes=sum(p["poll_votes"] for p in series["points"]),
     )
@@ -419,7 +420,7 @@ def poll_status(poll_id: str) -> Any:
     store = get_store()
     change: dict[str, Any] = {"status": wanted}
     if wanted == "open":
-        view = polls.get_view(store, poll_id, staff=True)
+        view = polls.get_view(store, poll_id)
         if view is None:
             abort(404)
         closes_at = view.get("closes_at")
@@ -427,10 +428,10 @@ def poll_status(poll_id: str) -> Any:
             change["closes_at"] = None  # reopening a poll whose deadline passed clears it
     try:
         polls.patch(store, poll_id, change)
-    except errors.NotFound:
+    except UnknownPoll:
         abort(404)
-    except errors.EngageError as exc:  # e.g. a schedule that no longer makes sense
-        return redirect(url_for("dashboard.poll_list", notice=exc.message))
+    except StoreRefusal as exc:  # e.g. a schedule that no longer makes sense
+        return redirect(url_for("dashboard.poll_list", notice=errors.http_error(exc).message))
     verb = "closed" if wanted == "closed" else "reopened"
     return redirect(url_for("dashboard.poll_list", notice=f"Poll {verb}."))
 
