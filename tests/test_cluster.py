@@ -113,8 +113,8 @@ def test_scripts_are_never_pipelined_on_a_cluster(cluster_app: Flask) -> None:
     """redis-py refuses EVALSHA inside a cluster pipeline, so the store never does it."""
     store = get_store_of(cluster_app)
     with pytest.raises(RedisClusterException):
-        store.run("set_links", keys=["x", "x:links"], args=["[]"],
-                  client=store.redis.pipeline())
+        store.scripts["set_links"](keys=["x", "x:links"], args=["[]"],
+                                   client=store.redis.pipeline())
 
 
 def _move_slot(local_cluster: LocalCluster, slot: int, finish: bool) -> tuple[Any, Any]:

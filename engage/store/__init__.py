@@ -7,7 +7,6 @@ is one of `UNAVAILABLE` (engage/errors.py answers both).
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,12 +43,8 @@ class Store:
         self.keys = Keys(config["REDIS_PREFIX"])
         self.scripts = {name: client.register_script(src) for name, src in scripts.ALL.items()}
 
-    def register(self, name: str, source: str) -> None:
-        """Rooms that add scripts register them here, once, at init."""
-        self.scripts[name] = self.redis.register_script(source)
-
-    def run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
-        return self.scripts[name](keys=keys, args=args, client=client or self.redis)
+    def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return self.scripts[name](keys=keys, args=args)
 
     # -- time helpers shared by the write paths -----------------------------------
     @staticmethod
@@ -66,12 +61,6 @@ class Store:
             int(self.config["HOUR_BUCKET_DAYS"]) * 86400,
             int(self.config["DAY_BUCKET_DAYS"]) * 86400,
         )
-
-    def ping(self) -> bool:
-        try:
-            return bool(self.redis.ping())
-        except UNAVAILABLE:
-            return False
 
     def close(self) -> None:
         self.redis.close()
@@ -122,12 +111,3 @@ def init_app(app: Flask) -> Store:
     store = Store(make_client(url, app.config), app.config)
     app.extensions[EXTENSION] = store
     return store
-
-
-def wait_until_ready(store: Store, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if store.ping():
-            return True
-        time.sleep(0.05)
-    return False

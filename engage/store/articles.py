@@ -95,11 +95,5 @@ def get_many(store: Store, article_ids: list[str]) -> dict[str, dict[str, Any]]:
     }
 
 
-def list_ids(store: Store, section: str | None = None, limit: int = 1000) -> list[str]:
-    """Newest first, by published time."""
-    key = store.keys.section(section) if section else store.keys.articles
-    return list(store.redis.zrevrange(key, 0, limit - 1))
-
-
 def sections(store: Store) -> list[str]:
     return sorted(store.redis.smembers(store.keys.sections))
