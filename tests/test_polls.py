@@ -399,14 +399,14 @@ def test_closes_at_is_honoured_at_the_exact_millisecond(client, editor, store):
     poll_id = create(client, editor, closes_at=closes.isoformat())["id"]
     just_before = closes - timedelta(milliseconds=1)
     view, changed = polls.vote(store, poll_id, "r1", "addr", ["o1"], now=just_before)
-    assert changed and view["status"] == "open"
+    assert changed and view.status == "open"
     with pytest.raises(refusals.PollClosed):
         polls.vote(store, poll_id, "r2", "addr", ["o1"], now=closes)
     with pytest.raises(refusals.PollClosed):
         polls.vote(store, poll_id, "r1", "addr", None, now=closes + timedelta(seconds=1))
-    assert polls.get_view(store, poll_id, now=just_before)["status"] == "open"
-    assert polls.get_view(store, poll_id, now=closes)["status"] == "closed"
-    assert polls.get_view(store, poll_id, now=closes)["results"]["total"] == 1
+    assert polls.get(store, poll_id, now=just_before).status == "open"
+    assert polls.get(store, poll_id, now=closes).status == "closed"
+    assert polls.get(store, poll_id, now=closes).voters == 1
 
 
 def test_votes_are_throttled_per_address(client, editor, store, app):
@@ -489,10 +489,10 @@ def test_reopening_needs_a_future_closes_at(client, editor, store):
     view, changed = polls.patch(
         store, poll_id, {"status": "open", "closes_at": later + timedelta(days=1)}, now=later
     )
-    assert changed and view["status"] == "open"
+    assert changed and view.status == "open"
     assert stream(store, poll_id)[-1]["type"] == "poll.opened"
     view, _ = polls.patch(store, poll_id, {"closes_at": None}, now=later)
-    assert view["closes_at"] is None and view["status"] == "open"
+    assert view.closes_at is None and view.status == "open"
 
 
 def test_reopening_over_http_with_a_past_closes_at_is_422(client, editor):
@@ -584,7 +584,7 @@ def test_article_polls(client, editor, article, reader):
 def test_for_articles_groups_polls(client, editor, article, store):
     poll_id = create(client, editor, article=article)["id"]
     found = polls.for_articles(store, [article, "other"])
-    assert [p["id"] for p in found[article]] == [poll_id]
+    assert [p.id for p in found[article]] == [poll_id]
     assert found["other"] == []
 
 
@@ -676,9 +676,9 @@ def test_percentages_always_add_up_to_100():
 def test_seed_poll_loads_once(app, store):
     seeds.load(store, app.config["SEEDS_DIR"])
     seeds.load(store, app.config["SEEDS_DIR"])
-    view = polls.get_view(store, "korea-china-2026")
-    assert view is not None and view["article"] == "korea-china-reset"
-    assert [p["id"] for p in polls.for_articles(store, ["korea-china-reset"])[
+    view = polls.get(store, "korea-china-2026")
+    assert view is not None and view.article == "korea-china-reset"
+    assert [p.id for p in polls.for_articles(store, ["korea-china-reset"])[
         "korea-china-reset"]] == ["korea-china-2026"]
     assert len(polls.list_all(store)) == 1
 

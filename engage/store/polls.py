@@ -6,7 +6,7 @@ inside the script at the exact millisecond, without a background job: a poll who
 `closes_at` has passed reports status "closed" and refuses votes, while its stored
 status stays "open" until an editor changes it.
 
-Results: `counts` are ticks per option, `total` is the number of distinct voters (a
+Results: `counts` are ticks per option, `voters` the number of distinct voters (a
 multiple-choice voter ticks several options but counts once), and `percentages` are
 each option's share of all ticks, rounded by largest remainder so they add up to
 exactly 100 (all zero while nobody has voted).
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -83,16 +84,6 @@ def percentages(counts: dict[str, int]) -> dict[str, int]:
     return shares
 
 
-def _results(ids: list[str], raw_counts: dict[str, str]) -> dict[str, Any]:
-    counts = {option: max(0, int(raw_counts.get(option, 0))) for option in ids}
-    return {
-        "counts": counts,
-        "percentages": percentages(counts),
-        "total": max(0, int(raw_counts.get("_voters", 0))),
-        "ticks": sum(counts.values()),
-    }
-
-
 def is_closed(meta: dict[str, str], now: datetime) -> bool:
     if meta.get("status") != "open":
         return True
@@ -100,36 +91,57 @@ def is_closed(meta: dict[str, str], now: datetime) -> bool:
     return bool(closes_ms) and epoch_ms(now) >= int(closes_ms or 0)
 
 
-def _view(
+@dataclass(frozen=True)
+class Poll:
+    """A poll as stored, judged at a moment: its standing counts and, when a reader was
+    named, that reader's vote. What a caller may see of it is the API's call."""
+
+    id: str
+    question: str
+    options: list[dict[str, str]]  # {"id", "label"} in display order
+    article: str | None
+    multiple: bool
+    max_choices: int
+    closes_at: str | None
+    visibility: str  # when readers see results: always, after_vote, after_close
+    min_votes: int  # voters needed before readers see any result
+    closed: bool  # by an editor, or by closes_at at the moment judged
+    created_at: str | None
+    updated_at: str | None
+    counts: dict[str, int]  # option id -> ticks, every option present
+    voters: int  # distinct voters (a multiple-choice voter ticks several options)
+    mine: list[str] | None
+
+    @property
+    def status(self) -> str:
+        return "closed" if self.closed else "open"
+
+
+def _decode(
     poll_id: str,
     meta: dict[str, str],
     raw_counts: dict[str, str],
     mine_raw: str | None,
     now: datetime,
-) -> dict[str, Any]:
-    """The poll as stored, with its full results: what a caller may see of them is the
-    API's call (api/polls.py)."""
+) -> Poll:
     options = json.loads(meta["options"])
-    ids = [option["id"] for option in options]
-    mine = mine_raw.split(",") if mine_raw else None
-    closed = is_closed(meta, now)
-    min_votes = int(meta.get("min_votes") or 0)
-    return {
-        "id": poll_id,
-        "question": meta["question"],
-        "options": options,
-        "article": meta.get("article") or None,
-        "multiple": meta.get("multiple") == "1",
-        "max_choices": int(meta["max_choices"]),
-        "closes_at": meta.get("closes_at") or None,
-        "results_visibility": meta.get("results", "always"),
-        "min_votes": min_votes or None,
-        "status": "closed" if closed else "open",
-        "created_at": meta.get("created_at"),
-        "updated_at": meta.get("updated_at"),
-        "results": _results(ids, raw_counts),
-        "mine": mine,
-    }
+    return Poll(
+        id=poll_id,
+        question=meta["question"],
+        options=options,
+        article=meta.get("article") or None,
+        multiple=meta.get("multiple") == "1",
+        max_choices=int(meta["max_choices"]),
+        closes_at=meta.get("closes_at") or None,
+        visibility=meta.get("results", "always"),
+        min_votes=int(meta.get("min_votes") or 0),
+        closed=is_closed(meta, now),
+        created_at=meta.get("created_at"),
+        updated_at=meta.get("updated_at"),
+        counts={o["id"]: max(0, int(raw_counts.get(o["id"], 0))) for o in options},
+        voters=max(0, int(raw_counts.get("_voters", 0))),
+        mine=mine_raw.split(",") if mine_raw else None,
+    )
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -157,26 +169,26 @@ def _fetch(
     return out
 
 
-def get_view(
+def get(
     store: Store,
     poll_id: str,
     reader: str | None = None,
     now: datetime | None = None,
-) -> dict[str, Any] | None:
+) -> Poll | None:
     """The poll (with the reader's vote); None for an unknown poll."""
     now = now or store.now()
     meta, counts, mine = _fetch(store, [poll_id], reader)[0]
     if not meta:
         return None
-    return _view(poll_id, meta, counts, mine, now)
+    return _decode(poll_id, meta, counts, mine, now)
 
 
-def _views(
+def _get_many(
     store: Store, poll_ids: list[str], reader: str | None, now: datetime
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Poll]:
     fetched = _fetch(store, poll_ids, reader)
     return {
-        poll_id: _view(poll_id, meta, counts, mine, now)
+        poll_id: _decode(poll_id, meta, counts, mine, now)
         for poll_id, (meta, counts, mine) in zip(poll_ids, fetched, strict=True)
         if meta
     }
@@ -187,7 +199,7 @@ def for_articles(
     article_ids: Iterable[str],
     reader: str | None = None,
     now: datetime | None = None,
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, list[Poll]]:
     """The polls attached to each article, oldest first (two round trips in all)."""
     now = now or store.now()
     article_ids = list(dict.fromkeys(article_ids))
@@ -196,23 +208,23 @@ def for_articles(
         pipe.zrange(store.keys.article_polls(article_id), 0, -1)
     per_article = dict(zip(article_ids, pipe.execute(), strict=True))
     all_ids = list(dict.fromkeys(p for ids in per_article.values() for p in ids))
-    views = _views(store, all_ids, reader, now) if all_ids else {}
+    found = _get_many(store, all_ids, reader, now) if all_ids else {}
     return {
-        article_id: [views[p] for p in ids if p in views]
+        article_id: [found[p] for p in ids if p in found]
         for article_id, ids in per_article.items()
     }
 
 
 def list_all(
     store: Store, status: str | None = None, now: datetime | None = None
-) -> list[dict[str, Any]]:
+) -> list[Poll]:
     """Every poll, newest first; `status` filters by the effective state."""
     now = now or store.now()
     poll_ids = list(store.redis.zrevrange(store.keys.polls, 0, -1))
-    views = _views(store, poll_ids, None, now) if poll_ids else {}
+    found = _get_many(store, poll_ids, None, now) if poll_ids else {}
     return [
-        view for poll_id in poll_ids
-        if (view := views.get(poll_id)) is not None and (status is None or view["status"] == status)
+        poll for poll_id in poll_ids
+        if (poll := found.get(poll_id)) is not None and (status is None or poll.status == status)
     ]
 
 
@@ -222,8 +234,8 @@ def create(
     data: dict[str, Any],
     poll_id: str | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
-    """Create a poll from validated input (schemas.PollInSchema); returns its view.
+) -> Poll:
+    """Create a poll from validated input (schemas.PollInSchema).
 
     Raises UnknownArticle or IdTaken (a chosen id already in use; seeds choose theirs).
     """
@@ -280,7 +292,7 @@ def create(
     if article:
         pipe.zadd(keys.article_polls(article), {poll_id: now.timestamp()})
     pipe.execute()
-    return _view(poll_id, fields, {}, None, now)
+    return _decode(poll_id, fields, {}, None, now)
 
 
 def vote(
@@ -290,7 +302,7 @@ def vote(
     address: str,
     options: Iterable[str] | None,
     now: datetime | None = None,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[Poll, bool]:
     """Cast, change or withdraw (options None or empty) a reader's vote.
 
     Returns the poll with this reader's vote and whether anything changed. Raises
@@ -333,7 +345,7 @@ def vote(
     n_counts = int(result.values[1])
     counts = _pairs(result.values[2:2 + n_counts])
     meta = _pairs(result.values[2 + n_counts:])
-    return _view(poll_id, meta, counts, mine, now), result.status == Status.CHANGED
+    return _decode(poll_id, meta, counts, mine, now), result.status == Status.CHANGED
 
 
 _VOTE_REFUSALS: scripts.Refusals = {
@@ -352,8 +364,8 @@ _DELETE_REFUSALS: scripts.Refusals = {Status.UNKNOWN: UnknownPoll}
 
 def patch(
     store: Store, poll_id: str, data: dict[str, Any], now: datetime | None = None
-) -> tuple[dict[str, Any], bool]:
-    """Close, reopen, reschedule or edit a poll; returns its view and whether it changed.
+) -> tuple[Poll, bool]:
+    """Close, reopen, reschedule or edit a poll; returns it and whether it changed.
 
     `data` (schemas.PollPatchSchema) may hold status, closes_at (None clears it),
     question, results, min_votes. Raises UnknownPoll, PollFinal (editing a closed poll
@@ -393,7 +405,7 @@ def patch(
     result = scripts.raise_for_status(raw, _PATCH_REFUSALS)
     meta = _pairs(result.values)
     counts = store.redis.hgetall(keys.poll_counts(poll_id))
-    return _view(poll_id, meta, counts, None, now), result.status == Status.CHANGED
+    return _decode(poll_id, meta, counts, None, now), result.status == Status.CHANGED
 
 
 def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:

@@ -36,6 +36,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from markupsafe import Markup, escape
 
 from engage import errors
+from engage.api.polls import poll_body
 from engage.api.stats import export_chunks
 from engage.identity import get_identity
 from engage.store import events, get_store, links, polls, reactions, stats, tokens
@@ -394,7 +395,8 @@ def article(article_id: str) -> Any:
         chart=reactions_chart(series),
         reasons=sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])),
         reasons_total=sum(reasons.values()),
-        polls=polls.for_articles(store, [article_id]).get(article_id, []),
+        polls=[poll_body(poll, staff=True)
+               for poll in polls.for_articles(store, [article_id]).get(article_id, [])],
         links=links.stats(store, article_id),
         poll_votes=sum(p["poll_votes"] for p in series["points"]),
     )
@@ -402,7 +404,7 @@ def article(article_id: str) -> Any:
 
 @bp.get("/polls")
 def poll_list() -> Any:
-    found = polls.list_all(get_store())
+    found = [poll_body(poll, staff=True) for poll in polls.list_all(get_store())]
     return render_template(
         "dashboard/polls.html",
         page="polls",
@@ -420,10 +422,10 @@ def poll_status(poll_id: str) -> Any:
     store = get_store()
     change: dict[str, Any] = {"status": wanted}
     if wanted == "open":
-        view = polls.get_view(store, poll_id)
-        if view is None:
+        poll = polls.get(store, poll_id)
+        if poll is None:
             abort(404)
-        closes_at = view.get("closes_at")
+        closes_at = poll.closes_at
         if closes_at and datetime.fromisoformat(closes_at.replace("Z", "+00:00")) <= store.now():
             change["closes_at"] = None  # reopening a poll whose deadline passed clears it
     try:
