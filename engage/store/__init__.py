@@ -17,7 +17,6 @@ from redis.retry import Retry
 
 from engage.store import cluster, scripts
 from engage.store.embedded import EmbeddedRedis
-from engage.store.instrumented import InstrumentedRedis
 from engage.store.keys import Keys
 
 EXTENSION = "engage.store"
@@ -75,6 +74,11 @@ def make_client(url: str, config: dict[str, Any]) -> Any:
     """
     if cluster.is_cluster_url(url):
         return cluster.make_cluster_client(url, config)
+    # Imported here: it brings the metrics, which set up their multiprocess files on
+    # import; a process that only needs the store's names (gunicorn's master, through
+    # engage.errors) must not.
+    from engage.store.instrumented import InstrumentedRedis
+
     retry = Retry(
         ExponentialBackoff(cap=0.2, base=0.02),
         int(config["REDIS_RETRIES"]),
