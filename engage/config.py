@@ -85,12 +85,6 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a CDN or browser may reuse an anonymous count read."),
     Setting("CACHE_STALE", 30, int,
             "Seconds a cache may serve a stale count while it revalidates."),
-    Setting("NEAR_CACHE_SIZE", 10_000, int,
-            "Anonymous count reads each process keeps, kept exact by Redis (0 turns it off)."),
-    Setting("NEAR_CACHE_TTL", 60.0, float,
-            "Seconds a near-cached read lives at most, even without a change notice."),
-    Setting("NEAR_CACHE_HEARTBEAT", 0.5, float,
-            "Seconds between the near cache's PINGs; one this late turns the cache off."),
     Setting("EVENT_RETENTION_DAYS", 400, int,
             "Days of events kept in the streams, matching the daily stats."),
     Setting("HOUR_BUCKET_DAYS", 14, int,
@@ -125,10 +119,6 @@ SETTINGS: tuple[Setting, ...] = (
             "Port of the worker's own /metrics (0 turns it off)."),
     Setting("REDIS_CLUSTER_RETRIES", 3, int,
             "Tries a cluster client makes across a failover before answering 503."),
-    Setting("SHARDS", 8, int,
-            "Counter shards a viral article's votes are spread over once sharded."),
-    Setting("SHARD_AUTO_RATE", 0.0, float,
-            "Votes/s on one article (seen by one app process) that shard it; 0 = never."),
     Setting("WEBHOOK_CONCURRENCY", 8, int,
             "Deliveries the worker sends at once; a slow endpoint costs a timeout per batch."),
 )
@@ -163,8 +153,6 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("ENGAGE_CHOICES needs at least two choices")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
-    if not 2 <= int(config.get("SHARDS", 8)) <= 1024:
-        raise ConfigError("ENGAGE_SHARDS must be between 2 and 1024")
 
 
 def resolve_secret(config: dict[str, Any]) -> str:

@@ -1,16 +1,21 @@
 """One JSON error shape for every failure.
 
-Every error body is `{"error": {"code", "message", "fields"?}}`. Domain errors subclass
-werkzeug's HTTP exceptions so Flask, flask-smorest and Flask-Limiter errors all pass
-through the same handler.
+Every error body is `{"error": {"code", "message", "fields"?}}`. engage's HTTP errors
+subclass werkzeug's HTTP exceptions so Flask, flask-smorest and Flask-Limiter errors all
+pass through the same handler. The store speaks its own language: its refusals
+(`store/exceptions.py`) and a Redis outage (`store.UNAVAILABLE`) are answered here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
+
+from engage.store import UNAVAILABLE
+from engage.store import exceptions as refusals
 
 # werkzeug's exception names are prose; the contract wants stable snake_case codes.
 _STATUS_CODES = {
@@ -135,6 +140,32 @@ class IdTaken(Conflict):
     message = "That id is already in use."
 
 
+_OPTION_RULES = {
+    "unknown": "Unknown option id for this poll.",
+    "single": "This poll takes one option only.",
+    "max": "More options than this poll allows (max_choices).",
+}
+
+# The answer to each refusal of the store.
+_REFUSALS: dict[type[refusals.StoreRefusal], Callable[[Any], EngageError]] = {
+    refusals.UnknownArticle: lambda _: UnknownArticle(),
+    refusals.UnknownPoll: lambda _: UnknownPoll(),
+    refusals.IdTaken: lambda _: IdTaken(),
+    refusals.Throttled: lambda exc: Throttled(exc.retry_after),
+    refusals.PollClosed: lambda _: PollClosed("The poll is closed; votes are no longer accepted."),
+    refusals.PollFinal: lambda _: PollClosed("The poll is closed; reopen it before editing it."),
+    refusals.InvalidOptions: lambda exc: ValidationFailed(
+        fields={"options": [_OPTION_RULES[exc.reason]]}),
+    refusals.ClosesAtPassed: lambda _: ValidationFailed(fields={"closes_at": [
+        "The poll's closes_at has passed; send a later one (or null) to reopen it."]}),
+}
+
+
+def http_error(exc: refusals.StoreRefusal) -> EngageError:
+    """The HTTP error a refusal of the store is answered with."""
+    return _REFUSALS[type(exc)](exc)
+
+
 def error_document(
     code: str, message: str, fields: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -211,6 +242,16 @@ def handle_http_exception(exc: HTTPException) -> Response:
     return error_response(status, code, message, fields, headers)
 
 
+def handle_refusal(exc: refusals.StoreRefusal) -> Response:
+    return handle_http_exception(http_error(exc))
+
+
+def handle_unavailable(exc: Exception) -> Response:
+    current_app.logger.warning("redis unavailable: %s", exc)
+    retry_after = str(current_app.config["RETRY_AFTER"])
+    return handle_http_exception(StorageUnavailable(headers={"Retry-After": retry_after}))
+
+
 def handle_unexpected(exc: Exception) -> Response:
     current_app.logger.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "Something went wrong on our side.")
@@ -225,5 +266,8 @@ def handle_too_deep(exc: RecursionError) -> Response:
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(refusals.StoreRefusal, handle_refusal)
+    for exc_type in UNAVAILABLE:
+        app.register_error_handler(exc_type, handle_unavailable)
     app.register_error_handler(RecursionError, handle_too_deep)
     app.register_error_handler(Exception, handle_unexpected)

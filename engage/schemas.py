@@ -7,7 +7,7 @@ document what the API promises and feed the OpenAPI document.
 from __future__ import annotations
 
 import re
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -328,6 +328,14 @@ def _blank(value: str) -> bool:
     return not value.strip()
 
 
+def _in_future(when: datetime) -> None:
+    """closes_at must lie ahead; compared in whole milliseconds, as the store keeps it."""
+    ms = timedelta(milliseconds=1)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    if (when - epoch) // ms <= (datetime.now(UTC) - epoch) // ms:
+        raise ValidationError("Must be in the future.")
+
+
 class PollInSchema(Schema):
     id = IdField(metadata={"description": "Optional chosen id (seeds); 409 if taken."})
     question = fields.String(required=True, validate=PollQuestion)
@@ -342,7 +350,7 @@ class PollInSchema(Schema):
         load_default=None, allow_none=True, strict=True, validate=validate.Range(min=1, max=10),
         metadata={"description": "Only with multiple; defaults to the number of options."},
     )
-    closes_at = UtcDateTime(load_default=None, allow_none=True)
+    closes_at = UtcDateTime(load_default=None, allow_none=True, validate=_in_future)
     results = fields.String(
         load_default="always", validate=POLL_VISIBILITY,
         metadata={"description": "When readers see results: always, after_vote, after_close."},
@@ -382,7 +390,8 @@ class PollInSchema(Schema):
 
 class PollPatchSchema(Schema):
     status = fields.String(validate=POLL_STATUS)
-    closes_at = UtcDateTime(allow_none=True, metadata={"description": "null removes it."})
+    closes_at = UtcDateTime(allow_none=True, validate=_in_future,
+                            metadata={"description": "null removes it."})
     question = fields.String(validate=PollQuestion)
     results = fields.String(validate=POLL_VISIBILITY)
     min_votes = fields.Integer(
@@ -501,16 +510,3 @@ class WebhookSchema(Schema):
 class WebhookListSchema(Schema):
     webhooks = fields.List(fields.Nested(WebhookSchema), required=True)
 
-
-class ShardingInSchema(Schema):
-    shards = fields.Integer(
-        load_default=None, allow_none=True, validate=validate.Range(min=2, max=1024),
-        metadata={"description": "Shard count; omitted or null uses ENGAGE_SHARDS. "
-                                 "Fixed once the article is sharded."},
-    )
-
-
-class ShardingSchema(Schema):
-    article = fields.String(required=True)
-    shards = fields.Integer(
-        required=True, metadata={"description": "Counter shards; 0 = not sharded."})

@@ -57,8 +57,8 @@ def load(store: Store, seeds_dir: str | Path) -> dict[str, int]:
 
 def _load_polls(store: Store, seeds_dir: str | Path) -> int:
     """Seed polls keep their fixed ids; one that exists already is left as it is."""
-    from engage import errors
     from engage.store import polls
+    from engage.store.exceptions import IdTaken
 
     created = 0
     schema = schemas.PollInSchema()
@@ -69,7 +69,7 @@ def _load_polls(store: Store, seeds_dir: str | Path) -> int:
             continue
         try:
             polls.create(store, data, poll_id=poll_id)
-        except errors.IdTaken:
+        except IdTaken:
             continue  # another process seeded it meanwhile
         created += 1
     return created

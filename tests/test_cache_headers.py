@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from engage.store import shards
-from tests.conftest import get_store_of, new_reader
+from tests.conftest import new_reader
 
 REACTIONS = "/api/v1/articles/korea-china-reset/reactions"
 
@@ -118,13 +117,3 @@ def test_misses_and_errors_are_not_cached_publicly(client: FlaskClient) -> None:
     assert missing.status_code == 404
     assert "public" not in directives(missing)
 
-
-def test_a_sharded_articles_read_is_cached_the_same_way(client: FlaskClient, article: str,
-                                                        app: Any) -> None:
-    shards.enable(get_store_of(app), article, 4)
-    first = client.get(REACTIONS)
-    assert_public(first)
-    reader = new_reader(client)
-    client.put(f"{REACTIONS}/mine", json={"choice": "yes"}, headers=reader)
-    after = client.get(REACTIONS, headers={"If-None-Match": first.headers["ETag"]})
-    assert after.status_code == 200 and after.json["total"] == 1

@@ -105,7 +105,6 @@ def test_app_runs_on_a_cluster_client(shared_app: Flask) -> None:
     cluster_app = shared_app
     store = get_store_of(cluster_app)
     assert isinstance(store.redis, RedisCluster)
-    assert store.near is None  # change notices would come per node: reads go to Redis
     put_article(cluster_app, "story")
     client = cluster_app.test_client()
     reader = client.post("/api/v1/readers").json["reader"]
@@ -133,7 +132,8 @@ def test_scripts_are_never_pipelined_on_a_cluster(shared_app: Flask) -> None:
     """redis-py refuses EVALSHA inside a cluster pipeline, so the store never does it."""
     store = get_store_of(shared_app)
     with pytest.raises(RedisClusterException):
-        store.run("shard_begin", keys=["x"], args=[2], client=store.redis.pipeline())
+        store.scripts["set_links"](keys=["x", "x:links"], args=["[]"],
+                                   client=store.redis.pipeline())
 
 
 def _move_slot(local_cluster: LocalCluster, slot: int, finish: bool) -> tuple[Any, Any]:

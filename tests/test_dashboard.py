@@ -137,7 +137,7 @@ def test_next_is_never_an_open_redirect(client: FlaskClient, editor_token: str) 
 
 def test_poll_close_and_reopen_need_csrf(signed_in: FlaskClient, store: Any) -> None:
     poll = polls.list_all(store)[0]
-    path = f"/dashboard/polls/{poll['id']}/status"
+    path = f"/dashboard/polls/{poll.id}/status"
     assert signed_in.post(path, data={"status": "closed"}).status_code == 403
     other = csrf_of(signed_in.application.test_client())  # another session's token
     assert signed_in.post(path, data={"status": "closed", "csrf_token": other}).status_code == 403
@@ -145,17 +145,17 @@ def test_poll_close_and_reopen_need_csrf(signed_in: FlaskClient, store: Any) -> 
                                   headers={"Accept": "application/json"})
     assert json_refusal.status_code == 403
     assert json_refusal.json["error"]["code"] == "csrf_failed"
-    assert polls.get_view(store, poll["id"], staff=True)["status"] == "open"
+    assert polls.get(store, poll.id).status == "open"
 
     token = csrf_of(signed_in, "/dashboard/polls")
     closed = signed_in.post(path, data={"status": "closed", "csrf_token": token})
     assert closed.status_code == 302
-    assert polls.get_view(store, poll["id"], staff=True)["status"] == "closed"
+    assert polls.get(store, poll.id).status == "closed"
     page = signed_in.get("/dashboard/polls?notice=Poll+closed.").get_data(as_text=True)
     assert "Reopen" in page
     reopened = signed_in.post(path, data={"status": "open"}, headers={"X-CSRF-Token": token})
     assert reopened.status_code == 302
-    assert polls.get_view(store, poll["id"], staff=True)["status"] == "open"
+    assert polls.get(store, poll.id).status == "open"
 
 
 def test_pages_render_with_strict_headers_and_no_inline_script(

@@ -11,7 +11,8 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from engage import errors, seeds
+from engage import seeds
+from engage.store import exceptions as refusals
 from engage.store import get_store, polls, tokens
 from tests.conftest import make_app, new_reader
 from tests.redis_server import RedisServer
@@ -326,7 +327,7 @@ def test_vote_with_options_the_poll_does_not_allow_is_422(
 def test_the_store_refuses_option_ids_that_would_split(client, editor, store):
     poll_id = create(client, editor, multiple=True)["id"]
     for bad in (["o1,o2"], [""], ["o1", ",o3"]):
-        with pytest.raises(errors.ValidationFailed):
+        with pytest.raises(refusals.InvalidOptions):
             polls.vote(store, poll_id, "r1", "a1", bad)
     assert store.redis.hlen(store.keys.poll_voters(poll_id)) == 0
 
@@ -397,14 +398,14 @@ def test_closes_at_is_honoured_at_the_exact_millisecond(client, editor, store):
     poll_id = create(client, editor, closes_at=closes.isoformat())["id"]
     just_before = closes - timedelta(milliseconds=1)
     view, changed = polls.vote(store, poll_id, "r1", "addr", ["o1"], now=just_before)
-    assert changed and view["status"] == "open"
-    with pytest.raises(errors.PollClosed):
+    assert changed and view.status == "open"
+    with pytest.raises(refusals.PollClosed):
         polls.vote(store, poll_id, "r2", "addr", ["o1"], now=closes)
-    with pytest.raises(errors.PollClosed):
+    with pytest.raises(refusals.PollClosed):
         polls.vote(store, poll_id, "r1", "addr", None, now=closes + timedelta(seconds=1))
-    assert polls.get_view(store, poll_id, now=just_before)["status"] == "open"
-    assert polls.get_view(store, poll_id, now=closes)["status"] == "closed"
-    assert polls.get_view(store, poll_id, staff=True, now=closes)["results"]["total"] == 1
+    assert polls.get(store, poll_id, now=just_before).status == "open"
+    assert polls.get(store, poll_id, now=closes).status == "closed"
+    assert polls.get(store, poll_id, now=closes).voters == 1
 
 
 def test_votes_are_throttled_per_address(client, editor, store, app):
@@ -480,17 +481,17 @@ def test_reopening_needs_a_future_closes_at(client, editor, store):
     closes = datetime.now(UTC) + timedelta(hours=1)
     poll_id = create(client, editor, closes_at=closes.isoformat())["id"]
     later = closes + timedelta(seconds=1)
-    with pytest.raises(errors.ValidationFailed):
+    with pytest.raises(refusals.ClosesAtPassed):
         polls.patch(store, poll_id, {"status": "open"}, now=later)
-    with pytest.raises(errors.PollClosed):
+    with pytest.raises(refusals.PollFinal):
         polls.patch(store, poll_id, {"question": "New?"}, now=later)
     view, changed = polls.patch(
         store, poll_id, {"status": "open", "closes_at": later + timedelta(days=1)}, now=later
     )
-    assert changed and view["status"] == "open"
+    assert changed and view.status == "open"
     assert stream(store, poll_id)[-1]["type"] == "poll.opened"
     view, _ = polls.patch(store, poll_id, {"closes_at": None}, now=later)
-    assert view["closes_at"] is None and view["status"] == "open"
+    assert view.closes_at is None and view.status == "open"
 
 
 def test_reopening_over_http_with_a_past_closes_at_is_422(client, editor, clock):
@@ -583,7 +584,7 @@ def test_article_polls(client, editor, article, reader):
 def test_for_articles_groups_polls(client, editor, article, store):
     poll_id = create(client, editor, article=article)["id"]
     found = polls.for_articles(store, [article, "other"])
-    assert [p["id"] for p in found[article]] == [poll_id]
+    assert [p.id for p in found[article]] == [poll_id]
     assert found["other"] == []
 
 
@@ -648,9 +649,9 @@ def test_csv_export_needs_an_editor_and_a_poll(client, editor, reader):
 def test_seed_poll_loads_once(app, store):
     seeds.load(store, app.config["SEEDS_DIR"])
     seeds.load(store, app.config["SEEDS_DIR"])
-    view = polls.get_view(store, "korea-china-2026")
-    assert view is not None and view["article"] == "korea-china-reset"
-    assert [p["id"] for p in polls.for_articles(store, ["korea-china-reset"])[
+    view = polls.get(store, "korea-china-2026")
+    assert view is not None and view.article == "korea-china-reset"
+    assert [p.id for p in polls.for_articles(store, ["korea-china-reset"])[
         "korea-china-reset"]] == ["korea-china-2026"]
     assert len(polls.list_all(store)) == 1
 

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from engage import errors
+from engage.api.polls import poll_body
+from engage.store import exceptions as refusals
 from engage.store import polls
 
 READERS = [f"reader-{n}" for n in range(5)]
@@ -65,13 +66,13 @@ class PollModel(RuleBasedStateMachine):
     def vote(self, reader: str, options: list[str]) -> None:
         expected_error: type[Exception] | None = None
         if self.closed():
-            expected_error = errors.PollClosed
+            expected_error = refusals.PollClosed
         elif self.invalid(options):
-            expected_error = errors.ValidationFailed
+            expected_error = refusals.InvalidOptions
         try:
             view, changed = polls.vote(self.store, self.poll_id, reader, "addr", options,
                                        now=self.now)
-        except (errors.PollClosed, errors.ValidationFailed) as exc:
+        except (refusals.PollClosed, refusals.InvalidOptions) as exc:
             assert type(exc) is expected_error, exc
             return
         assert expected_error is None
@@ -79,28 +80,28 @@ class PollModel(RuleBasedStateMachine):
         assert changed == (self.votes.get(reader) != new)
         self.accepted += int(changed)
         self.votes[reader] = new
-        assert set(view["mine"]) == new
+        assert view.mine is not None and set(view.mine) == new
 
     @rule(reader=st.sampled_from(READERS))
     def withdraw(self, reader: str) -> None:
         try:
             view, changed = polls.vote(self.store, self.poll_id, reader, "addr", None,
                                        now=self.now)
-        except errors.PollClosed:
+        except refusals.PollClosed:
             assert self.closed()
             return
         assert not self.closed()
         assert changed == (reader in self.votes)
         self.accepted += int(changed)
         self.votes.pop(reader, None)
-        assert view["mine"] is None
+        assert view.mine is None
 
     @rule()
     def close(self) -> None:
         view, changed = polls.patch(self.store, self.poll_id, {"status": "closed"}, now=self.now)
         assert changed == (self.status != "closed")
         self.status = "closed"
-        assert view["status"] == "closed"
+        assert view.status == "closed"
 
     @rule(closes_in=st.one_of(st.none(), st.just("keep"), st.integers(-30, 120)))
     def reopen(self, closes_in: int | str | None) -> None:
@@ -112,12 +113,12 @@ class PollModel(RuleBasedStateMachine):
         refused = closes_at is not None and closes_at <= self.now
         try:
             view, _ = polls.patch(self.store, self.poll_id, data, now=self.now)
-        except errors.ValidationFailed:
+        except refusals.ClosesAtPassed:
             assert refused
             return
         assert not refused
         self.status, self.closes_at = "open", closes_at
-        assert view["status"] == "open"
+        assert view.status == "open"
 
     @rule(seconds=st.integers(0, 45))
     def time_passes(self, seconds: int) -> None:
@@ -126,8 +127,9 @@ class PollModel(RuleBasedStateMachine):
     # -- what must always hold ------------------------------------------------------
     @invariant()
     def stored_results_equal_the_model(self) -> None:
-        view = polls.get_view(self.store, self.poll_id, staff=True, now=self.now)
-        assert view is not None
+        poll = polls.get(self.store, self.poll_id, now=self.now)
+        assert poll is not None
+        view = poll_body(poll, staff=True)
         expected = {o: sum(o in chosen for chosen in self.votes.values()) for o in OPTIONS}
         assert view["results"]["counts"] == expected
         assert view["results"]["total"] == len(self.votes)
@@ -139,8 +141,9 @@ class PollModel(RuleBasedStateMachine):
     @invariant()
     def each_reader_sees_their_own_vote(self) -> None:
         for reader in READERS:
-            view = polls.get_view(self.store, self.poll_id, reader=reader, now=self.now)
-            assert view is not None
+            poll = polls.get(self.store, self.poll_id, reader=reader, now=self.now)
+            assert poll is not None
+            view = poll_body(poll)
             mine = self.votes.get(reader)
             assert (set(view["mine"]) if view["mine"] else None) == (set(mine) if mine else None)
             # after_close: a reader sees results exactly when the poll is closed.

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.crc import key_slot
 
-from engage.store import scripts, shards
+from engage.store import scripts
 from engage.store.keys import Keys
 from engage.store.reactions import vote_keys
 
@@ -41,10 +41,7 @@ def random_time(rng: random.Random) -> datetime:
 
 
 def _vote_reaction(k: Keys, rng: random.Random) -> list[str]:
-    article = random_id(rng)
-    if rng.random() < 0.5:  # the same script runs in a viral article's shards
-        article = k.shard_id(article, rng.randrange(shards.MAX_SHARDS))
-    return vote_keys(k, article, random_hash(rng), random_time(rng))
+    return vote_keys(k, random_id(rng), random_hash(rng), random_time(rng))
 
 
 def _article_owned(*parts: str, buckets: bool = False, owner_first: bool = True) -> Builder:
@@ -93,14 +90,6 @@ def _count_impressions(k: Keys, rng: random.Random) -> list[str]:
             k.hour_bucket(owner, now), k.day_bucket(owner, now), k.article_events(article)]
 
 
-def _shard_adopt(k: Keys, rng: random.Random) -> list[str]:
-    return shards.adopt_keys(k, random_id(rng), rng.randrange(shards.MAX_SHARDS))
-
-
-def _shard_state(k: Keys, rng: random.Random) -> list[str]:
-    return shards.state_keys(k, random_id(rng))
-
-
 BUILDERS: dict[str, Builder] = {
     "vote_reaction": _vote_reaction,
     "upsert_article": _article_owned("events"),
@@ -111,9 +100,6 @@ BUILDERS: dict[str, Builder] = {
     "vote_poll": _vote_poll,
     "patch_poll": _poll_parts("events"),
     "delete_poll": _poll_parts("counts", "voters", "events"),
-    "shard_begin": _shard_state,
-    "shard_adopt": _shard_adopt,
-    "shard_commit": _shard_state,
     "claim_webhook_retries": lambda k, rng: [k.webhook_retry],
 }
 
@@ -141,12 +127,3 @@ def test_every_script_keeps_its_keys_in_one_slot(name: str) -> None:
 def test_builders_cover_only_real_scripts() -> None:
     assert set(BUILDERS) <= set(scripts.ALL)
 
-
-def test_shards_spread_over_slots() -> None:
-    """The point of sharding: an article's shards do not all share its slot."""
-    k = Keys("engage")
-    rng = random.Random("spread")
-    for _ in range(200):
-        article = random_id(rng)
-        slots = {key_slot(k.article(k.shard_id(article, i)).encode()) for i in range(8)}
-        assert len(slots) >= 6  # 8 random slots of 16384 almost never collide twice

@@ -25,7 +25,6 @@ API_MODULES = (
     "stats",
     "polls",
     "webhooks",
-    "sharding",
 )
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 

@@ -14,6 +14,7 @@ from flask_smorest import Blueprint
 
 from engage import errors, metrics, schemas
 from engage.api.caching import cacheable, private
+from engage.formulas import percentages
 from engage.identity import (
     bearer_token,
     current_address_hash,
@@ -35,6 +36,50 @@ def _staff() -> bool:
         return False
     current_staff()
     return True
+
+
+def results_visible(poll: polls.Poll, staff: bool) -> bool:
+    """What a caller may see of a poll's results. Staff always; readers per the poll's
+    visibility mode and its minimum of voters.
+
+    `after_vote` also opens once the poll is closed: the results are final then, and a
+    reader who can no longer vote has nothing left to be influenced in.
+    """
+    if staff:
+        return True
+    if poll.voters < poll.min_votes:
+        return False
+    if poll.visibility == "after_vote":
+        return bool(poll.mine) or poll.closed
+    if poll.visibility == "after_close":
+        return poll.closed
+    return True
+
+
+def poll_body(poll: polls.Poll, staff: bool = False) -> dict[str, Any]:
+    """The poll as this caller may see it (PollSchema): results null while hidden."""
+    results = {
+        "counts": poll.counts,
+        "percentages": percentages(poll.counts),
+        "total": poll.voters,
+        "ticks": sum(poll.counts.values()),
+    } if results_visible(poll, staff) else None
+    return {
+        "id": poll.id,
+        "question": poll.question,
+        "options": poll.options,
+        "article": poll.article,
+        "multiple": poll.multiple,
+        "max_choices": poll.max_choices,
+        "closes_at": poll.closes_at,
+        "results_visibility": poll.visibility,
+        "min_votes": poll.min_votes or None,
+        "status": poll.status,
+        "created_at": poll.created_at,
+        "updated_at": poll.updated_at,
+        "results": results,
+        "mine": poll.mine,
+    }
 
 
 def _reply(view: dict[str, Any], personal: bool) -> Response:
@@ -69,7 +114,8 @@ class Polls(MethodView):
     @require_role("editor")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Create a poll (editor), optionally attached to a registered article."""
-        return polls.create(get_store(), data, poll_id=data.pop("id", None))
+        poll = polls.create(get_store(), data, poll_id=data.pop("id", None))
+        return poll_body(poll, staff=True)
 
     @blp.arguments(schemas.PollListQuerySchema, location="query")
     @blp.response(200, schemas.PollListSchema)
@@ -77,7 +123,8 @@ class Polls(MethodView):
     @require_role("editor")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Every poll with its results (editor), newest first; filter by status."""
-        return {"polls": polls.list_all(get_store(), status=query.get("status"))}
+        found = polls.list_all(get_store(), status=query.get("status"))
+        return {"polls": [poll_body(poll, staff=True) for poll in found]}
 
 
 @blp.route("/polls/<eid:poll_id>")
@@ -90,10 +137,10 @@ class Poll(MethodView):
         """The poll, with results when its visibility allows them for this caller."""
         reader = current_reader(required=False)
         staff = _staff()
-        view = polls.get_view(get_store(), poll_id, reader=reader, staff=staff)
-        if view is None:
+        poll = polls.get(get_store(), poll_id, reader=reader)
+        if poll is None:
             raise errors.UnknownPoll()
-        return _reply(view, personal=bool(reader or staff))
+        return _reply(poll_body(poll, staff), personal=bool(reader or staff))
 
     @blp.arguments(schemas.PollPatchSchema)
     @blp.response(200, schemas.PollSchema)
@@ -104,8 +151,8 @@ class Poll(MethodView):
     @require_role("editor")
     def patch(self, data: dict[str, Any], poll_id: str) -> dict[str, Any]:
         """Close, reopen or reschedule a poll; edit its question or visibility while open."""
-        view, _ = polls.patch(get_store(), poll_id, data)
-        return view
+        poll, _ = polls.patch(get_store(), poll_id, data)
+        return poll_body(poll, staff=True)
 
     @blp.response(204)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
@@ -143,9 +190,9 @@ class MyPollVote(MethodView):
 def _vote(poll_id: str, options: list[str] | None) -> Response:
     reader = current_reader()
     assert reader is not None
-    view, changed = polls.vote(get_store(), poll_id, reader, current_address_hash(), options)
+    poll, changed = polls.vote(get_store(), poll_id, reader, current_address_hash(), options)
     metrics.vote_outcome("poll", changed)  # refusals are counted from their status
-    return _reply(view, personal=True)
+    return _reply(poll_body(poll), personal=True)
 
 
 @blp.route("/articles/<eid:article_id>/polls")
@@ -160,7 +207,8 @@ class ArticlePolls(MethodView):
         staff = _staff()
         if articles.get(store, article_id) is None:
             raise errors.UnknownArticle()
-        found = polls.for_articles(store, [article_id], reader=reader, staff=staff)[article_id]
+        found = [poll_body(poll, staff) for poll in
+                 polls.for_articles(store, [article_id], reader=reader)[article_id]]
         body = schemas.PollListSchema().dump({"polls": found})
         return _cached(body, found, personal=bool(reader or staff))
 
@@ -192,9 +240,10 @@ class PollExport(MethodView):
     def get(self, poll_id: str) -> Response:
         """Results per option (record `result`), then the vote events over time (`event`)."""
         store = get_store()
-        view = polls.get_view(store, poll_id, staff=True)
-        if view is None:
+        poll = polls.get(store, poll_id)
+        if poll is None:
             raise errors.UnknownPoll()
+        view = poll_body(poll, staff=True)
 
         def rows() -> Iterator[str]:
             yield _csv_line({name: name for name in _CSV_FIELDS})

@@ -16,6 +16,7 @@ from flask_smorest import Blueprint
 from engage import errors, schemas
 from engage.api.caching import cacheable, private
 from engage.api.links import absolute
+from engage.api.polls import poll_body
 from engage.identity import current_reader
 from engage.store import get_store, links, polls, reactions
 
@@ -52,7 +53,7 @@ class WidgetBundle(MethodView):
                 "counts": result.counts,
                 "total": result.total,
                 "links": absolute(boxes.get(aid, [])),
-                "polls": poll_views.get(aid, []),
+                "polls": [poll_body(poll) for poll in poll_views.get(aid, [])],
             }
         return cacheable(body, vary=())  # anonymous only: the reader's part is /widget/mine
 
@@ -80,5 +81,5 @@ class WidgetMine(MethodView):
                     "mine": result.mine, "reason": result.reason, "polls": [],
                 }
         for aid, views in (polls.for_articles(store, known, reader) if known else {}).items():
-            mine[aid]["polls"] = views
+            mine[aid]["polls"] = [poll_body(poll) for poll in views]
         return private({"articles": mine})

@@ -1,27 +1,24 @@
 """Storage: the only package that imports redis.
 
-`init_app(app)` connects once per app (a pooled client), registers the Lua scripts and
-turns Redis outages into 503s. Views reach the store through `get_store()`.
+`init_app(app)` connects once per app (a pooled client) and registers the Lua scripts.
+Views reach the store through `get_store()`. Refusals are `store.exceptions`; an outage
+is one of `UNAVAILABLE` (engage/errors.py answers both).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from flask import Flask, Response, current_app
+from flask import Flask, current_app
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from engage import errors
 from engage.store import cluster, scripts
 from engage.store.embedded import EmbeddedRedis
-from engage.store.instrumented import InstrumentedRedis
 from engage.store.keys import Keys
-from engage.store.nearcache import NearCache
 
 EXTENSION = "engage.store"
 
@@ -57,14 +54,9 @@ class Store:
         self.clock = clock
         self.keys = Keys(config["REDIS_PREFIX"])
         self.scripts = {name: client.register_script(src) for name, src in scripts.ALL.items()}
-        self.near = make_near_cache(client, config)
 
-    def register(self, name: str, source: str) -> None:
-        """Rooms that add scripts register them here, once, at init."""
-        self.scripts[name] = self.redis.register_script(source)
-
-    def run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
-        return self.scripts[name](keys=keys, args=args, client=client or self.redis)
+    def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return self.scripts[name](keys=keys, args=args)
 
     # -- time helpers shared by the write paths -----------------------------------
     def now(self) -> datetime:
@@ -81,15 +73,7 @@ class Store:
             int(self.config["DAY_BUCKET_DAYS"]) * 86400,
         )
 
-    def ping(self) -> bool:
-        try:
-            return bool(self.redis.ping())
-        except UNAVAILABLE:
-            return False
-
     def close(self) -> None:
-        if self.near is not None:
-            self.near.close()
         self.redis.close()
 
 
@@ -102,6 +86,11 @@ def make_client(url: str, config: dict[str, Any]) -> Any:
     """
     if cluster.is_cluster_url(url):
         return cluster.make_cluster_client(url, config)
+    # Imported here: it brings the metrics, which set up their multiprocess files on
+    # import; a process that only needs the store's names (gunicorn's master, through
+    # engage.errors) must not.
+    from engage.store.instrumented import InstrumentedRedis
+
     retry = Retry(
         ExponentialBackoff(cap=0.2, base=0.02),
         int(config["REDIS_RETRIES"]),
@@ -119,17 +108,6 @@ def make_client(url: str, config: dict[str, Any]) -> Any:
     )
 
 
-def make_near_cache(client: Any, config: dict[str, Any]) -> NearCache | None:
-    """The process's near cache of anonymous reads (store/nearcache.py), when it can
-    be kept exact: not on a cluster, and not when NEAR_CACHE_SIZE is 0."""
-    size = int(config.get("NEAR_CACHE_SIZE", 0))
-    if size <= 0 or not isinstance(client, redis.Redis):
-        return None
-    return NearCache(client.connection_pool, type(client), size,
-                     ttl=float(config["NEAR_CACHE_TTL"]),
-                     heartbeat=float(config["NEAR_CACHE_HEARTBEAT"]))
-
-
 def resolve_url(config: dict[str, Any]) -> str:
     """The configured URL, or the embedded server's (started if needed)."""
     url = config.get("REDIS_URL")
@@ -143,33 +121,9 @@ def get_store() -> Store:
     return store
 
 
-def _unavailable(exc: Exception) -> Response:
-    current_app.logger.warning("redis unavailable: %s", exc)
-    near = get_store().near
-    if near is not None:
-        near.reset()  # it cannot vouch for anything Redis may have done meanwhile
-    return errors.error_response(
-        503,
-        errors.StorageUnavailable.error_code,
-        errors.StorageUnavailable.message,
-        headers={"Retry-After": str(current_app.config["RETRY_AFTER"])},
-    )
-
-
 def init_app(app: Flask) -> Store:
     url = resolve_url(app.config)
     app.config["REDIS_URL_RESOLVED"] = url
     store = Store(make_client(url, app.config), app.config)
     app.extensions[EXTENSION] = store
-    for exc_type in UNAVAILABLE:
-        app.register_error_handler(exc_type, _unavailable)
     return store
-
-
-def wait_until_ready(store: Store, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if store.ping():
-            return True
-        time.sleep(0.05)
-    return False

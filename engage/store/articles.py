@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from engage.store import Store, shards
+from engage.store import Store
 
 
 def _epoch(value: datetime) -> float:
@@ -34,8 +34,6 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
         ],
     )
     created, previous_section, created_at = bool(int(raw[0])), raw[1], raw[2]
-    if created and store.near is not None:
-        store.near.forget(article_id)  # an "unknown article" answer may be near-cached
     # Global indexes live outside the article's slot; idempotent, rewritten every PUT.
     pipe = store.redis.pipeline(transaction=False)
     pipe.zadd(keys.articles, {article_id: _epoch(published)})
@@ -83,10 +81,6 @@ def get_with_counts(
     pipe.hgetall(store.keys.article(article_id))
     pipe.hgetall(store.keys.article_counts(article_id))
     meta, counts = pipe.execute()
-    if meta.get("shards"):
-        # A viral article's counts are spread over shards (store/shards.py).
-        base = {article_id: (int(meta["shards"]), counts)}
-        counts = {k: str(v) for k, v in shards.sum_counts(store, base)[article_id].items()}
     return (decode(article_id, meta) if meta else None), counts
 
 
@@ -99,12 +93,6 @@ def get_many(store: Store, article_ids: list[str]) -> dict[str, dict[str, Any]]:
         for article_id, raw in zip(article_ids, pipe.execute(), strict=True)
         if raw
     }
-
-
-def list_ids(store: Store, section: str | None = None, limit: int = 1000) -> list[str]:
-    """Newest first, by published time."""
-    key = store.keys.section(section) if section else store.keys.articles
-    return list(store.redis.zrevrange(key, 0, limit - 1))
 
 
 def sections(store: Store) -> list[str]:

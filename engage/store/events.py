@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from engage.store import Store, shards
+from engage.store import Store
 
 
 def stream_keys(store: Store) -> list[str]:
@@ -21,12 +21,10 @@ def stream_keys(store: Store) -> list[str]:
     pipe = store.redis.pipeline(transaction=False)
     pipe.zrange(keys.articles, 0, -1)
     pipe.zrange(keys.polls, 0, -1)
-    pipe.zrange(keys.sharded, 0, -1, withscores=True)
-    article_ids, poll_ids, sharded = pipe.execute()
-    # A sharded article's votes are logged in each shard's stream (store/shards.py).
+    article_ids, poll_ids = pipe.execute()
     return [keys.article_events(a) for a in article_ids] + [
         keys.poll_events(p) for p in poll_ids
-    ] + [s for a, n in sharded for s in shards.shard_parts(keys, a, int(n), "events")]
+    ]
 
 
 def decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -52,12 +50,8 @@ def streams_for(store: Store, article: str | None = None) -> list[str]:
     if article is None:
         return stream_keys(store)
     keys = store.keys
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.zrange(keys.article_polls(article), 0, -1)
-    pipe.zscore(keys.sharded, article)
-    poll_ids, shard_count = pipe.execute()
-    return [keys.article_events(article)] + [keys.poll_events(p) for p in poll_ids] + (
-        shards.shard_parts(keys, article, int(shard_count), "events") if shard_count else [])
+    poll_ids = store.redis.zrange(keys.article_polls(article), 0, -1)
+    return [keys.article_events(article)] + [keys.poll_events(p) for p in poll_ids]
 
 
 def _matches(fields: dict[str, str], types: frozenset[str], article: str | None) -> bool:

@@ -39,10 +39,6 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s) |
 | (group on every events stream) | consumer group `engage-webhooks` | with the stream | the worker's read position and unacknowledged entries |
-| P:a:{A#i}                    | hash   | with the article        | shard i of a sharded article: shard_of, shard (its existence check) |
-| P:a:{A#i}:counts / :reasons / :voters / :thr:<addr> / :events / :h: / :d: | as the article's | as the article's | the same parts for the readers that hash to shard i (store/shards.py) |
-| P:sharded                    | zset   | forever                 | article id -> shard count, for every sharded article |
-| P:a:{A}:shardlock            | string | COPY_LEASE (30 s)       | the lease of the one process copying voters to shards |
 
 Stats bucket fields: `+<choice>` / `-<choice>` votes taken / withdrawn from a choice,
 `reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
@@ -171,12 +167,3 @@ class Keys:
     def webhook_retry(self) -> str:
         return f"{self.prefix}:webhooks:retry"
 
-    # -- viral-article shards (store/shards.py) ---------------------------------------
-    @staticmethod
-    def shard_id(article_id: str, index: int) -> str:
-        """Shard i of an article is keyed like an article `A#i` ('#' is never in an id)."""
-        return f"{article_id}#{index}"
-
-    @property
-    def sharded(self) -> str:
-        return f"{self.prefix}:sharded"

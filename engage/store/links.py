@@ -11,13 +11,15 @@ import hashlib
 import json
 from typing import Any
 
-from engage import errors
 from engage.formulas import wilson_lower
 from engage.store import Store, articles, reactions, scripts
+from engage.store.exceptions import UnknownArticle
+from engage.store.scripts import Status
 
 REDIRECT_PREFIX = "/r/"
 # How many same-section articles are considered when filling the box.
 RELATED_CANDIDATES = 50
+_UNKNOWN_ARTICLE: scripts.Refusals = {Status.UNKNOWN: UnknownArticle}
 
 
 def link_id(article_id: str, url: str) -> str:
@@ -56,9 +58,7 @@ def set_links(
         keys=[keys.article(article_id), keys.article_links(article_id)],
         args=[json.dumps(stored, ensure_ascii=False)],
     )
-    result = scripts.parse(raw)
-    if result.status == scripts.UNKNOWN:
-        raise errors.UnknownArticle()
+    result = scripts.raise_for_status(raw, _UNKNOWN_ARTICLE)
     removed = {link["id"] for link in _decode(result.values[0] or None)} - seen
     # The index is global (outside the slot); idempotent, rewritten by every PUT.
     pipe = store.redis.pipeline(transaction=False)
@@ -167,7 +167,7 @@ def click(store: Store, link_id_: str, count: bool) -> str | None:
               article_id],
     )
     result = scripts.parse(raw)
-    if result.status != 1:
+    if result.status != Status.CHANGED:
         return None
     return str(result.values[0])
 
@@ -191,9 +191,7 @@ def impressions(store: Store, article_id: str, link_ids: list[str]) -> int:
         args=[hour_ttl, day_ttl, store.min_event_id(now), article_id,
               *dict.fromkeys(link_ids)],
     )
-    result = scripts.parse(raw)
-    if result.status == scripts.UNKNOWN:
-        raise errors.UnknownArticle()
+    result = scripts.raise_for_status(raw, _UNKNOWN_ARTICLE)
     return int(result.values[0])
 
 

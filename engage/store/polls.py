@@ -6,7 +6,7 @@ inside the script at the exact millisecond, without a background job: a poll who
 `closes_at` has passed reports status "closed" and refuses votes, while its stored
 status stays "open" until an editor changes it.
 
-Results: `counts` are ticks per option, `total` is the number of distinct voters (a
+Results: `counts` are ticks per option, `voters` the number of distinct voters (a
 multiple-choice voter ticks several options but counts once), and `percentages` are
 each option's share of all ticks, rounded by largest remainder so they add up to
 exactly 100 (all zero while nobody has voted).
@@ -17,16 +17,22 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engage import errors
-from engage.formulas import percentages
 from engage.store import Store, scripts
-
-VISIBILITIES = ("always", "after_vote", "after_close")
-STATUSES = ("open", "closed")
-MIN_OPTIONS, MAX_OPTIONS = 2, 10
+from engage.store.exceptions import (
+    ClosesAtPassed,
+    IdTaken,
+    InvalidOptions,
+    PollClosed,
+    PollFinal,
+    Throttled,
+    UnknownArticle,
+    UnknownPoll,
+)
+from engage.store.scripts import Status
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -58,14 +64,6 @@ def new_id() -> str:
 
 
 # -- results -------------------------------------------------------------------------
-def _results(ids: list[str], raw_counts: dict[str, str]) -> dict[str, Any]:
-    counts = {option: max(0, int(raw_counts.get(option, 0))) for option in ids}
-    return {
-        "counts": counts,
-        "percentages": percentages(counts),
-        "total": max(0, int(raw_counts.get("_voters", 0))),
-        "ticks": sum(counts.values()),
-    }
 
 
 def is_closed(meta: dict[str, str], now: datetime) -> bool:
@@ -75,57 +73,57 @@ def is_closed(meta: dict[str, str], now: datetime) -> bool:
     return bool(closes_ms) and epoch_ms(now) >= int(closes_ms or 0)
 
 
-def results_visible(
-    meta: dict[str, str], voters: int, voted: bool, closed: bool, staff: bool
-) -> bool:
-    """What a caller may see. Staff always; readers per the mode and the minimum.
+@dataclass(frozen=True)
+class Poll:
+    """A poll as stored, judged at a moment: its standing counts and, when a reader was
+    named, that reader's vote. What a caller may see of it is the API's call."""
 
-    `after_vote` also opens once the poll is closed: the results are final then, and a
-    reader who can no longer vote has nothing left to be influenced in.
-    """
-    if staff:
-        return True
-    if voters < int(meta.get("min_votes") or 0):
-        return False
-    mode = meta.get("results", "always")
-    if mode == "after_vote":
-        return voted or closed
-    if mode == "after_close":
-        return closed
-    return True
+    id: str
+    question: str
+    options: list[dict[str, str]]  # {"id", "label"} in display order
+    article: str | None
+    multiple: bool
+    max_choices: int
+    closes_at: str | None
+    visibility: str  # when readers see results: always, after_vote, after_close
+    min_votes: int  # voters needed before readers see any result
+    closed: bool  # by an editor, or by closes_at at the moment judged
+    created_at: str | None
+    updated_at: str | None
+    counts: dict[str, int]  # option id -> ticks, every option present
+    voters: int  # distinct voters (a multiple-choice voter ticks several options)
+    mine: list[str] | None
+
+    @property
+    def status(self) -> str:
+        return "closed" if self.closed else "open"
 
 
-def _view(
+def _decode(
     poll_id: str,
     meta: dict[str, str],
     raw_counts: dict[str, str],
     mine_raw: str | None,
-    staff: bool,
     now: datetime,
-) -> dict[str, Any]:
+) -> Poll:
     options = json.loads(meta["options"])
-    ids = [option["id"] for option in options]
-    mine = mine_raw.split(",") if mine_raw else None
-    closed = is_closed(meta, now)
-    results = _results(ids, raw_counts)
-    visible = results_visible(meta, results["total"], bool(mine), closed, staff)
-    min_votes = int(meta.get("min_votes") or 0)
-    return {
-        "id": poll_id,
-        "question": meta["question"],
-        "options": options,
-        "article": meta.get("article") or None,
-        "multiple": meta.get("multiple") == "1",
-        "max_choices": int(meta["max_choices"]),
-        "closes_at": meta.get("closes_at") or None,
-        "results_visibility": meta.get("results", "always"),
-        "min_votes": min_votes or None,
-        "status": "closed" if closed else "open",
-        "created_at": meta.get("created_at"),
-        "updated_at": meta.get("updated_at"),
-        "results": results if visible else None,
-        "mine": mine,
-    }
+    return Poll(
+        id=poll_id,
+        question=meta["question"],
+        options=options,
+        article=meta.get("article") or None,
+        multiple=meta.get("multiple") == "1",
+        max_choices=int(meta["max_choices"]),
+        closes_at=meta.get("closes_at") or None,
+        visibility=meta.get("results", "always"),
+        min_votes=int(meta.get("min_votes") or 0),
+        closed=is_closed(meta, now),
+        created_at=meta.get("created_at"),
+        updated_at=meta.get("updated_at"),
+        counts={o["id"]: max(0, int(raw_counts.get(o["id"], 0))) for o in options},
+        voters=max(0, int(raw_counts.get("_voters", 0))),
+        mine=mine_raw.split(",") if mine_raw else None,
+    )
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -153,27 +151,26 @@ def _fetch(
     return out
 
 
-def get_view(
+def get(
     store: Store,
     poll_id: str,
     reader: str | None = None,
-    staff: bool = False,
     now: datetime | None = None,
-) -> dict[str, Any] | None:
-    """The poll as this caller may see it; None for an unknown poll."""
+) -> Poll | None:
+    """The poll (with the reader's vote); None for an unknown poll."""
     now = now or store.now()
     meta, counts, mine = _fetch(store, [poll_id], reader)[0]
     if not meta:
         return None
-    return _view(poll_id, meta, counts, mine, staff, now)
+    return _decode(poll_id, meta, counts, mine, now)
 
 
-def _views(
-    store: Store, poll_ids: list[str], reader: str | None, staff: bool, now: datetime
-) -> dict[str, dict[str, Any]]:
+def _get_many(
+    store: Store, poll_ids: list[str], reader: str | None, now: datetime
+) -> dict[str, Poll]:
     fetched = _fetch(store, poll_ids, reader)
     return {
-        poll_id: _view(poll_id, meta, counts, mine, staff, now)
+        poll_id: _decode(poll_id, meta, counts, mine, now)
         for poll_id, (meta, counts, mine) in zip(poll_ids, fetched, strict=True)
         if meta
     }
@@ -183,9 +180,8 @@ def for_articles(
     store: Store,
     article_ids: Iterable[str],
     reader: str | None = None,
-    staff: bool = False,
     now: datetime | None = None,
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, list[Poll]]:
     """The polls attached to each article, oldest first (two round trips in all)."""
     now = now or store.now()
     article_ids = list(dict.fromkeys(article_ids))
@@ -194,52 +190,45 @@ def for_articles(
         pipe.zrange(store.keys.article_polls(article_id), 0, -1)
     per_article = dict(zip(article_ids, pipe.execute(), strict=True))
     all_ids = list(dict.fromkeys(p for ids in per_article.values() for p in ids))
-    views = _views(store, all_ids, reader, staff, now) if all_ids else {}
+    found = _get_many(store, all_ids, reader, now) if all_ids else {}
     return {
-        article_id: [views[p] for p in ids if p in views]
+        article_id: [found[p] for p in ids if p in found]
         for article_id, ids in per_article.items()
     }
 
 
 def list_all(
     store: Store, status: str | None = None, now: datetime | None = None
-) -> list[dict[str, Any]]:
-    """Every poll (staff view), newest first; `status` filters by the effective state."""
+) -> list[Poll]:
+    """Every poll, newest first; `status` filters by the effective state."""
     now = now or store.now()
     poll_ids = list(store.redis.zrevrange(store.keys.polls, 0, -1))
-    views = _views(store, poll_ids, None, True, now) if poll_ids else {}
+    found = _get_many(store, poll_ids, None, now) if poll_ids else {}
     return [
-        view for poll_id in poll_ids
-        if (view := views.get(poll_id)) is not None and (status is None or view["status"] == status)
+        poll for poll_id in poll_ids
+        if (poll := found.get(poll_id)) is not None and (status is None or poll.status == status)
     ]
 
 
 # -- writes --------------------------------------------------------------------------
-def _check_future(when: datetime | None, now: datetime) -> None:
-    if when is not None and epoch_ms(when) <= epoch_ms(now):
-        raise errors.ValidationFailed(fields={"closes_at": ["Must be in the future."]})
-
-
 def create(
     store: Store,
     data: dict[str, Any],
     poll_id: str | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
-    """Create a poll from validated input; returns the staff view.
+) -> Poll:
+    """Create a poll from validated input (schemas.PollInSchema).
 
-    Raises UnknownArticle, ValidationFailed (closes_at not in the future) or IdTaken
-    (a chosen id already in use; seeds choose theirs).
+    Raises UnknownArticle or IdTaken (a chosen id already in use; seeds choose theirs).
     """
     now = now or store.now()
     keys = store.keys
     article = data.get("article")
     if article and not store.redis.exists(keys.article(article)):
-        raise errors.UnknownArticle()
+        raise UnknownArticle()
     closes_at: datetime | None = data.get("closes_at")
     if closes_at is not None:
         closes_at = _to_ms_precision(closes_at)
-    _check_future(closes_at, now)
     labels: list[str] = list(data["options"])
     ids = option_ids(len(labels))
     multiple = bool(data.get("multiple"))
@@ -275,17 +264,17 @@ def create(
             ],
             args=[json.dumps(fields), store.min_event_id(now), poll_id, article or ""],
         )
-        if int(raw[0]) == 1:
+        if scripts.parse(raw).status == Status.CHANGED:
             break
     else:
-        raise errors.IdTaken()
+        raise IdTaken()
     # Indexes live in other slots; written after the poll exists, idempotent.
     pipe = store.redis.pipeline(transaction=False)
     pipe.zadd(keys.polls, {poll_id: now.timestamp()})
     if article:
         pipe.zadd(keys.article_polls(article), {poll_id: now.timestamp()})
     pipe.execute()
-    return _view(poll_id, fields, {}, None, True, now)
+    return _decode(poll_id, fields, {}, None, now)
 
 
 def vote(
@@ -295,12 +284,12 @@ def vote(
     address: str,
     options: Iterable[str] | None,
     now: datetime | None = None,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[Poll, bool]:
     """Cast, change or withdraw (options None or empty) a reader's vote.
 
-    Returns the poll as this reader now sees it and whether anything changed. Raises
-    UnknownPoll, PollClosed, ValidationFailed (unknown option, several on a
-    single-choice poll, more than max_choices) or Throttled. Repeating a vote is a no-op.
+    Returns the poll with this reader's vote and whether anything changed. Raises
+    UnknownPoll, PollClosed, InvalidOptions (unknown option, several on a single-choice
+    poll, more than max_choices) or Throttled. Repeating a vote is a no-op.
     """
     now = now or store.now()
     keys = store.keys
@@ -308,7 +297,7 @@ def vote(
     chosen = sorted(set(options or ()), key=option_order)
     if any(not option or "," in option for option in chosen):
         # The script receives the ids comma-joined; "o1,o2" must not pass as two.
-        raise errors.ValidationFailed(fields={"options": [_INVALID["unknown"]]})
+        raise InvalidOptions("unknown")
     hour_ttl, day_ttl = store.bucket_ttls()
     raw = store.run(
         "vote_poll",
@@ -333,37 +322,36 @@ def vote(
             poll_id,
         ],
     )
-    result = scripts.parse(raw)
-    if result.status == scripts.UNKNOWN:
-        raise errors.UnknownPoll()
-    if result.status == scripts.THROTTLED:
-        raise errors.Throttled(int(result.values[0]))
-    if result.status == scripts.POLL_CLOSED:
-        raise errors.PollClosed("The poll is closed; votes are no longer accepted.")
-    if result.status == scripts.POLL_INVALID:
-        raise errors.ValidationFailed(fields={"options": [_INVALID[str(result.values[0])]]})
+    result = scripts.raise_for_status(raw, _VOTE_REFUSALS)
     mine = result.values[0] or None
     n_counts = int(result.values[1])
     counts = _pairs(result.values[2:2 + n_counts])
     meta = _pairs(result.values[2 + n_counts:])
-    return _view(poll_id, meta, counts, mine, False, now), result.status == 1
+    return _decode(poll_id, meta, counts, mine, now), result.status == Status.CHANGED
 
 
-_INVALID = {
-    "unknown": "Unknown option id for this poll.",
-    "single": "This poll takes one option only.",
-    "max": "More options than this poll allows (max_choices).",
+_VOTE_REFUSALS: scripts.Refusals = {
+    Status.UNKNOWN: UnknownPoll,
+    Status.THROTTLED: Throttled,
+    Status.CLOSED: PollClosed,
+    Status.INVALID: InvalidOptions,
 }
+_PATCH_REFUSALS: scripts.Refusals = {
+    Status.UNKNOWN: UnknownPoll,
+    Status.CLOSED: PollFinal,
+    Status.CLOSES_AT_PASSED: ClosesAtPassed,
+}
+_DELETE_REFUSALS: scripts.Refusals = {Status.UNKNOWN: UnknownPoll}
 
 
 def patch(
     store: Store, poll_id: str, data: dict[str, Any], now: datetime | None = None
-) -> tuple[dict[str, Any], bool]:
-    """Close, reopen, reschedule or edit a poll; returns the staff view and whether it changed.
+) -> tuple[Poll, bool]:
+    """Close, reopen, reschedule or edit a poll; returns it and whether it changed.
 
-    `data` may hold status, closes_at (None clears it), question, results, min_votes.
-    Raises UnknownPoll, PollClosed (editing a closed poll without reopening it) or
-    ValidationFailed (closes_at not in the future, reopening while closes_at is past).
+    `data` (schemas.PollPatchSchema) may hold status, closes_at (None clears it),
+    question, results, min_votes. Raises UnknownPoll, PollFinal (editing a closed poll
+    without reopening it) or ClosesAtPassed (reopening while closes_at is past).
     """
     now = now or store.now()
     keys = store.keys
@@ -374,7 +362,6 @@ def patch(
             closes_flag = "-"
         else:
             closes_at = _to_ms_precision(closes_at)
-            _check_future(closes_at, now)
             closes_flag, closes_ms = closes_at.isoformat(), str(epoch_ms(closes_at))
     edits: dict[str, str] = {}
     if "question" in data:
@@ -397,19 +384,10 @@ def patch(
             poll_id,
         ],
     )
-    result = scripts.parse(raw)
-    if result.status == scripts.UNKNOWN:
-        raise errors.UnknownPoll()
-    if result.status == scripts.POLL_CLOSED:
-        raise errors.PollClosed("The poll is closed; reopen it before editing it.")
-    if result.status == scripts.POLL_INVALID:
-        raise errors.ValidationFailed(
-            fields={"closes_at": ["The poll's closes_at has passed; send a later one "
-                                  "(or null) to reopen it."]}
-        )
+    result = scripts.raise_for_status(raw, _PATCH_REFUSALS)
     meta = _pairs(result.values)
     counts = store.redis.hgetall(keys.poll_counts(poll_id))
-    return _view(poll_id, meta, counts, None, True, now), result.status == 1
+    return _decode(poll_id, meta, counts, None, now), result.status == Status.CHANGED
 
 
 def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:
@@ -427,9 +405,7 @@ def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:
         ],
         args=[store.min_event_id(now), poll_id, retention],
     )
-    result = scripts.parse(raw)
-    if result.status == scripts.UNKNOWN:
-        raise errors.UnknownPoll()
+    result = scripts.raise_for_status(raw, _DELETE_REFUSALS)
     article = result.values[0]
     if article:
         store.redis.zrem(keys.article_polls(article), poll_id)

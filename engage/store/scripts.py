@@ -4,18 +4,58 @@ Every script touches keys of one hash tag only (one article or one poll), so it 
 on a Redis Cluster slot unchanged. Scripts are registered once per client; redis-py
 sends EVALSHA and reloads the source itself after a NOSCRIPT (restart, failover).
 
-Return conventions: the first element is a status. 1 = changed, 0 = nothing to do
-(idempotent repeat), negative = a domain refusal the Python wrapper turns into an
-error (-1 unknown owner, -2 throttled with the seconds left as the second element).
+Return conventions: the first element is a `Status`, named the same in the Lua (every
+script opens with `_LUA_STATUSES`). CHANGED and UNCHANGED (an idempotent repeat) are
+results; a negative status is a refusal, which `raise_for_status` turns into the
+exception a wrapper's table names for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
-UNKNOWN = -1
-THROTTLED = -2
+
+class Status(IntEnum):
+    CHANGED = 1
+    UNCHANGED = 0
+    UNKNOWN = -1  # the article or poll does not exist
+    THROTTLED = -2  # {THROTTLED, seconds left}: the address used up its window
+    CLOSED = -3  # the poll is closed
+    INVALID = -4  # {INVALID, 'unknown'|'single'|'max'}: options the poll does not take
+    TAKEN = -5  # the poll id is in use
+    CLOSES_AT_PASSED = -6  # reopening a poll whose closes_at has passed
+
+
+# Prepended to every script that returns a status, so the Lua names them as Python does.
+_LUA_STATUSES = "local {} = {}\n".format(
+    ", ".join(status.name for status in Status), ", ".join(str(int(s)) for s in Status)
+)
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    status: int
+    values: list[Any]
+
+
+def parse(raw: list[Any]) -> ScriptResult:
+    return ScriptResult(int(raw[0]), list(raw[1:]))
+
+
+Refusals = Mapping[Status, Callable[..., Exception]]
+
+
+def raise_for_status(raw: list[Any], refusals: Refusals) -> ScriptResult:
+    """The script's result, or the exception `refusals` names for its status, built from
+    the values the script returned after the status (e.g. THROTTLED's seconds left)."""
+    result = parse(raw)
+    if result.status < 0:
+        raise refusals[Status(result.status)](*result.values)
+    return result
+
 
 # Shared Lua helpers, prepended to scripts that need them.
 _LUA_THROTTLE = """
@@ -37,7 +77,7 @@ local function bump(hour, day, field, hour_ttl, day_ttl)
 end
 """
 
-VOTE_REACTION = _LUA_THROTTLE + """
+VOTE_REACTION = _LUA_STATUSES + _LUA_THROTTLE + """
 -- Cast, change or withdraw one reader's reaction on one article.
 -- KEYS[1] article hash (must exist)    KEYS[2] counts hash    KEYS[3] reasons hash
 -- KEYS[4] voters hash                  KEYS[5] throttle string (this address)
@@ -46,13 +86,8 @@ VOTE_REACTION = _LUA_THROTTLE + """
 -- ARGV[4] throttle limit   ARGV[5] throttle window (s)
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] article id
--- Returns {status, mine, counts...} or {-1} unknown article or {-2, retry_after}.
--- A sharded article (store/shards.py) answers {-6, shards} or {-7} while it migrates;
--- a shard's own hash (P:a:{A#i}) has neither field, so shards run this same script.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-local sharding = redis.call('HMGET', KEYS[1], 'shards', 'sharding')
-if sharding[1] then return {-6, sharding[1]} end
-if sharding[2] then return {-7} end
+-- Returns {CHANGED or UNCHANGED, mine, counts...}, or {UNKNOWN} or {THROTTLED, retry_after}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local reader, choice, reason = ARGV[1], ARGV[2], ARGV[3]
 local old = redis.call('HGET', KEYS[4], reader)
 local new = false
@@ -61,10 +96,10 @@ if choice ~= '' then
   if reason ~= '' then new = choice .. '|' .. reason end
 end
 if old == new then
-  return {0, old or '', unpack(redis.call('HGETALL', KEYS[2]))}
+  return {UNCHANGED, old or '', unpack(redis.call('HGETALL', KEYS[2]))}
 end
 local wait = throttle(KEYS[5], tonumber(ARGV[4]), tonumber(ARGV[5]))
-if wait > 0 then return {-2, wait} end
+if wait > 0 then return {THROTTLED, wait} end
 local hour_ttl, day_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local old_choice, old_reason = '', ''
 if old then
@@ -90,7 +125,7 @@ end
 redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[8], '*',
   'type', 'reaction.' .. action, 'article', ARGV[9], 'choice', choice,
   'previous', old_choice, 'reason', reason, 'reader', reader)
-return {1, new or '', unpack(redis.call('HGETALL', KEYS[2]))}
+return {CHANGED, new or '', unpack(redis.call('HGETALL', KEYS[2]))}
 """
 
 UPSERT_ARTICLE = """
@@ -112,15 +147,15 @@ return {1 - existed, previous, redis.call('HGET', KEYS[1], 'created_at')}
 """
 
 
-SET_LINKS = """
+SET_LINKS = _LUA_STATUSES + """
 -- Replace an article's curated related links.
 -- KEYS[1] article hash (must exist)   KEYS[2] links string
 -- ARGV[1] links JSON [{id,title,url}]
--- Returns {1, previous links JSON or ''} or {-1} unknown article.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+-- Returns {CHANGED, previous links JSON or ''} or {UNKNOWN}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local previous = redis.call('GET', KEYS[2]) or ''
 redis.call('SET', KEYS[2], ARGV[1])
-return {1, previous}
+return {CHANGED, previous}
 """
 
 _LUA_FIND_LINK = """
@@ -134,15 +169,15 @@ local function find_link(links_key, link_id)
 end
 """
 
-CLICK_LINK = _LUA_THROTTLE + _LUA_FIND_LINK + """
+CLICK_LINK = _LUA_STATUSES + _LUA_THROTTLE + _LUA_FIND_LINK + """
 -- Resolve a link id to its stored URL and, unless a bot, count one click.
 -- KEYS[1] links string   KEYS[2] linkstats hash   KEYS[3] hour bucket
 -- KEYS[4] day bucket     KEYS[5] events stream
 -- ARGV[1] link id   ARGV[2] count it (1|0)   ARGV[3] hour bucket ttl (s)
 -- ARGV[4] day bucket ttl (s)   ARGV[5] oldest event id to keep (ms)   ARGV[6] article id
--- Returns {1, url} or {-1} when the article no longer has this link.
+-- Returns {CHANGED, url} or {UNKNOWN} when the article no longer has this link.
 local url = find_link(KEYS[1], ARGV[1])
-if not url then return {-1} end
+if not url then return {UNKNOWN} end
 if ARGV[2] == '1' then
   local hour_ttl, day_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
   redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':clicks', 1)
@@ -151,17 +186,17 @@ if ARGV[2] == '1' then
   redis.call('XADD', KEYS[5], 'MINID', '~', ARGV[5], '*',
     'type', 'link.click', 'article', ARGV[6], 'link', ARGV[1])
 end
-return {1, url}
+return {CHANGED, url}
 """
 
-COUNT_IMPRESSIONS = _LUA_THROTTLE + _LUA_FIND_LINK + """
+COUNT_IMPRESSIONS = _LUA_STATUSES + _LUA_THROTTLE + _LUA_FIND_LINK + """
 -- Count one viewable impression for each named link the article still has.
 -- KEYS[1] article hash (must exist)   KEYS[2] links string   KEYS[3] linkstats hash
 -- KEYS[4] hour bucket   KEYS[5] day bucket   KEYS[6] events stream
 -- ARGV[1] hour bucket ttl (s)   ARGV[2] day bucket ttl (s)
 -- ARGV[3] oldest event id to keep (ms)   ARGV[4] article id   ARGV[5..] link ids
--- Returns {1, counted} or {-1} unknown article.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+-- Returns {CHANGED, counted} or {UNKNOWN}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local hour_ttl, day_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local counted = 0
 for i = 5, #ARGV do
@@ -174,13 +209,8 @@ for i = 5, #ARGV do
       'type', 'link.impression', 'article', ARGV[4], 'link', ARGV[i])
   end
 end
-return {1, counted}
+return {CHANGED, counted}
 """
-
-# -- polls (status codes beyond the shared ones) ---------------------------------------
-POLL_CLOSED = -3
-POLL_INVALID = -4
-POLL_TAKEN = -5
 
 # Split a comma-joined list of option ids; shared by the poll scripts.
 _LUA_SPLIT = """
@@ -195,13 +225,13 @@ local function is_closed(status, closes_ms, now)
 end
 """
 
-CREATE_POLL = _LUA_SPLIT + """
+CREATE_POLL = _LUA_STATUSES + _LUA_SPLIT + """
 -- Create a poll under a fresh id and log it; an id already in use is refused.
 -- KEYS[1] poll hash   KEYS[2] counts hash   KEYS[3] voters hash   KEYS[4] events stream
 -- ARGV[1] JSON object of the poll's fields (string values)
 -- ARGV[2] oldest event id to keep (ms)   ARGV[3] poll id   ARGV[4] article id ('' none)
--- Returns {1} or {-5} id taken.
-if redis.call('EXISTS', KEYS[1]) == 1 then return {-5} end
+-- Returns {CHANGED} or {TAKEN}.
+if redis.call('EXISTS', KEYS[1]) == 1 then return {TAKEN} end
 -- Leftovers of a deleted poll under the same id must not count for the new one.
 redis.call('DEL', KEYS[2], KEYS[3])
 for field, value in pairs(cjson.decode(ARGV[1])) do
@@ -210,10 +240,10 @@ end
 redis.call('PERSIST', KEYS[4])
 redis.call('XADD', KEYS[4], 'MINID', '~', ARGV[2], '*',
   'type', 'poll.created', 'poll', ARGV[3], 'article', ARGV[4])
-return {1}
+return {CHANGED}
 """
 
-VOTE_POLL = _LUA_THROTTLE + _LUA_SPLIT + """
+VOTE_POLL = _LUA_STATUSES + _LUA_THROTTLE + _LUA_SPLIT + """
 -- Cast, change or withdraw one reader's vote in one poll.
 -- KEYS[1] poll hash (must exist)   KEYS[2] counts hash   KEYS[3] voters hash
 -- KEYS[4] throttle string (this address)   KEYS[5] events stream
@@ -222,22 +252,22 @@ VOTE_POLL = _LUA_THROTTLE + _LUA_SPLIT + """
 -- ARGV[3] now (epoch ms)   ARGV[4] throttle limit   ARGV[5] throttle window (s)
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] poll id
--- Returns {status, mine, n, <n counts items>, <poll hash items>}, or {-1} unknown poll,
--- {-2, retry_after} throttled, {-3} closed, {-4, 'unknown'|'single'|'max'} bad options.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+-- Returns {CHANGED or UNCHANGED, mine, n, <n counts items>, <poll hash items>}, or
+-- {UNKNOWN}, {THROTTLED, retry_after}, {CLOSED}, {INVALID, 'unknown'|'single'|'max'}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local meta = redis.call('HMGET', KEYS[1],
   'status', 'closes_ms', 'option_ids', 'multiple', 'max_choices', 'article')
-if is_closed(meta[1], meta[2], tonumber(ARGV[3])) then return {-3} end
+if is_closed(meta[1], meta[2], tonumber(ARGV[3])) then return {CLOSED} end
 local new = ARGV[2]
 local picked = split(new)
 if #picked > 0 then
   local known = {}
   for _, id in ipairs(split(meta[3])) do known[id] = true end
   for _, id in ipairs(picked) do
-    if not known[id] then return {-4, 'unknown'} end
+    if not known[id] then return {INVALID, 'unknown'} end
   end
-  if meta[4] ~= '1' and #picked > 1 then return {-4, 'single'} end
-  if #picked > tonumber(meta[5]) then return {-4, 'max'} end
+  if meta[4] ~= '1' and #picked > 1 then return {INVALID, 'single'} end
+  if #picked > tonumber(meta[5]) then return {INVALID, 'max'} end
 end
 local function reply(status, mine)
   local out = {status, mine}
@@ -248,9 +278,9 @@ local function reply(status, mine)
   return out
 end
 local old = redis.call('HGET', KEYS[3], ARGV[1]) or ''
-if old == new then return reply(0, old) end
+if old == new then return reply(UNCHANGED, old) end
 local wait = throttle(KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]))
-if wait > 0 then return {-2, wait} end
+if wait > 0 then return {THROTTLED, wait} end
 local hour_ttl, day_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local before, after = {}, {}
 for _, id in ipairs(split(old)) do before[id] = true end
@@ -284,10 +314,10 @@ end
 redis.call('XADD', KEYS[5], 'MINID', '~', ARGV[8], '*',
   'type', 'poll.' .. action, 'poll', ARGV[9], 'article', meta[6] or '',
   'options', new, 'previous', old, 'reader', ARGV[1])
-return reply(1, new)
+return reply(CHANGED, new)
 """
 
-PATCH_POLL = _LUA_SPLIT + """
+PATCH_POLL = _LUA_STATUSES + _LUA_SPLIT + """
 -- Close, reopen, reschedule or edit a poll, judged against the stored state.
 -- KEYS[1] poll hash (must exist)   KEYS[2] events stream
 -- ARGV[1] now (epoch ms)   ARGV[2] new status ('' keeps it)
@@ -295,9 +325,9 @@ PATCH_POLL = _LUA_SPLIT + """
 -- ARGV[4] closes_at in epoch ms (with an ISO ARGV[3])
 -- ARGV[5] JSON object of edited fields (question, results, min_votes; string values)
 -- ARGV[6] updated_at (ISO)   ARGV[7] oldest event id to keep (ms)   ARGV[8] poll id
--- Returns {status, <poll hash items>}, or {-1} unknown, {-3} editing a closed poll,
--- {-4, 'closes_at'} reopening while closes_at is past.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+-- Returns {CHANGED or UNCHANGED, <poll hash items>}, or {UNKNOWN}, {CLOSED} editing a
+-- closed poll, {CLOSES_AT_PASSED} reopening while closes_at is past.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local now = tonumber(ARGV[1])
 local status = redis.call('HGET', KEYS[1], 'status')
 local closes_at = redis.call('HGET', KEYS[1], 'closes_at') or ''
@@ -312,9 +342,9 @@ elseif ARGV[3] ~= '' then
 end
 local edits = cjson.decode(ARGV[5])
 -- A closed poll's results are final: only reopening it allows editing it again.
-if next(edits) ~= nil and was_closed and ARGV[2] ~= 'open' then return {-3} end
+if next(edits) ~= nil and was_closed and ARGV[2] ~= 'open' then return {CLOSED} end
 local now_closed = is_closed(new_status, new_closes_ms, now)
-if ARGV[2] == 'open' and now_closed then return {-4, 'closes_at'} end
+if ARGV[2] == 'open' and now_closed then return {CLOSES_AT_PASSED} end
 local changed = new_status ~= status or new_closes_ms ~= closes_ms
 for field, value in pairs(edits) do
   if redis.call('HGET', KEYS[1], field) ~= value then
@@ -323,7 +353,7 @@ for field, value in pairs(edits) do
   end
 end
 if not changed then
-  return {0, unpack(redis.call('HGETALL', KEYS[1]))}
+  return {UNCHANGED, unpack(redis.call('HGETALL', KEYS[1]))}
 end
 redis.call('HSET', KEYS[1], 'status', new_status, 'closes_at', new_closes_at,
   'closes_ms', new_closes_ms, 'updated_at', ARGV[6])
@@ -333,75 +363,22 @@ if was_closed and not now_closed then action = 'opened' end
 redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*',
   'type', 'poll.' .. action, 'poll', ARGV[8],
   'article', redis.call('HGET', KEYS[1], 'article') or '', 'status', new_status)
-return {1, unpack(redis.call('HGETALL', KEYS[1]))}
+return {CHANGED, unpack(redis.call('HGETALL', KEYS[1]))}
 """
 
-DELETE_POLL = """
+DELETE_POLL = _LUA_STATUSES + """
 -- Delete a poll and its votes; its event stream keeps the deletion and then expires.
 -- KEYS[1] poll hash   KEYS[2] counts hash   KEYS[3] voters hash   KEYS[4] events stream
 -- ARGV[1] oldest event id to keep (ms)   ARGV[2] poll id   ARGV[3] stream lifetime (s)
--- Returns {1, article id or ''} or {-1} unknown poll.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+-- Returns {CHANGED, article id or ''} or {UNKNOWN}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local article = redis.call('HGET', KEYS[1], 'article') or ''
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('XADD', KEYS[4], 'MINID', '~', ARGV[1], '*',
   'type', 'poll.deleted', 'poll', ARGV[2], 'article', article)
 redis.call('EXPIRE', KEYS[4], tonumber(ARGV[3]))
-return {1, article}
+return {CHANGED, article}
 """
-
-SHARDED = -6
-SHARD_MOVING = -7
-
-SHARD_BEGIN = """
--- Start spreading an article's votes over shards: from now on the article's own
--- vote script refuses every vote ({-7}) until SHARD_COMMIT, so its voters can be
--- copied to their shards without a vote slipping past the copy.
--- KEYS[1] article hash   ARGV[1] shard count wanted
--- Returns {-1} unknown article, {2, n} already sharded, {1, n} migrating with n shards.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-local done = redis.call('HGET', KEYS[1], 'shards')
-if done then return {2, done} end
-local moving = redis.call('HGET', KEYS[1], 'sharding')
-if moving then return {1, moving} end
-redis.call('HSET', KEYS[1], 'sharding', ARGV[1])
-return {1, ARGV[1]}
-"""
-
-SHARD_ADOPT = """
--- Create one shard of an article and copy into it the voters that hash to it.
--- Their counts stay in the article's own counts (frozen there), so a later change
--- by such a reader moves -1/+1 inside the shard and the sum over all stays exact.
--- KEYS[1] shard hash P:a:{A#i}   KEYS[2] shard voters hash
--- ARGV[1] article id   ARGV[2] shard index   ARGV[3..] reader, vote, reader, vote ...
--- Returns {number of voters newly copied}.
-redis.call('HSET', KEYS[1], 'shard_of', ARGV[1], 'shard', ARGV[2])
-local copied = 0
-for i = 3, #ARGV, 2 do
-  copied = copied + redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1])
-end
-return {copied}
-"""
-
-SHARD_COMMIT = """
--- Finish sharding: votes now go to the shards, never again to the article's keys.
--- KEYS[1] article hash   ARGV[1] shard count
--- Returns {1, n}.
-redis.call('HSET', KEYS[1], 'shards', ARGV[1])
-redis.call('HDEL', KEYS[1], 'sharding')
-return {1, ARGV[1]}
-"""
-
-
-@dataclass(frozen=True)
-class ScriptResult:
-    status: int
-    values: list[Any]
-
-
-def parse(raw: list[Any]) -> ScriptResult:
-    return ScriptResult(int(raw[0]), list(raw[1:]))
-
 
 CLAIM_WEBHOOK_RETRIES = """
 -- KEYS[1] webhook retry zset (member = delivery JSON, score = due time, epoch s)
@@ -423,8 +400,5 @@ ALL = {
     "vote_poll": VOTE_POLL,
     "patch_poll": PATCH_POLL,
     "delete_poll": DELETE_POLL,
-    "shard_begin": SHARD_BEGIN,
-    "shard_adopt": SHARD_ADOPT,
-    "shard_commit": SHARD_COMMIT,
     "claim_webhook_retries": CLAIM_WEBHOOK_RETRIES,
 }

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engage.formulas import approval, trending_score, wilson_lower
-from engage.store import Store, shards
+from engage.store import Store
 from engage.timerange import HOUR, Range, floor
 
 TRENDING_BASELINE_HOURS = 24
@@ -51,17 +51,6 @@ def _sum(hashes: Iterable[dict[str, str]]) -> Counter[str]:
     return total
 
 
-def _vote_parts(store: Store, article_ids: list[str]) -> dict[str, list[str]]:
-    """Where each article's votes are counted: itself, plus its shards when sharded
-    (store/shards.py); their counts and stats buckets add up."""
-    sharded = shards.sharded_articles(store)
-    return {a: _parts(store, a, sharded.get(a, 0)) for a in article_ids}
-
-
-def _parts(store: Store, article_id: str, shard_count: int) -> list[str]:
-    return [article_id] + [store.keys.shard_id(article_id, i) for i in range(shard_count)]
-
-
 def _votes_cast(fields: dict[str, str] | Counter[str]) -> int:
     return sum(int(v) for k, v in fields.items() if k.startswith("+"))
 
@@ -74,7 +63,7 @@ def _net_counts(store: Store, fields: Counter[str]) -> dict[str, int]:
     }
 
 
-def _trending_inputs(hours: list[Counter[str]], now: datetime) -> tuple[float, float]:
+def _trending_inputs(hours: list[dict[str, str]], now: datetime) -> tuple[float, float]:
     """`hours` holds the current hour first, then the previous 25 hours, newest first."""
     elapsed = (now - floor(now, "hour")).total_seconds() / 3600.0
     recent = _votes_cast(hours[0]) + _votes_cast(hours[1]) * (1.0 - elapsed)
@@ -97,39 +86,34 @@ def article_figures(
     keys = store.keys
     trend_starts = [floor(now, "hour") - HOUR * i for i in range(2 + TRENDING_BASELINE_HOURS)]
     window_segments = window.segments() if window else []
-    parts = _vote_parts(store, article_ids)
     pipe = store.redis.pipeline(transaction=False)
     for article_id in article_ids:
         owner = keys.article(article_id)
         pipe.hgetall(owner)
         if window is None:
-            for part in parts[article_id]:
-                pipe.hgetall(keys.article_counts(part))
+            pipe.hgetall(keys.article_counts(article_id))
             pipe.hgetall(keys.article_linkstats(article_id))
         else:
             for kind, start in window_segments:
-                for part in parts[article_id]:
-                    pipe.hgetall(_bucket_key(store, keys.article(part), kind, start))
+                pipe.hgetall(_bucket_key(store, owner, kind, start))
         for start in trend_starts:
-            for part in parts[article_id]:
-                pipe.hgetall(keys.hour_bucket(keys.article(part), start))
+            pipe.hgetall(keys.hour_bucket(owner, start))
     replies = iter(pipe.execute())
     choices = list(store.config["CHOICES"])
     out: dict[str, dict[str, Any]] = {}
     for article_id in article_ids:
         meta = next(replies)
-        n = len(parts[article_id])
         if window is None:
-            raw_counts = _sum(next(replies) for _ in range(n))
+            raw_counts = next(replies)
             linkstats = next(replies)
             counts = {c: max(0, int(raw_counts.get(c, 0))) for c in choices}
             clicks = sum(int(v) for k, v in linkstats.items() if k.endswith(":clicks"))
             imps = sum(int(v) for k, v in linkstats.items() if k.endswith(":imps"))
         else:
-            fields = _sum(next(replies) for _ in range(len(window_segments) * n))
+            fields = _sum(next(replies) for _ in window_segments)
             counts = _net_counts(store, fields)
             clicks, imps = fields.get("click", 0), fields.get("imp", 0)
-        hours = [_sum(next(replies) for _ in range(n)) for _ in trend_starts]
+        hours = [next(replies) for _ in trend_starts]
         if not meta:
             continue
         recent, baseline = _trending_inputs(hours, now)
@@ -240,23 +224,20 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
     pipe = store.redis.pipeline(transaction=False)
     pipe.exists(owner)
     pipe.zrange(keys.article_polls(article_id), 0, -1)
-    pipe.zscore(keys.sharded, article_id)
-    exists, poll_ids, shard_count = pipe.execute()
+    exists, poll_ids = pipe.execute()
     if not exists:
         return None
     starts = window.starts()
-    parts = _parts(store, article_id, int(shard_count or 0))
     pipe = store.redis.pipeline(transaction=False)
     for start in starts:
-        for part in parts:
-            pipe.hgetall(_bucket_key(store, keys.article(part), window.bucket, start))
+        pipe.hgetall(_bucket_key(store, owner, window.bucket, start))
         for poll_id in poll_ids:
             pipe.hgetall(_bucket_key(store, keys.poll(poll_id), window.bucket, start))
     replies = iter(pipe.execute())
     choices = list(store.config["CHOICES"])
     points = []
     for start in starts:
-        fields = _sum(next(replies) for _ in parts)
+        fields = next(replies)
         poll_votes = sum(int(next(replies).get("votes", 0)) for _ in poll_ids)
         points.append(
             {

@@ -24,8 +24,10 @@ from flask import (
 )
 
 from engage import errors, timerange
+from engage.api.polls import poll_body
 from engage.api.stats import export_chunks, resolve_window
 from engage.store import events, get_store, links, polls, reactions, stats
+from engage.store.exceptions import StoreRefusal, UnknownPoll
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
 from engage.web.formatting import fmt_time, pct
@@ -180,7 +182,8 @@ def article(article_id: str) -> Any:
         chart=reactions_chart(series),
         reasons=sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])),
         reasons_total=sum(reasons.values()),
-        polls=polls.for_articles(store, [article_id], staff=True).get(article_id, []),
+        polls=[poll_body(poll, staff=True)
+               for poll in polls.for_articles(store, [article_id]).get(article_id, [])],
         links=links.stats(store, article_id),
         poll_votes=sum(p["poll_votes"] for p in series["points"]),
     )
@@ -188,7 +191,7 @@ def article(article_id: str) -> Any:
 
 @bp.get("/polls")
 def poll_list() -> Any:
-    found = polls.list_all(get_store())
+    found = [poll_body(poll, staff=True) for poll in polls.list_all(get_store())]
     return render_template(
         "dashboard/polls.html",
         page="polls",
@@ -206,18 +209,18 @@ def poll_status(poll_id: str) -> Any:
     store = get_store()
     change: dict[str, Any] = {"status": wanted}
     if wanted == "open":
-        view = polls.get_view(store, poll_id, staff=True)
-        if view is None:
+        poll = polls.get(store, poll_id)
+        if poll is None:
             abort(404)
-        closes_at = view.get("closes_at")
+        closes_at = poll.closes_at
         if closes_at and datetime.fromisoformat(closes_at.replace("Z", "+00:00")) <= store.now():
             change["closes_at"] = None  # reopening a poll whose deadline passed clears it
     try:
         polls.patch(store, poll_id, change)
-    except errors.NotFound:
+    except UnknownPoll:
         abort(404)
-    except errors.EngageError as exc:  # e.g. a schedule that no longer makes sense
-        return redirect(url_for("dashboard.poll_list", notice=exc.message))
+    except StoreRefusal as exc:  # e.g. a schedule that no longer makes sense
+        return redirect(url_for("dashboard.poll_list", notice=errors.http_error(exc).message))
     verb = "closed" if wanted == "closed" else "reopened"
     return redirect(url_for("dashboard.poll_list", notice=f"Poll {verb}."))
 

@@ -74,9 +74,9 @@ def add_history(store: Any) -> None:
     now = datetime.now(UTC)
     approval = {SEEDED[0]: 0.8, SEEDED[1]: 0.9, SEEDED[2]: 0.72, SEEDED[3]: 0.4}
     reasons = ["outdated", "inaccurate", "biased", "unclear", "not_relevant"]
-    poll = polls.get_view(store, "korea-china-2026", staff=True)
+    poll = polls.get(store, "korea-china-2026")
     assert poll is not None
-    options = [o["id"] for o in poll["options"]]
+    options = [o["id"] for o in poll.options]
     curated = links.curated(store, DEMO)
     reader = 0
     try:

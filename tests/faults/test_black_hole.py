@@ -27,10 +27,8 @@ CONNECT_TIMEOUT = 0.5
 # A command waits at most one socket timeout (timeouts are not retried) after at most
 # one connect timeout; the margin covers a busy test machine.
 BOUND = SOCKET_TIMEOUT + CONNECT_TIMEOUT + 0.8
-HEARTBEAT = 0.5  # the near cache's (ENGAGE_NEAR_CACHE_HEARTBEAT)
 SETTINGS = {
     "THROTTLE_VOTES": "1000000000",
-    "NEAR_CACHE_HEARTBEAT": str(HEARTBEAT),
     "REDIS_SOCKET_TIMEOUT": str(SOCKET_TIMEOUT),
     "REDIS_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
 }
@@ -54,7 +52,7 @@ def test_paused_redis_under_load(tmp_path: Path) -> None:
             started = time.monotonic()
             alive = probe.get(gunicorn.url + "/healthz", timeout=10)
             health_latency = time.monotonic() - started
-            time.sleep(4.5)  # leaves seconds after the near caches noticed, before the end
+            time.sleep(3.0)
             resumed_at = time.monotonic()
             redis.resume()
             recovery = wait_for(
@@ -67,14 +65,7 @@ def test_paused_redis_under_load(tmp_path: Path) -> None:
         outcomes = load.recorder.outcomes
         statuses = {o.status for o in outcomes}
         assert statuses <= {200, 503}, statuses
-        # Each worker's near cache may answer anonymous reads from memory until its
-        # heartbeat finds Redis silent (at most two heartbeats): those counts are the
-        # frozen Redis's own. Nothing else succeeds, and after that nothing at all.
-        noticed = paused_at + 2 * HEARTBEAT + 0.3
-        for o in load.recorder.between(paused_at + 0.1, noticed):
-            read = isinstance(o.body, dict) and not o.body.get("mine")  # a vote says "yes"
-            assert o.status == 503 or (o.status == 200 and read), o
-        during = load.recorder.between(noticed, resumed_at - BOUND)
+        during = load.recorder.between(paused_at + 0.1, resumed_at - BOUND)
         assert during and all(o.status == 503 and o.retry_after for o in during)
         slowest = max(o.elapsed for o in outcomes)
         print(f"paused redis: {len(outcomes)} requests, {len(during)} while frozen, "
