@@ -468,6 +468,15 @@ class PollListQuerySchema(Schema):
     status = fields.String(validate=POLL_STATUS)
 
 
+# -- API tokens (dashboard admin pages; the CLI makes them too) ------------------------
+TOKEN_ROLES = ("editor", "admin")
+
+
+class TokenInSchema(Schema):
+    role = fields.String(required=True, validate=validate.OneOf(TOKEN_ROLES))
+    name = fields.String(load_default="", validate=validate.Length(max=100))
+
+
 # -- webhooks ------------------------------------------------------------------------
 WEBHOOK_EVENT_TYPES = (
     "reaction.vote", "reaction.change", "reaction.withdraw",

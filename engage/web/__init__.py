@@ -14,6 +14,8 @@ WEB_MODULES = (
     "embed",
     "metrics_view",
     "dashboard",
+    "editor",
+    "admin",
 )
 
 
