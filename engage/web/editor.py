@@ -85,9 +85,11 @@ def _poll_form(template_data: dict[str, Any], errors: Errors, status: int = 200,
 @bp.route("/polls/new", methods=["GET", "POST"])
 def poll_new() -> Any:
     if request.method == "GET":
-        empty: dict[str, Any] = {"question": "", "options": [], "kind": "single", "article":
-                 request.args.get("article", ""), "results": "always", "closes_at": "",
-                 "tz": "", "min_votes": "", "max_choices": "", "closes_iso": None}
+        empty: dict[str, Any] = {
+            "question": "", "options": [], "kind": "single",
+            "article": request.args.get("article", ""), "results": "always",
+            "closes_at": "", "tz": "", "min_votes": "", "max_choices": "", "closes_iso": None,
+        }
         return _poll_form(empty, {})
     form = request.form
     raw = _poll_input(form)
