@@ -360,6 +360,7 @@ UNREACHABLE = "redis://127.0.0.1:{port}/0"
      "cannot reach Redis"),
     (["seed"], "fresh", {"SECRET_KEY": SECRET, "REDIS_URL": UNREACHABLE}, "ENGAGE_REDIS_URL"),
     (["serve", "--demo"], "too-long", {}, "too long"),
+    (["serve", "--demo"], "bad-aof", {}, "Bad file format reading the append only file"),
     (["serve"], "fresh", {"SECRET_KEY": SECRET, "THROTTLE_VOTES": "many"},
      "ENGAGE_THROTTLE_VOTES"),
     (["serve", "--bogus"], "fresh", {}, "No such option '--bogus'"),
@@ -379,8 +380,12 @@ def test_failures_print_one_line(args: list[str], data: str, settings: dict[str,
             "file": base / "a-file",
             "under-file": base / "a-file" / "data",
             "too-long": base / ("d" * 100),
+            "bad-aof": base / "data",
         }[data]
         (base / "a-file").write_text("not a directory\n")
+        if data == "bad-aof":
+            data_dir.mkdir()
+            (data_dir / "engage.aof").write_text("not an append-only file\n")
         settings = {k: v.format(port=free_port()) for k, v in settings.items()}
         command = args if args[0] == sys.executable else [*engage_command(), *args]
         result = subprocess.run(command, env=cli_env(data_dir, **settings), cwd=base,
@@ -393,7 +398,8 @@ def test_failures_print_one_line(args: list[str], data: str, settings: dict[str,
         assert result.stdout == ""
         # Nothing was left running.
         if data_dir.is_dir():
-            assert EmbeddedRedis(data_dir).pid() is None
+            pid = EmbeddedRedis(data_dir).pid()
+            assert pid is None or not _alive(pid)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import subprocess
 import threading
 import time
@@ -98,9 +99,10 @@ class EmbeddedRedis:
             raise EmbeddedRedisError(
                 f"ENGAGE_DATA_DIR {self.data_dir} cannot be created: {exc.strerror}") from exc
         with self._lock():
-            if not self.is_running():
-                self._start(timeout)
+            if not self._alive():
+                self._start()
                 self.owner = os.getpid()
+            self._wait(timeout)  # for the one just started, or one still loading its AOF
         return self.url
 
     def start_supervised(self, interval: float = 0.25) -> str:
@@ -124,7 +126,8 @@ class EmbeddedRedis:
                 with self._lock():
                     if self._stopping.is_set() or self._alive():
                         continue
-                    self._start(timeout=10.0)
+                    self._start()
+                    self._wait(timeout=10.0)
             except (OSError, subprocess.SubprocessError, EmbeddedRedisError) as exc:
                 backoff = min(backoff * 2, 5.0)
                 log.error("embedded Redis is down and did not start again (%s); "
@@ -145,9 +148,11 @@ class EmbeddedRedis:
     def _lock(self) -> _FileLock:
         return _FileLock(self.data_dir / "redis.lock")
 
-    def _start(self, timeout: float) -> None:
-        if self.socket.exists():
-            self.socket.unlink()
+    def _start(self) -> None:
+        # A killed server leaves both behind; the pidfile is how _wait tells a server
+        # that died while starting (a damaged AOF, say) from one still loading.
+        self.socket.unlink(missing_ok=True)
+        self.pidfile.unlink(missing_ok=True)
         binary = redis_server_binary()
         try:
             subprocess.run(
@@ -172,10 +177,17 @@ class EmbeddedRedis:
         except (OSError, subprocess.CalledProcessError) as exc:
             raise EmbeddedRedisError(
                 f"redis-server did not start ({exc}; see {self.logfile}); {REMEDY}") from exc
+
+    def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.is_running():
                 return
+            pid = self.pid()
+            if pid is not None and not _alive(pid):
+                raise EmbeddedRedisError(
+                    f"the embedded Redis exited: {self._last_logged()} (see {self.logfile}); "
+                    "or set ENGAGE_REDIS_URL to a Redis you run")
             time.sleep(0.05)
         raise EmbeddedRedisError(
             f"the embedded Redis did not answer within {timeout:g} s "
@@ -186,7 +198,10 @@ class EmbeddedRedis:
             lines = self.logfile.read_text(errors="replace").strip().splitlines()
         except OSError:
             return "no log"
-        return lines[-1] if lines else "empty log"
+        if not lines:
+            return "empty log"
+        # Without the line's "pid:role date time level" prefix.
+        return re.sub(r"^\d+:\w \d+ \w+ \d+ [\d:.]+ [#*.-] ", "", lines[-1])
 
     def stop(self) -> None:
         """In the owning process only: stop supervising and shut the server down with a
