@@ -30,10 +30,10 @@ def _data_dir(config: dict[str, Any]) -> None:
     if config.get("REDIS_URL") and not config.get("DEMO"):
         return
     path = Path(config["DATA_DIR"])
-    if path.exists() and not path.is_dir():
-        raise click.ClickException(f"ENGAGE_DATA_DIR {path} is not a directory")
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise click.ClickException(f"ENGAGE_DATA_DIR {path} is not a directory") from exc
     except OSError as exc:
         raise click.ClickException(
             f"ENGAGE_DATA_DIR {path} cannot be created: {exc.strerror}") from exc

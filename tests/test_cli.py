@@ -356,6 +356,7 @@ UNREACHABLE = "redis://127.0.0.1:{port}/0"
     (["serve", "--demo"], "file", {"SECRET_KEY": SECRET}, "is not a directory"),
     (["serve", "--demo"], "under-file", {}, "cannot be created"),
     (["token", "list"], "file", {"SECRET_KEY": SECRET}, "ENGAGE_DATA_DIR"),
+    (["serve", "--demo"], "unwritable", {}, "is not writable"),
     (["serve", "--demo"], "fresh", {"SECRET_KEY": SECRET, "REDIS_URL": UNREACHABLE},
      "cannot reach Redis"),
     (["seed"], "fresh", {"SECRET_KEY": SECRET, "REDIS_URL": UNREACHABLE}, "ENGAGE_REDIS_URL"),
@@ -381,6 +382,7 @@ def test_failures_print_one_line(args: list[str], data: str, settings: dict[str,
             "under-file": base / "a-file" / "data",
             "too-long": base / ("d" * 100),
             "bad-aof": base / "data",
+            "unwritable": Path("/proc/1"),  # a directory not even root may write in
         }[data]
         (base / "a-file").write_text("not a directory\n")
         if data == "bad-aof":
