@@ -160,6 +160,17 @@ def test_embedded_redis_starts_reuses_and_persists(short_dir: Path) -> None:
     client.close()
 
 
+def listens(path: Path) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            return False
+    return True
+
+
 def test_embedded_redis_replaces_a_stale_socket(short_dir: Path) -> None:
     embedded = EmbeddedRedis(short_dir)
     embedded.ensure_running()
@@ -167,13 +178,20 @@ def test_embedded_redis_replaces_a_stale_socket(short_dir: Path) -> None:
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
+    # Until its last thread is gone, a killed server's socket still takes connections.
+    while listens(embedded.socket) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert embedded.socket.exists()  # a killed server leaves its socket behind
-    start = time.monotonic()
-    embedded.ensure_running()
-    assert time.monotonic() - start < 3
-    assert embedded.is_running() and embedded.pid() != pid
+    # ...and its pidfile, whose pid may be another process's after a reboot.
+    with subprocess.Popen(["sleep", "30"]) as other:
+        embedded.pidfile.write_text(f"{other.pid}\n")
+        try:
+            start = time.monotonic()
+            embedded.ensure_running()
+            assert time.monotonic() - start < 3
+            assert embedded.is_running() and embedded.pid() not in (pid, other.pid)
+        finally:
+            other.kill()
 
 
 # -- engage serve --demo, the README's first command -----------------------------------

@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -99,7 +100,7 @@ class EmbeddedRedis:
             raise EmbeddedRedisError(
                 f"ENGAGE_DATA_DIR {self.data_dir} cannot be created: {exc.strerror}") from exc
         with self._lock():
-            if not self._alive():
+            if not self._listening():
                 self._start()
                 self.owner = os.getpid()
             self._wait(timeout)  # for the one just started, or one still loading its AOF
@@ -119,12 +120,12 @@ class EmbeddedRedis:
     def _supervise(self, interval: float) -> None:
         backoff = interval
         while not self._stopping.wait(backoff):
-            if self._alive():
+            if self._listening():
                 backoff = interval
                 continue
             try:
                 with self._lock():
-                    if self._stopping.is_set() or self._alive():
+                    if self._stopping.is_set() or self._listening():
                         continue
                     self._start()
                     self._wait(timeout=10.0)
@@ -137,13 +138,20 @@ class EmbeddedRedis:
             log.warning("embedded Redis had died; started it again from %s (pid %s)",
                         self.data_dir / "engage.aof", self.pid())
 
-    def _alive(self) -> bool:
-        """Whether the server's process runs. Its pid, not a PING: a server busy loading
-        its AOF fails a PING, and starting a second one beside it would be a disaster."""
-        pid = self.pid()
-        if pid is not None and _alive(pid):
-            return True
-        return self.is_running()
+    def _listening(self) -> bool:
+        """Whether a server listens on the socket. Not a PING: one loading its AOF
+        answers with an error and a busy one may not answer in time, and starting a
+        second server beside either would be a disaster. Only a refused connection (or
+        no socket) means there is none; a stale pidfile proves nothing either way."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            try:
+                probe.connect(str(self.socket))
+            except (FileNotFoundError, ConnectionRefusedError):
+                return False
+            except OSError:
+                return True  # there, but slow to accept
+        return True
 
     def _lock(self) -> _FileLock:
         return _FileLock(self.data_dir / "redis.lock")
