@@ -41,7 +41,7 @@ def _data_dir(config: dict[str, Any]) -> None:
         raise click.ClickException(f"ENGAGE_DATA_DIR {path} is not writable by this user")
 
 
-class Engage(click.Group):
+class EngageGroup(click.Group):
     """Failures a user can fix end in one line that says what to fix, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -68,7 +68,7 @@ def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split())
 
 
-@click.group(cls=Engage)
+@click.group(cls=EngageGroup)
 @click.version_option(package_name="engage")
 def main() -> None:
     """engage: reader reactions, polls and related links for news sites."""
