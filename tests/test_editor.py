@@ -100,6 +100,20 @@ def test_new_poll_form_creates_the_poll_the_api_shows(
     assert stored.utcoffset() == timedelta(0)
 
 
+@pytest.mark.parametrize("tz", ["", "UTC", "Not/A_Zone"])
+def test_a_close_time_without_a_known_zone_is_read_as_utc(
+    desk: Desk, client: FlaskClient, editor: dict[str, str], tz: str
+) -> None:
+    """What a browser without scripts sends: the form says the time is read as UTC."""
+    page = desk.post("/dashboard/polls/new", {**POLL, "closes_at": "2099-01-01T10:00",
+                                              "tz": tz, "action": "preview"})
+    assert "In UTC: 2099-01-01 10:00 UTC." in page.get_data(as_text=True)
+    assert desk.post("/dashboard/polls/new", {**POLL, "closes_at": "2099-01-01T10:00",
+                                              "tz": tz}).status_code == 302
+    [poll] = api_polls(client, editor)
+    assert poll["closes_at"].startswith("2099-01-01T10:00:00")
+
+
 def test_preview_shows_the_widget_view_and_stores_nothing(
     desk: Desk, client: FlaskClient, editor: dict[str, str]
 ) -> None:
