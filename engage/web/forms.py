@@ -50,14 +50,15 @@ def flatten(messages: Any, field: str = FORM_ERROR) -> Errors:
     """marshmallow's nested messages as {field: [message, ...]}.
 
     A list item's messages stay with the list's field, numbered from 1 as people count
-    ("Option 2: ..."); `_schema` messages belong to the whole form.
+    ("Option 2: ..." for `options`); `_schema` messages belong to the whole form.
     """
     out: Errors = {}
     if isinstance(messages, dict):
+        item = field.removesuffix("s").replace("_", " ").capitalize()
         for key, value in messages.items():
             if isinstance(key, int):
                 for name, found in flatten(value, field).items():
-                    out.setdefault(name, []).extend(f"Item {key + 1}: {m}" for m in found)
+                    out.setdefault(name, []).extend(f"{item} {key + 1}: {m}" for m in found)
                 continue
             name = FORM_ERROR if key == "_schema" else str(key)
             for sub, found in flatten(value, name).items():

@@ -168,6 +168,10 @@ def test_an_invalid_poll_is_marked_and_not_stored(
         expect(page.get_by_label(re.compile("^At most"))).to_have_attribute(
             "aria-invalid", "true")
         expect(page.locator("#options-error")).to_have_count(0)
+        # The summary's link takes the keyboard to the field.
+        page.get_by_role("alert").get_by_role("link", name="At most").focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_label(re.compile("^At most"))).to_be_focused()
         expect(page.get_by_label("Question")).to_have_value("Only one option?")
     status, body = live_server.api("GET", "/api/v1/polls", headers=live_server.editor)
     assert status == 200
