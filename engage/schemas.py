@@ -71,6 +71,12 @@ class ArticleInSchema(Schema):
     )
 
 
+class ArticleIdSchema(Schema):
+    """The id of `PUT /articles/<id>` as a field, for the dashboard's register form."""
+
+    id = IdField(required=True)
+
+
 class CountsSchema(Schema):
     counts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     total = fields.Integer(required=True)

@@ -255,6 +255,10 @@ def test_links_are_added_reordered_and_removed(
     assert api_links(client, article) == [LINK_B, LINK_C, LINK_A]
     assert desk.post(order, {"action": "remove:1"}).status_code == 302
     assert api_links(client, article) == [LINK_B, LINK_A]
+    edited = ("Beijing's view, a year on", LINK_B[1])
+    assert save_links(desk, article, [edited, LINK_A, ("", "")]).status_code == 302
+    assert api_links(client, article) == [edited, LINK_A]
+    assert save_links(desk, article, [LINK_B, LINK_A]).status_code == 302
     assert desk.post(order, {"action": "remove:7"}).status_code == 422
     assert api_links(client, article) == [LINK_B, LINK_A]
     page = desk.get(f"/dashboard/articles/{article}/links").get_data(as_text=True)

@@ -10,7 +10,7 @@ from datetime import UTC
 from typing import Any
 
 from flask import abort, current_app, redirect, render_template, request, url_for
-from marshmallow import Schema, ValidationError
+from marshmallow import ValidationError
 
 from engage import schemas
 from engage.api.polls import poll_body
@@ -267,9 +267,6 @@ def links_order(article_id: str) -> Any:
 
 
 # -- articles -----------------------------------------------------------------------------
-ARTICLE_ID = Schema.from_dict({"id": schemas.IdField(required=True)}, name="ArticleIdForm")
-
-
 def _article_input(form: Any) -> dict[str, Any]:
     """The form as the JSON body of PUT /api/v1/articles/<id>."""
     return {
@@ -305,7 +302,7 @@ def article_new() -> Any:
     form = request.form
     raw = _article_input(form)
     shown = _shown_article(form, raw["published_at"])
-    ids, id_errors = forms.load(ARTICLE_ID(), {"id": form.get("id", "").strip()})
+    ids, id_errors = forms.load(schemas.ArticleIdSchema(), {"id": form.get("id", "").strip()})
     data, errors = forms.load(schemas.ArticleInSchema(), raw)
     errors = {**id_errors, **errors}
     if not errors and articles.get(get_store(), ids["id"]) is not None:
