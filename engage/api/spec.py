@@ -52,8 +52,7 @@ def _token_note(schemes: set[str], optional: bool) -> str:
         return "Token: editor or admin (`Authorization: Bearer`)."
     if "readerToken" in schemes and optional:
         staff = " or an editor/admin token" if "editorToken" in schemes else ""
-        return (f"Token: optional. With a reader token (`{READER_HEADER}`){staff} the "
-                "answer is that caller's own view (`mine`), never cached by others.")
+        return f"Token: optional: a reader token (`{READER_HEADER}`){staff}."
     if "readerToken" in schemes:
         return f"Token: reader (`{READER_HEADER}`)."
     return "Token: none."
