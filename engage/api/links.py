@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from engage import errors, metrics, schemas
+from engage.api.spec import EDITOR, READER_OPTIONAL
 from engage.extensions import limiter
 from engage.identity import current_reader, require_role
 from engage.store import articles, get_store, links
@@ -32,6 +33,7 @@ def absolute(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class ArticleLinks(MethodView):
     @blp.response(200, schemas.LinksSchema)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.doc(operationId="getLinks")
     def get(self, article_id: str) -> dict[str, Any]:
         """Curated links, filled up with related articles of the same section."""
         store = get_store()
@@ -43,7 +45,7 @@ class ArticleLinks(MethodView):
     @blp.response(200, schemas.LinksSchema)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.alt_response(422, schema=schemas.ErrorSchema, description="Invalid links.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="putLinks", security=EDITOR)
     @require_role("editor")
     def put(self, items: list[dict[str, str]], article_id: str) -> dict[str, Any]:
         """Replace the curated links (up to 20, http/https only; editor)."""
@@ -57,6 +59,7 @@ class LinkImpressions(MethodView):
     @blp.arguments(schemas.ImpressionsInSchema)
     @blp.response(200, schemas.ImpressionsSchema)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.doc(operationId="recordLinkImpressions", security=READER_OPTIONAL)
     def post(self, data: dict[str, Any], article_id: str) -> dict[str, Any]:
         """Links a reader actually saw (half visible for a second), once per page view."""
         current_reader(required=False)  # optional, but a forged one is still refused

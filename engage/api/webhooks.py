@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from engage import errors, schemas
+from engage.api.spec import ADMIN
 from engage.identity import require_role
 from engage.store import get_store, webhooks
 
@@ -19,7 +20,7 @@ class Webhooks(MethodView):
     @blp.response(200, schemas.WebhookListSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="listWebhooks", security=ADMIN)
     @require_role("admin")
     def get(self) -> dict[str, Any]:
         """Registered webhooks (never their secrets)."""
@@ -29,7 +30,7 @@ class Webhooks(MethodView):
     @blp.response(201, schemas.WebhookSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="createWebhook", security=ADMIN)
     @require_role("admin")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Register an endpoint for event types (`reaction.vote`), families (`poll.*`) or `*`.
@@ -49,7 +50,7 @@ class Webhook(MethodView):
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown webhook.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="deleteWebhook", security=ADMIN)
     @require_role("admin")
     def delete(self, webhook_id: str) -> None:
         """Stop deliveries to this endpoint (pending retries are dropped)."""
