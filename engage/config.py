@@ -61,6 +61,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Pool size per worker process; bounds Redis client count."),
     Setting("TRUSTED_PROXIES", [], _list,
             "CIDRs whose X-Forwarded-For is believed; anyone else is the client."),
+    Setting("ADDRESS_PREFIX_V4", 32, int,
+            "Bits of an IPv4 address that make one client for per-address limits."),
+    Setting("ADDRESS_PREFIX_V6", 64, int,
+            "Bits of an IPv6 address that make one client: a /64 is one household."),
     Setting("ALLOWED_ORIGINS", [], _list,
             "Publisher origins allowed to call the API from a browser (CORS)."),
     Setting("CHOICES", ["yes", "no"], _list,
@@ -151,6 +155,10 @@ def load_config(
 def _validate(config: dict[str, Any]) -> None:
     if len(config["CHOICES"]) < 2:
         raise ConfigError("ENGAGE_CHOICES needs at least two choices")
+    if not 0 <= int(config["ADDRESS_PREFIX_V4"]) <= 32:
+        raise ConfigError("ENGAGE_ADDRESS_PREFIX_V4 must be between 0 and 32")
+    if not 0 <= int(config["ADDRESS_PREFIX_V6"]) <= 128:
+        raise ConfigError("ENGAGE_ADDRESS_PREFIX_V6 must be between 0 and 128")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
 

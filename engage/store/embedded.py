@@ -84,6 +84,7 @@ class EmbeddedRedis:
             ],
             check=True,
             stdout=subprocess.DEVNULL,
+            umask=0o077,  # the AOF, RDB and log are the owner's alone
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
