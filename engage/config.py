@@ -7,6 +7,7 @@ import time. Flask config keys are the setting names without the `ENGAGE_` prefi
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -65,6 +66,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Bits of an IPv4 address that make one client for per-address limits."),
     Setting("ADDRESS_PREFIX_V6", 64, int,
             "Bits of an IPv6 address that make one client: a /64 is one household."),
+    Setting("PUBLIC_URL", None, str,
+            "https://host[/path] readers reach engage at, for absolute links in answers; "
+            "unset keeps them relative. Never taken from the request's Host."),
     Setting("ALLOWED_ORIGINS", [], _list,
             "Publisher origins allowed to call the API from a browser (CORS)."),
     Setting("CHOICES", ["yes", "no"], _list,
@@ -159,6 +163,9 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("ENGAGE_ADDRESS_PREFIX_V4 must be between 0 and 32")
     if not 0 <= int(config["ADDRESS_PREFIX_V6"]) <= 128:
         raise ConfigError("ENGAGE_ADDRESS_PREFIX_V6 must be between 0 and 128")
+    public_url = config.get("PUBLIC_URL")
+    if public_url and not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", str(public_url)):
+        raise ConfigError("ENGAGE_PUBLIC_URL must be http(s)://host[:port][/path]")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
 
