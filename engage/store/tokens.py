@@ -85,14 +85,39 @@ def address_nonce(store: Store, day: str) -> bytes:
     return bytes.fromhex(value)
 
 
-def session_record(store: Store, token_id: str, digest: str) -> dict[str, Any] | None:
-    """The record of a signed-in dashboard session's token while it is still valid.
+def _session_key(store: Store, session_id: str) -> str:
+    # Redis keeps a digest of the id only: what it holds cannot be replayed as a cookie.
+    return store.keys.session(hashlib.sha256(session_id.encode()).hexdigest()[:32])
 
-    The session keeps the token id and its stored digest, never the secret; a revoked
-    or re-issued token no longer matches, so revocation ends sessions at once.
+
+def start_session(store: Store, token_id: str, ttl: int) -> str:
+    """A new dashboard session of the token: its id, live on the server for `ttl` seconds
+    after its last use or until `end_session`."""
+    session_id = secrets.token_urlsafe(24)
+    store.redis.set(_session_key(store, session_id), token_id, ex=ttl)
+    return session_id
+
+
+def end_session(store: Store, session_id: str) -> None:
+    store.redis.delete(_session_key(store, session_id))
+
+
+def session_record(store: Store, session_id: str, token_id: str, digest: str,
+                   ttl: int) -> dict[str, Any] | None:
+    """The record of a signed-in dashboard session's token while both are still valid;
+    a live session's lifetime starts over (one round trip).
+
+    The session keeps its id, the token id and its stored digest, never the secret. A
+    session signed out is gone from Redis; a revoked or re-issued token no longer
+    matches: either ends the session at once, whatever cookie is shown.
     """
-    raw = store.redis.hget(store.keys.tokens, token_id)
-    if not raw:
+    key = _session_key(store, session_id)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.get(key)
+    pipe.expire(key, ttl)
+    pipe.hget(store.keys.tokens, token_id)
+    owner, _, raw = pipe.execute()
+    if not raw or not owner or not hmac.compare_digest(owner, token_id):
         return None
     record: dict[str, Any] = json.loads(raw)
     if not hmac.compare_digest(record["hash"], digest):
