@@ -113,6 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds /readyz waits for Redis, so a dead Redis is reported at once."),
     Setting("WEBHOOK_TIMEOUT", 5.0, float,
             "Seconds one webhook delivery may take before it counts as failed."),
+    Setting("WEBHOOK_ALLOW_PRIVATE", False, _bool,
+            "Let webhooks deliver to loopback and private addresses (a receiver on your "
+            "own network); off, they reach public addresses only."),
     Setting("WEBHOOK_MAX_ATTEMPTS", 8, int,
             "Delivery attempts before a webhook delivery becomes a dead letter."),
     Setting("WEBHOOK_RETRY_BASE", 10.0, float,
