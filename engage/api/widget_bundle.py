@@ -15,7 +15,7 @@ from flask_smorest import Blueprint
 
 from engage import errors, schemas
 from engage.api.caching import cacheable, private
-from engage.api.links import absolute
+from engage.api.links import public_hrefs
 from engage.api.polls import poll_body
 from engage.api.spec import READER
 from engage.identity import current_reader
@@ -54,7 +54,7 @@ class WidgetBundle(MethodView):
             body["articles"][aid] = {
                 "counts": result.counts,
                 "total": result.total,
-                "links": absolute(boxes.get(aid, [])),
+                "links": public_hrefs(boxes.get(aid, [])),
                 "polls": [poll_body(poll) for poll in poll_views.get(aid, [])],
             }
         return cacheable(body, vary=())  # anonymous only: the reader's part is /widget/mine
