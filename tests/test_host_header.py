@@ -43,6 +43,7 @@ def path_values(app: Flask, store: Any, admin: dict[str, str],
         "link_id": next(iter(store.redis.hkeys(store.keys.linkindex))),
         "webhook_id": hook.json["id"],
         "filename": "widget.js",
+        "name": "swagger-ui.css",  # /api/docs serves Swagger UI's files by name
     }
 
 
