@@ -83,13 +83,13 @@ class JSONRefusals(base.Worker):
         if refusal is None:
             super().handle_error(req, client, addr, exc)
             return
-        addr = addr or ("", -1)  # a unix socket has no peer address
-        self.log.warning("Invalid request from ip=%s: %s", addr[0], exc)  # as gunicorn logs
+        # gunicorn's own line names the peer's address; engage never logs one.
+        self.log.warning("Invalid request: %s", exc)
         if req is None:  # a bad header carries the request it was read for
             req = getattr(exc, "req", None)
         if req is not None and self.log.access_log_enabled:
             environ = default_environ(req, client, self.cfg)
-            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = addr[0], str(addr[1])
+            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = "-", "-"
             resp = Response(req, client, self.cfg)
             resp.status = refusal.status
             resp.response_length = len(refusal.body)

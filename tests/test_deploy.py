@@ -139,6 +139,7 @@ class Stack:
                     env[key] = local[key]
             env.setdefault("ENGAGE_DATA_DIR", str(tmp))
             env.setdefault("ENGAGE_WORKER_POLL", "0.05")
+            env["ENGAGE_WEBHOOK_ALLOW_PRIVATE"] = "1"  # the test receiver is on loopback
             log = tmp / f"{name}.log"
             self.processes.append(subprocess.Popen(
                 local_command(service["command"]), cwd=ROOT,

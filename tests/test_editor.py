@@ -436,6 +436,8 @@ def test_admin_registers_and_removes_a_webhook(
     ({"events": []}, "events", "Length must be between 1"),
     ({"events": ["poll.everything"]}, "events", "Unknown event type"),
     ({"secret": "short"}, "secret", "Length must be between 16 and 256."),
+    ({"url": "http://127.0.0.1:8080/hook"}, "url", "is not a public internet address"),
+    ({"url": "http://169.254.169.254/latest"}, "url", "is not a public internet address"),
 ])
 def test_an_invalid_webhook_registers_nothing(
     admin_desk: Desk, client: FlaskClient, admin: dict[str, str],

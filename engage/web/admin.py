@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import g, redirect, render_template, request, url_for
 
-from engage import schemas
+from engage import destinations, schemas
 from engage.store import get_store, tokens, webhooks
 from engage.web import forms
 from engage.web.forms import Errors
@@ -81,9 +81,15 @@ def webhook_list() -> Any:
              "events": request.form.getlist("events"),
              "secret": request.form.get("secret", "")}
     data, errors = forms.load(schemas.WebhookInSchema(), shown)
+    store = get_store()
+    if not errors:  # the API's second rule: deliveries go to public addresses only
+        try:
+            destinations.check(data["url"], bool(store.config["WEBHOOK_ALLOW_PRIVATE"]))
+        except destinations.RefusedDestination as exc:
+            errors = {"url": [str(exc)]}
     if errors:
         return _webhooks_page(shown, errors, 422)
-    record = webhooks.create(get_store(), data["url"], data["events"], data["secret"])
+    record = webhooks.create(store, data["url"], data["events"], data["secret"])
     return _webhooks_page(
         {"url": "", "events": [], "secret": _new_secret()}, {}, 201,
         notice=f"Webhook {record['id']} registered. Its signing secret was the one in the "
