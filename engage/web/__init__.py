@@ -15,6 +15,8 @@ WEB_MODULES = (
     "embed",
     "metrics_view",
     "dashboard",
+    "editor",
+    "admin",
 )
 
 
