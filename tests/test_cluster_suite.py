@@ -22,7 +22,7 @@ EXCLUDED = {
     "test_quality.py": "ruff and mypy; no Redis",
     "test_privacy.py": "reads one server's raw memory by its port",
     "test_deploy.py": "runs the deployment stack with its own single Redis",
-    "test_gunicorn_metrics.py": "gunicorn workers against their own single Redis",
+    "test_server.py": "`engage serve` processes against their own single Redis",
     "test_outage.py": "stops and pauses its own single Redis",
     "test_cluster.py": "starts its own clusters",
     "test_shards.py": "runs on one Redis and on its own cluster already",
