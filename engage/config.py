@@ -79,9 +79,6 @@ SETTINGS: tuple[Setting, ...] = (
             "Rate-limit storage; unset uses engage's own Redis."),
     Setting("MAX_CONTENT_LENGTH", 64 * 1024, int,
             "Largest request body in bytes; larger gets 413 before parsing."),
-    Setting("BODY_TIMEOUT", 10.0, float,
-            "Seconds a request body may take to arrive under granian; slower ones get 408 "
-            "(0 turns the deadline off)."),
     Setting("RETRY_AFTER", 5, int,
             "Seconds suggested in Retry-After when Redis is unavailable."),
     Setting("CACHE_MAX_AGE", 5, int,

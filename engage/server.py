@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import resource
 import runpy
 import shutil
 import tempfile
@@ -182,6 +183,13 @@ THREADS = 128
 # A client has this long to send its request headers; then granian closes the connection
 # (without an answer: it has no request to answer). Idle kept-alive connections too.
 HEADER_TIMEOUT_MS = 10_000
+# Connections one granian worker holds at once; more wait in the listen queue. An idle
+# connection (granian never times one out) costs a few KB in Rust and a file descriptor,
+# so this is set far above what traffic needs: with granian's default (512) about a
+# thousand idle connections stopped the service.
+CONNECTIONS = 16_384
+# A request body that took longer than this (seconds) to arrive gets 408 (BodyDeadline).
+BODY_TIMEOUT = 10.0
 # Seconds granian gives a stopping worker to finish the requests it has started.
 GRACEFUL_TIMEOUT = 20
 
@@ -283,10 +291,7 @@ def granian_app() -> Any:
     from engage import create_app
 
     app = create_app()
-    timeout = float(app.config["BODY_TIMEOUT"])
-    if timeout <= 0:
-        return app
-    return BodyDeadline(app, timeout, int(app.config["MAX_CONTENT_LENGTH"]))
+    return BodyDeadline(app, BODY_TIMEOUT, int(app.config["MAX_CONTENT_LENGTH"]))
 
 
 def run_granian(bind: str, workers: int) -> None:
@@ -294,6 +299,12 @@ def run_granian(bind: str, workers: int) -> None:
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
 
+    # Every connection is a file descriptor; many systems start a process at 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = CONNECTIONS * workers + 1024
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, limit), hard))
     host, _, port = bind.rpartition(":")
     Granian(
         "engage.server:granian_app",
@@ -303,6 +314,8 @@ def run_granian(bind: str, workers: int) -> None:
         port=int(port),
         workers=workers,
         blocking_threads=THREADS,
+        backpressure=CONNECTIONS,
+        backlog=4096,  # what Linux allows by default (net.core.somaxconn)
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT_MS),
         websockets=False,
         # A worker that dies (killed, crashed) is replaced; the others keep serving.
