@@ -256,7 +256,7 @@ def test_compose_services_and_redis_durability() -> None:
     assert "redis-data:/data" in services["redis"]["volumes"]
     assert "redis-data" in data["volumes"]
     engage = services["engage"]
-    assert engage["command"][:3] == ["gunicorn", "-c", "gunicorn.conf.py"]
+    assert engage["command"] == ["engage", "serve"]
     assert engage["environment"]["PROMETHEUS_MULTIPROC_DIR"]
     assert services["worker"]["command"][:2] == ["engage", "worker"]
     assert "PROMETHEUS_MULTIPROC_DIR" not in services["worker"]["environment"]
@@ -290,7 +290,7 @@ def test_prometheus_targets_match_the_services() -> None:
 
 def test_dockerfile_runs_what_compose_expects() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "engage:create_app()"]' in dockerfile
+    assert 'CMD ["engage", "serve"]' in dockerfile
     assert "COPY gunicorn.conf.py" in dockerfile
     assert "USER engage" in dockerfile
 
