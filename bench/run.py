@@ -24,6 +24,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -180,10 +181,16 @@ end
 
 LUA_ISSO_LIKE = r"""
 -- isso dedupes likes per /24 address and caps a comment at 142 votes: spread the votes
--- over many comments and give each request its own /24 through X-Forwarded-For.
+-- over many comments and give each request its own /24 through X-Forwarded-For. Every
+-- run and thread starts at its own n, so no (comment, address) pair comes twice and
+-- every like is a write (pairs repeat only after 8,192,000 values of n).
 local counter, n, comments = 0, 0, 1
 function setup(thread) thread:set("tid", counter); counter = counter + 1 end
-function init(args) comments = tonumber(args[1]); n = tid * 1000003 end
+function init(args)
+  local run, threads = tonumber(args[1]), tonumber(args[2])
+  comments = tonumber(args[3])
+  n = (run * threads + tid) * 100003
+end
 function request()
   n = n + 1
   local id = (n % comments) + 1
@@ -265,7 +272,7 @@ class Item:
     target: str
     scenario: Scenario
     server: Server
-    votes_key: str | None = None  # a voters hash whose growth counts distinct votes
+    stored: Callable[[], int] | None = None  # votes stored so far: its growth counts votes
     paced_ms: int | None = None
     results: list[WrkResult] = field(default_factory=list)
     server_cpu: float = 0.0
@@ -285,7 +292,7 @@ class Item:
         figure.extra["server_cpu_s"] = round(self.server_cpu, 3)
         if self.paced_ms:
             figure.extra["pause_ms_per_connection"] = self.paced_ms
-        if self.votes_key and not self.paced_ms:
+        if self.stored and not self.paced_ms:
             figure.extra["distinct_votes_stored"] = self.votes
             figure.extra["server_cpu_ms_per_vote"] = round(
                 self.server_cpu / max(self.votes, 1) * 1000, 3)
@@ -323,6 +330,14 @@ class Bench:
         output = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
         return parse_wrk(output)
 
+    def pause_for(self, scenario: Scenario, rate: float) -> int:
+        """The pause (ms) between one connection's requests that offers about `rate`
+        req/s in all: the naive one, less the answer time a 1 s trial with it shows."""
+        cycle = self.args.connections / rate * 1000
+        trial = self.wrk(scenario, self.args.runs, 1.0, max(1, round(cycle)))
+        answer_ms = self.args.connections / trial.rps * 1000 - round(cycle)
+        return max(1, round(cycle - max(answer_ms, 0.0)))
+
     def rounds(self, items: list[Item], runs: int) -> None:
         """Round-robin: every item once per round, so background load hits all alike."""
         for item in items:
@@ -332,13 +347,13 @@ class Bench:
                 self.wrk(item.scenario, runs, 1.0)
         for run in range(runs):
             for item in items:
-                votes_before = self.rclient.hlen(item.votes_key) if item.votes_key else 0
+                votes_before = item.stored() if item.stored else 0
                 cpu_before, redis_before = item.server.cpu_seconds(), redis_cpu(self.rclient)
                 result = self.wrk(item.scenario, run, self.args.duration, item.paced_ms)
                 item.server_cpu += item.server.cpu_seconds() - cpu_before
                 item.redis_cpu += redis_cpu(self.rclient) - redis_before
-                if item.votes_key:
-                    item.votes += self.rclient.hlen(item.votes_key) - votes_before
+                if item.stored:
+                    item.votes += item.stored() - votes_before
                 item.results.append(result)
                 log(f"run {run + 1}/{runs} {item.target:>20} "
                     f"{item.scenario.name + ('@half' if item.paced_ms else ''):<22}"
@@ -520,6 +535,12 @@ def ensure_isso() -> Path | None:
     return python if ready.returncode == 0 else None
 
 
+def isso_likes(dbfile: Path) -> int:
+    """Likes isso has stored, over all comments."""
+    with sqlite3.connect(dbfile) as db:
+        return int(db.execute("SELECT COALESCE(SUM(likes), 0) FROM comments").fetchone()[0])
+
+
 # -- machine --------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
     cpu = "unknown"
@@ -649,9 +670,11 @@ def main() -> int:
                     scenarios.append(Scenario("metrics_scrape", base + "/metrics"))
                 if requests.get(base + "/widget.js", timeout=5).status_code == 200:
                     scenarios.append(Scenario("widget_js", base + "/widget.js"))
-                voters = "engage:a:{bench-vote}:voters"
+                def voters() -> int:
+                    return int(rclient.hlen("engage:a:{bench-vote}:voters"))
+
                 return [Item(label, sc, server,
-                             votes_key=voters if sc.name == "vote_new_reader" else None)
+                             stored=voters if sc.name == "vote_new_reader" else None)
                         for sc in scenarios]
 
             # Every server up at once; idle ones cost nothing while another is measured.
@@ -677,7 +700,7 @@ def main() -> int:
             servers.append(evalsha)
             items.append(Item("flask EVALSHA", Scenario("evalsha_vote", evalsha.url + "/vote",
                                                         lua=LUA_VOTE, before_run=vote_tokens),
-                              evalsha, votes_key="base:{a}:voters"))
+                              evalsha, stored=lambda: rclient.hlen("base:{a}:voters")))
             isso_python = None if args.no_isso else ensure_isso()
             if isso_python:
                 comments = 2000
@@ -691,9 +714,10 @@ def main() -> int:
                 items.append(Item("isso", Scenario("isso_count", isso.url + "/count",
                                                    lua=LUA_POST_JSON, lua_args=['["/post"]']),
                                   isso))
-                items.append(Item("isso", Scenario("isso_like", isso.url + "/",
-                                                   lua=LUA_ISSO_LIKE, lua_args=[str(comments)]),
-                                  isso))
+                items.append(Item("isso", Scenario(
+                    "isso_like", isso.url + "/", lua=LUA_ISSO_LIKE, lua_args=[str(comments)],
+                    before_run=lambda run: [str(run), str(args.threads)]), isso,
+                    stored=lambda: isso_likes(dbfile)))
             else:
                 log("isso skipped")
             log(f"{len(items)} figures x {args.runs} runs x {args.duration:g} s")
@@ -706,10 +730,10 @@ def main() -> int:
             for item in items:
                 if item.target.startswith("engage") and item.scenario.name in (
                         "reactions_read", "vote_new_reader"):
-                    rate = peaks[(item.target, item.scenario.name)] / 2
-                    pause = max(1, round(args.connections / rate * 1000))
+                    pause = bench.pause_for(item.scenario,
+                                            peaks[(item.target, item.scenario.name)] / 2)
                     paced.append(Item(item.target, item.scenario, item.server,
-                                      votes_key=item.votes_key, paced_ms=pause))
+                                      stored=item.stored, paced_ms=pause))
             bench.rounds(paced, args.runs)
             figures += [item.figure() for item in paced]
             for server in servers:
@@ -763,14 +787,19 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
         value = round(a.rps / b.rps, 2) if a and b and b.rps else None
         verdict = "n/a" if value is None else ("PASS" if value >= goal else "FAIL")
         ratios.append({"name": name, "measured": value, "target": goal, "result": verdict})
-    vote_cost = [
-        {"target": f.target,
-         "server_cpu_ms_per_vote": f.extra["server_cpu_ms_per_vote"],
-         "redis_cpu_ms_per_vote": f.extra["redis_cpu_ms_per_vote"],
-         "server_over_redis": round(f.extra["server_cpu_ms_per_vote"]
-                                    / max(f.extra["redis_cpu_ms_per_vote"], 1e-9), 1)}
-        for f in figures if "server_cpu_ms_per_vote" in f.extra
-    ]
+    vote_cost = []
+    for f in figures:
+        if "server_cpu_ms_per_vote" not in f.extra:
+            continue
+        server_ms, redis_ms = f.extra["server_cpu_ms_per_vote"], f.extra["redis_cpu_ms_per_vote"]
+        if f.target == "isso":  # SQLite, inside isso's processes
+            redis_ms = None
+        vote_cost.append({
+            "target": f.target, "stored": f.extra["distinct_votes_stored"],
+            "requests": f.extra["requests"], "server_cpu_ms_per_vote": server_ms,
+            "redis_cpu_ms_per_vote": redis_ms,
+            "server_over_redis": round(server_ms / redis_ms, 1) if redis_ms else None,
+        })
     lines = [
         "# engage benchmark",
         "",
@@ -803,16 +832,20 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
     for r in ratios:
         lines.append(f"| {r['name']} | {r['measured'] if r['measured'] is not None else 'n/a'}"
                      f" | >= {r['target']} | {r['result']} |")
-    lines += ["", "| p99 at half peak | offered req/s | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
+    lines += ["", "| p99 at half peak | req/s | of peak | p50 ms | p99 ms |",
+              "|---|---:|---:|---:|---:|"]
     for f in figures:
         if f.scenario.endswith("@half"):
-            lines.append(f"| {f.target} {f.scenario.removesuffix('@half')} | {f.rps:,.0f} | "
+            scenario = f.scenario.removesuffix("@half")
+            peak = by_key[(f.target, scenario)].rps
+            lines.append(f"| {f.target} {scenario} | {f.rps:,.0f} | {f.rps / peak:.2f} | "
                          f"{f.p50_ms:.2f} | {f.p99_ms:.2f} |")
-    lines += ["", "| CPU per stored vote | server (all processes) ms | Redis ms | server / Redis |",
-              "|---|---:|---:|---:|"]
+    lines += ["", "| CPU per stored vote | votes stored / requests | server (all processes) ms "
+              "| Redis ms | server / Redis |", "|---|---:|---:|---:|---:|"]
     for c in vote_cost:
-        lines.append(f"| {c['target']} | {c['server_cpu_ms_per_vote']} | "
-                     f"{c['redis_cpu_ms_per_vote']} | {c['server_over_redis']} |")
+        lines.append(f"| {c['target']} | {c['stored']:,} / {c['requests']:,} | "
+                     f"{c['server_cpu_ms_per_vote']} | {c['redis_cpu_ms_per_vote'] or '-'} | "
+                     f"{c['server_over_redis'] or '-'} |")
     if memory:
         lines += ["", f"Redis memory per voter ({memory['voters']:,} votes on one article): "
                       f"{memory['bytes_per_voter']} bytes in the voters hash, "
@@ -863,7 +896,7 @@ def compare_rows(figures: list[Figure], then: str) -> list[dict[str, Any]]:
         return round(a / b, 2) if b else None
 
     rows = []
-    for now in (f for f in figures if f.target == "engage"):
+    for now in (f for f in figures if f.target == "engage" and "@" not in f.scenario):
         old, same = older.get(now.scenario), gunicorn.get(now.scenario)
         if old is None or same is None:
             continue
