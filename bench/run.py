@@ -754,9 +754,8 @@ def main() -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
     (out / f"{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / f"{stamp}.md").write_text(report["markdown"])
-    shutil.copy(out / f"{stamp}.json", out / ("latest-quick.json" if args.quick else
-                                              "latest.json"))
-    shutil.copy(out / f"{stamp}.md", out / ("latest-quick.md" if args.quick else "latest.md"))
+    shutil.copy(out / f"{stamp}.json", out / "latest.json")
+    shutil.copy(out / f"{stamp}.md", out / "latest.md")
     print(report["markdown"])
     return 0
 
