@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app
 from marshmallow import (
@@ -19,6 +20,7 @@ from marshmallow import (
     validate,
     validates_schema,
 )
+from werkzeug.urls import iri_to_uri
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
 ID_RE = re.compile(rf"^{ID_PATTERN}$")
@@ -31,8 +33,26 @@ def IdField(**kwargs: Any) -> fields.String:  # noqa: N802 - reads like a field 
     return fields.String(validate=Id, **kwargs)
 
 
+def is_usable_url(value: str) -> bool:
+    """A URL the server can send in a Location header and a client can connect to: its
+    port, if any, is 1-65535 and it survives conversion to ASCII (werkzeug's, as the
+    server does it when sending)."""
+    try:
+        port = urlsplit(value).port
+        iri_to_uri(value)
+    except ValueError:
+        return False
+    return port != 0
+
+
+def _usable_url(value: str) -> None:
+    if not is_usable_url(value):
+        raise ValidationError("Not a valid URL.")
+
+
 def HttpUrl(**kwargs: Any) -> fields.Url:  # noqa: N802
-    return fields.Url(schemes={"http", "https"}, validate=validate.Length(max=2048), **kwargs)
+    return fields.Url(schemes={"http", "https"},
+                      validate=[validate.Length(max=2048), _usable_url], **kwargs)
 
 
 def UtcDateTime(**kwargs: Any) -> fields.AwareDateTime:  # noqa: N802
@@ -265,6 +285,25 @@ class SeriesQuerySchema(_RangeQuerySchema):
     bucket = fields.String(load_default="hour", validate=validate.OneOf(["hour", "day"]))
 
 
+class RefusedSchema(Schema):
+    votes_throttled = fields.Integer(
+        required=True, metadata={"description": "Reactions over the per-address throttle."})
+    votes_duplicate = fields.Integer(
+        required=True, metadata={"description": "Reactions repeating the reader's choice."})
+    poll_votes_throttled = fields.Integer(
+        required=True, metadata={"description": "Poll votes over the per-address throttle."})
+    poll_votes_duplicate = fields.Integer(
+        required=True, metadata={"description": "Poll votes repeating the reader's vote."})
+    clicks_duplicate = fields.Integer(
+        required=True, metadata={"description": "Clicks repeated within the click window."})
+    clicks_bot = fields.Integer(
+        required=True, metadata={"description": "Link follows by non-human agents."})
+    clicks_prefetch = fields.Integer(
+        required=True, metadata={"description": "Link fetches ahead of a click (prefetch)."})
+    impressions_over_cap = fields.Integer(
+        required=True, metadata={"description": "Impressions over the per-address cap."})
+
+
 class SeriesPointSchema(Schema):
     start = fields.String(required=True)
     added = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
@@ -273,6 +312,9 @@ class SeriesPointSchema(Schema):
     poll_votes = fields.Integer(required=True)
     clicks = fields.Integer(required=True)
     impressions = fields.Integer(required=True)
+    refused = fields.Nested(RefusedSchema, required=True, metadata={
+        "description": "Activity not counted in this bucket: what an editor sees when an "
+                       "article is being stuffed."})
 
 
 class SeriesSchema(Schema):
