@@ -1,9 +1,9 @@
 """Metric definitions (bounded labels only), request instrumentation and rendering.
 
 Labels never carry ids or raw paths: `kind` is reaction|poll, `reason` is one of
-REJECT_REASONS (votes) or LINK_REFUSALS (links), routes are URL rule templates ("unmatched" when no rule matched),
-methods come from a fixed list, statuses are classes (2xx..5xx), Redis `op` is a
-script name, "pipeline" or a command name.
+REJECT_REASONS (votes) or LINK_REFUSALS (links), routes are URL rule templates
+("unmatched" when no rule matched), methods come from a fixed list, statuses are
+classes (2xx..5xx), Redis `op` is a script name, "pipeline" or a command name.
 
 Under gunicorn every worker is its own process, so its counters live in its own
 memory. With `PROMETHEUS_MULTIPROC_DIR` set (gunicorn.conf.py sets it), prometheus
