@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engage import errors, metrics, schemas
+from engage.api import Blueprint
 from engage.extensions import limiter
 from engage.identity import current_address_hash, current_reader, require_role
 from engage.store import articles, get_store, links
