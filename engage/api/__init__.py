@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from importlib import import_module
 from typing import Any
 
@@ -66,13 +67,22 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# A \uD800-\uDFFF escape: paired ones make one character, a lone one cannot be stored.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def loads_strict(raw: bytes) -> Any:
     """A request body as JSON (RFC 8259), refusing what Python's decoder lets through:
     NaN and Infinity, numbers beyond a float, duplicate keys (two parsers could read
-    different values). Raises ValueError, including for an integer over Python's digit
-    limit, and RecursionError for nesting deeper than the decoder goes."""
-    return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant,
-                      parse_float=_finite, object_pairs_hook=_unique_keys)
+    different values), unpaired surrogates. Raises ValueError, including for an integer
+    over Python's digit limit, and RecursionError for nesting deeper than the decoder
+    goes."""
+    text = raw.decode("utf-8")
+    value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite,
+                       object_pairs_hook=_unique_keys)
+    if _SURROGATE_ESCAPE.search(text):
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError if unpaired
+    return value
 
 
 class JsonParser(FlaskParser):
