@@ -257,8 +257,9 @@ def test_article_page_shows_refused_activity_per_hour(signed_in: FlaskClient, st
     table = table[:table.index("</table>")]
     rows = re.findall(r"<tr><th scope=\"row\">", table)
     assert len(rows) == 1  # only the hour in which something was refused
-    cells = re.findall(r'<td class="num">([^<]+)</td>', table)
-    assert cells == ["0", "1", "2", "1", "1", "0"]
+    assert re.findall(r'<td data-n="(\d+)">', table) == ["1", "4", "0"]
+    assert "0 throttled · 1 repeated" in table
+    assert "2 repeated · 1 bots · 1 prefetches" in table
 
 
 def test_live_json_reports_new_votes(signed_in: FlaskClient, store: Any) -> None:

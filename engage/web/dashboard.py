@@ -192,26 +192,30 @@ def article(article_id: str) -> Any:
                for poll in polls.for_articles(store, [article_id]).get(article_id, [])],
         links=links.stats(store, article_id),
         poll_votes=sum(p["poll_votes"] for p in series["points"]),
-        refused=refused_rows(series["points"]),
+        refused=refused_rows(series["points"], bucket),
     )
 
 
-def refused_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def refused_rows(points: list[dict[str, Any]], bucket: str) -> list[dict[str, Any]]:
     """The buckets in which something was refused, newest first; reaction and poll
     votes are shown together."""
+    label = "%d %b %H:%M" if bucket == "hour" else "%d %b %Y"
     rows = []
     for point in reversed(points):
         r = point["refused"]
-        if any(r.values()):
-            rows.append({
-                "start": point["start"],
-                "throttled": r["votes_throttled"] + r["poll_votes_throttled"],
-                "repeated": r["votes_duplicate"] + r["poll_votes_duplicate"],
-                "clicks_duplicate": r["clicks_duplicate"],
-                "clicks_bot": r["clicks_bot"],
-                "clicks_prefetch": r["clicks_prefetch"],
-                "impressions_over_cap": r["impressions_over_cap"],
-            })
+        if not any(r.values()):
+            continue
+        throttled = r["votes_throttled"] + r["poll_votes_throttled"]
+        repeated = r["votes_duplicate"] + r["poll_votes_duplicate"]
+        clicks = r["clicks_duplicate"] + r["clicks_bot"] + r["clicks_prefetch"]
+        start = datetime.fromisoformat(point["start"].replace("Z", "+00:00"))
+        rows.append({
+            "label": start.strftime(label),
+            "votes": throttled + repeated, "throttled": throttled, "repeated": repeated,
+            "clicks": clicks, "clicks_duplicate": r["clicks_duplicate"],
+            "clicks_bot": r["clicks_bot"], "clicks_prefetch": r["clicks_prefetch"],
+            "impressions_over_cap": r["impressions_over_cap"],
+        })
     return rows
 
 
