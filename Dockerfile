@@ -9,12 +9,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY engage ./engage
+# The wheel carries seeds/ as the demo fixtures (engage.fixtures).
+COPY seeds ./seeds
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/engage engage \
     && mkdir -p /var/lib/engage \
     && chown engage /var/lib/engage
 COPY gunicorn.conf.py ./
-COPY seeds ./seeds
 
 USER engage
 ENV ENGAGE_BIND=0.0.0.0:8000 \

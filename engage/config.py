@@ -33,6 +33,14 @@ def _list(raw: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def _seeds_dir() -> Path:
+    """The demo fixtures: the copy an installed wheel carries in the package, else the
+    repository's seeds/ (a checkout, or an editable install)."""
+    package = Path(__file__).resolve().parent
+    bundled = package / "fixtures"
+    return bundled if bundled.is_dir() else package.parent / "seeds"
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -95,7 +103,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Default widget language when the page does not say."),
     Setting("DEMO", False, _bool,
             "Demo mode: generates and keeps a secret in DATA_DIR, serves /demo pages."),
-    Setting("SEEDS_DIR", str(Path(__file__).resolve().parent.parent / "seeds"), str,
+    Setting("SEEDS_DIR", str(_seeds_dir()), str,
             "Where `engage seed` and `serve --demo` read the demo fixtures."),
     Setting("LINKS_SHOWN", 4, int,
             "Links the related box shows; missing curated ones are filled with articles."),
