@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 
 from engage.store import links
 from engage.web import agents
@@ -123,12 +124,19 @@ def refused(client: FlaskClient, editor: dict[str, str], article: str) -> dict[s
     return total
 
 
+def refused_metric(reason: str) -> float:
+    value = REGISTRY.get_sample_value("engage_link_events_refused_total", {"reason": reason})
+    return value or 0.0
+
+
 def test_a_thousand_follows_from_one_client_count_one_click(
     client, editor, article, link, store
 ):
+    before = refused_metric("click_duplicate")
     for _ in range(1000):
         follow(client, link["id"])
     assert clicks(store, article, link["id"]) == 1
+    assert refused_metric("click_duplicate") - before == 999
     events = [f["type"] for _, f in store.redis.xrange(store.keys.article_events(article))]
     assert events.count("link.click") == 1
     assert refused(client, editor, article)["clicks_duplicate"] == 999
