@@ -1,4 +1,4 @@
-# engage: one image for the app (gunicorn) and the webhook worker.
+# engage: one image for the app (granian, through `engage serve`) and the webhook worker.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,6 +15,7 @@ RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/engage engage \
     && mkdir -p /var/lib/engage \
     && chown engage /var/lib/engage
+# For `gunicorn -c gunicorn.conf.py 'engage:create_app()'`, the alternative server.
 COPY gunicorn.conf.py ./
 
 USER engage
@@ -26,4 +27,4 @@ EXPOSE 8000 9102
 
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "engage:create_app()"]
+CMD ["engage", "serve"]

@@ -79,21 +79,23 @@ def main() -> None:
 @click.option("--workers", default=2, envvar="ENGAGE_WORKERS", show_default=True, type=int)
 @click.option("--demo", is_flag=True, help="Load seeds/ and print a demo editor token.")
 @click.option("--dev", is_flag=True, help="Flask's reloading development server.")
-def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
-    """Run engage (gunicorn when available), with the embedded Redis unless configured."""
-    if not dev and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Before anything imports prometheus_client: workers write their metrics here.
-        import tempfile
-
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="engage-metrics-")
+@click.option("--server", type=click.Choice(["granian", "gunicorn"]), default="granian",
+              envvar="ENGAGE_SERVER", show_default=True, help="The HTTP server.")
+def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
+    """Run engage under granian (or gunicorn), with the embedded Redis unless configured."""
     from engage.config import resolve_secret
-    from engage.store.embedded import EmbeddedRedis
+    from engage.server import MetricsDirectory
 
     if demo:
         os.environ["ENGAGE_DEMO"] = "1"
     config = _config()
     _data_dir(config)
     resolve_secret(config)  # refuse before starting a Redis that nobody would stop
+    # Before anything imports prometheus_client (engage.store does): workers write their
+    # metrics here.
+    metrics_dir = None if dev else MetricsDirectory.open()
+    from engage.store.embedded import EmbeddedRedis
+
     embedded = None
     if not config["REDIS_URL"]:
         # Started and watched from this process, once, so every worker shares one
@@ -111,12 +113,14 @@ def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
         if dev:
             app.run(host=host or "127.0.0.1", port=int(port), debug=True, use_reloader=False)
         else:
-            from engage.server import run_gunicorn
+            from engage.server import serve as run_server
 
-            run_gunicorn(bind, workers)
+            run_server(bind, workers, server)
     finally:
         if embedded is not None:
             embedded.stop()  # a no-op in a worker: only the owner stops it
+        if metrics_dir is not None:
+            metrics_dir.close()
 
 
 def _print_demo(app: Any, base: str) -> None:

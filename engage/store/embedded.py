@@ -181,6 +181,7 @@ class EmbeddedRedis:
                 check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                umask=0o077,  # the AOF, RDB and log are the owner's alone
             )
         except (OSError, subprocess.CalledProcessError) as exc:
             raise EmbeddedRedisError(
