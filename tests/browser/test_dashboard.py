@@ -6,6 +6,7 @@ dashboard-refused.png.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -20,6 +21,7 @@ from flask import Flask
 
 from engage import seeds
 from engage.store import Store, get_store, links, polls, reactions, tokens
+from engage.store.exceptions import Throttled
 from tests.conftest import make_app
 from tests.live_server import call_json, serving
 from tests.redis_server import RedisServer
@@ -104,13 +106,22 @@ def add_history(store: Any) -> None:
                     if rng.random() < (0.3 if index == 0 else 0.12):
                         links.click(store, link["id"], visitor)
             if back in (30, 9, 8, 3):
-                add_stuffing(store, curated[0]["id"], rng)
+                add_stuffing(store, curated[0]["id"], rng, f"addr-stuffer-{back}")
     finally:
         del store.now
 
 
-def add_stuffing(store: Any, link_id: str, rng: random.Random) -> None:
-    """Someone stuffing the demo article: repeated votes and clicks, bots, prefetches."""
+def add_stuffing(store: Any, link_id: str, rng: random.Random, address: str) -> None:
+    """Someone stuffing the demo article: many readers from one address (the throttle
+    stops them), repeated votes and clicks, bots, prefetches."""
+    limit = store.config["THROTTLE_VOTES"]
+    store.config["THROTTLE_VOTES"] = 10  # the live server's is raised for other tests
+    try:
+        for n in range(rng.randint(12, 40)):
+            with contextlib.suppress(Throttled):
+                reactions.vote(store, DEMO, f"{address}-{n}", address, "yes")
+    finally:
+        store.config["THROTTLE_VOTES"] = limit
     reactions.vote(store, DEMO, "stuffer", "addr-stuffer", "yes")
     for _ in range(rng.randint(5, 40)):
         reactions.vote(store, DEMO, "stuffer", "addr-stuffer", "yes")
