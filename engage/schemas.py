@@ -55,9 +55,27 @@ def HttpUrl(**kwargs: Any) -> fields.Url:  # noqa: N802
                       validate=[validate.Length(max=2048), _usable_url], **kwargs)
 
 
+# Times engage can do arithmetic on (ranges, buckets, epoch milliseconds) without leaving
+# what Python's datetime holds.
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+class _UtcDateTimeField(fields.AwareDateTime):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        when: datetime = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            in_range = EARLIEST <= when.astimezone(UTC) < LATEST
+        except OverflowError:  # an offset that pushes it past year 1 or 9999
+            in_range = False
+        if not in_range:
+            raise ValidationError("Must be a time between the years 1000 and 8999.")
+        return when
+
+
 def UtcDateTime(**kwargs: Any) -> fields.AwareDateTime:  # noqa: N802
     """ISO 8601; a time without an offset is taken as UTC."""
-    return fields.AwareDateTime(format="iso", default_timezone=UTC, **kwargs)
+    return _UtcDateTimeField(format="iso", default_timezone=UTC, **kwargs)
 
 
 # -- errors --------------------------------------------------------------------------

@@ -140,6 +140,12 @@ BROKEN_JSON = (
 )
 
 
+OUT_OF_RANGE_TIMES = (
+    "0001-01-01T00:00:00+23:59", "0001-01-01T00:00:00-23:59", "9999-12-31T23:59:59-23:59",
+    "9999-12-31T23:59:59+23:59", "0001-01-01", "9999-12-31", "0999-12-31T23:59:59Z",
+)
+
+
 def hostile_bodies(s: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """Every body route fed broken JSON, wrong JSON types and huge values."""
     url = s["url"]
@@ -158,6 +164,13 @@ def hostile_bodies(s: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]
                 body = bad if isinstance(valid, dict) else [bad]
                 yield method, url + path, {"data": json.dumps(body),
                                            "headers": {**auth, **json_type}}
+    # Times whose offset takes them past what a datetime holds, or out of any sane range.
+    timed = (("PUT", "/api/v1/articles/other", dict(ARTICLE), "published_at"),
+             ("POST", "/api/v1/polls", {"question": "Q?", "options": ["a", "b"]}, "closes_at"),
+             ("PATCH", "/api/v1/polls/nopoll", {}, "closes_at"))
+    for when in OUT_OF_RANGE_TIMES:
+        for method, path, body, field in timed:
+            yield method, url + path, {"json": {**body, field: when}, "headers": s["editor"]}
     for port in ("99999", "0", "65536", "-1", "99999999999999999999", "x"):
         yield "PUT", url + "/api/v1/articles/target/links", {"json": [
             {"title": "t", "url": f"https://example.com:{port}/a"}], "headers": s["editor"]}
@@ -176,7 +189,9 @@ def hostile_queries(s: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any
                   "since=garbage", "until=garbage", "since=0001-01-01T00:00:00Z",
                   "since=9999-12-31T23:59:59Z", "since=2026-13-45", f"since={huge}",
                   "since=2026-01-01T00:00:00%2B99:99", "section=" + "s" * 5000,
-                  "since=2026-02-01&until=2026-01-01"):
+                  "since=2026-02-01&until=2026-01-01",
+                  *(f"since={quote(t)}" for t in OUT_OF_RANGE_TIMES),
+                  *(f"until={quote(t)}" for t in OUT_OF_RANGE_TIMES)):
         yield "GET", f"{url}/api/v1/stats/articles?{query}", {"headers": editor}
         yield "GET", f"{url}/api/v1/stats/sections?{query}", {"headers": editor}
         yield "GET", f"{url}/api/v1/articles/target/stats?{query}", {"headers": editor}
