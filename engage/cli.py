@@ -60,6 +60,13 @@ def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
         embedded = EmbeddedRedis(os.environ.get("ENGAGE_DATA_DIR", "./var"))
         os.environ["ENGAGE_REDIS_URL"] = embedded.ensure_running()
     app = _app()
+    # -- cross-article aggregates: one supervised thread beside the server ---------------
+    from engage.store import get_store
+    from engage.worker import start_aggregates
+
+    with app.app_context():
+        aggregates_thread, aggregates_stop = start_aggregates(get_store())
+    # ------------------------------------------------------------------------------------
     host, _, port = bind.rpartition(":")
     base = f"http://{host or '127.0.0.1'}:{port}"
     if demo:
@@ -74,6 +81,8 @@ def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
 
             run_gunicorn(bind, workers)
     finally:
+        aggregates_stop.set()
+        aggregates_thread.join(timeout=5)
         if embedded is not None:
             embedded.stop()
 
@@ -173,7 +182,7 @@ def worker(consumer: str, metrics_port: int | None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from engage.store import get_store
-    from engage.worker import Worker, serve_metrics
+    from engage.worker import Worker, serve_metrics, start_aggregates
 
     app = _app()
     stop = threading.Event()
@@ -184,7 +193,26 @@ def worker(consumer: str, metrics_port: int | None) -> None:
         serve_metrics(port)
         click.echo(f"engage worker {consumer} (metrics on :{port})" if port else
                    f"engage worker {consumer}", err=True)
+        aggregates_thread, _ = start_aggregates(get_store(), stop)
         Worker(get_store(), consumer).run(stop)
+        aggregates_thread.join(timeout=5)
+
+
+@main.group()
+def stats() -> None:
+    """The cross-article aggregates behind rankings, sections and site totals."""
+
+
+@stats.command("rebuild")
+def stats_rebuild() -> None:
+    """Recompute the aggregates from the event streams (idempotent; for upgrades and
+    repairs). Running workers carry on from the rebuilt state."""
+    from engage.store import aggregates, get_store
+
+    app = _app()
+    with app.app_context():
+        replayed = aggregates.rebuild(get_store())
+    click.echo(f"aggregates rebuilt from {replayed} events")
 
 
 def _millis(value: str | None) -> int | None:

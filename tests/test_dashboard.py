@@ -22,9 +22,10 @@ def app_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def seeded(app: Flask, store: Any) -> Any:
+def seeded(app: Flask, store: Any, catch_up: Any) -> Any:
     with app.app_context():
         seeds.load(store, app.config["SEEDS_DIR"])
+    catch_up()
     return store
 
 
@@ -136,7 +137,7 @@ def test_next_is_never_an_open_redirect(client: FlaskClient, editor_token: str) 
 
 
 def test_poll_close_and_reopen_need_csrf(signed_in: FlaskClient, store: Any) -> None:
-    poll = polls.list_all(store)[0]
+    poll = polls.list_page(store)[0][0]
     path = f"/dashboard/polls/{poll.id}/status"
     assert signed_in.post(path, data={"status": "closed"}).status_code == 403
     other = csrf_of(signed_in.application.test_client())  # another session's token
@@ -222,16 +223,24 @@ def test_article_page_shows_chart_reasons_polls_and_link_ctr(
     assert cells == ["4", "1", "25.0%"]
 
 
-def test_live_json_reports_new_votes(signed_in: FlaskClient, store: Any) -> None:
+def test_live_json_reports_new_votes(
+    signed_in: FlaskClient, store: Any, catch_up: Any
+) -> None:
     from engage.store import reactions
 
     before = signed_in.get("/dashboard/live.json").json
+    assert before["events"] and before["cursor"]
     reactions.vote(store, "thaad-ten-years-on", "newcomer", "addr", "yes")
-    after = signed_in.get("/dashboard/live.json").json
+    catch_up()
+    after = signed_in.get("/dashboard/live.json?since=" + before["cursor"]).json
     assert after["totals"]["total"] == before["totals"]["total"] + 1
+    # only what changed since the cursor the page sent back
+    assert len(after["events"]) == 1
     newest = after["events"][0]
     assert newest["type"] == "reaction.vote" and newest["article"] == "thaad-ten-years-on"
     assert "reader" not in newest
+    quiet = signed_in.get("/dashboard/live.json?since=" + after["cursor"]).json
+    assert quiet["events"] == [] and quiet["cursor"] == after["cursor"]
 
 
 def test_dashboard_export_streams_every_event(signed_in: FlaskClient, store: Any) -> None:
