@@ -497,13 +497,14 @@ local function place(a, sec)
   return sec
 end
 
+-- Set once per call, not per entry: the ttls, the rankings and the filing.
+local ttls, ranked, placed = {}, {}, {}
 local function bucket(stamp, field, by, a)
   local hour = T .. ':h:' .. stamp .. ':' .. field
   local day = T .. ':d:' .. string.sub(stamp, 1, 8) .. ':' .. field
   redis.call('ZINCRBY', hour, by, a)
-  redis.call('EXPIRE', hour, hour_ttl)
   redis.call('ZINCRBY', day, by, a)
-  redis.call('EXPIRE', day, day_ttl)
+  ttls[hour], ttls[day] = hour_ttl, day_ttl
 end
 
 local function counter(a, sec, field, by)
@@ -516,8 +517,12 @@ local function apply(e)
   if a == '' then return end
   local family = string.match(kind, '^([^.]*)')
   if family ~= 'article' and family ~= 'reaction' and family ~= 'link' then return end
-  local sec = place(a, e[4])
-  if not sec then return end -- an article the aggregates have never seen filed
+  local sec = placed[a]
+  if not sec or (e[4] ~= '' and e[4] ~= sec) then
+    sec = place(a, e[4])
+    if not sec then return end -- an article the aggregates have never seen filed
+    placed[a] = sec
+  end
   if family == 'reaction' then
     local choice, previous = e[6], e[7]
     local delta = {}
@@ -531,7 +536,7 @@ local function apply(e)
       redis.call('HINCRBY', T .. ':sectot', sec .. '\\tc:' .. c, by)
       bucket(stamp, 'n:' .. c, by, a)
     end
-    rank(a, sec)
+    ranked[a] = true
   elseif kind == 'link.click' then
     counter(a, sec, 'click', 1)
     bucket(stamp, 'click', 1, a)
@@ -558,6 +563,8 @@ for _, item in ipairs(cjson.decode(ARGV[6])) do
     redis.call('HSET', KEYS[1], stream, entries[#entries][1])
   end
 end
+for a in pairs(ranked) do rank(a, placed[a]) end
+for key, ttl in pairs(ttls) do redis.call('EXPIRE', key, ttl) end
 return stale
 """
 
