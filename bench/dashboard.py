@@ -163,10 +163,18 @@ def measure(size: int, votes_per_article: int, requests: int) -> dict[str, Any]:
                     replayed = aggregates.rebuild(store)
                     seconds = time.perf_counter() - started
                     after = int(store.redis.info("memory")["used_memory"])
+                    # A pass with nothing new bounds the lag: a vote waits at most for
+                    # the pass under way, the pause after it, and the next pass.
+                    aggregator = aggregates.Aggregator(store)
+                    aggregator.step()
+                    started = time.perf_counter()
+                    aggregator.step()
+                    idle_pass = time.perf_counter() - started
                     result["aggregates"] = {
                         "events": replayed, "rebuild_seconds": round(seconds, 1),
                         "events_per_second": round(replayed / seconds),
                         "bytes_per_article": round((after - before) / size),
+                        "pass_seconds": round(idle_pass, 2),
                     }
                     log(f"{size}: {result['aggregates']}")
                 token = tokens.create(store, "editor", "bench")[0]
