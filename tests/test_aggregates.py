@@ -364,3 +364,29 @@ def test_the_poll_list_is_paged(
 
 def test_feed_cursor_survives_a_bad_value(store: Any) -> None:
     assert aggregates.feed_since(store, "not-an-id", 5) == []
+
+
+def test_the_aggregator_thread_shows_a_vote_within_five_seconds(store: Any) -> None:
+    """What `engage serve` and `engage worker` start: a vote reaches the rankings and
+    the live feed within the documented lag, and the thread stops when asked."""
+    import time
+
+    from engage.worker import start_aggregates
+
+    articles.upsert(store, "fresh", article_data("News", datetime.now(UTC)))
+    thread, stop = start_aggregates(store)
+    try:
+        reactions.vote(store, "fresh", "reader", "addr", "yes")
+        cast = time.monotonic()
+        while time.monotonic() - cast < 5:
+            _, page = stats.ranked_page(store, "votes", limit=1)
+            if page and page[0]["total"] == 1:
+                break
+            time.sleep(0.05)
+        assert page and page[0]["id"] == "fresh" and page[0]["total"] == 1
+        feed = aggregates.feed_since(store, None, 5)
+        assert feed[0][1]["type"] == "reaction.vote"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()

@@ -41,7 +41,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:x:{stats}:seen            | hash   | forever                 | events stream key -> last entry id applied to the aggregates |
 | P:x:{stats}:sec             | hash   | forever                 | article id -> section (as the aggregates file it) |
 | P:x:{stats}:n:<choice>      | hash   | forever                 | article id -> standing reactions of that choice |
-| P:x:{stats}:clk / :imp      | hash   | forever                 | article id -> all-time link clicks / impressions |
+| P:x:{stats}:click / :imp    | hash   | forever                 | article id -> all-time link clicks / impressions |
 | P:x:{stats}:sectot          | hash   | forever                 | "<section>\t<articles|c:<choice>|click|imp>" -> all-time sum |
 | P:x:{stats}:ids[:s:<sec>]   | zset   | forever                 | article id -> 0 (lexical order), all or one section |
 | P:x:{stats}:rank:<approval|votes>[:s:<sec>] | zset | forever    | article id -> negated ranking key (formulas.rank_keys) |

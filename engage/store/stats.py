@@ -159,25 +159,45 @@ def _trend_key(recent: float, baseline: float) -> tuple[float, float]:
     return round(trending_score(recent, baseline), 4), round(recent, 2)
 
 
+def _trend_hours(store: Store, now: datetime) -> tuple[list[str], float]:
+    """The 26 hourly "votes cast" sets trending reads, newest first, and how far into
+    the current hour `now` is (0-1)."""
+    starts = [floor(now, "hour") - HOUR * i for i in range(2 + TRENDING_BASELINE_HOURS)]
+    keys = [store.keys.agg(f"h:{store.keys.hour_stamp(start)}:cast") for start in starts]
+    return keys, (now - floor(now, "hour")).total_seconds() / 3600.0
+
+
+def _trend_of(cast: list[float], elapsed: float) -> tuple[float, float]:
+    return (cast[0] + cast[1] * (1.0 - elapsed),
+            sum(cast[2:2 + TRENDING_BASELINE_HOURS]) / TRENDING_BASELINE_HOURS)
+
+
 def trend_inputs(store: Store, now: datetime) -> dict[str, tuple[float, float]]:
     """(recent, hourly baseline) of every article with votes cast in the last 26 hours;
     every other article has (0, 0). Reads 26 hourly sets of the active articles."""
-    starts = [floor(now, "hour") - HOUR * i for i in range(2 + TRENDING_BASELINE_HOURS)]
+    keys, elapsed = _trend_hours(store, now)
     pipe = store.redis.pipeline(transaction=False)
-    for start in starts:
-        pipe.zrange(store.keys.agg(f"h:{store.keys.hour_stamp(start)}:cast"), 0, -1,
-                    withscores=True)
+    for key in keys:
+        pipe.zrange(key, 0, -1, withscores=True)
     hours: dict[str, list[float]] = {}
     for index, members in enumerate(pipe.execute()):
         for article_id, cast in members:
-            hours.setdefault(article_id, [0.0] * len(starts))[index] = cast
-    elapsed = (now - floor(now, "hour")).total_seconds() / 3600.0
+            hours.setdefault(article_id, [0.0] * len(keys))[index] = cast
+    return {article_id: _trend_of(cast, elapsed) for article_id, cast in hours.items()}
+
+
+def trend_for(store: Store, now: datetime, ids: list[str]) -> dict[str, tuple[float, float]]:
+    """`trend_inputs` of the named articles only (a page)."""
+    if not ids:
+        return {}
+    keys, elapsed = _trend_hours(store, now)
+    pipe = store.redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.zmscore(key, ids)
+    columns = pipe.execute()
     return {
-        article_id: (
-            cast[0] + cast[1] * (1.0 - elapsed),
-            sum(cast[2:2 + TRENDING_BASELINE_HOURS]) / TRENDING_BASELINE_HOURS,
-        )
-        for article_id, cast in hours.items()
+        article_id: _trend_of([float(column[i] or 0.0) for column in columns], elapsed)
+        for i, article_id in enumerate(ids)
     }
 
 
@@ -294,13 +314,14 @@ def _segment_keys(store: Store, window: Range, field: str) -> list[str]:
     ]
 
 
-def range_figures(
-    store: Store, window: Range, trend: dict[str, tuple[float, float]],
-    section: str | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int]]]:
-    """Figures of every article that received votes in the range (net changes per
-    choice, summed with ZUNION over the range's hour and day sets), and the range's
-    (clicks, impressions) of every article with link activity, voted or not."""
+RangeCounts = tuple[list[str], list[dict[str, int]], dict[str, Any], dict[str, tuple[int, int]]]
+
+
+def range_counts(store: Store, window: Range, section: str | None = None) -> RangeCounts:
+    """The articles that received votes in the range (net changes per choice, summed
+    with ZUNION over the range's hour and day sets, each choice never below zero), their
+    counts, the section each is filed under, and the range's (clicks, impressions) of
+    every article with link activity, voted or not."""
     choices = list(store.config["CHOICES"])
     pipe = store.redis.pipeline(transaction=False)
     for field in [f"n:{c}" for c in choices] + ["click", "imp"]:
@@ -314,15 +335,58 @@ def range_figures(
                  ) if voted else {}
     if section:
         voted = [a for a in voted if filed.get(a) == section]
-        links = {a: v for a, v in links.items() if a in set(voted)} if voted else {}
-    figures = []
-    for article_id in voted:
-        counts = {c: max(0, int(net.get(article_id, 0))) for c, net in zip(choices, nets,
-                                                                             strict=True)}
-        click, imp = links.get(article_id, (0, 0))
-        figures.append(_figure(store, article_id, {"section": filed.get(article_id)},
-                               counts, click, imp, trend.get(article_id, (0.0, 0.0))))
+        kept = set(voted)
+        links = {a: v for a, v in links.items() if a in kept}
+    counts = [{c: max(0, int(net.get(a, 0))) for c, net in zip(choices, nets, strict=True)}
+              for a in voted]
+    return voted, counts, filed, links
+
+
+def range_figures(
+    store: Store, window: Range, trend: dict[str, tuple[float, float]],
+    section: str | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int]]]:
+    """`range_counts` as article figures (without titles), and the link figures."""
+    voted, counts, filed, links = range_counts(store, window, section)
+    figures = [
+        _figure(store, article_id, {"section": filed.get(article_id)}, got,
+                *links.get(article_id, (0, 0)), trend.get(article_id, (0.0, 0.0)))
+        for article_id, got in zip(voted, counts, strict=True)
+    ]
     return figures, links
+
+
+def _range_page(
+    store: Store, sort: str, section: str | None, window: Range, offset: int, limit: int,
+    now: datetime,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Sorted on the counts alone; figures are built for the page only."""
+    voted, counts, filed, links = range_counts(store, window, section)
+    first = store.config["CHOICES"][0]
+    if sort == "trending":
+        trend = trend_inputs(store, now)
+        idle = (0.0, 0.0)
+        order = sorted(
+            (-t[0], -t[1], a)
+            for a in voted for t in [_trend_key(*trend.get(a, idle))]
+        )
+        page_ids = [a for _, _, a in order[offset:offset + limit]]
+    else:
+        key_of = approval_key if sort == "approval" else votes_key
+        keyed = []
+        for article_id, got in zip(voted, counts, strict=True):
+            total = sum(got.values())
+            keyed.append((-key_of(wilson_lower(got[first], total), total), article_id))
+        keyed.sort()
+        page_ids = [a for _, a in keyed[offset:offset + limit]]
+        trend = trend_for(store, now, page_ids)
+    by_id = dict(zip(voted, counts, strict=True))
+    figures = [
+        _figure(store, a, {"section": filed.get(a)}, by_id[a], *links.get(a, (0, 0)),
+                trend.get(a, (0.0, 0.0)))
+        for a in page_ids
+    ]
+    return len(voted), _with_meta(store, figures)
 
 
 def _with_meta(store: Store, figures: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -347,12 +411,10 @@ def ranked_page(
     every article that received votes in it, summed from the range's sets.
     """
     now = now or store.now()
-    trend = trend_inputs(store, now)
     if window is not None:
-        figures, _ = range_figures(store, window, trend, section)
-        figures.sort(key=SORTS[sort])
-        return len(figures), _with_meta(store, figures[offset:offset + limit])
+        return _range_page(store, sort, section, window, offset, limit, now)
     if sort == "trending":
+        trend = trend_inputs(store, now)
         total, ids = _trending_ids(store, section, trend, offset, limit)
     else:
         key = _scope(store, f"rank:{sort}", section)
@@ -360,6 +422,7 @@ def ranked_page(
         pipe.zcard(key)
         pipe.zrange(key, offset, offset + limit - 1)
         total, ids = pipe.execute()
+        trend = trend_for(store, now, ids)
     return int(total), standing_figures(store, ids, trend)
 
 
