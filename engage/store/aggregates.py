@@ -23,7 +23,7 @@ from engage.store import Store, cluster, events
 
 READ_BATCH = 100        # streams per XREAD
 ENTRIES_PER_STREAM = 200
-APPLY_EVENTS = 2000     # entries per script call
+APPLY_EVENTS = 500      # entries per script call: keeps each call short, as Redis runs it alone
 FEED_LENGTH = 1000
 _FEED_FIELDS = ("type", "article", "poll", "choice", "previous", "reason", "link")
 _SEEN_BATCH = 1000
