@@ -256,3 +256,17 @@ def _streams(store: Any) -> list[str]:
     from engage.store import events
 
     return events.stream_keys(store)
+
+
+def test_poll_list_pages_fifty_at_a_time(signed_in: FlaskClient, store: Any) -> None:
+    before = len(polls.list_page(store, limit=1000)[0])
+    for n in range(51 - before + 5):
+        polls.create(store, {"question": f"Page {n}?", "options": ["A", "B"],
+                             "article": None, "multiple": False})
+    first = signed_in.get("/dashboard/polls").get_data(as_text=True)
+    second = signed_in.get("/dashboard/polls?page=2").get_data(as_text=True)
+    assert first.count('class="poll"') == 50 and "Older polls" in first
+    assert "Newer polls" not in first
+    assert second.count('class="poll"') == 6 and "Newer polls" in second
+    assert "Older polls" not in second
+    assert signed_in.get("/dashboard/polls?page=0").status_code == 404

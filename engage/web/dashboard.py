@@ -188,7 +188,7 @@ POLLS_PER_PAGE = 50
 
 @bp.get("/polls")
 def poll_list() -> Any:
-    page = request.args.get("page", 1, type=int) or 1
+    page = request.args.get("page", 1, type=int)
     if page < 1:
         abort(404)
     found, more = polls.list_page(get_store(), None, (page - 1) * POLLS_PER_PAGE,
