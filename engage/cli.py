@@ -103,19 +103,20 @@ def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
         embedded = EmbeddedRedis(config["DATA_DIR"])
         os.environ["ENGAGE_REDIS_URL"] = embedded.start_supervised()
     app = _app()
-    # -- cross-article aggregates: one supervised thread beside the server ---------------
-    from engage.store import get_store
-    from engage.worker import start_aggregates
-
-    with app.app_context():
-        aggregates_thread, aggregates_stop = start_aggregates(get_store())
-    # ------------------------------------------------------------------------------------
     host, _, port = bind.rpartition(":")
     base = f"http://{host or '127.0.0.1'}:{port}"
     if demo:
         _print_demo(app, base)
     else:
         click.echo(f"engage on {base}  (health {base}/healthz, API docs {base}/api/docs)")
+    # -- cross-article aggregates: one thread beside the server, started once the app
+    # has reached Redis, stopped with it ------------------------------------------------
+    from engage.store import get_store
+    from engage.worker import start_aggregates
+
+    with app.app_context():
+        aggregates_thread, aggregates_stop = start_aggregates(get_store())
+    # ------------------------------------------------------------------------------------
     try:
         if dev:
             app.run(host=host or "127.0.0.1", port=int(port), debug=True, use_reloader=False)
