@@ -510,14 +510,14 @@ def resolve_commit(ref: str) -> str | None:
     return found.stdout.strip() if found.returncode == 0 else None
 
 
-def unpack_commit(sha: str, work: Path) -> Path:
-    """The tree of commit `sha`, in a directory under `work`."""
+def unpack_commit(sha: str, work: Path) -> tuple[str, Path]:
+    """The tree of commit `sha` in a directory under `work`; its short id."""
     tree = work / f"tree-{sha[:12]}"
     tree.mkdir()
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", sha],
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
+    return sha[:7], tree
 
 
 # -- isso ---------------------------------------------------------------------------------
@@ -680,8 +680,8 @@ def main() -> int:
             # Every server up at once; idle ones cost nothing while another is measured.
             items = engage_target("engage", REPO)
             if compare_sha and compare_label:
-                tree = unpack_commit(compare_sha, work)
-                log(f"comparing with {args.compare} ({compare_sha[:7]}), unpacked in {tree}")
+                short, tree = unpack_commit(compare_sha, work)
+                log(f"comparing with {args.compare} ({short}), unpacked in {tree}")
                 # The working tree under gunicorn too: with it, the comparison separates
                 # what the code changed from what the server changed.
                 items += engage_target("engage gunicorn", REPO, "--server", "gunicorn")
