@@ -332,11 +332,10 @@ class Bench:
 
     def pause_for(self, scenario: Scenario, rate: float) -> int:
         """The pause (ms) between one connection's requests that offers about `rate`
-        req/s in all: the naive one, less the answer time a 1 s trial with it shows."""
+        req/s in all: a connection's cycle less the median answer time of a 1 s trial."""
         cycle = self.args.connections / rate * 1000
         trial = self.wrk(scenario, self.args.runs, 1.0, max(1, round(cycle)))
-        answer_ms = self.args.connections / trial.rps * 1000 - round(cycle)
-        return max(1, round(cycle - max(answer_ms, 0.0)))
+        return max(1, round(cycle - trial.p50_ms))
 
     def rounds(self, items: list[Item], runs: int) -> None:
         """Round-robin: every item once per round, so background load hits all alike."""
