@@ -820,12 +820,13 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
         "(the CPUs are shared, so absolute numbers move between runs; ratios within one run "
         "are what the targets compare).",
         "",
-        "| target | scenario | req/s | p50 ms | p99 ms | failed |",
-        "|---|---|---:|---:|---:|---:|",
+        "| target | scenario | req/s | p50 ms | p99 ms | server CPU µs per request | failed |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for f in figures:
+        cpu_us = f.extra["server_cpu_s"] / max(f.extra["requests"], 1) * 1e6
         lines.append(f"| {f.target} | {f.scenario} | {f.rps:,.0f} | {f.p50_ms:.2f} | "
-                     f"{f.p99_ms:.2f} | {f.bad} |")
+                     f"{f.p99_ms:.2f} | {cpu_us:,.0f} | {f.bad} |")
     lines += ["", "| target | measured | needed | result |", "|---|---:|---:|---|"]
     for r in ratios:
         lines.append(f"| {r['name']} | {r['measured'] if r['measured'] is not None else 'n/a'}"
