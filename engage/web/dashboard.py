@@ -236,6 +236,7 @@ def live_json() -> Any:
     store = get_store()
     ranked = stats.ranked(store, "trending")
     recent = events.recent(store, limit=25)
+    titles = {a["id"]: a["title"] for a in ranked}
     return jsonify(
         now=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         choices=list(store.config["CHOICES"]),
@@ -248,7 +249,8 @@ def live_json() -> Any:
         events=[
             {k: e.get(k, "") for k in ("id", "type", "article", "poll", "choice", "previous",
                                         "reason", "link")}
-            | {"time": datetime.fromtimestamp(e["ts_ms"] / 1000, UTC).strftime("%H:%M:%S")}
+            | {"time": datetime.fromtimestamp(e["ts_ms"] / 1000, UTC).strftime("%H:%M:%S"),
+               "title": titles.get(e.get("article", ""), "")}
             for e in recent
         ],
     )

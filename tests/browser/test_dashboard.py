@@ -200,7 +200,7 @@ def test_sign_in_rank_article_live_sign_out(desk: Any, dash_server: LiveServer) 
         arg=total_before, timeout=10000,
     )
     newest = page.locator("#live-feed li").first.inner_text()
-    assert "thaad-ten-years-on" in newest and "voted no (outdated)" in newest
+    assert "THAAD, ten years on" in newest and "voted no (outdated)" in newest
     assert page.evaluate("window.__stillSamePage") is True
 
     # a dashboard action without the CSRF token is refused, with the session cookie sent
