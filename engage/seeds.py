@@ -125,7 +125,7 @@ def vote_plan(
             votes.append((f"seed-{choice}-{i}", choice, reason))
     who.shuffle(votes)
     when = moments(random.Random(f"engage-demo:{article_id}:times"), now, len(votes))
-    return [(at, reader, choice, reason) for at, (reader, choice, reason) in zip(when, votes)]
+    return [(at, *vote) for at, vote in zip(when, votes, strict=True)]
 
 
 def _load_poll_votes(history: Store, past: Replay, seeds_dir: str | Path) -> int:
@@ -138,12 +138,13 @@ def _load_poll_votes(history: Store, past: Replay, seeds_dir: str | Path) -> int
         poll = polls.get(history, entry["id"])
         if poll is None or not entry.get("demo_votes"):
             continue
-        choices = [option["id"] for option, n in zip(poll.options, entry["demo_votes"])
+        choices = [option["id"]
+                   for option, n in zip(poll.options, entry["demo_votes"], strict=True)
                    for _ in range(int(n))]
         random.Random(f"engage-demo:{entry['id']}:votes").shuffle(choices)
         when = moments(random.Random(f"engage-demo:{entry['id']}:times"), past.start,
                        len(choices))
-        for i, (at, option) in enumerate(zip(when, choices)):
+        for i, (at, option) in enumerate(zip(when, choices, strict=True)):
             past.at = at
             reader = f"seed-poll-{i}"
             try:

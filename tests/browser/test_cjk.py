@@ -6,8 +6,6 @@ docs/screenshots/widget-ko.png and widget-zh.png.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from playwright.sync_api import expect
 
