@@ -1,4 +1,4 @@
-# engage: one image for the app (gunicorn) and the webhook worker.
+# engage: one image for the app (granian, through `engage serve`) and the webhook worker.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,12 +9,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY engage ./engage
+# The wheel carries seeds/ as the demo fixtures (engage.fixtures).
+COPY seeds ./seeds
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/engage engage \
     && mkdir -p /var/lib/engage \
     && chown engage /var/lib/engage
+# For `gunicorn -c gunicorn.conf.py 'engage:create_app()'`, the alternative server.
 COPY gunicorn.conf.py ./
-COPY seeds ./seeds
 
 USER engage
 ENV ENGAGE_BIND=0.0.0.0:8000 \
@@ -25,4 +27,4 @@ EXPOSE 8000 9102
 
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "engage:create_app()"]
+CMD ["engage", "serve"]

@@ -11,6 +11,7 @@ its counters keep counting.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -22,10 +23,15 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+# The directory this file made, removed when the server exits (None: it was given).
+_made_dir: str | None = None
+
+
 def _metrics_dir() -> str:
+    global _made_dir
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
-        path = tempfile.mkdtemp(prefix="engage-metrics-")
+        path = _made_dir = tempfile.mkdtemp(prefix="engage-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
 
@@ -52,6 +58,9 @@ keepalive = 5  # behind a load balancer that reuses connections
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"  # heartbeat file off a possibly slow container disk
 accesslog = None  # engage writes its own JSON line per request
+# X-Forwarded-* is believed from ENGAGE_TRUSTED_PROXIES only. gunicorn's own list
+# (loopback by default) would be a second one: it sets the scheme from X-Forwarded-Proto.
+forwarded_allow_ips = os.environ.get("ENGAGE_TRUSTED_PROXIES", "")
 # gunicorn's control socket defaults to one path in the user's home, shared by every
 # server on the machine (a second engage would take over the first one's); not needed.
 control_socket_disable = True
@@ -69,3 +78,8 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _made_dir:
+        shutil.rmtree(_made_dir, ignore_errors=True)

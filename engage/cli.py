@@ -15,23 +15,60 @@ from engage.config import ConfigError
 def _app(**overrides: Any) -> Any:
     from engage import create_app
 
+    _data_dir(_config())
+    return create_app(overrides or None)
+
+
+def _config() -> dict[str, Any]:
+    from engage.config import load_config
+
+    return load_config()
+
+
+def _data_dir(config: dict[str, Any]) -> None:
+    """DATA_DIR, created (0700) when missing, when anything will keep files there."""
+    if config.get("REDIS_URL") and not config.get("DEMO"):
+        return
+    path = Path(config["DATA_DIR"])
     try:
-        return create_app(overrides or None)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise click.ClickException(f"ENGAGE_DATA_DIR {path} is not a directory") from exc
+    except OSError as exc:
+        raise click.ClickException(
+            f"ENGAGE_DATA_DIR {path} cannot be created: {exc.strerror}") from exc
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise click.ClickException(f"ENGAGE_DATA_DIR {path} is not writable by this user")
 
 
-def _check_config() -> None:
-    """The settings and the secret, checked without starting anything."""
-    from engage.config import load_config, resolve_secret
+class EngageGroup(click.Group):
+    """Failures a user can fix end in one line that says what to fix, not a traceback."""
 
-    try:
-        resolve_secret(load_config())
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    def invoke(self, ctx: click.Context) -> Any:
+        from engage.store import UNAVAILABLE
+        from engage.store.embedded import EmbeddedRedisError
+
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            # The usage lines click adds would bury the one that says what is wrong.
+            where = exc.ctx.command_path if exc.ctx else ctx.command_path
+            message = _one_line(exc.format_message()).rstrip(".")
+            raise click.UsageError(f"{message}. See '{where} --help'.") from exc
+        except (ConfigError, EmbeddedRedisError) as exc:
+            raise click.ClickException(_one_line(exc)) from exc
+        except UNAVAILABLE as exc:
+            where = "ENGAGE_REDIS_URL" if os.environ.get("ENGAGE_REDIS_URL") else \
+                "the embedded Redis (see redis.log in ENGAGE_DATA_DIR)"
+            raise click.ClickException(
+                f"cannot reach Redis: {_one_line(exc)} (check {where})") from exc
 
 
-@click.group()
+def _one_line(exc: BaseException | str) -> str:
+    return " ".join(str(exc).split())
+
+
+@click.group(cls=EngageGroup)
 @click.version_option(package_name="engage")
 def main() -> None:
     """engage: reader reactions, polls and related links for news sites."""
@@ -42,23 +79,29 @@ def main() -> None:
 @click.option("--workers", default=2, envvar="ENGAGE_WORKERS", show_default=True, type=int)
 @click.option("--demo", is_flag=True, help="Load seeds/ and print a demo editor token.")
 @click.option("--dev", is_flag=True, help="Flask's reloading development server.")
-def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
-    """Run engage (gunicorn when available), with the embedded Redis unless configured."""
-    if not dev and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Before anything imports prometheus_client: workers write their metrics here.
-        import tempfile
-
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="engage-metrics-")
-    from engage.store.embedded import EmbeddedRedis
+@click.option("--server", type=click.Choice(["granian", "gunicorn"]), default="granian",
+              envvar="ENGAGE_SERVER", show_default=True, help="The HTTP server.")
+def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
+    """Run engage under granian (or gunicorn), with the embedded Redis unless configured."""
+    from engage.config import resolve_secret
+    from engage.server import MetricsDirectory
 
     if demo:
         os.environ["ENGAGE_DEMO"] = "1"
-    _check_config()  # refuse before starting a Redis that nobody would stop
+    config = _config()
+    _data_dir(config)
+    resolve_secret(config)  # refuse before starting a Redis that nobody would stop
+    # Before anything imports prometheus_client (engage.store does): workers write their
+    # metrics here.
+    metrics_dir = None if dev else MetricsDirectory.open()
+    from engage.store.embedded import EmbeddedRedis
+
     embedded = None
-    if not os.environ.get("ENGAGE_REDIS_URL"):
-        # Start it here, once, so every worker shares one server through its socket.
-        embedded = EmbeddedRedis(os.environ.get("ENGAGE_DATA_DIR", "./var"))
-        os.environ["ENGAGE_REDIS_URL"] = embedded.ensure_running()
+    if not config["REDIS_URL"]:
+        # Started and watched from this process, once, so every worker shares one
+        # server through its socket and a worker's exit never stops it.
+        embedded = EmbeddedRedis(config["DATA_DIR"])
+        os.environ["ENGAGE_REDIS_URL"] = embedded.start_supervised()
     app = _app()
     host, _, port = bind.rpartition(":")
     base = f"http://{host or '127.0.0.1'}:{port}"
@@ -70,12 +113,14 @@ def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
         if dev:
             app.run(host=host or "127.0.0.1", port=int(port), debug=True, use_reloader=False)
         else:
-            from engage.server import run_gunicorn
+            from engage.server import serve as run_server
 
-            run_gunicorn(bind, workers)
+            run_server(bind, workers, server)
     finally:
         if embedded is not None:
-            embedded.stop()
+            embedded.stop()  # a no-op in a worker: only the owner stops it
+        if metrics_dir is not None:
+            metrics_dir.close()
 
 
 def _print_demo(app: Any, base: str) -> None:
@@ -187,7 +232,7 @@ def worker(consumer: str, metrics_port: int | None) -> None:
         Worker(get_store(), consumer).run(stop)
 
 
-def _millis(value: str | None) -> int | None:
+def _millis(value: str | None, option: str) -> int | None:
     if not value:
         return None
     from datetime import UTC, datetime
@@ -195,7 +240,7 @@ def _millis(value: str | None) -> int | None:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise click.BadParameter(f"not an ISO 8601 time: {value}") from exc
+        raise click.BadParameter(f"not an ISO 8601 time: {value}", param_hint=option) from exc
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
@@ -214,7 +259,7 @@ def export(fmt: str, since: str | None, until: str | None, types: tuple[str, ...
     from engage.api.stats import export_chunks
     from engage.store import events, get_store
 
-    since_ms, until_ms = _millis(since), _millis(until)
+    since_ms, until_ms = _millis(since, "--since"), _millis(until, "--until")
     app = _app()
     with app.app_context():
         found = events.iter_events(get_store(), since_ms=since_ms, until_ms=until_ms,

@@ -7,6 +7,7 @@ import time. Flask config keys are the setting names without the `ENGAGE_` prefi
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,14 @@ def _bool(raw: str) -> bool:
 
 def _list(raw: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _seeds_dir() -> Path:
+    """The demo fixtures: the copy an installed wheel carries in the package, else the
+    repository's seeds/ (a checkout, or an editable install)."""
+    package = Path(__file__).resolve().parent
+    bundled = package / "fixtures"
+    return bundled if bundled.is_dir() else package.parent / "seeds"
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Pool size per worker process; bounds Redis client count."),
     Setting("TRUSTED_PROXIES", [], _list,
             "CIDRs whose X-Forwarded-For is believed; anyone else is the client."),
+    Setting("ADDRESS_PREFIX_V4", 32, int,
+            "Bits of an IPv4 address that make one client for per-address limits."),
+    Setting("ADDRESS_PREFIX_V6", 64, int,
+            "Bits of an IPv6 address that make one client: a /64 is one household."),
+    Setting("PUBLIC_URL", None, str,
+            "https://host[/path] readers reach engage at, for absolute links in answers; "
+            "unset keeps them relative. Never taken from the request's Host."),
     Setting("ALLOWED_ORIGINS", [], _list,
             "Publisher origins allowed to call the API from a browser (CORS)."),
     Setting("CHOICES", ["yes", "no"], _list,
@@ -95,7 +111,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Default widget language when the page does not say."),
     Setting("DEMO", False, _bool,
             "Demo mode: generates and keeps a secret in DATA_DIR, serves /demo pages."),
-    Setting("SEEDS_DIR", str(Path(__file__).resolve().parent.parent / "seeds"), str,
+    Setting("SEEDS_DIR", str(_seeds_dir()), str,
             "Where `engage seed` and `serve --demo` read the demo fixtures."),
     Setting("LINKS_SHOWN", 4, int,
             "Links the related box shows; missing curated ones are filled with articles."),
@@ -105,6 +121,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds /readyz waits for Redis, so a dead Redis is reported at once."),
     Setting("WEBHOOK_TIMEOUT", 5.0, float,
             "Seconds one webhook delivery may take before it counts as failed."),
+    Setting("WEBHOOK_ALLOW_PRIVATE", False, _bool,
+            "Let webhooks deliver to loopback and private addresses (a receiver on your "
+            "own network); off, they reach public addresses only."),
     Setting("WEBHOOK_MAX_ATTEMPTS", 8, int,
             "Delivery attempts before a webhook delivery becomes a dead letter."),
     Setting("WEBHOOK_RETRY_BASE", 10.0, float,
@@ -151,6 +170,13 @@ def load_config(
 def _validate(config: dict[str, Any]) -> None:
     if len(config["CHOICES"]) < 2:
         raise ConfigError("ENGAGE_CHOICES needs at least two choices")
+    if not 0 <= int(config["ADDRESS_PREFIX_V4"]) <= 32:
+        raise ConfigError("ENGAGE_ADDRESS_PREFIX_V4 must be between 0 and 32")
+    if not 0 <= int(config["ADDRESS_PREFIX_V6"]) <= 128:
+        raise ConfigError("ENGAGE_ADDRESS_PREFIX_V6 must be between 0 and 128")
+    public_url = config.get("PUBLIC_URL")
+    if public_url and not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", str(public_url)):
+        raise ConfigError("ENGAGE_PUBLIC_URL must be http(s)://host[:port][/path]")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
 

@@ -1,13 +1,17 @@
 """Who is calling: readers (signed tokens), editors/admins (API tokens), client addresses.
 
-Nothing here stores a client address: addresses become keyed hashes under a random key
-that changes every UTC day and is forgotten after two.
+Nothing here stores a client address: an address is first widened to its group (an
+IPv6 /64 is one household, an IPv4 /32 one address, by default), then hashed under a key
+of the UTC day. The day's key is derived with the app secret from a random nonce that
+Redis keeps only until the day ends (plus a short grace): Redis alone cannot recompute
+a hash, and once the nonce is gone, neither can the secret.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import ipaddress
 import secrets
 import threading
@@ -25,14 +29,45 @@ READER_HEADER = "X-Engage-Reader"
 F = TypeVar("F", bound=Callable[..., Any])
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_address(text: str) -> Address | None:
+    """An address as peers and proxies write it (`ip`, `ip:port`, `[ip]`, `[ip]:port`),
+    with an IPv4-mapped IPv6 address as the IPv4 address it is; None for anything else."""
+    text = text.strip()
+    if text.startswith("["):
+        host, closed, rest = text[1:].partition("]")
+        if not closed or (rest and not (rest[:1] == ":" and rest[1:].isdigit())):
+            return None
+        text = host
+    elif text.count(":") == 1:  # IPv4 with a port; a bare IPv6 address has several colons
+        text, _, port = text.partition(":")
+        if not port.isdigit():
+            return None
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id:
+            ip = ipaddress.IPv6Address(int(ip))
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+    return ip
 
 
 class Identity:
-    """Per-app identity state: the reader signer, the hashing keys, trusted proxies."""
+    """Per-app identity state: the reader signer, the hashing keys, trusted proxies and
+    the prefixes that group addresses."""
 
-    def __init__(self, secret: str, trusted_proxies: Iterable[str]) -> None:
+    def __init__(self, secret: str, trusted_proxies: Iterable[str], prefix_v4: int = 32,
+                 prefix_v6: int = 64) -> None:
         self.signer = Signer(secret, salt="engage.reader", digest_method=hashlib.sha256)
         self.reader_key = hashlib.sha256(b"engage.reader-hash:" + secret.encode()).digest()
+        self.address_secret = hashlib.sha256(b"engage.address-key:" + secret.encode()).digest()
+        self.prefix_v4 = prefix_v4
+        self.prefix_v6 = prefix_v6
         self.trusted: list[Network] = [
             ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies
         ]
@@ -56,35 +91,50 @@ class Identity:
 
     # -- addresses ----------------------------------------------------------------
     def is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.trusted)
+        ip = parse_address(address)
+        return ip is not None and any(ip in net for net in self.trusted)
 
     def client_address(self, req: Request) -> str:
         """The direct peer, or the first untrusted hop of X-Forwarded-For behind a proxy."""
         peer = req.remote_addr or ""
-        if not self.trusted or not self.is_trusted(peer):
-            return peer
-        hops = [h.strip() for h in req.headers.get("X-Forwarded-For", "").split(",")]
-        for hop in reversed([h for h in hops if h]):
-            if not self.is_trusted(hop):
-                try:
-                    return str(ipaddress.ip_address(hop))
-                except ValueError:
-                    return peer  # a garbled header is no better than the proxy itself
-        return peer
+        peer_ip = parse_address(peer)
+        if peer_ip is None:
+            return peer  # a unix socket: nobody to tell apart
+        if not any(peer_ip in net for net in self.trusted):
+            return str(peer_ip)
+        hops = [h for h in req.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+        for hop in reversed(hops):
+            ip = parse_address(hop)
+            if ip is None:
+                return str(peer_ip)  # a garbled header is no better than the proxy itself
+            if not any(ip in net for net in self.trusted):
+                return str(ip)
+        return str(peer_ip)
 
-    def address_hash(self, address: str, day: str, fetch_key: Callable[[str], bytes]) -> str:
+    def address_group(self, address: str) -> str:
+        """The network an address is counted as: one household, not one device."""
+        ip = parse_address(address)
+        if ip is None:
+            return address
+        if isinstance(ip, ipaddress.IPv4Address):
+            return str(ipaddress.IPv4Network((int(ip), self.prefix_v4), strict=False))
+        return str(ipaddress.IPv6Network((int(ip), self.prefix_v6), strict=False))
+
+    def day_key(self, day: str, nonce: bytes) -> bytes:
+        """The day's hashing key: the nonce alone (all Redis holds) does not give it."""
+        return hmac.new(self.address_secret, day.encode() + b":" + nonce, hashlib.sha256).digest()
+
+    def address_hash(self, address: str, day: str, fetch_nonce: Callable[[str], bytes]) -> str:
+        """Keyed hash of the address's group under the day's key."""
         key = self._day_keys.get(day)
         if key is None:
             with self._lock:
                 key = self._day_keys.get(day)
                 if key is None:
-                    key = fetch_key(day)
+                    key = self.day_key(day, fetch_nonce(day))
                     self._day_keys = {day: key}  # drop yesterday's key from memory too
-        digest = hashlib.blake2b(address.encode(), key=key, digest_size=9).digest()
+        group = self.address_group(address).encode()
+        digest = hashlib.blake2b(group, key=key, digest_size=9).digest()
         return base64.urlsafe_b64encode(digest).decode()
 
 
@@ -107,7 +157,8 @@ def current_reader(required: bool = True) -> str | None:
 
 
 def current_address_hash() -> str:
-    """Keyed hash of the client address under today's key; the address is not kept."""
+    """Keyed hash of the client's address group under today's key; the address is not
+    kept. Every per-address limit (mint limit, vote and poll throttles) keys on it."""
     if "address_hash" in g:
         return g.address_hash
     store = get_store()
@@ -115,7 +166,7 @@ def current_address_hash() -> str:
     day = store.keys.day_stamp(store.now())
     address = identity.client_address(request)
     address_hash = g.address_hash = identity.address_hash(
-        address, day, lambda d: tokens.address_key(store, d)
+        address, day, lambda d: tokens.address_nonce(store, d)
     )
     return address_hash
 
@@ -171,5 +222,7 @@ def require_role(role: str) -> Callable[[F], F]:
 
 def init_app(app: Flask) -> None:
     app.extensions["engage.identity"] = Identity(
-        app.config["SECRET_KEY"], app.config["TRUSTED_PROXIES"]
+        app.config["SECRET_KEY"], app.config["TRUSTED_PROXIES"],
+        prefix_v4=int(app.config["ADDRESS_PREFIX_V4"]),
+        prefix_v6=int(app.config["ADDRESS_PREFIX_V6"]),
     )

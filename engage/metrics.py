@@ -5,10 +5,11 @@ REJECT_REASONS, routes are URL rule templates ("unmatched" when no rule matched)
 methods come from a fixed list, statuses are classes (2xx..5xx), Redis `op` is a
 script name, "pipeline" or a command name.
 
-Under gunicorn every worker is its own process, so its counters live in its own
-memory. With `PROMETHEUS_MULTIPROC_DIR` set (gunicorn.conf.py sets it), prometheus
-client writes each process's values to files in that directory and a scrape sums
-them, so any worker answers for all of them and a dead worker's counts stay counted.
+Under granian or gunicorn every worker is its own process, so its counters live in its
+own memory. With `PROMETHEUS_MULTIPROC_DIR` set (`engage serve` and gunicorn.conf.py set
+it), prometheus client writes each process's values to files in that directory and a
+scrape sums them, so any worker answers for all of them and a dead worker's counts stay
+counted.
 The variable must be set before prometheus_client is first imported.
 """
 
@@ -232,11 +233,37 @@ class _Probe:
         return [family]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def forget_dead_processes(path: str) -> None:
+    """Drop the live gauges of processes that have exited, so no gauge keeps a dead
+    worker's value. The server may replace a killed worker without telling anyone (granian
+    has no hook for it), so every scrape looks; counters stay, so sums never go down."""
+    for name in os.listdir(path):
+        if not name.startswith("gauge_live") or not name.endswith(".db"):
+            continue
+        pid = name[:-3].rpartition("_")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                multiprocess.mark_process_dead(int(pid), path)
+            except FileNotFoundError:  # another worker's scrape removed it first
+                pass
+
+
 def render(redis_up: Callable[[], bool] | None = None) -> bytes:
     """The text exposition of this process, or of every worker in multiprocess mode."""
     extra = CollectorRegistry()
     extra.register(_Probe(redis_up))
-    if multiprocess_dir():
+    if path := multiprocess_dir():
+        forget_dead_processes(path)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry) + generate_latest(extra)

@@ -71,6 +71,12 @@ class ArticleInSchema(Schema):
     )
 
 
+class ArticleIdSchema(Schema):
+    """The id of `PUT /articles/<id>` as a field, for the dashboard's register form."""
+
+    id = IdField(required=True)
+
+
 class CountsSchema(Schema):
     counts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
     total = fields.Integer(required=True)
@@ -466,6 +472,15 @@ class PollListSchema(Schema):
 
 class PollListQuerySchema(Schema):
     status = fields.String(validate=POLL_STATUS)
+
+
+# -- API tokens (dashboard admin pages; the CLI makes them too) ------------------------
+TOKEN_ROLES = ("editor", "admin")
+
+
+class TokenInSchema(Schema):
+    role = fields.String(required=True, validate=validate.OneOf(TOKEN_ROLES))
+    name = fields.String(load_default="", validate=validate.Length(max=100))
 
 
 # -- webhooks ------------------------------------------------------------------------

@@ -1,15 +1,38 @@
-"""Running the app under gunicorn from `engage serve`, and engage's gunicorn workers.
+"""The HTTP server of `engage serve`: granian by default, gunicorn as the alternative.
 
-gunicorn refuses some requests itself, before the app sees them: a request line or
-headers over its limits, or bytes that are not HTTP. It answers those with its own HTML
-page; engage's workers answer them with engage's JSON error instead, so that every
-client error has the one shape. gunicorn.conf.py selects them.
+granian (Rust HTTP/1 and HTTP/2, WSGI workers) was chosen by measurement (bench/servers.py,
+docs/operations-server.md): idle connections and half-sent headers wait in Rust and never
+hold a Python thread, so a few slow clients cannot take the service offline as they do a
+gunicorn sync worker. What it lacks is added here:
+
+- a deadline on request bodies (granian has none): `BodyDeadline`;
+- the prometheus multiprocess directory, emptied at start and removed on exit when
+  engage made it: `MetricsDirectory` (dead workers are forgotten at scrape time, see
+  engage.metrics).
+
+granian answers the requests it refuses while parsing (a request line or headers over
+its buffer, more than 100 headers, bytes that are not HTTP) itself, with an empty 400,
+414 or 431 and `Connection: close`; the app never sees them.
+
+gunicorn (`engage serve --server gunicorn`, or `gunicorn -c gunicorn.conf.py`) remains
+for deployments that put a buffering proxy in front. It refuses some requests itself,
+before the app sees them: a request line or headers over its limits, or bytes that are
+not HTTP. It answers those with its own HTML page; engage's gunicorn workers answer them
+with engage's JSON error instead, so that every client error has the one shape.
+gunicorn.conf.py selects them.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import resource
 import runpy
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -83,13 +106,13 @@ class JSONRefusals(base.Worker):
         if refusal is None:
             super().handle_error(req, client, addr, exc)
             return
-        addr = addr or ("", -1)  # a unix socket has no peer address
-        self.log.warning("Invalid request from ip=%s: %s", addr[0], exc)  # as gunicorn logs
+        # gunicorn's own line names the peer's address; engage never logs one.
+        self.log.warning("Invalid request: %s", exc)
         if req is None:  # a bad header carries the request it was read for
             req = getattr(exc, "req", None)
         if req is not None and self.log.access_log_enabled:
             environ = default_environ(req, client, self.cfg)
-            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = addr[0], str(addr[1])
+            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = "-", "-"
             resp = Response(req, client, self.cfg)
             resp.status = refusal.status
             resp.response_length = len(refusal.body)
@@ -149,3 +172,162 @@ def run_gunicorn(bind: str, workers: int) -> None:
             return create_app()
 
     EngageApplication().run()
+
+
+# -- granian -------------------------------------------------------------------------------
+# Python threads per granian worker (granian starts them as requests need them). A thread
+# waiting on a client's slow body or on Redis holds no GIL, so it costs memory, not CPU;
+# each slow body holds one, so with fewer of them a few hundred slow clients would make
+# reads wait.
+THREADS = 128
+# A client has this long to send its request headers; then granian closes the connection
+# (without an answer: it has no request to answer). Idle kept-alive connections too.
+HEADER_TIMEOUT_MS = 10_000
+# Connections one granian worker holds at once; more wait in the listen queue. An idle
+# connection (granian never times one out) costs a few KB in Rust and a file descriptor,
+# so this is set far above what traffic needs: with granian's default (512) about a
+# thousand idle connections stopped the service.
+CONNECTIONS = 16_384
+# A request body that took longer than this (seconds) to arrive gets 408 (BodyDeadline).
+BODY_TIMEOUT = 10.0
+# Seconds granian gives a stopping worker to finish the requests it has started.
+GRACEFUL_TIMEOUT = 20
+
+
+class MetricsDirectory:
+    """PROMETHEUS_MULTIPROC_DIR for the serving processes.
+
+    Set before anything imports prometheus_client (the client picks its storage then).
+    A configured directory is emptied of the files of an earlier run (they would add old
+    counts); without one, a temporary directory is made and removed when the server
+    exits. Only the process that opened it closes it: forked workers inherit the object.
+    """
+
+    def __init__(self, path: str, temporary: bool) -> None:
+        self.path = path
+        self.temporary = temporary
+        self.owner = os.getpid()
+
+    @classmethod
+    def open(cls) -> MetricsDirectory:
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not path:
+            path = tempfile.mkdtemp(prefix="engage-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+            return cls(path, temporary=True)
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
+        return cls(path, temporary=False)
+
+    def close(self) -> None:
+        if self.temporary and os.getpid() == self.owner:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+class BodyDeadline:
+    """WSGI middleware: a request body that took longer than `timeout` seconds to arrive
+    is refused with 408 `request_timeout` instead of being acted on.
+
+    granian hands a body to the app as it arrives and has no deadline of its own for it
+    (its header deadline ends at the blank line). The reading thread holds no GIL while
+    it waits, so slow bodies cost threads, not CPU; THREADS keeps enough of them. The
+    read cannot be interrupted from Python (reading it in another thread to give up
+    earlier stalled whole workers in bench/servers.py), so the answer comes when the body
+    is complete, or never, when the client gives up first. The body (at most
+    MAX_CONTENT_LENGTH; Flask refuses longer ones unread) is read here once and handed on.
+    """
+
+    def __init__(self, app: Any, timeout: float, max_length: int) -> None:
+        self.app = app
+        self.timeout = timeout
+        self.max_length = max_length
+        body = json.dumps(error_document(
+            "request_timeout", f"The request body took longer than {timeout:g} s to arrive."),
+            separators=(",", ":")) + "\n"
+        self.refusal = body.encode("ascii")
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        size = self._size(environ)
+        if size:
+            started = time.monotonic()
+            body = environ["wsgi.input"].read(size)
+            if time.monotonic() - started > self.timeout:
+                return self._refuse(environ, start_response)
+            environ["wsgi.input"] = io.BytesIO(body)
+        return self.app(environ, start_response)
+
+    def _size(self, environ: dict[str, Any]) -> int:
+        """Bytes to read ahead: 0 when there is no body or Flask refuses it unread."""
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            try:
+                size = int(length)
+            except ValueError:
+                return 0  # werkzeug answers a bad length
+            return size if 0 < size <= self.max_length else 0
+        if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+            return self.max_length + 1  # one more byte lets Flask see it is too long
+        return 0
+
+    def _refuse(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        from engage import logs, metrics
+
+        method = environ.get("REQUEST_METHOD", "-")
+        logs.refused(408, method, bool(getattr(self.app, "config", {}).get("LOG_JSON", True)))
+        metrics.request_refused(408, method)
+        start_response("408 Request Timeout", [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(self.refusal))),
+            ("Connection", "close"),
+        ])
+        return [self.refusal]
+
+
+def granian_app() -> Any:
+    """The WSGI app each granian worker serves (granian calls this factory)."""
+    from engage import create_app
+
+    app = create_app()
+    return BodyDeadline(app, BODY_TIMEOUT, int(app.config["MAX_CONTENT_LENGTH"]))
+
+
+def run_granian(bind: str, workers: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+
+    # Every connection is a file descriptor; many systems start a process at 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = CONNECTIONS * workers + 1024
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, limit), hard))
+    host, _, port = bind.rpartition(":")
+    Granian(
+        "engage.server:granian_app",
+        factory=True,
+        interface=Interfaces.WSGI,
+        address=host or "127.0.0.1",
+        port=int(port),
+        workers=workers,
+        blocking_threads=THREADS,
+        backpressure=CONNECTIONS,
+        backlog=4096,  # what Linux allows by default (net.core.somaxconn)
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT_MS),
+        websockets=False,
+        # A worker that dies (killed, crashed) is replaced; the others keep serving.
+        respawn_failed_workers=True,
+        workers_kill_timeout=GRACEFUL_TIMEOUT,
+        # engage writes one line per request itself.
+        log_access=False,
+    ).serve()
+
+
+def serve(bind: str, workers: int, server: str = "granian") -> None:
+    if server == "gunicorn":
+        run_gunicorn(bind, workers)
+    else:
+        run_granian(bind, workers)

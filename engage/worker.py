@@ -21,14 +21,16 @@ import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from engage import __version__, metrics
+import urllib3
+
+from engage import __version__, destinations, metrics
 from engage.store import UNAVAILABLE, Store, events, webhooks
 
 log = logging.getLogger("engage.worker")
@@ -49,27 +51,40 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is a failed delivery: following it would re-send the body elsewhere."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
-def http_send(url: str, body: bytes, headers: dict[str, str], timeout: float) -> str | None:
-    """POST; None on a 2xx answer, else a short, bounded description of the failure."""
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+def http_send(url: str, body: bytes, headers: dict[str, str], timeout: float,
+              allow_private: bool = False) -> str | None:
+    """POST to the address the URL's host resolves to now, once checked to be public;
+    None on a 2xx answer, else a short, bounded description of the failure. A redirect
+    is a failure: following it would re-send the body elsewhere."""
     try:
-        with _opener.open(req, timeout=timeout) as response:
+        address, port = destinations.resolve(url, allow_private)
+    except destinations.RefusedDestination:
+        return "refused destination"
+    except (OSError, UnicodeError) as exc:
+        return type(exc).__name__
+    parts = urllib.parse.urlsplit(url)
+    host_header = parts.netloc.rpartition("@")[2]
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # Connect to the checked address; TLS still verifies the URL's own host name.
+    pool: urllib3.HTTPConnectionPool = (
+        urllib3.HTTPSConnectionPool(address, port, server_hostname=parts.hostname,
+                                    timeout=timeout, retries=False, maxsize=1)
+        if parts.scheme == "https"
+        else urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False,
+                                        maxsize=1)
+    )
+    try:
+        with pool:
+            response = pool.urlopen("POST", target, body=body,
+                                    headers={**headers, "Host": host_header},
+                                    redirect=False, preload_content=False)
             response.read(1024)
-            return None
-    except urllib.error.HTTPError as exc:
-        return f"http {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        return type(getattr(exc, "reason", exc)).__name__
+            response.release_conn()
+    except urllib3.exceptions.HTTPError as exc:
+        return type(getattr(exc, "reason", None) or exc).__name__
+    if not 200 <= response.status < 300:
+        return f"http {response.status}"
+    return None
 
 
 def occurred_at(entry_id: str) -> str:
@@ -87,11 +102,12 @@ def payload(hook_id: str, stream: str, entry_id: str, fields: dict[str, str]) ->
 
 
 class Worker:
-    def __init__(self, store: Store, consumer: str, send: Sender = http_send) -> None:
+    def __init__(self, store: Store, consumer: str, send: Sender | None = None) -> None:
         config = store.config
         self.store = store
         self.consumer = consumer
-        self.send = send
+        self.send = send or partial(http_send,
+                                    allow_private=bool(config["WEBHOOK_ALLOW_PRIVATE"]))
         self.timeout = float(config["WEBHOOK_TIMEOUT"])
         self.max_attempts = int(config["WEBHOOK_MAX_ATTEMPTS"])
         self.retry_base = float(config["WEBHOOK_RETRY_BASE"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from engage.store.embedded import redis_server_binary
+from engage.store.embedded import EmbeddedRedis, _alive, redis_server_binary
 
 
 def free_port() -> int:
@@ -79,3 +79,15 @@ class RedisServer:
     def resume(self) -> None:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGCONT)
+
+
+def stop_embedded(data_dir: Path, timeout: float = 10.0) -> None:
+    """Stop the embedded Redis a test started in `data_dir` through engage, whose
+    `stop()` only acts in the process that owns the server."""
+    pid = EmbeddedRedis(data_dir).pid()
+    if pid is None or not _alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)  # redis-server flushes its AOF and exits
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)

@@ -19,6 +19,7 @@ PUBLIC = {
     ("/readyz", "GET"),
     ("/metrics", "GET"),
     ("/api/docs", "GET"),
+    ("/api/docs/swagger-ui/<name>", "GET"),
     ("/api/v1/openapi.json", "GET"),
     ("/static/<path:filename>", "GET"),
     ("/widget.js", "GET"),

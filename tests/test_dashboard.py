@@ -119,6 +119,36 @@ def test_sign_out_needs_csrf_and_ends_the_session(signed_in: FlaskClient) -> Non
     assert signed_in.get("/dashboard").status_code == 302
 
 
+def test_a_cookie_copied_before_sign_out_is_refused_after_it(
+    app: Flask, signed_in: FlaskClient, store: Any
+) -> None:
+    cookie = signed_in.get_cookie("engage_session")
+    assert cookie is not None
+    thief = app.test_client()
+    thief.set_cookie("engage_session", cookie.value)
+    assert thief.get("/dashboard").status_code == 200  # the copy works while signed in
+    (key,) = store.redis.scan_iter(match="*:session:*")
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    session_id = serializer.loads(cookie.value)["staff"]["sid"]
+    assert session_id not in key  # Redis keeps a digest: its keys are no cookies
+    token = csrf_of(signed_in, "/dashboard")
+    assert signed_in.post("/dashboard/signout", data={"csrf_token": token}).status_code == 302
+    assert list(store.redis.scan_iter(match="*:session:*")) == []
+    response = thief.get("/dashboard")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/dashboard/signin")
+    assert thief.get("/dashboard/live.json").status_code == 401
+    assert signed_in.get("/dashboard").status_code == 302
+
+
+def test_sessions_end_on_the_server_after_their_lifetime(signed_in: FlaskClient,
+                                                         store: Any) -> None:
+    (key,) = store.redis.scan_iter(match="*:session:*")
+    assert 0 < store.redis.ttl(key) <= 12 * 3600
+    store.redis.delete(key)  # as Redis does when the lifetime is over
+    assert signed_in.get("/dashboard").status_code == 302
+
+
 def test_sign_in_without_csrf_is_refused(client: FlaskClient, editor_token: str) -> None:
     response = client.post("/dashboard/signin", data={"token": editor_token})
     assert response.status_code == 403

@@ -139,6 +139,7 @@ class Stack:
                     env[key] = local[key]
             env.setdefault("ENGAGE_DATA_DIR", str(tmp))
             env.setdefault("ENGAGE_WORKER_POLL", "0.05")
+            env["ENGAGE_WEBHOOK_ALLOW_PRIVATE"] = "1"  # the test receiver is on loopback
             log = tmp / f"{name}.log"
             self.processes.append(subprocess.Popen(
                 local_command(service["command"]), cwd=ROOT,
@@ -255,7 +256,7 @@ def test_compose_services_and_redis_durability() -> None:
     assert "redis-data:/data" in services["redis"]["volumes"]
     assert "redis-data" in data["volumes"]
     engage = services["engage"]
-    assert engage["command"][:3] == ["gunicorn", "-c", "gunicorn.conf.py"]
+    assert engage["command"] == ["engage", "serve"]
     assert engage["environment"]["PROMETHEUS_MULTIPROC_DIR"]
     assert services["worker"]["command"][:2] == ["engage", "worker"]
     assert "PROMETHEUS_MULTIPROC_DIR" not in services["worker"]["environment"]
@@ -289,7 +290,7 @@ def test_prometheus_targets_match_the_services() -> None:
 
 def test_dockerfile_runs_what_compose_expects() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "engage:create_app()"]' in dockerfile
+    assert 'CMD ["engage", "serve"]' in dockerfile
     assert "COPY gunicorn.conf.py" in dockerfile
     assert "USER engage" in dockerfile
 

@@ -12,6 +12,7 @@ from engage import create_app
 from engage.config import ConfigError
 from engage.store import get_store
 from engage.store.embedded import EmbeddedRedis
+from tests.redis_server import stop_embedded
 
 
 def clear_engage_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,5 +108,5 @@ def test_embedded_redis_when_no_url(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         with app.app_context():
             get_store().close()
-        embedded.stop()
+        stop_embedded(embedded.data_dir)
     assert not embedded.is_running()

@@ -1,7 +1,8 @@
-"""Requests gunicorn refuses before the app runs get engage's JSON error, not its HTML page.
+"""gunicorn, the alternative server: the requests it refuses before the app runs get
+engage's JSON error, not its HTML page; gunicorn.conf.py's settings.
 
 engage under real gunicorn, spoken to over raw sockets: with the repository's
-gunicorn.conf.py (sync worker, as `engage serve` and the image run it) and with the
+gunicorn.conf.py (sync worker, as `engage serve --server gunicorn` runs it) and with the
 threaded worker.
 """
 
@@ -94,6 +95,8 @@ def test_refused_requests_get_the_json_error(gunicorn: Gunicorn) -> None:
     lines = [line for line in gunicorn.log().splitlines() if " refused " in line]
     assert sorted(int(line.split()[2]) for line in lines) == sorted(
         status for _, status, _ in REFUSED.values()), lines
+    # No line names the client's address, gunicorn's warnings included.
+    assert "127.0.0.1" not in gunicorn.log()
     scrape = requests.get(gunicorn.url + "/metrics", timeout=5).text
     counted = sum(float(line.rsplit(" ", 1)[1]) for line in scrape.splitlines()
                   if line.startswith("engage_http_requests_total{")
@@ -123,3 +126,33 @@ def test_errors_of_the_app_itself_keep_gunicorns_answer() -> None:
     assert refusal_for(RuntimeError("boom")) is None
     refusal = refusal_for(errors.LimitRequestLine(9000, 8190))
     assert refusal is not None and refusal.status == "414 URI Too Long"
+
+
+def test_config_file_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Workers from ENGAGE_WORKERS (else from the CPUs); a metrics dir always set, emptied
+    of old .db files (only those) when the server starts, and removed on exit when the
+    file made it."""
+    import os
+    import runpy
+
+    conf = REPO / "gunicorn.conf.py"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.setenv("ENGAGE_WORKERS", "")
+    settings = runpy.run_path(str(conf))
+    assert settings["workers"] == 2 * len(os.sched_getaffinity(0)) + 1
+    made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert made.is_dir()
+    settings["on_exit"](None)
+    assert not made.exists()
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"old")
+    (metrics_dir / "keep.txt").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    monkeypatch.setenv("ENGAGE_WORKERS", "3")
+    settings = runpy.run_path(str(conf))
+    assert settings["workers"] == 3
+    settings["on_starting"](None)
+    settings["on_exit"](None)
+    assert sorted(p.name for p in metrics_dir.iterdir()) == ["keep.txt"]

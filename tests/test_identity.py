@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flask import Flask
 
 from engage import errors
-from engage.identity import Identity, bearer_token
+from engage.identity import Identity, bearer_token, parse_address
 from engage.store import tokens
 
 SECRET = "identity-test-secret-0123456789"
@@ -72,6 +73,16 @@ def app_config() -> dict[str, Any]:
         ("10.1.2.3", "bogus", "10.1.2.3"),
         ("fd00::1", "2001:DB8::0:5", "2001:db8::5"),  # IPv6, normalised
         ("127.0.0.1", "203.0.113.9", "203.0.113.9"),
+        # The forms proxies really send: with ports, bracketed IPv6, IPv4-mapped.
+        ("10.1.2.3", "203.0.113.5:51234", "203.0.113.5"),
+        ("10.1.2.3", "[2001:db8::5]:443", "2001:db8::5"),
+        ("10.1.2.3", "[2001:db8::5]", "2001:db8::5"),
+        ("10.1.2.3", "::ffff:203.0.113.5", "203.0.113.5"),
+        ("10.1.2.3", "203.0.113.5, 10.9.9.9:8080", "203.0.113.5"),  # a proxy with a port
+        ("::ffff:10.1.2.3", "203.0.113.5", "203.0.113.5"),  # a dual-stack listener's peer
+        ("::ffff:198.51.100.1", "203.0.113.5", "198.51.100.1"),
+        ("10.1.2.3", "[2001:db8::5]:x", "10.1.2.3"),
+        ("10.1.2.3", "203.0.113.5:", "10.1.2.3"),
     ],
 )
 def test_client_address(app: Flask, peer: str, forwarded: str | None, client: str) -> None:
@@ -99,6 +110,46 @@ def test_address_hash_is_keyed_and_cached() -> None:
     assert identity.address_hash("203.0.113.5", "20260102", fetch) != a
     assert fetched == ["20260101", "20260102"]
     assert "203" not in a and len(a) == 12
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("203.0.113.5", "203.0.113.5"),
+        (" 203.0.113.5:80 ", "203.0.113.5"),
+        ("[2001:db8::1]:8443", "2001:db8::1"),
+        ("2001:DB8::1", "2001:db8::1"),
+        ("::ffff:203.0.113.5", "203.0.113.5"),
+        ("[::ffff:cb00:7105]:1", "203.0.113.5"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("", None), ("unknown", None), ("[2001:db8::1", None), ("1.2.3.4:port", None),
+        ("1.2.3", None), ("_hidden", None),
+    ],
+)
+def test_parse_address(text: str, parsed: str | None) -> None:
+    ip = parse_address(text)
+    assert (str(ip) if ip is not None else None) == parsed
+
+
+def test_addresses_are_grouped_by_prefix() -> None:
+    identity = Identity(SECRET, [])
+    assert identity.address_group("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert identity.address_group("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    assert identity.address_group("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert identity.address_group("203.0.113.5") == "203.0.113.5/32"
+    assert identity.address_group("::ffff:203.0.113.5") == "203.0.113.5/32"
+    wide = Identity(SECRET, [], prefix_v4=24, prefix_v6=56)
+    assert wide.address_group("203.0.113.5") == "203.0.113.0/24"
+    assert wide.address_group("2001:db8:1:2ff::1") == "2001:db8:1:200::/56"
+
+    def fetch(day: str) -> bytes:
+        return fixed_key(day)
+
+    same = {identity.address_hash(f"2001:db8:1:2::{i:x}", "20260101", fetch) for i in range(50)}
+    assert len(same) == 1
+    assert identity.address_hash("2001:db8:1:3::1", "20260101", fetch) not in same
+    assert identity.address_hash("::ffff:203.0.113.5", "20260101", fetch) == \
+        identity.address_hash("203.0.113.5", "20260101", fetch)
 
 
 def test_bearer_token_parsing(app: Flask) -> None:
@@ -130,9 +181,10 @@ def test_api_tokens_stored_hashed(store: Any) -> None:
         tokens.create(store, "owner")
 
 
-def test_address_key_shared_between_processes(store: Any) -> None:
-    """Two app processes asking for the same day get the same key (SET NX)."""
-    first = tokens.address_key(store, "20260101")
-    assert tokens.address_key(store, "20260101") == first
+def test_address_nonce_shared_between_processes(store: Any, clock: Any) -> None:
+    """Two app processes asking for the same day get the same nonce (SET NX)."""
+    clock.set(datetime(2026, 1, 1, 12, tzinfo=UTC))
+    first = tokens.address_nonce(store, "20260101")
+    assert tokens.address_nonce(store, "20260101") == first
     assert len(first) == 32
-    assert tokens.address_key(store, "20260102") != first
+    assert tokens.address_nonce(store, "20260102") != first

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import ipaddress
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,9 +20,10 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from engage.identity import get_identity
-from engage.store import tokens
-from tests.conftest import ARTICLE, Clock
+from engage.identity import Identity, get_identity
+from engage.store import get_store, tokens
+from engage.store.embedded import EmbeddedRedis
+from tests.conftest import ARTICLE, Clock, make_app
 from tests.test_articles import assert_error
 
 MINE = "/api/v1/articles/korea-china-reset/reactions/mine"
@@ -152,15 +162,15 @@ def test_address_key_rotates_by_day(app: Flask, client: FlaskClient, article: st
     # Same address, two days: two unrelated buckets and two keys, each expiring.
     assert len(throttle_keys(store)) == 2
     for day in ("20260301", "20260302"):
-        key = store.keys.addrkey(day)
+        key = store.keys.addrnonce(day)
         assert 0 < store.redis.ttl(key) <= 2 * 86400
-    assert store.redis.get(store.keys.addrkey("20260301")) != store.redis.get(
-        store.keys.addrkey("20260302"))
+    assert store.redis.get(store.keys.addrnonce("20260301")) != store.redis.get(
+        store.keys.addrnonce("20260302"))
     with app.app_context():
         identity = get_identity()
 
         def fetch(day: str) -> bytes:
-            return tokens.address_key(store, day)
+            return tokens.address_nonce(store, day)
 
         first = identity.address_hash(V4, "20260301", fetch)
         second = identity.address_hash(V4, "20260302", fetch)
@@ -169,3 +179,89 @@ def test_address_key_rotates_by_day(app: Flask, client: FlaskClient, article: st
         assert identity.address_hash("203.0.113.78", "20260302", fetch) != second
         # Only today's key stays in memory.
         assert list(identity._day_keys) == ["20260302"]
+
+
+HASH_IN_KEY = re.compile(rb"(?:thr:|addr:)([A-Za-z0-9_-]{12})")
+
+
+def key_candidates(blob: bytes) -> set[bytes]:
+    """What a thief holding Redis would try as the hashing key: every value as it is,
+    hex-decoded, and digested."""
+    out = {blob[:64], blob.strip()[:64], hashlib.sha256(blob).digest()}
+    try:
+        out.add(bytes.fromhex(blob.decode())[:64])
+    except ValueError:
+        pass
+    return {c for c in out if c}
+
+
+def hashes_of(address: str, key: bytes) -> set[str]:
+    ip = ipaddress.ip_address(address)
+    inputs = {address, str(ip), ip.exploded, str(ipaddress.ip_network(f"{ip}/64", strict=False))
+              if ip.version == 6 else f"{ip}/32"}
+    out = set()
+    for text in inputs:
+        for digest in (hashlib.blake2b(text.encode(), key=key, digest_size=9).digest(),
+                       hmac.new(key, text.encode(), hashlib.sha256).digest()[:9]):
+            out.add(base64.urlsafe_b64encode(digest).decode())
+    return out
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    # Unix socket paths are limited to ~100 characters: keep it short.
+    path = Path(tempfile.mkdtemp(dir="/tmp"))
+    yield path
+    EmbeddedRedis(path).stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_redis_alone_cannot_match_hashes_to_addresses(short_dir: Path) -> None:
+    """A copy of everything Redis holds (its files are the owner's alone) does not tell
+    which of a list of known addresses voted."""
+    app = make_app("", short_dir, REDIS_URL=None, DATA_DIR=str(short_dir),
+                   THROTTLE_VOTES=3, READER_MINT_LIMIT="5 per minute")
+    embedded = EmbeddedRedis(short_dir)
+    client = app.test_client()
+    with app.app_context():
+        store = get_store()
+        editor = {"Authorization": f"Bearer {tokens.create(store, 'editor', 'e')[0]}"}
+    assert client.put("/api/v1/articles/korea-china-reset", json=ARTICLE,
+                      headers=editor).status_code == 201
+    known = [f"198.51.100.{i}" for i in range(1, 21)]
+    known += [f"2001:db8:5:{i:x}::1" for i in range(1, 6)]
+    for address in known:
+        environ = {"REMOTE_ADDR": address}
+        reader = client.post("/api/v1/readers", environ_base=environ).get_json()["reader"]
+        assert client.put(MINE, json={"choice": "yes"}, headers={"X-Engage-Reader": reader},
+                          environ_base=environ).status_code == 200
+
+    raw = redis.Redis(unix_socket_path=str(embedded.socket))
+    try:
+        blobs = everything_in(raw)
+        raw.save()
+    finally:
+        raw.close()
+    stored = {m.group(1).decode() for b in blobs for m in HASH_IN_KEY.finditer(b)}
+    assert len(stored) >= len(known)  # a throttle key and a limiter key per address
+
+    # The app, holding the secret, does find them: the hashes are where the test looks.
+    day = store.keys.day_stamp(store.now())
+    with app.app_context():
+        identity = get_identity()
+        assert identity.address_hash(known[0], day, lambda d: tokens.address_nonce(store, d)) \
+            in stored
+    # The thief, holding every key and value (and engage's code, but not the secret), does not.
+    for blob in blobs:
+        for key in key_candidates(blob):
+            thief = Identity("a-guess-at-the-secret-0123456789", [])
+            for address in known:
+                assert not hashes_of(address, key) & stored, (address, blob[:40])
+                assert thief.address_hash(address, day, lambda d, k=key: k) not in stored
+
+    embedded.stop()
+    with app.app_context():
+        get_store().close()
+    for name in ("engage.aof", "engage.rdb", "redis.log"):
+        mode = stat.S_IMODE((short_dir / name).stat().st_mode)
+        assert mode == 0o600, (name, oct(mode))

@@ -37,6 +37,7 @@ def app_config() -> dict[str, Any]:
         "WEBHOOK_TIMEOUT": 2.0,
         "WEBHOOK_MAX_ATTEMPTS": 4,
         "THROTTLE_VOTES": 100_000,
+        "WEBHOOK_ALLOW_PRIVATE": True,  # the test receiver listens on 127.0.0.1
     }
 
 
@@ -282,6 +283,7 @@ def _start_worker(redis_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
         "ENGAGE_WEBHOOK_CLAIM_IDLE": "2",
         "ENGAGE_WORKER_POLL": "0.05",
         "ENGAGE_LOG_JSON": "0",
+        "ENGAGE_WEBHOOK_ALLOW_PRIVATE": "1",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "engage.cli", "worker", "--consumer", "w1", "--metrics-port", "0"],
@@ -360,7 +362,8 @@ def test_worker_outlives_a_redis_outage(
     """The worker loop waits out a Redis outage instead of dying, then carries on."""
     caplog.set_level(logging.WARNING, logger="engage.worker")
     server = RedisServer(tmp_path / "redis").start()
-    app = make_app(server.url, tmp_path, WORKER_POLL=0.05, REDIS_RETRIES=0)
+    app = make_app(server.url, tmp_path, WORKER_POLL=0.05, REDIS_RETRIES=0,
+                   WEBHOOK_ALLOW_PRIVATE=True)
     client = app.test_client()
     with app.app_context():
         store = get_store()

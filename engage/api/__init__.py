@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from engage import errors, schemas
+from engage.api.spec import SECURITY_SCHEMES, ApiConventions
 from engage.identity import check_role
 
 API_PREFIX = "/api/v1"
@@ -92,15 +93,9 @@ def init_app(app: Flask) -> EngageApi:
     api = EngageApi(
         app,
         spec_kwargs={
+            "extra_plugins": [ApiConventions()],
             "info": {"description": "Reader reactions, polls and related links for news sites."},
-            "components": {
-                "securitySchemes": {
-                    "editorToken": {"type": "http", "scheme": "bearer"},
-                    "readerToken": {
-                        "type": "apiKey", "in": "header", "name": "X-Engage-Reader",
-                    },
-                }
-            },
+            "components": {"securitySchemes": SECURITY_SCHEMES},
         },
     )
     api.register_converter(IdConverter, _id_param_schema)

@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from engage import errors, schemas
+from engage.api.spec import EDITOR
 from engage.identity import require_role
 from engage.store import articles, get_store
 from engage.store.reactions import normalize_counts
@@ -19,6 +20,7 @@ blp = Blueprint("articles", __name__, description="Articles that readers react t
 class Article(MethodView):
     @blp.response(200, schemas.ArticleSchema)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.doc(operationId="getArticle")
     def get(self, article_id: str) -> dict[str, Any]:
         """An article with its reaction counts."""
         store = get_store()
@@ -32,7 +34,7 @@ class Article(MethodView):
     @blp.arguments(schemas.ArticleInSchema)
     @blp.response(200, schemas.ArticleSchema)
     @blp.alt_response(201, schema=schemas.ArticleSchema, description="Created.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="putArticle", security=EDITOR)
     @require_role("editor")
     def put(self, data: dict[str, Any], article_id: str) -> tuple[dict[str, Any], int]:
         """Register or update an article (editor)."""

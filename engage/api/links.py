@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from engage import errors, metrics, schemas
+from engage.api.spec import EDITOR, READER_OPTIONAL
 from engage.extensions import limiter
 from engage.identity import current_reader, require_role
 from engage.store import articles, get_store, links
@@ -19,9 +20,13 @@ blp = Blueprint("links", __name__, description="Related links and their click-th
 IMPRESSION_LIMIT = "120 per minute"
 
 
-def absolute(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Redirect paths become absolute: the widget runs on the publisher's origin."""
-    root = request.host_url.rstrip("/")
+def public_hrefs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Redirect paths under ENGAGE_PUBLIC_URL when it is set, else left relative (the
+    widget resolves them against its API origin). Never the request's Host: anyone may
+    send one, and a shared cache would hand their answer to every reader."""
+    root = (current_app.config["PUBLIC_URL"] or "").rstrip("/")
+    if not root:
+        return items
     return [
         {**item, "href": root + item["href"]} if item["href"].startswith("/") else item
         for item in items
@@ -32,22 +37,23 @@ def absolute(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class ArticleLinks(MethodView):
     @blp.response(200, schemas.LinksSchema)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.doc(operationId="getLinks")
     def get(self, article_id: str) -> dict[str, Any]:
         """Curated links, filled up with related articles of the same section."""
         store = get_store()
         if articles.get(store, article_id) is None:
             raise errors.UnknownArticle()
-        return {"links": absolute(links.for_articles(store, [article_id])[article_id])}
+        return {"links": public_hrefs(links.for_articles(store, [article_id])[article_id])}
 
     @blp.arguments(schemas.LinkInSchema(many=True))
     @blp.response(200, schemas.LinksSchema)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.alt_response(422, schema=schemas.ErrorSchema, description="Invalid links.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="putLinks", security=EDITOR)
     @require_role("editor")
     def put(self, items: list[dict[str, str]], article_id: str) -> dict[str, Any]:
         """Replace the curated links (up to 20, http/https only; editor)."""
-        return {"links": absolute(links.set_links(get_store(), article_id, items))}
+        return {"links": public_hrefs(links.set_links(get_store(), article_id, items))}
 
 
 @blp.route("/articles/<eid:article_id>/links/impressions")
@@ -57,6 +63,7 @@ class LinkImpressions(MethodView):
     @blp.arguments(schemas.ImpressionsInSchema)
     @blp.response(200, schemas.ImpressionsSchema)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.doc(operationId="recordLinkImpressions", security=READER_OPTIONAL)
     def post(self, data: dict[str, Any], article_id: str) -> dict[str, Any]:
         """Links a reader actually saw (half visible for a second), once per page view."""
         current_reader(required=False)  # optional, but a forged one is still refused

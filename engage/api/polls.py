@@ -14,6 +14,7 @@ from flask_smorest import Blueprint
 
 from engage import errors, metrics, schemas
 from engage.api.caching import cacheable, private
+from engage.api.spec import ADMIN, EDITOR, READER, READER_OR_STAFF_OPTIONAL
 from engage.formulas import percentages
 from engage.identity import (
     bearer_token,
@@ -110,7 +111,7 @@ class Polls(MethodView):
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.alt_response(409, schema=schemas.ErrorSchema, description="Chosen id already taken.")
     @blp.alt_response(422, schema=schemas.ErrorSchema, description="Invalid poll.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="createPoll", security=EDITOR)
     @require_role("editor")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Create a poll (editor), optionally attached to a registered article."""
@@ -119,7 +120,7 @@ class Polls(MethodView):
 
     @blp.arguments(schemas.PollListQuerySchema, location="query")
     @blp.response(200, schemas.PollListSchema)
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="listPolls", security=EDITOR)
     @require_role("editor")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Every poll with its results (editor), newest first; filter by status."""
@@ -133,6 +134,7 @@ class Poll(MethodView):
     @blp.alt_response(304, description="Not modified (anonymous reads carry an ETag).")
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid token.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
+    @blp.doc(operationId="getPoll", security=READER_OR_STAFF_OPTIONAL)
     def get(self, poll_id: str) -> Response:
         """The poll, with results when its visibility allows them for this caller."""
         reader = current_reader(required=False)
@@ -147,7 +149,7 @@ class Poll(MethodView):
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
     @blp.alt_response(409, schema=schemas.ErrorSchema, description="Editing a closed poll.")
     @blp.alt_response(422, schema=schemas.ErrorSchema, description="Invalid change.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="patchPoll", security=EDITOR)
     @require_role("editor")
     def patch(self, data: dict[str, Any], poll_id: str) -> dict[str, Any]:
         """Close, reopen or reschedule a poll; edit its question or visibility while open."""
@@ -156,7 +158,7 @@ class Poll(MethodView):
 
     @blp.response(204)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="deletePoll", security=ADMIN)
     @require_role("admin")
     def delete(self, poll_id: str) -> None:
         """Delete a poll and its votes (admin)."""
@@ -172,7 +174,7 @@ class MyPollVote(MethodView):
     @blp.alt_response(409, schema=schemas.ErrorSchema, description="Poll closed.")
     @blp.alt_response(422, schema=schemas.ErrorSchema, description="Options not allowed.")
     @blp.alt_response(429, schema=schemas.ErrorSchema, description="Address throttled.")
-    @blp.doc(security=[{"readerToken": []}])
+    @blp.doc(operationId="putMyPollVote", security=READER)
     def put(self, data: dict[str, Any], poll_id: str) -> Response:
         """Vote, or change the reader's one vote. Repeating the same vote changes nothing."""
         return _vote(poll_id, data["options"])
@@ -181,7 +183,7 @@ class MyPollVote(MethodView):
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
     @blp.alt_response(409, schema=schemas.ErrorSchema, description="Poll closed.")
-    @blp.doc(security=[{"readerToken": []}])
+    @blp.doc(operationId="deleteMyPollVote", security=READER)
     def delete(self, poll_id: str) -> Response:
         """Withdraw the reader's vote while the poll is open."""
         return _vote(poll_id, None)
@@ -200,6 +202,7 @@ class ArticlePolls(MethodView):
     @blp.response(200, schemas.PollListSchema)
     @blp.alt_response(304, description="Not modified (anonymous reads carry an ETag).")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.doc(operationId="listArticlePolls", security=READER_OR_STAFF_OPTIONAL)
     def get(self, article_id: str) -> Response:
         """The polls attached to an article, as this caller may see them."""
         store = get_store()
@@ -235,7 +238,8 @@ def _csv_line(row: dict[str, Any]) -> str:
 class PollExport(MethodView):
     @blp.response(200, content_type="text/csv", description="Results, then every event.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="exportPoll", security=EDITOR,
+             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
     @require_role("editor")
     def get(self, poll_id: str) -> Response:
         """Results per option (record `result`), then the vote events over time (`event`)."""

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 
 from engage import errors, metrics, schemas
 from engage.api.caching import cacheable, private
+from engage.api.spec import READER, READER_OPTIONAL
 from engage.identity import current_address_hash, current_reader
 from engage.store import get_store, reactions
 from engage.store.reactions import Reactions
@@ -35,6 +36,7 @@ class ArticleReactions(MethodView):
     @blp.alt_response(304, description="Not modified (anonymous reads carry an ETag).")
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.doc(operationId="getReactions", security=READER_OPTIONAL)
     def get(self, article_id: str) -> Response:
         """Counts, and the reader's own vote when a reader token is sent."""
         reader = current_reader(required=False)
@@ -52,7 +54,7 @@ class MyReaction(MethodView):
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.alt_response(429, schema=schemas.ErrorSchema, description="Address throttled.")
-    @blp.doc(security=[{"readerToken": []}])
+    @blp.doc(operationId="putMyReaction", security=READER)
     def put(self, data: dict[str, Any], article_id: str) -> Response:
         """Vote, or move the reader's one vote. Repeating the same vote changes nothing."""
         return self._vote(article_id, data["choice"], data.get("reason"))
@@ -60,7 +62,7 @@ class MyReaction(MethodView):
     @blp.response(200, schemas.ReactionsSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
-    @blp.doc(security=[{"readerToken": []}])
+    @blp.doc(operationId="deleteMyReaction", security=READER)
     def delete(self, article_id: str) -> Response:
         """Withdraw the reader's vote."""
         return self._vote(article_id, None, None)
@@ -81,6 +83,7 @@ class BatchReactions(MethodView):
     @blp.arguments(schemas.BatchQuerySchema(), location="query")
     @blp.response(200, schemas.BatchReactionsSchema)
     @blp.alt_response(304, description="Not modified.")
+    @blp.doc(operationId="getReactionsBatch")
     def get(self, query: dict[str, Any]) -> Response:
         """Counts of up to 100 articles at once (what a page of widgets needs)."""
         ids = list(dict.fromkeys(query["article"]))

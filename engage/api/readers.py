@@ -20,6 +20,7 @@ class Readers(MethodView):
 
     @blp.response(201, schemas.ReaderSchema)
     @blp.alt_response(429, schema=schemas.ErrorSchema, description="Too many tokens minted.")
+    @blp.doc(operationId="createReader")
     def post(self) -> dict[str, Any]:
         """Mint a reader token (rate limited per client address)."""
         return {"reader": get_identity().mint_reader()}

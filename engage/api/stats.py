@@ -14,6 +14,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from engage import errors, schemas, timerange
+from engage.api.spec import EDITOR
 from engage.identity import require_role
 from engage.store import Store, events, get_store, stats
 
@@ -86,7 +87,7 @@ class RankedArticles(MethodView):
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No valid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")
     @blp.alt_response(422, schema=schemas.ErrorSchema, description="Bad query.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="listArticleStats", security=EDITOR)
     @require_role("editor")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Articles ranked by approval (Wilson lower bound), votes or trending (editor).
@@ -105,7 +106,7 @@ class SectionFigures(MethodView):
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No valid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")
     @blp.alt_response(422, schema=schemas.ErrorSchema, description="Bad range.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="getSectionStats", security=EDITOR)
     @require_role("editor")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Each section's figures: the sums of its articles', most votes first (editor)."""
@@ -122,7 +123,7 @@ class ArticleSeries(MethodView):
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.alt_response(422, schema=schemas.ErrorSchema, description="Bad range.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="getArticleStats", security=EDITOR)
     @require_role("editor")
     def get(self, query: dict[str, Any], article_id: str) -> dict[str, Any]:
         """Reactions, "no" reasons, poll votes and link figures per hour or day (editor)."""
@@ -169,7 +170,10 @@ class EventExport(MethodView):
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No valid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")
     @blp.alt_response(422, schema=schemas.ErrorSchema, description="Bad query.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="exportEvents", security=EDITOR, responses={200: {"content": {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+    }}})
     @require_role("editor")
     def get(self, query: dict[str, Any]) -> Response:
         """Every recorded event in the range, streamed as CSV or NDJSON (editor).

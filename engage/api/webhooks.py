@@ -7,7 +7,8 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from engage import errors, schemas
+from engage import destinations, errors, schemas
+from engage.api.spec import ADMIN
 from engage.identity import require_role
 from engage.store import get_store, webhooks
 
@@ -19,7 +20,7 @@ class Webhooks(MethodView):
     @blp.response(200, schemas.WebhookListSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="listWebhooks", security=ADMIN)
     @require_role("admin")
     def get(self) -> dict[str, Any]:
         """Registered webhooks (never their secrets)."""
@@ -29,7 +30,9 @@ class Webhooks(MethodView):
     @blp.response(201, schemas.WebhookSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.alt_response(422, schema=schemas.ErrorSchema,
+                      description="Invalid fields, or a destination that is not public.")
+    @blp.doc(operationId="createWebhook", security=ADMIN)
     @require_role("admin")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Register an endpoint for event types (`reaction.vote`), families (`poll.*`) or `*`.
@@ -37,9 +40,16 @@ class Webhooks(MethodView):
         Each delivery is a POST of `{"id", "type", "occurred_at", "data"}`; `id` is the
         idempotency id (a retried delivery repeats it). The body is signed:
         `X-Engage-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>`. Failed
-        deliveries are retried with exponential backoff, then dead-lettered.
+        deliveries are retried with exponential backoff, then dead-lettered. Only
+        public internet addresses are accepted (422 for loopback, private, link-local
+        and other internal ones), and every delivery checks the address again.
         """
-        record = webhooks.create(get_store(), data["url"], data["events"], data["secret"])
+        store = get_store()
+        try:
+            destinations.check(data["url"], bool(store.config["WEBHOOK_ALLOW_PRIVATE"]))
+        except destinations.RefusedDestination as exc:
+            raise errors.ValidationFailed(fields={"url": [str(exc)]}) from None
+        record = webhooks.create(store, data["url"], data["events"], data["secret"])
         return webhooks.public(record)
 
 
@@ -49,7 +59,7 @@ class Webhook(MethodView):
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown webhook.")
-    @blp.doc(security=[{"editorToken": []}])
+    @blp.doc(operationId="deleteWebhook", security=ADMIN)
     @require_role("admin")
     def delete(self, webhook_id: str) -> None:
         """Stop deliveries to this endpoint (pending retries are dropped)."""

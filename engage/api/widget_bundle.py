@@ -15,8 +15,9 @@ from flask_smorest import Blueprint
 
 from engage import errors, schemas
 from engage.api.caching import cacheable, private
-from engage.api.links import absolute
+from engage.api.links import public_hrefs
 from engage.api.polls import poll_body
+from engage.api.spec import READER
 from engage.identity import current_reader
 from engage.store import get_store, links, polls, reactions
 
@@ -29,6 +30,7 @@ class WidgetBundle(MethodView):
     @blp.arguments(schemas.BatchQuerySchema, location="query")
     @blp.response(200, schemas.WidgetBundleSchema)
     @blp.alt_response(304, description="Not modified.")
+    @blp.doc(operationId="getWidgetBundle")
     def get(self, query: dict[str, Any]) -> Response:
         """Counts, related links and polls of up to 100 articles (anonymous view)."""
         store = get_store()
@@ -52,7 +54,7 @@ class WidgetBundle(MethodView):
             body["articles"][aid] = {
                 "counts": result.counts,
                 "total": result.total,
-                "links": absolute(boxes.get(aid, [])),
+                "links": public_hrefs(boxes.get(aid, [])),
                 "polls": [poll_body(poll) for poll in poll_views.get(aid, [])],
             }
         return cacheable(body, vary=())  # anonymous only: the reader's part is /widget/mine
@@ -63,7 +65,7 @@ class WidgetMine(MethodView):
     @blp.arguments(schemas.WidgetMineQuerySchema, location="query")
     @blp.response(200, schemas.WidgetMineSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
-    @blp.doc(security=[{"readerToken": []}])
+    @blp.doc(operationId="getMyWidgetBundle", security=READER)
     def get(self, query: dict[str, Any]) -> Response:
         """The reader's own reaction and poll votes (with the results they may see)."""
         reader = current_reader()

@@ -95,5 +95,12 @@ def get_many(store: Store, article_ids: list[str]) -> dict[str, dict[str, Any]]:
     }
 
 
+def recent(store: Store, limit: int = 200) -> list[dict[str, Any]]:
+    """The most recently published articles, newest first (the editors' article picker)."""
+    article_ids = list(store.redis.zrevrange(store.keys.articles, 0, limit - 1))
+    found = get_many(store, article_ids) if article_ids else {}
+    return [found[article_id] for article_id in article_ids if article_id in found]
+
+
 def sections(store: Store) -> list[str]:
     return sorted(store.redis.smembers(store.keys.sections))

@@ -34,7 +34,8 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:polls                      | zset   | forever                 | poll id -> created (epoch s); a deleted poll stays listed so its event stream (kept EVENT_RETENTION_DAYS) stays reachable |
 | P:linkindex                  | hash   | forever                 | link id -> article id (for /r/<link id>)        |
 | P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at} |
-| P:addrkey:<YYYYMMDD>         | string | 2 days                  | random key of that UTC day's address hashes    |
+| P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session |
+| P:addrnonce:<YYYYMMDD>       | string | until the day ends + 10 min | random nonce of that UTC day's address-hash key (the key needs the app secret too) |
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s) |
@@ -152,8 +153,11 @@ class Keys:
     def tokens(self) -> str:
         return f"{self.prefix}:tokens"
 
-    def addrkey(self, day: str) -> str:
-        return f"{self.prefix}:addrkey:{day}"
+    def session(self, digest: str) -> str:
+        return f"{self.prefix}:session:{digest}"
+
+    def addrnonce(self, day: str) -> str:
+        return f"{self.prefix}:addrnonce:{day}"
 
     @property
     def webhooks(self) -> str:

@@ -1,8 +1,10 @@
-"""Editor/admin API tokens and the daily address-hash key.
+"""Editor/admin API tokens and the daily nonce of the address hashes.
 
 A token is `<id>.<secret>`; Redis keeps only the id and a SHA-256 of the secret, and
-the secret is compared in constant time. The address key is random per UTC day and
-expires after two days, so yesterday's address hashes cannot be recomputed.
+the secret is compared in constant time. The address nonce is random per UTC day and
+expires shortly after its day ends, so a past day's address hashes cannot be
+recomputed; the hashing key itself is derived from it with the app secret (identity.py)
+and never stored.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import hashlib
 import hmac
 import json
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engage.store import Store
 
 ROLES = ("editor", "admin")
-_ADDRKEY_TTL = 2 * 86400
+# How long a day's nonce outlives its day: requests begun just before midnight, and
+# servers whose clocks run a little behind, still find it.
+NONCE_GRACE = timedelta(minutes=10)
 
 
 def _digest(secret: str) -> str:
@@ -67,24 +72,52 @@ def revoke(store: Store, token_id: str) -> bool:
     return bool(store.redis.hdel(store.keys.tokens, token_id))
 
 
-def address_key(store: Store, day: str) -> bytes:
-    """The day's random hashing key, created by whichever process needs it first."""
-    key = store.keys.addrkey(day)
+def address_nonce(store: Store, day: str) -> bytes:
+    """The day's random nonce (`day` is YYYYMMDD), created by whichever process needs it
+    first and deleted by Redis when the day, and its grace, are over."""
+    key = store.keys.addrnonce(day)
+    day_ends = datetime.strptime(day, "%Y%m%d").replace(tzinfo=UTC) + timedelta(days=1)
+    ttl = max(1, int((day_ends + NONCE_GRACE - store.now()).total_seconds()))
     pipe = store.redis.pipeline(transaction=False)
-    pipe.set(key, secrets.token_hex(32), nx=True, ex=_ADDRKEY_TTL)
+    pipe.set(key, secrets.token_hex(32), nx=True, ex=ttl)
     pipe.get(key)
     _, value = pipe.execute()
     return bytes.fromhex(value)
 
 
-def session_record(store: Store, token_id: str, digest: str) -> dict[str, Any] | None:
-    """The record of a signed-in dashboard session's token while it is still valid.
+def _session_key(store: Store, session_id: str) -> str:
+    # Redis keeps a digest of the id only: what it holds cannot be replayed as a cookie.
+    return store.keys.session(hashlib.sha256(session_id.encode()).hexdigest()[:32])
 
-    The session keeps the token id and its stored digest, never the secret; a revoked
-    or re-issued token no longer matches, so revocation ends sessions at once.
+
+def start_session(store: Store, token_id: str, ttl: int) -> str:
+    """A new dashboard session of the token: its id, live on the server for `ttl` seconds
+    after its last use or until `end_session`."""
+    session_id = secrets.token_urlsafe(24)
+    store.redis.set(_session_key(store, session_id), token_id, ex=ttl)
+    return session_id
+
+
+def end_session(store: Store, session_id: str) -> None:
+    store.redis.delete(_session_key(store, session_id))
+
+
+def session_record(store: Store, session_id: str, token_id: str, digest: str,
+                   ttl: int) -> dict[str, Any] | None:
+    """The record of a signed-in dashboard session's token while both are still valid;
+    a live session's lifetime starts over (one round trip).
+
+    The session keeps its id, the token id and its stored digest, never the secret. A
+    session signed out is gone from Redis; a revoked or re-issued token no longer
+    matches: either ends the session at once, whatever cookie is shown.
     """
-    raw = store.redis.hget(store.keys.tokens, token_id)
-    if not raw:
+    key = _session_key(store, session_id)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.get(key)
+    pipe.expire(key, ttl)
+    pipe.hget(store.keys.tokens, token_id)
+    owner, _, raw = pipe.execute()
+    if not raw or not owner or not hmac.compare_digest(owner, token_id):
         return None
     record: dict[str, Any] = json.loads(raw)
     if not hmac.compare_digest(record["hash"], digest):

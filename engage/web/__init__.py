@@ -11,9 +11,12 @@ from engage.web import security
 # One module per page group, each exposing `bp`; one line each so rooms do not collide.
 WEB_MODULES = (
     "ops",
+    "api_docs",
     "embed",
     "metrics_view",
     "dashboard",
+    "editor",
+    "admin",
 )
 
 

@@ -1,10 +1,10 @@
-"""Liveness, readiness and the human-readable API reference."""
+"""Liveness and readiness."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, render_template
+from flask import Blueprint, current_app, jsonify
 
 from engage.store import get_store, health
 
@@ -26,9 +26,3 @@ def readyz() -> Any:
     response.headers["Retry-After"] = str(current_app.config["RETRY_AFTER"])
     return response
 
-
-@bp.get("/api/docs")
-def api_docs() -> Any:
-    """The OpenAPI document rendered server-side: no CDN, no script."""
-    spec = current_app.extensions["engage.api"].spec.to_dict()
-    return render_template("api_docs.html", spec=spec)

@@ -1,7 +1,9 @@
 """Who is signed in to the dashboard, and whether a POST came from its own pages.
 
-Sessions keep the token's id and stored digest (never the secret) and are checked
-against the token store on every request, so revoking a token signs its sessions out.
+Sessions keep a session id, the token's id and its stored digest (never the secret)
+and are checked against the store on every request: signing out deletes the session
+on the server, so a copy of the cookie stops working too, and revoking a token signs
+its sessions out.
 Every POST carries a CSRF token: a per-session nonce signed with itsdangerous, sent in
 a hidden form field or the `X-CSRF-Token` header.
 """
@@ -89,10 +91,10 @@ def csrf_valid() -> bool:
 def signed_in() -> dict[str, Any] | None:
     """The token record of the signed-in editor; a revoked token ends its sessions here."""
     data = session.get("staff")
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not data.get("sid"):
         return None
-    record = tokens.session_record(get_store(), str(data.get("id", "")),
-                                   str(data.get("digest", "")))
+    record = tokens.session_record(get_store(), str(data["sid"]), str(data.get("id", "")),
+                                   str(data.get("digest", "")), SESSION_HOURS * 3600)
     if record is None or record.get("role") not in tokens.ROLES:
         session.pop("staff", None)
         return None
@@ -104,11 +106,17 @@ def sign_in(token: str) -> bool:
     record = tokens.verify(get_store(), token) if token else None
     if record is None:
         return False
-    session.clear()  # a fresh session (and CSRF nonce) after signing in
+    store = get_store()
+    sign_out()  # a fresh session (and CSRF nonce) after signing in
     session.permanent = True
-    session["staff"] = {"id": record["id"], "digest": record["hash"]}
+    session_id = tokens.start_session(store, record["id"], SESSION_HOURS * 3600)
+    session["staff"] = {"id": record["id"], "digest": record["hash"], "sid": session_id}
     return True
 
 
 def sign_out() -> None:
+    """End the session on the server too: the cookie, wherever copied, is worthless."""
+    data = session.get("staff")
+    if isinstance(data, dict) and data.get("sid"):
+        tokens.end_session(get_store(), str(data["sid"]))
     session.clear()

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import SCREENSHOTS, LiveServer, Tab
+from tests.live_server import serving
 
 pytestmark = pytest.mark.browser
 
@@ -355,18 +356,81 @@ def test_raw_redirect_requests_on_the_wire(live_server: LiveServer) -> None:
         assert locations in ([], ["https://example.com/home"]), (path, head)
 
 
-def test_disallowed_origin_fails_quietly(tab: Tab, live_server: LiveServer) -> None:
-    aid = live_server.article()
-    html = f"""<!doctype html><html lang="en"><body><p id="host">Host content</p>
-      <div data-engage-article="{aid}"></div>
+def test_page_on_a_refused_origin_shows_nothing_and_warns_once(
+    tab: Tab, live_server: LiveServer
+) -> None:
+    """A publisher page whose origin ENGAGE_ALLOWED_ORIGINS lacks: readers are not told
+    to try again (they cannot fix it), the publisher gets one console warning."""
+    first, second = live_server.article(), live_server.article()
+    html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+      <title>Another site</title></head><body style="font: 16px system-ui; margin: 2rem">
+      <h1>A page on a site engage does not know</h1>
+      <p id="host">The article text stays as it is; the widget below stays out of the way.</p>
+      <div data-engage-article="{first}" style="outline: 1px dashed #aaa"></div>
+      <div data-engage-article="{second}"></div>
+      <p>End of the article.</p>
       <script src="{live_server.url}/widget.js" async></script></body></html>"""
+
+    def stranger_site(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [html.encode()]
+
     page = tab.page
-    # Same site, other host name: an origin that is not on the allowlist.
-    url = live_server.publish("/stranger.html", html).replace("127.0.0.1", "localhost")
-    page.goto(url)
-    expect(widget(page, aid).get_by_role("status")).to_have_text(re.compile("try again"))
-    expect(page.locator("#host")).to_have_text("Host content")
-    assert tab.errors == []
+    warnings: list[str] = []
+    page.on("console", lambda msg: warnings.append(msg.text) if msg.type == "warning" else None)
+    # Its own server on its own port: an origin that is not on the allowlist.
+    with serving(stranger_site) as site:
+        origin = f"http://127.0.0.1:{site.server_port}"
+        with page.expect_console_message(lambda msg: msg.type == "warning"):
+            page.goto(origin + "/story.html")
+        # A widget added later fails the same way and does not warn again.
+        page.evaluate("""aid => {
+            const el = document.createElement('div');
+            el.setAttribute('data-engage-article', aid);
+            document.body.appendChild(el);
+            window.engage.scan();
+        }""", first)
+        page.wait_for_timeout(500)
+        assert len(warnings) == 1, warnings
+        assert "ENGAGE_ALLOWED_ORIGINS" in warnings[0] and origin in warnings[0]
+        for aid in (first, second):
+            box = widget(page, aid)
+            assert box.first.evaluate("n => n.shadowRoot.textContent") == ""
+            expect(box.first).to_be_hidden()
+        assert "try again" not in page.content()
+        expect(page.locator("#host")).to_be_visible()
+        assert tab.errors == []
+        # For the picture, the console's line is copied under the page (the test's own note).
+        page.evaluate("""text => {
+            const note = document.createElement('pre');
+            note.textContent = 'Browser console (warning):\\n' + text;
+            note.style.cssText = 'margin-top:3rem;padding:.8rem;background:#fffbe6;' +
+                'border:1px solid #e6c200;white-space:pre-wrap;font-size:13px';
+            document.body.appendChild(note);
+        }""", warnings[0])
+        page.screenshot(path=str(SCREENSHOTS / "widget-origin-not-allowed.png"),
+                        clip={"x": 0, "y": 0, "width": 1100, "height": 420})
+
+
+def test_api_down_on_page_load_still_says_try_again(tab: Tab, live_server: LiveServer) -> None:
+    """Nothing answers at all (not even the script's own URL): that is not the origin."""
+    aid = live_server.article()
+    page = tab.page
+    warnings: list[str] = []
+    page.on("console", lambda msg: warnings.append(msg.text) if msg.type == "warning" else None)
+    page.goto(f"/demo/{aid}")
+    expect_vote(page, aid, 0, 0, None)
+    page.route("**/api/v1/widget?**", lambda route: route.abort("connectionrefused"))
+    page.route("**/widget.js", lambda route: route.abort("connectionrefused")
+               if route.request.resource_type == "fetch" else route.continue_())
+    page.evaluate("""aid => {
+        const el = document.createElement('div');
+        el.setAttribute('data-engage-article', aid);
+        document.body.appendChild(el);
+        window.engage.scan();
+    }""", aid)
+    expect(widget(page, aid).last.get_by_role("status")).to_have_text(re.compile("try again"))
+    assert warnings == []
 
 
 def test_demo_screenshots_light_and_dark(tab: Tab, live_server: LiveServer) -> None:

@@ -1,13 +1,13 @@
 /* engage widget: "Do you like this article?", polls and related links.
    Embed: <div data-engage-article="ID"></div><script src="https://HOST/widget.js" async></script>
-   Plain JS, no dependencies, no build step. Data is only ever set with textContent. */
+   Plain JS, no build step. Data is only ever set with textContent. */
 (function () {
   'use strict';
   var d = document, W = window;
   var me = d.currentScript || d.querySelector('script[src*="widget.js"]');
   if (!me || !d.head.attachShadow) return;
   var API = new URL(me.src, location.href).origin + '/api/v1';
-  var KEY = 'engage.reader', memTok = null, minting = null, seen = {}, B = null, sheet = null;
+  var KEY = 'engage.reader', memTok = null, minting = null, seen = {}, B = null, sheet = null, warned = 0;
   var T = {
     en: {question: 'Do you like this article?', yes: 'Yes', no: 'No',
       why: 'What could be better? (optional)', thanks: 'Thanks, your vote is counted.',
@@ -45,7 +45,7 @@
     'padding:.35em 1em;margin:0;margin-inline-end:.5em;margin-block-end:.5em;cursor:pointer;transition:background .15s,color .15s}' +
     'button:hover{border-color:var(--ac)}button[aria-pressed=true]{background:var(--ac);border-color:var(--ac);color:var(--on)}' +
     'button:disabled{opacity:.55;cursor:default}.n{font-weight:600;margin-inline-start:.4em}' +
-    'button:focus-visible,a:focus-visible,input:focus-visible{outline:3px solid var(--ac);outline-offset:2px}' +
+    ':focus-visible{outline:3px solid var(--ac);outline-offset:2px}' +
     '.m{color:var(--mu);font-size:.9em;margin:0;min-height:1.3em}ul{list-style:none;margin:0;padding:0}' +
     'li{margin:.35em 0}a{color:var(--ac);text-underline-offset:2px}label{display:block;margin:.3em 0}' +
     '.r{display:flex;justify-content:space-between;font-size:.92em}.t{background:var(--bd);border-radius:4px;height:.5em;margin:.15em 0 .5em}' +
@@ -202,8 +202,8 @@
     var items = [];
     w.data.links.forEach(function (l) {
       var url;
-      // Curated links go through our own redirect at the origin this script came from,
-      // whatever host name the API saw behind a proxy.
+      // Curated links go through our redirect on this script's origin, whatever host the
+      // API saw behind a proxy.
       try { url = new URL(l.related ? l.href : '/r/' + enc(l.id), API); } catch (e) { return; }
       if (!/^https?:$/.test(url.protocol)) return;
       var li = h('li', {}, [h('a', {href: url.href, 'data-k': 'l:' + l.id, text: l.title})]);
@@ -213,7 +213,6 @@
     return items.length && h('div', {'class': 'b links'}, [h('h2', {text: t(w, 'related')}), h('ul', {}, items)]);
   }
 
-  // Rebuild from state, keeping keyboard focus on the same control.
   function render(w) {
     if (!w.data) return;
     var f = w.root.activeElement, k = f && f.getAttribute('data-k');
@@ -229,7 +228,7 @@
     });
   }
 
-  // Viewable impressions: at least half of a link visible for one second, once per page view.
+  // Viewable impressions: half a link visible for a second, once per page view.
   var io = W.IntersectionObserver && new IntersectionObserver(function (entries) {
     entries.forEach(function (e) {
       var n = e.target;
@@ -265,7 +264,7 @@
     return w;
   }
 
-  // Page load: one anonymous batch read for every widget, plus one private read with a token.
+  // Page load: one shared read for all widgets, plus a private one with a token.
   function scan() {
     var ws = [], ids = [];
     [].forEach.call(d.querySelectorAll('[data-engage-article]'), function (el) {
@@ -297,6 +296,15 @@
           w.data = JSON.parse(JSON.stringify(a));
           render(w);
         });
+      });
+    }, function (e) {
+      // Unreadable (TypeError), yet the server answers: it refuses this origin. No reader
+      // can fix that: show nothing, warn the publisher once.
+      if (!(e instanceof TypeError)) throw e;
+      return fetch(me.src, {mode: 'no-cors', cache: 'no-cache'}).then(function () {
+        ws.forEach(function (w) { w.el.style.display = 'none'; });
+        warned++ || console.warn('engage: ' + API + ' refuses ' + location.origin +
+          '; add it to ENGAGE_ALLOWED_ORIGINS');
       });
     }).catch(function () {
       ws.forEach(function (w) { say(w, t(w, 'retry')); });

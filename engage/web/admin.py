@@ -1,0 +1,104 @@
+"""Admin pages: API tokens and webhooks. Editors are refused (403).
+
+A token's secret is shown once, in the answer to the form that created it; the store
+keeps only its digest. A webhook's signing secret is shown in the form that registers
+it and never again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import g, redirect, render_template, request, url_for
+
+from engage import destinations, schemas
+from engage.store import get_store, tokens, webhooks
+from engage.web import forms
+from engage.web.forms import Errors
+
+bp = forms.staff_blueprint("admin", __name__)
+
+
+@bp.before_request
+def _admins_only() -> Any:
+    # Runs after the shared guard, which has signed the caller in (or sent them away).
+    if g.get("staff") is not None and g.staff.get("role") != "admin":
+        return forms.refuse(403, "forbidden", "Only admins manage tokens and webhooks.")
+    return None
+
+
+# -- tokens -------------------------------------------------------------------------------
+def _tokens_page(form: dict[str, Any], errors: Errors, status: int = 200,
+                 created: str | None = None) -> Any:
+    return render_template(
+        "dashboard/admin_tokens.html", page="admin", tokens=tokens.list_all(get_store()),
+        roles=schemas.TOKEN_ROLES, form=form, errors=errors, created=created,
+        notice=request.args.get("notice"), me=g.staff["id"],
+    ), status
+
+
+@bp.route("/admin/tokens", methods=["GET", "POST"])
+def token_list() -> Any:
+    if request.method == "GET":
+        return _tokens_page({"role": "editor", "name": ""}, {})
+    shown = {"role": request.form.get("role", ""), "name": request.form.get("name", "")}
+    data, errors = forms.load(schemas.TokenInSchema(), shown)
+    if errors:
+        return _tokens_page(shown, errors, 422)
+    token, _ = tokens.create(get_store(), data["role"], data["name"].strip())
+    # The answer itself shows the token: never a redirect that would carry it in a URL.
+    return _tokens_page({"role": "editor", "name": ""}, {}, 201, created=token)
+
+
+@bp.post("/admin/tokens/<eid:token_id>/revoke")
+def token_revoke(token_id: str) -> Any:
+    if not tokens.revoke(get_store(), token_id):
+        return forms.refuse(404, "not_found", "No token exists under this id.")
+    return redirect(url_for("admin.token_list", notice=f"Token {token_id} revoked."))
+
+
+# -- webhooks -----------------------------------------------------------------------------
+def _webhooks_page(form: dict[str, Any], errors: Errors, status: int = 200,
+                   notice: str | None = None) -> Any:
+    listed = [webhooks.public(r) for r in webhooks.list_all(get_store())]
+    return render_template(
+        "dashboard/admin_webhooks.html", page="admin", webhooks=listed,
+        patterns=schemas.WEBHOOK_EVENT_PATTERNS, form=form, errors=errors,
+        notice=notice or request.args.get("notice"),
+    ), status
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@bp.route("/admin/webhooks", methods=["GET", "POST"])
+def webhook_list() -> Any:
+    if request.method == "GET":
+        return _webhooks_page({"url": "", "events": [], "secret": _new_secret()}, {})
+    shown = {"url": request.form.get("url", "").strip(),
+             "events": request.form.getlist("events"),
+             "secret": request.form.get("secret", "")}
+    data, errors = forms.load(schemas.WebhookInSchema(), shown)
+    store = get_store()
+    if not errors:  # the API's second rule: deliveries go to public addresses only
+        try:
+            destinations.check(data["url"], bool(store.config["WEBHOOK_ALLOW_PRIVATE"]))
+        except destinations.RefusedDestination as exc:
+            errors = {"url": [str(exc)]}
+    if errors:
+        return _webhooks_page(shown, errors, 422)
+    record = webhooks.create(store, data["url"], data["events"], data["secret"])
+    return _webhooks_page(
+        {"url": "", "events": [], "secret": _new_secret()}, {}, 201,
+        notice=f"Webhook {record['id']} registered. Its signing secret was the one in the "
+               "form; it is not shown again.",
+    )
+
+
+@bp.post("/admin/webhooks/<eid:webhook_id>/delete")
+def webhook_delete(webhook_id: str) -> Any:
+    if not webhooks.delete(get_store(), webhook_id):
+        return forms.refuse(404, "not_found", "No webhook exists under this id.")
+    return redirect(url_for("admin.webhook_list", notice=f"Webhook {webhook_id} removed."))

@@ -1,0 +1,332 @@
+"""The editors' forms: polls, related links and articles, without curl.
+
+Every form is loaded through the API's schema for the same write and stored through
+the same store function the API calls, so a form and a CMS obey one set of rules.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from flask import abort, current_app, redirect, render_template, request, url_for
+from marshmallow import ValidationError
+
+from engage import schemas
+from engage.api.polls import poll_body
+from engage.store import articles, get_store, links, polls
+from engage.store.exceptions import PollFinal, StoreRefusal, UnknownArticle, UnknownPoll
+from engage.web import forms
+from engage.web.forms import FORM_ERROR, Errors
+
+bp = forms.staff_blueprint("editor", __name__)
+
+VISIBILITY = (
+    ("always", "Always"),
+    ("after_vote", "After the reader votes"),
+    ("after_close", "After the poll closes"),
+)
+OPTION_FIELDS = 10
+UNKNOWN_ARTICLE = "No article is registered under this id."
+
+
+def _pickable_articles() -> list[dict[str, Any]]:
+    return articles.recent(get_store())
+
+
+# -- polls --------------------------------------------------------------------------------
+def _poll_input(form: Any) -> dict[str, Any]:
+    """The form as the JSON body of POST /api/v1/polls."""
+    multiple = form.get("kind") == "multiple"
+    data: dict[str, Any] = {
+        "question": form.get("question", ""),
+        "options": [label for label in form.getlist("option") if label.strip()],
+        "article": form.get("article", "").strip() or None,
+        "multiple": multiple,
+        "closes_at": forms.local_time(form.get("closes_at"), form.get("tz")),
+        "results": form.get("results", "always"),
+        "min_votes": forms.number(form.get("min_votes")),
+    }
+    if multiple:  # a maximum left in the field of a single-choice poll is not meant
+        data["max_choices"] = forms.number(form.get("max_choices"))
+    return data
+
+
+def _preview(data: dict[str, Any]) -> dict[str, Any]:
+    """The poll as the widget would get it right after publishing (no votes yet)."""
+    labels = data["options"]
+    ids = polls.option_ids(len(labels))
+    public_results = data["results"] == "always" and not data.get("min_votes")
+    return {
+        "question": data["question"],
+        "options": [{"id": i, "label": label} for i, label in zip(ids, labels, strict=True)],
+        "multiple": data["multiple"],
+        "max_choices": data.get("max_choices") or len(labels),
+        "results": {"percentages": dict.fromkeys(ids, 0), "total": 0}
+        if public_results else None,
+    }
+
+
+def _poll_form(template_data: dict[str, Any], errors: Errors, status: int = 200,
+               preview: dict[str, Any] | None = None) -> Any:
+    return render_template(
+        "dashboard/poll_form.html",
+        page="polls",
+        form=template_data,
+        errors=errors,
+        preview=preview,
+        visibility=VISIBILITY,
+        option_fields=OPTION_FIELDS,
+        picker=_pickable_articles(),
+        utc_label=forms.utc_label,
+    ), status
+
+
+@bp.route("/polls/new", methods=["GET", "POST"])
+def poll_new() -> Any:
+    if request.method == "GET":
+        empty: dict[str, Any] = {
+            "question": "", "options": [], "kind": "single",
+            "article": request.args.get("article", ""), "results": "always",
+            "closes_at": "", "tz": "", "min_votes": "", "max_choices": "", "closes_iso": None,
+        }
+        return _poll_form(empty, {})
+    form = request.form
+    raw = _poll_input(form)
+    shown = {
+        "question": form.get("question", ""),
+        "options": form.getlist("option"),
+        "kind": "multiple" if raw["multiple"] else "single",
+        "article": form.get("article", ""),
+        "results": raw["results"],
+        "closes_at": form.get("closes_at", ""),
+        "tz": form.get("tz", ""),
+        "min_votes": form.get("min_votes", ""),
+        "max_choices": form.get("max_choices", ""),
+        "closes_iso": raw["closes_at"],
+    }
+    data, errors = forms.load(schemas.PollInSchema(), raw)
+    if not errors and data["article"] and articles.get(get_store(), data["article"]) is None:
+        errors = {"article": [UNKNOWN_ARTICLE]}  # said before a preview, not only on publish
+    if errors:
+        return _poll_form(shown, errors, 422)
+    if form.get("action") == "preview":
+        return _poll_form(shown, {}, preview=_preview(data))
+    try:
+        poll = polls.create(get_store(), data)
+    except UnknownArticle:
+        return _poll_form(shown, {"article": [UNKNOWN_ARTICLE]}, 422)
+    except StoreRefusal as exc:
+        return _poll_form(shown, {FORM_ERROR: [forms.refusal_message(exc)]}, 422)
+    return redirect(url_for("dashboard.poll_list", notice=f"Poll created: {poll.question}"))
+
+
+def _poll_or_404(poll_id: str) -> dict[str, Any]:
+    poll = polls.get(get_store(), poll_id)
+    if poll is None:
+        abort(404)
+    return poll_body(poll, staff=True)
+
+
+@bp.route("/polls/<eid:poll_id>/edit", methods=["GET", "POST"])
+def poll_edit(poll_id: str) -> Any:
+    poll = _poll_or_404(poll_id)
+    if request.method == "GET":
+        shown = {"question": poll["question"], "results": poll["results_visibility"],
+                 "closes_at": forms.local_input(poll["closes_at"]),
+                 "tz": "UTC" if poll["closes_at"] else "",
+                 "min_votes": "" if poll["min_votes"] is None else str(poll["min_votes"]),
+                 "closes_iso": poll["closes_at"]}
+        return _edit_form(poll, shown, {})
+    form = request.form
+    raw = {
+        "question": form.get("question", ""),
+        "results": form.get("results", ""),
+        "closes_at": forms.local_time(form.get("closes_at"), form.get("tz")),
+        "min_votes": forms.number(form.get("min_votes")),
+    }
+    shown = {**{k: form.get(k, "") for k in ("question", "results", "closes_at", "tz",
+                                              "min_votes")}, "closes_iso": raw["closes_at"]}
+    data, errors = forms.load(schemas.PollPatchSchema(), raw)
+    if errors:
+        return _edit_form(poll, shown, errors, 422)
+    try:
+        polls.patch(get_store(), poll_id, data)
+    except UnknownPoll:
+        abort(404)
+    except PollFinal:
+        return _edit_form(poll, shown, {FORM_ERROR: [
+            "This poll is closed and its results are final; reopen it to edit it."]}, 409)
+    except StoreRefusal as exc:
+        return _edit_form(poll, shown, {FORM_ERROR: [forms.refusal_message(exc)]}, 422)
+    return redirect(url_for("dashboard.poll_list", notice="Poll saved."))
+
+
+def _edit_form(poll: dict[str, Any], shown: dict[str, Any], errors: Errors,
+               status: int = 200) -> Any:
+    return render_template(
+        "dashboard/poll_edit.html", page="polls", poll=poll, form=shown, errors=errors,
+        visibility=VISIBILITY, utc_label=forms.utc_label,
+    ), status
+
+
+# -- related links ------------------------------------------------------------------------
+def _article_or_404(article_id: str) -> dict[str, Any]:
+    article = articles.get(get_store(), article_id)
+    if article is None:
+        abort(404)
+    return article
+
+
+def _links_page(article: dict[str, Any], rows: list[dict[str, str]], errors: dict[Any, Errors],
+                status: int = 200, notice: str | None = None) -> Any:
+    store = get_store()
+    box = links.for_articles(store, [article["id"]])[article["id"]]
+    curated = [link for link in box if not link.get("related")]
+    shown = int(current_app.config["LINKS_SHOWN"])
+    return render_template(
+        "dashboard/links_form.html",
+        page="article",
+        article=article,
+        rows=rows,
+        errors=errors,
+        curated=curated,
+        filled=[link for link in box if link.get("related")],
+        shown=shown,
+        max_links=schemas.MAX_LINKS,
+        notice=notice,
+    ), status
+
+
+def _stored_rows(article_id: str) -> list[dict[str, str]]:
+    return [{"title": link["title"], "url": link["url"]}
+            for link in links.curated(get_store(), article_id)]
+
+
+def _save_links(article: dict[str, Any], rows: list[dict[str, str]], notice: str) -> Any:
+    """Validate the rows as the body of PUT .../links and store them, or show why not.
+
+    Rows left entirely empty are not links (the form's spare rows); a half-filled row
+    is, so the schema names what it lacks.
+    """
+    positions = [i for i, row in enumerate(rows) if row["title"].strip() or row["url"].strip()]
+    items = [{"title": rows[i]["title"].strip(), "url": rows[i]["url"].strip()}
+             for i in positions]
+    try:
+        data = schemas.LinkInSchema(many=True).load(items)
+    except ValidationError as exc:
+        return _links_page(article, rows, _row_errors(exc.messages, positions), 422)
+    try:
+        links.set_links(get_store(), article["id"], data)
+    except UnknownArticle:
+        abort(404)
+    return redirect(url_for("editor.links_edit", article_id=article["id"], notice=notice))
+
+
+def _row_errors(messages: Any, positions: list[int]) -> dict[Any, Errors]:
+    """The schema's messages per list item, put back on the form's rows."""
+    per_row: dict[Any, Errors] = {}
+    for key, value in dict(messages).items():
+        target = positions[key] if isinstance(key, int) else FORM_ERROR
+        per_row[target] = forms.flatten(value if isinstance(key, int) else {key: value})
+    return per_row
+
+
+@bp.route("/articles/<eid:article_id>/links", methods=["GET", "POST"])
+def links_edit(article_id: str) -> Any:
+    article = _article_or_404(article_id)
+    if request.method == "GET":
+        return _links_page(article, _stored_rows(article_id), {},
+                           notice=request.args.get("notice"))
+    titles, urls = request.form.getlist("title"), request.form.getlist("url")
+    rows = [{"title": t, "url": u} for t, u in zip(titles, urls, strict=False)]
+    if request.form.get("action") == "add":  # one more empty row, nothing saved yet
+        return _links_page(article, [*rows, {"title": "", "url": ""}], {})
+    return _save_links(article, rows, "Links saved.")
+
+
+@bp.post("/articles/<eid:article_id>/links/order")
+def links_order(article_id: str) -> Any:
+    """Move or remove one saved link (the row buttons; unsaved edits are not sent)."""
+    article = _article_or_404(article_id)
+    rows = _stored_rows(article_id)
+    action, _, index_text = (request.form.get("action") or "").partition(":")
+    if not index_text.isdigit() or int(index_text) >= len(rows) or action not in (
+            "up", "down", "remove"):
+        return forms.refuse(422, "validation_failed", "Unknown change to the links.")
+    index = int(index_text)
+    if action == "remove":
+        del rows[index]
+        notice = "Link removed."
+    else:
+        other = index - 1 if action == "up" else index + 1
+        if 0 <= other < len(rows):
+            rows[index], rows[other] = rows[other], rows[index]
+        notice = "Links reordered."
+    return _save_links(article, rows, notice)
+
+
+# -- articles -----------------------------------------------------------------------------
+def _article_input(form: Any) -> dict[str, Any]:
+    """The form as the JSON body of PUT /api/v1/articles/<id>."""
+    return {
+        "title": form.get("title", "").strip(),
+        "url": form.get("url", "").strip(),
+        "section": form.get("section", "").strip(),
+        "published_at": forms.local_time(form.get("published_at"), form.get("tz")),
+        "tags": [tag.strip() for tag in form.get("tags", "").split(",") if tag.strip()],
+    }
+
+
+def _article_form(article_id: str | None, shown: dict[str, Any], errors: Errors,
+                  status: int = 200) -> Any:
+    return render_template(
+        "dashboard/article_form.html", page="overview", article_id=article_id, form=shown,
+        errors=errors, sections=articles.sections(get_store()), utc_label=forms.utc_label,
+    ), status
+
+
+def _shown_article(form: Any, published_iso: Any) -> dict[str, Any]:
+    return {**{k: form.get(k, "") for k in ("id", "title", "url", "section", "published_at",
+                                             "tz", "tags")}, "published_iso": published_iso}
+
+
+@bp.route("/articles/new", methods=["GET", "POST"])
+def article_new() -> Any:
+    if request.method == "GET":
+        now = get_store().now().astimezone(UTC)
+        return _article_form(None, {
+            "id": "", "title": "", "url": "", "section": "", "tags": "", "tz": "UTC",
+            "published_at": now.strftime("%Y-%m-%dT%H:%M"), "published_iso": None,
+        }, {})
+    form = request.form
+    raw = _article_input(form)
+    shown = _shown_article(form, raw["published_at"])
+    ids, id_errors = forms.load(schemas.ArticleIdSchema(), {"id": form.get("id", "").strip()})
+    data, errors = forms.load(schemas.ArticleInSchema(), raw)
+    errors = {**id_errors, **errors}
+    if not errors and articles.get(get_store(), ids["id"]) is not None:
+        errors = {"id": ["An article is already registered under this id; edit it instead."]}
+    if errors:
+        return _article_form(None, shown, errors, 422)
+    articles.upsert(get_store(), ids["id"], data)
+    return redirect(url_for("dashboard.article", article_id=ids["id"]))
+
+
+@bp.route("/articles/<eid:article_id>/edit", methods=["GET", "POST"])
+def article_edit(article_id: str) -> Any:
+    article = _article_or_404(article_id)
+    if request.method == "GET":
+        return _article_form(article_id, {
+            "id": article_id, "title": article["title"], "url": article["url"],
+            "section": article["section"], "tags": ", ".join(article["tags"]), "tz": "UTC",
+            "published_at": forms.local_input(article["published_at"]), "published_iso": None,
+        }, {})
+    raw = _article_input(request.form)
+    data, errors = forms.load(schemas.ArticleInSchema(), raw)
+    if errors:
+        return _article_form(article_id, _shown_article(request.form, raw["published_at"]),
+                             errors, 422)
+    articles.upsert(get_store(), article_id, data)
+    return redirect(url_for("dashboard.article", article_id=article_id))
+

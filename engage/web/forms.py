@@ -1,0 +1,136 @@
+"""What the editors' form pages share: the dashboard's guard, and one set of rules.
+
+A form is read into the same dict the API takes as JSON and loaded through the API's
+own schema (engage/schemas.py); the schema's messages are shown next to the fields
+they name. Nothing here knows a rule of its own about what is valid.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import Blueprint
+from marshmallow import Schema, ValidationError
+
+from engage import errors
+from engage.store.exceptions import StoreRefusal
+from engage.web import dashboard
+
+FORM_ERROR = "_form"  # messages about the whole form, shown above it
+
+Errors = dict[str, list[str]]
+
+
+def staff_blueprint(name: str, import_name: str) -> Blueprint:
+    """A blueprint under /dashboard with the dashboard's sign-in guard and CSRF check,
+    its error page, no-store answers and template helpers."""
+    bp = Blueprint(name, import_name, url_prefix="/dashboard")
+    bp.before_request(dashboard._guard)
+    bp.after_request(dashboard._private)
+    bp.context_processor(dashboard._template_helpers)
+    bp.register_error_handler(404, dashboard._not_found)
+    return bp
+
+
+def refuse(status: int, code: str, message: str) -> Any:
+    return dashboard._refuse(status, code, message)
+
+
+def load(schema: Schema, data: Any) -> tuple[Any, Errors]:
+    """The schema's result, or None and its messages per form field."""
+    try:
+        return schema.load(data), {}
+    except ValidationError as exc:
+        return None, flatten(exc.messages)
+
+
+def flatten(messages: Any, field: str = FORM_ERROR) -> Errors:
+    """marshmallow's nested messages as {field: [message, ...]}.
+
+    A list item's messages stay with the list's field, numbered from 1 as people count
+    ("Option 2: ..." for `options`); `_schema` messages belong to the whole form.
+    """
+    out: Errors = {}
+    if isinstance(messages, dict):
+        item = field.removesuffix("s").replace("_", " ").capitalize()
+        for key, value in messages.items():
+            if isinstance(key, int):
+                for name, found in flatten(value, field).items():
+                    out.setdefault(name, []).extend(f"{item} {key + 1}: {m}" for m in found)
+                continue
+            name = FORM_ERROR if key == "_schema" else str(key)
+            for sub, found in flatten(value, name).items():
+                out.setdefault(sub, []).extend(found)
+    elif isinstance(messages, list):
+        for item in messages:
+            for sub, found in flatten(item, field).items():
+                out.setdefault(sub, []).extend(found)
+    else:
+        out.setdefault(field, []).append(str(messages))
+    return out
+
+
+def refusal_message(exc: StoreRefusal) -> str:
+    """The message the API gives for this store refusal."""
+    return str(errors.http_error(exc).message)
+
+
+def number(value: str | None) -> Any:
+    """A form's number as the JSON number the API takes; text the schema will refuse."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def zone(name: str | None) -> ZoneInfo | None:
+    """The editor's time zone as the page's script reported it; None when unknown."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def local_time(value: str | None, tz_name: str | None) -> Any:
+    """A datetime-local field in the editor's zone as the ISO 8601 time the API takes.
+
+    Without a known zone (no script ran) the time is taken as UTC, which the form says.
+    Text that is not a time goes through as it is, for the schema to refuse.
+    """
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zone(tz_name) or UTC)
+    return when.isoformat()
+
+
+def utc_label(iso: Any) -> str:
+    """"2026-12-01 17:00 UTC" for a time the form produced; "" when it is not one."""
+    if not isinstance(iso, str):
+        return ""
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return ""
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def local_input(iso: str | None) -> str:
+    """A stored UTC time as a datetime-local value (in UTC; the page's script shows it
+    in the editor's zone)."""
+    if not iso:
+        return ""
+    when = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M")
