@@ -7,13 +7,13 @@ To cover a new page, add a row to PAGES.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
+from engage.store import tokens
 from tests.browser.conftest import SCREENSHOTS, LiveServer
 
 pytestmark = pytest.mark.browser
@@ -29,20 +29,27 @@ WIDTHS = {"desktop": 1280, "phone": 375}
 class Page:
     name: str
     path: str
-    signed_in: bool
+    role: str  # who is signed in: "" (nobody), "editor" or "admin"
     ready: str  # a selector that is there once the page has drawn what it fetches
     dark: bool = False  # has a dark scheme of its own (else its dark screenshot is the same)
     full_page: bool = True  # screenshot the whole page, not only the first screen
 
 
 PAGES = [
-    Page("demo", "/demo/korea-china-reset", False, "[data-engage-article] >> .b", dark=True),
-    Page("signin", "/dashboard/signin", False, "#token"),
-    Page("overview", "/dashboard", True, "#top-approved"),
-    Page("article", "/dashboard/articles/korea-china-reset", True, "#reactions-chart svg"),
-    Page("polls", "/dashboard/polls", True, ".poll"),
-    Page("live", "/dashboard/live", True, "#live-feed li"),
-    Page("api-docs", "/api/docs", False, "main", dark=True, full_page=False),
+    Page("demo", "/demo/korea-china-reset", "", "[data-engage-article] >> .b", dark=True),
+    Page("signin", "/dashboard/signin", "", "#token"),
+    Page("overview", "/dashboard", "editor", "#top-approved"),
+    Page("article", "/dashboard/articles/korea-china-reset", "editor", "#reactions-chart svg"),
+    Page("polls", "/dashboard/polls", "editor", ".poll"),
+    Page("live", "/dashboard/live", "editor", "#live-feed li"),
+    Page("poll-new", "/dashboard/polls/new", "editor", "form"),
+    Page("poll-edit", "/dashboard/polls/korea-china-2026/edit", "editor", "form"),
+    Page("article-new", "/dashboard/articles/new", "editor", "form"),
+    Page("article-edit", "/dashboard/articles/korea-china-reset/edit", "editor", "form"),
+    Page("links-edit", "/dashboard/articles/korea-china-reset/links", "editor", "form"),
+    Page("admin-tokens", "/dashboard/admin/tokens", "admin", "form"),
+    Page("admin-webhooks", "/dashboard/admin/webhooks", "admin", "form"),
+    Page("api-docs", "/api/docs", "", ".opblock", full_page=False),
 ]
 
 
@@ -51,20 +58,26 @@ def axe() -> Axe:
     return Axe()
 
 
-@pytest.fixture
-def signed_in_context(browser: Any, live_server: LiveServer) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def staff_tokens(live_server: LiveServer) -> dict[str, str]:
+    with live_server.app.app_context():
+        admin = tokens.create(live_server.store, "admin", "accessibility tests")[0]
+    return {"editor": live_server.editor["Authorization"].split(" ", 1)[1], "admin": admin}
+
+
+def open_as(browser: Any, live_server: LiveServer, role: str,
+            staff_tokens: dict[str, str]) -> Any:
+    """A fresh browser context, signed in to the dashboard as `role` (or not at all)."""
     context = browser.new_context(base_url=live_server.url)
     context.set_default_timeout(8000)
-    page = context.new_page()
-    page.goto("/dashboard/signin")
-    page.fill("#token", live_server.editor["Authorization"].split(" ", 1)[1])
-    page.click("button[type=submit]")
-    page.wait_for_url("**/dashboard")
-    page.close()
-    try:
-        yield context
-    finally:
-        context.close()
+    if role:
+        page = context.new_page()
+        page.goto("/dashboard/signin")
+        page.fill("#token", staff_tokens[role])
+        with page.expect_navigation(url="**/dashboard"):
+            page.click("button[type=submit]")
+        page.close()
+    return context
 
 
 def report(results: Any) -> str:
@@ -80,19 +93,23 @@ def report(results: Any) -> str:
 @pytest.mark.parametrize("width", list(WIDTHS))
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("target", PAGES, ids=lambda p: p.name)
-def test_no_axe_violations(signed_in_context: Any, axe: Axe, target: Page, scheme: str,
-                           width: str) -> None:
-    page = signed_in_context.new_page()
-    page.set_viewport_size({"width": WIDTHS[width], "height": 900})
-    page.emulate_media(color_scheme=scheme, reduced_motion="reduce")
-    page.goto(target.path)
-    if not target.signed_in:
-        assert "/signin" not in page.url or target.name == "signin"
-    page.locator(target.ready).first.wait_for(state="attached")
-    results = axe.run(page, options=AXE_RULES)
-    if scheme == "light" or (target.dark and width == "desktop"):
-        shot = scheme if width == "desktop" else width
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"page-{target.name}-{shot}.png"),
-                        full_page=target.full_page)
-    assert results.violations_count == 0, report(results)
+def test_no_axe_violations(browser: Any, live_server: LiveServer, staff_tokens: dict[str, str],
+                           axe: Axe, target: Page, scheme: str, width: str) -> None:
+    context = open_as(browser, live_server, target.role, staff_tokens)
+    try:
+        page = context.new_page()
+        page.set_viewport_size({"width": WIDTHS[width], "height": 900})
+        page.emulate_media(color_scheme=scheme, reduced_motion="reduce")
+        response = page.goto(target.path)
+        assert response is not None and response.status == 200
+        assert page.url.endswith(target.path)  # not sent to sign in
+        page.locator(target.ready).first.wait_for(state="attached")
+        results = axe.run(page, options=AXE_RULES)
+        if scheme == "light" or (target.dark and width == "desktop"):
+            shot = scheme if width == "desktop" else width
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / f"page-{target.name}-{shot}.png"),
+                            full_page=target.full_page)
+        assert results.violations_count == 0, report(results)
+    finally:
+        context.close()
