@@ -40,6 +40,8 @@ PAGES = [
     Page("signin", "/dashboard/signin", "", "#token"),
     Page("overview", "/dashboard", "editor", "#top-approved"),
     Page("article", "/dashboard/articles/korea-china-reset", "editor", "#reactions-chart svg"),
+    Page("article-month", "/dashboard/articles/korea-china-reset?bucket=day", "editor",
+         "#reactions-chart svg"),
     Page("polls", "/dashboard/polls", "editor", ".poll"),
     Page("live", "/dashboard/live", "editor", "#live-feed li"),
     Page("poll-new", "/dashboard/polls/new", "editor", "form"),
