@@ -1,9 +1,9 @@
 """Metric definitions (bounded labels only), request instrumentation and rendering.
 
 Labels never carry ids or raw paths: `kind` is reaction|poll, `reason` is one of
-REJECT_REASONS, routes are URL rule templates ("unmatched" when no rule matched),
-methods come from a fixed list, statuses are classes (2xx..5xx), Redis `op` is a
-script name, "pipeline" or a command name.
+REJECT_REASONS (votes) or LINK_REFUSALS (links), routes are URL rule templates
+("unmatched" when no rule matched), methods come from a fixed list, statuses are
+classes (2xx..5xx), Redis `op` is a script name, "pipeline" or a command name.
 
 Under granian or gunicorn every worker is its own process, so its counters live in its
 own memory. With `PROMETHEUS_MULTIPROC_DIR` set (`engage serve` and gunicorn.conf.py set
@@ -35,6 +35,7 @@ from prometheus_client.core import GaugeMetricFamily
 REJECT_REASONS = ("duplicate", "throttled", "closed", "invalid", "unknown", "unavailable")
 VOTE_KINDS = ("reaction", "poll")
 LINK_EVENT_NAMES = ("click", "impression")
+LINK_REFUSALS = ("click_duplicate", "click_bot", "click_prefetch", "impression_over_cap")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dead", "dropped")
 REDIS_ERROR_KINDS = ("connection", "timeout", "response", "other")
@@ -53,6 +54,10 @@ VOTES_REJECTED = Counter(
 )
 LINK_EVENTS = Counter(
     "engage_link_events", "Related-link clicks and impressions.", ["event"]
+)
+LINK_REFUSED = Counter(
+    "engage_link_events_refused",
+    "Related-link clicks and impressions not counted, by reason.", ["reason"]
 )
 HTTP_REQUESTS = Counter(
     "engage_http_requests", "HTTP requests by route template, method and status class.",
@@ -137,6 +142,12 @@ def link_event(event: str) -> None:
     LINK_EVENTS.labels(event=event).inc()
 
 
+def link_refused(reason: str, n: int = 1) -> None:
+    """`reason` is one of LINK_REFUSALS."""
+    if n:
+        LINK_REFUSED.labels(reason=reason).inc(n)
+
+
 def redis_observed(op: str, seconds: float, error: str | None = None) -> None:
     """One logical Redis operation; `error` is one of REDIS_ERROR_KINDS or None."""
     REDIS_DURATION.labels(op).observe(seconds)
@@ -160,6 +171,8 @@ def prime() -> None:
             VOTES_REJECTED.labels(kind=kind, reason=reason)
     for event in LINK_EVENT_NAMES:
         LINK_EVENTS.labels(event=event)
+    for reason in LINK_REFUSALS:
+        LINK_REFUSED.labels(reason=reason)
     for outcome in WEBHOOK_OUTCOMES:
         WEBHOOK_DELIVERIES.labels(outcome=outcome)
     BUILD_INFO.labels(version=_version(), python=platform.python_version()).set(1)

@@ -31,11 +31,10 @@ SINGLE_REDIS_ONLY = {
     "test_quality.py": "ruff, mypy and the declared dependencies; no Redis",
     "test_privacy.py": "reads one server's raw memory by its port",
     "test_deploy.py": "runs the deployment stack with its own single Redis",
-    "test_gunicorn_metrics.py": "gunicorn workers against their own single Redis",
+    "test_server.py": "`engage serve` processes against their own single Redis",
+    "test_supervised_redis.py": "kills the embedded Redis of its own `engage serve`",
     "test_outage.py": "stops and pauses its own single Redis",
     "test_cluster.py": "starts its own clusters",
-    "test_shards.py": "runs on one Redis and on its own cluster already",
-    "test_nearcache.py": "the near cache is off on a cluster (test_cluster.py checks that)",
     "test_slots.py": "pure key arithmetic; no Redis",
 }
 collect_ignore = list(SINGLE_REDIS_ONLY) if CLUSTER_RUN else []

@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from engage.cli import main
+from engage.server import GRACEFUL_TIMEOUT
 from engage.store.embedded import EmbeddedRedis, _alive, redis_server_binary
 from tests.conftest import ARTICLE, make_app
 from tests.redis_server import RedisServer, free_port, stop_embedded
@@ -273,7 +274,8 @@ def test_serve_demo_with_embedded_redis() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            out, err = process.communicate(timeout=20)
+            # A worker still starting when SIGTERM comes is stopped at the graceful timeout.
+            out, err = process.communicate(timeout=GRACEFUL_TIMEOUT + 10)
         except subprocess.TimeoutExpired:
             process.kill()
             out, err = process.communicate()
@@ -455,7 +457,7 @@ def test_serve_demo_creates_a_missing_data_dir(own_redis: RedisServer) -> None:
             assert status == 200
         finally:
             process.send_signal(signal.SIGTERM)
-            out, _ = process.communicate(timeout=20)
+            out, _ = process.communicate(timeout=GRACEFUL_TIMEOUT + 10)
     try:
         assert process.returncode == 0
         assert f"({len(SEED_IDS)} articles loaded)" in out

@@ -166,6 +166,22 @@ def test_next_is_never_an_open_redirect(client: FlaskClient, editor_token: str) 
         assert response.headers["Location"] == expected
 
 
+@pytest.mark.parametrize("target", [
+    "/dashboard%0d%0aSet-Cookie:%20a=b", "/dashboard%0aLocation:%20https://evil.example",
+    "/dashboard/%00", "/dashboard%09x", "/dashboard/%7f", "/dashboard/%5c%5cevil.example",
+    "/dashboard/\u2028x", "/dashboard:99999/x",
+])
+def test_control_characters_in_next_give_a_safe_redirect(
+    client: FlaskClient, editor_token: str, target: str
+) -> None:
+    response = client.post(f"/dashboard/signin?next={target}",
+                           data={"token": editor_token, "csrf_token": csrf_of(client)})
+    assert response.status_code == 302, response.get_data(as_text=True)[:200]
+    location = response.headers["Location"]
+    assert location.startswith("/dashboard")
+    assert not re.search(r"[\x00-\x1f\x7f\\]", location), location
+
+
 def test_poll_close_and_reopen_need_csrf(signed_in: FlaskClient, store: Any) -> None:
     poll = polls.list_all(store)[0]
     path = f"/dashboard/polls/{poll.id}/status"
@@ -239,10 +255,10 @@ def test_article_page_shows_chart_reasons_polls_and_link_ctr(
     reactions.vote(store, "korea-china-reset", "critic", "addr", "no", "biased")
     curated = links.curated(store, "korea-china-reset")
     policy = next(link for link in curated if link["title"] == "Policy Link")
-    links.impressions(store, "korea-china-reset", [link["id"] for link in curated] * 1)
+    links.impressions(store, "korea-china-reset", "addr", [link["id"] for link in curated])
     for _ in range(3):
-        links.impressions(store, "korea-china-reset", [policy["id"]])
-    links.click(store, policy["id"], True)
+        links.impressions(store, "korea-china-reset", "addr", [policy["id"]])
+    links.click(store, policy["id"], "addr")
     html = signed_in.get("/dashboard/articles/korea-china-reset?bucket=day").get_data(
         as_text=True)
     assert '<svg class="chart"' in html and "<rect" in html
@@ -253,6 +269,30 @@ def test_article_page_shows_chart_reasons_polls_and_link_ctr(
     row = html[html.index("Policy Link"):]
     cells = re.findall(r'<td class="num">([^<]+)</td>', row)[:3]
     assert cells == ["4", "1", "25.0%"]
+
+
+def test_article_page_shows_refused_activity_per_hour(signed_in: FlaskClient, store: Any,
+                                                      app: Flask) -> None:
+    page = "/dashboard/articles/korea-china-reset"
+    assert "Nothing refused in this range." in signed_in.get(page).get_data(as_text=True)
+    from engage.store import reactions
+
+    reactions.vote(store, "korea-china-reset", "fan", "addr", "yes")
+    reactions.vote(store, "korea-china-reset", "fan", "addr", "yes")  # a repeat
+    policy = next(link for link in links.curated(store, "korea-china-reset")
+                  if link["title"] == "Policy Link")
+    for _ in range(3):
+        links.click(store, policy["id"], "addr")
+    links.click(store, policy["id"], "addr", links.NOT_HUMAN)
+    links.click(store, policy["id"], "addr", links.PREFETCH)
+    html = signed_in.get(page).get_data(as_text=True)
+    table = html[html.index('id="refused-table"'):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr><th scope=\"row\">", table)
+    assert len(rows) == 1  # only the hour in which something was refused
+    assert re.findall(r'<td data-n="(\d+)">', table) == ["1", "4", "0"]
+    assert "0 throttled · 1 repeated" in table
+    assert "2 repeated · 1 bots · 1 prefetches" in table
 
 
 def test_live_json_reports_new_votes(signed_in: FlaskClient, store: Any) -> None:

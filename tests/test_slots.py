@@ -80,14 +80,16 @@ def _click_link(k: Keys, rng: random.Random) -> list[str]:
     article, now = random_id(rng), random_time(rng)
     owner = k.article(article)
     return [k.article_links(article), k.article_linkstats(article), k.hour_bucket(owner, now),
-            k.day_bucket(owner, now), k.article_events(article)]
+            k.day_bucket(owner, now), k.article_events(article),
+            k.article_click_seen(article, random_hash(rng), random_id(rng))]
 
 
 def _count_impressions(k: Keys, rng: random.Random) -> list[str]:
     article, now = random_id(rng), random_time(rng)
     owner = k.article(article)
     return [owner, k.article_links(article), k.article_linkstats(article),
-            k.hour_bucket(owner, now), k.day_bucket(owner, now), k.article_events(article)]
+            k.hour_bucket(owner, now), k.day_bucket(owner, now), k.article_events(article),
+            k.article_impressions_seen(article, random_hash(rng))]
 
 
 BUILDERS: dict[str, Builder] = {

@@ -406,9 +406,9 @@ def test_series_poll_votes_and_links_against_raw_events(
                 polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", ["o2"], now=when)
             if i == 1:
                 polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", None, now=when)
-            links.impressions(store, "linked", link_ids)
+            links.impressions(store, "linked", f"addr{reader}", link_ids)
             if i % 2 == 0:
-                links.click(store, link_ids[i % 2], True)
+                links.click(store, link_ids[i % 2], f"addr{reader}")
         collect(when)
 
     clock.set(now)

@@ -10,9 +10,9 @@ from typing import Any
 
 from flask import Response, current_app, stream_with_context
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engage import errors, metrics, schemas
+from engage.api import Blueprint
 from engage.api.caching import cacheable, private
 from engage.api.spec import ADMIN, EDITOR, READER, READER_OR_STAFF_OPTIONAL
 from engage.formulas import percentages

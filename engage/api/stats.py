@@ -11,9 +11,9 @@ from typing import Any
 
 from flask import Response, stream_with_context
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engage import errors, schemas, timerange
+from engage.api import Blueprint
 from engage.api.spec import EDITOR
 from engage.identity import require_role
 from engage.store import Store, events, get_store, stats

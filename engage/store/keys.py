@@ -22,6 +22,8 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:a:{A}:links                | string | with the article        | JSON list of curated links [{id,title,url}]   |
 | P:a:{A}:linkstats            | hash   | with the article        | "<link id>:clicks" / "<link id>:imps" -> n     |
 | P:a:{A}:polls                | zset   | with the article        | poll id -> created (epoch s)                   |
+| P:a:{A}:clk:<addr hash>:<L>  | string | CLICK_WINDOW seconds    | a click on link L from this address group was counted |
+| P:a:{A}:imps:<addr hash>     | hash   | CLICK_WINDOW seconds from the first | link id -> impressions from this address group |
 | P:p:{Q}                      | hash   | until the poll is deleted | question, options (JSON), article, multiple, max_choices, closes_at, results, status, ... |
 | P:p:{Q}:counts               | hash   | with the poll           | option id -> votes; "_voters" -> distinct voters |
 | P:p:{Q}:voters               | hash   | with the poll           | reader hash -> comma-joined option ids         |
@@ -43,7 +45,9 @@ Key map (P = prefix, A = article id, Q = poll id):
 
 Stats bucket fields: `+<choice>` / `-<choice>` votes taken / withdrawn from a choice,
 `reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
-clicks and impressions, `click` / `imp` their totals.
+clicks and impressions, `click` / `imp` their totals, and `refused:<what>` activity
+not counted (`stats.REFUSED` names them: article buckets count reactions, clicks and
+impressions, poll buckets count poll votes).
 
 Atomicity: on one Redis and on a cluster alike, everything one script writes for one
 article (or one poll) is atomic: dedupe, counts, throttle, stats buckets and the
@@ -93,6 +97,12 @@ class Keys:
 
     def article_throttle(self, article_id: str, addr_hash: str) -> str:
         return self.article_part(article_id, f"thr:{addr_hash}")
+
+    def article_click_seen(self, article_id: str, addr_hash: str, link_id: str) -> str:
+        return self.article_part(article_id, f"clk:{addr_hash}:{link_id}")
+
+    def article_impressions_seen(self, article_id: str, addr_hash: str) -> str:
+        return self.article_part(article_id, f"imps:{addr_hash}")
 
     # -- polls --------------------------------------------------------------------
     def poll(self, poll_id: str) -> str:

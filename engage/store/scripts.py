@@ -87,8 +87,10 @@ VOTE_REACTION = _LUA_STATUSES + _LUA_THROTTLE + """
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] article id
 -- Returns {CHANGED or UNCHANGED, mine, counts...}, or {UNKNOWN} or {THROTTLED, retry_after}.
+-- A repeated choice and a throttled vote are counted as refused in the buckets.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local reader, choice, reason = ARGV[1], ARGV[2], ARGV[3]
+local hour_ttl, day_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local old = redis.call('HGET', KEYS[4], reader)
 local new = false
 if choice ~= '' then
@@ -96,11 +98,14 @@ if choice ~= '' then
   if reason ~= '' then new = choice .. '|' .. reason end
 end
 if old == new then
+  if new then bump(KEYS[7], KEYS[8], 'refused:votes_duplicate', hour_ttl, day_ttl) end
   return {UNCHANGED, old or '', unpack(redis.call('HGETALL', KEYS[2]))}
 end
 local wait = throttle(KEYS[5], tonumber(ARGV[4]), tonumber(ARGV[5]))
-if wait > 0 then return {THROTTLED, wait} end
-local hour_ttl, day_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+if wait > 0 then
+  bump(KEYS[7], KEYS[8], 'refused:votes_throttled', hour_ttl, day_ttl)
+  return {THROTTLED, wait}
+end
 local old_choice, old_reason = '', ''
 if old then
   old_choice, old_reason = string.match(old, '^([^|]*)|?(.*)$')
@@ -170,46 +175,71 @@ end
 """
 
 CLICK_LINK = _LUA_STATUSES + _LUA_THROTTLE + _LUA_FIND_LINK + """
--- Resolve a link id to its stored URL and, unless a bot, count one click.
+-- Resolve a link id to its stored URL and count one click, at most one per address
+-- group per link per window; a click not counted is counted as refused, and why.
 -- KEYS[1] links string   KEYS[2] linkstats hash   KEYS[3] hour bucket
--- KEYS[4] day bucket     KEYS[5] events stream
--- ARGV[1] link id   ARGV[2] count it (1|0)   ARGV[3] hour bucket ttl (s)
--- ARGV[4] day bucket ttl (s)   ARGV[5] oldest event id to keep (ms)   ARGV[6] article id
--- Returns {CHANGED, url} or {UNKNOWN} when the article no longer has this link.
+-- KEYS[4] day bucket     KEYS[5] events stream    KEYS[6] dedupe string (address, link)
+-- ARGV[1] link id   ARGV[2] '' to count it, else why not ('bot' | 'prefetch')
+-- ARGV[3] hour bucket ttl (s)   ARGV[4] day bucket ttl (s)
+-- ARGV[5] oldest event id to keep (ms)   ARGV[6] article id   ARGV[7] window (s)
+-- Returns {CHANGED, url} for a counted click, {UNCHANGED, url, why} for one not counted,
+-- or {UNKNOWN} when the article no longer has this link.
 local url = find_link(KEYS[1], ARGV[1])
 if not url then return {UNKNOWN} end
-if ARGV[2] == '1' then
-  local hour_ttl, day_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-  redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':clicks', 1)
-  bump(KEYS[3], KEYS[4], 'click', hour_ttl, day_ttl)
-  bump(KEYS[3], KEYS[4], 'click:' .. ARGV[1], hour_ttl, day_ttl)
-  redis.call('XADD', KEYS[5], 'MINID', '~', ARGV[5], '*',
-    'type', 'link.click', 'article', ARGV[6], 'link', ARGV[1])
+local hour_ttl, day_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+local why = ARGV[2]
+if why == '' and not redis.call('SET', KEYS[6], '1', 'NX', 'EX', tonumber(ARGV[7])) then
+  why = 'duplicate'
 end
+if why ~= '' then
+  bump(KEYS[3], KEYS[4], 'refused:clicks_' .. why, hour_ttl, day_ttl)
+  return {UNCHANGED, url, why}
+end
+redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':clicks', 1)
+bump(KEYS[3], KEYS[4], 'click', hour_ttl, day_ttl)
+bump(KEYS[3], KEYS[4], 'click:' .. ARGV[1], hour_ttl, day_ttl)
+redis.call('XADD', KEYS[5], 'MINID', '~', ARGV[5], '*',
+  'type', 'link.click', 'article', ARGV[6], 'link', ARGV[1])
 return {CHANGED, url}
 """
 
 COUNT_IMPRESSIONS = _LUA_STATUSES + _LUA_THROTTLE + _LUA_FIND_LINK + """
--- Count one viewable impression for each named link the article still has.
+-- Count one viewable impression for each named link the article still has, up to a cap
+-- per address group per link per window; those over it are counted as refused.
 -- KEYS[1] article hash (must exist)   KEYS[2] links string   KEYS[3] linkstats hash
 -- KEYS[4] hour bucket   KEYS[5] day bucket   KEYS[6] events stream
+-- KEYS[7] seen hash (this address: link id -> impressions in the window)
 -- ARGV[1] hour bucket ttl (s)   ARGV[2] day bucket ttl (s)
--- ARGV[3] oldest event id to keep (ms)   ARGV[4] article id   ARGV[5..] link ids
--- Returns {CHANGED, counted} or {UNKNOWN}.
+-- ARGV[3] oldest event id to keep (ms)   ARGV[4] article id   ARGV[5] cap
+-- ARGV[6] window (s)   ARGV[7..] link ids
+-- Returns {CHANGED, counted, over the cap} or {UNKNOWN}.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local hour_ttl, day_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local counted = 0
-for i = 5, #ARGV do
+local cap = tonumber(ARGV[5])
+local counted, over = 0, 0
+for i = 7, #ARGV do
   if find_link(KEYS[2], ARGV[i]) then
-    counted = counted + 1
-    redis.call('HINCRBY', KEYS[3], ARGV[i] .. ':imps', 1)
-    bump(KEYS[4], KEYS[5], 'imp', hour_ttl, day_ttl)
-    bump(KEYS[4], KEYS[5], 'imp:' .. ARGV[i], hour_ttl, day_ttl)
-    redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[3], '*',
-      'type', 'link.impression', 'article', ARGV[4], 'link', ARGV[i])
+    if redis.call('HINCRBY', KEYS[7], ARGV[i], 1) > cap then
+      over = over + 1
+    else
+      counted = counted + 1
+      redis.call('HINCRBY', KEYS[3], ARGV[i] .. ':imps', 1)
+      bump(KEYS[4], KEYS[5], 'imp', hour_ttl, day_ttl)
+      bump(KEYS[4], KEYS[5], 'imp:' .. ARGV[i], hour_ttl, day_ttl)
+      redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[3], '*',
+        'type', 'link.impression', 'article', ARGV[4], 'link', ARGV[i])
+    end
   end
 end
-return {CHANGED, counted}
+-- The window starts with the address's first impression here; it is not extended.
+if redis.call('TTL', KEYS[7]) < 0 then redis.call('EXPIRE', KEYS[7], tonumber(ARGV[6])) end
+if over > 0 then
+  redis.call('HINCRBY', KEYS[4], 'refused:impressions_over_cap', over)
+  redis.call('EXPIRE', KEYS[4], hour_ttl)
+  redis.call('HINCRBY', KEYS[5], 'refused:impressions_over_cap', over)
+  redis.call('EXPIRE', KEYS[5], day_ttl)
+end
+return {CHANGED, counted, over}
 """
 
 # Split a comma-joined list of option ids; shared by the poll scripts.
@@ -254,6 +284,7 @@ VOTE_POLL = _LUA_STATUSES + _LUA_THROTTLE + _LUA_SPLIT + """
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] poll id
 -- Returns {CHANGED or UNCHANGED, mine, n, <n counts items>, <poll hash items>}, or
 -- {UNKNOWN}, {THROTTLED, retry_after}, {CLOSED}, {INVALID, 'unknown'|'single'|'max'}.
+-- A repeated vote and a throttled one are counted as refused in the buckets.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local meta = redis.call('HMGET', KEYS[1],
   'status', 'closes_ms', 'option_ids', 'multiple', 'max_choices', 'article')
@@ -277,11 +308,17 @@ local function reply(status, mine)
   for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = v end
   return out
 end
-local old = redis.call('HGET', KEYS[3], ARGV[1]) or ''
-if old == new then return reply(UNCHANGED, old) end
-local wait = throttle(KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]))
-if wait > 0 then return {THROTTLED, wait} end
 local hour_ttl, day_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+local old = redis.call('HGET', KEYS[3], ARGV[1]) or ''
+if old == new then
+  if new ~= '' then bump(KEYS[6], KEYS[7], 'refused:poll_votes_duplicate', hour_ttl, day_ttl) end
+  return reply(UNCHANGED, old)
+end
+local wait = throttle(KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]))
+if wait > 0 then
+  bump(KEYS[6], KEYS[7], 'refused:poll_votes_throttled', hour_ttl, day_ttl)
+  return {THROTTLED, wait}
+end
 local before, after = {}, {}
 for _, id in ipairs(split(old)) do before[id] = true end
 for _, id in ipairs(picked) do after[id] = true end

@@ -27,6 +27,13 @@ from engage.store import Store
 from engage.timerange import HOUR, Range, floor
 
 TRENDING_BASELINE_HOURS = 24
+# Activity refused for an article, as its buckets count it (`refused:<name>`): reaction
+# votes throttled or repeating the reader's choice, the same for the article's polls
+# (in the polls' buckets), clicks not counted and impressions over the cap.
+REFUSED = (
+    "votes_throttled", "votes_duplicate", "poll_votes_throttled", "poll_votes_duplicate",
+    "clicks_duplicate", "clicks_bot", "clicks_prefetch", "impressions_over_cap",
+)
 # Rankings, section sums and site totals cover this many most recently published articles.
 RANKED_ARTICLES = 2000
 
@@ -218,7 +225,8 @@ def group_sections(figures: Iterable[dict[str, Any]], choices: list[str]) -> lis
 
 # -- one article's time series ---------------------------------------------------------
 def article_series(store: Store, article_id: str, window: Range) -> dict[str, Any] | None:
-    """Per bucket: reactions taken/withdrawn per choice, reasons, poll votes, links."""
+    """Per bucket: reactions taken/withdrawn per choice, reasons, poll votes, links, and
+    the activity refused (REFUSED)."""
     keys = store.keys
     owner = keys.article(article_id)
     pipe = store.redis.pipeline(transaction=False)
@@ -238,7 +246,9 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
     points = []
     for start in starts:
         fields = next(replies)
-        poll_votes = sum(int(next(replies).get("votes", 0)) for _ in poll_ids)
+        poll_fields = _sum(next(replies) for _ in poll_ids)
+        refused = {name: int(fields.get("refused:" + name, 0))
+                   + poll_fields.get("refused:" + name, 0) for name in REFUSED}
         points.append(
             {
                 "start": iso(start),
@@ -249,9 +259,10 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
                     for k, v in fields.items()
                     if k.startswith("reason:")
                 },
-                "poll_votes": poll_votes,
+                "poll_votes": poll_fields.get("votes", 0),
                 "clicks": int(fields.get("click", 0)),
                 "impressions": int(fields.get("imp", 0)),
+                "refused": refused,
             }
         )
     return {

@@ -6,6 +6,7 @@ read the store and render the templates in `templates/dashboard/`.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,9 +89,14 @@ def _template_helpers() -> dict[str, Any]:
     return {"csrf_token": session.csrf_token, "pct": pct, "fmt_time": fmt_time}
 
 
+# Control characters cannot go in a Location header; a backslash reads as a slash to
+# some browsers, which would make `/\evil.com` another host.
+_UNSAFE_IN_NEXT = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def _safe_next(target: str | None) -> str:
     """Only a path on this dashboard: never an open redirect."""
-    if not target:
+    if not target or _UNSAFE_IN_NEXT.search(target):
         return url_for("dashboard.overview")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not parts.path.startswith("/dashboard"):
@@ -186,7 +192,31 @@ def article(article_id: str) -> Any:
                for poll in polls.for_articles(store, [article_id]).get(article_id, [])],
         links=links.stats(store, article_id),
         poll_votes=sum(p["poll_votes"] for p in series["points"]),
+        refused=refused_rows(series["points"], bucket),
     )
+
+
+def refused_rows(points: list[dict[str, Any]], bucket: str) -> list[dict[str, Any]]:
+    """The buckets in which something was refused, newest first; reaction and poll
+    votes are shown together."""
+    label = "%d %b %H:%M" if bucket == "hour" else "%d %b %Y"
+    rows = []
+    for point in reversed(points):
+        r = point["refused"]
+        if not any(r.values()):
+            continue
+        throttled = r["votes_throttled"] + r["poll_votes_throttled"]
+        repeated = r["votes_duplicate"] + r["poll_votes_duplicate"]
+        clicks = r["clicks_duplicate"] + r["clicks_bot"] + r["clicks_prefetch"]
+        start = datetime.fromisoformat(point["start"].replace("Z", "+00:00"))
+        rows.append({
+            "label": start.strftime(label),
+            "votes": throttled + repeated, "throttled": throttled, "repeated": repeated,
+            "clicks": clicks, "clicks_duplicate": r["clicks_duplicate"],
+            "clicks_bot": r["clicks_bot"], "clicks_prefetch": r["clicks_prefetch"],
+            "impressions_over_cap": r["impressions_over_cap"],
+        })
+    return rows
 
 
 @bp.get("/polls")

@@ -196,10 +196,10 @@ def test_a_worker_killed_under_load(serve: Serve) -> None:
     assert "started it again" not in serve.log()
     statuses = {o.status for o in outcomes}
     assert statuses <= {200, 0}, statuses  # no 503: storage stayed up
-    # SIGTERM lets the worker finish its request; SIGKILL drops at most the one it held.
+    # SIGTERM lets the worker finish its requests. SIGKILL drops what it held (requests,
+    # kept-alive connections) and connections that raced its exit: only around the kill.
     dropped = [o for o in outcomes if o.status == 0]
-    assert len(dropped) <= 2, dropped
-    assert all(o.started >= kills[1] - 0.1 for o in dropped), dropped
+    assert all(kills[1] - 0.1 <= o.started <= kills[1] + 1.0 for o in dropped), dropped
     for since in kills:
         for recorder in (traffic.reads, traffic.votes):
             served = [o for o in recorder.between(since, float("inf")) if o.status == 200]
