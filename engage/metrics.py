@@ -99,6 +99,9 @@ WEBHOOK_RETRY_QUEUE = Gauge(
 WEBHOOK_EVENTS = Counter(
     "engage_webhook_events", "Stream events the worker has read and acknowledged."
 )
+AGGREGATE_EVENTS = Counter(
+    "engage_aggregate_events", "Stream events applied to the rankings and section figures."
+)
 BUILD_INFO = Gauge(
     "engage_build_info", "Always 1; the labels say which engage and Python run.",
     ["version", "python"], multiprocess_mode="max",

@@ -528,10 +528,18 @@ class PollSchema(Schema):
 
 class PollListSchema(Schema):
     polls = fields.List(fields.Nested(PollSchema), required=True)
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+    next_offset = fields.Integer(
+        allow_none=True, required=True,
+        metadata={"description": "The offset of the next page; null on the last page."},
+    )
 
 
 class PollListQuerySchema(Schema):
     status = fields.String(validate=POLL_STATUS)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
 # -- API tokens (dashboard admin pages; the CLI makes them too) ------------------------

@@ -23,9 +23,10 @@ def app_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def seeded(app: Flask, store: Any) -> Any:
+def seeded(app: Flask, store: Any, catch_up: Any) -> Any:
     with app.app_context():
         seeds.load(store, app.config["SEEDS_DIR"])
+    catch_up()
     return store
 
 
@@ -183,7 +184,7 @@ def test_control_characters_in_next_give_a_safe_redirect(
 
 
 def test_poll_close_and_reopen_need_csrf(signed_in: FlaskClient, store: Any) -> None:
-    poll = polls.list_all(store)[0]
+    poll = polls.list_page(store)[0][0]
     path = f"/dashboard/polls/{poll.id}/status"
     assert signed_in.post(path, data={"status": "closed"}).status_code == 403
     other = csrf_of(signed_in.application.test_client())  # another session's token
@@ -295,17 +296,25 @@ def test_article_page_shows_refused_activity_per_hour(signed_in: FlaskClient, st
     assert "2 repeated · 1 bots · 1 prefetches" in table
 
 
-def test_live_json_reports_new_votes(signed_in: FlaskClient, store: Any) -> None:
+def test_live_json_reports_new_votes(
+    signed_in: FlaskClient, store: Any, catch_up: Any
+) -> None:
     from engage.store import reactions
 
     before = signed_in.get("/dashboard/live.json").json
+    assert before["events"] and before["cursor"]
     reactions.vote(store, "thaad-ten-years-on", "newcomer", "addr", "yes")
-    after = signed_in.get("/dashboard/live.json").json
+    catch_up()
+    after = signed_in.get("/dashboard/live.json?since=" + before["cursor"]).json
     assert after["totals"]["total"] == before["totals"]["total"] + 1
+    # only what changed since the cursor the page sent back
+    assert len(after["events"]) == 1
     newest = after["events"][0]
     assert newest["type"] == "reaction.vote" and newest["article"] == "thaad-ten-years-on"
     assert "reader" not in newest
     assert newest["title"] == "THAAD, ten years on: how one battery reshaped a relationship"
+    quiet = signed_in.get("/dashboard/live.json?since=" + after["cursor"]).json
+    assert quiet["events"] == [] and quiet["cursor"] == after["cursor"]
 
 
 def test_dashboard_export_streams_every_event(signed_in: FlaskClient, store: Any) -> None:
@@ -327,11 +336,12 @@ DEMO_NOW = datetime(2026, 11, 30, 15, 20, tzinfo=UTC)
 
 
 @pytest.fixture
-def demo_month(app: Flask, store: Any, clock: Any) -> Any:
+def demo_month(app: Flask, store: Any, clock: Any, catch_up: Any) -> Any:
     """The demo seeds loaded at a fixed time, so the history's shape is the same every run."""
     clock.time = DEMO_NOW
     with app.app_context():
         seeds.load(store, app.config["SEEDS_DIR"])
+    catch_up()
     return store
 
 
@@ -356,7 +366,7 @@ def test_demo_history_fills_thirty_days_of_the_article_chart(
 
 
 def test_demo_history_gives_each_article_its_own_trend(
-    demo_month: Any, client: FlaskClient, editor: dict[str, str], app: Flask
+    demo_month: Any, client: FlaskClient, editor: dict[str, str], app: Flask, catch_up: Any
 ) -> None:
     body = client.get("/api/v1/stats/articles?sort=trending", headers=editor).json
     factors = {a["id"]: a["trending"]["score"] for a in body["articles"]}
@@ -369,4 +379,19 @@ def test_demo_history_gives_each_article_its_own_trend(
     with app.app_context():
         again = seeds.load(demo_month, app.config["SEEDS_DIR"])
     assert again["votes"] == 0 and again["poll votes"] == 0
+    catch_up()  # the upserts are logged again; no vote is
     assert client.get("/api/v1/stats/articles?sort=trending", headers=editor).json == body
+
+
+def test_poll_list_pages_fifty_at_a_time(signed_in: FlaskClient, store: Any) -> None:
+    before = len(polls.list_page(store, limit=1000)[0])
+    for n in range(51 - before + 5):
+        polls.create(store, {"question": f"Page {n}?", "options": ["A", "B"],
+                             "article": None, "multiple": False})
+    first = signed_in.get("/dashboard/polls").get_data(as_text=True)
+    second = signed_in.get("/dashboard/polls?page=2").get_data(as_text=True)
+    assert first.count('class="poll"') == 50 and "Older polls" in first
+    assert "Newer polls" not in first
+    assert second.count('class="poll"') == 6 and "Newer polls" in second
+    assert "Older polls" not in second
+    assert signed_in.get("/dashboard/polls?page=0").status_code == 404

@@ -123,9 +123,16 @@ class Polls(MethodView):
     @blp.doc(operationId="listPolls", security=EDITOR)
     @require_role("editor")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """Every poll with its results (editor), newest first; filter by status."""
-        found = polls.list_all(get_store(), status=query.get("status"))
-        return {"polls": [poll_body(poll, staff=True) for poll in found]}
+        """The polls with their results (editor), newest first, a page at a time;
+        filter by status."""
+        offset, limit = query["offset"], query["limit"]
+        found, more = polls.list_page(get_store(), query.get("status"), offset, limit)
+        return {
+            "polls": [poll_body(poll, staff=True) for poll in found],
+            "limit": limit,
+            "offset": offset,
+            "next_offset": offset + limit if more else None,
+        }
 
 
 @blp.route("/polls/<eid:poll_id>")

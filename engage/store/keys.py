@@ -41,7 +41,23 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s) |
+| P:x:{stats}:seen            | hash   | forever                 | events stream key -> last entry id applied to the aggregates |
+| P:x:{stats}:sec             | hash   | forever                 | article id -> section (as the aggregates file it) |
+| P:x:{stats}:n:<choice>      | hash   | forever                 | article id -> standing reactions of that choice |
+| P:x:{stats}:click / :imp    | hash   | forever                 | article id -> all-time link clicks / impressions |
+| P:x:{stats}:sectot          | hash   | forever                 | "<section>\t<articles|c:<choice>|click|imp>" -> all-time sum |
+| P:x:{stats}:ids[:s:<sec>]   | zset   | forever                 | article id -> 0 (lexical order), all or one section |
+| P:x:{stats}:rank:<approval|votes>[:s:<sec>] | zset | forever    | article id -> negated ranking key (formulas.rank_keys) |
+| P:x:{stats}:h:<YYYYMMDDHH>:<field> | zset | HOUR_BUCKET_DAYS days | article id -> that hour's `n:<choice>` (net reactions), `cast` (votes cast), `click`, `imp` |
+| P:x:{stats}:d:<YYYYMMDD>:<field>   | zset | DAY_BUCKET_DAYS days  | the same per UTC day                             |
+| P:x:{stats}:feed            | stream | trimmed to ~1,000       | the newest events applied (the live view's feed) |
 | (group on every events stream) | consumer group `engage-webhooks` | with the stream | the worker's read position and unacknowledged entries |
+
+Keys under `P:x:{stats}` are the cross-article aggregates (rankings, section and site
+figures). They are never written by a per-article script: the aggregator
+(`store/aggregates.py`, run by `engage worker` and `engage serve`) keeps them from the
+event streams with one script of its own. They share one hash tag, so on a Redis Cluster
+they all live in one slot and a range is merged there with ZUNION.
 
 Stats bucket fields: `+<choice>` / `-<choice>` votes taken / withdrawn from a choice,
 `reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
@@ -140,6 +156,14 @@ class Keys:
         return f"{owner_key}:d:{self.day_stamp(when)}"
 
     # -- global -------------------------------------------------------------------
+    # -- cross-article aggregates (one hash tag: one cluster slot) --------------------
+    @property
+    def agg_base(self) -> str:
+        return f"{self.prefix}:x:{{stats}}"
+
+    def agg(self, part: str) -> str:
+        return f"{self.agg_base}:{part}"
+
     @property
     def articles(self) -> str:
         return f"{self.prefix}:articles"

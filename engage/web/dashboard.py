@@ -27,7 +27,7 @@ from flask import (
 from engage import errors, timerange
 from engage.api.polls import poll_body
 from engage.api.stats import export_chunks, resolve_window
-from engage.store import events, get_store, links, polls, reactions, stats
+from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
 from engage.store.exceptions import StoreRefusal, UnknownPoll
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
@@ -140,14 +140,8 @@ def overview() -> Any:
         abort(404)
     store = get_store()
     window = _window(range_key)
-    ranked = stats.ranked(store, sort, None, window)
     choices = list(store.config["CHOICES"])
-    rated = sorted((a for a in ranked if a["score"] is not None),
-                   key=lambda a: (a["score"], a["total"]), reverse=True)
-    # Top and bottom never overlap: with few rated articles each gets half.
-    top_n, bottom_n = min(5, (len(rated) + 1) // 2), min(5, len(rated) // 2)
-    section_rows = stats.group_sections(ranked, choices)
-    trending = sorted(ranked, key=stats.SORTS["trending"], reverse=True)
+    found = stats.overview(store, sort, window)
     return render_template(
         "dashboard/overview.html",
         page="overview",
@@ -156,13 +150,13 @@ def overview() -> Any:
         sort=sort,
         window=window,
         choices=choices,
-        totals=stats.totals(ranked, choices),
-        ranked=ranked[:50],
-        top=rated[:top_n],
-        bottom=list(reversed(rated[len(rated) - bottom_n:])) if bottom_n else [],
-        trending=[a for a in trending if a["trending"]["last_hour"] > 0][:5],
-        sections=section_rows,
-        sections_svg=sections_chart(section_rows, choices),
+        totals=found["totals"],
+        ranked=found["ranked"],
+        top=found["top"],
+        bottom=found["bottom"],
+        trending=found["trending"],
+        sections=found["sections"],
+        sections_svg=sections_chart(found["sections"], choices),
     )
 
 
@@ -219,15 +213,26 @@ def refused_rows(points: list[dict[str, Any]], bucket: str) -> list[dict[str, An
     return rows
 
 
+POLLS_PER_PAGE = 50
+
+
 @bp.get("/polls")
 def poll_list() -> Any:
-    found = [poll_body(poll, staff=True) for poll in polls.list_all(get_store())]
+    page = request.args.get("page", 1, type=int)
+    if page < 1:
+        abort(404)
+    found, more = polls.list_page(get_store(), None, (page - 1) * POLLS_PER_PAGE,
+                                  POLLS_PER_PAGE)
+    shown = [poll_body(poll, staff=True) for poll in found]
     return render_template(
         "dashboard/polls.html",
         page="polls",
-        open_polls=[p for p in found if p["status"] == "open"],
-        closed_polls=[p for p in found if p["status"] == "closed"],
+        open_polls=[p for p in shown if p["status"] == "open"],
+        closed_polls=[p for p in shown if p["status"] == "closed"],
         notice=request.args.get("notice"),
+        page_number=page,
+        newer=page - 1 if page > 1 else None,
+        older=page + 1 if more else None,
     )
 
 
@@ -262,26 +267,33 @@ def live() -> Any:
 
 @bp.get("/live.json")
 def live_json() -> Any:
-    """What the live page polls every few seconds: standings and the newest events."""
+    """What the live page polls every few seconds: standings and the events applied
+    since the cursor it sends back (`since`), newest first."""
     store = get_store()
-    ranked = stats.ranked(store, "trending")
-    recent = events.recent(store, limit=25)
-    titles = {a["id"]: a["title"] for a in ranked}
+    choices = list(store.config["CHOICES"])
+    now = store.now()
+    trend = stats.trend_inputs(store, now)
+    _, moving = stats.ranked_page(store, "trending", limit=20, now=now)
+    feed = aggregates.feed_since(store, request.args.get("since") or None, 25)
+    named = articles.get_many(store, sorted({f["article"] for _, f in feed if f.get("article")}))
     return jsonify(
         now=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        choices=list(store.config["CHOICES"]),
-        totals=stats.totals(ranked, list(store.config["CHOICES"])),
+        choices=choices,
+        cursor=feed[0][0] if feed else request.args.get("since", ""),
+        totals=stats.site_totals(stats.section_rows(store, None, now, trend), choices),
         articles=[
             {k: a[k] for k in ("id", "title", "section", "counts", "total", "approval",
                                "score")} | {"last_hour": a["trending"]["last_hour"]}
-            for a in ranked[:20]
+            for a in moving
         ],
         events=[
-            {k: e.get(k, "") for k in ("id", "type", "article", "poll", "choice", "previous",
-                                        "reason", "link")}
-            | {"time": datetime.fromtimestamp(e["ts_ms"] / 1000, UTC).strftime("%H:%M:%S"),
-               "title": titles.get(e.get("article", ""), "")}
-            for e in recent
+            {k: fields.get(k, "") for k in ("type", "article", "poll", "choice", "previous",
+                                             "reason", "link")}
+            | {"id": fields.get("src", feed_id),
+               "time": datetime.fromtimestamp(int(fields.get("src", feed_id).split("-")[0])
+                                              / 1000, UTC).strftime("%H:%M:%S"),
+               "title": named.get(fields.get("article", ""), {}).get("title", "")}
+            for feed_id, fields in feed
         ],
     )
 
