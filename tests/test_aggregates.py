@@ -166,6 +166,7 @@ class AggregatesModel(RuleBasedStateMachine):
         self.events: list[dict[str, str]] = []
         self.last: dict[str, str] = {}
         self.sections: dict[str, str] = {}
+        self.visitors = 0
         for index, aid in enumerate(ARTICLES[:3]):
             self._upsert(aid, SECTIONS[index % 2], self.now - timedelta(days=index))
         self.link_ids = [link["id"] for link in links.set_links(
@@ -212,10 +213,13 @@ class AggregatesModel(RuleBasedStateMachine):
 
     @rule(count=st.booleans())
     def click_or_view(self, count: bool) -> None:
+        # A new address group each time, so clicks are not refused as repeats.
+        self.visitors += 1
+        address = f"visitor-{self.visitors}"
         if count:
-            links.click(self.store, self.link_ids[0], True)
+            links.click(self.store, self.link_ids[0], address)
         else:
-            links.impressions(self.store, "a0", self.link_ids)
+            links.impressions(self.store, "a0", address, self.link_ids)
         self._collect()
 
     @rule(hours=st.sampled_from([1, 5, 11, 23, 24, 30, 24 * 3, 24 * 9]),

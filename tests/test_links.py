@@ -129,7 +129,8 @@ def test_redirect_counts_one_click_in_the_article_slot(client, editor, article, 
     assert day["click"] == "1"
     events = [fields for _, fields in store.redis.xrange(keys.article_events(article))]
     clicks = [e for e in events if e["type"] == "link.click"]
-    assert clicks == [{"type": "link.click", "article": article, "link": link["id"]}]
+    assert clicks == [{"type": "link.click", "article": article, "link": link["id"],
+                       "hour": store.now().strftime("%Y%m%d%H")}]
 
 
 @pytest.mark.parametrize("agent", [

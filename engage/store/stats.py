@@ -124,27 +124,8 @@ def article_figures(
         hours = [next(replies) for _ in trend_starts]
         if not meta:
             continue
-        recent, baseline = _trending_inputs(hours, now)
-        total = sum(counts.values())
-        positive = counts[choices[0]]
-        out[article_id] = {
-            "id": article_id,
-            "title": meta.get("title", ""),
-            "section": meta.get("section", ""),
-            "published_at": meta.get("published_at"),
-            "counts": counts,
-            "total": total,
-            "approval": approval(positive, total),
-            "score": wilson_lower(positive, total),
-            "trending": {
-                "score": round(trending_score(recent, baseline), 4),
-                "last_hour": round(recent, 2),
-                "hourly_average": round(baseline, 3),
-            },
-            "clicks": clicks,
-            "impressions": imps,
-            "ctr": clicks / imps if imps else None,
-        }
+        out[article_id] = _figure(store, article_id, meta, counts, clicks, imps,
+                                  _trending_inputs(hours, now))
     return out
 
 
