@@ -23,6 +23,7 @@ from engage import seeds
 from engage.store import Store, get_store, links, polls, reactions, tokens
 from engage.store.exceptions import Throttled
 from engage.worker import start_aggregates
+from tests.browser.conftest import wait_caught_up
 from tests.conftest import make_app
 from tests.live_server import call_json, serving
 from tests.redis_server import RedisServer
@@ -79,22 +80,6 @@ def dash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         aggregates_thread.join(timeout=5)
         store.close()
         redis.stop()
-
-
-def wait_caught_up(store: Any, timeout: float = 30.0) -> None:
-    """Until the aggregates have applied every stream entry written so far."""
-    import time
-
-    from engage.store import events
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = store.redis.hgetall(store.keys.agg("seen"))
-        if all(seen.get(key) == (store.redis.xrevrange(key, count=1) or [("", {})])[0][0]
-               for key in events.stream_keys(store)):
-            return
-        time.sleep(0.2)
-    raise AssertionError("the aggregates did not catch up")
 
 
 def add_history(store: Any) -> None:
