@@ -151,7 +151,7 @@ class Worker:
                     )
             for batch in batches:
                 done += self._handle(self._read(batch), hooks)
-        metrics.WEBHOOK_RETRY_QUEUE.set(webhooks.retry_count(self.store))
+        metrics.webhook_retry_queue(webhooks.retry_count(self.store))
         return done
 
     def run(self, stop: threading.Event) -> None:
@@ -202,7 +202,7 @@ class Worker:
             part = entries[start:start + chunk]
             self._run([job for entry in part for job in self._jobs(entry, hooks)])
             webhooks.ack(self.store, part)
-            metrics.WEBHOOK_EVENTS.inc(len(part))
+            metrics.webhook_events(len(part))
         return len(entries)
 
     @staticmethod
@@ -282,10 +282,3 @@ class Worker:
         self._run(jobs)
         return len(members)
 
-
-def serve_metrics(port: int) -> None:
-    """The worker's own /metrics (it is not behind gunicorn, so the default registry)."""
-    if port:
-        from prometheus_client import start_http_server
-
-        start_http_server(port)
