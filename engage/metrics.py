@@ -30,7 +30,7 @@ import os
 import platform
 import re
 from collections.abc import Callable, Iterable
-from functools import cache
+from functools import cache, partial
 from typing import IO
 
 from flask import Flask, g, has_request_context
@@ -424,7 +424,7 @@ class ProcessMetrics:
                    else [(self.role, "0", os.getpid())])
         merged: dict[str, Metric] = {}
         for role, slot, pid in holders:
-            reader = ProcessCollector(namespace="engage", pid=lambda pid=pid: pid,
+            reader = ProcessCollector(namespace="engage", pid=partial(str, pid),
                                       registry=None)
             for family in reader.collect():
                 out = merged.setdefault(

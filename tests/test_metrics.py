@@ -112,7 +112,8 @@ def test_worker_registry_has_only_worker_families(client: FlaskClient) -> None:
 def test_route_labels_use_the_openapi_path_style() -> None:
     from engage.metrics import route_label
 
-    assert route_label("/api/v1/polls/<eid:poll_id>/votes/mine") == "/api/v1/polls/{poll_id}/votes/mine"
+    assert (route_label("/api/v1/polls/<eid:poll_id>/votes/mine")
+            == "/api/v1/polls/{poll_id}/votes/mine")
     assert route_label("/static/<path:filename>") == "/static/{filename}"
     assert route_label("/r/<int(min=1):n>/<x>") == "/r/{n}/{x}"
     assert route_label("/metrics") == "/metrics"
