@@ -123,6 +123,7 @@ class Worker:
         self.streams_at = 0.0
         self.claimed_at = 0.0
         self.recovered = False
+        metrics.prime_worker()  # every outcome at zero before the first delivery
 
     # -- one pass ---------------------------------------------------------------------
     def step(self) -> int:
