@@ -21,6 +21,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     _instrument(app)  # first hooks: even early refusals are logged and counted
+    app.before_request(_refuse_large_body)
     store.init_app(app)
     identity.init_app(app)
     extensions.init_app(app)
@@ -29,6 +30,26 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     metrics.init_app(app)  # last: it makes a series for every route
     return app
+
+
+def _refuse_large_body() -> None:
+    """413 for a body over MAX_CONTENT_LENGTH on every route, also those that never read
+    one: werkzeug only checks the limit when a body is read."""
+    from flask import request
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    limit = request.max_content_length
+    if limit is None:
+        return
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise RequestEntityTooLarge()
+    elif request.headers.get("Transfer-Encoding"):
+        # A streamed body has no length to check: read it (views that parse it find it
+        # cached). werkzeug stops reading at the limit, so a body that fills it is
+        # taken for one that goes on past it.
+        if len(request.get_data(cache=True)) >= limit:
+            raise RequestEntityTooLarge()
 
 
 def _instrument(app: Flask) -> None:
@@ -42,7 +63,7 @@ def _instrument(app: Flask) -> None:
 
     from flask import Response, g, request
 
-    from engage import logs, metrics
+    from engage import errors, logs, metrics
 
     logs.init_app(app)
 
@@ -55,6 +76,14 @@ def _instrument(app: Flask) -> None:
     def answer(response: Response) -> Response:
         # Popped: should a later hook fail, the error response passes here again.
         started = g.pop("started", None)
+        if "Location" in response.headers or "Content-Location" in response.headers:
+            # werkzeug converts these to ASCII only while sending, after every hook; a
+            # value it cannot convert would go out as the server's 500 while this line
+            # said otherwise. Answer the 500 here, so the status logged is the one sent.
+            try:
+                response.get_wsgi_headers(request.environ)
+            except ValueError as exc:
+                response = errors.handle_unexpected(exc)
         seconds = perf_counter() - started if started is not None else None
         rule = request.url_rule
         route = metrics.route_label(rule.rule) if rule is not None else "unmatched"

@@ -113,6 +113,14 @@ def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
         _print_demo(app, base)
     else:
         click.echo(f"engage on {base}  (health {base}/healthz, API docs {base}/api/docs)")
+    # -- cross-article aggregates: one thread beside the server, started once the app
+    # has reached Redis, stopped with it ------------------------------------------------
+    from engage.store import get_store
+    from engage.worker import start_aggregates
+
+    with app.app_context():
+        aggregates_thread, aggregates_stop = start_aggregates(get_store())
+    # ------------------------------------------------------------------------------------
     try:
         if dev:
             app.run(host=host or "127.0.0.1", port=int(port), debug=True, use_reloader=False)
@@ -121,6 +129,8 @@ def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
 
             run_server(bind, workers, server)
     finally:
+        aggregates_stop.set()
+        aggregates_thread.join(timeout=5)
         if embedded is not None:
             embedded.stop()  # a no-op in a worker: only the owner stops it
         if metrics_dir is not None:
@@ -225,7 +235,7 @@ def worker(consumer: str, metrics_port: int | None, metrics_host: str | None) ->
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from engage import metrics
     from engage.store import get_store
-    from engage.worker import Worker
+    from engage.worker import Worker, start_aggregates
 
     app = _app()
     stop = threading.Event()
@@ -238,7 +248,26 @@ def worker(consumer: str, metrics_port: int | None, metrics_host: str | None) ->
             metrics.serve_worker_metrics(host, port)
         click.echo(f"engage worker {consumer} (metrics on {host}:{port})" if port else
                    f"engage worker {consumer}", err=True)
+        aggregates_thread, _ = start_aggregates(get_store(), stop)
         Worker(get_store(), consumer).run(stop)
+        aggregates_thread.join(timeout=5)
+
+
+@main.group()
+def stats() -> None:
+    """The cross-article aggregates behind rankings, sections and site totals."""
+
+
+@stats.command("rebuild")
+def stats_rebuild() -> None:
+    """Recompute the aggregates from the event streams (idempotent; for upgrades and
+    repairs). Running workers carry on from the rebuilt state."""
+    from engage.store import aggregates, get_store
+
+    app = _app()
+    with app.app_context():
+        replayed = aggregates.rebuild(get_store())
+    click.echo(f"aggregates rebuilt from {replayed} events")
 
 
 def _millis(value: str | None, option: str) -> int | None:

@@ -63,6 +63,12 @@ class BadRequest(EngageError):
     message = "The request is malformed."
 
 
+class MalformedJson(EngageError):
+    code = 400
+    error_code = "malformed_json"
+    message = "The body is not valid JSON."
+
+
 class InvalidReader(EngageError):
     code = 401
     error_code = "invalid_reader"
@@ -229,10 +235,6 @@ def handle_http_exception(exc: HTTPException) -> Response:
         message = "No such resource."
     elif status == 422:
         message = "Some fields are invalid."
-    elif status == 400 and fields:
-        # webargs reports an unparseable body as a 400 with a json message.
-        message = "The body is not valid JSON."
-        code, fields = "malformed_json", None
     elif status == 429:
         code = "rate_limited"
         message = "Too many requests; slow down and retry later."
@@ -257,17 +259,9 @@ def handle_unexpected(exc: Exception) -> Response:
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
-def handle_too_deep(exc: RecursionError) -> Response:
-    # The JSON decoder recurses per nesting level, so a hostile body of `[[[[...` under
-    # the size limit ends here; it is bad input, not our failure.
-    current_app.logger.warning("request nested too deeply: %s", exc)
-    return error_response(400, "malformed_json", "The body is nested too deeply.")
-
-
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(refusals.StoreRefusal, handle_refusal)
     for exc_type in UNAVAILABLE:
         app.register_error_handler(exc_type, handle_unavailable)
-    app.register_error_handler(RecursionError, handle_too_deep)
     app.register_error_handler(Exception, handle_unexpected)

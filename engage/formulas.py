@@ -31,6 +31,28 @@ def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
     return max(0.0, (centre - margin) / (1 + z2 / total))
 
 
+# Ranking keys are whole numbers a Redis sorted set holds exactly (below 2**53): the
+# Wilson bound kept to 1e-9, the vote total capped at 2**23 - 1.
+SCORE_STEPS = 1_000_000_000
+TOTAL_CAP = 2**23 - 1
+
+
+def _steps(score: float | None) -> int:
+    return math.floor(score * SCORE_STEPS) if score is not None else 0
+
+
+def approval_key(score: float | None, total: int) -> int:
+    """Higher ranks first: the lower bound, then more votes; unrated (-1) last."""
+    if score is None:
+        return -1
+    return _steps(score) * (TOTAL_CAP + 1) + min(total, TOTAL_CAP)
+
+
+def votes_key(score: float | None, total: int) -> int:
+    """Higher ranks first: more votes, then the lower bound."""
+    return min(total, TOTAL_CAP) * 2**30 + _steps(score)
+
+
 def trending_score(recent: float, baseline: float) -> float:
     return (recent + 1.0) / (baseline + 1.0)
 

@@ -1,14 +1,16 @@
 """Metric definitions (bounded labels only), request instrumentation and rendering.
 
 Labels never carry ids or raw paths: `kind` is reaction|poll, `reason` is one of
-REJECT_REASONS, routes are URL rule templates in the OpenAPI document's style
-("/api/v1/articles/{article_id}/reactions"; "unmatched" when no rule matched), methods
-come from a fixed list, statuses are classes (2xx..5xx), Redis `op` is a script name,
-"pipeline" or a command name, process metrics carry a role and a slot (below).
+REJECT_REASONS (votes) or LINK_REFUSALS (links), routes are URL rule templates in the
+OpenAPI document's style ("/api/v1/articles/{article_id}/reactions"; "unmatched" when
+no rule matched), methods come from a fixed list, statuses are classes (2xx..5xx), Redis
+`op` is a script name, "pipeline" or a command name, process metrics carry a role and a
+slot (below).
 
 Each process role exports its own families and no one else's: the serving processes
 (`app_registry`) the HTTP, vote and link families; `engage worker` (`worker_registry`)
-the webhook families; both the Redis and process families and `engage_build_info`. A
+the webhook families; both the Redis, aggregates and process families and
+`engage_build_info` (the aggregates run in the worker and beside `engage serve`). A
 role's families are made the first time that role uses them, so a process never writes
 another role's series, not even at zero.
 
@@ -50,6 +52,7 @@ from prometheus_client.registry import Collector
 REJECT_REASONS = ("duplicate", "throttled", "closed", "invalid", "unknown", "unavailable")
 VOTE_KINDS = ("reaction", "poll")
 LINK_EVENT_NAMES = ("click", "impression")
+LINK_REFUSALS = ("click_duplicate", "click_bot", "click_prefetch", "impression_over_cap")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dead", "dropped")
 REDIS_ERROR_KINDS = ("connection", "timeout", "response", "other")
@@ -74,6 +77,11 @@ class AppFamilies:
         )
         self.link_events = Counter(
             "engage_link_events", "Related-link clicks and impressions.", ["event"],
+            registry=None,
+        )
+        self.link_refused = Counter(
+            "engage_link_events_refused",
+            "Related-link clicks and impressions not counted, by reason.", ["reason"],
             registry=None,
         )
         self.http_requests = Counter(
@@ -127,7 +135,7 @@ class WorkerFamilies:
 
 
 class SharedFamilies:
-    """Families every role exports: Redis operations and the build."""
+    """Families every role exports: Redis operations, the aggregates and the build."""
 
     def __init__(self) -> None:
         self.redis_duration = Histogram(
@@ -138,6 +146,10 @@ class SharedFamilies:
         self.redis_errors = Counter(
             "engage_redis_errors", "Redis operations that failed, by operation and error kind.",
             ["op", "kind"], registry=None,
+        )
+        self.aggregate_events = Counter(
+            "engage_aggregate_events",
+            "Stream events applied to the rankings and section figures.", registry=None,
         )
         self.build_info = Gauge(
             "engage_build_info", "Always 1; the labels say which engage and Python run.",
@@ -228,6 +240,16 @@ def link_event(event: str) -> None:
     app_families().link_events.labels(event=event).inc()
 
 
+def link_refused(reason: str, n: int = 1) -> None:
+    """`reason` is one of LINK_REFUSALS."""
+    if n:
+        app_families().link_refused.labels(reason=reason).inc(n)
+
+
+def aggregate_events(count: int) -> None:
+    shared_families().aggregate_events.inc(count)
+
+
 def redis_observed(op: str, seconds: float, error: str | None = None) -> None:
     """One logical Redis operation; `error` is one of REDIS_ERROR_KINDS or None."""
     families = shared_families()
@@ -263,6 +285,8 @@ def prime_app() -> None:
             families.votes_rejected.labels(kind=kind, reason=reason)
     for event in LINK_EVENT_NAMES:
         families.link_events.labels(event=event)
+    for reason in LINK_REFUSALS:
+        families.link_refused.labels(reason=reason)
 
 
 def prime_routes(app: Flask) -> None:

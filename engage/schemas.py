@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app
 from marshmallow import (
@@ -19,6 +20,7 @@ from marshmallow import (
     validate,
     validates_schema,
 )
+from werkzeug.urls import iri_to_uri
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
 ID_RE = re.compile(rf"^{ID_PATTERN}$")
@@ -31,13 +33,49 @@ def IdField(**kwargs: Any) -> fields.String:  # noqa: N802 - reads like a field 
     return fields.String(validate=Id, **kwargs)
 
 
+def is_usable_url(value: str) -> bool:
+    """A URL the server can send in a Location header and a client can connect to: its
+    port, if any, is 1-65535 and it survives conversion to ASCII (werkzeug's, as the
+    server does it when sending)."""
+    try:
+        port = urlsplit(value).port
+        iri_to_uri(value)
+    except ValueError:
+        return False
+    return port != 0
+
+
+def _usable_url(value: str) -> None:
+    if not is_usable_url(value):
+        raise ValidationError("Not a valid URL.")
+
+
 def HttpUrl(**kwargs: Any) -> fields.Url:  # noqa: N802
-    return fields.Url(schemes={"http", "https"}, validate=validate.Length(max=2048), **kwargs)
+    return fields.Url(schemes={"http", "https"},
+                      validate=[validate.Length(max=2048), _usable_url], **kwargs)
+
+
+# Times engage can do arithmetic on (ranges, buckets, epoch milliseconds) without leaving
+# what Python's datetime holds.
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+class _UtcDateTimeField(fields.AwareDateTime):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        when: datetime = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            in_range = EARLIEST <= when.astimezone(UTC) < LATEST
+        except OverflowError:  # an offset that pushes it past year 1 or 9999
+            in_range = False
+        if not in_range:
+            raise ValidationError("Must be a time between the years 1000 and 8999.")
+        return when
 
 
 def UtcDateTime(**kwargs: Any) -> fields.AwareDateTime:  # noqa: N802
     """ISO 8601; a time without an offset is taken as UTC."""
-    return fields.AwareDateTime(format="iso", default_timezone=UTC, **kwargs)
+    return _UtcDateTimeField(format="iso", default_timezone=UTC, **kwargs)
 
 
 # -- errors --------------------------------------------------------------------------
@@ -271,6 +309,25 @@ class SeriesQuerySchema(_RangeQuerySchema):
     bucket = fields.String(load_default="hour", validate=validate.OneOf(["hour", "day"]))
 
 
+class RefusedSchema(Schema):
+    votes_throttled = fields.Integer(
+        required=True, metadata={"description": "Reactions over the per-address throttle."})
+    votes_duplicate = fields.Integer(
+        required=True, metadata={"description": "Reactions repeating the reader's choice."})
+    poll_votes_throttled = fields.Integer(
+        required=True, metadata={"description": "Poll votes over the per-address throttle."})
+    poll_votes_duplicate = fields.Integer(
+        required=True, metadata={"description": "Poll votes repeating the reader's vote."})
+    clicks_duplicate = fields.Integer(
+        required=True, metadata={"description": "Clicks repeated within the click window."})
+    clicks_bot = fields.Integer(
+        required=True, metadata={"description": "Link follows by non-human agents."})
+    clicks_prefetch = fields.Integer(
+        required=True, metadata={"description": "Link fetches ahead of a click (prefetch)."})
+    impressions_over_cap = fields.Integer(
+        required=True, metadata={"description": "Impressions over the per-address cap."})
+
+
 class SeriesPointSchema(Schema):
     start = fields.String(required=True)
     added = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
@@ -279,6 +336,9 @@ class SeriesPointSchema(Schema):
     poll_votes = fields.Integer(required=True)
     clicks = fields.Integer(required=True)
     impressions = fields.Integer(required=True)
+    refused = fields.Nested(RefusedSchema, required=True, metadata={
+        "description": "Activity not counted in this bucket: what an editor sees when an "
+                       "article is being stuffed."})
 
 
 class SeriesSchema(Schema):
@@ -468,10 +528,18 @@ class PollSchema(Schema):
 
 class PollListSchema(Schema):
     polls = fields.List(fields.Nested(PollSchema), required=True)
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+    next_offset = fields.Integer(
+        allow_none=True, required=True,
+        metadata={"description": "The offset of the next page; null on the last page."},
+    )
 
 
 class PollListQuerySchema(Schema):
     status = fields.String(validate=POLL_STATUS)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
 # -- API tokens (dashboard admin pages; the CLI makes them too) ------------------------

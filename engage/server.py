@@ -1,7 +1,7 @@
 """The HTTP server of `engage serve`: granian by default, gunicorn as the alternative.
 
 granian (Rust HTTP/1 and HTTP/2, WSGI workers) was chosen by measurement (bench/servers.py,
-docs/operations-server.md): idle connections and half-sent headers wait in Rust and never
+docs/server.md): idle connections and half-sent headers wait in Rust and never
 hold a Python thread, so a few slow clients cannot take the service offline as they do a
 gunicorn sync worker. What it lacks is added here:
 

@@ -1,4 +1,5 @@
-"""`engage worker`: delivers the event streams to registered webhooks.
+"""`engage worker`: delivers the event streams to registered webhooks, and keeps the
+cross-article aggregates (`run_aggregates`, also started by `engage serve`).
 
 Each pass: read new entries of every event stream through the consumer group, POST
 each entry to every webhook whose `events` match it, then acknowledge the entry. A
@@ -31,7 +32,7 @@ from typing import Any
 import urllib3
 
 from engage import __version__, destinations, metrics
-from engage.store import UNAVAILABLE, Store, events, webhooks
+from engage.store import UNAVAILABLE, Store, aggregates, events, polls, webhooks
 
 log = logging.getLogger("engage.worker")
 
@@ -283,3 +284,46 @@ class Worker:
         self._run(jobs)
         return len(members)
 
+
+# -- aggregates and poll deadlines --------------------------------------------------------
+AGGREGATE_INTERVAL = 1.0  # seconds between passes when nothing was new
+POLL_DEADLINE_INTERVAL = 2.0  # seconds between looks for polls whose closes_at passed
+
+
+def run_aggregates(store: Store, stop: threading.Event,
+                   interval: float = AGGREGATE_INTERVAL) -> None:
+    """Keep the rankings, section and site figures from the event streams, and record
+    `poll.closed` when a deadline passes, until `stop` is set. Safe to run in several
+    processes at once (each entry is applied once; a deadline is recorded once)."""
+    aggregator = aggregates.Aggregator(store)
+    deadlines_at = 0.0
+    log.info("aggregates started")
+    while not stop.is_set():
+        try:
+            if time.monotonic() - deadlines_at >= POLL_DEADLINE_INTERVAL:
+                deadlines_at = time.monotonic()
+                polls.close_due(store)
+            applied = aggregator.step()
+        except UNAVAILABLE as exc:
+            log.warning("redis unavailable: %s", exc)
+            stop.wait(1.0)
+            continue
+        except Exception:
+            log.exception("aggregates pass failed")
+            stop.wait(interval)
+            continue
+        metrics.aggregate_events(applied)
+        if not applied:
+            stop.wait(interval)
+    log.info("aggregates stopped")
+
+
+def start_aggregates(
+    store: Store, stop: threading.Event | None = None
+) -> tuple[threading.Thread, threading.Event]:
+    """`run_aggregates` in a daemon thread; set the returned event to stop it."""
+    stop = stop or threading.Event()
+    thread = threading.Thread(target=run_aggregates, args=(store, stop), daemon=True,
+                              name="engage-aggregates")
+    thread.start()
+    return thread, stop

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,23 @@ def clock(store: Any) -> Clock:
     clock = Clock(datetime.now(UTC).replace(microsecond=0))
     store.clock = clock
     return clock
+
+
+@pytest.fixture
+def catch_up(store: Any) -> Callable[[], int]:
+    """Apply every new stream entry to the aggregates, as the worker does within
+    seconds; returns how many entries it applied."""
+    from engage.store.aggregates import Aggregator
+
+    aggregator = Aggregator(store)
+
+    def run() -> int:
+        total = 0
+        while applied := aggregator.step():
+            total += applied
+        return total
+
+    return run
 
 
 @pytest.fixture

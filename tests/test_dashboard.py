@@ -22,9 +22,10 @@ def app_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def seeded(app: Flask, store: Any) -> Any:
+def seeded(app: Flask, store: Any, catch_up: Any) -> Any:
     with app.app_context():
         seeds.load(store, app.config["SEEDS_DIR"])
+    catch_up()
     return store
 
 
@@ -165,8 +166,24 @@ def test_next_is_never_an_open_redirect(client: FlaskClient, editor_token: str) 
         assert response.headers["Location"] == expected
 
 
+@pytest.mark.parametrize("target", [
+    "/dashboard%0d%0aSet-Cookie:%20a=b", "/dashboard%0aLocation:%20https://evil.example",
+    "/dashboard/%00", "/dashboard%09x", "/dashboard/%7f", "/dashboard/%5c%5cevil.example",
+    "/dashboard/\u2028x", "/dashboard:99999/x",
+])
+def test_control_characters_in_next_give_a_safe_redirect(
+    client: FlaskClient, editor_token: str, target: str
+) -> None:
+    response = client.post(f"/dashboard/signin?next={target}",
+                           data={"token": editor_token, "csrf_token": csrf_of(client)})
+    assert response.status_code == 302, response.get_data(as_text=True)[:200]
+    location = response.headers["Location"]
+    assert location.startswith("/dashboard")
+    assert not re.search(r"[\x00-\x1f\x7f\\]", location), location
+
+
 def test_poll_close_and_reopen_need_csrf(signed_in: FlaskClient, store: Any) -> None:
-    poll = polls.list_all(store)[0]
+    poll = polls.list_page(store)[0][0]
     path = f"/dashboard/polls/{poll.id}/status"
     assert signed_in.post(path, data={"status": "closed"}).status_code == 403
     other = csrf_of(signed_in.application.test_client())  # another session's token
@@ -238,10 +255,10 @@ def test_article_page_shows_chart_reasons_polls_and_link_ctr(
     reactions.vote(store, "korea-china-reset", "critic", "addr", "no", "biased")
     curated = links.curated(store, "korea-china-reset")
     policy = next(link for link in curated if link["title"] == "Policy Link")
-    links.impressions(store, "korea-china-reset", [link["id"] for link in curated] * 1)
+    links.impressions(store, "korea-china-reset", "addr", [link["id"] for link in curated])
     for _ in range(3):
-        links.impressions(store, "korea-china-reset", [policy["id"]])
-    links.click(store, policy["id"], True)
+        links.impressions(store, "korea-china-reset", "addr", [policy["id"]])
+    links.click(store, policy["id"], "addr")
     html = signed_in.get("/dashboard/articles/korea-china-reset").get_data(as_text=True)
     assert '<svg class="chart"' in html and "<rect" in html
     assert "▲ yes: 42 in range" in html and "▼ no: 10 in range" in html
@@ -252,16 +269,48 @@ def test_article_page_shows_chart_reasons_polls_and_link_ctr(
     assert cells == ["4", "1", "25.0%"]
 
 
-def test_live_json_reports_new_votes(signed_in: FlaskClient, store: Any) -> None:
+def test_article_page_shows_refused_activity_per_hour(signed_in: FlaskClient, store: Any,
+                                                      app: Flask) -> None:
+    page = "/dashboard/articles/korea-china-reset"
+    assert "Nothing refused in this range." in signed_in.get(page).get_data(as_text=True)
+    from engage.store import reactions
+
+    reactions.vote(store, "korea-china-reset", "fan", "addr", "yes")
+    reactions.vote(store, "korea-china-reset", "fan", "addr", "yes")  # a repeat
+    policy = next(link for link in links.curated(store, "korea-china-reset")
+                  if link["title"] == "Policy Link")
+    for _ in range(3):
+        links.click(store, policy["id"], "addr")
+    links.click(store, policy["id"], "addr", links.NOT_HUMAN)
+    links.click(store, policy["id"], "addr", links.PREFETCH)
+    html = signed_in.get(page).get_data(as_text=True)
+    table = html[html.index('id="refused-table"'):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r"<tr><th scope=\"row\">", table)
+    assert len(rows) == 1  # only the hour in which something was refused
+    assert re.findall(r'<td data-n="(\d+)">', table) == ["1", "4", "0"]
+    assert "0 throttled · 1 repeated" in table
+    assert "2 repeated · 1 bots · 1 prefetches" in table
+
+
+def test_live_json_reports_new_votes(
+    signed_in: FlaskClient, store: Any, catch_up: Any
+) -> None:
     from engage.store import reactions
 
     before = signed_in.get("/dashboard/live.json").json
+    assert before["events"] and before["cursor"]
     reactions.vote(store, "thaad-ten-years-on", "newcomer", "addr", "yes")
-    after = signed_in.get("/dashboard/live.json").json
+    catch_up()
+    after = signed_in.get("/dashboard/live.json?since=" + before["cursor"]).json
     assert after["totals"]["total"] == before["totals"]["total"] + 1
+    # only what changed since the cursor the page sent back
+    assert len(after["events"]) == 1
     newest = after["events"][0]
     assert newest["type"] == "reaction.vote" and newest["article"] == "thaad-ten-years-on"
     assert "reader" not in newest
+    quiet = signed_in.get("/dashboard/live.json?since=" + after["cursor"]).json
+    assert quiet["events"] == [] and quiet["cursor"] == after["cursor"]
 
 
 def test_dashboard_export_streams_every_event(signed_in: FlaskClient, store: Any) -> None:
@@ -277,3 +326,17 @@ def _streams(store: Any) -> list[str]:
     from engage.store import events
 
     return events.stream_keys(store)
+
+
+def test_poll_list_pages_fifty_at_a_time(signed_in: FlaskClient, store: Any) -> None:
+    before = len(polls.list_page(store, limit=1000)[0])
+    for n in range(51 - before + 5):
+        polls.create(store, {"question": f"Page {n}?", "options": ["A", "B"],
+                             "article": None, "multiple": False})
+    first = signed_in.get("/dashboard/polls").get_data(as_text=True)
+    second = signed_in.get("/dashboard/polls?page=2").get_data(as_text=True)
+    assert first.count('class="poll"') == 50 and "Older polls" in first
+    assert "Newer polls" not in first
+    assert second.count('class="poll"') == 6 and "Newer polls" in second
+    assert "Older polls" not in second
+    assert signed_in.get("/dashboard/polls?page=0").status_code == 404

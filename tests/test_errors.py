@@ -69,3 +69,31 @@ def test_a_status_maps_to_its_refusal_with_the_scripts_values() -> None:
     assert caught.value.retry_after == 12
     result = scripts.raise_for_status([int(scripts.Status.UNCHANGED), "yes"], table)
     assert (result.status, result.values) == (scripts.Status.UNCHANGED, ["yes"])
+
+
+def test_a_location_the_server_cannot_send_is_a_logged_json_500(
+    app: Flask, lines: list[str]
+) -> None:
+    """werkzeug converts Location only while sending, after every hook: a value it cannot
+    convert must be answered (and logged) as the 500 it is, not as the 302 it was."""
+    from flask import Response
+
+    def broken() -> Response:
+        return Response(status=302, headers={"Location": "https://example.com:99999/"})
+
+    app.add_url_rule("/broken-location", "broken_location", broken)
+    response = app.test_client().get("/broken-location")
+    assert response.status_code == 500
+    assert response.json["error"]["code"] == "internal_error"
+    assert "Location" not in response.headers
+    assert any(" /broken-location 500 " in line for line in lines), lines
+
+
+def test_strict_json_refuses_what_python_would_read() -> None:
+    from engage.api import loads_strict
+
+    assert loads_strict(b'{"a": [1, 2.5, "\\ud83d\\ude00"]}') == {"a": [1, 2.5, "\U0001f600"]}
+    for raw in (b'{"a": NaN}', b"Infinity", b"1e400", b'{"a": 1, "a": 1}', b"9" * 5000,
+                b'"\\ud800"', b"\xff", b"[" * 100_000):
+        with pytest.raises((ValueError, RecursionError)):
+            loads_strict(raw)

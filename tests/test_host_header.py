@@ -44,6 +44,7 @@ def path_values(app: Flask, store: Any, admin: dict[str, str],
         "webhook_id": hook.json["id"],
         "filename": "widget.js",
         "name": "swagger-ui.css",  # /api/docs serves Swagger UI's files by name
+        "token_id": tokens.create(store, "editor", "spare")[1]["id"],
     }
 
 

@@ -63,6 +63,9 @@ def test_editor_sets_links_with_server_ids(client, editor, article, store):
     ([{"title": "x", "url": "javascript:alert(1)"}], "0"),
     ([{"title": "x", "url": "ftp://example.com/a"}], "0"),
     ([{"title": "x", "url": "//evil.com/a"}], "0"),
+    ([{"title": "x", "url": "https://example.com:99999/a"}], "0"),
+    ([{"title": "x", "url": "https://example.com:0/a"}], "0"),
+    ([{"title": "x", "url": "http://[::1/a"}], "0"),
     ([{"title": "", "url": "https://example.com/a"}], "0"),
     ([{"title": "x", "url": "https://example.com/a", "extra": 1}], "0"),
     ([{"title": f"t{i}", "url": f"https://example.com/{i}"} for i in range(21)], "_schema"),
@@ -126,7 +129,8 @@ def test_redirect_counts_one_click_in_the_article_slot(client, editor, article, 
     assert day["click"] == "1"
     events = [fields for _, fields in store.redis.xrange(keys.article_events(article))]
     clicks = [e for e in events if e["type"] == "link.click"]
-    assert clicks == [{"type": "link.click", "article": article, "link": link["id"]}]
+    assert clicks == [{"type": "link.click", "article": article, "link": link["id"],
+                       "hour": store.now().strftime("%Y%m%d%H")}]
 
 
 @pytest.mark.parametrize("agent", [

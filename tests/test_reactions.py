@@ -166,12 +166,19 @@ def test_throttle_per_address(client: FlaskClient, article: str, store: Any) -> 
     readers = [new_reader(client) for _ in range(7)]
     for r in readers[:5]:
         assert client.put(MINE, json={"choice": "yes"}, headers=r).status_code == 200
+    hour = store.keys.hour_bucket(store.keys.article(article), store.now())
+    day = store.keys.day_bucket(store.keys.article(article), store.now())
     before = redis_snapshot(store)
     response = client.put(MINE, json={"choice": "yes"}, headers=readers[5])
     error = assert_error(response, 429, "throttled")
     assert error["message"]
     assert 1 <= int(response.headers["Retry-After"]) <= 120
-    assert redis_snapshot(store) == before
+    # Nothing moves but the refusal, tallied for editors in the article's buckets.
+    after = redis_snapshot(store)
+    assert {k: v for k, v in after.items() if k not in (hour, day)} == {
+        k: v for k, v in before.items() if k not in (hour, day)}
+    for bucket in (hour, day):
+        assert store.redis.hget(bucket, "refused:votes_throttled") == "1"
     # Repeats are no-ops, not throttled; another address still votes.
     assert client.put(MINE, json={"choice": "yes"}, headers=readers[0]).status_code == 200
     other = client.put(MINE, json={"choice": "no"}, headers=readers[6],

@@ -80,14 +80,16 @@ def _click_link(k: Keys, rng: random.Random) -> list[str]:
     article, now = random_id(rng), random_time(rng)
     owner = k.article(article)
     return [k.article_links(article), k.article_linkstats(article), k.hour_bucket(owner, now),
-            k.day_bucket(owner, now), k.article_events(article)]
+            k.day_bucket(owner, now), k.article_events(article),
+            k.article_click_seen(article, random_hash(rng), random_id(rng))]
 
 
 def _count_impressions(k: Keys, rng: random.Random) -> list[str]:
     article, now = random_id(rng), random_time(rng)
     owner = k.article(article)
     return [owner, k.article_links(article), k.article_linkstats(article),
-            k.hour_bucket(owner, now), k.day_bucket(owner, now), k.article_events(article)]
+            k.hour_bucket(owner, now), k.day_bucket(owner, now), k.article_events(article),
+            k.article_impressions_seen(article, random_hash(rng))]
 
 
 BUILDERS: dict[str, Builder] = {
@@ -101,6 +103,8 @@ BUILDERS: dict[str, Builder] = {
     "patch_poll": _poll_parts("events"),
     "delete_poll": _poll_parts("counts", "voters", "events"),
     "claim_webhook_retries": lambda k, rng: [k.webhook_retry],
+    "close_at_deadline": _poll_parts("events"),
+    "aggregate": lambda k, rng: [k.agg("seen")],
 }
 
 
@@ -127,3 +131,21 @@ def test_every_script_keeps_its_keys_in_one_slot(name: str) -> None:
 def test_builders_cover_only_real_scripts() -> None:
     assert set(BUILDERS) <= set(scripts.ALL)
 
+
+
+def test_aggregate_keys_share_the_slot_of_their_declared_key() -> None:
+    """The aggregate script builds its other keys from the base: all in one slot, so a
+    range merges there with ZUNION on a cluster too."""
+    rng = random.Random("slots-aggregates")
+    for prefix in ("engage", "site:b"):
+        k = Keys(prefix)
+        home = key_slot(k.agg("seen").encode())
+        for _ in range(SAMPLES // 10):
+            section = random_id(rng)
+            when = random_time(rng)
+            built = [
+                k.agg(f"rank:approval:s:{section}"), k.agg(f"ids:s:{section}"),
+                k.agg(f"h:{k.hour_stamp(when)}:n:yes"), k.agg(f"d:{k.day_stamp(when)}:cast"),
+                k.agg("sectot"), k.agg("feed"), f"{k.agg_base}:n:{random_id(rng)}",
+            ]
+            assert {key_slot(key.encode()) for key in built} == {home}, built

@@ -93,7 +93,8 @@ def wilson_reference(yes: int, n: int) -> float:
 
 
 def test_wilson_ranks_sample_size(
-    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock,
+    catch_up: Any,
 ) -> None:
     now = clock()
     rec = Recorder(store, clock)
@@ -111,6 +112,7 @@ def test_wilson_ranks_sample_size(
     rec.cast(now, "poor", "poor-y0", None)
     put_article(client, editor, "silent", "News")
 
+    catch_up()
     response = client.get("/api/v1/stats/articles?sort=approval&limit=50", headers=editor)
     assert response.status_code == 200, response.json
     body = response.json
@@ -136,7 +138,8 @@ def test_wilson_ranks_sample_size(
 
 
 def test_pagination_and_section_sums(
-    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock,
+    catch_up: Any,
 ) -> None:
     now = clock()
     rec = Recorder(store, clock)
@@ -146,6 +149,7 @@ def test_pagination_and_section_sums(
         for i in range(index + 1):
             rec.cast(now, aid, f"{aid}-r{i}", "yes" if i % 3 else "no")
 
+    catch_up()
     first = client.get("/api/v1/stats/articles?sort=votes&limit=3", headers=editor).json
     second = client.get("/api/v1/stats/articles?sort=votes&limit=3&offset=3",
                         headers=editor).json
@@ -168,7 +172,8 @@ def test_pagination_and_section_sums(
 
 
 def test_trending_against_raw_events(
-    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock,
+    catch_up: Any,
 ) -> None:
     """Steady article vs. one that wakes up: trending puts the sudden one first."""
     now = clock().replace(minute=40, second=0, microsecond=0)
@@ -203,6 +208,7 @@ def test_trending_against_raw_events(
         return (recent + 1) / (baseline + 1), recent, baseline
 
     clock.set(now)
+    catch_up()
     body = client.get("/api/v1/stats/articles?sort=trending", headers=editor).json
     rows = {a["id"]: a for a in body["articles"]}
     for aid in ("steady", "sudden", "quiet"):
@@ -307,7 +313,8 @@ def test_series_rejects_bad_ranges(
 
 
 def test_ranged_counts_are_net_changes(
-    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock,
+    catch_up: Any,
 ) -> None:
     now = clock()
     rec = Recorder(store, clock)
@@ -318,6 +325,7 @@ def test_ranged_counts_are_net_changes(
         rec.cast(now, "ranged", f"new{i}", "no")
     rec.cast(now, "ranged", "old0", "no")  # moved today: -1 yes, +1 no today
     since = (now - timedelta(hours=2)).isoformat().replace("+00:00", "Z")
+    catch_up()
     body = client.get(f"/api/v1/stats/articles?since={since}", headers=editor).json
     assert body["bucket"] == "hour"
     row = body["articles"][0]
@@ -327,7 +335,8 @@ def test_ranged_counts_are_net_changes(
 
 
 def test_week_range_mixes_day_and_hour_buckets_exactly(
-    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock,
+    catch_up: Any,
 ) -> None:
     """A range of days sums whole days from day buckets and the ends from hour buckets;
     the result equals the raw events inside the range, to the hour."""
@@ -345,6 +354,7 @@ def test_week_range_mixes_day_and_hour_buckets_exactly(
     since = now - timedelta(days=5, hours=7, minutes=50)
     clock.set(now)
     query = "since=" + since.isoformat().replace("+00:00", "Z")
+    catch_up()
     body = client.get(f"/api/v1/stats/articles?{query}", headers=editor).json
     assert body["bucket"] == "hour+day"
     start = since.replace(minute=0)
@@ -406,9 +416,9 @@ def test_series_poll_votes_and_links_against_raw_events(
                 polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", ["o2"], now=when)
             if i == 1:
                 polls.vote(store, poll_id, f"p{reader}", f"addr{reader}", None, now=when)
-            links.impressions(store, "linked", link_ids)
+            links.impressions(store, "linked", f"addr{reader}", link_ids)
             if i % 2 == 0:
-                links.click(store, link_ids[i % 2], True)
+                links.click(store, link_ids[i % 2], f"addr{reader}")
         collect(when)
 
     clock.set(now)
@@ -424,17 +434,40 @@ def test_series_poll_votes_and_links_against_raw_events(
     assert sum(p["poll_votes"] for p in body["points"]) == 10 + 4
 
 
-def test_rankings_cover_the_newest_articles_only(
-    client: FlaskClient, editor: dict[str, str], store: Any, monkeypatch: pytest.MonkeyPatch
+def test_an_old_article_tops_all_time_and_ranges_hold_exactly_their_voters(
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock, catch_up: Any
 ) -> None:
-    from engage.store import stats
-
-    monkeypatch.setattr(stats, "RANKED_ARTICLES", 3)
-    for day in range(1, 6):
-        body = {"title": f"Day {day}", "url": f"https://news.example.com/d{day}",
-                "section": "News", "published_at": f"2026-01-0{day}T09:00:00Z"}
-        assert client.put(f"/api/v1/articles/day-{day}", json=body,
+    """Every article is ranked all time, however old; a range ranks exactly the
+    articles that received votes in it."""
+    now = clock()
+    rec = Recorder(store, clock)
+    old = (now - timedelta(days=300)).isoformat().replace("+00:00", "Z")
+    for index in range(30):
+        body = {"title": f"Story {index}", "url": f"https://news.example.com/s{index}",
+                "section": "News", "published_at": old if index == 0 else
+                (now - timedelta(hours=index)).isoformat().replace("+00:00", "Z")}
+        assert client.put(f"/api/v1/articles/s{index}", json=body,
                           headers=editor).status_code == 201
-    listed = client.get("/api/v1/stats/articles?sort=votes", headers=editor).json
-    assert listed["total"] == 3
-    assert {a["id"] for a in listed["articles"]} == {"day-3", "day-4", "day-5"}
+    for i in range(60):  # the archive's best: 60 of 60, voted long ago
+        rec.cast(now - timedelta(days=12), "s0", f"old{i}", "yes")
+    for index in range(1, 30):
+        for i in range(index):
+            rec.cast(now - timedelta(days=index % 5), f"s{index}", f"r{index}-{i}",
+                     "yes" if i % 4 else "no")
+    clock.set(now)
+    catch_up()
+    body = client.get("/api/v1/stats/articles?sort=approval&limit=5", headers=editor).json
+    assert body["total"] == 30
+    assert body["articles"][0]["id"] == "s0"
+    assert body["articles"][0]["published_at"].startswith(old[:10])
+
+    since = (now - timedelta(days=2, hours=1)).isoformat().replace("+00:00", "Z")
+    voted = {aid for when, aid, fields in rec.events
+             if fields["type"].startswith("reaction.")
+             and when >= now - timedelta(days=2, hours=1)}
+    for sort in ("approval", "votes", "trending"):
+        ranged = client.get(f"/api/v1/stats/articles?sort={sort}&since={since}&limit=200",
+                            headers=editor).json
+        assert {a["id"] for a in ranged["articles"]} == voted
+        assert ranged["total"] == len(voted)
+    assert "s0" not in voted

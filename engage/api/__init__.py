@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 from importlib import import_module
 from typing import Any
 
 from flask import Flask, current_app, request
 from flask_smorest import Api
+from flask_smorest import Blueprint as SmorestBlueprint
+from marshmallow import Schema, missing
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
@@ -43,6 +48,63 @@ class EngageApi(Api):
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         return errors.handle_http_exception(error)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("a number too large for a float")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key")
+    return out
+
+
+# A \uD800-\uDFFF escape: paired ones make one character, a lone one cannot be stored.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def loads_strict(raw: bytes) -> Any:
+    """A request body as JSON (RFC 8259), refusing what Python's decoder lets through:
+    NaN and Infinity, numbers beyond a float, duplicate keys (two parsers could read
+    different values), unpaired surrogates. Raises ValueError, including for an integer
+    over Python's digit limit, and RecursionError for nesting deeper than the decoder
+    goes."""
+    text = raw.decode("utf-8")
+    value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite,
+                       object_pairs_hook=_unique_keys)
+    if _SURROGATE_ESCAPE.search(text):
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError if unpaired
+    return value
+
+
+class JsonParser(FlaskParser):
+    """webargs' parser, with every failure to read the body as JSON a 400."""
+
+    def load_json(self, req: Any, schema: Schema) -> Any:
+        if not req.is_json:
+            return missing
+        raw = req.get_data(cache=True)
+        if not raw:
+            return missing  # no body: the schema reports the missing fields (422)
+        try:
+            return loads_strict(raw)
+        except (ValueError, RecursionError):
+            raise errors.MalformedJson() from None
+
+
+class Blueprint(SmorestBlueprint):
+    """flask-smorest's blueprint reading bodies with JsonParser; every API module's."""
+
+    ARGUMENTS_PARSER = JsonParser()
 
 
 def _check_request() -> None:

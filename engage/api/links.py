@@ -6,17 +6,18 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engage import errors, metrics, schemas
+from engage.api import Blueprint
 from engage.api.spec import EDITOR, READER_OPTIONAL
 from engage.extensions import limiter
-from engage.identity import current_reader, require_role
+from engage.identity import current_address_hash, current_reader, require_role
 from engage.store import articles, get_store, links
 
 blp = Blueprint("links", __name__, description="Related links and their click-through.")
 
-# Impressions are anonymous; a cap per address keeps one client from inflating CTR.
+# Impressions are anonymous: this limit keeps one client from flooding the endpoint, and
+# the store counts at most IMPRESSION_CAP per link per address group in a window.
 IMPRESSION_LIMIT = "120 per minute"
 
 
@@ -67,7 +68,9 @@ class LinkImpressions(MethodView):
     def post(self, data: dict[str, Any], article_id: str) -> dict[str, Any]:
         """Links a reader actually saw (half visible for a second), once per page view."""
         current_reader(required=False)  # optional, but a forged one is still refused
-        counted = links.impressions(get_store(), article_id, data["links"])
+        counted, over_cap = links.impressions(get_store(), article_id,
+                                              current_address_hash(), data["links"])
         for _ in range(counted):
             metrics.link_event("impression")
+        metrics.link_refused("impression_over_cap", over_cap)
         return {"counted": counted}

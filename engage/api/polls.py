@@ -10,9 +10,9 @@ from typing import Any
 
 from flask import Response, current_app, stream_with_context
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engage import errors, metrics, schemas
+from engage.api import Blueprint
 from engage.api.caching import cacheable, private
 from engage.api.spec import ADMIN, EDITOR, READER, READER_OR_STAFF_OPTIONAL
 from engage.formulas import percentages
@@ -123,9 +123,16 @@ class Polls(MethodView):
     @blp.doc(operationId="listPolls", security=EDITOR)
     @require_role("editor")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """Every poll with its results (editor), newest first; filter by status."""
-        found = polls.list_all(get_store(), status=query.get("status"))
-        return {"polls": [poll_body(poll, staff=True) for poll in found]}
+        """The polls with their results (editor), newest first, a page at a time;
+        filter by status."""
+        offset, limit = query["offset"], query["limit"]
+        found, more = polls.list_page(get_store(), query.get("status"), offset, limit)
+        return {
+            "polls": [poll_body(poll, staff=True) for poll in found],
+            "limit": limit,
+            "offset": offset,
+            "next_offset": offset + limit if more else None,
+        }
 
 
 @blp.route("/polls/<eid:poll_id>")

@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engage import errors, metrics, schemas
+from engage.api import Blueprint
 from engage.api.caching import cacheable, private
 from engage.api.spec import READER, READER_OPTIONAL
 from engage.identity import current_address_hash, current_reader

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engage import schemas
+from engage.api import Blueprint
 from engage.extensions import limiter
 from engage.identity import get_identity
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from flask import Response, stream_with_context
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engage import errors, schemas, timerange
+from engage.api import Blueprint
 from engage.api.spec import EDITOR
 from engage.identity import require_role
 from engage.store import Store, events, get_store, stats
@@ -68,15 +68,16 @@ def stats_page(query: dict[str, Any]) -> dict[str, Any]:
     """The ranked, paginated list."""
     store = get_store()
     window = query_window(store, query)
-    ranked = stats.ranked(store, query["sort"], query.get("section"), window)
     offset, limit = query["offset"], query["limit"]
+    total, page = stats.ranked_page(store, query["sort"], query.get("section"), window,
+                                    offset, limit)
     return {
         "sort": query["sort"],
         **window_fields(window),
-        "total": len(ranked),
+        "total": total,
         "limit": limit,
         "offset": offset,
-        "articles": ranked[offset : offset + limit],
+        "articles": page,
     }
 
 
@@ -92,9 +93,11 @@ class RankedArticles(MethodView):
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Articles ranked by approval (Wilson lower bound), votes or trending (editor).
 
-        Without `since`/`until` the counts are current standings and link figures
-        all-time; with a range they are net changes summed from hourly buckets (when
-        the range starts within the hourly retention) or daily buckets.
+        Without `since`/`until` every article is ranked: counts are current standings
+        and link figures all-time. With a range, the articles that received votes in it
+        are ranked by net changes summed from hourly buckets (when the range starts
+        within the hourly retention) or daily buckets. Figures across articles are kept
+        from the event streams and trail a vote by at most a few seconds.
         """
         return stats_page(query)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engage import destinations, errors, schemas
+from engage.api import Blueprint
 from engage.api.spec import ADMIN
 from engage.identity import require_role
 from engage.store import get_store, webhooks

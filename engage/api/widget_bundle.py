@@ -11,9 +11,9 @@ from typing import Any
 
 from flask import Response, current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from engage import errors, schemas
+from engage.api import Blueprint
 from engage.api.caching import cacheable, private
 from engage.api.links import public_hrefs
 from engage.api.polls import poll_body

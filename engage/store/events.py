@@ -122,33 +122,3 @@ def _merge(
             heapq.heappush(heap, (*_sort_key(buffer[0][0]), index))
         if _matches(fields, wanted, article):
             yield decode(entry_id, fields)
-
-
-def recent(store: Store, limit: int = 30) -> list[dict[str, Any]]:
-    """The newest events across every stream, newest first (for the live view).
-
-    Two light passes instead of `limit` entries from every stream: each stream's newest
-    id first, then `limit` entries from only the `limit` streams whose newest entries
-    are the newest. A stream outside those cannot hold any of the newest `limit` events:
-    that many streams each have a newer one.
-    """
-    keys = stream_keys(store)
-    heads: list[tuple[tuple[int, int], str]] = []
-    for offset in range(0, len(keys), _PIPELINE_BATCH):
-        batch = keys[offset : offset + _PIPELINE_BATCH]
-        pipe = store.redis.pipeline(transaction=False)
-        for key in batch:
-            pipe.xrevrange(key, "+", "-", count=1)
-        for key, entries in zip(batch, pipe.execute(), strict=True):
-            if entries:
-                heads.append((_sort_key(entries[0][0]), key))
-        heads = heapq.nlargest(limit, heads)
-    pipe = store.redis.pipeline(transaction=False)
-    for _, key in heads:
-        pipe.xrevrange(key, "+", "-", count=limit)
-    found = [
-        (_sort_key(entry_id), decode(entry_id, fields))
-        for entries in pipe.execute()
-        for entry_id, fields in entries
-    ]
-    return [event for _, event in heapq.nlargest(limit, found, key=lambda item: item[0])]

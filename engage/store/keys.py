@@ -22,6 +22,8 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:a:{A}:links                | string | with the article        | JSON list of curated links [{id,title,url}]   |
 | P:a:{A}:linkstats            | hash   | with the article        | "<link id>:clicks" / "<link id>:imps" -> n     |
 | P:a:{A}:polls                | zset   | with the article        | poll id -> created (epoch s)                   |
+| P:a:{A}:clk:<addr hash>:<L>  | string | CLICK_WINDOW seconds    | a click on link L from this address group was counted |
+| P:a:{A}:imps:<addr hash>     | hash   | CLICK_WINDOW seconds from the first | link id -> impressions from this address group |
 | P:p:{Q}                      | hash   | until the poll is deleted | question, options (JSON), article, multiple, max_choices, closes_at, results, status, ... |
 | P:p:{Q}:counts               | hash   | with the poll           | option id -> votes; "_voters" -> distinct voters |
 | P:p:{Q}:voters               | hash   | with the poll           | reader hash -> comma-joined option ids         |
@@ -39,11 +41,29 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s) |
+| P:x:{stats}:seen            | hash   | forever                 | events stream key -> last entry id applied to the aggregates |
+| P:x:{stats}:sec             | hash   | forever                 | article id -> section (as the aggregates file it) |
+| P:x:{stats}:n:<choice>      | hash   | forever                 | article id -> standing reactions of that choice |
+| P:x:{stats}:click / :imp    | hash   | forever                 | article id -> all-time link clicks / impressions |
+| P:x:{stats}:sectot          | hash   | forever                 | "<section>\t<articles|c:<choice>|click|imp>" -> all-time sum |
+| P:x:{stats}:ids[:s:<sec>]   | zset   | forever                 | article id -> 0 (lexical order), all or one section |
+| P:x:{stats}:rank:<approval|votes>[:s:<sec>] | zset | forever    | article id -> negated ranking key (formulas.rank_keys) |
+| P:x:{stats}:h:<YYYYMMDDHH>:<field> | zset | HOUR_BUCKET_DAYS days | article id -> that hour's `n:<choice>` (net reactions), `cast` (votes cast), `click`, `imp` |
+| P:x:{stats}:d:<YYYYMMDD>:<field>   | zset | DAY_BUCKET_DAYS days  | the same per UTC day                             |
+| P:x:{stats}:feed            | stream | trimmed to ~1,000       | the newest events applied (the live view's feed) |
 | (group on every events stream) | consumer group `engage-webhooks` | with the stream | the worker's read position and unacknowledged entries |
+
+Keys under `P:x:{stats}` are the cross-article aggregates (rankings, section and site
+figures). They are never written by a per-article script: the aggregator
+(`store/aggregates.py`, run by `engage worker` and `engage serve`) keeps them from the
+event streams with one script of its own. They share one hash tag, so on a Redis Cluster
+they all live in one slot and a range is merged there with ZUNION.
 
 Stats bucket fields: `+<choice>` / `-<choice>` votes taken / withdrawn from a choice,
 `reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
-clicks and impressions, `click` / `imp` their totals.
+clicks and impressions, `click` / `imp` their totals, and `refused:<what>` activity
+not counted (`stats.REFUSED` names them: article buckets count reactions, clicks and
+impressions, poll buckets count poll votes).
 
 Atomicity: on one Redis and on a cluster alike, everything one script writes for one
 article (or one poll) is atomic: dedupe, counts, throttle, stats buckets and the
@@ -94,6 +114,12 @@ class Keys:
     def article_throttle(self, article_id: str, addr_hash: str) -> str:
         return self.article_part(article_id, f"thr:{addr_hash}")
 
+    def article_click_seen(self, article_id: str, addr_hash: str, link_id: str) -> str:
+        return self.article_part(article_id, f"clk:{addr_hash}:{link_id}")
+
+    def article_impressions_seen(self, article_id: str, addr_hash: str) -> str:
+        return self.article_part(article_id, f"imps:{addr_hash}")
+
     # -- polls --------------------------------------------------------------------
     def poll(self, poll_id: str) -> str:
         return f"{self.prefix}:p:{{{poll_id}}}"
@@ -130,6 +156,14 @@ class Keys:
         return f"{owner_key}:d:{self.day_stamp(when)}"
 
     # -- global -------------------------------------------------------------------
+    # -- cross-article aggregates (one hash tag: one cluster slot) --------------------
+    @property
+    def agg_base(self) -> str:
+        return f"{self.prefix}:x:{{stats}}"
+
+    def agg(self, part: str) -> str:
+        return f"{self.agg_base}:{part}"
+
     @property
     def articles(self) -> str:
         return f"{self.prefix}:articles"

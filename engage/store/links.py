@@ -2,13 +2,15 @@
 
 Link ids are derived from the article and the URL, so an editor who saves the same
 list again keeps the ids (and their click history) without a read-before-write.
-Clicks and impressions are counted in the article's slot by one script each.
+Clicks and impressions are counted in the article's slot by one script each, which
+also keeps the per-address windows that stop one client from inflating them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from engage.formulas import wilson_lower
@@ -145,8 +147,27 @@ def article_of(store: Store, link_id_: str) -> str | None:
     return article_id
 
 
-def click(store: Store, link_id_: str, count: bool) -> str | None:
-    """The stored URL of a link (counting one click unless `count` is False), or None."""
+@dataclass(frozen=True)
+class Click:
+    """Where a link goes, and why its click was not counted (None: it was)."""
+
+    url: str
+    refused: str | None = None
+
+
+# Why a click goes uncounted before it reaches the store.
+NOT_HUMAN = "bot"
+PREFETCH = "prefetch"
+
+
+def click(store: Store, link_id_: str, address: str, refused: str | None = None) -> Click | None:
+    """Resolve a link and count one click from `address` (a hashed address group), or
+    None for an unknown link.
+
+    A click is counted at most once per address group per link per CLICK_WINDOW;
+    `refused` ("bot" or "prefetch") says it must not count at all. Either way a click
+    not counted is tallied as refused in the article's buckets, in the same script.
+    """
     article_id = article_of(store, link_id_)
     if article_id is None:
         return None
@@ -162,18 +183,23 @@ def click(store: Store, link_id_: str, count: bool) -> str | None:
             keys.hour_bucket(owner, now),
             keys.day_bucket(owner, now),
             keys.article_events(article_id),
+            keys.article_click_seen(article_id, address, link_id_),
         ],
-        args=[link_id_, 1 if count else 0, hour_ttl, day_ttl, store.min_event_id(now),
-              article_id],
+        args=[link_id_, refused or "", hour_ttl, day_ttl, store.min_event_id(now),
+              article_id, int(store.config["CLICK_WINDOW"])],
     )
     result = scripts.parse(raw)
-    if result.status != Status.CHANGED:
+    if result.status == Status.UNKNOWN:
         return None
-    return str(result.values[0])
+    why = str(result.values[1]) if result.status == Status.UNCHANGED else None
+    return Click(str(result.values[0]), why)
 
 
-def impressions(store: Store, article_id: str, link_ids: list[str]) -> int:
-    """Count one impression per link the article has; returns how many were counted."""
+def impressions(
+    store: Store, article_id: str, address: str, link_ids: list[str]
+) -> tuple[int, int]:
+    """Count one impression per link the article has, up to IMPRESSION_CAP per address
+    group per link per CLICK_WINDOW; returns (counted, refused over the cap)."""
     keys = store.keys
     owner = keys.article(article_id)
     now = store.now()
@@ -187,12 +213,14 @@ def impressions(store: Store, article_id: str, link_ids: list[str]) -> int:
             keys.hour_bucket(owner, now),
             keys.day_bucket(owner, now),
             keys.article_events(article_id),
+            keys.article_impressions_seen(article_id, address),
         ],
         args=[hour_ttl, day_ttl, store.min_event_id(now), article_id,
+              int(store.config["IMPRESSION_CAP"]), int(store.config["CLICK_WINDOW"]),
               *dict.fromkeys(link_ids)],
     )
     result = scripts.raise_for_status(raw, _UNKNOWN_ARTICLE)
-    return int(result.values[0])
+    return int(result.values[0]), int(result.values[1])
 
 
 def stats(store: Store, article_id: str) -> list[dict[str, Any]]:

@@ -197,17 +197,54 @@ def for_articles(
     }
 
 
-def list_all(
-    store: Store, status: str | None = None, now: datetime | None = None
-) -> list[Poll]:
-    """Every poll, newest first; `status` filters by the effective state."""
+_PAGE_SCAN = 200
+
+
+def list_page(
+    store: Store, status: str | None = None, offset: int = 0, limit: int = 50,
+    now: datetime | None = None,
+) -> tuple[list[Poll], bool]:
+    """A page of the polls, newest first; `status` filters by the effective state.
+
+    Returns the page and whether more follow. Reads the index in chunks until the page
+    is full, so the cost grows with offset + limit, not with every poll ever made.
+    """
     now = now or store.now()
-    poll_ids = list(store.redis.zrevrange(store.keys.polls, 0, -1))
-    found = _get_many(store, poll_ids, None, now) if poll_ids else {}
-    return [
-        poll for poll_id in poll_ids
-        if (poll := found.get(poll_id)) is not None and (status is None or poll.status == status)
-    ]
+    matched: list[Poll] = []
+    start = 0
+    while len(matched) <= offset + limit:
+        poll_ids = list(store.redis.zrevrange(store.keys.polls, start, start + _PAGE_SCAN - 1))
+        if not poll_ids:
+            break
+        found = _get_many(store, poll_ids, None, now)
+        matched += [
+            poll for poll_id in poll_ids
+            if (poll := found.get(poll_id)) is not None
+            and (status is None or poll.status == status)
+        ]
+        start += _PAGE_SCAN
+    return matched[offset:offset + limit], len(matched) > offset + limit
+
+
+def close_due(store: Store, now: datetime | None = None) -> int:
+    """Record `poll.closed` for every open poll whose closes_at has passed (once per
+    deadline, however often this runs); returns how many it recorded."""
+    now = now or store.now()
+    keys = store.keys
+    poll_ids = list(store.redis.zrange(keys.polls, 0, -1))
+    pipe = store.redis.pipeline(transaction=False)
+    for poll_id in poll_ids:
+        pipe.hmget(keys.poll(poll_id), "status", "closes_ms", "closed_logged")
+    now_ms = epoch_ms(now)
+    recorded = 0
+    for poll_id, (status, closes_ms, logged) in zip(poll_ids, pipe.execute(), strict=True):
+        if status != "open" or not closes_ms or int(closes_ms) > now_ms or logged == closes_ms:
+            continue
+        raw = store.run("close_at_deadline",
+                        keys=[keys.poll(poll_id), keys.poll_events(poll_id)],
+                        args=[now_ms, store.min_event_id(now), poll_id])
+        recorded += int(raw[0]) == Status.CHANGED
+    return recorded
 
 
 # -- writes --------------------------------------------------------------------------

@@ -69,6 +69,11 @@ local function throttle(key, limit, window)
   if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, window) end
   return 0
 end
+-- The hour bucket's stamp (YYYYMMDDHH) rides on each event, so aggregates kept from the
+-- streams land in the same buckets as the article's own, whatever the clock.
+local function stamp(hour_key)
+  return string.match(hour_key, ':h:(%d+)$') or ''
+end
 local function bump(hour, day, field, hour_ttl, day_ttl)
   redis.call('HINCRBY', hour, field, 1)
   redis.call('EXPIRE', hour, hour_ttl)
@@ -87,8 +92,10 @@ VOTE_REACTION = _LUA_STATUSES + _LUA_THROTTLE + """
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] article id
 -- Returns {CHANGED or UNCHANGED, mine, counts...}, or {UNKNOWN} or {THROTTLED, retry_after}.
+-- A repeated choice and a throttled vote are counted as refused in the buckets.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local reader, choice, reason = ARGV[1], ARGV[2], ARGV[3]
+local hour_ttl, day_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local old = redis.call('HGET', KEYS[4], reader)
 local new = false
 if choice ~= '' then
@@ -96,11 +103,14 @@ if choice ~= '' then
   if reason ~= '' then new = choice .. '|' .. reason end
 end
 if old == new then
+  if new then bump(KEYS[7], KEYS[8], 'refused:votes_duplicate', hour_ttl, day_ttl) end
   return {UNCHANGED, old or '', unpack(redis.call('HGETALL', KEYS[2]))}
 end
 local wait = throttle(KEYS[5], tonumber(ARGV[4]), tonumber(ARGV[5]))
-if wait > 0 then return {THROTTLED, wait} end
-local hour_ttl, day_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+if wait > 0 then
+  bump(KEYS[7], KEYS[8], 'refused:votes_throttled', hour_ttl, day_ttl)
+  return {THROTTLED, wait}
+end
 local old_choice, old_reason = '', ''
 if old then
   old_choice, old_reason = string.match(old, '^([^|]*)|?(.*)$')
@@ -124,7 +134,7 @@ else
 end
 redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[8], '*',
   'type', 'reaction.' .. action, 'article', ARGV[9], 'choice', choice,
-  'previous', old_choice, 'reason', reason, 'reader', reader)
+  'previous', old_choice, 'reason', reason, 'reader', reader, 'hour', stamp(KEYS[7]))
 return {CHANGED, new or '', unpack(redis.call('HGETALL', KEYS[2]))}
 """
 
@@ -170,46 +180,71 @@ end
 """
 
 CLICK_LINK = _LUA_STATUSES + _LUA_THROTTLE + _LUA_FIND_LINK + """
--- Resolve a link id to its stored URL and, unless a bot, count one click.
+-- Resolve a link id to its stored URL and count one click, at most one per address
+-- group per link per window; a click not counted is counted as refused, and why.
 -- KEYS[1] links string   KEYS[2] linkstats hash   KEYS[3] hour bucket
--- KEYS[4] day bucket     KEYS[5] events stream
--- ARGV[1] link id   ARGV[2] count it (1|0)   ARGV[3] hour bucket ttl (s)
--- ARGV[4] day bucket ttl (s)   ARGV[5] oldest event id to keep (ms)   ARGV[6] article id
--- Returns {CHANGED, url} or {UNKNOWN} when the article no longer has this link.
+-- KEYS[4] day bucket     KEYS[5] events stream    KEYS[6] dedupe string (address, link)
+-- ARGV[1] link id   ARGV[2] '' to count it, else why not ('bot' | 'prefetch')
+-- ARGV[3] hour bucket ttl (s)   ARGV[4] day bucket ttl (s)
+-- ARGV[5] oldest event id to keep (ms)   ARGV[6] article id   ARGV[7] window (s)
+-- Returns {CHANGED, url} for a counted click, {UNCHANGED, url, why} for one not counted,
+-- or {UNKNOWN} when the article no longer has this link.
 local url = find_link(KEYS[1], ARGV[1])
 if not url then return {UNKNOWN} end
-if ARGV[2] == '1' then
-  local hour_ttl, day_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
-  redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':clicks', 1)
-  bump(KEYS[3], KEYS[4], 'click', hour_ttl, day_ttl)
-  bump(KEYS[3], KEYS[4], 'click:' .. ARGV[1], hour_ttl, day_ttl)
-  redis.call('XADD', KEYS[5], 'MINID', '~', ARGV[5], '*',
-    'type', 'link.click', 'article', ARGV[6], 'link', ARGV[1])
+local hour_ttl, day_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+local why = ARGV[2]
+if why == '' and not redis.call('SET', KEYS[6], '1', 'NX', 'EX', tonumber(ARGV[7])) then
+  why = 'duplicate'
 end
+if why ~= '' then
+  bump(KEYS[3], KEYS[4], 'refused:clicks_' .. why, hour_ttl, day_ttl)
+  return {UNCHANGED, url, why}
+end
+redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':clicks', 1)
+bump(KEYS[3], KEYS[4], 'click', hour_ttl, day_ttl)
+bump(KEYS[3], KEYS[4], 'click:' .. ARGV[1], hour_ttl, day_ttl)
+redis.call('XADD', KEYS[5], 'MINID', '~', ARGV[5], '*',
+  'type', 'link.click', 'article', ARGV[6], 'link', ARGV[1], 'hour', stamp(KEYS[3]))
 return {CHANGED, url}
 """
 
 COUNT_IMPRESSIONS = _LUA_STATUSES + _LUA_THROTTLE + _LUA_FIND_LINK + """
--- Count one viewable impression for each named link the article still has.
+-- Count one viewable impression for each named link the article still has, up to a cap
+-- per address group per link per window; those over it are counted as refused.
 -- KEYS[1] article hash (must exist)   KEYS[2] links string   KEYS[3] linkstats hash
 -- KEYS[4] hour bucket   KEYS[5] day bucket   KEYS[6] events stream
+-- KEYS[7] seen hash (this address: link id -> impressions in the window)
 -- ARGV[1] hour bucket ttl (s)   ARGV[2] day bucket ttl (s)
--- ARGV[3] oldest event id to keep (ms)   ARGV[4] article id   ARGV[5..] link ids
--- Returns {CHANGED, counted} or {UNKNOWN}.
+-- ARGV[3] oldest event id to keep (ms)   ARGV[4] article id   ARGV[5] cap
+-- ARGV[6] window (s)   ARGV[7..] link ids
+-- Returns {CHANGED, counted, over the cap} or {UNKNOWN}.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local hour_ttl, day_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
-local counted = 0
-for i = 5, #ARGV do
+local cap = tonumber(ARGV[5])
+local counted, over = 0, 0
+for i = 7, #ARGV do
   if find_link(KEYS[2], ARGV[i]) then
-    counted = counted + 1
-    redis.call('HINCRBY', KEYS[3], ARGV[i] .. ':imps', 1)
-    bump(KEYS[4], KEYS[5], 'imp', hour_ttl, day_ttl)
-    bump(KEYS[4], KEYS[5], 'imp:' .. ARGV[i], hour_ttl, day_ttl)
-    redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[3], '*',
-      'type', 'link.impression', 'article', ARGV[4], 'link', ARGV[i])
+    if redis.call('HINCRBY', KEYS[7], ARGV[i], 1) > cap then
+      over = over + 1
+    else
+      counted = counted + 1
+      redis.call('HINCRBY', KEYS[3], ARGV[i] .. ':imps', 1)
+      bump(KEYS[4], KEYS[5], 'imp', hour_ttl, day_ttl)
+      bump(KEYS[4], KEYS[5], 'imp:' .. ARGV[i], hour_ttl, day_ttl)
+      redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[3], '*',
+        'type', 'link.impression', 'article', ARGV[4], 'link', ARGV[i], 'hour', stamp(KEYS[4]))
+    end
   end
 end
-return {CHANGED, counted}
+-- The window starts with the address's first impression here; it is not extended.
+if redis.call('TTL', KEYS[7]) < 0 then redis.call('EXPIRE', KEYS[7], tonumber(ARGV[6])) end
+if over > 0 then
+  redis.call('HINCRBY', KEYS[4], 'refused:impressions_over_cap', over)
+  redis.call('EXPIRE', KEYS[4], hour_ttl)
+  redis.call('HINCRBY', KEYS[5], 'refused:impressions_over_cap', over)
+  redis.call('EXPIRE', KEYS[5], day_ttl)
+end
+return {CHANGED, counted, over}
 """
 
 # Split a comma-joined list of option ids; shared by the poll scripts.
@@ -254,6 +289,7 @@ VOTE_POLL = _LUA_STATUSES + _LUA_THROTTLE + _LUA_SPLIT + """
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] poll id
 -- Returns {CHANGED or UNCHANGED, mine, n, <n counts items>, <poll hash items>}, or
 -- {UNKNOWN}, {THROTTLED, retry_after}, {CLOSED}, {INVALID, 'unknown'|'single'|'max'}.
+-- A repeated vote and a throttled one are counted as refused in the buckets.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
 local meta = redis.call('HMGET', KEYS[1],
   'status', 'closes_ms', 'option_ids', 'multiple', 'max_choices', 'article')
@@ -277,11 +313,17 @@ local function reply(status, mine)
   for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = v end
   return out
 end
-local old = redis.call('HGET', KEYS[3], ARGV[1]) or ''
-if old == new then return reply(UNCHANGED, old) end
-local wait = throttle(KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]))
-if wait > 0 then return {THROTTLED, wait} end
 local hour_ttl, day_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+local old = redis.call('HGET', KEYS[3], ARGV[1]) or ''
+if old == new then
+  if new ~= '' then bump(KEYS[6], KEYS[7], 'refused:poll_votes_duplicate', hour_ttl, day_ttl) end
+  return reply(UNCHANGED, old)
+end
+local wait = throttle(KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]))
+if wait > 0 then
+  bump(KEYS[6], KEYS[7], 'refused:poll_votes_throttled', hour_ttl, day_ttl)
+  return {THROTTLED, wait}
+end
 local before, after = {}, {}
 for _, id in ipairs(split(old)) do before[id] = true end
 for _, id in ipairs(picked) do after[id] = true end
@@ -390,6 +432,179 @@ for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
 return due
 """
 
+CLOSE_AT_DEADLINE = _LUA_STATUSES + """
+-- Record `poll.closed` once when an open poll's closes_at has passed.
+-- KEYS[1] poll hash   KEYS[2] events stream
+-- ARGV[1] now (epoch ms)   ARGV[2] oldest event id to keep (ms)   ARGV[3] poll id
+-- Returns {CHANGED} when it recorded the event; {UNCHANGED} when the poll is closed by
+-- an editor, not due, or its deadline was already recorded; {UNKNOWN}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
+local meta = redis.call('HMGET', KEYS[1], 'status', 'closes_ms', 'closed_logged', 'article')
+local closes_ms = meta[2]
+if meta[1] ~= 'open' or not closes_ms or closes_ms == ''
+    or tonumber(ARGV[1]) < tonumber(closes_ms) or meta[3] == closes_ms then
+  return {UNCHANGED}
+end
+-- Keyed by the deadline: a poll reopened with a new closes_at is recorded again.
+redis.call('HSET', KEYS[1], 'closed_logged', closes_ms)
+redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*',
+  'type', 'poll.closed', 'poll', ARGV[3], 'article', meta[4] or '', 'status', 'closed')
+return {CHANGED}
+"""
+
+AGGREGATE = """
+-- Apply event-stream entries to the cross-article aggregates, each entry exactly once.
+-- KEYS[1] applied-position hash (stream key -> last applied entry id). Every other key
+-- is built from ARGV[1] and carries KEYS[1]'s hash tag (one slot on a cluster).
+-- ARGV[1] aggregate key base   ARGV[2] configured choices, comma-joined
+-- ARGV[3] hour bucket ttl (s)   ARGV[4] day bucket ttl (s)   ARGV[5] feed length (0: none)
+-- ARGV[6] JSON [[stream, from id, [[id, type, article, section, hour stamp, choice,
+--         previous, feed field, value, ...], ...]], ...]
+-- A stream's entries apply only when `from id` is the position stored for it, so two
+-- aggregators (or one and a rebuild) never apply an entry twice.
+-- Returns the streams whose stored position differed (the caller re-reads it).
+local T = ARGV[1]
+local choices = {}
+for c in string.gmatch(ARGV[2], '[^,]+') do choices[#choices + 1] = c end
+local hour_ttl, day_ttl, feed_len = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local Z = 1.959963984540054
+local STEPS, CAP = 1000000000, 8388607
+
+local function wilson(pos, n)
+  if n <= 0 then return nil end
+  local p = pos / n
+  local z2 = Z * Z
+  local centre = p + z2 / (2 * n)
+  local margin = Z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+  return math.max(0, (centre - margin) / (1 + z2 / n))
+end
+
+local function num(x) return string.format('%.0f', x) end
+
+local function rank(a, sec)
+  local total, yes = 0, 0
+  for i, c in ipairs(choices) do
+    local n = math.max(0, tonumber(redis.call('HGET', T .. ':n:' .. c, a) or '0'))
+    total = total + n
+    if i == 1 then yes = n end
+  end
+  local w = wilson(yes, total)
+  local capped = math.min(total, CAP)
+  local approval, votes = 1, 0
+  if w then
+    local q = math.floor(w * STEPS)
+    approval = -(q * (CAP + 1) + capped)
+    votes = -(capped * 1073741824 + q)
+  end
+  for _, suffix in ipairs({'', ':s:' .. sec}) do
+    redis.call('ZADD', T .. ':rank:approval' .. suffix, num(approval), a)
+    redis.call('ZADD', T .. ':rank:votes' .. suffix, num(votes), a)
+  end
+end
+
+local function contribute(a, sec, sign)
+  local tot = T .. ':sectot'
+  redis.call('HINCRBY', tot, sec .. '\\tarticles', sign)
+  for _, c in ipairs(choices) do
+    local n = tonumber(redis.call('HGET', T .. ':n:' .. c, a) or '0')
+    if n ~= 0 then redis.call('HINCRBY', tot, sec .. '\\tc:' .. c, sign * n) end
+  end
+  for _, f in ipairs({'click', 'imp'}) do
+    local n = tonumber(redis.call('HGET', T .. ':' .. f, a) or '0')
+    if n ~= 0 then redis.call('HINCRBY', tot, sec .. '\\t' .. f, sign * n) end
+  end
+end
+
+-- File the article under `sec` (its current section); returns the section it is under.
+local function place(a, sec)
+  local old = redis.call('HGET', T .. ':sec', a)
+  if sec == '' or old == sec then return old end
+  if old then
+    contribute(a, old, -1)
+    for _, z in ipairs({':rank:approval:s:', ':rank:votes:s:', ':ids:s:'}) do
+      redis.call('ZREM', T .. z .. old, a)
+    end
+  else
+    redis.call('ZADD', T .. ':ids', 0, a)
+  end
+  redis.call('HSET', T .. ':sec', a, sec)
+  contribute(a, sec, 1)
+  redis.call('ZADD', T .. ':ids:s:' .. sec, 0, a)
+  rank(a, sec)
+  return sec
+end
+
+-- Set once per call, not per entry: the ttls, the rankings and the filing.
+local ttls, ranked, placed = {}, {}, {}
+local function bucket(stamp, field, by, a)
+  local hour = T .. ':h:' .. stamp .. ':' .. field
+  local day = T .. ':d:' .. string.sub(stamp, 1, 8) .. ':' .. field
+  redis.call('ZINCRBY', hour, by, a)
+  redis.call('ZINCRBY', day, by, a)
+  ttls[hour], ttls[day] = hour_ttl, day_ttl
+end
+
+local function counter(a, sec, field, by)
+  redis.call('HINCRBY', T .. ':' .. field, a, by)
+  redis.call('HINCRBY', T .. ':sectot', sec .. '\\t' .. field, by)
+end
+
+local function apply(e)
+  local kind, a, stamp = e[2], e[3], e[5]
+  if a == '' then return end
+  local family = string.match(kind, '^([^.]*)')
+  if family ~= 'article' and family ~= 'reaction' and family ~= 'link' then return end
+  local sec = placed[a]
+  if not sec or (e[4] ~= '' and e[4] ~= sec) then
+    sec = place(a, e[4])
+    if not sec then return end -- an article the aggregates have never seen filed
+    placed[a] = sec
+  end
+  if family == 'reaction' then
+    local choice, previous = e[6], e[7]
+    local delta = {}
+    if previous ~= '' then delta[previous] = -1 end
+    if choice ~= '' then
+      delta[choice] = (delta[choice] or 0) + 1
+      bucket(stamp, 'cast', 1, a)
+    end
+    for c, by in pairs(delta) do
+      redis.call('HINCRBY', T .. ':n:' .. c, a, by)
+      redis.call('HINCRBY', T .. ':sectot', sec .. '\\tc:' .. c, by)
+      bucket(stamp, 'n:' .. c, by, a)
+    end
+    ranked[a] = true
+  elseif kind == 'link.click' then
+    counter(a, sec, 'click', 1)
+    bucket(stamp, 'click', 1, a)
+  elseif kind == 'link.impression' then
+    counter(a, sec, 'imp', 1)
+    bucket(stamp, 'imp', 1, a)
+  end
+end
+
+local stale = {}
+for _, item in ipairs(cjson.decode(ARGV[6])) do
+  local stream, from, entries = item[1], item[2], item[3]
+  if (redis.call('HGET', KEYS[1], stream) or '0-0') ~= from then
+    stale[#stale + 1] = stream
+  elseif #entries > 0 then
+    for _, e in ipairs(entries) do
+      apply(e)
+      if feed_len > 0 then
+        local fields = {'src', e[1]}
+        for i = 8, #e do fields[#fields + 1] = e[i] end
+        redis.call('XADD', T .. ':feed', 'MAXLEN', '~', feed_len, '*', unpack(fields))
+      end
+    end
+    redis.call('HSET', KEYS[1], stream, entries[#entries][1])
+  end
+end
+for a in pairs(ranked) do rank(a, placed[a]) end
+for key, ttl in pairs(ttls) do redis.call('EXPIRE', key, ttl) end
+return stale
+"""
+
 ALL = {
     "vote_reaction": VOTE_REACTION,
     "upsert_article": UPSERT_ARTICLE,
@@ -400,5 +615,7 @@ ALL = {
     "vote_poll": VOTE_POLL,
     "patch_poll": PATCH_POLL,
     "delete_poll": DELETE_POLL,
+    "close_at_deadline": CLOSE_AT_DEADLINE,
     "claim_webhook_retries": CLAIM_WEBHOOK_RETRIES,
+    "aggregate": AGGREGATE,
 }

@@ -6,6 +6,7 @@ read the store and render the templates in `templates/dashboard/`.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +27,7 @@ from flask import (
 from engage import errors, timerange
 from engage.api.polls import poll_body
 from engage.api.stats import export_chunks, resolve_window
-from engage.store import events, get_store, links, polls, reactions, stats
+from engage.store import aggregates, events, get_store, links, polls, reactions, stats
 from engage.store.exceptions import StoreRefusal, UnknownPoll
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
@@ -88,9 +89,14 @@ def _template_helpers() -> dict[str, Any]:
     return {"csrf_token": session.csrf_token, "pct": pct, "fmt_time": fmt_time}
 
 
+# Control characters cannot go in a Location header; a backslash reads as a slash to
+# some browsers, which would make `/\evil.com` another host.
+_UNSAFE_IN_NEXT = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def _safe_next(target: str | None) -> str:
     """Only a path on this dashboard: never an open redirect."""
-    if not target:
+    if not target or _UNSAFE_IN_NEXT.search(target):
         return url_for("dashboard.overview")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not parts.path.startswith("/dashboard"):
@@ -134,14 +140,8 @@ def overview() -> Any:
         abort(404)
     store = get_store()
     window = _window(range_key)
-    ranked = stats.ranked(store, sort, None, window)
     choices = list(store.config["CHOICES"])
-    rated = sorted((a for a in ranked if a["score"] is not None),
-                   key=lambda a: (a["score"], a["total"]), reverse=True)
-    # Top and bottom never overlap: with few rated articles each gets half.
-    top_n, bottom_n = min(5, (len(rated) + 1) // 2), min(5, len(rated) // 2)
-    section_rows = stats.group_sections(ranked, choices)
-    trending = sorted(ranked, key=stats.SORTS["trending"], reverse=True)
+    found = stats.overview(store, sort, window)
     return render_template(
         "dashboard/overview.html",
         page="overview",
@@ -150,13 +150,13 @@ def overview() -> Any:
         sort=sort,
         window=window,
         choices=choices,
-        totals=stats.totals(ranked, choices),
-        ranked=ranked[:50],
-        top=rated[:top_n],
-        bottom=list(reversed(rated[len(rated) - bottom_n:])) if bottom_n else [],
-        trending=[a for a in trending if a["trending"]["last_hour"] > 0][:5],
-        sections=section_rows,
-        sections_svg=sections_chart(section_rows, choices),
+        totals=found["totals"],
+        ranked=found["ranked"],
+        top=found["top"],
+        bottom=found["bottom"],
+        trending=found["trending"],
+        sections=found["sections"],
+        sections_svg=sections_chart(found["sections"], choices),
     )
 
 
@@ -186,18 +186,53 @@ def article(article_id: str) -> Any:
                for poll in polls.for_articles(store, [article_id]).get(article_id, [])],
         links=links.stats(store, article_id),
         poll_votes=sum(p["poll_votes"] for p in series["points"]),
+        refused=refused_rows(series["points"], bucket),
     )
+
+
+def refused_rows(points: list[dict[str, Any]], bucket: str) -> list[dict[str, Any]]:
+    """The buckets in which something was refused, newest first; reaction and poll
+    votes are shown together."""
+    label = "%d %b %H:%M" if bucket == "hour" else "%d %b %Y"
+    rows = []
+    for point in reversed(points):
+        r = point["refused"]
+        if not any(r.values()):
+            continue
+        throttled = r["votes_throttled"] + r["poll_votes_throttled"]
+        repeated = r["votes_duplicate"] + r["poll_votes_duplicate"]
+        clicks = r["clicks_duplicate"] + r["clicks_bot"] + r["clicks_prefetch"]
+        start = datetime.fromisoformat(point["start"].replace("Z", "+00:00"))
+        rows.append({
+            "label": start.strftime(label),
+            "votes": throttled + repeated, "throttled": throttled, "repeated": repeated,
+            "clicks": clicks, "clicks_duplicate": r["clicks_duplicate"],
+            "clicks_bot": r["clicks_bot"], "clicks_prefetch": r["clicks_prefetch"],
+            "impressions_over_cap": r["impressions_over_cap"],
+        })
+    return rows
+
+
+POLLS_PER_PAGE = 50
 
 
 @bp.get("/polls")
 def poll_list() -> Any:
-    found = [poll_body(poll, staff=True) for poll in polls.list_all(get_store())]
+    page = request.args.get("page", 1, type=int)
+    if page < 1:
+        abort(404)
+    found, more = polls.list_page(get_store(), None, (page - 1) * POLLS_PER_PAGE,
+                                  POLLS_PER_PAGE)
+    shown = [poll_body(poll, staff=True) for poll in found]
     return render_template(
         "dashboard/polls.html",
         page="polls",
-        open_polls=[p for p in found if p["status"] == "open"],
-        closed_polls=[p for p in found if p["status"] == "closed"],
+        open_polls=[p for p in shown if p["status"] == "open"],
+        closed_polls=[p for p in shown if p["status"] == "closed"],
         notice=request.args.get("notice"),
+        page_number=page,
+        newer=page - 1 if page > 1 else None,
+        older=page + 1 if more else None,
     )
 
 
@@ -232,24 +267,31 @@ def live() -> Any:
 
 @bp.get("/live.json")
 def live_json() -> Any:
-    """What the live page polls every few seconds: standings and the newest events."""
+    """What the live page polls every few seconds: standings and the events applied
+    since the cursor it sends back (`since`), newest first."""
     store = get_store()
-    ranked = stats.ranked(store, "trending")
-    recent = events.recent(store, limit=25)
+    choices = list(store.config["CHOICES"])
+    now = store.now()
+    trend = stats.trend_inputs(store, now)
+    _, moving = stats.ranked_page(store, "trending", limit=20, now=now)
+    feed = aggregates.feed_since(store, request.args.get("since") or None, 25)
     return jsonify(
         now=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        choices=list(store.config["CHOICES"]),
-        totals=stats.totals(ranked, list(store.config["CHOICES"])),
+        choices=choices,
+        cursor=feed[0][0] if feed else request.args.get("since", ""),
+        totals=stats.site_totals(stats.section_rows(store, None, now, trend), choices),
         articles=[
             {k: a[k] for k in ("id", "title", "section", "counts", "total", "approval",
                                "score")} | {"last_hour": a["trending"]["last_hour"]}
-            for a in ranked[:20]
+            for a in moving
         ],
         events=[
-            {k: e.get(k, "") for k in ("id", "type", "article", "poll", "choice", "previous",
-                                        "reason", "link")}
-            | {"time": datetime.fromtimestamp(e["ts_ms"] / 1000, UTC).strftime("%H:%M:%S")}
-            for e in recent
+            {k: fields.get(k, "") for k in ("type", "article", "poll", "choice", "previous",
+                                             "reason", "link")}
+            | {"id": fields.get("src", feed_id),
+               "time": datetime.fromtimestamp(int(fields.get("src", feed_id).split("-")[0])
+                                              / 1000, UTC).strftime("%H:%M:%S")}
+            for feed_id, fields in feed
         ],
     )
 

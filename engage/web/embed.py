@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +12,9 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
 from engage import errors, metrics, schemas, seeds
+from engage.identity import current_address_hash
 from engage.store import articles, get_store, links
+from engage.web import agents
 
 bp = Blueprint("embed", __name__)
 
@@ -23,13 +24,6 @@ VERSIONED_CACHE = "public, max-age=31536000, immutable"
 # The plain URL is what publishers embed: cached briefly, then revalidated by ETag.
 PLAIN_CACHE = "public, max-age=300, stale-while-revalidate=86400"
 
-# Crawlers, link unfurlers and scripted clients: they follow links but are not readers.
-BOT_UA = re.compile(
-    r"bot|crawl|spider|slurp|preview|facebookexternalhit|embedly|whatsapp|skypeuri|"
-    r"pinterest|vkshare|lighthouse|google-inspectiontool|curl/|wget/|python-|"
-    r"go-http-client|libwww|okhttp|httpclient|java/|scrapy|phantomjs",
-    re.IGNORECASE,
-)
 MAX_ALSO = 5
 
 
@@ -58,10 +52,6 @@ def widget_asset() -> Asset:
         )
         _asset_cache[WIDGET_FILE] = asset
     return asset
-
-
-def is_bot(user_agent: str) -> bool:
-    return not user_agent.strip() or BOT_UA.search(user_agent) is not None
 
 
 @bp.get("/widget.js")
@@ -125,17 +115,25 @@ def redirect_link(link_id: str) -> Response:
     """302 to the stored URL of a link, counting a reader's click.
 
     The target comes from the store only; the request supplies nothing but the id.
+    Every request that finds the link is redirected; only a reader's first click from
+    an address group in the click window counts (agents.why_not_counted says which
+    requests are not readers').
     """
     if not schemas.ID_RE.fullmatch(link_id):
         raise errors.NotFound("No such link.")
-    count = request.method == "GET" and not is_bot(request.headers.get("User-Agent", ""))
-    url = links.click(get_store(), link_id, count)
-    if url is None:
+    refused = agents.why_not_counted(request.method, request.headers)
+    found = links.click(get_store(), link_id, current_address_hash(), refused)
+    if found is None:
         raise errors.NotFound("No such link.")
-    if count:
+    if found.refused is None:
         metrics.link_event("click")
+    else:
+        metrics.link_refused("click_" + found.refused)
+    if not schemas.is_usable_url(found.url):
+        # Stored before URLs were checked this strictly: the server could not send it.
+        raise errors.NotFound("This link's address is not valid.")
     response = Response(status=302)
-    response.headers["Location"] = url
+    response.headers["Location"] = found.url
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Robots-Tag"] = "noindex, nofollow"
     response.headers["Referrer-Policy"] = "strict-origin-when-cross-origin"

@@ -28,6 +28,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+READER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Chrome/120.0.0.0 Safari/537.36")
 
 
 @dataclass
@@ -141,7 +143,9 @@ class Tab:
 
 @pytest.fixture
 def tab(browser: Any, live_server: LiveServer) -> Iterator[Tab]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1100, "height": 900})
+    # A reader's browser: engage does not count link clicks from headless ones.
+    context = browser.new_context(base_url=live_server.url, user_agent=READER_AGENT,
+                                  viewport={"width": 1100, "height": 900})
     context.set_default_timeout(5000)
     page = context.new_page()
     result = Tab(page, [], [], [], [])

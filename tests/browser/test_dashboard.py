@@ -1,10 +1,12 @@
 """The dashboard in headless chromium: sign in, rankings, article page, live view, sign out.
 
-Writes docs/screenshots/dashboard-overview.png and dashboard-article.png.
+Writes docs/screenshots/dashboard-overview.png, dashboard-article.png and
+dashboard-refused.png.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -19,6 +21,8 @@ from flask import Flask
 
 from engage import seeds
 from engage.store import Store, get_store, links, polls, reactions, tokens
+from engage.store.exceptions import Throttled
+from engage.worker import start_aggregates
 from tests.conftest import make_app
 from tests.live_server import call_json, serving
 from tests.redis_server import RedisServer
@@ -59,13 +63,34 @@ def dash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         add_history(store)
         add_small_sample(store)
         editor = tokens.create(store, "editor", "Night desk")[0]
+    # The aggregates thread, as `engage serve` runs it: rankings and the live view.
+    aggregates_thread, aggregates_stop = start_aggregates(store)
     try:
         with serving(app) as server:
+            wait_caught_up(store)
             yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, store,
                              {"Authorization": f"Bearer {editor}"})
     finally:
+        aggregates_stop.set()
+        aggregates_thread.join(timeout=5)
         store.close()
         redis.stop()
+
+
+def wait_caught_up(store: Any, timeout: float = 30.0) -> None:
+    """Until the aggregates have applied every stream entry written so far."""
+    import time
+
+    from engage.store import events
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = store.redis.hgetall(store.keys.agg("seen"))
+        if all(seen.get(key) == (store.redis.xrevrange(key, count=1) or [("", {})])[0][0]
+               for key in events.stream_keys(store)):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the aggregates did not catch up")
 
 
 def add_history(store: Any) -> None:
@@ -96,13 +121,39 @@ def add_history(store: Any) -> None:
                 choice = options[min(2, int(rng.random() * rng.random() * 3.5))]
                 polls.vote(store, "korea-china-2026", f"hist-{reader}", f"addr-{reader}",
                            [choice], now=when)
-            for _ in range(int(3 * daytime) + 1):
-                links.impressions(store, DEMO, [link["id"] for link in curated])
+            for visit in range(int(3 * daytime) + 1):
+                visitor = f"addr-{back}-{visit}"
+                links.impressions(store, DEMO, visitor, [link["id"] for link in curated])
                 for index, link in enumerate(curated):
                     if rng.random() < (0.3 if index == 0 else 0.12):
-                        links.click(store, link["id"], True)
+                        links.click(store, link["id"], visitor)
+            if back in (30, 9, 8, 3):
+                add_stuffing(store, curated[0]["id"], rng, f"addr-stuffer-{back}")
     finally:
         del store.now
+
+
+def add_stuffing(store: Any, link_id: str, rng: random.Random, address: str) -> None:
+    """Someone stuffing the demo article: many readers from one address (the throttle
+    stops them), repeated votes and clicks, bots, prefetches."""
+    limit = store.config["THROTTLE_VOTES"]
+    store.config["THROTTLE_VOTES"] = 10  # the live server's is raised for other tests
+    try:
+        for n in range(rng.randint(12, 40)):
+            with contextlib.suppress(Throttled):
+                reactions.vote(store, DEMO, f"{address}-{n}", address, "yes")
+    finally:
+        store.config["THROTTLE_VOTES"] = limit
+    reactions.vote(store, DEMO, "stuffer", "addr-stuffer", "yes")
+    for _ in range(rng.randint(5, 40)):
+        reactions.vote(store, DEMO, "stuffer", "addr-stuffer", "yes")
+    for _ in range(rng.randint(20, 200)):
+        links.click(store, link_id, "addr-stuffer")
+    for why, most in ((links.NOT_HUMAN, 60), (links.PREFETCH, 15)):
+        for _ in range(rng.randint(1, most)):
+            links.click(store, link_id, "addr-stuffer", why)
+    for _ in range(rng.randint(12, 30)):
+        links.impressions(store, DEMO, "addr-stuffer", [link_id])
 
 
 def add_small_sample(store: Any) -> None:
@@ -235,3 +286,27 @@ def test_phone_width_pages(desk: Any, dash_server: LiveServer) -> None:
             page.screenshot(path=os.path.join(os.environ["ENGAGE_PHONE_SHOTS"],
                                               path.strip("/").replace("/", "_") + ".png"),
                             full_page=True)
+
+
+def test_article_page_shows_refused_activity(desk: Any, dash_server: LiveServer) -> None:
+    """The hours in which the demo article was stuffed, as the stats API reports them."""
+    page = desk
+    sign_in(page, dash_server)
+    page.goto(f"/dashboard/articles/{DEMO}")
+    status, series = dash_server.api("GET", f"/api/v1/articles/{DEMO}/stats?bucket=hour",
+                                     headers=dash_server.editor)
+    assert status == 200
+    stuffed = [p for p in series["points"] if any(p["refused"].values())]
+    assert len(stuffed) >= 3
+    rows = page.locator("#refused-table tbody tr")
+    assert rows.count() == len(stuffed)
+    r = stuffed[-1]["refused"]
+    cells = rows.first.locator("td").evaluate_all("cells => cells.map(c => c.dataset.n)")
+    assert cells == [str(n) for n in (
+        r["votes_throttled"] + r["poll_votes_throttled"] + r["votes_duplicate"]
+        + r["poll_votes_duplicate"],
+        r["clicks_duplicate"] + r["clicks_bot"] + r["clicks_prefetch"],
+        r["impressions_over_cap"])]
+    page.locator("#refused").scroll_into_view_if_needed()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-refused.png"), full_page=True)

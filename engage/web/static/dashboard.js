@@ -38,14 +38,19 @@
     var tbody = document.querySelector("#live-articles tbody");
     var seen = {};
     var first = true;
+    var cursor = "";
+    var shown = [];
 
     function render(data) {
       document.getElementById("live-total").textContent = data.totals.total;
       document.getElementById("live-hour").textContent = String(Math.round(data.totals.last_hour));
       document.getElementById("live-approval").textContent = pct(data.totals.approval);
 
+      // The server sends only the events after our cursor: keep the newest 25 here.
+      shown = data.events.concat(shown).slice(0, 25);
+      cursor = data.cursor || cursor;
       var items = [];
-      data.events.forEach(function (event) {
+      shown.forEach(function (event) {
         var li = el("li");
         li.setAttribute("data-event", event.id);
         var time = el("time", "", event.time);
@@ -81,7 +86,8 @@
     }
 
     function tick() {
-      fetch(source, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      var url = cursor ? source + "?since=" + encodeURIComponent(cursor) : source;
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (response) {
           if (response.status === 401) {
             window.location.reload();
