@@ -328,8 +328,9 @@ def test_killed_workers_are_replaced_and_metrics_stay_whole(served: Served) -> N
     assert not set(served.workers()) & set(first)
     for kind in ("read", "vote"):
         statuses = load.statuses(kind)
-        # Only requests the killed worker held can fail: one per client thread at most.
-        assert len([s for s in statuses if s != 200]) <= 2, (kind, sorted(set(statuses)))
+        # Only what the SIGKILLed worker held can fail: each of the two client threads
+        # of a kind can lose its request in flight and one connection that raced the exit.
+        assert len([s for s in statuses if s != 200]) <= 4, (kind, sorted(set(statuses)))
     time.sleep(0.3)
     scrapes.append(scrape(served.url))
     for before, after in zip(scrapes, scrapes[1:], strict=False):
