@@ -62,12 +62,26 @@ def test_families_are_exposed(client: FlaskClient) -> None:
 def test_failure_series_exist_at_zero_before_any_failure(tmp_path: Path) -> None:
     """A fresh app's first scrape already has the 5xx, Redis-error and rejected-vote
     series, at zero, so rate() and the error-ratio alert have something to work on."""
+    # Metrics live as long as the process: a fresh one, so no earlier test's failures count.
+    first_scrape = (
+        "import sys; from pathlib import Path; from tests.conftest import make_app; "
+        "app = make_app(sys.argv[1], Path(sys.argv[2])); "
+        "sys.stdout.write(app.test_client().get('/metrics').get_data(as_text=True))"
+    )
     server = RedisServer(tmp_path / "redis").start()
     try:
+        text = subprocess.run(
+            [sys.executable, "-c", first_scrape, server.url, str(tmp_path)],
+            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+            check=True, timeout=60,
+        ).stdout
         app = make_app(server.url, tmp_path)
-        samples = scrape(app.test_client())
     finally:
         server.stop()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text) for sample in family.samples
+    }
     requests = "engage_http_requests_total"
     route = "/api/v1/articles/{article_id}/reactions/mine"
     for method in ("PUT", "DELETE"):
