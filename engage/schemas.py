@@ -528,8 +528,15 @@ class PollSchema(Schema):
     mine = fields.List(fields.String(), allow_none=True, required=True)
 
 
-class PollListSchema(Schema):
+class ArticlePollsSchema(Schema):
+    """An article's polls, all of them (an article has few)."""
+
     polls = fields.List(fields.Nested(PollSchema), required=True)
+
+
+class PollListSchema(ArticlePollsSchema):
+    """A page of every poll, newest first."""
+
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
     next_offset = fields.Integer(
