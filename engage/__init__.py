@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build an app: config -> store -> identity -> extensions -> blueprints -> errors."""
-    from engage import api, errors, extensions, identity, store, web
+    from engage import api, errors, extensions, identity, metrics, store, web
     from engage.config import load_config, resolve_secret
 
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
@@ -28,6 +28,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
     web.init_app(app)
     errors.init_app(app)
+    metrics.init_app(app)  # last: it makes a series for every route
     return app
 
 
@@ -65,7 +66,6 @@ def _instrument(app: Flask) -> None:
     from engage import errors, logs, metrics
 
     logs.init_app(app)
-    metrics.init_app(app)
 
     @app.before_request
     def begin() -> None:
@@ -86,7 +86,7 @@ def _instrument(app: Flask) -> None:
                 response = errors.handle_unexpected(exc)
         seconds = perf_counter() - started if started is not None else None
         rule = request.url_rule
-        route = rule.rule if rule is not None else "unmatched"
+        route = metrics.route_label(rule.rule) if rule is not None else "unmatched"
         metrics.request_answered(response.status_code, route, request.method,
                                  request.endpoint, seconds)
         logs.request_answered(response, route, request.method, seconds)

@@ -94,6 +94,10 @@ def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
     # Before anything imports prometheus_client (engage.store does): workers write their
     # metrics here.
     metrics_dir = None if dev else MetricsDirectory.open()
+    if metrics_dir is not None:
+        from engage import metrics
+
+        metrics.claim_slot("server")  # before its app would claim an "app" slot
     from engage.store.embedded import EmbeddedRedis
 
     embedded = None
@@ -217,7 +221,9 @@ def token_revoke(token_id: str) -> None:
               help="Consumer name in the stream groups; keep it stable across restarts.")
 @click.option("--metrics-port", default=None, type=int, envvar="ENGAGE_WORKER_METRICS_PORT",
               help="Port of the worker's /metrics (default 9102; 0 turns it off).")
-def worker(consumer: str, metrics_port: int | None) -> None:
+@click.option("--metrics-host", default=None, envvar="ENGAGE_WORKER_METRICS_HOST",
+              help="Address of the worker's /metrics (default 127.0.0.1).")
+def worker(consumer: str, metrics_port: int | None, metrics_host: str | None) -> None:
     """Deliver events to webhooks: signed, retried with backoff, dead-lettered."""
     import signal
     import threading
@@ -227,8 +233,9 @@ def worker(consumer: str, metrics_port: int | None) -> None:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from engage import metrics
     from engage.store import get_store
-    from engage.worker import Worker, serve_metrics, start_aggregates
+    from engage.worker import Worker, start_aggregates
 
     app = _app()
     stop = threading.Event()
@@ -236,8 +243,10 @@ def worker(consumer: str, metrics_port: int | None) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with app.app_context():
         port = app.config["WORKER_METRICS_PORT"] if metrics_port is None else metrics_port
-        serve_metrics(port)
-        click.echo(f"engage worker {consumer} (metrics on :{port})" if port else
+        host = app.config["WORKER_METRICS_HOST"] if metrics_host is None else metrics_host
+        if port:
+            metrics.serve_worker_metrics(host, port)
+        click.echo(f"engage worker {consumer} (metrics on {host}:{port})" if port else
                    f"engage worker {consumer}", err=True)
         aggregates_thread, _ = start_aggregates(get_store(), stop)
         Worker(get_store(), consumer).run(stop)

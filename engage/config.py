@@ -140,6 +140,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds the worker sleeps when it found nothing to do."),
     Setting("WORKER_METRICS_PORT", 9102, int,
             "Port of the worker's own /metrics (0 turns it off)."),
+    Setting("WORKER_METRICS_HOST", "127.0.0.1", str,
+            "Address the worker's /metrics listens on; 0.0.0.0 where Prometheus scrapes "
+            "it from another host or container."),
     Setting("REDIS_CLUSTER_RETRIES", 3, int,
             "Tries a cluster client makes across a failover before answering 503."),
     Setting("WEBHOOK_CONCURRENCY", 8, int,

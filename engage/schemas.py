@@ -23,6 +23,8 @@ from marshmallow import (
 from werkzeug.urls import iri_to_uri
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
+# Deeper than any real page; Redis range indexes are 64-bit, so huge ones are refused here.
+MAX_OFFSET = 1_000_000_000
 ID_RE = re.compile(rf"^{ID_PATTERN}$")
 
 Id = validate.Regexp(ID_RE, error="Ids are 1-128 characters of A-Z a-z 0-9 . _ : - "
@@ -269,7 +271,7 @@ class StatsQuerySchema(_RangeQuerySchema):
     )
     section = fields.String(validate=validate.Length(min=1, max=64))
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class TrendingSchema(Schema):
@@ -526,8 +528,15 @@ class PollSchema(Schema):
     mine = fields.List(fields.String(), allow_none=True, required=True)
 
 
-class PollListSchema(Schema):
+class ArticlePollsSchema(Schema):
+    """An article's polls, all of them (an article has few)."""
+
     polls = fields.List(fields.Nested(PollSchema), required=True)
+
+
+class PollListSchema(ArticlePollsSchema):
+    """A page of every poll, newest first."""
+
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
     next_offset = fields.Integer(
@@ -539,7 +548,7 @@ class PollListSchema(Schema):
 class PollListQuerySchema(Schema):
     status = fields.String(validate=POLL_STATUS)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 # -- API tokens (dashboard admin pages; the CLI makes them too) ------------------------

@@ -124,6 +124,7 @@ class Worker:
         self.streams_at = 0.0
         self.claimed_at = 0.0
         self.recovered = False
+        metrics.prime_worker()  # every outcome at zero before the first delivery
 
     # -- one pass ---------------------------------------------------------------------
     def step(self) -> int:
@@ -152,7 +153,7 @@ class Worker:
                     )
             for batch in batches:
                 done += self._handle(self._read(batch), hooks)
-        metrics.WEBHOOK_RETRY_QUEUE.set(webhooks.retry_count(self.store))
+        metrics.webhook_retry_queue(webhooks.retry_count(self.store))
         return done
 
     def run(self, stop: threading.Event) -> None:
@@ -203,7 +204,7 @@ class Worker:
             part = entries[start:start + chunk]
             self._run([job for entry in part for job in self._jobs(entry, hooks)])
             webhooks.ack(self.store, part)
-            metrics.WEBHOOK_EVENTS.inc(len(part))
+            metrics.webhook_events(len(part))
         return len(entries)
 
     @staticmethod
@@ -284,14 +285,6 @@ class Worker:
         return len(members)
 
 
-def serve_metrics(port: int) -> None:
-    """The worker's own /metrics (it is not behind gunicorn, so the default registry)."""
-    if port:
-        from prometheus_client import start_http_server
-
-        start_http_server(port)
-
-
 # -- aggregates and poll deadlines --------------------------------------------------------
 AGGREGATE_INTERVAL = 1.0  # seconds between passes when nothing was new
 POLL_DEADLINE_INTERVAL = 2.0  # seconds between looks for polls whose closes_at passed
@@ -319,7 +312,7 @@ def run_aggregates(store: Store, stop: threading.Event,
             log.exception("aggregates pass failed")
             stop.wait(interval)
             continue
-        metrics.AGGREGATE_EVENTS.inc(applied)
+        metrics.aggregate_events(applied)
         if not applied:
             stop.wait(interval)
     log.info("aggregates stopped")

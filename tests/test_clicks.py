@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from prometheus_client import REGISTRY
 
+from engage import metrics
 from engage.store import links
 from engage.web import agents
 from tests.conftest import new_reader
@@ -125,7 +125,8 @@ def refused(client: FlaskClient, editor: dict[str, str], article: str) -> dict[s
 
 
 def refused_metric(reason: str) -> float:
-    value = REGISTRY.get_sample_value("engage_link_events_refused_total", {"reason": reason})
+    value = metrics.app_registry().get_sample_value("engage_link_events_refused_total",
+                                                    {"reason": reason})
     return value or 0.0
 
 

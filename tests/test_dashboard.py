@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -242,7 +243,7 @@ def test_overview_ranks_like_the_api(
     table = html[html.index("Articles ranked by approval"):]
     rows = re.findall(r'<tr data-article="([^"]+)">', table)
     assert rows == [a["id"] for a in api["articles"]]
-    # 5 of 5 sits below 42 of 51 and 120 of 160
+    # 5 of 5 sits below 210 of 255 and 600 of 800
     assert rows.index("yellow-sea-buoys-explainer") > rows.index("k-content-exports-2026")
     assert "Sections compared" in html and "Diplomacy" in html
 
@@ -259,9 +260,11 @@ def test_article_page_shows_chart_reasons_polls_and_link_ctr(
     for _ in range(3):
         links.impressions(store, "korea-china-reset", "addr", [policy["id"]])
     links.click(store, policy["id"], "addr")
-    html = signed_in.get("/dashboard/articles/korea-china-reset").get_data(as_text=True)
+    html = signed_in.get("/dashboard/articles/korea-china-reset?bucket=day").get_data(
+        as_text=True)
     assert '<svg class="chart"' in html and "<rect" in html
-    assert "▲ yes: 42 in range" in html and "▼ no: 10 in range" in html
+    # the seed votes are spread over the chart's 30 days; the critic's is today's
+    assert "▲ yes: 210 in range" in html and "▼ no: 46 in range" in html
     assert "Biased" in html
     assert "Will Seoul and Beijing fully restore ties in 2026?" in html
     row = html[html.index("Policy Link"):]
@@ -309,6 +312,7 @@ def test_live_json_reports_new_votes(
     newest = after["events"][0]
     assert newest["type"] == "reaction.vote" and newest["article"] == "thaad-ten-years-on"
     assert "reader" not in newest
+    assert newest["title"] == "THAAD, ten years on: how one battery reshaped a relationship"
     quiet = signed_in.get("/dashboard/live.json?since=" + after["cursor"]).json
     assert quiet["events"] == [] and quiet["cursor"] == after["cursor"]
 
@@ -326,6 +330,57 @@ def _streams(store: Any) -> list[str]:
     from engage.store import events
 
     return events.stream_keys(store)
+
+
+DEMO_NOW = datetime(2026, 11, 30, 15, 20, tzinfo=UTC)
+
+
+@pytest.fixture
+def demo_month(app: Flask, store: Any, clock: Any, catch_up: Any) -> Any:
+    """The demo seeds loaded at a fixed time, so the history's shape is the same every run."""
+    clock.time = DEMO_NOW
+    with app.app_context():
+        seeds.load(store, app.config["SEEDS_DIR"])
+    catch_up()
+    return store
+
+
+def test_demo_history_fills_thirty_days_of_the_article_chart(
+    demo_month: Any, client: FlaskClient, editor: dict[str, str]
+) -> None:
+    body = client.get("/api/v1/articles/korea-china-reset/stats?bucket=day",
+                      headers=editor).json
+    votes = [sum(point["added"].values()) for point in body["points"]]
+    assert len(votes) >= 30
+    assert sum(votes) == 255  # every seed vote of reactions.json, none twice
+    assert sum(1 for n in votes[-30:] if n) >= 20  # not one bar at the current hour
+    assert len(set(votes)) >= 8  # bars of varying height
+    assert max(votes) >= 3 * (sum(votes) / len(votes))  # a story's peak stands out
+    assert sum(point["poll_votes"] for point in body["points"]) == 96 + 214 + 130
+    reasons = {r for point in body["points"] for r in point["reasons"]}
+    assert len(reasons) >= 2
+
+    hourly = client.get("/api/v1/articles/k-content-exports-2026/stats?bucket=hour",
+                        headers=editor).json
+    assert sum(1 for point in hourly["points"] if sum(point["added"].values())) >= 10
+
+
+def test_demo_history_gives_each_article_its_own_trend(
+    demo_month: Any, client: FlaskClient, editor: dict[str, str], app: Flask, catch_up: Any
+) -> None:
+    body = client.get("/api/v1/stats/articles?sort=trending", headers=editor).json
+    factors = {a["id"]: a["trending"]["score"] for a in body["articles"]}
+    assert len(factors) == 4
+    assert len(set(factors.values())) >= 3, factors
+    sections = client.get("/api/v1/stats/sections", headers=editor).json
+    assert {s["section"] for s in sections["sections"]} == {"Diplomacy", "Business", "Security"}
+
+    # the same clock gives the same month: loading again changes nothing
+    with app.app_context():
+        again = seeds.load(demo_month, app.config["SEEDS_DIR"])
+    assert again["votes"] == 0 and again["poll votes"] == 0
+    catch_up()  # the upserts are logged again; no vote is
+    assert client.get("/api/v1/stats/articles?sort=trending", headers=editor).json == body
 
 
 def test_poll_list_pages_fifty_at_a_time(signed_in: FlaskClient, store: Any) -> None:

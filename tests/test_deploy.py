@@ -1,9 +1,11 @@
-"""The compose stack, Prometheus config, alert rules and Grafana dashboard.
+"""The compose stack, Prometheus and Alertmanager config, alert rules, Grafana dashboard
+and the image's pinned requirements.
 
 Docker cannot run here, so the stack's app and worker are started as local processes
 with the compose file's own commands and environment, and scraped at the paths the
 shipped Prometheus config uses. Alert rules and dashboard queries may only name
-metrics those scrapes expose.
+metrics those scrapes expose, and a real Prometheus (Debian's) scraping that stack
+answers every dashboard query with data.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +130,7 @@ class Stack:
             "ENGAGE_BIND": f"127.0.0.1:{self.ports['engage']}",
             "ENGAGE_WORKERS": "2",
             "ENGAGE_WORKER_METRICS_PORT": str(self.ports["worker"]),
+            "ENGAGE_WORKER_METRICS_HOST": "127.0.0.1",
             "ENGAGE_DATA_DIR": str(tmp),
             "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
             "ENGAGE_WORKER_POLL": "0.05",
@@ -243,13 +247,25 @@ def test_stack_answers_at_the_prometheus_paths(stack: Stack) -> None:
             break
         assert time.monotonic() < deadline, delivered
         time.sleep(0.1)
+    # Each role exports its own families only; both export their processes.
+    worker_names = exposed(worker_text)
+    assert not any(n.startswith(("engage_http_", "engage_votes_", "engage_link_"))
+                   for n in worker_names), worker_names
+    assert not any(n.startswith("engage_webhook_") for n in app_names), app_names
+    assert 'engage_process_resident_memory_bytes{role="worker",slot="0"}' in worker_text
+    roles = {(s.labels["role"], s.labels["slot"])
+             for f in text_string_to_metric_families(app_text) for s in f.samples
+             if s.name == "engage_process_open_fds"}
+    # granian's two workers and the parent of `engage serve`, each once.
+    assert roles == {("app", "0"), ("app", "1"), ("server", "0")}, roles
 
 
 # -- the compose file -----------------------------------------------------------------
 def test_compose_services_and_redis_durability() -> None:
     data = compose()
     services = data["services"]
-    assert set(services) >= {"engage", "worker", "redis", "prometheus", "grafana"}
+    assert set(services) >= {"engage", "worker", "redis", "prometheus", "alertmanager",
+                             "grafana"}
     redis_command = " ".join(services["redis"]["command"])
     assert "--appendonly yes" in redis_command
     assert "--appendfsync everysec" in redis_command
@@ -272,6 +288,46 @@ def test_compose_services_and_redis_durability() -> None:
         resolve(services["engage"]["environment"]["ENGAGE_SECRET_KEY"], {})
 
 
+def test_compose_builds_one_image_and_keeps_the_consoles_local() -> None:
+    services = compose()["services"]
+    # The worker is built from the same Dockerfile as the app, into the same image.
+    for name in ("engage", "worker"):
+        assert services[name]["build"] == ".", name
+        assert services[name]["image"] == "engage:local", name
+    assert services["worker"]["environment"]["ENGAGE_WORKER_METRICS_HOST"] == "0.0.0.0"
+    assert "ports" not in services["worker"]
+    # Consoles without their own sign-in answer on the host's loopback only.
+    for name, port in (("prometheus", 9090), ("alertmanager", 9093), ("grafana", 3000)):
+        assert services[name]["ports"] == [f"127.0.0.1:{port}:{port}"], name
+    mounts = services["alertmanager"]["volumes"]
+    assert "./deploy/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in mounts
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in services["alertmanager"]["command"]
+
+
+def test_alertmanager_routes_every_alert_to_the_webhook_receiver() -> None:
+    config = load_yaml(DEPLOY / "alertmanager.yml")
+    receivers = {r["name"]: r for r in config["receivers"]}
+    route = config["route"]
+    assert route["receiver"] in receivers
+    for sub in route.get("routes", []):
+        assert sub["receiver"] in receivers
+    hook = receivers[route["receiver"]]["webhook_configs"][0]
+    assert hook["url"].startswith("http") and hook["send_resolved"] is True
+    # Prometheus sends its alerts to the compose service, on its port.
+    prometheus = load_yaml(DEPLOY / "prometheus.yml")
+    (target,) = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert target == "alertmanager:9093"
+    assert "alertmanager" in compose()["services"]
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None,
+                    reason="amtool (Debian package prometheus-alertmanager) is not installed")
+def test_amtool_accepts_the_alertmanager_config() -> None:
+    checked = subprocess.run(["amtool", "check-config", str(DEPLOY / "alertmanager.yml")],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_prometheus_targets_match_the_services() -> None:
     services = compose()["services"]
     config = load_yaml(DEPLOY / "prometheus.yml")
@@ -284,8 +340,11 @@ def test_prometheus_targets_match_the_services() -> None:
     assert targets == {f"{name}:{port}" for name, port in ports.items()}
     mounts = services["prometheus"]["volumes"]
     assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+    # Prometheus reads a relative rule file next to its config: both are mounted in the
+    # same directory, as they sit together in deploy/.
     rule_target = next(m.split(":")[1] for m in mounts if m.startswith("./deploy/alerts.yml"))
-    assert config["rule_files"] == [rule_target]
+    assert config["rule_files"] == ["alerts.yml"]
+    assert rule_target == "/etc/prometheus/alerts.yml"
 
 
 def test_dockerfile_runs_what_compose_expects() -> None:
@@ -347,39 +406,195 @@ def test_alert_rules_are_well_formed_and_use_exposed_metrics(exposed_names: set[
 
 @pytest.mark.skipif(shutil.which("promtool") is None,
                     reason="promtool (Debian package prometheus) is not installed")
-def test_promtool_accepts_rules_and_config(tmp_path: Path) -> None:
+def test_promtool_accepts_rules_and_config() -> None:
     rules = subprocess.run(["promtool", "check", "rules", str(DEPLOY / "alerts.yml")],
                            capture_output=True, text=True, timeout=60)
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    config = load_yaml(DEPLOY / "prometheus.yml")
-    config["rule_files"] = [str(DEPLOY / "alerts.yml")]  # the container path, locally
-    local = tmp_path / "prometheus.yml"
-    local.write_text(yaml.safe_dump(config))
-    checked = subprocess.run(["promtool", "check", "config", str(local)],
+    # The shipped file as it is, its rule file found next to it.
+    checked = subprocess.run(["promtool", "check", "config", str(DEPLOY / "prometheus.yml")],
                              capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "1 rule files found" in checked.stdout + checked.stderr
+
+
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        (DEPLOY / "grafana" / "dashboards" / "engage.json").read_text())
+    return data
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    return [(panel["title"], target["expr"]) for panel in dashboard()["panels"]
+            for target in panel["targets"]]
+
+
+def test_dashboard_imports_anywhere() -> None:
+    """No uid of this Grafana's: the datasource, job and instance are variables, and every
+    selector filters by job and instance; Prometheus's own scrapes are not traffic."""
+    board = dashboard()
+    assert "uid" not in board and "id" not in board
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert "engage_build_info" in variables["job"]["query"]["query"]
+    assert "$job" in variables["instance"]["query"]["query"]
+    sources = [board_part["datasource"] for board_part in [
+        *board["panels"], *(t for p in board["panels"] for t in p["targets"]),
+        variables["job"], variables["instance"]]]
+    assert all(source == {"type": "prometheus", "uid": "${datasource}"} for source in sources)
+    assert '"uid": "prometheus"' not in json.dumps(board)
+    ids = [panel["id"] for panel in board["panels"]]
+    assert len(ids) == len(set(ids))
+    for title, expr in dashboard_queries():
+        selectors = re.findall(r"[a-z_]+\{([^}]*)\}", expr)
+        assert selectors, (title, expr)
+        for selector in selectors:
+            assert 'job=~"$job"' in selector and 'instance=~"$instance"' in selector, title
+        if "engage_http_request" in expr and "in_progress" not in expr:
+            assert expr.count('route!="/metrics"') == len(selectors), title
 
 
 def test_dashboard_queries_only_exposed_metrics(exposed_names: set[str]) -> None:
-    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "engage.json").read_text())
-    datasource = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
-    uid = datasource["datasources"][0]["uid"]
-    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
     queried = set()
-    for panel in dashboard["panels"]:
-        assert panel["datasource"]["uid"] == uid
-        assert panel["targets"], panel["title"]
-        for target in panel["targets"]:
-            names = metric_names(target["expr"])
-            assert names, target["expr"]
-            assert names <= exposed_names, (panel["title"], names - exposed_names)
-            queried |= names
+    for title, expr in dashboard_queries():
+        names = metric_names(expr)
+        assert names, expr
+        assert names <= exposed_names, (title, names - exposed_names)
+        queried |= names
     # The dashboard covers every family engage defines.
     engage_families = {n for n in exposed_names if n.startswith("engage_")}
     for family in ("engage_http_requests_total", "engage_votes_accepted_total",
                    "engage_redis_command_duration_seconds_bucket",
-                   "engage_webhook_deliveries_total", "engage_webhook_dead_letters_total"):
+                   "engage_webhook_deliveries_total", "engage_webhook_dead_letters_total",
+                   "engage_process_resident_memory_bytes", "engage_process_cpu_seconds_total",
+                   "engage_process_open_fds"):
         assert family in engage_families and family in queried
     provider = load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "engage.yml")
     mounts = compose()["services"]["grafana"]["volumes"]
     assert f"./deploy/grafana/dashboards:{provider['providers'][0]['options']['path']}:ro" in mounts
+    datasource = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+# -- a real Prometheus scraping the stack ---------------------------------------------------
+@pytest.fixture(scope="module")
+def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's prometheus, with the shipped config pointed at the local stack: the same
+    jobs and rules, scraped every second, no Alertmanager."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus (Debian package prometheus) is not installed")
+    tmp = tmp_path_factory.mktemp("prometheus")
+    config = load_yaml(DEPLOY / "prometheus.yml")
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = [str(DEPLOY / "alerts.yml")]
+    del config["alerting"]
+    for job in config["scrape_configs"]:
+        address = urllib.parse.urlsplit(stack.jobs[job["job_name"]]).netloc
+        job["static_configs"] = [{"targets": [address]}]
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = tmp / "prometheus.log"
+    process = subprocess.Popen(
+        [binary, f"--config.file={tmp / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=open(log, "wb"),  # noqa: SIM115
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + "/-/ready", process, log)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    url = prometheus + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    body = json.loads(get(url)[1])
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def grafana_expr(expr: str) -> str:
+    """The query as Grafana sends it with every job and instance selected."""
+    return (expr.replace("$__rate_interval", "30s").replace("$job", ".+")
+            .replace("$instance", ".+"))
+
+
+class LightTraffic:
+    """Readers vote and read; a webhook receives their votes through the worker."""
+
+    def __init__(self, stack: Stack, receiver: Receiver) -> None:
+        self.base = f"http://127.0.0.1:{stack.ports['engage']}"
+        self.stack = stack
+        self.receiver = receiver
+        self.votes = 0
+        app = make_app(stack.redis.url, stack.tmp)
+        from engage.store import get_store
+
+        with app.app_context():
+            store = get_store()
+            editor, _ = tokens.create(store, "editor", "light traffic")
+        webhooks.create(store, receiver.url, ["reaction.*"], SECRET)
+        self.call("PUT", "/api/v1/articles/light", {
+            "title": "Light", "url": "https://news.example.com/light", "section": "Ops",
+            "published_at": "2026-01-01T00:00:00Z"}, Authorization=f"Bearer {editor}")
+
+    def call(self, method: str, path: str, body: Any = None, **headers: str) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers=headers)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read() or b"null")
+
+    def round(self) -> None:
+        for choice in ("yes", "no"):
+            reader = self.call("POST", "/api/v1/readers", {})["reader"]
+            self.call("PUT", "/api/v1/articles/light/reactions/mine", {"choice": choice},
+                      **{"X-Engage-Reader": reader})
+            self.call("GET", "/api/v1/articles/light/reactions")
+            self.votes += 1
+        deadline = time.monotonic() + 20
+        while len(self.receiver.delivered) < self.votes:
+            assert time.monotonic() < deadline, (self.stack.tmp / "worker.log").read_text()
+            time.sleep(0.05)
+
+
+def test_every_dashboard_panel_has_data_from_a_real_prometheus(
+        stack: Stack, prometheus: str) -> None:
+    """Under light traffic, every query of every panel returns at least one number, and
+    the job and instance variables list the app and the worker."""
+    queries = dashboard_queries()
+    deadline = time.monotonic() + 45
+    with Receiver() as receiver:
+        traffic = LightTraffic(stack, receiver)
+        while True:
+            # Traffic keeps coming: a rate needs two scrapes that saw a series change.
+            traffic.round()
+            empty = []
+            for title, expr in queries:
+                values = [s["value"][1] for s in query(prometheus, grafana_expr(expr))]
+                if not any(v != "NaN" for v in values):
+                    empty.append(title)
+            if not empty:
+                break
+            assert time.monotonic() < deadline, f"no data: {empty}"
+            time.sleep(1)
+    jobs = json.loads(get(prometheus + "/api/v1/label/job/values?match[]=engage_build_info")[1])
+    assert set(jobs["data"]) == {"engage", "engage-worker"}
+    # The shipped rules evaluate against these series, and a healthy stack fires none.
+    rules = json.loads(get(prometheus + "/api/v1/rules")[1])["data"]["groups"]
+    deadline = time.monotonic() + 10
+    while not all(r.get("lastEvaluation", "").startswith("2") for g in rules
+                  for r in g["rules"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+        rules = json.loads(get(prometheus + "/api/v1/rules")[1])["data"]["groups"]
+    for group in rules:
+        for rule in group["rules"]:
+            assert rule["health"] == "ok", rule
+            assert rule["state"] == "inactive", rule

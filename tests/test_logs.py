@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from prometheus_client import REGISTRY
+
+from engage import metrics
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def test_one_json_line_per_request(client: FlaskClient, article: str, lines: lis
     entry = json.loads(lines[0])
     assert entry["event"] == "request"
     assert entry["method"] == "GET"
-    assert entry["route"] == "/api/v1/articles/<eid:article_id>/reactions"
+    assert entry["route"] == "/api/v1/articles/{article_id}/reactions"
     assert entry["status"] == 200
     assert isinstance(entry["duration_ms"], float) and entry["duration_ms"] >= 0
     assert entry["request_id"] == "lb-1234.abc"
@@ -59,7 +60,7 @@ def test_no_address_path_or_token_in_the_line(client: FlaskClient, article: str,
     assert len(lines) == 1
     for secret in ("203.0.113.9", "198.51.100.23", reader, "query-secret", article):
         assert secret not in lines[0]
-    assert json.loads(lines[0])["route"] == "/api/v1/articles/<eid:article_id>/reactions/mine"
+    assert json.loads(lines[0])["route"] == "/api/v1/articles/{article_id}/reactions/mine"
 
 
 def test_refused_and_unmatched_requests_are_logged(client: FlaskClient,
@@ -96,7 +97,7 @@ def test_every_request_is_logged_counted_and_released_once(
         client: FlaskClient, article: str, lines: list[str], method: str, path: str,
         kwargs: dict[str, Any], status: int) -> None:
     def in_progress() -> float | None:
-        return REGISTRY.get_sample_value("engage_http_requests_in_progress")
+        return metrics.app_registry().get_sample_value("engage_http_requests_in_progress")
 
     before = in_progress()
     assert before is not None

@@ -46,18 +46,95 @@ def test_families_are_exposed(client: FlaskClient) -> None:
         "engage_http_requests_total", "engage_http_request_duration_seconds_bucket",
         "engage_http_requests_in_progress", "engage_votes_accepted_total",
         "engage_votes_rejected_total", "engage_link_events_total",
-        "engage_webhook_deliveries_total", "engage_webhook_dead_letters_total",
-        "engage_build_info", "engage_redis_up",
+        "engage_redis_errors_total", "engage_build_info", "engage_redis_up",
+        "engage_process_resident_memory_bytes", "engage_process_cpu_seconds_total",
+        "engage_process_open_fds",
     ):
         assert expected in names, expected
+    # The worker's families are the worker's alone.
+    assert not any(name.startswith("engage_webhook_") for name in names)
     build = [labels for name, labels in samples if name == "engage_build_info"]
     assert dict(build[0])["version"]
     assert value(samples, "engage_redis_up") == 1.0
     assert not any(name.endswith("_created") for name in names)
 
 
+def test_failure_series_exist_at_zero_before_any_failure(tmp_path: Path) -> None:
+    """A fresh app's first scrape already has the 5xx, Redis-error and rejected-vote
+    series, at zero, so rate() and the error-ratio alert have something to work on."""
+    # Metrics live as long as the process: a fresh one, so no earlier test's failures count.
+    first_scrape = (
+        "import sys; from pathlib import Path; from tests.conftest import make_app; "
+        "app = make_app(sys.argv[1], Path(sys.argv[2])); "
+        "sys.stdout.write(app.test_client().get('/metrics').get_data(as_text=True))"
+    )
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        text = subprocess.run(
+            [sys.executable, "-c", first_scrape, server.url, str(tmp_path)],
+            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+            check=True, timeout=60,
+        ).stdout
+        app = make_app(server.url, tmp_path)
+    finally:
+        server.stop()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text) for sample in family.samples
+    }
+    requests = "engage_http_requests_total"
+    route = "/api/v1/articles/{article_id}/reactions/mine"
+    for method in ("PUT", "DELETE"):
+        assert (requests, (("method", method), ("route", route), ("status", "5xx"))) in samples
+    five = [v for (name, labels), v in samples.items()
+            if name == requests and dict(labels)["status"] == "5xx"]
+    assert len(five) >= 20 and set(five) == {0.0}
+    # Every route label is in the OpenAPI style, and each route of the document is there.
+    routes = {dict(labels)["route"] for name, labels in samples if name == requests}
+    assert not any("<" in route for route in routes)
+    paths = app.test_client().get("/api/v1/openapi.json").get_json()["paths"]
+    assert {"/api/v1" + path if not path.startswith("/api") else path
+            for path in paths} <= routes
+    errors = {(dict(labels)["op"], dict(labels)["kind"]): v for (name, labels), v in samples.items()
+              if name == "engage_redis_errors_total"}
+    assert errors[("script:vote_reaction", "connection")] == 0.0
+    assert errors[("pipeline", "timeout")] == 0.0
+    assert set(errors.values()) == {0.0}
+    assert value(samples, "engage_votes_rejected_total", kind="poll", reason="throttled") == 0.0
+
+
+def test_worker_registry_has_only_worker_families(client: FlaskClient) -> None:
+    """The worker exports webhook, Redis, build and process families, never HTTP or
+    vote families (at zero or otherwise), even in a process that also served requests."""
+    from prometheus_client import generate_latest
+
+    from engage import metrics
+
+    client.get("/healthz")
+    metrics.prime_worker()
+    text = generate_latest(metrics.worker_registry()).decode()
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"engage_webhook_deliveries", "engage_webhook_dead_letters",
+            "engage_webhook_retry_queue", "engage_redis_errors", "engage_build_info",
+            "engage_process_resident_memory_bytes"} <= names
+    assert not any(n.startswith(("engage_http_", "engage_votes_", "engage_link_"))
+                   for n in names)
+    assert 'engage_webhook_deliveries_total{outcome="failed"} 0.0' in text
+    assert 'engage_process_open_fds{role="worker",slot="0"}' in text
+
+
+def test_route_labels_use_the_openapi_path_style() -> None:
+    from engage.metrics import route_label
+
+    assert (route_label("/api/v1/polls/<eid:poll_id>/votes/mine")
+            == "/api/v1/polls/{poll_id}/votes/mine")
+    assert route_label("/static/<path:filename>") == "/static/{filename}"
+    assert route_label("/r/<int(min=1):n>/<x>") == "/r/{n}/{x}"
+    assert route_label("/metrics") == "/metrics"
+
+
 def test_requests_are_counted_by_route_template(client: FlaskClient, article: str) -> None:
-    route = "/api/v1/articles/<eid:article_id>/reactions"
+    route = "/api/v1/articles/{article_id}/reactions"
     before = scrape(client)
     client.get(f"/api/v1/articles/{article}/reactions")
     client.get("/api/v1/articles/no-such-article/reactions")

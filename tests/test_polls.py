@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from prometheus_client import REGISTRY
 
-from engage import seeds
+from engage import metrics, seeds
 from engage.store import exceptions as refusals
 from engage.store import get_store, polls, tokens
 from tests.conftest import make_app, new_reader
@@ -41,7 +40,7 @@ def iso(when: datetime) -> str:
 
 
 def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+    return metrics.app_registry().get_sample_value(name, labels) or 0.0
 
 
 # -- create ---------------------------------------------------------------------------

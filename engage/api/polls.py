@@ -206,7 +206,7 @@ def _vote(poll_id: str, options: list[str] | None) -> Response:
 
 @blp.route("/articles/<eid:article_id>/polls")
 class ArticlePolls(MethodView):
-    @blp.response(200, schemas.PollListSchema)
+    @blp.response(200, schemas.ArticlePollsSchema)
     @blp.alt_response(304, description="Not modified (anonymous reads carry an ETag).")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.doc(operationId="listArticlePolls", security=READER_OR_STAFF_OPTIONAL)
@@ -219,7 +219,7 @@ class ArticlePolls(MethodView):
             raise errors.UnknownArticle()
         found = [poll_body(poll, staff) for poll in
                  polls.for_articles(store, [article_id], reader=reader)[article_id]]
-        body = schemas.PollListSchema().dump({"polls": found})
+        body = schemas.ArticlePollsSchema().dump({"polls": found})
         return _cached(body, found, personal=bool(reader or staff))
 
 

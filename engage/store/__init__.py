@@ -125,5 +125,8 @@ def init_app(app: Flask) -> Store:
     url = resolve_url(app.config)
     app.config["REDIS_URL_RESOLVED"] = url
     store = Store(make_client(url, app.config), app.config)
+    from engage.store import instrumented
+
+    instrumented.prime()
     app.extensions[EXTENSION] = store
     return store

@@ -38,6 +38,11 @@ def op_label(args: tuple[Any, ...]) -> str:
     return command.lower() if _COMMAND_RE.match(command) else "other"
 
 
+def prime() -> None:
+    """Error series at zero for the operations the request paths and the worker run."""
+    metrics.prime_redis_ops(["pipeline", *(f"script:{name}" for name in scripts.ALL)])
+
+
 def error_kind(exc: BaseException) -> str:
     if isinstance(exc, redis.TimeoutError):
         return "timeout"

@@ -27,7 +27,7 @@ from flask import (
 from engage import errors, timerange
 from engage.api.polls import poll_body
 from engage.api.stats import export_chunks, resolve_window
-from engage.store import aggregates, events, get_store, links, polls, reactions, stats
+from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
 from engage.store.exceptions import StoreRefusal, UnknownPoll
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
@@ -275,6 +275,7 @@ def live_json() -> Any:
     trend = stats.trend_inputs(store, now)
     _, moving = stats.ranked_page(store, "trending", limit=20, now=now)
     feed = aggregates.feed_since(store, request.args.get("since") or None, 25)
+    named = articles.get_many(store, sorted({f["article"] for _, f in feed if f.get("article")}))
     return jsonify(
         now=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         choices=choices,
@@ -290,7 +291,8 @@ def live_json() -> Any:
                                              "reason", "link")}
             | {"id": fields.get("src", feed_id),
                "time": datetime.fromtimestamp(int(fields.get("src", feed_id).split("-")[0])
-                                              / 1000, UTC).strftime("%H:%M:%S")}
+                                              / 1000, UTC).strftime("%H:%M:%S"),
+               "title": named.get(fields.get("article", ""), {}).get("title", "")}
             for feed_id, fields in feed
         ],
     )

@@ -20,6 +20,7 @@ from werkzeug.serving import BaseWSGIServer
 
 from engage import seeds
 from engage.store import Store, get_store, tokens
+from engage.worker import start_aggregates
 from tests.conftest import make_app
 from tests.live_server import call_json, serving
 from tests.redis_server import RedisServer
@@ -101,14 +102,35 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             store = get_store()
             seeds.load(store, app.config["SEEDS_DIR"])
             editor = tokens.create(store, "editor", "browser tests")[0]
+        # The aggregates thread, as `engage serve` runs it: rankings and the live view.
+        aggregates_thread, aggregates_stop = start_aggregates(store)
         try:
             with serving(app) as server:
+                wait_caught_up(store)
                 yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, store,
                                  {"Authorization": f"Bearer {editor}"}, server, publisher,
                                  pages)
         finally:
+            aggregates_stop.set()
+            aggregates_thread.join(timeout=5)
             store.close()
             redis.stop()
+
+
+def wait_caught_up(store: Any, timeout: float = 30.0) -> None:
+    """Until the aggregates have applied every stream entry written so far."""
+    import time
+
+    from engage.store import events
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = store.redis.hgetall(store.keys.agg("seen"))
+        if all(seen.get(key) == (store.redis.xrevrange(key, count=1) or [("", {})])[0][0]
+               for key in events.stream_keys(store)):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the aggregates did not catch up")
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from engage import seeds
 from engage.store import Store, get_store, links, polls, reactions, tokens
 from engage.store.exceptions import Throttled
 from engage.worker import start_aggregates
+from tests.browser.conftest import wait_caught_up
 from tests.conftest import make_app
 from tests.live_server import call_json, serving
 from tests.redis_server import RedisServer
@@ -50,10 +51,14 @@ class LiveServer:
         return call_json(self.url + path, method, body, headers)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Our own live server (own Redis): the demo seeds plus two days of earlier traffic,
-    so the charts and the screenshots show a realistic history."""
+    so the charts and the screenshots show a realistic history.
+
+    Lives as long as the session: the app's rate limiter is one object for the process
+    and keeps the storage of the app made last, which may be this one; its Redis must
+    outlast every live server that still answers requests."""
     redis = RedisServer(tmp_path_factory.mktemp("dash-redis")).start()
     app = make_app(redis.url, tmp_path_factory.mktemp("dash-data"), DEMO=True,
                    THROTTLE_VOTES=100000, READER_MINT_LIMIT="100000 per minute")
@@ -75,22 +80,6 @@ def dash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         aggregates_thread.join(timeout=5)
         store.close()
         redis.stop()
-
-
-def wait_caught_up(store: Any, timeout: float = 30.0) -> None:
-    """Until the aggregates have applied every stream entry written so far."""
-    import time
-
-    from engage.store import events
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = store.redis.hgetall(store.keys.agg("seen"))
-        if all(seen.get(key) == (store.redis.xrevrange(key, count=1) or [("", {})])[0][0]
-               for key in events.stream_keys(store)):
-            return
-        time.sleep(0.2)
-    raise AssertionError("the aggregates did not catch up")
 
 
 def add_history(store: Any) -> None:
@@ -251,7 +240,7 @@ def test_sign_in_rank_article_live_sign_out(desk: Any, dash_server: LiveServer) 
         arg=total_before, timeout=10000,
     )
     newest = page.locator("#live-feed li").first.inner_text()
-    assert "thaad-ten-years-on" in newest and "voted no (outdated)" in newest
+    assert "THAAD, ten years on" in newest and "voted no (outdated)" in newest
     assert page.evaluate("window.__stillSamePage") is True
 
     # a dashboard action without the CSRF token is refused, with the session cookie sent

@@ -55,7 +55,7 @@
         li.setAttribute("data-event", event.id);
         var time = el("time", "", event.time);
         var text = el("span");
-        var link = el("a", "", event.article || event.poll || "");
+        var link = el("a", "", event.title || event.article || event.poll || "");
         if (event.article) link.href = articleBase + encodeURIComponent(event.article);
         text.appendChild(link);
         text.appendChild(document.createTextNode(" " + describe(event)));
