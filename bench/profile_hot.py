@@ -3,10 +3,10 @@
     python bench/profile_hot.py              # µs per request, median of 5 loops
     python bench/profile_hot.py --profile    # plus a cProfile of each scenario
 
-Starts its own redis-server (tests/redis_server.py), builds the app the way gunicorn
-does (multiprocess metrics directory, JSON log lines to a discarded stderr) and calls
-the WSGI app directly with a prepared environ, so the figure is engage's own Python
-per request with no test-client or socket overhead.
+Starts its own redis-server (tests/redis_server.py), builds the app as a server's
+worker does (multiprocess metrics directory, JSON log lines to a discarded stderr) and
+calls the WSGI app directly with a prepared environ, so the figure is engage's own
+Python per request with no test-client, server or socket overhead.
 """
 
 from __future__ import annotations
@@ -86,10 +86,6 @@ def _discard_request_log() -> None:
     sink = open(os.devnull, "w")  # noqa: SIM115  lives as long as the process
     for handler in logging.getLogger("engage.request").handlers:
         handler.setStream(sink)  # type: ignore[attr-defined]
-    from engage import logs
-
-    if hasattr(logs, "set_stream"):
-        logs.set_stream(sink)
 
 
 def main() -> None:

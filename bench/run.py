@@ -1,13 +1,15 @@
-"""engage benchmark: wrk on loopback against engage, two Flask baselines and isso.
+"""engage benchmark: wrk on loopback against engage, two bare Flask views and isso.
 
-    python bench/run.py --quick      # a few minutes: fewer, shorter runs
-    python bench/run.py              # the full run: 5 runs of 8 s per figure + variants
-    python bench/run.py --compare REF   # also an older commit of engage, side by side
+    python bench/run.py --quick           # about 6 minutes: 3 rounds of 3 s per figure
+    python bench/run.py                   # about 12 minutes: 5 rounds of 6 s per figure
+    python bench/run.py --compare REF     # also an older commit of engage, side by side
 
 Everything runs on this machine: a dedicated redis-server (AOF on, fsync every second,
-as the embedded server), every app under gunicorn with the same worker count and
-class, wrk from a second process. Each figure is the median of several runs. Results go
-to bench/results/<stamp>.{json,md} and bench/results/latest.{json,md}.
+as the embedded server), wrk from a second process. engage runs as `engage serve` runs
+it (its default server and settings); the bare Flask views and isso run under gunicorn
+sync, the deployment a Flask user compares with; every server has the same number of
+workers. Each figure is the median of several rounds. Results go to
+bench/results/<stamp>.{json,md} and bench/results/latest.{json,md}.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 import platform
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -42,6 +46,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
 from engage import create_app  # noqa: E402
+from engage.cli import serve as serve_command  # noqa: E402
 from engage.identity import get_identity  # noqa: E402
 from engage.store import get_store, reactions, tokens  # noqa: E402
 from engage.store.embedded import redis_server_binary  # noqa: E402
@@ -55,6 +60,9 @@ ARTICLE = {
     "published_at": "2026-01-08T09:00:00Z",
     "tags": ["China", "South Korea"],
 }
+# The worker count `engage serve` starts with; every server in the run gets the same.
+SERVE_WORKERS = int(next(p.default for p in serve_command.params  # type: ignore[arg-type]
+                         if p.name == "workers"))
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -68,14 +76,14 @@ def log(message: str) -> None:
     print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
 
 
-def wait_http(url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None,
-              method: str = "GET", **kwargs: Any) -> None:
+def wait_http(url: str, timeout: float = 60.0, process: subprocess.Popen[bytes] | None = None,
+              method: str = "GET") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited while starting: {url}")
         try:
-            requests.request(method, url, timeout=1, **kwargs)
+            requests.request(method, url, timeout=1)
             return
         except requests.RequestException:
             time.sleep(0.1)
@@ -106,53 +114,34 @@ class Server:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(20)
+                self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
 
 
-@dataclass
-class ServerKind:
-    """How to run a WSGI app: gunicorn with a worker class, or granian."""
-
-    label: str
-    server: str = "gunicorn"
-    worker_class: str = "sync"
-    threads: int = 1
-    env: dict[str, str] = field(default_factory=dict)
-
-
-def start_wsgi(name: str, target: str, kind: ServerKind, workers: int, env: dict[str, str],
-               work: Path, python: str = sys.executable, ready_path: str = "/",
-               conf: Path | None = None, ready_method: str = "GET") -> Server:
+def start_server(name: str, args: list[str], env: dict[str, str], work: Path,
+                 ready_path: str = "/", ready_method: str = "GET") -> Server:
+    """Run `args` ({port} replaced by a free port) and wait until it answers HTTP."""
     port = free_port()
-    full_env = {**os.environ, **env, **kind.env}
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (full_env.get("PYTHONPATH", ""), str(BENCH), str(REPO)) if p
-    )
-    if kind.server == "granian":
-        module, _, attr = target.partition(":")
-        args = [python, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1",
-                "--port", str(port), "--workers", str(workers),
-                "--blocking-threads", str(max(1, kind.threads)), "--log-level", "warning",
-                "--no-ws", f"{module}:{attr}"]
-        if attr.endswith("()"):
-            args[-1] = f"{module}:{attr[:-2]}"
-            args.insert(-1, "--factory")
-    else:
-        args = [python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-                "--workers", str(workers), "--worker-class", kind.worker_class,
-                "--threads", str(kind.threads), "--log-level", "warning",
-                "--backlog", "2048", "--keep-alive", "5"]
-        if conf is not None:
-            args += ["--config", str(conf)]
-        args.append(target)
+    args = [a.replace("{port}", str(port)) for a in args]
     logfile = open(work / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(args, cwd=work, env=full_env, stdout=logfile, stderr=logfile)
+    process = subprocess.Popen(args, cwd=work, env={**os.environ, **env},
+                               stdout=logfile, stderr=logfile)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + ready_path, process=process, method=ready_method)
     return Server(name, url, process)
+
+
+def engage_serve_args(workers: int, *options: str) -> list[str]:
+    """`engage serve` of whichever engage PYTHONPATH finds first."""
+    return [sys.executable, "-m", "engage.cli", "serve", "--bind", "127.0.0.1:{port}",
+            "--workers", str(workers), *options]
+
+
+def gunicorn_sync_args(target: str, workers: int, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--workers", str(workers),
+            "--worker-class", "sync", "--log-level", "warning", target]
 
 
 # -- wrk ----------------------------------------------------------------------------------
@@ -192,10 +181,16 @@ end
 
 LUA_ISSO_LIKE = r"""
 -- isso dedupes likes per /24 address and caps a comment at 142 votes: spread the votes
--- over many comments and give each request its own /24 through X-Forwarded-For.
+-- over many comments and give each request its own /24 through X-Forwarded-For. Every
+-- run and thread starts at its own n, so no (comment, address) pair comes twice and
+-- every like is a write (pairs repeat only after 8,192,000 values of n).
 local counter, n, comments = 0, 0, 1
 function setup(thread) thread:set("tid", counter); counter = counter + 1 end
-function init(args) comments = tonumber(args[1]); n = tid * 1000003 end
+function init(args)
+  local run, threads = tonumber(args[1]), tonumber(args[2])
+  comments = tonumber(args[3])
+  n = (run * threads + tid) * 100003
+end
 function request()
   n = n + 1
   local id = (n % comments) + 1
@@ -277,7 +272,7 @@ class Item:
     target: str
     scenario: Scenario
     server: Server
-    votes_key: str | None = None  # a voters hash whose growth counts distinct votes
+    stored: Callable[[], int] | None = None  # votes stored so far: its growth counts votes
     paced_ms: int | None = None
     results: list[WrkResult] = field(default_factory=list)
     server_cpu: float = 0.0
@@ -297,7 +292,7 @@ class Item:
         figure.extra["server_cpu_s"] = round(self.server_cpu, 3)
         if self.paced_ms:
             figure.extra["pause_ms_per_connection"] = self.paced_ms
-        if self.votes_key and not self.paced_ms:
+        if self.stored and not self.paced_ms:
             figure.extra["distinct_votes_stored"] = self.votes
             figure.extra["server_cpu_ms_per_vote"] = round(
                 self.server_cpu / max(self.votes, 1) * 1000, 3)
@@ -335,20 +330,29 @@ class Bench:
         output = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
         return parse_wrk(output)
 
+    def pause_for(self, scenario: Scenario, rate: float) -> int:
+        """The pause (ms) between one connection's requests that offers about `rate`
+        req/s in all: a connection's cycle less the median answer time of a 1 s trial."""
+        cycle = self.args.connections / rate * 1000
+        trial = self.wrk(scenario, self.args.runs, 1.0, max(1, round(cycle)))
+        return max(1, round(cycle - trial.p50_ms))
+
     def rounds(self, items: list[Item], runs: int) -> None:
         """Round-robin: every item once per round, so background load hits all alike."""
         for item in items:
-            if item.scenario.before_run is None and not item.paced_ms:
-                self.wrk(item.scenario, 0, 1.0)  # warm-up (votes would spend readers)
+            if not item.paced_ms:
+                # Warm-up: a server starts its threads and Redis connections as requests
+                # come. Run index `runs` is one no measured run uses (its own readers).
+                self.wrk(item.scenario, runs, 1.0)
         for run in range(runs):
             for item in items:
-                votes_before = self.rclient.hlen(item.votes_key) if item.votes_key else 0
+                votes_before = item.stored() if item.stored else 0
                 cpu_before, redis_before = item.server.cpu_seconds(), redis_cpu(self.rclient)
                 result = self.wrk(item.scenario, run, self.args.duration, item.paced_ms)
                 item.server_cpu += item.server.cpu_seconds() - cpu_before
                 item.redis_cpu += redis_cpu(self.rclient) - redis_before
-                if item.votes_key:
-                    item.votes += self.rclient.hlen(item.votes_key) - votes_before
+                if item.stored:
+                    item.votes += item.stored() - votes_before
                 item.results.append(result)
                 log(f"run {run + 1}/{runs} {item.target:>20} "
                     f"{item.scenario.name + ('@half' if item.paced_ms else ''):<22}"
@@ -401,6 +405,8 @@ class EngageData:
             "REDIS_URL": redis_url, "SECRET_KEY": SECRET, "DATA_DIR": str(work),
             "THROTTLE_VOTES": 10**9, "LOG_JSON": False,
         })
+        # The fixtures' requests are not what is measured: no line for each.
+        logging.getLogger("engage.request").setLevel(logging.WARNING)
         self.work = work
         self.client = self.app.test_client()
         with self.app.app_context():
@@ -514,18 +520,24 @@ def unpack_commit(sha: str, work: Path) -> tuple[str, Path]:
 
 
 # -- isso ---------------------------------------------------------------------------------
-def ensure_isso(server: str) -> Path | None:
-    """isso's own environment, with the server (gunicorn or granian) it is run under."""
+def ensure_isso() -> Path | None:
+    """isso's own environment, with gunicorn to run it."""
     python = ISSO_VENV / "bin" / "python"
     if not python.exists():
         log("installing isso into bench/.isso-venv")
         subprocess.run([sys.executable, "-m", "venv", str(ISSO_VENV)], check=True)
-    probe = f"import isso, {server}"
+    probe = "import isso, gunicorn"
     if subprocess.run([str(python), "-c", probe], capture_output=True).returncode != 0:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "isso", server],
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "isso", "gunicorn"],
                        check=True)
     ready = subprocess.run([str(python), "-c", probe], capture_output=True)
     return python if ready.returncode == 0 else None
+
+
+def isso_likes(dbfile: Path) -> int:
+    """Likes isso has stored, over all comments."""
+    with sqlite3.connect(dbfile) as db:
+        return int(db.execute("SELECT COALESCE(SUM(likes), 0) FROM comments").fetchone()[0])
 
 
 # -- machine --------------------------------------------------------------------------------
@@ -535,17 +547,14 @@ def machine() -> dict[str, Any]:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    versions = {}
-    for module in ("flask", "werkzeug", "gunicorn", "redis", "hiredis", "granian", "orjson"):
-        try:
-            versions[module] = __import__(module).__version__
-        except (ImportError, AttributeError):
-            try:
-                from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-                versions[module] = version(module)
-            except Exception:
-                versions[module] = None
+    versions: dict[str, str | None] = {}
+    for package in ("flask", "werkzeug", "granian", "gunicorn", "redis", "hiredis"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
     redis_version = subprocess.run([redis_server_binary(), "--version"], capture_output=True,
                                    text=True).stdout.strip()
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
@@ -573,27 +582,23 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="3 runs of 3 s, no variants")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--duration", type=float, default=6.0)
-    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
-                        help="server workers, the same for every target")
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 3 s")
+    parser.add_argument("--runs", type=int, default=5, help="rounds")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per figure")
+    parser.add_argument("--workers", type=int, default=SERVE_WORKERS,
+                        help="workers of every server (default: as `engage serve`)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--voters", type=int, default=100_000,
                         help="votes on one article for the memory figure")
     parser.add_argument("--no-isso", action="store_true")
-    parser.add_argument("--no-variants", action="store_true")
-    parser.add_argument("--kind", default="sync",
-                        help="main table's server: sync (as `engage serve`), gthread, granian")
     parser.add_argument("--out", default=str(BENCH / "results"))
     parser.add_argument("--compare", metavar="REF",
-                        help="also run this git commit's engage (same server settings, same "
-                             "Redis) and report it side by side with the working tree")
+                        help="also run this git commit's engage, as its own `engage serve` "
+                             "runs it, and report it side by side with the working tree")
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.duration, args.no_variants = 3, 3.0, True
-        args.voters = min(args.voters, 100_000)
+        args.runs, args.duration = 3, 3.0
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
@@ -602,22 +607,16 @@ def main() -> int:
         print(f"--compare {args.compare}: not a commit of this repository", file=sys.stderr)
         return 2
 
-    kinds = {
-        "sync": ServerKind("gunicorn sync", worker_class="sync"),
-        "gthread": ServerKind("gunicorn gthread x4", worker_class="gthread", threads=4),
-        "granian": ServerKind("granian wsgi", server="granian", threads=4),
-    }
-    main_kind = kinds[args.kind]
     info = machine()
     log(f"machine: {info['nproc']} cpu {info['cpu']}, {info['memory_gib']} GiB; "
         f"workers {args.workers}, wrk -t{args.threads} -c{args.connections}, "
-        f"{args.runs} x {args.duration} s, server {main_kind.label}")
+        f"{args.runs} x {args.duration} s")
     work = Path(tempfile.mkdtemp(prefix="engage-bench-"))
     figures: list[Figure] = []
     memory: dict[str, Any] = {}
-    per_vote: dict[str, Any] = {}
     servers: list[Server] = []
     started = time.time()
+    compare_label = f"engage@{compare_sha[:7]}" if compare_sha else None
     try:
         with redis_server(work) as (redis_url, _redis_process):
             data = EngageData(redis_url, work)
@@ -634,38 +633,24 @@ def main() -> int:
                 path = data.token_file(f"vote{next(fresh)}", est_tokens)
                 return [str(path), str(args.threads)]
 
-            def change_tokens(run: int) -> list[str]:
-                # Each run moves the votes of the pool on its own, freshly voted article.
-                data.prevote(f"bench-change-{run}", change_pool)
-                return [str(change_pool), str(args.threads)]
+            def change_tokens(article: str) -> Callable[[int], list[str]]:
+                def before_run(run: int) -> list[str]:
+                    # Each run moves the votes of the pool on its own, freshly voted article.
+                    data.prevote(f"{article}-{run}", change_pool)
+                    return [str(change_pool), str(args.threads)]
+                return before_run
 
-            def start(name: str, target: str, kind: ServerKind, extra_env: dict[str, str],
-                      **kwargs: Any) -> Server:
-                server = start_wsgi(name, target, kind, args.workers, extra_env, work,
-                                    **kwargs)
-                servers.append(server)
-                return server
-
-            def engage_server(label: str, kind: ServerKind,
-                              extra_env: dict[str, str] | None = None,
-                              tree: Path = REPO) -> Server:
-                target = "bench_apps:engage_app()" if extra_env else "engage:create_app()"
-                if kind.server == "granian":
-                    target = "engage:create_app()"
-                # Each server its own metrics directory: gunicorn.conf.py empties it on start.
-                metrics_dir = work / ("metrics-" + label.replace(" ", "-"))
+            def engage_target(label: str, tree: Path, *options: str) -> list[Item]:
+                """engage from `tree`, as that tree's `engage serve` runs it."""
+                slug = re.sub(r"[^a-z0-9]+", "-", label.lower())
+                metrics_dir = work / f"metrics-{slug}"
                 metrics_dir.mkdir()
-                extra = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **(extra_env or {})}
-                if tree != REPO:
-                    extra["PYTHONPATH"] = str(tree)  # ahead of the working tree's engage
-                conf = tree / "gunicorn.conf.py"
-                return start(label.replace(" ", "-"), target, kind, extra,
-                             ready_path="/healthz",
-                             conf=conf if kind.server == "gunicorn" and conf.exists() else None)
-
-            def engage_items(label: str, server: Server, names: list[str] | None) -> list[Item]:
+                server = start_server(
+                    slug, engage_serve_args(args.workers, *options),
+                    {**env, "PYTHONPATH": str(tree), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+                    work, ready_path="/healthz")
+                servers.append(server)
                 base, api = server.url, server.url + "/api/v1"
-                voters = "engage:a:{bench-vote}:voters"
                 scenarios = [
                     Scenario("reactions_read", f"{api}/articles/bench-read/reactions"),
                     Scenario("revalidate_304", f"{api}/articles/bench-read/reactions",
@@ -674,8 +659,9 @@ def main() -> int:
                         f"article={a}" for a in data.batch_ids)),
                     Scenario("vote_new_reader", f"{api}/articles/bench-vote/reactions/mine",
                              lua=LUA_VOTE, before_run=vote_tokens),
-                    Scenario("vote_change", api + "/articles/bench-change-{run}/reactions/mine",
-                             lua=LUA_CHANGE, before_run=change_tokens),
+                    Scenario("vote_change",
+                             f"{api}/articles/bench-change-{slug}-{{run}}/reactions/mine",
+                             lua=LUA_CHANGE, before_run=change_tokens(f"bench-change-{slug}")),
                 ]
                 if data.link_id:
                     scenarios.append(Scenario("redirect_r", f"{base}/r/{data.link_id}"))
@@ -683,82 +669,72 @@ def main() -> int:
                     scenarios.append(Scenario("metrics_scrape", base + "/metrics"))
                 if requests.get(base + "/widget.js", timeout=5).status_code == 200:
                     scenarios.append(Scenario("widget_js", base + "/widget.js"))
-                return [
-                    Item(label, sc, server,
-                         votes_key=voters if sc.name == "vote_new_reader" else None)
-                    for sc in scenarios if not names or sc.name in names
-                ]
+                def voters() -> int:
+                    return int(rclient.hlen("engage:a:{bench-vote}:voters"))
+
+                return [Item(label, sc, server,
+                             stored=voters if sc.name == "vote_new_reader" else None)
+                        for sc in scenarios]
 
             # Every server up at once; idle ones cost nothing while another is measured.
-            main = engage_server("engage", main_kind)
-            items = engage_items("engage", main, None)
-            compare_label = None
-            if compare_sha:
+            items = engage_target("engage", REPO)
+            if compare_sha and compare_label:
                 short, tree = unpack_commit(compare_sha, work)
-                compare_label = f"engage@{short}"
                 log(f"comparing with {args.compare} ({short}), unpacked in {tree}")
-                items += engage_items(compare_label,
-                                      engage_server(compare_label, main_kind, tree=tree), None)
-            const = start("flask-const", "baselines.flask_const:app", main_kind, {})
+                # The working tree under gunicorn too: with it, the comparison separates
+                # what the code changed from what the server changed.
+                items += engage_target("engage gunicorn", REPO, "--server", "gunicorn")
+                items += engage_target(compare_label, tree)
+            bench_path = {"PYTHONPATH": str(BENCH)}
+            const = start_server("flask-const", gunicorn_sync_args(
+                "baselines.flask_const:app", args.workers), bench_path, work)
+            servers.append(const)
             items.append(Item("flask constant", Scenario("constant_json", const.url + "/"),
                               const))
             rclient.delete("base:{a}:voters", "base:{a}:counts")
-            evalsha = start("flask-evalsha", "baselines.flask_evalsha:app", main_kind,
-                            {"BENCH_REDIS_URL": redis_url}, ready_path="/vote",
-                            ready_method="OPTIONS")
+            evalsha = start_server("flask-evalsha", gunicorn_sync_args(
+                "baselines.flask_evalsha:app", args.workers),
+                {**bench_path, "BENCH_REDIS_URL": redis_url}, work,
+                ready_path="/vote", ready_method="OPTIONS")
+            servers.append(evalsha)
             items.append(Item("flask EVALSHA", Scenario("evalsha_vote", evalsha.url + "/vote",
                                                         lua=LUA_VOTE, before_run=vote_tokens),
-                              evalsha, votes_key="base:{a}:voters"))
-            isso_python = None if args.no_isso else ensure_isso(main_kind.server)
+                              evalsha, stored=lambda: rclient.hlen("base:{a}:voters")))
+            isso_python = None if args.no_isso else ensure_isso()
             if isso_python:
                 comments = 2000
                 cfg, dbfile = work / "isso.cfg", work / "isso.db"
                 subprocess.run([str(isso_python), str(BENCH / "isso_setup.py"), str(cfg),
                                 str(dbfile), str(comments)], check=True, capture_output=True)
-                isso = start("isso", "isso.run:application", main_kind,
-                             {"ISSO_SETTINGS": str(cfg)}, python=str(isso_python),
-                             ready_path="/config")
+                isso = start_server("isso", gunicorn_sync_args(
+                    "isso.run:application", args.workers, python=str(isso_python)),
+                    {"ISSO_SETTINGS": str(cfg)}, work, ready_path="/config")
+                servers.append(isso)
                 items.append(Item("isso", Scenario("isso_count", isso.url + "/count",
                                                    lua=LUA_POST_JSON, lua_args=['["/post"]']),
                                   isso))
-                items.append(Item("isso", Scenario("isso_like", isso.url + "/",
-                                                   lua=LUA_ISSO_LIKE, lua_args=[str(comments)]),
-                                  isso))
+                items.append(Item("isso", Scenario(
+                    "isso_like", isso.url + "/", lua=LUA_ISSO_LIKE, lua_args=[str(comments)],
+                    before_run=lambda run: [str(run), str(args.threads)]), isso,
+                    stored=lambda: isso_likes(dbfile)))
             else:
                 log("isso skipped")
-            if not args.no_variants:
-                hot = ["reactions_read", "vote_new_reader"]
-                variants: list[tuple[str, ServerKind, dict[str, str] | None, list[str]]] = [
-                    (f"engage {key}", kind, None, hot) for key, kind in kinds.items()
-                    if kind is not main_kind
-                    and (kind.server != "granian" or has_module("granian"))
-                ]
-                variants.append(("engage no-hiredis", main_kind, {"BENCH_NO_HIREDIS": "1"},
-                                 hot))
-                if has_module("orjson"):
-                    variants.append(("engage orjson", main_kind, {"BENCH_ORJSON": "1"}, hot))
-                for label, kind, extra, names in variants:
-                    items += engage_items(label, engage_server(label, kind, extra), names)
             log(f"{len(items)} figures x {args.runs} runs x {args.duration:g} s")
             bench.rounds(items, args.runs)
             figures += [item.figure() for item in items]
 
-            # p99 at half of each peak (engage's read and vote), again round-robin.
+            # p99 of each engage's read and vote at half its own peak, again round-robin.
             peaks = {(f.target, f.scenario): f.rps for f in figures}
-            # The older commit gets the same offered load as the working tree, so the two
-            # p99s compare directly.
             paced = []
             for item in items:
-                if item.target in ("engage", compare_label) and item.scenario.name in (
+                if item.target.startswith("engage") and item.scenario.name in (
                         "reactions_read", "vote_new_reader"):
-                    rate = peaks[("engage", item.scenario.name)] / 2
-                    pause = max(1, round(args.connections / rate * 1000))
+                    pause = bench.pause_for(item.scenario,
+                                            peaks[(item.target, item.scenario.name)] / 2)
                     paced.append(Item(item.target, item.scenario, item.server,
-                                      votes_key=item.votes_key, paced_ms=pause))
+                                      stored=item.stored, paced_ms=pause))
             bench.rounds(paced, args.runs)
             figures += [item.figure() for item in paced]
-            per_vote = next(f.extra for f in figures
-                            if f.target == "engage" and f.scenario == "vote_new_reader")
             for server in servers:
                 server.stop()
 
@@ -771,24 +747,16 @@ def main() -> int:
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    report = build_report(args, info, figures, memory, per_vote, main_kind.label,
-                          time.time() - started, compare_label)
+    report = build_report(args, info, figures, memory, time.time() - started, compare_label)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
     (out / f"{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / f"{stamp}.md").write_text(report["markdown"])
-    shutil.copy(out / f"{stamp}.json", out / ("latest-quick.json" if args.quick else
-                                              "latest.json"))
-    shutil.copy(out / f"{stamp}.md", out / ("latest-quick.md" if args.quick else "latest.md"))
+    shutil.copy(out / f"{stamp}.json", out / "latest.json")
+    shutil.copy(out / f"{stamp}.md", out / "latest.md")
     print(report["markdown"])
     return 0
-
-
-def has_module(name: str) -> bool:
-    from importlib.util import find_spec
-
-    return find_spec(name) is not None
 
 
 def redis_cpu(client: redis.Redis) -> float:
@@ -796,35 +764,54 @@ def redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+# The targets of the serving issue: (name, engage's figure, the other's, the least ratio).
+TARGETS = (
+    ("anonymous read / bare Flask constant JSON", ("engage", "reactions_read"),
+     ("flask constant", "constant_json"), 0.85),
+    ("vote / bare Flask EVALSHA", ("engage", "vote_new_reader"),
+     ("flask EVALSHA", "evalsha_vote"), 0.85),
+    ("vote / isso like", ("engage", "vote_new_reader"), ("isso", "isso_like"), 1.5),
+)
+
+
 def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[Figure],
-                 memory: dict[str, Any], per_vote: dict[str, Any], kind: str,
-                 seconds: float, compare_label: str | None = None) -> dict[str, Any]:
-    def find(target: str, scenario: str) -> Figure | None:
-        return next((f for f in figures if f.target == target and f.scenario == scenario), None)
+                 memory: dict[str, Any], seconds: float,
+                 compare_label: str | None = None) -> dict[str, Any]:
+    by_key = {(f.target, f.scenario): f for f in figures}
 
-    def ratio(a: Figure | None, b: Figure | None) -> float | None:
-        return round(a.rps / b.rps, 2) if a and b and b.rps else None
-
-    read, vote = find("engage", "reactions_read"), find("engage", "vote_new_reader")
-    targets = [
-        ("reactions read / constant JSON", ratio(read, find("flask constant", "constant_json")),
-         ">= 0.85"),
-        ("vote / bare EVALSHA", ratio(vote, find("flask EVALSHA", "evalsha_vote")), ">= 0.85"),
-        ("vote / isso like", ratio(vote, find("isso", "isso_like")), ">= 1.5"),
-        ("batch of 100 / single read", ratio(find("engage", "batch_100"), read), ">= 0.3"),
-    ]
-    half = find("engage", "reactions_read@half")
-    vote_half = find("engage", "vote_new_reader@half")
+    ratios = []
+    for name, ours, theirs, goal in TARGETS:
+        a, b = by_key.get(ours), by_key.get(theirs)
+        value = round(a.rps / b.rps, 2) if a and b and b.rps else None
+        verdict = "n/a" if value is None else ("PASS" if value >= goal else "FAIL")
+        ratios.append({"name": name, "measured": value, "target": goal, "result": verdict})
+    vote_cost = []
+    for f in figures:
+        if "server_cpu_ms_per_vote" not in f.extra:
+            continue
+        server_ms, redis_ms = f.extra["server_cpu_ms_per_vote"], f.extra["redis_cpu_ms_per_vote"]
+        if f.target == "isso":  # SQLite, inside isso's processes
+            redis_ms = None
+        vote_cost.append({
+            "target": f.target, "stored": f.extra["distinct_votes_stored"],
+            "requests": f.extra["requests"], "server_cpu_ms_per_vote": server_ms,
+            "redis_cpu_ms_per_vote": redis_ms,
+            "server_over_redis": round(server_ms / redis_ms, 1) if redis_ms else None,
+        })
     lines = [
         "# engage benchmark",
         "",
-        f"`python bench/run.py{' --quick' if args.quick else ''}` — "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{args.runs} rounds x {args.duration:g} s per figure (median; every round runs "
-        "every figure once, so background load falls on all alike), "
-        f"wrk -t{args.threads} -c{args.connections} on loopback, every server "
-        f"{args.workers} workers ({kind}), Redis {info['redis_server'].split()[2]} "
-        "with AOF (fsync every second).",
+        f"`python bench/run.py{' --quick' if args.quick else ''}"
+        f"{f' --compare {args.compare}' if args.compare else ''}` — "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.runs} rounds x {args.duration:g} s per "
+        "figure (median; every round runs every figure once, so background load falls on all "
+        f"alike), wrk -t{args.threads} -c{args.connections} on loopback. Every server has "
+        f"{args.workers} workers: engage as `engage serve` runs it (granian {info['granian']}), "
+        "the bare Flask views and isso under gunicorn sync"
+        + (f"; `engage gunicorn` is the working tree under `engage serve --server gunicorn`, "
+           f"`{compare_label}` that commit under its own `engage serve`" if compare_label
+           else "")
+        + f". Redis {info['redis_server'].split()[2]} with AOF (fsync every second).",
         "",
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, "
         f"Linux {info['kernel']}, Python {info['python']}, Flask {info['flask']}, "
@@ -833,78 +820,92 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
         "(the CPUs are shared, so absolute numbers move between runs; ratios within one run "
         "are what the targets compare).",
         "",
-        "| target | scenario | req/s | p50 ms | p99 ms | failed |",
-        "|---|---|---:|---:|---:|---:|",
+        "| target | scenario | req/s | p50 ms | p99 ms | server CPU µs per request | failed |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for f in figures:
+        cpu_us = f.extra["server_cpu_s"] / max(f.extra["requests"], 1) * 1e6
         lines.append(f"| {f.target} | {f.scenario} | {f.rps:,.0f} | {f.p50_ms:.2f} | "
-                     f"{f.p99_ms:.2f} | {f.bad} |")
-    lines += ["", "| ratio | measured | target |", "|---|---:|---|"]
-    for name, value, goal in targets:
-        lines.append(f"| {name} | {value if value is not None else 'n/a'} | {goal} |")
-    if half:
-        lines.append(f"| reactions read p99 at half peak ({half.rps:,.0f} req/s) | "
-                     f"{half.p99_ms:.2f} ms | < 25 ms |")
-    if vote_half:
-        lines.append(f"| vote p99 at half peak ({vote_half.rps:,.0f} req/s) | "
-                     f"{vote_half.p99_ms:.2f} ms | < 25 ms |")
+                     f"{f.p99_ms:.2f} | {cpu_us:,.0f} | {f.bad} |")
+    lines += ["", "| target | measured | needed | result |", "|---|---:|---:|---|"]
+    for r in ratios:
+        lines.append(f"| {r['name']} | {r['measured'] if r['measured'] is not None else 'n/a'}"
+                     f" | >= {r['target']} | {r['result']} |")
+    lines += ["", "| p99 at half peak | req/s | of peak | p50 ms | p99 ms |",
+              "|---|---:|---:|---:|---:|"]
+    for f in figures:
+        if f.scenario.endswith("@half"):
+            scenario = f.scenario.removesuffix("@half")
+            peak = by_key[(f.target, scenario)].rps
+            lines.append(f"| {f.target} {scenario} | {f.rps:,.0f} | {f.rps / peak:.2f} | "
+                         f"{f.p50_ms:.2f} | {f.p99_ms:.2f} |")
+    lines += ["", "| CPU per stored vote | votes stored / requests | server (all processes) ms "
+              "| Redis ms | server / Redis |", "|---|---:|---:|---:|---:|"]
+    for c in vote_cost:
+        lines.append(f"| {c['target']} | {c['stored']:,} / {c['requests']:,} | "
+                     f"{c['server_cpu_ms_per_vote']} | {c['redis_cpu_ms_per_vote'] or '-'} | "
+                     f"{c['server_over_redis'] or '-'} |")
     if memory:
-        lines.append(f"| Redis bytes per voter ({memory['voters']:,} votes, voters hash) | "
-                     f"{memory['bytes_per_voter']} | <= 120 |")
-        lines.append(f"| Redis bytes per voter, every key of the article (events, buckets) | "
-                     f"{memory['all_keys_bytes_per_voter']} | (context) |")
-    if per_vote:
-        lines.append(f"| server CPU per vote (all workers) | "
-                     f"{per_vote.get('server_cpu_ms_per_vote')} ms | (context) |")
-        lines.append(f"| Redis CPU per vote | {per_vote.get('redis_cpu_ms_per_vote')} ms | "
-                     "(context) |")
+        lines += ["", f"Redis memory per voter ({memory['voters']:,} votes on one article): "
+                      f"{memory['bytes_per_voter']} bytes in the voters hash, "
+                      f"{memory['all_keys_bytes_per_voter']} with every key of the article "
+                      "(events stream, stats buckets)."]
     compared = compare_rows(figures, compare_label) if compare_label else []
     if compared:
+        then = compare_label
         lines += [
-            "", f"## Working tree vs {compare_label} (`--compare {args.compare}`)", "",
-            "Same run, same Redis, same server settings; ratio = working tree / older "
-            "commit (req/s above 1 is faster now, p99 below 1 is better now).", "",
-            f"| scenario | req/s now | req/s {compare_label} | ratio | p99 ms now | "
-            f"p99 ms {compare_label} | ratio | failed |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "", f"## Working tree vs {then} (`--compare {args.compare}`)", "",
+            f"Same run, same Redis, same workers. `engage` is the working tree under its "
+            f"default server, `engage gunicorn` the working tree under gunicorn, `{then}` "
+            "that commit as its own `engage serve` ran it. Ratios are now / then: `as run` "
+            f"compares `engage` with `{then}`, `same server` compares `engage gunicorn` with "
+            f"`{then}` (req/s above 1 is faster now, p99 below 1 is better now).", "",
+            f"| scenario | req/s engage | req/s engage gunicorn | req/s {then} | as run | "
+            f"same server | p99 ms engage | p99 ms engage gunicorn | p99 ms {then} | failed |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in compared:
             lines.append(
-                f"| {row['scenario']} | {row['rps']:,.0f} | {row['rps_compared']:,.0f} | "
-                f"{row['rps_ratio']} | {row['p99_ms']:.2f} | {row['p99_ms_compared']:.2f} | "
-                f"{row['p99_ratio']} | {row['failed']} |")
+                f"| {row['scenario']} | {row['rps']:,.0f} | {row['rps_gunicorn']:,.0f} | "
+                f"{row['rps_then']:,.0f} | {row['rps_ratio']} | {row['rps_ratio_gunicorn']} | "
+                f"{row['p99_ms']:.2f} | {row['p99_ms_gunicorn']:.2f} | "
+                f"{row['p99_ms_then']:.2f} | {row['failed']} |")
     lines.append("")
     lines.append(f"Total benchmark time {seconds / 60:.1f} min.")
     markdown = "\n".join(lines) + "\n"
     return {
         "machine": info,
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "server": kind,
         "figures": [asdict(f) for f in figures],
-        "ratios": {name: {"measured": value, "target": goal} for name, value, goal in targets},
+        "ratios": ratios,
         "memory": memory,
-        "vote_cost": per_vote,
+        "vote_cost": vote_cost,
         "compare": {"ref": args.compare, "target": compare_label, "rows": compared}
         if compare_label else None,
         "markdown": markdown,
     }
 
 
-def compare_rows(figures: list[Figure], compare_label: str) -> list[dict[str, Any]]:
-    """engage's figures beside the older commit's, scenario by scenario."""
-    older = {f.scenario: f for f in figures if f.target == compare_label}
+def compare_rows(figures: list[Figure], then: str) -> list[dict[str, Any]]:
+    """engage's figures beside the older commit's (and the working tree's under gunicorn)."""
+    older = {f.scenario: f for f in figures if f.target == then}
+    gunicorn = {f.scenario: f for f in figures if f.target == "engage gunicorn"}
+
+    def ratio(a: float, b: float) -> float | None:
+        return round(a / b, 2) if b else None
+
     rows = []
-    for now in (f for f in figures if f.target == "engage"):
-        then = older.get(now.scenario)
-        if then is None:
+    for now in (f for f in figures if f.target == "engage" and "@" not in f.scenario):
+        old, same = older.get(now.scenario), gunicorn.get(now.scenario)
+        if old is None or same is None:
             continue
         rows.append({
             "scenario": now.scenario,
-            "rps": now.rps, "rps_compared": then.rps,
-            "rps_ratio": round(now.rps / then.rps, 2) if then.rps else None,
-            "p99_ms": now.p99_ms, "p99_ms_compared": then.p99_ms,
-            "p99_ratio": round(now.p99_ms / then.p99_ms, 2) if then.p99_ms else None,
-            "failed": now.bad + then.bad,
+            "rps": now.rps, "rps_gunicorn": same.rps, "rps_then": old.rps,
+            "rps_ratio": ratio(now.rps, old.rps),
+            "rps_ratio_gunicorn": ratio(same.rps, old.rps),
+            "p99_ms": now.p99_ms, "p99_ms_gunicorn": same.p99_ms, "p99_ms_then": old.p99_ms,
+            "failed": now.bad + same.bad + old.bad,
         })
     return rows
 
