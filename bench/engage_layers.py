@@ -15,15 +15,15 @@ blueprint, under granian with the settings of `engage serve` (`engage.server`):
 bench/run.py sets it beside the bare Flask views: the ratio says how close any engage
 view can come to them, whatever the view does. The blueprint lives here only: engage
 itself never has these routes. Settings come from the environment (`ENGAGE_*`), as for
-`engage serve`; `BENCH_VOTE_KEY` names the hash tag of the vote's keys.
+`engage serve`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
@@ -49,12 +49,8 @@ class ConstantSchema(Schema):
     mine = fields.String(allow_none=True, required=True)
 
 
-def voters_key() -> str:
-    return f"layers:{{{os.environ.get('BENCH_VOTE_KEY', 'a')}}}:voters"
-
-
-def counts_key() -> str:
-    return f"layers:{{{os.environ.get('BENCH_VOTE_KEY', 'a')}}}:counts"
+# Beside the bare view's keys (base:{a}:...), so bench/run.py counts each one's votes.
+VOTE_KEYS = ["layers:{a}:voters", "layers:{a}:counts"]
 
 
 def bench_blueprint() -> Blueprint:
@@ -72,11 +68,9 @@ def bench_blueprint() -> Blueprint:
         @blp.arguments(schemas.ReactionInSchema)
         @blp.response(200, ConstantSchema)
         def put(self, data: dict[str, Any]) -> dict[str, Any]:
-            from flask import request
-
             if "vote" not in scripts:
                 scripts["vote"] = get_store().redis.register_script(VOTE)
-            flat = scripts["vote"](keys=[voters_key(), counts_key()],
+            flat = scripts["vote"](keys=VOTE_KEYS,
                                    args=[request.headers["X-Engage-Reader"], data["choice"]])
             counts = {k: int(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
             return {"article": "bench-vote", "counts": counts, "total": sum(counts.values()),
