@@ -471,3 +471,47 @@ def test_an_old_article_tops_all_time_and_ranges_hold_exactly_their_voters(
         assert {a["id"] for a in ranged["articles"]} == voted
         assert ranged["total"] == len(voted)
     assert "s0" not in voted
+
+
+def test_rolling_windows_follow_the_clock_and_never_serve_a_stale_week(
+    client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock, catch_up: Any
+) -> None:
+    """The last 7 days are read from a rolling window the aggregator moves on each hour;
+    until it has, the week is summed from the buckets, so no answer is ever stale."""
+    from engage.store import stats, windows
+    from engage.timerange import floor
+
+    now = floor(clock(), "hour") + timedelta(minutes=30)
+    first_hour = floor(now - timedelta(days=7), "hour")
+    rec = Recorder(store, clock)
+    for aid in ("leaving", "staying", "new"):
+        put_article(client, editor, aid, "News")
+    rec.cast(first_hour + timedelta(minutes=5), "leaving", "r1", "yes")
+    rec.cast(now - timedelta(days=3), "staying", "r2", "no")
+    clock.set(now)
+    catch_up()
+
+    def week() -> tuple[str | None, list[str]]:
+        window = windows.current(store, clock())["7d"]
+        since = (clock() - timedelta(days=7)).isoformat().replace("+00:00", "Z")
+        body = client.get(f"/api/v1/stats/articles?sort=votes&since={since}",
+                          headers=editor).json
+        return windows.serving(store, window, clock()), [a["id"] for a in body["articles"]]
+
+    served, ids = week()
+    assert served == store.keys.agg("w:7d") and sorted(ids) == ["leaving", "staying"]
+
+    rec.cast(now, "new", "r3", "yes")  # between rolls: added to the window as applied
+    catch_up()
+    served, ids = week()
+    assert served and sorted(ids) == ["leaving", "new", "staying"]
+
+    clock.set(now + timedelta(hours=1))  # "leaving"'s hour is now 7 days and 1 hour old
+    served, ids = week()
+    assert served is None and sorted(ids) == ["new", "staying"]
+    catch_up()
+    served, ids = week()
+    assert served and sorted(ids) == ["new", "staying"]
+    rows = stats.section_rows(store, windows.current(store, clock())["7d"], clock())
+    assert [(r["section"], r["articles"], r["counts"]) for r in rows] == [
+        ("News", 2, {"yes": 1, "no": 1})]

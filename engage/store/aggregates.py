@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from engage.store import Store, cluster, events
+from engage.store import Store, cluster, events, windows
 
 READ_BATCH = 100        # streams per XREAD
 ENTRIES_PER_STREAM = 200
@@ -70,7 +70,8 @@ class Aggregator:
         return [(stream, entries) for stream, entries in replies if entries]
 
     def step(self) -> int:
-        """One pass over every stream; returns how many entries were applied."""
+        """One pass over every stream, then the rolling windows moved on to the current
+        hour; returns how many entries were applied."""
         keys = self._streams()
         applied = 0
         for i in range(0, len(keys), READ_BATCH):
@@ -78,6 +79,7 @@ class Aggregator:
             while found:
                 applied += self._apply(found)
                 found = self._read([stream for stream, _ in found])
+        windows.roll(self.store, self.store.now())
         return applied
 
     def _sections(self, article_ids: Iterable[str]) -> dict[str, str]:
@@ -99,7 +101,8 @@ class Aggregator:
         def flush() -> None:
             stale = store.run("aggregate", keys=[keys.agg("seen")], args=[
                 keys.agg_base, ",".join(store.config["CHOICES"]), hour_ttl, day_ttl,
-                self.feed_length, json.dumps(batch, separators=(",", ":"))])
+                self.feed_length, json.dumps(batch, separators=(",", ":")),
+                ",".join(windows.NAMES)])
             for stream in stale:  # another aggregator got there first: take its position
                 self.positions[stream] = store.redis.hget(keys.agg("seen"), stream) or "0-0"
 

@@ -452,21 +452,9 @@ redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*',
 return {CHANGED}
 """
 
-AGGREGATE = """
--- Apply event-stream entries to the cross-article aggregates, each entry exactly once.
--- KEYS[1] applied-position hash (stream key -> last applied entry id). Every other key
--- is built from ARGV[1] and carries KEYS[1]'s hash tag (one slot on a cluster).
--- ARGV[1] aggregate key base   ARGV[2] configured choices, comma-joined
--- ARGV[3] hour bucket ttl (s)   ARGV[4] day bucket ttl (s)   ARGV[5] feed length (0: none)
--- ARGV[6] JSON [[stream, from id, [[id, type, article, section, hour stamp, choice,
---         previous, feed field, value, ...], ...]], ...]
--- A stream's entries apply only when `from id` is the position stored for it, so two
--- aggregators (or one and a rebuild) never apply an entry twice.
--- Returns the streams whose stored position differed (the caller re-reads it).
-local T = ARGV[1]
-local choices = {}
-for c in string.gmatch(ARGV[2], '[^,]+') do choices[#choices + 1] = c end
-local hour_ttl, day_ttl, feed_len = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+# The ranking keys of formulas.rank_keys, for the aggregate scripts: exact integers, so a
+# sorted set's order is the formula's order with ties broken by article id.
+_LUA_RANKING = """
 local Z = 1.959963984540054
 local STEPS, CAP = 1000000000, 8388607
 
@@ -481,10 +469,11 @@ end
 
 local function num(x) return string.format('%.0f', x) end
 
-local function rank(a, sec)
+-- counts: the article's reactions per configured choice, first choice first.
+local function rank_into(prefix, a, sec, counts)
   local total, yes = 0, 0
-  for i, c in ipairs(choices) do
-    local n = math.max(0, tonumber(redis.call('HGET', T .. ':n:' .. c, a) or '0'))
+  for i, n in ipairs(counts) do
+    n = math.max(0, n)
     total = total + n
     if i == 1 then yes = n end
   end
@@ -496,10 +485,95 @@ local function rank(a, sec)
     approval = -(q * (CAP + 1) + capped)
     votes = -(capped * 1073741824 + q)
   end
-  for _, suffix in ipairs({'', ':s:' .. sec}) do
-    redis.call('ZADD', T .. ':rank:approval' .. suffix, num(approval), a)
-    redis.call('ZADD', T .. ':rank:votes' .. suffix, num(votes), a)
+  local suffixes = {''}
+  if sec and sec ~= '' then suffixes[2] = ':s:' .. sec end
+  for _, suffix in ipairs(suffixes) do
+    redis.call('ZADD', prefix .. ':rank:approval' .. suffix, num(approval), a)
+    redis.call('ZADD', prefix .. ':rank:votes' .. suffix, num(votes), a)
   end
+end
+
+-- A rolling window's counts are sorted sets (ZUNIONSTORE builds them).
+local function window_rank(wb, a, sec, choices)
+  local counts = {}
+  for i, c in ipairs(choices) do
+    counts[i] = tonumber(redis.call('ZSCORE', wb .. ':n:' .. c, a) or '0')
+  end
+  rank_into(wb, a, sec, counts)
+end
+
+-- File a member of a rolling window under its section's sets (`articles` counts them).
+local function window_file(wb, a, sec)
+  redis.call('ZADD', wb .. ':ids', 0, a)
+  if sec and sec ~= '' then
+    if redis.call('ZADD', wb .. ':ids:s:' .. sec, 0, a) == 1 then
+      redis.call('HINCRBY', wb .. ':sectot', sec .. '\\tarticles', 1)
+    end
+    redis.call('SADD', wb .. ':secs', sec)
+  end
+end
+
+-- The window's section sums: per choice the articles' counts, each never below zero
+-- (as a ranking shows them), so a change adds the difference it makes to that.
+local function window_count(wb, a, sec, field, by)
+  local old = tonumber(redis.call('ZSCORE', wb .. ':' .. field, a) or '0')
+  redis.call('ZINCRBY', wb .. ':' .. field, by, a)
+  local name = field
+  if string.sub(field, 1, 2) == 'n:' then
+    name = 'c:' .. string.sub(field, 3)
+    by = math.max(0, old + by) - math.max(0, old)
+  end
+  if by ~= 0 and sec and sec ~= '' then
+    redis.call('HINCRBY', wb .. ':sectot', sec .. '\\t' .. name, by)
+  end
+end
+
+-- What an article adds to its section's sums in a window: {sum name -> n}.
+local function window_share(wb, a, choices)
+  local share = {}
+  for _, c in ipairs(choices) do
+    local n = tonumber(redis.call('ZSCORE', wb .. ':n:' .. c, a) or '0')
+    if n > 0 then share['c:' .. c] = n end
+  end
+  for _, f in ipairs({'click', 'imp'}) do
+    local n = tonumber(redis.call('ZSCORE', wb .. ':' .. f, a) or '0')
+    if n ~= 0 then share[f] = n end
+  end
+  return share
+end
+"""
+
+AGGREGATE = _LUA_RANKING + """
+-- Apply event-stream entries to the cross-article aggregates, each entry exactly once.
+-- KEYS[1] applied-position hash (stream key -> last applied entry id). Every other key
+-- is built from ARGV[1] and carries KEYS[1]'s hash tag (one slot on a cluster).
+-- ARGV[1] aggregate key base   ARGV[2] configured choices, comma-joined
+-- ARGV[3] hour bucket ttl (s)   ARGV[4] day bucket ttl (s)   ARGV[5] feed length (0: none)
+-- ARGV[6] JSON [[stream, from id, [[id, type, article, section, hour stamp, choice,
+--         previous, feed field, value, ...], ...]], ...]
+-- ARGV[7] rolling window names, comma-joined (their sets are <base>:w:<name>:...)
+-- A stream's entries apply only when `from id` is the position stored for it, so two
+-- aggregators (or one and a rebuild) never apply an entry twice. An entry also counts
+-- in each rolling window whose first hour (its meta `from`) is not after its own hour.
+-- Returns the streams whose stored position differed (the caller re-reads it).
+local T = ARGV[1]
+local choices = {}
+for c in string.gmatch(ARGV[2], '[^,]+') do choices[#choices + 1] = c end
+local hour_ttl, day_ttl, feed_len = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+
+local windows = {}
+for name in string.gmatch(ARGV[7], '[^,]+') do
+  local wb = T .. ':w:' .. name
+  local from = redis.call('HGET', wb .. ':meta', 'from')
+  if from then windows[#windows + 1] = {base = wb, from = from, ranked = {}} end
+end
+
+local function rank(a, sec)
+  local counts = {}
+  for i, c in ipairs(choices) do
+    counts[i] = tonumber(redis.call('HGET', T .. ':n:' .. c, a) or '0')
+  end
+  rank_into(T, a, sec, counts)
 end
 
 local function contribute(a, sec, sign)
@@ -515,6 +589,23 @@ local function contribute(a, sec, sign)
   end
 end
 
+-- Move an article's window figures from section `old` to `sec` (a pending article is
+-- filed later by file_window, under the section it reads then).
+local function window_move(w, a, old, sec)
+  if redis.call('ZSCORE', w.base .. ':pending', a) then return end
+  for name, n in pairs(window_share(w.base, a, choices)) do
+    redis.call('HINCRBY', w.base .. ':sectot', old .. '\\t' .. name, -n)
+    redis.call('HINCRBY', w.base .. ':sectot', sec .. '\\t' .. name, n)
+  end
+  if redis.call('ZREM', w.base .. ':ids:s:' .. old, a) == 1 then
+    redis.call('HINCRBY', w.base .. ':sectot', old .. '\\tarticles', -1)
+    redis.call('ZREM', w.base .. ':rank:approval:s:' .. old, a)
+    redis.call('ZREM', w.base .. ':rank:votes:s:' .. old, a)
+    window_file(w.base, a, sec)
+    w.ranked[a] = true
+  end
+end
+
 -- File the article under `sec` (its current section); returns the section it is under.
 local function place(a, sec)
   local old = redis.call('HGET', T .. ':sec', a)
@@ -524,6 +615,7 @@ local function place(a, sec)
     for _, z in ipairs({':rank:approval:s:', ':rank:votes:s:', ':ids:s:'}) do
       redis.call('ZREM', T .. z .. old, a)
     end
+    for _, w in ipairs(windows) do window_move(w, a, old, sec) end
   else
     redis.call('ZADD', T .. ':ids', 0, a)
   end
@@ -542,6 +634,26 @@ local function bucket(stamp, field, by, a)
   redis.call('ZINCRBY', hour, by, a)
   redis.call('ZINCRBY', day, by, a)
   ttls[hour], ttls[day] = hour_ttl, day_ttl
+end
+
+-- Count in every rolling window that covers the entry's hour.
+-- An article a roll left pending only gets its sums: `file_window` does the rest.
+local function windowed(stamp, a, sec, field, by)
+  for _, w in ipairs(windows) do
+    if stamp >= w.from then
+      local voted = string.sub(field, 1, 2) == 'n:'
+      if redis.call('ZSCORE', w.base .. ':pending', a) then
+        redis.call('ZINCRBY', w.base .. ':' .. field, by, a)
+        if voted then redis.call('ZADD', w.base .. ':ids', 0, a) end
+      else
+        window_count(w.base, a, sec, field, by)
+        if voted then
+          window_file(w.base, a, sec)
+          w.ranked[a] = true
+        end
+      end
+    end
+  end
 end
 
 local function counter(a, sec, field, by)
@@ -572,14 +684,17 @@ local function apply(e)
       redis.call('HINCRBY', T .. ':n:' .. c, a, by)
       redis.call('HINCRBY', T .. ':sectot', sec .. '\\tc:' .. c, by)
       bucket(stamp, 'n:' .. c, by, a)
+      windowed(stamp, a, sec, 'n:' .. c, by)
     end
     ranked[a] = true
   elseif kind == 'link.click' then
     counter(a, sec, 'click', 1)
     bucket(stamp, 'click', 1, a)
+    windowed(stamp, a, sec, 'click', 1)
   elseif kind == 'link.impression' then
     counter(a, sec, 'imp', 1)
     bucket(stamp, 'imp', 1, a)
+    windowed(stamp, a, sec, 'imp', 1)
   end
 end
 
@@ -601,8 +716,86 @@ for _, item in ipairs(cjson.decode(ARGV[6])) do
   end
 end
 for a in pairs(ranked) do rank(a, placed[a]) end
+for _, w in ipairs(windows) do
+  for a in pairs(w.ranked) do window_rank(w.base, a, placed[a], choices) end
+end
 for key, ttl in pairs(ttls) do redis.call('EXPIRE', key, ttl) end
 return stale
+"""
+
+ROLL_WINDOW = """
+-- Recompute one rolling window (e.g. the last 7 days) from the hour and day sets that
+-- cover it, when its first hour moves on; the aggregate script keeps it up to date after.
+-- KEYS[1] the window's meta hash (`from`: first hour covered, YYYYMMDDHH)
+-- ARGV[1] aggregate key base   ARGV[2] configured choices, comma-joined
+-- ARGV[3] the window's key base (<aggregate base>:w:<name>)   ARGV[4] first hour covered
+-- ARGV[5..] the covering buckets, as `h:<YYYYMMDDHH>` or `d:<YYYYMMDD>`
+-- Sums <window>:n:<choice>, :click and :imp (article -> sum over the window) and :ids (the
+-- articles that received votes in it, score 0) in one go. Filing each article under its
+-- section, ranking it and its section sums (:ids:s:<section>, :rank:*, :sectot, :secs)
+-- are left to `file_window`, a bounded batch at a time, so Redis never runs one long
+-- script; :pending holds the articles still to file, and readers wait for it to empty.
+-- Returns how many articles are pending.
+local T, wb = ARGV[1], ARGV[3]
+local choices = {}
+for c in string.gmatch(ARGV[2], '[^,]+') do choices[#choices + 1] = c end
+for _, sec in ipairs(redis.call('SMEMBERS', wb .. ':secs')) do
+  redis.call('DEL', wb .. ':ids:s:' .. sec, wb .. ':rank:approval:s:' .. sec,
+             wb .. ':rank:votes:s:' .. sec)
+end
+redis.call('DEL', wb .. ':secs', wb .. ':ids', wb .. ':rank:approval', wb .. ':rank:votes',
+           wb .. ':sectot', wb .. ':pending')
+
+local fields = {}
+for _, c in ipairs(choices) do fields[#fields + 1] = 'n:' .. c end
+fields[#fields + 1] = 'click'
+fields[#fields + 1] = 'imp'
+for _, f in ipairs(fields) do
+  local sources = {}
+  for i = 5, #ARGV do sources[#sources + 1] = T .. ':' .. ARGV[i] .. ':' .. f end
+  redis.call('DEL', wb .. ':' .. f)
+  if #sources > 0 then
+    redis.call('ZUNIONSTORE', wb .. ':' .. f, #sources, unpack(sources))
+  end
+end
+
+local args = {}
+for _, c in ipairs(choices) do args[#args + 1] = wb .. ':n:' .. c end
+args[#args + 1] = 'WEIGHTS'
+for _ = 1, #choices do args[#args + 1] = 0 end
+redis.call('ZUNIONSTORE', wb .. ':ids', #choices, unpack(args))
+-- Every article with a figure in the window waits to be filed: voters and link activity.
+redis.call('ZUNIONSTORE', wb .. ':pending', 3, wb .. ':ids', wb .. ':click', wb .. ':imp',
+           'WEIGHTS', 0, 0, 0)
+redis.call('HSET', KEYS[1], 'from', ARGV[4])
+return redis.call('ZCARD', wb .. ':pending')
+"""
+
+FILE_WINDOW = _LUA_RANKING + """
+-- File up to ARGV[4] of a rolled window's pending articles: section sets, rankings and
+-- section sums, from the window's sums as they stand now (the aggregate script leaves
+-- pending articles to this script, so nothing is counted twice).
+-- KEYS[1] the window's pending set (<window>:pending)
+-- ARGV[1] aggregate key base   ARGV[2] configured choices, comma-joined
+-- ARGV[3] the window's key base   ARGV[4] how many articles to file
+-- Returns how many articles are still pending.
+local T, wb = ARGV[1], ARGV[3]
+local choices = {}
+for c in string.gmatch(ARGV[2], '[^,]+') do choices[#choices + 1] = c end
+for _, a in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)) do
+  redis.call('ZREM', KEYS[1], a)
+  local sec = redis.call('HGET', T .. ':sec', a) or ''
+  if redis.call('ZSCORE', wb .. ':ids', a) then
+    window_file(wb, a, sec)
+    window_rank(wb, a, sec, choices)
+  end
+  if sec ~= '' then
+    for name, n in pairs(window_share(wb, a, choices)) do
+      redis.call('HINCRBY', wb .. ':sectot', sec .. '\\t' .. name, n)
+    end
+  end
+end
+return redis.call('ZCARD', KEYS[1])
 """
 
 ALL = {
@@ -618,4 +811,6 @@ ALL = {
     "close_at_deadline": CLOSE_AT_DEADLINE,
     "claim_webhook_retries": CLAIM_WEBHOOK_RETRIES,
     "aggregate": AGGREGATE,
+    "roll_window": ROLL_WINDOW,
+    "file_window": FILE_WINDOW,
 }

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engage.formulas import approval, approval_key, trending_score, votes_key, wilson_lower
-from engage.store import Store
+from engage.store import Store, windows
 from engage.timerange import HOUR, Range, floor
 
 TRENDING_BASELINE_HOURS = 24
@@ -226,45 +226,48 @@ def _metas(store: Store, ids: list[str]) -> list[dict[str, Any]]:
 
 
 def standing_figures(
-    store: Store, ids: list[str], trend: dict[str, tuple[float, float]]
+    store: Store, ids: list[str], trend: dict[str, tuple[float, float]],
+    window: str | None = None,
 ) -> list[dict[str, Any]]:
-    """All-time figures of the named articles, in that order (current standings)."""
+    """Figures of the named articles, in that order: current standings, or their sums
+    in the rolling window whose key base is `window`."""
     if not ids:
         return []
     keys = store.keys
     choices = list(store.config["CHOICES"])
     pipe = store.redis.pipeline(transaction=False)
-    for choice in choices:
-        pipe.hmget(keys.agg(f"n:{choice}"), ids)
-    pipe.hmget(keys.agg("click"), ids)
-    pipe.hmget(keys.agg("imp"), ids)
-    *per_choice, clicks, imps = pipe.execute()
+    if window is None:
+        for field in [f"n:{c}" for c in choices] + ["click", "imp"]:
+            pipe.hmget(keys.agg(field), ids)
+    else:
+        for field in [f"n:{c}" for c in choices] + ["click", "imp"]:
+            pipe.zmscore(f"{window}:{field}", ids)
+    pipe.hmget(keys.agg("sec"), ids)
+    *per_choice, clicks, imps, filed = pipe.execute()
     out = []
     for index, (article_id, meta) in enumerate(zip(ids, _metas(store, ids), strict=True)):
         counts = {c: max(0, int(per_choice[i][index] or 0)) for i, c in enumerate(choices)}
+        if window is not None:  # as a range summed from the buckets files it
+            meta["section"] = meta.get("section") or filed[index]
         out.append(_figure(store, article_id, meta, counts, int(clicks[index] or 0),
                            int(imps[index] or 0), trend.get(article_id, (0.0, 0.0))))
     return out
 
 
-def _scope(store: Store, name: str, section: str | None) -> str:
-    return store.keys.agg(name + (f":s:{section}" if section else ""))
-
-
 def _trending_ids(
-    store: Store, section: str | None, trend: dict[str, tuple[float, float]],
+    store: Store, ids_key: str, trend: dict[str, tuple[float, float]],
     offset: int, limit: int,
 ) -> tuple[int, list[str]]:
-    """A page of every article by trending. Only articles with votes in the last 26
-    hours differ from the idle key; the rest tie and follow in id order, read from the
-    lexical set, so the cost grows with the active articles and the page, not the archive.
+    """A page of the articles in `ids_key` (a lexical set: all, a section's, a window's)
+    by trending. Only articles with votes in the last 26 hours differ from the idle key;
+    the rest tie and follow in id order, read from the lexical set, so the cost grows
+    with the active articles and the page, not the archive.
     """
-    ids_key = _scope(store, "ids", section)
     total = int(store.redis.zcard(ids_key))
     active = sorted(trend)
-    if section and active:
-        filed = store.redis.hmget(store.keys.agg("sec"), active)
-        active = [a for a, s in zip(active, filed, strict=True) if s == section]
+    if active:
+        present = store.redis.zmscore(ids_key, active)
+        active = [a for a, score in zip(active, present, strict=True) if score is not None]
     keyed = {a: _trend_key(*trend[a]) for a in active}
     order = sorted(active, key=lambda a: (-keyed[a][0], -keyed[a][1], a))
     above = [a for a in order if keyed[a] > _IDLE_TREND]
@@ -396,22 +399,31 @@ def ranked_page(
     """(how many articles are in scope, the page of them best first by `sort`).
 
     All time: every article, read a page at a time from the ranking sets. A range:
-    every article that received votes in it, summed from the range's sets.
+    every article that received votes in it, read the same way from its rolling window
+    when one covers it (the dashboard's presets), else summed from the range's sets.
     """
     now = now or store.now()
+    rolled = None
     if window is not None:
-        return _range_page(store, sort, section, window, offset, limit, now)
+        rolled = windows.serving(store, window, now)
+        if rolled is None:
+            return _range_page(store, sort, section, window, offset, limit, now)
+    base = rolled or store.keys.agg_base
+
+    def scoped(name: str) -> str:
+        return f"{base}:{name}" + (f":s:{section}" if section else "")
+
     if sort == "trending":
         trend = trend_inputs(store, now)
-        total, ids = _trending_ids(store, section, trend, offset, limit)
+        total, ids = _trending_ids(store, scoped("ids"), trend, offset, limit)
     else:
-        key = _scope(store, f"rank:{sort}", section)
+        key = scoped(f"rank:{sort}")
         pipe = store.redis.pipeline(transaction=False)
         pipe.zcard(key)
         pipe.zrange(key, offset, offset + limit - 1)
         total, ids = pipe.execute()
         trend = trend_for(store, now, ids)
-    return int(total), standing_figures(store, ids, trend)
+    return int(total), standing_figures(store, ids, trend, rolled)
 
 
 def _row(choices: list[str], counts: dict[str, int], articles_n: int, clicks: int,
@@ -453,7 +465,8 @@ def section_rows(
     """Each section's figures (the sums of its articles'), most votes first.
 
     All time: every article, from the running section sums. A range: the articles that
-    received votes in it; clicks and impressions count every article's.
+    received votes in it; clicks and impressions count every article's. A range a rolling
+    window covers reads that window's section sums.
     """
     now = now or store.now()
     trend = trend_inputs(store, now) if trend is None else trend
@@ -467,16 +480,18 @@ def section_rows(
             if sec is not None:
                 recent[sec] = recent.get(sec, 0.0) + round(trend[article_id][0], 2)
     rows = []
-    if window is None:
+    rolled = windows.serving(store, window, now) if window is not None else None
+    if window is None or rolled:
         sums: dict[str, dict[str, int]] = {}
-        for field, value in store.redis.hgetall(keys.agg("sectot")).items():
+        tot_key = f"{rolled}:sectot" if rolled else keys.agg("sectot")
+        for field, value in store.redis.hgetall(tot_key).items():
             name, _, what = field.rpartition("\t")
             sums.setdefault(name, {})[what] = int(value)
         for name, got in sums.items():
-            if got.get("articles", 0) <= 0:
+            if max(got.get("articles", 0), got.get("click", 0), got.get("imp", 0)) <= 0:
                 continue  # every article moved elsewhere
             counts = {c: max(0, got.get("c:" + c, 0)) for c in choices}
-            rows.append({"section": name, **_row(choices, counts, got["articles"],
+            rows.append({"section": name, **_row(choices, counts, got.get("articles", 0),
                                                  got.get("click", 0), got.get("imp", 0),
                                                  recent.get(name, 0.0))})
     else:
@@ -530,7 +545,8 @@ def overview(
     trend = trend_inputs(store, now)
     choices = list(store.config["CHOICES"])
     rows = section_rows(store, window, now, trend)
-    if window is not None:
+    rolled = windows.serving(store, window, now) if window is not None else None
+    if window is not None and rolled is None:
         figures, _ = range_figures(store, window, trend)
         _with_meta(store, figures)
         figures.sort(key=SORTS["approval"])
@@ -541,18 +557,22 @@ def overview(
         listed_rows = sorted(figures, key=SORTS[sort])[:listed]
         moving = sorted(figures, key=SORTS["trending"])
     else:
-        key = store.keys.agg("rank:approval")
+        base = rolled or store.keys.agg_base
+        key = f"{base}:rank:approval"
         n_rated = int(store.redis.zcount(key, "-inf", 0))
         top_n, bottom_n = min(ends, (n_rated + 1) // 2), min(ends, n_rated // 2)
-        top = standing_figures(store, store.redis.zrange(key, 0, top_n - 1), trend) \
-            if top_n else []
+        top = standing_figures(
+            store, store.redis.zrange(key, 0, top_n - 1), trend, rolled) if top_n else []
         bottom = standing_figures(
-            store, store.redis.zrange(key, n_rated - bottom_n, n_rated - 1), trend
+            store, store.redis.zrange(key, n_rated - bottom_n, n_rated - 1), trend, rolled
         ) if bottom_n else []
-        listed_rows = ranked_page(store, sort, None, None, 0, listed, now)[1]
+        listed_rows = ranked_page(store, sort, None, window, 0, listed, now)[1]
         hot = sorted((a for a in trend if round(trend[a][0], 2) > 0),
                      key=lambda a: (*(-k for k in _trend_key(*trend[a])), a))
-        moving = standing_figures(store, hot[:ends], trend)
+        if rolled and hot:
+            present = store.redis.zmscore(f"{rolled}:ids", hot)
+            hot = [a for a, score in zip(hot, present, strict=True) if score is not None]
+        moving = standing_figures(store, hot[:ends], trend, rolled)
     return {
         "totals": site_totals(rows, choices),
         "ranked": listed_rows,
