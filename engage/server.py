@@ -294,7 +294,9 @@ def granian_app() -> Any:
     return BodyDeadline(app, BODY_TIMEOUT, int(app.config["MAX_CONTENT_LENGTH"]))
 
 
-def run_granian(bind: str, workers: int) -> None:
+def run_granian(bind: str, workers: int, target: str = "engage.server:granian_app") -> None:
+    """Serve the WSGI app that the factory `target` ("module:function") returns; the
+    benchmark passes another to measure its own view under the same settings."""
     from granian import Granian
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
@@ -307,7 +309,7 @@ def run_granian(bind: str, workers: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, limit), hard))
     host, _, port = bind.rpartition(":")
     Granian(
-        "engage.server:granian_app",
+        target,
         factory=True,
         interface=Interfaces.WSGI,
         address=host or "127.0.0.1",

@@ -7,11 +7,14 @@ is one of `UNAVAILABLE` (engage/errors.py answers both).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
+from cachetools import TTLCache
 from flask import Flask, current_app
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -34,26 +37,46 @@ UNAVAILABLE = (
 )
 
 
+# Anonymous count reads are answered from a per-process cache for at most this long, so
+# a process may show counts this much older than Redis (an HTTP cache may already keep
+# them CACHE_MAX_AGE). It is a speed trick that earns its place: without the Redis round
+# trip, bench/run.py --quick measured 1.1 to 1.8 times the anonymous reads per second and
+# 1.5 to 3 times the batches of 100 (bench/README.md, 2026-12-01).
+COUNTS_CACHE_SECONDS = 1.0
+COUNTS_CACHE_ARTICLES = 10_000
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 class Store:
-    """One pooled Redis client, the key builders, the registered scripts and the clock.
+    """One pooled Redis client, the key builders, the registered scripts, the clock and
+    the cache of anonymous counts.
 
     Whatever engage judges by its own time (a poll's `closes_at`, hour and day buckets,
     the address hash's day, stream trimming) comes from `now()`, so a test can hand in
     a clock it moves instead of waiting on the wall. Redis keeps its own time for TTLs.
+    How old a cached count is goes by `timer` (monotonic seconds: a wall clock set back
+    must not keep an entry), which a test can replace the same way.
     """
 
     def __init__(
-        self, client: Any, config: dict[str, Any], clock: Callable[[], datetime] = utc_now
+        self, client: Any, config: dict[str, Any], clock: Callable[[], datetime] = utc_now,
+        timer: Callable[[], float] = time.monotonic,
+        counts_cache_articles: int = COUNTS_CACHE_ARTICLES,
     ) -> None:
         self.redis = client
         self.config = config
         self.clock = clock
+        self.timer = timer
         self.keys = Keys(config["REDIS_PREFIX"])
         self.scripts = {name: client.register_script(src) for name, src in scripts.ALL.items()}
+        # article id -> its anonymous Reactions (store/reactions.py); a worker's threads
+        # share it, and cachetools' caches are not thread-safe.
+        self.counts_cache: TTLCache[str, Any] = TTLCache(
+            counts_cache_articles, COUNTS_CACHE_SECONDS, timer=lambda: self.timer())
+        self.counts_lock = threading.Lock()
 
     def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self.scripts[name](keys=keys, args=args)

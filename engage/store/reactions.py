@@ -48,7 +48,31 @@ def read_many(
     store: Store, article_ids: list[str], reader: str | None = None
 ) -> dict[str, Reactions | None]:
     """Counts (and the reader's votes) of many articles in one pipeline (split per node
-    on a cluster); None for an unknown article."""
+    on a cluster); None for an unknown article.
+
+    Anonymous counts come from the store's per-process cache when it has them (at most
+    COUNTS_CACHE_SECONDS old); a reader's read always goes to Redis, so it shows that
+    reader's own vote and the counts it moved. Unknown articles are not cached: one
+    created a moment later is found at once.
+    """
+    if reader is not None:
+        return _fetch(store, article_ids, reader)
+    with store.counts_lock:
+        cached = {aid: store.counts_cache.get(aid) for aid in article_ids}
+    missing = [aid for aid, found in cached.items() if found is None]
+    if not missing:
+        return cached
+    fetched = _fetch(store, missing, None)
+    with store.counts_lock:
+        for aid, found in fetched.items():
+            if found is not None:
+                store.counts_cache[aid] = found
+    return {aid: cached[aid] or fetched[aid] for aid in article_ids}
+
+
+def _fetch(
+    store: Store, article_ids: list[str], reader: str | None
+) -> dict[str, Reactions | None]:
     keys = store.keys
     step = 3 if reader else 2
     pipe = store.redis.pipeline(transaction=False)
@@ -92,6 +116,9 @@ def vote(
               store.config["THROTTLE_VOTES"], store.config["THROTTLE_WINDOW"],
               hour_ttl, day_ttl, store.min_event_id(now), article_id],
     )
+    with store.counts_lock:
+        # This process's next anonymous read shows the vote; others within the cache's age.
+        store.counts_cache.pop(article_id, None)
     result = scripts.raise_for_status(raw, _VOTE_REFUSALS)
     mine, mine_reason = _split_mine(result.values[0])
     counts = normalize_counts(store, result.values[1:])
