@@ -105,6 +105,8 @@ BUILDERS: dict[str, Builder] = {
     "claim_webhook_retries": lambda k, rng: [k.webhook_retry],
     "close_at_deadline": _poll_parts("events"),
     "aggregate": lambda k, rng: [k.agg("seen")],
+    "roll_window": lambda k, rng: [k.agg(f"w:{rng.choice(['24h', '7d', '30d'])}:meta")],
+    "file_window": lambda k, rng: [k.agg(f"w:{rng.choice(['24h', '7d', '30d'])}:pending")],
 }
 
 
@@ -147,5 +149,6 @@ def test_aggregate_keys_share_the_slot_of_their_declared_key() -> None:
                 k.agg(f"rank:approval:s:{section}"), k.agg(f"ids:s:{section}"),
                 k.agg(f"h:{k.hour_stamp(when)}:n:yes"), k.agg(f"d:{k.day_stamp(when)}:cast"),
                 k.agg("sectot"), k.agg("feed"), f"{k.agg_base}:n:{random_id(rng)}",
+                f"{k.agg_base}:w:7d:rank:votes:s:{section}", f"{k.agg_base}:w:30d:sectot",
             ]
             assert {key_slot(key.encode()) for key in built} == {home}, built
