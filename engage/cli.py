@@ -123,7 +123,10 @@ def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
     # ------------------------------------------------------------------------------------
     try:
         if dev:
-            app.run(host=host or "127.0.0.1", port=int(port), debug=True, use_reloader=False)
+            from engage.logs import AddresslessRequestHandler
+
+            app.run(host=host or "127.0.0.1", port=int(port), debug=True, use_reloader=False,
+                    request_handler=AddresslessRequestHandler)
         else:
             from engage.server import serve as run_server
 

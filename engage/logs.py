@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
+from werkzeug.serving import WSGIRequestHandler
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Short and plain so a hostile id cannot forge log lines or bloat them.
@@ -27,6 +28,14 @@ REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 logger = logging.getLogger("engage.request")
 _HANDLER_NAME = "engage.request.stderr"
+
+
+class AddresslessRequestHandler(WSGIRequestHandler):
+    """The development server's own request lines, without the client's address: engage
+    keeps no reader's address, in its logs either."""
+
+    def address_string(self) -> str:
+        return "-"
 
 
 class RequestFormatter(logging.Formatter):

@@ -466,3 +466,41 @@ def test_serve_demo_creates_a_missing_data_dir(own_redis: RedisServer) -> None:
         assert "Traceback" not in (base / "stderr").read_text()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_dev_server_logs_no_client_address() -> None:
+    """`engage serve --dev` runs werkzeug's server, which logs its own request lines;
+    they name no client address."""
+    data_dir = Path(tempfile.mkdtemp(dir="/tmp"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGE_")}
+    env.update(ENGAGE_DATA_DIR=str(data_dir), ENGAGE_SECRET_KEY=SECRET)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = subprocess.Popen(
+        [*engage_command(), "serve", "--dev", "--bind", f"127.0.0.1:{port}"],
+        env=env, cwd=data_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            assert process.poll() is None, process.communicate()
+            try:
+                status, _ = fetch(f"http://127.0.0.1:{port}/healthz")
+            except OSError:
+                time.sleep(0.1)
+        assert status == 200
+        assert fetch(f"http://127.0.0.1:{port}/api/v1/articles/nope/reactions")[0] == 404
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C, as a developer stops it
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+    logged = out + err
+    lines = [line for line in logged.splitlines() if "GET /api/v1/articles/nope" in line]
+    assert any(line.startswith("- - - [") for line in lines), lines  # werkzeug's own line
+    assert "127.0.0.1 - -" not in logged
+    assert not EmbeddedRedis(data_dir).is_running()
+    shutil.rmtree(data_dir, ignore_errors=True)
