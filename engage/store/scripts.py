@@ -493,13 +493,18 @@ local function rank_into(prefix, a, sec, counts)
   end
 end
 
--- A rolling window's counts are sorted sets (ZUNIONSTORE builds them).
-local function window_rank(wb, a, sec, choices)
+-- Rank an article from its counts under `prefix`: hashes all time (read with HGET), a
+-- rolling window's sorted sets (ZSCORE), as ZUNIONSTORE builds them.
+local function rank_from(prefix, read, a, sec, choices)
   local counts = {}
   for i, c in ipairs(choices) do
-    counts[i] = tonumber(redis.call('ZSCORE', wb .. ':n:' .. c, a) or '0')
+    counts[i] = tonumber(redis.call(read, prefix .. ':n:' .. c, a) or '0')
   end
-  rank_into(wb, a, sec, counts)
+  rank_into(prefix, a, sec, counts)
+end
+
+local function window_rank(wb, a, sec, choices)
+  rank_from(wb, 'ZSCORE', a, sec, choices)
 end
 
 -- File a member of a rolling window under its section's sets (`articles` counts them).
@@ -569,11 +574,7 @@ for name in string.gmatch(ARGV[7], '[^,]+') do
 end
 
 local function rank(a, sec)
-  local counts = {}
-  for i, c in ipairs(choices) do
-    counts[i] = tonumber(redis.call('HGET', T .. ':n:' .. c, a) or '0')
-  end
-  rank_into(T, a, sec, counts)
+  rank_from(T, 'HGET', a, sec, choices)
 end
 
 local function contribute(a, sec, sign)

@@ -242,13 +242,14 @@ def standing_figures(
     else:
         for field in [f"n:{c}" for c in choices] + ["click", "imp"]:
             pipe.zmscore(f"{window}:{field}", ids)
-    pipe.hmget(keys.agg("sec"), ids)
-    *per_choice, clicks, imps, filed = pipe.execute()
+        pipe.hmget(keys.agg("sec"), ids)  # the section a range summed from buckets shows
+    replies = pipe.execute()
+    filed = replies.pop() if window is not None else [None] * len(ids)
+    *per_choice, clicks, imps = replies
     out = []
     for index, (article_id, meta) in enumerate(zip(ids, _metas(store, ids), strict=True)):
         counts = {c: max(0, int(per_choice[i][index] or 0)) for i, c in enumerate(choices)}
-        if window is not None:  # as a range summed from the buckets files it
-            meta["section"] = meta.get("section") or filed[index]
+        meta["section"] = meta.get("section") or filed[index]
         out.append(_figure(store, article_id, meta, counts, int(clicks[index] or 0),
                            int(imps[index] or 0), trend.get(article_id, (0.0, 0.0))))
     return out
@@ -263,11 +264,14 @@ def _trending_ids(
     the rest tie and follow in id order, read from the lexical set, so the cost grows
     with the active articles and the page, not the archive.
     """
-    total = int(store.redis.zcard(ids_key))
     active = sorted(trend)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.zcard(ids_key)
     if active:
-        present = store.redis.zmscore(ids_key, active)
-        active = [a for a, score in zip(active, present, strict=True) if score is not None]
+        pipe.zmscore(ids_key, active)
+    total, *present = pipe.execute()
+    if active:
+        active = [a for a, score in zip(active, present[0], strict=True) if score is not None]
     keyed = {a: _trend_key(*trend[a]) for a in active}
     order = sorted(active, key=lambda a: (-keyed[a][0], -keyed[a][1], a))
     above = [a for a in order if keyed[a] > _IDLE_TREND]
@@ -403,11 +407,19 @@ def ranked_page(
     when one covers it (the dashboard's presets), else summed from the range's sets.
     """
     now = now or store.now()
-    rolled = None
-    if window is not None:
-        rolled = windows.serving(store, window, now)
-        if rolled is None:
-            return _range_page(store, sort, section, window, offset, limit, now)
+    if window is None:
+        return _ranked(store, sort, section, None, offset, limit, now)
+    rolled = windows.serving(store, window, now)
+    if rolled is None:
+        return _range_page(store, sort, section, window, offset, limit, now)
+    return _ranked(store, sort, section, rolled, offset, limit, now)
+
+
+def _ranked(
+    store: Store, sort: str, section: str | None, rolled: str | None, offset: int,
+    limit: int, now: datetime,
+) -> tuple[int, list[dict[str, Any]]]:
+    """A page of the ranking sets: all time, or the rolling window `rolled`."""
     base = rolled or store.keys.agg_base
 
     def scoped(name: str) -> str:
@@ -469,6 +481,14 @@ def section_rows(
     window covers reads that window's section sums.
     """
     now = now or store.now()
+    rolled = windows.serving(store, window, now) if window is not None else None
+    return _section_rows(store, window, rolled, now, trend)
+
+
+def _section_rows(
+    store: Store, window: Range | None, rolled: str | None, now: datetime,
+    trend: dict[str, tuple[float, float]] | None,
+) -> list[dict[str, Any]]:
     trend = trend_inputs(store, now) if trend is None else trend
     choices = list(store.config["CHOICES"])
     keys = store.keys
@@ -480,7 +500,6 @@ def section_rows(
             if sec is not None:
                 recent[sec] = recent.get(sec, 0.0) + round(trend[article_id][0], 2)
     rows = []
-    rolled = windows.serving(store, window, now) if window is not None else None
     if window is None or rolled:
         sums: dict[str, dict[str, int]] = {}
         tot_key = f"{rolled}:sectot" if rolled else keys.agg("sectot")
@@ -544,8 +563,8 @@ def overview(
     now = now or store.now()
     trend = trend_inputs(store, now)
     choices = list(store.config["CHOICES"])
-    rows = section_rows(store, window, now, trend)
     rolled = windows.serving(store, window, now) if window is not None else None
+    rows = _section_rows(store, window, rolled, now, trend)
     if window is not None and rolled is None:
         figures, _ = range_figures(store, window, trend)
         _with_meta(store, figures)
@@ -566,7 +585,7 @@ def overview(
         bottom = standing_figures(
             store, store.redis.zrange(key, n_rated - bottom_n, n_rated - 1), trend, rolled
         ) if bottom_n else []
-        listed_rows = ranked_page(store, sort, None, window, 0, listed, now)[1]
+        listed_rows = _ranked(store, sort, None, rolled, 0, listed, now)[1]
         hot = sorted((a for a in trend if round(trend[a][0], 2) > 0),
                      key=lambda a: (*(-k for k in _trend_key(*trend[a])), a))
         if rolled and hot:
