@@ -123,7 +123,13 @@ def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
     # ------------------------------------------------------------------------------------
     try:
         if dev:
+            import signal
+
             from engage.logs import AddresslessRequestHandler
+
+            # werkzeug's server stops on KeyboardInterrupt; a SIGTERM (a process manager,
+            # `kill`) must stop it the same way, so the finally below stops the Redis.
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
 
             app.run(host=host or "127.0.0.1", port=int(port), debug=True, use_reloader=False,
                     request_handler=AddresslessRequestHandler)
