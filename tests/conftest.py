@@ -18,6 +18,7 @@ from engage import create_app
 from engage.logs import RequestFormatter
 from engage.logs import logger as request_log
 from engage.store import get_store, tokens
+from tests import processes
 from tests.redis_server import RedisServer
 
 CLUSTER_RUN = os.environ.get("ENGAGE_TEST_REDIS") == "cluster"
@@ -39,6 +40,7 @@ SINGLE_REDIS_ONLY = {
     # Not the API suite: the command line, packaging, tooling and HTML forms over the
     # same store functions the API suite covers, and rules with no Redis at all.
     "test_cli.py": "the command line and the embedded Redis",
+    "test_embedded_data.py": "the embedded server's own data directories",
     "test_wheel.py": "builds and installs the package",
     "test_image.py": "the image's wheels, from the package index",
     "test_gunicorn_refusals.py": "gunicorn's own refusals, before any Redis",
@@ -51,6 +53,23 @@ SINGLE_REDIS_ONLY = {
     "test_docs.py": "the OpenAPI document; no Redis",
 }
 collect_ignore = list(SINGLE_REDIS_ONLY) if CLUSTER_RUN else []
+
+RUN_MARK = processes.mark_this_run()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run fails when a process it started (a server, `engage serve`, granian, a
+    worker) is still alive once every test and fixture has finished; it is then killed."""
+    left = processes.leftovers(RUN_MARK, os.getpid())
+    if not left:
+        return
+    processes.kill_all(RUN_MARK, os.getpid())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "processes left running by the tests (now killed)", red=True)
+        for line in left:
+            reporter.write_line(line)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
