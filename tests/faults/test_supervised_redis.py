@@ -32,7 +32,15 @@ import requests
 from engage.store import get_store
 from engage.store.embedded import EmbeddedRedis, _alive
 from tests.conftest import make_app
-from tests.faults import REPO, SECRET, Outcome, Recorder, mint_readers, reader_hash, wait_for
+from tests.faults import (
+    REPO,
+    SECRET,
+    Outcome,
+    Recorder,
+    mint_readers,
+    reader_hash,
+    wait_for,
+)
 from tests.redis_server import free_port, stop_embedded
 
 pytestmark = pytest.mark.slow
@@ -68,7 +76,6 @@ class Serve:
                                         stdout=log, stderr=log)
         wait_for(self.ready, timeout=40, interval=0.1)
         wait_for(lambda: len(self.workers()) == self.worker_count, timeout=20)
-        time.sleep(0.5)  # the last one's app is built
         return self
 
     def ready(self) -> bool:
@@ -172,23 +179,35 @@ def readers_for(serve: Serve, n: int) -> list[str]:
     return readers
 
 
+def served_since(recorder: Recorder, since: float) -> int:
+    return sum(1 for o in recorder.between(since, float("inf")) if o.status == 200)
+
+
 def test_a_worker_killed_under_load(serve: Serve) -> None:
+    """Every step waits for what it needs (a replacement worker, answers after it), never
+    for a fixed time, so a slow machine makes the test slower, not red."""
     redis_pid = serve.embedded.pid()
     assert redis_pid is not None
     traffic = Traffic(serve.url, readers_for(serve, 30_000))
-    kills: list[float] = []
+    kills: list[tuple[float, float]] = []  # (killed at, serving again at)
     with traffic.running():
-        time.sleep(1.0)
+        wait_for(lambda: min(served_since(traffic.reads, 0), served_since(traffic.votes, 0))
+                 > 20, timeout=60)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             before = serve.workers()
             assert len(before) == 2
             victim = before[0]
-            kills.append(time.monotonic())
+            killed_at = time.monotonic()
             os.kill(victim, sig)
             wait_for(lambda v=victim: v not in serve.workers() and len(serve.workers()) == 2,
-                     timeout=20, interval=0.05)
-            time.sleep(1.0)
-        time.sleep(1.0)
+                     timeout=30, interval=0.05)
+            replaced_at = time.monotonic()
+            # The other worker and the replacement go on serving reads and votes.
+            wait_for(lambda s=replaced_at: min(served_since(traffic.reads, s),
+                                               served_since(traffic.votes, s)) > 20, timeout=60)
+            kills.append((killed_at, time.monotonic()))
+        settled = kills[-1][1] + 1.0
+        wait_for(lambda: sum(1 for o in traffic.all() if o.started > settled) > 40, timeout=60)
     outcomes = traffic.all()
 
     # The embedded Redis never noticed: the same process, never restarted.
@@ -196,21 +215,21 @@ def test_a_worker_killed_under_load(serve: Serve) -> None:
     assert "started it again" not in serve.log()
     statuses = {o.status for o in outcomes}
     assert statuses <= {200, 0}, statuses  # no 503: storage stayed up
-    # SIGTERM lets the worker finish its requests. SIGKILL drops what it held (requests,
-    # kept-alive connections) and connections that raced its exit: only around the kill.
+    # Unanswered requests only while a worker goes and its replacement comes. SIGKILL
+    # drops what the worker held (requests, kept-alive connections). With SIGTERM the
+    # worker finishes its requests, but each worker listens on a socket of its own
+    # (SO_REUSEPORT), and connections the kernel had queued on the stopping worker's
+    # socket are reset when it closes: seen only under heavy load, and only then.
     dropped = [o for o in outcomes if o.status == 0]
-    assert all(kills[1] - 0.1 <= o.started <= kills[1] + 1.0 for o in dropped), dropped
-    for since in kills:
-        for recorder in (traffic.reads, traffic.votes):
-            served = [o for o in recorder.between(since, float("inf")) if o.status == 200]
-            assert len(served) > 20
-    tail = [o for o in outcomes if o.started > kills[1] + 2.0]
+    assert all(any(k - 0.1 <= o.started <= back for k, back in kills) for o in dropped), (
+        kills, [(o.started, o.elapsed) for o in dropped])
+    tail = [o for o in outcomes if o.started > settled]
     assert tail and all(o.status == 200 for o in tail)
     choices, voters, counted = stored_votes(serve, list(traffic.ledger))
     assert all(choices[token] == choice for token, (choice, _) in traffic.ledger.items())
     assert counted == voters
     print(f"requests {len(outcomes)}, votes acknowledged {len(traffic.ledger)}, "
-          f"dropped by SIGKILL {len(dropped)}")
+          f"dropped {len(dropped)}")
 
 
 def test_redis_killed_under_load_is_started_again(serve: Serve) -> None:
@@ -221,16 +240,24 @@ def test_redis_killed_under_load_is_started_again(serve: Serve) -> None:
     traffic = Traffic(serve.url, readers_for(serve, 30_000))
     probe = requests.Session()
     with traffic.running():
-        time.sleep(1.5)
+        wait_for(lambda: len(traffic.ledger) > 60, timeout=60)
+        # The AOF is flushed every second: what was acknowledged a second before the
+        # kill must survive it, so the kill comes a second after enough votes.
+        time.sleep(1.05)
         killed_at = time.monotonic()
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: serve.embedded.pid() not in (None, first)
                  and serve.embedded.is_running(), timeout=5)
-        back_at = time.monotonic()
+        # When the new server process began, on this test's clock: it cannot have
+        # answered before (the test's own polling may notice it later on a busy machine).
+        new_pid = serve.embedded.pid()
+        assert new_pid is not None
+        back_at = psutil.Process(new_pid).create_time() - (time.time() - time.monotonic())
         wait_for(lambda: probe.get(serve.url + "/readyz", timeout=2).status_code == 200,
                  timeout=5)
         answering_at = time.monotonic()
-        time.sleep(2.0)
+        wait_for(lambda: sum(1 for o in traffic.all() if o.started > answering_at + 1.0) > 40,
+                 timeout=60)
     outcomes = traffic.all()
 
     assert answering_at - killed_at < 5.0
@@ -250,7 +277,7 @@ def test_redis_killed_under_load_is_started_again(serve: Serve) -> None:
     # begun then may succeed: its retry finds the server started again. The margins
     # cover the signal's delivery and this test's polling for the new server.)
     down = [o for o in traffic.votes.between(killed_at + 0.05, back_at)
-            if o.started + o.elapsed < back_at - 0.05]
+            if o.started + o.elapsed < back_at]
     assert all(o.status == 503 for o in down), {o.status for o in down}
     after = [o for o in outcomes if o.started > answering_at + 1.0]
     assert len(after) > 20 and all(o.status == 200 for o in after)
