@@ -128,14 +128,6 @@ def test_scripts_reload_after_the_cluster_forgets_them(shared_app: Flask,
     assert owner.client().script_exists(sha) == [True]
 
 
-def test_scripts_are_never_pipelined_on_a_cluster(shared_app: Flask) -> None:
-    """redis-py refuses EVALSHA inside a cluster pipeline, so the store never does it."""
-    store = get_store_of(shared_app)
-    with pytest.raises(RedisClusterException):
-        store.scripts["set_links"](keys=["x", "x:links"], args=["[]"],
-                                   client=store.redis.pipeline())
-
-
 def _move_slot(local_cluster: LocalCluster, slot: int, finish: bool) -> tuple[Any, Any]:
     source = local_cluster.node_for_slot(slot)
     target = next(n for n in local_cluster.primaries() if n.port != source.port)
