@@ -10,7 +10,8 @@ README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 SERVE = "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/engage serve --demo"
-TEST = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
+TEST = ("python3 -m venv .venv && .venv/bin/pip install -c requirements/test.txt -e '.[test]' "
+        "&& .venv/bin/python -m pytest")
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
