@@ -49,6 +49,9 @@ class RedisServer:
             "--save", "",
             "--appendonly", "no",
             "--logfile", str(self.directory / "redis.log"),
+            # DEBUG DIGEST proves "nothing changed" in tests; from loopback only, and
+            # never in the embedded server engage runs.
+            "--enable-debug-command", "local",
             *self.extra,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
