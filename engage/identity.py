@@ -5,6 +5,10 @@ IPv6 /64 is one household, an IPv4 /32 one address, by default), then hashed und
 of the UTC day. The day's key is derived with the app secret from a random nonce that
 Redis keeps only until the day ends (plus a short grace): Redis alone cannot recompute
 a hash, and once the nonce is gone, neither can the secret.
+
+An address also counts in the wider networks around its group (`WIDER_NETWORKS`), each
+hashed the same way, so one network holding many groups (a /48 is 65,536 /64s) has a
+budget of its own (store/budgets.py).
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# The networks above an address's group with budgets of their own: (name, IP version,
+# prefix). Many providers hand one home a /56 and one site (or anyone, from a tunnel
+# broker) a /48; an IPv4 /24 is the smallest block routed on the internet, and behind
+# carrier NAT one holds many homes. Each budget is a setting named after the network
+# (THROTTLE_VOTES_V6_48, ...).
+WIDER_NETWORKS = (("v6_56", 6, 56), ("v6_48", 6, 48), ("v4_24", 4, 24))
 
 
 def parse_address(text: str) -> Address | None:
@@ -120,12 +131,36 @@ class Identity:
             return str(ipaddress.IPv4Network((int(ip), self.prefix_v4), strict=False))
         return str(ipaddress.IPv6Network((int(ip), self.prefix_v6), strict=False))
 
+    def wider_networks(self, address: str) -> dict[str, str]:
+        """Name -> network for each of WIDER_NETWORKS that holds the address's group and
+        more: none for a unix socket, nor for a network no wider than the group."""
+        ip = parse_address(address)
+        if ip is None:
+            return {}
+        group = self.prefix_v4 if ip.version == 4 else self.prefix_v6
+        return {
+            name: str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+            for name, version, prefix in WIDER_NETWORKS
+            if version == ip.version and prefix < group
+        }
+
     def day_key(self, day: str, nonce: bytes) -> bytes:
         """The day's hashing key: the nonce alone (all Redis holds) does not give it."""
         return hmac.new(self.address_secret, day.encode() + b":" + nonce, hashlib.sha256).digest()
 
     def address_hash(self, address: str, day: str, fetch_nonce: Callable[[str], bytes]) -> str:
         """Keyed hash of the address's group under the day's key."""
+        return self._hash(self.address_group(address), day, fetch_nonce)
+
+    def network_hashes(
+        self, address: str, day: str, fetch_nonce: Callable[[str], bytes]
+    ) -> dict[str, str]:
+        """Name -> keyed hash of each wider network of the address, as `address_hash`
+        hashes its group (a network's text names its prefix, so no two levels share one)."""
+        return {name: self._hash(network, day, fetch_nonce)
+                for name, network in self.wider_networks(address).items()}
+
+    def _hash(self, network: str, day: str, fetch_nonce: Callable[[str], bytes]) -> str:
         key = self._day_keys.get(day)
         if key is None:
             with self._lock:
@@ -133,8 +168,7 @@ class Identity:
                 if key is None:
                     key = self.day_key(day, fetch_nonce(day))
                     self._day_keys = {day: key}  # drop yesterday's key from memory too
-        group = self.address_group(address).encode()
-        digest = hashlib.blake2b(group, key=key, digest_size=9).digest()
+        digest = hashlib.blake2b(network.encode(), key=key, digest_size=9).digest()
         return base64.urlsafe_b64encode(digest).decode()
 
 
@@ -159,16 +193,32 @@ def current_reader(required: bool = True) -> str | None:
 def current_address_hash() -> str:
     """Keyed hash of the client's address group under today's key; the address is not
     kept. Every per-address limit (mint limit, vote and poll throttles) keys on it."""
-    if "address_hash" in g:
-        return g.address_hash
+    if "address_hash" not in g:
+        _hash_client_address()
+    address_hash: str = g.address_hash
+    return address_hash
+
+
+def current_network_hashes() -> dict[str, str]:
+    """Name -> keyed hash of each wider network the client's address is in (for an
+    IPv6 address its /56 and /48, for IPv4 its /24); the budgets above the group's."""
+    if "network_hashes" not in g:
+        _hash_client_address()
+    networks: dict[str, str] = g.network_hashes
+    return networks
+
+
+def _hash_client_address() -> None:
     store = get_store()
     identity = get_identity()
     day = store.keys.day_stamp(store.now())
     address = identity.client_address(request)
-    address_hash = g.address_hash = identity.address_hash(
-        address, day, lambda d: tokens.address_nonce(store, d)
-    )
-    return address_hash
+
+    def fetch(d: str) -> bytes:
+        return tokens.address_nonce(store, d)
+
+    g.address_hash = identity.address_hash(address, day, fetch)
+    g.network_hashes = identity.network_hashes(address, day, fetch)
 
 
 def bearer_token() -> str | None:

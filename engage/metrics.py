@@ -52,7 +52,8 @@ from prometheus_client.registry import Collector
 REJECT_REASONS = ("duplicate", "throttled", "closed", "invalid", "unknown", "unavailable")
 VOTE_KINDS = ("reaction", "poll")
 LINK_EVENT_NAMES = ("click", "impression")
-LINK_REFUSALS = ("click_duplicate", "click_bot", "click_prefetch", "impression_over_cap")
+LINK_REFUSALS = ("click_duplicate", "click_throttled", "click_bot", "click_prefetch",
+                 "impression_over_cap")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dead", "dropped")
 REDIS_ERROR_KINDS = ("connection", "timeout", "response", "other")

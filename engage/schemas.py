@@ -313,15 +313,20 @@ class SeriesQuerySchema(_RangeQuerySchema):
 
 class RefusedSchema(Schema):
     votes_throttled = fields.Integer(
-        required=True, metadata={"description": "Reactions over the per-address throttle."})
+        required=True,
+        metadata={"description": "Reactions over an address budget (group or network)."})
     votes_duplicate = fields.Integer(
         required=True, metadata={"description": "Reactions repeating the reader's choice."})
     poll_votes_throttled = fields.Integer(
-        required=True, metadata={"description": "Poll votes over the per-address throttle."})
+        required=True,
+        metadata={"description": "Poll votes over an address budget (group or network)."})
     poll_votes_duplicate = fields.Integer(
         required=True, metadata={"description": "Poll votes repeating the reader's vote."})
     clicks_duplicate = fields.Integer(
         required=True, metadata={"description": "Clicks repeated within the click window."})
+    clicks_throttled = fields.Integer(
+        required=True,
+        metadata={"description": "Clicks over a wider network's budget (/56, /48, /24)."})
     clicks_bot = fields.Integer(
         required=True, metadata={"description": "Link follows by non-human agents."})
     clicks_prefetch = fields.Integer(

@@ -293,7 +293,7 @@ def test_article_page_shows_refused_activity_per_hour(signed_in: FlaskClient, st
     assert len(rows) == 1  # only the hour in which something was refused
     assert re.findall(r'<td data-n="(\d+)">', table) == ["1", "4", "0"]
     assert "0 throttled · 1 repeated" in table
-    assert "2 repeated · 1 bots · 1 prefetches" in table
+    assert "2 repeated · 0 throttled · 1 bots · 1 prefetches" in table
 
 
 def test_live_json_reports_new_votes(

@@ -122,17 +122,19 @@ def vote_as(client: FlaskClient, peer: str, forwarded: str) -> int:
 
 def test_forwarded_for_only_from_trusted_peer(client: FlaskClient, article: str,
                                               store: Any) -> None:
-    # An untrusted peer cannot pick its bucket by sending a header: one bucket.
+    # An untrusted peer cannot pick its bucket by sending a header: one bucket (and its
+    # /24's, as every IPv4 address has).
     assert vote_as(client, "198.51.100.5", "203.0.113.1") == 200
     assert vote_as(client, "198.51.100.5", "203.0.113.2") == 200
-    assert len(throttle_keys(store)) == 1
-    # Through the trusted proxy, each forwarded client gets its own bucket.
+    assert len(throttle_keys(store)) == 2
+    # Through the trusted proxy, each forwarded client gets its own bucket; both share
+    # one /24.
     assert vote_as(client, "127.0.0.1", "203.0.113.1") == 200
     assert vote_as(client, "127.0.0.1", "203.0.113.2") == 200
-    assert len(throttle_keys(store)) == 3
+    assert len(throttle_keys(store)) == 5
     # A proxy chain: the last untrusted hop is the client, whatever the first hop claims.
     assert vote_as(client, "127.0.0.1", "10.9.9.9, 203.0.113.2, 127.0.0.1") == 200
-    assert len(throttle_keys(store)) == 3
+    assert len(throttle_keys(store)) == 5
     # The untrusted peer's bucket is full now (3 votes) even with a fresh forwarded value.
     assert vote_as(client, "198.51.100.5", "203.0.113.3") == 200
     assert vote_as(client, "198.51.100.5", "203.0.113.4") == 429
@@ -159,8 +161,9 @@ def test_address_key_rotates_by_day(app: Flask, client: FlaskClient, article: st
     assert vote_as(client, "127.0.0.1", V4) == 200
     clock.advance(120)
     assert vote_as(client, "127.0.0.1", V4) == 200
-    # Same address, two days: two unrelated buckets and two keys, each expiring.
-    assert len(throttle_keys(store)) == 2
+    # Same address, two days: two unrelated buckets (the address's and its /24's, each
+    # day) and two keys, each expiring.
+    assert len(throttle_keys(store)) == 4
     for day in ("20260301", "20260302"):
         key = store.keys.addrnonce(day)
         assert 0 < store.redis.ttl(key) <= 2 * 86400
@@ -197,8 +200,9 @@ def key_candidates(blob: bytes) -> set[bytes]:
 
 def hashes_of(address: str, key: bytes) -> set[str]:
     ip = ipaddress.ip_address(address)
-    inputs = {address, str(ip), ip.exploded, str(ipaddress.ip_network(f"{ip}/64", strict=False))
-              if ip.version == 6 else f"{ip}/32"}
+    prefixes = (64, 56, 48) if ip.version == 6 else (32, 24)
+    inputs = {address, str(ip), ip.exploded,
+              *(str(ipaddress.ip_network(f"{ip}/{n}", strict=False)) for n in prefixes)}
     out = set()
     for text in inputs:
         for digest in (hashlib.blake2b(text.encode(), key=key, digest_size=9).digest(),
@@ -251,6 +255,10 @@ def test_redis_alone_cannot_match_hashes_to_addresses(short_dir: Path) -> None:
         identity = get_identity()
         assert identity.address_hash(known[0], day, lambda d: tokens.address_nonce(store, d)) \
             in stored
+        for address in (known[0], known[-1]):  # the /24's, the /56's and the /48's too
+            networks = identity.network_hashes(address, day,
+                                               lambda d: tokens.address_nonce(store, d))
+            assert networks and set(networks.values()) <= stored
     # The thief, holding every key and value (and engage's code, but not the secret), does not.
     for blob in blobs:
         for key in key_candidates(blob):
@@ -258,6 +266,8 @@ def test_redis_alone_cannot_match_hashes_to_addresses(short_dir: Path) -> None:
             for address in known:
                 assert not hashes_of(address, key) & stored, (address, blob[:40])
                 assert thief.address_hash(address, day, lambda d, k=key: k) not in stored
+                assert not set(thief.network_hashes(address, day,
+                                                    lambda d, k=key: k).values()) & stored
 
     embedded.stop()
     with app.app_context():

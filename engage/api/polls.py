@@ -19,6 +19,7 @@ from engage.formulas import percentages
 from engage.identity import (
     bearer_token,
     current_address_hash,
+    current_network_hashes,
     current_reader,
     current_staff,
     require_role,
@@ -199,7 +200,8 @@ class MyPollVote(MethodView):
 def _vote(poll_id: str, options: list[str] | None) -> Response:
     reader = current_reader()
     assert reader is not None
-    poll, changed = polls.vote(get_store(), poll_id, reader, current_address_hash(), options)
+    poll, changed = polls.vote(get_store(), poll_id, reader, current_address_hash(), options,
+                               networks=current_network_hashes())
     metrics.vote_outcome("poll", changed)  # refusals are counted from their status
     return _reply(poll_body(poll), personal=True)
 

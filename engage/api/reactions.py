@@ -11,7 +11,7 @@ from engage import errors, metrics, schemas
 from engage.api import Blueprint
 from engage.api.caching import cacheable, private
 from engage.api.spec import READER, READER_OPTIONAL
-from engage.identity import current_address_hash, current_reader
+from engage.identity import current_address_hash, current_network_hashes, current_reader
 from engage.store import get_store, reactions
 from engage.store.reactions import Reactions
 
@@ -72,7 +72,8 @@ class MyReaction(MethodView):
         reader = current_reader()
         assert reader is not None
         result, changed = reactions.vote(
-            get_store(), article_id, reader, current_address_hash(), choice, reason
+            get_store(), article_id, reader, current_address_hash(), choice, reason,
+            networks=current_network_hashes(),
         )
         metrics.vote_outcome("reaction", changed)  # refusals are counted from their status
         return private(_body(article_id, result))

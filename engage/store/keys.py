@@ -15,19 +15,19 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:a:{A}:counts               | hash   | with the article        | choice -> current number of readers holding it |
 | P:a:{A}:reasons              | hash   | with the article        | reason -> current number of "no" votes giving it |
 | P:a:{A}:voters               | hash   | with the article        | reader hash -> "choice" or "choice|reason" (the one-vote key) |
-| P:a:{A}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes from one address in the window   |
+| P:a:{A}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes in the window from one address group, or one wider network (IPv6 /56, /48, IPv4 /24; store/budgets.py) |
 | P:a:{A}:events               | stream | entries trimmed after EVENT_RETENTION_DAYS (MINID) | every accepted change on the article |
 | P:a:{A}:h:<YYYYMMDDHH>       | hash   | HOUR_BUCKET_DAYS days   | stats counters of that UTC hour (see below)   |
 | P:a:{A}:d:<YYYYMMDD>         | hash   | DAY_BUCKET_DAYS days    | stats counters of that UTC day                 |
 | P:a:{A}:links                | string | with the article        | JSON list of curated links [{id,title,url}]   |
 | P:a:{A}:linkstats            | hash   | with the article        | "<link id>:clicks" / "<link id>:imps" -> n     |
 | P:a:{A}:polls                | zset   | with the article        | poll id -> created (epoch s)                   |
-| P:a:{A}:clk:<addr hash>:<L>  | string | CLICK_WINDOW seconds    | a click on link L from this address group was counted |
+| P:a:{A}:clk:<addr hash>:<L>  | string | CLICK_WINDOW seconds    | clicks on link L counted from this address group (1 at most) or wider network |
 | P:a:{A}:imps:<addr hash>     | hash   | CLICK_WINDOW seconds from the first | link id -> impressions from this address group |
 | P:p:{Q}                      | hash   | until the poll is deleted | question, options (JSON), article, multiple, max_choices, closes_at, results, status, ... |
 | P:p:{Q}:counts               | hash   | with the poll           | option id -> votes; "_voters" -> distinct voters |
 | P:p:{Q}:voters               | hash   | with the poll           | reader hash -> comma-joined option ids         |
-| P:p:{Q}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes from one address in the window   |
+| P:p:{Q}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes in the window from one address group or wider network |
 | P:p:{Q}:events               | stream | as article events       | every accepted poll vote and state change      |
 | P:p:{Q}:h:<YYYYMMDDHH> / :d: | hash   | as article buckets      | poll vote counters per bucket: `votes` (votes and changes), `+<option id>`, `-<option id>` |
 | P:articles                   | zset   | forever                 | article id -> published_at (epoch s)           |

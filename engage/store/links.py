@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engage.formulas import wilson_lower
-from engage.store import Store, articles, reactions, scripts
+from engage.store import Store, articles, budgets, reactions, scripts
 from engage.store.exceptions import UnknownArticle
 from engage.store.scripts import Status
 
@@ -160,13 +160,18 @@ NOT_HUMAN = "bot"
 PREFETCH = "prefetch"
 
 
-def click(store: Store, link_id_: str, address: str, refused: str | None = None) -> Click | None:
+def click(
+    store: Store, link_id_: str, address: str, refused: str | None = None,
+    networks: budgets.Networks = budgets.NO_NETWORKS,
+) -> Click | None:
     """Resolve a link and count one click from `address` (a hashed address group), or
     None for an unknown link.
 
-    A click is counted at most once per address group per link per CLICK_WINDOW;
-    `refused` ("bot" or "prefetch") says it must not count at all. Either way a click
-    not counted is tallied as refused in the article's buckets, in the same script.
+    A click is counted at most once per address group per link per CLICK_WINDOW, and
+    up to each wider network's budget (`networks`, store/budgets.py): "duplicate" and
+    "throttled" when not; `refused` ("bot" or "prefetch") says it must not count at all.
+    Either way a click not counted is tallied as refused in the article's buckets, in
+    the same script.
     """
     article_id = article_of(store, link_id_)
     if article_id is None:
@@ -184,9 +189,12 @@ def click(store: Store, link_id_: str, address: str, refused: str | None = None)
             keys.day_bucket(owner, now),
             keys.article_events(article_id),
             keys.article_click_seen(article_id, address, link_id_),
+            *(keys.article_click_seen(article_id, network, link_id_)
+              for network in networks.values()),
         ],
         args=[link_id_, refused or "", hour_ttl, day_ttl, store.min_event_id(now),
-              article_id, int(store.config["CLICK_WINDOW"])],
+              article_id, int(store.config["CLICK_WINDOW"]),
+              budgets.click_limits(store.config, networks)],
     )
     result = scripts.parse(raw)
     if result.status == Status.UNKNOWN:

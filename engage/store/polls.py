@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engage.store import Store, scripts
+from engage.store import Store, budgets, scripts
 from engage.store.exceptions import (
     ClosesAtPassed,
     IdTaken,
@@ -321,8 +321,10 @@ def vote(
     address: str,
     options: Iterable[str] | None,
     now: datetime | None = None,
+    networks: budgets.Networks = budgets.NO_NETWORKS,
 ) -> tuple[Poll, bool]:
-    """Cast, change or withdraw (options None or empty) a reader's vote.
+    """Cast, change or withdraw (options None or empty) a reader's vote, spending from
+    the budgets of the address group `address` and its wider `networks` (store/budgets.py).
 
     Returns the poll with this reader's vote and whether anything changed. Raises
     UnknownPoll, PollClosed, InvalidOptions (unknown option, several on a single-choice
@@ -346,12 +348,13 @@ def vote(
             keys.poll_events(poll_id),
             keys.hour_bucket(owner, now),
             keys.day_bucket(owner, now),
+            *(keys.poll_throttle(poll_id, network) for network in networks.values()),
         ],
         args=[
             reader,
             ",".join(chosen),
             epoch_ms(now),
-            store.config["THROTTLE_VOTES"],
+            budgets.vote_limits(store.config, networks),
             store.config["THROTTLE_WINDOW"],
             hour_ttl,
             day_ttl,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engage.store import Store, scripts
+from engage.store import Store, budgets, scripts
 from engage.store.exceptions import Throttled, UnknownArticle
 from engage.store.keys import Keys
 from engage.store.scripts import Status
@@ -101,9 +101,12 @@ def vote(
     address: str,
     choice: str | None,
     reason: str | None = None,
+    networks: budgets.Networks = budgets.NO_NETWORKS,
 ) -> tuple[Reactions, bool]:
     """Cast, move or withdraw (choice None) a reader's vote: one script, one round trip.
 
+    `address` is the hash of the client's address group and `networks` those of its
+    wider networks (store/budgets.py): a vote spends from each of their budgets.
     Returns the new counts and whether anything changed. Raises UnknownArticle or
     Throttled. Repeating a call is a no-op, so a retried request cannot double-count.
     """
@@ -111,9 +114,9 @@ def vote(
     hour_ttl, day_ttl = store.bucket_ttls()
     raw = store.run(
         "vote_reaction",
-        keys=vote_keys(store.keys, article_id, address, now),
+        keys=vote_keys(store.keys, article_id, address, now, networks),
         args=[reader, choice or "", (reason or "") if choice else "",
-              store.config["THROTTLE_VOTES"], store.config["THROTTLE_WINDOW"],
+              budgets.vote_limits(store.config, networks), store.config["THROTTLE_WINDOW"],
               hour_ttl, day_ttl, store.min_event_id(now), article_id],
     )
     with store.counts_lock:
@@ -125,7 +128,10 @@ def vote(
     return Reactions(counts, mine, mine_reason), result.status == Status.CHANGED
 
 
-def vote_keys(keys: Keys, article_id: str, address: str, now: datetime) -> list[str]:
+def vote_keys(
+    keys: Keys, article_id: str, address: str, now: datetime,
+    networks: budgets.Networks = budgets.NO_NETWORKS,
+) -> list[str]:
     """KEYS of `vote_reaction`."""
     owner = keys.article(article_id)
     return [
@@ -137,6 +143,7 @@ def vote_keys(keys: Keys, article_id: str, address: str, now: datetime) -> list[
         keys.article_events(article_id),
         keys.hour_bucket(owner, now),
         keys.day_bucket(owner, now),
+        *(keys.article_throttle(article_id, network) for network in networks.values()),
     ]
 
 

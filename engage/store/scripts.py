@@ -22,7 +22,7 @@ class Status(IntEnum):
     CHANGED = 1
     UNCHANGED = 0
     UNKNOWN = -1  # the article or poll does not exist
-    THROTTLED = -2  # {THROTTLED, seconds left}: the address used up its window
+    THROTTLED = -2  # {THROTTLED, seconds left}: the address or its network used up a budget
     CLOSED = -3  # the poll is closed
     INVALID = -4  # {INVALID, 'unknown'|'single'|'max'}: options the poll does not take
     TAKEN = -5  # the poll id is in use
@@ -59,15 +59,36 @@ def raise_for_status(raw: list[Any], refusals: Refusals) -> ScriptResult:
 
 # Shared Lua helpers, prepended to scripts that need them.
 _LUA_THROTTLE = """
-local function throttle(key, limit, window)
-  local used = tonumber(redis.call('GET', key) or '0')
-  if used >= limit then
-    local ttl = redis.call('TTL', key)
-    if ttl < 1 then ttl = window end
-    return ttl
+-- An address's budgets as {key, limit}: KEYS[own] (its group's), then KEYS[wide..] (each
+-- wider network's, store/budgets.py), with their limits comma-joined in that order.
+local function budgets(own, wide, limits)
+  local keys = {KEYS[own]}
+  for i = wide, #KEYS do keys[#keys + 1] = KEYS[i] end
+  local out, n = {}, 0
+  for limit in string.gmatch(limits, '[^,]+') do
+    n = n + 1
+    out[n] = {keys[n], tonumber(limit)}
   end
-  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, window) end
-  return 0
+  return out
+end
+-- Spend one from every budget, or from none when one is used up: a refused request
+-- costs nobody's budget. Returns 0, or the seconds until every used-up budget frees
+-- and the position of the first used up (1: the address group's own).
+local function spend(list, window)
+  local wait, first = 0, 0
+  for i, b in ipairs(list) do
+    if tonumber(redis.call('GET', b[1]) or '0') >= b[2] then
+      local ttl = redis.call('TTL', b[1])
+      if ttl < 1 then ttl = window end
+      if ttl > wait then wait = ttl end
+      if first == 0 then first = i end
+    end
+  end
+  if wait > 0 then return wait, first end
+  for _, b in ipairs(list) do
+    if redis.call('INCR', b[1]) == 1 then redis.call('EXPIRE', b[1], window) end
+  end
+  return 0, 0
 end
 -- The hour bucket's stamp (YYYYMMDDHH) rides on each event, so aggregates kept from the
 -- streams land in the same buckets as the article's own, whatever the clock.
@@ -85,10 +106,12 @@ end
 VOTE_REACTION = _LUA_STATUSES + _LUA_THROTTLE + """
 -- Cast, change or withdraw one reader's reaction on one article.
 -- KEYS[1] article hash (must exist)    KEYS[2] counts hash    KEYS[3] reasons hash
--- KEYS[4] voters hash                  KEYS[5] throttle string (this address)
+-- KEYS[4] voters hash                  KEYS[5] throttle string (this address group)
 -- KEYS[6] events stream                KEYS[7] hour bucket    KEYS[8] day bucket
+-- KEYS[9..] throttle strings of the address's wider networks (none or more)
 -- ARGV[1] reader hash   ARGV[2] choice ('' withdraws)   ARGV[3] reason ('' none)
--- ARGV[4] throttle limit   ARGV[5] throttle window (s)
+-- ARGV[4] throttle limits, comma-joined: KEYS[5]'s, then KEYS[9..]'s
+-- ARGV[5] throttle window (s)
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] article id
 -- Returns {CHANGED or UNCHANGED, mine, counts...}, or {UNKNOWN} or {THROTTLED, retry_after}.
@@ -106,7 +129,7 @@ if old == new then
   if new then bump(KEYS[7], KEYS[8], 'refused:votes_duplicate', hour_ttl, day_ttl) end
   return {UNCHANGED, old or '', unpack(redis.call('HGETALL', KEYS[2]))}
 end
-local wait = throttle(KEYS[5], tonumber(ARGV[4]), tonumber(ARGV[5]))
+local wait = spend(budgets(5, 9, ARGV[4]), tonumber(ARGV[5]))
 if wait > 0 then
   bump(KEYS[7], KEYS[8], 'refused:votes_throttled', hour_ttl, day_ttl)
   return {THROTTLED, wait}
@@ -181,20 +204,24 @@ end
 
 CLICK_LINK = _LUA_STATUSES + _LUA_THROTTLE + _LUA_FIND_LINK + """
 -- Resolve a link id to its stored URL and count one click, at most one per address
--- group per link per window; a click not counted is counted as refused, and why.
+-- group per link per window and a budget per wider network; a click not counted is
+-- counted as refused, and why.
 -- KEYS[1] links string   KEYS[2] linkstats hash   KEYS[3] hour bucket
--- KEYS[4] day bucket     KEYS[5] events stream    KEYS[6] dedupe string (address, link)
+-- KEYS[4] day bucket     KEYS[5] events stream    KEYS[6] clicks string (group, link)
+-- KEYS[7..] clicks strings of the address's wider networks on the link (none or more)
 -- ARGV[1] link id   ARGV[2] '' to count it, else why not ('bot' | 'prefetch')
 -- ARGV[3] hour bucket ttl (s)   ARGV[4] day bucket ttl (s)
 -- ARGV[5] oldest event id to keep (ms)   ARGV[6] article id   ARGV[7] window (s)
+-- ARGV[8] click limits, comma-joined: KEYS[6]'s (1), then KEYS[7..]'s
 -- Returns {CHANGED, url} for a counted click, {UNCHANGED, url, why} for one not counted,
 -- or {UNKNOWN} when the article no longer has this link.
 local url = find_link(KEYS[1], ARGV[1])
 if not url then return {UNKNOWN} end
 local hour_ttl, day_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local why = ARGV[2]
-if why == '' and not redis.call('SET', KEYS[6], '1', 'NX', 'EX', tonumber(ARGV[7])) then
-  why = 'duplicate'
+if why == '' then
+  local wait, first = spend(budgets(6, 7, ARGV[8]), tonumber(ARGV[7]))
+  if first == 1 then why = 'duplicate' elseif wait > 0 then why = 'throttled' end
 end
 if why ~= '' then
   bump(KEYS[3], KEYS[4], 'refused:clicks_' .. why, hour_ttl, day_ttl)
@@ -281,10 +308,12 @@ return {CHANGED}
 VOTE_POLL = _LUA_STATUSES + _LUA_THROTTLE + _LUA_SPLIT + """
 -- Cast, change or withdraw one reader's vote in one poll.
 -- KEYS[1] poll hash (must exist)   KEYS[2] counts hash   KEYS[3] voters hash
--- KEYS[4] throttle string (this address)   KEYS[5] events stream
+-- KEYS[4] throttle string (this address group)   KEYS[5] events stream
 -- KEYS[6] hour bucket   KEYS[7] day bucket
+-- KEYS[8..] throttle strings of the address's wider networks (none or more)
 -- ARGV[1] reader hash   ARGV[2] option ids, comma-joined in option order ('' withdraws)
--- ARGV[3] now (epoch ms)   ARGV[4] throttle limit   ARGV[5] throttle window (s)
+-- ARGV[3] now (epoch ms)   ARGV[4] throttle limits, comma-joined: KEYS[4]'s, then
+-- KEYS[8..]'s   ARGV[5] throttle window (s)
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] poll id
 -- Returns {CHANGED or UNCHANGED, mine, n, <n counts items>, <poll hash items>}, or
@@ -319,7 +348,7 @@ if old == new then
   if new ~= '' then bump(KEYS[6], KEYS[7], 'refused:poll_votes_duplicate', hour_ttl, day_ttl) end
   return reply(UNCHANGED, old)
 end
-local wait = throttle(KEYS[4], tonumber(ARGV[4]), tonumber(ARGV[5]))
+local wait = spend(budgets(4, 8, ARGV[4]), tonumber(ARGV[5]))
 if wait > 0 then
   bump(KEYS[6], KEYS[7], 'refused:poll_votes_throttled', hour_ttl, day_ttl)
   return {THROTTLED, wait}

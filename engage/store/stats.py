@@ -31,11 +31,14 @@ from engage.timerange import HOUR, Range, floor
 
 TRENDING_BASELINE_HOURS = 24
 # Activity refused for an article, as its buckets count it (`refused:<name>`): reaction
-# votes throttled or repeating the reader's choice, the same for the article's polls
-# (in the polls' buckets), clicks not counted and impressions over the cap.
+# votes over an address budget (the group's or a wider network's) or repeating the
+# reader's choice, the same for the article's polls (in the polls' buckets), clicks not
+# counted (repeated from one group, over a network's budget, bots, prefetches) and
+# impressions over the cap.
 REFUSED = (
     "votes_throttled", "votes_duplicate", "poll_votes_throttled", "poll_votes_duplicate",
-    "clicks_duplicate", "clicks_bot", "clicks_prefetch", "impressions_over_cap",
+    "clicks_duplicate", "clicks_throttled", "clicks_bot", "clicks_prefetch",
+    "impressions_over_cap",
 )
 
 

@@ -201,12 +201,14 @@ def refused_rows(points: list[dict[str, Any]], bucket: str) -> list[dict[str, An
             continue
         throttled = r["votes_throttled"] + r["poll_votes_throttled"]
         repeated = r["votes_duplicate"] + r["poll_votes_duplicate"]
-        clicks = r["clicks_duplicate"] + r["clicks_bot"] + r["clicks_prefetch"]
+        clicks = (r["clicks_duplicate"] + r["clicks_throttled"] + r["clicks_bot"]
+                  + r["clicks_prefetch"])
         start = datetime.fromisoformat(point["start"].replace("Z", "+00:00"))
         rows.append({
             "label": start.strftime(label),
             "votes": throttled + repeated, "throttled": throttled, "repeated": repeated,
             "clicks": clicks, "clicks_duplicate": r["clicks_duplicate"],
+            "clicks_throttled": r["clicks_throttled"],
             "clicks_bot": r["clicks_bot"], "clicks_prefetch": r["clicks_prefetch"],
             "impressions_over_cap": r["impressions_over_cap"],
         })

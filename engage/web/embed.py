@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
 from engage import errors, metrics, schemas, seeds
-from engage.identity import current_address_hash
+from engage.identity import current_address_hash, current_network_hashes
 from engage.store import articles, get_store, links
 from engage.web import agents
 
@@ -122,7 +122,8 @@ def redirect_link(link_id: str) -> Response:
     if not schemas.ID_RE.fullmatch(link_id):
         raise errors.NotFound("No such link.")
     refused = agents.why_not_counted(request.method, request.headers)
-    found = links.click(get_store(), link_id, current_address_hash(), refused)
+    found = links.click(get_store(), link_id, current_address_hash(), refused,
+                        networks=current_network_hashes())
     if found is None:
         raise errors.NotFound("No such link.")
     if found.refused is None:

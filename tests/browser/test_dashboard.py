@@ -294,7 +294,7 @@ def test_article_page_shows_refused_activity(desk: Any, dash_server: LiveServer)
     assert cells == [str(n) for n in (
         r["votes_throttled"] + r["poll_votes_throttled"] + r["votes_duplicate"]
         + r["poll_votes_duplicate"],
-        r["clicks_duplicate"] + r["clicks_bot"] + r["clicks_prefetch"],
+        r["clicks_duplicate"] + r["clicks_throttled"] + r["clicks_bot"] + r["clicks_prefetch"],
         r["impressions_over_cap"])]
     page.locator("#refused").scroll_into_view_if_needed()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
