@@ -22,7 +22,7 @@ from flask.testing import FlaskClient
 
 from engage.identity import Identity, get_identity
 from engage.store import get_store, tokens
-from engage.store.embedded import EmbeddedRedis
+from engage.store.embedded import AOF_DIR, EmbeddedRedis
 from tests.conftest import ARTICLE, Clock, make_app
 from tests.test_articles import assert_error
 
@@ -272,6 +272,10 @@ def test_redis_alone_cannot_match_hashes_to_addresses(short_dir: Path) -> None:
     embedded.stop()
     with app.app_context():
         get_store().close()
-    for name in ("engage.aof", "engage.rdb", "redis.log"):
-        mode = stat.S_IMODE((short_dir / name).stat().st_mode)
-        assert mode == 0o600, (name, oct(mode))
+    aof = short_dir / AOF_DIR
+    assert stat.S_IMODE(aof.stat().st_mode) == 0o700
+    written = [*aof.iterdir(), short_dir / "engage.rdb", short_dir / "redis.log"]
+    assert any(path.name.endswith(".incr.aof") for path in written)
+    for path in written:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o600, (path.name, oct(mode))
