@@ -58,19 +58,18 @@ class Front:
     """The shipped nginx.conf in front of `upstream_port`, as a non-daemon nginx."""
 
     def __init__(self, upstream_port: int, log: Path) -> None:
+        text = NGINX_CONF.read_text()
+        changes = ("listen 8080;", "server engage:8000;", "/var/cache/nginx/")
+        assert all(old in text for old in changes)
         # Not under pytest's temporary directory: nginx's workers drop root for
         # `nobody`, who must reach the cache through every parent directory.
         self.root = Path(tempfile.mkdtemp(prefix="engage-nginx-"))
         self.root.chmod(0o755)
         self.port = free_port()
         self.log = log
-        text = NGINX_CONF.read_text()
-        for old, new in (
-            ("listen 8080;", f"listen 127.0.0.1:{self.port};"),
-            ("server engage:8000;", f"server 127.0.0.1:{upstream_port};"),
-            ("/var/cache/nginx/", f"{self.root}/"),
-        ):
-            assert old in text, old
+        for old, new in zip(changes, (f"listen 127.0.0.1:{self.port};",
+                                      f"server 127.0.0.1:{upstream_port};",
+                                      f"{self.root}/"), strict=True):
             text = text.replace(old, new)
         config = self.root / "nginx.conf"
         config.write_text(text)
