@@ -10,6 +10,7 @@ answers every dashboard query with data.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -264,8 +265,8 @@ def test_stack_answers_at_the_prometheus_paths(stack: Stack) -> None:
 def test_compose_services_and_redis_durability() -> None:
     data = compose()
     services = data["services"]
-    assert set(services) >= {"engage", "worker", "redis", "prometheus", "alertmanager",
-                             "grafana"}
+    assert set(services) >= {"nginx", "engage", "worker", "redis", "prometheus",
+                             "alertmanager", "grafana"}
     redis_command = " ".join(services["redis"]["command"])
     assert "--appendonly yes" in redis_command
     assert "--appendfsync everysec" in redis_command
@@ -286,6 +287,32 @@ def test_compose_services_and_redis_durability() -> None:
                 assert (ROOT / source).exists(), source
     with pytest.raises(AssertionError, match="ENGAGE_SECRET_KEY"):
         resolve(services["engage"]["environment"]["ENGAGE_SECRET_KEY"], {})
+
+
+def test_compose_puts_nginx_in_front_of_engage() -> None:
+    """Readers reach engage only through nginx, which runs deploy/nginx/nginx.conf (that
+    file is exercised under a real nginx by tests/test_nginx.py), and engage believes
+    X-Forwarded-For from nginx's fixed address alone."""
+    data = compose()
+    services = data["services"]
+    nginx, engage = services["nginx"], services["engage"]
+    conf = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    assert nginx["volumes"] == ["./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro"]
+    (listen,) = re.findall(r"^\s*listen (\d+);", conf, re.M)
+    assert nginx["ports"] == [f"8000:{listen}"]
+    assert "ports" not in engage
+    bind_port = engage["environment"]["ENGAGE_BIND"].rsplit(":", 1)[1]
+    assert re.findall(r"^\s*server ([\w.:]+);", conf, re.M) == [f"engage:{bind_port}"]
+    (network,) = data["networks"]["front"]["ipam"]["config"]
+    subnet = ipaddress.ip_network(network["subnet"])
+    proxy = ipaddress.ip_address(nginx["networks"]["front"]["ipv4_address"])
+    upstream = ipaddress.ip_address(engage["networks"]["front"]["ipv4_address"])
+    assert proxy in subnet and upstream in subnet and proxy != upstream
+    assert set(nginx["networks"]) == {"front"}
+    assert set(engage["networks"]) == {"default", "front"}  # Redis, Prometheus; nginx
+    assert engage["environment"]["ENGAGE_TRUSTED_PROXIES"] == f"{proxy}/32"
+    assert nginx["depends_on"]["engage"]["condition"] == "service_healthy"
+    assert f"http://127.0.0.1:{listen}/healthz" in nginx["healthcheck"]["test"]
 
 
 def test_compose_builds_one_image_and_keeps_the_consoles_local() -> None:
