@@ -19,6 +19,7 @@ from engage.logs import RequestFormatter
 from engage.logs import logger as request_log
 from engage.store import get_store, tokens
 from tests import processes
+from tests.desk import Desk
 from tests.redis_server import RedisServer
 
 CLUSTER_RUN = os.environ.get("ENGAGE_TEST_REDIS") == "cluster"
@@ -178,6 +179,18 @@ def editor_token(store: Any) -> str:
 @pytest.fixture
 def admin_token(store: Any) -> str:
     return tokens.create(store, "admin", "test admin")[0]
+
+
+@pytest.fixture
+def desk(client: FlaskClient, editor_token: str) -> Desk:
+    """The dashboard, signed in as an editor, on the `client` fixture's cookies."""
+    return Desk(client, editor_token)
+
+
+@pytest.fixture
+def admin_desk(app: Flask, admin_token: str) -> Desk:
+    """The dashboard, signed in as an admin, on a client of its own."""
+    return Desk(app.test_client(), admin_token)
 
 
 @pytest.fixture
