@@ -47,6 +47,7 @@ SINGLE_REDIS_ONLY = {
     "test_gunicorn_refusals.py": "gunicorn's own refusals, before any Redis",
     "test_generated_client.py": "a generated client; the API suite covers the calls",
     "test_editor.py": "dashboard forms over the store functions the API suite covers",
+    "test_form_fuzz.py": "thousands of dashboard form posts; the forms' store is the API's",
     "test_formulas.py": "pure rules; no Redis",
     "test_timerange.py": "pure rules; no Redis",
     "test_readme.py": "documentation; no Redis",

@@ -6,6 +6,7 @@ the same store function the API calls, so a form and a CMS obey one set of rules
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from typing import Any
 
@@ -250,11 +251,12 @@ def links_order(article_id: str) -> Any:
     """Move or remove one saved link (the row buttons; unsaved edits are not sent)."""
     article = _article_or_404(article_id)
     rows = _stored_rows(article_id)
-    action, _, index_text = (request.form.get("action") or "").partition(":")
-    if not index_text.isdigit() or int(index_text) >= len(rows) or action not in (
-            "up", "down", "remove"):
+    # What the row buttons send; ASCII digits only, and few (int() reads "٣" and
+    # refuses thousands of digits).
+    change = re.fullmatch(r"(up|down|remove):([0-9]{1,4})", request.form.get("action", ""))
+    if change is None or int(change[2]) >= len(rows):
         return forms.refuse(422, "validation_failed", "Unknown change to the links.")
-    index = int(index_text)
+    action, index = change[1], int(change[2])
     if action == "remove":
         del rows[index]
         notice = "Link removed."

@@ -141,10 +141,9 @@ def utc_label(iso: Any) -> str:
     if not isinstance(iso, str):
         return ""
     try:
-        when = datetime.fromisoformat(iso)
-    except ValueError:
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (ValueError, OverflowError):  # not a time; or one its offset moves past year 1-9999
         return ""
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def local_input(iso: str | None) -> str:
