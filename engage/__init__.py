@@ -19,6 +19,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["SECRET_KEY"] = resolve_secret(app.config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # werkzeug's routing answers a path it can tidy (`//` merged, a slash added, a rule's
+    # defaults spelled out) with a redirect to an absolute URL built from the request's
+    # Host, which anyone can send and a cache would keep. Without those rewrites a
+    # path matches as it is, with or without a trailing slash, or is a 404.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.url_map.redirect_defaults = False
 
     _instrument(app)  # first hooks: even early refusals are logged and counted
     app.before_request(_refuse_large_body)

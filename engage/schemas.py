@@ -35,6 +35,24 @@ def IdField(**kwargs: Any) -> fields.String:  # noqa: N802 - reads like a field 
     return fields.String(validate=Id, **kwargs)
 
 
+# No stored text takes a control character: C0 (tab and newline too, as every text engage
+# stores is one line: a title, a label, a name), DEL and C1. Unseen, they reach dashboard
+# HTML, CSV exports, webhook bodies and log lines.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def no_control_characters(value: str) -> None:
+    if CONTROL_CHARACTERS.search(value):
+        raise ValidationError("Must not contain control characters.")
+
+
+def Text(*, max: int, min: int | None = 1, **kwargs: Any) -> fields.String:  # noqa: N802
+    """A line of text engage stores: up to max characters (at least min), none of them a
+    control one."""
+    return fields.String(
+        validate=[validate.Length(min=min, max=max), no_control_characters], **kwargs)
+
+
 def is_usable_url(value: str) -> bool:
     """A URL the server can send in a Location header and a client can connect to: its
     port, if any, is 1-65535 and it survives conversion to ASCII (werkzeug's, as the
@@ -54,7 +72,8 @@ def _usable_url(value: str) -> None:
 
 def HttpUrl(**kwargs: Any) -> fields.Url:  # noqa: N802
     return fields.Url(schemes={"http", "https"},
-                      validate=[validate.Length(max=2048), _usable_url], **kwargs)
+                      validate=[validate.Length(max=2048), no_control_characters, _usable_url],
+                      **kwargs)
 
 
 # Times engage can do arithmetic on (ranges, buckets, epoch milliseconds) without leaving
@@ -100,12 +119,12 @@ class ReaderSchema(Schema):
 
 # -- articles ------------------------------------------------------------------------
 class ArticleInSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    title = Text(max=300, required=True)
     url = HttpUrl(required=True)
-    section = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    section = Text(max=64, required=True)
     published_at = UtcDateTime(required=True)
     tags = fields.List(
-        fields.String(validate=validate.Length(min=1, max=64)),
+        Text(max=64),
         load_default=list,
         validate=validate.Length(max=20),
     )
@@ -187,7 +206,7 @@ MAX_LINKS = 20
 
 
 class LinkInSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    title = Text(max=300, required=True)
     url = HttpUrl(required=True)
 
     @validates_schema(pass_collection=True)
@@ -269,7 +288,7 @@ class StatsQuerySchema(_RangeQuerySchema):
     sort = fields.String(
         load_default="approval", validate=validate.OneOf(["approval", "votes", "trending"])
     )
-    section = fields.String(validate=validate.Length(min=1, max=64))
+    section = Text(max=64)
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
@@ -394,7 +413,6 @@ class SectionsSchema(Schema):
 # -- polls ---------------------------------------------------------------------------
 POLL_VISIBILITY = validate.OneOf(["always", "after_vote", "after_close"])
 POLL_STATUS = validate.OneOf(["open", "closed"])
-PollQuestion = validate.Length(min=1, max=300)
 
 
 def _blank(value: str) -> bool:
@@ -411,9 +429,9 @@ def _in_future(when: datetime) -> None:
 
 class PollInSchema(Schema):
     id = IdField(metadata={"description": "Optional chosen id (seeds); 409 if taken."})
-    question = fields.String(required=True, validate=PollQuestion)
+    question = Text(max=300, required=True)
     options = fields.List(
-        fields.String(validate=validate.Length(min=1, max=200)),
+        Text(max=200),
         required=True, validate=validate.Length(min=2, max=10),
         metadata={"description": "2-10 distinct labels; ids o1, o2, ... follow this order."},
     )
@@ -465,7 +483,7 @@ class PollPatchSchema(Schema):
     status = fields.String(validate=POLL_STATUS)
     closes_at = UtcDateTime(allow_none=True, validate=_in_future,
                             metadata={"description": "null removes it."})
-    question = fields.String(validate=PollQuestion)
+    question = Text(max=300)
     results = fields.String(validate=POLL_VISIBILITY)
     min_votes = fields.Integer(
         allow_none=True, strict=True, validate=validate.Range(min=0, max=1_000_000)
@@ -562,7 +580,7 @@ TOKEN_ROLES = ("editor", "admin")
 
 class TokenInSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf(TOKEN_ROLES))
-    name = fields.String(load_default="", validate=validate.Length(max=100))
+    name = Text(min=None, max=100, load_default="")
 
 
 # -- webhooks ------------------------------------------------------------------------
@@ -591,8 +609,8 @@ class WebhookInSchema(Schema):
         validate=validate.Length(min=1, max=len(WEBHOOK_EVENT_PATTERNS)),
         metadata={"description": "Event types, families like `reaction.*`, or `*`."},
     )
-    secret = fields.String(
-        required=True, load_only=True, validate=validate.Length(min=16, max=256),
+    secret = Text(
+        min=16, max=256, required=True, load_only=True,
         metadata={"description": "Signs each delivery (HMAC-SHA256); never shown again."},
     )
 

@@ -19,6 +19,7 @@ from engage.logs import RequestFormatter
 from engage.logs import logger as request_log
 from engage.store import get_store, tokens
 from tests import processes
+from tests.desk import Desk
 from tests.redis_server import RedisServer
 
 CLUSTER_RUN = os.environ.get("ENGAGE_TEST_REDIS") == "cluster"
@@ -46,6 +47,7 @@ SINGLE_REDIS_ONLY = {
     "test_gunicorn_refusals.py": "gunicorn's own refusals, before any Redis",
     "test_generated_client.py": "a generated client; the API suite covers the calls",
     "test_editor.py": "dashboard forms over the store functions the API suite covers",
+    "test_form_fuzz.py": "thousands of dashboard form posts; the forms' store is the API's",
     "test_formulas.py": "pure rules; no Redis",
     "test_timerange.py": "pure rules; no Redis",
     "test_readme.py": "documentation; no Redis",
@@ -178,6 +180,18 @@ def editor_token(store: Any) -> str:
 @pytest.fixture
 def admin_token(store: Any) -> str:
     return tokens.create(store, "admin", "test admin")[0]
+
+
+@pytest.fixture
+def desk(client: FlaskClient, editor_token: str) -> Desk:
+    """The dashboard, signed in as an editor, on the `client` fixture's cookies."""
+    return Desk(client, editor_token)
+
+
+@pytest.fixture
+def admin_desk(app: Flask, admin_token: str) -> Desk:
+    """The dashboard, signed in as an admin, on a client of its own."""
+    return Desk(app.test_client(), admin_token)
 
 
 @pytest.fixture

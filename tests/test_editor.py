@@ -4,7 +4,6 @@ what the API refuses with the schema's message next to the field, and stores not
 
 from __future__ import annotations
 
-import html
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,51 +13,7 @@ from flask.testing import FlaskClient
 
 from engage import schemas
 from engage.store import tokens
-
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-class Desk:
-    """A signed-in dashboard client and its CSRF token."""
-
-    def __init__(self, client: FlaskClient, token: str) -> None:
-        self.client = client
-        page = client.get("/dashboard/signin").get_data(as_text=True)
-        match = CSRF.search(page)
-        assert match
-        response = client.post("/dashboard/signin",
-                               data={"token": token, "csrf_token": match.group(1)})
-        assert response.status_code == 302
-        match = CSRF.search(client.get("/dashboard").get_data(as_text=True))
-        assert match
-        self.csrf = match.group(1)
-
-    def get(self, path: str) -> Any:
-        return self.client.get(path)
-
-    def post(self, path: str, data: dict[str, Any] | list[tuple[str, str]]) -> Any:
-        items = list(data.items()) if isinstance(data, dict) else list(data)
-        fields: dict[str, Any] = {}
-        for key, value in [*items, ("csrf_token", self.csrf)]:
-            fields.setdefault(key, []).extend(value if isinstance(value, list) else [value])
-        return self.client.post(path, data=fields)
-
-
-def field_error(page: str, field_id: str) -> str:
-    """The message shown under a field (empty when there is none)."""
-    match = re.search(rf'<p class="field-error" id="{re.escape(field_id)}-error">(.*?)</p>',
-                      page, re.S)
-    return html.unescape(match.group(1)) if match else ""
-
-
-@pytest.fixture
-def desk(client: FlaskClient, editor_token: str) -> Desk:
-    return Desk(client, editor_token)
-
-
-@pytest.fixture
-def admin_desk(app: Any, admin_token: str) -> Desk:
-    return Desk(app.test_client(), admin_token)
+from tests.desk import Desk, field_error
 
 
 def api_polls(client: FlaskClient, editor: dict[str, str]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import g, redirect, render_template, request, url_for
+from flask import g, redirect, request, url_for
 
 from engage import destinations, schemas
 from engage.store import get_store, tokens, webhooks
@@ -31,11 +31,11 @@ def _admins_only() -> Any:
 # -- tokens -------------------------------------------------------------------------------
 def _tokens_page(form: dict[str, Any], errors: Errors, status: int = 200,
                  created: str | None = None) -> Any:
-    return render_template(
-        "dashboard/admin_tokens.html", page="admin", tokens=tokens.list_all(get_store()),
+    return forms.render(
+        "dashboard/admin_tokens.html", status, page="admin", tokens=tokens.list_all(get_store()),
         roles=schemas.TOKEN_ROLES, form=form, errors=errors, created=created,
         notice=request.args.get("notice"), me=g.staff["id"],
-    ), status
+    )
 
 
 @bp.route("/admin/tokens", methods=["GET", "POST"])
@@ -62,11 +62,11 @@ def token_revoke(token_id: str) -> Any:
 def _webhooks_page(form: dict[str, Any], errors: Errors, status: int = 200,
                    notice: str | None = None) -> Any:
     listed = [webhooks.public(r) for r in webhooks.list_all(get_store())]
-    return render_template(
-        "dashboard/admin_webhooks.html", page="admin", webhooks=listed,
+    return forms.render(
+        "dashboard/admin_webhooks.html", status, page="admin", webhooks=listed,
         patterns=schemas.WEBHOOK_EVENT_PATTERNS, form=form, errors=errors,
         notice=notice or request.args.get("notice"),
-    ), status
+    )
 
 
 def _new_secret() -> str:

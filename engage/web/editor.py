@@ -6,10 +6,11 @@ the same store function the API calls, so a form and a CMS obey one set of rules
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from typing import Any
 
-from flask import abort, current_app, redirect, render_template, request, url_for
+from flask import abort, current_app, redirect, request, url_for
 from marshmallow import ValidationError
 
 from engage import schemas
@@ -69,8 +70,8 @@ def _preview(data: dict[str, Any]) -> dict[str, Any]:
 
 def _poll_form(template_data: dict[str, Any], errors: Errors, status: int = 200,
                preview: dict[str, Any] | None = None) -> Any:
-    return render_template(
-        "dashboard/poll_form.html",
+    return forms.render(
+        "dashboard/poll_form.html", status,
         page="polls",
         form=template_data,
         errors=errors,
@@ -79,7 +80,7 @@ def _poll_form(template_data: dict[str, Any], errors: Errors, status: int = 200,
         option_fields=OPTION_FIELDS,
         picker=_pickable_articles(),
         utc_label=forms.utc_label,
-    ), status
+    )
 
 
 @bp.route("/polls/new", methods=["GET", "POST"])
@@ -164,10 +165,10 @@ def poll_edit(poll_id: str) -> Any:
 
 def _edit_form(poll: dict[str, Any], shown: dict[str, Any], errors: Errors,
                status: int = 200) -> Any:
-    return render_template(
-        "dashboard/poll_edit.html", page="polls", poll=poll, form=shown, errors=errors,
+    return forms.render(
+        "dashboard/poll_edit.html", status, page="polls", poll=poll, form=shown, errors=errors,
         visibility=VISIBILITY, utc_label=forms.utc_label,
-    ), status
+    )
 
 
 # -- related links ------------------------------------------------------------------------
@@ -184,8 +185,8 @@ def _links_page(article: dict[str, Any], rows: list[dict[str, str]], errors: dic
     box = links.for_articles(store, [article["id"]])[article["id"]]
     curated = [link for link in box if not link.get("related")]
     shown = int(current_app.config["LINKS_SHOWN"])
-    return render_template(
-        "dashboard/links_form.html",
+    return forms.render(
+        "dashboard/links_form.html", status,
         page="article",
         article=article,
         rows=rows,
@@ -195,7 +196,7 @@ def _links_page(article: dict[str, Any], rows: list[dict[str, str]], errors: dic
         shown=shown,
         max_links=schemas.MAX_LINKS,
         notice=notice,
-    ), status
+    )
 
 
 def _stored_rows(article_id: str) -> list[dict[str, str]]:
@@ -250,11 +251,12 @@ def links_order(article_id: str) -> Any:
     """Move or remove one saved link (the row buttons; unsaved edits are not sent)."""
     article = _article_or_404(article_id)
     rows = _stored_rows(article_id)
-    action, _, index_text = (request.form.get("action") or "").partition(":")
-    if not index_text.isdigit() or int(index_text) >= len(rows) or action not in (
-            "up", "down", "remove"):
+    # What the row buttons send; ASCII digits only, and few (int() reads "٣" and
+    # refuses thousands of digits).
+    change = re.fullmatch(r"(up|down|remove):([0-9]{1,4})", request.form.get("action", ""))
+    if change is None or int(change[2]) >= len(rows):
         return forms.refuse(422, "validation_failed", "Unknown change to the links.")
-    index = int(index_text)
+    action, index = change[1], int(change[2])
     if action == "remove":
         del rows[index]
         notice = "Link removed."
@@ -280,10 +282,10 @@ def _article_input(form: Any) -> dict[str, Any]:
 
 def _article_form(article_id: str | None, shown: dict[str, Any], errors: Errors,
                   status: int = 200) -> Any:
-    return render_template(
-        "dashboard/article_form.html", page="overview", article_id=article_id, form=shown,
+    return forms.render(
+        "dashboard/article_form.html", status, page="overview", article_id=article_id, form=shown,
         errors=errors, sections=articles.sections(get_store()), utc_label=forms.utc_label,
-    ), status
+    )
 
 
 def _shown_article(form: Any, published_iso: Any) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import Blueprint
+from flask import Blueprint, render_template
 from marshmallow import Schema, ValidationError
 
-from engage import errors
+from engage import errors, schemas
 from engage.store.exceptions import StoreRefusal
 from engage.web import dashboard
 
@@ -36,6 +36,26 @@ def staff_blueprint(name: str, import_name: str) -> Blueprint:
 
 def refuse(status: int, code: str, message: str) -> Any:
     return dashboard._refuse(status, code, message)
+
+
+def render(template: str, status: int, **context: Any) -> tuple[str, int]:
+    """A form page. What was posted (`form`, the links' `rows`) is shown back as sent but
+    for control characters, shown as U+FFFD: the schema refused them, and raw they would
+    go into the page."""
+    for name in ("form", "rows"):
+        if name in context:
+            context[name] = _shown(context[name])
+    return render_template(template, **context), status
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, str):
+        return schemas.CONTROL_CHARACTERS.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {key: _shown(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_shown(inner) for inner in value]
+    return value
 
 
 def load(schema: Schema, data: Any) -> tuple[Any, Errors]:
@@ -121,10 +141,9 @@ def utc_label(iso: Any) -> str:
     if not isinstance(iso, str):
         return ""
     try:
-        when = datetime.fromisoformat(iso)
-    except ValueError:
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (ValueError, OverflowError):  # not a time; or one its offset moves past year 1-9999
         return ""
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def local_input(iso: str | None) -> str:
