@@ -3,6 +3,7 @@
     python bench/run.py --quick           # about 6 minutes: 3 rounds of 3 s per figure
     python bench/run.py                   # about 12 minutes: 5 rounds of 6 s per figure
     python bench/run.py --compare REF     # also an older commit of engage, side by side
+    python bench/run.py --quick --headline   # about 2 minutes: the CPU headline only
 
 Everything runs on this machine: a dedicated redis-server (AOF on, fsync every second,
 as the embedded server), wrk from a second process. engage runs as `engage serve` runs
@@ -23,6 +24,7 @@ import logging
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -50,7 +52,7 @@ sys.path.insert(0, str(REPO))
 from engage import create_app  # noqa: E402
 from engage.cli import serve as serve_command  # noqa: E402
 from engage.identity import get_identity  # noqa: E402
-from engage.store import get_store, reactions, tokens  # noqa: E402
+from engage.store import get_store, polls, reactions, tokens  # noqa: E402
 from engage.store.embedded import redis_server_binary  # noqa: E402
 
 SECRET = "bench-secret-key-0123456789-abcdef"
@@ -62,6 +64,10 @@ ARTICLE = {
     "published_at": "2026-01-08T09:00:00Z",
     "tags": ["China", "South Korea"],
 }
+# What `--headline` measures: engage's page-view requests, its vote and /metrics, and the
+# two bare views they are held against.
+HEADLINE_SCENARIOS = ("widget_bundle", "reactions_read", "batch_100", "vote_new_reader",
+                      "metrics_scrape")
 # The worker count `engage serve` starts with; every server in the run gets the same.
 SERVE_WORKERS = int(next(p.default for p in serve_command.params  # type: ignore[arg-type]
                          if p.name == "workers"))
@@ -429,6 +435,16 @@ class EngageData:
             store = get_store()
             for n in range(50):
                 reactions.vote(store, "bench-read", f"seed{n}", "seed", "yes" if n % 3 else "no")
+        # The widget bundle's article has a poll too (with results shown to everyone).
+        response = self.client.post("/api/v1/polls", headers=self.staff, json={
+            "question": "Will the talks last?", "options": ["Yes", "No", "Too early to say"],
+            "article": "bench-read", "results": "always"})
+        assert response.status_code == 201 and response.json, response.json
+        poll_id = response.json["id"]
+        with self.app.app_context():
+            store = get_store()
+            for n in range(30):
+                polls.vote(store, poll_id, f"seed{n}", "seed", [f"o{n % 3 + 1}"])
 
     def put_article(self, article_id: str) -> None:
         response = self.client.put(f"/api/v1/articles/{article_id}", json=ARTICLE,
@@ -594,6 +610,9 @@ def main() -> int:
     parser.add_argument("--voters", type=int, default=100_000,
                         help="votes on one article for the memory figure")
     parser.add_argument("--no-isso", action="store_true")
+    parser.add_argument("--headline", action="store_true",
+                        help="only the CPU headline: engage's bundle, read, batch, vote and "
+                             "/metrics, the two bare views (no isso, layers, half peak, memory)")
     parser.add_argument("--out", default=str(BENCH / "results"))
     parser.add_argument("--compare", metavar="REF",
                         help="also run this git commit's engage, as its own `engage serve` "
@@ -665,12 +684,18 @@ def main() -> int:
                              f"{api}/articles/bench-change-{slug}-{{run}}/reactions/mine",
                              lua=LUA_CHANGE, before_run=change_tokens(f"bench-change-{slug}")),
                 ]
+                bundle = f"{api}/widget?article=bench-read"
+                if requests.get(bundle, timeout=5).status_code == 200:
+                    # What every page view asks: one article with its links and a poll.
+                    scenarios.append(Scenario("widget_bundle", bundle))
                 if data.link_id:
                     scenarios.append(Scenario("redirect_r", f"{base}/r/{data.link_id}"))
                 if requests.get(base + "/metrics", timeout=5).status_code == 200:
                     scenarios.append(Scenario("metrics_scrape", base + "/metrics"))
                 if requests.get(base + "/widget.js", timeout=5).status_code == 200:
                     scenarios.append(Scenario("widget_js", base + "/widget.js"))
+                if args.headline:
+                    scenarios = [sc for sc in scenarios if sc.name in HEADLINE_SCENARIOS]
                 def voters() -> int:
                     return int(rclient.hlen("engage:a:{bench-vote}:voters"))
 
@@ -704,22 +729,24 @@ def main() -> int:
                               evalsha, stored=lambda: rclient.hlen("base:{a}:voters")))
             # engage's app-wide layers around views that do no work of their own, under
             # `engage serve`'s granian settings: the floor any engage view stands on.
-            layers_metrics = work / "metrics-engage-layers"
-            layers_metrics.mkdir()
-            layers = start_server(
-                "engage-layers", [sys.executable, str(BENCH / "engage_layers.py"),
-                                  "--bind", "127.0.0.1:{port}", "--workers", str(args.workers)],
-                {**env, "PYTHONPATH": os.pathsep.join([str(REPO), str(BENCH)]),
-                 "PROMETHEUS_MULTIPROC_DIR": str(layers_metrics)},
-                work, ready_path="/healthz")
-            servers.append(layers)
-            items.append(Item("engage layers", Scenario(
-                "constant_json", layers.url + "/api/v1/bench/constant"), layers))
-            rclient.delete("layers:{a}:voters", "layers:{a}:counts")
-            items.append(Item("engage layers", Scenario(
-                "evalsha_vote", layers.url + "/api/v1/bench/vote", lua=LUA_VOTE,
-                before_run=vote_tokens), layers, stored=lambda: rclient.hlen("layers:{a}:voters")))
-            isso_python = None if args.no_isso else ensure_isso()
+            if not args.headline:
+                layers_metrics = work / "metrics-engage-layers"
+                layers_metrics.mkdir()
+                layers = start_server(
+                    "engage-layers", [sys.executable, str(BENCH / "engage_layers.py"),
+                                      "--bind", "127.0.0.1:{port}", "--workers", str(args.workers)],
+                    {**env, "PYTHONPATH": os.pathsep.join([str(REPO), str(BENCH)]),
+                     "PROMETHEUS_MULTIPROC_DIR": str(layers_metrics)},
+                    work, ready_path="/healthz")
+                servers.append(layers)
+                items.append(Item("engage layers", Scenario(
+                    "constant_json", layers.url + "/api/v1/bench/constant"), layers))
+                rclient.delete("layers:{a}:voters", "layers:{a}:counts")
+                items.append(Item("engage layers", Scenario(
+                    "evalsha_vote", layers.url + "/api/v1/bench/vote", lua=LUA_VOTE,
+                        before_run=vote_tokens), layers,
+                    stored=lambda: rclient.hlen("layers:{a}:voters")))
+            isso_python = None if args.no_isso or args.headline else ensure_isso()
             if isso_python:
                 comments = 2000
                 cfg, dbfile = work / "isso.cfg", work / "isso.db"
@@ -746,6 +773,8 @@ def main() -> int:
             peaks = {(f.target, f.scenario): f.rps for f in figures}
             paced = []
             for item in items:
+                if args.headline:
+                    break
                 if item.target.startswith("engage") and item.scenario.name in (
                         "reactions_read", "vote_new_reader"):
                     pause = bench.pause_for(item.scenario,
@@ -757,10 +786,11 @@ def main() -> int:
             for server in servers:
                 server.stop()
 
-            log(f"memory: {args.voters} votes on one article")
-            memory = memory_per_voter(redis_url, work, args.voters)
-            log(f"memory: {memory['bytes_per_voter']} bytes per voter in the voters hash, "
-                f"{memory['all_keys_bytes_per_voter']} with every key of the article")
+            if not args.headline:
+                log(f"memory: {args.voters} votes on one article")
+                memory = memory_per_voter(redis_url, work, args.voters)
+                log(f"memory: {memory['bytes_per_voter']} bytes per voter in the voters hash, "
+                    f"{memory['all_keys_bytes_per_voter']} with every key of the article")
     finally:
         for server in servers:
             server.stop()
@@ -769,7 +799,8 @@ def main() -> int:
     report = build_report(args, info, figures, memory, time.time() - started, compare_label)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
+    stamp = (datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
+             + ("-headline" if args.headline else ""))
     (out / f"{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / f"{stamp}.md").write_text(report["markdown"])
     shutil.copy(out / f"{stamp}.json", out / "latest.json")
@@ -783,15 +814,27 @@ def redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-# The targets of the serving issue: (name, engage's figure, the other's, the least ratio).
-TARGETS = (
+# The headline, issue 30's targets: server CPU per request (all of a server's processes,
+# over every measured round) of engage's page-view requests against the bare views in
+# the same run: (name, engage's figure, the reference figure, the most ratio allowed).
+CPU_TARGETS = (
+    ("widget bundle (one article, links and a poll) / bare Flask constant JSON",
+     ("engage", "widget_bundle"), ("flask constant", "constant_json"), 2.0),
     ("anonymous read / bare Flask constant JSON", ("engage", "reactions_read"),
-     ("flask constant", "constant_json"), 0.85),
+     ("flask constant", "constant_json"), 1.5),
     ("vote / bare Flask EVALSHA", ("engage", "vote_new_reader"),
-     ("flask EVALSHA", "evalsha_vote"), 0.85),
-    ("vote / isso like", ("engage", "vote_new_reader"), ("isso", "isso_like"), 1.5),
+     ("flask EVALSHA", "evalsha_vote"), 1.6),
+    ("batch of 100 / one anonymous read", ("engage", "batch_100"),
+     ("engage", "reactions_read"), 1.6),
 )
-# Informative ratios, no target: how far engage's app-wide layers alone (bench/
+# Absolute CPU per request: (name, figure, the most µs allowed).
+CPU_LIMITS = (("`/metrics` scrape", ("engage", "metrics_scrape"), 3000.0),)
+# Throughput against isso: (name, engage's figure, isso's, the least req/s ratio).
+RATE_TARGETS = (
+    ("vote / isso like", ("engage", "vote_new_reader"), ("isso", "isso_like"), 3.0),
+    ("anonymous read / isso count", ("engage", "reactions_read"), ("isso", "isso_count"), 3.0),
+)
+# Informative CPU ratios, no target: how far engage's app-wide layers alone (bench/
 # engage_layers.py) stand from the bare views, and what engage's views add on top of them.
 FLOOR = (
     ("engage layers, constant view / bare Flask constant JSON",
@@ -805,21 +848,46 @@ FLOOR = (
 )
 
 
+def cpu_us(figure: Figure) -> float:
+    """Server CPU per request, µs: every process of the server, every measured round."""
+    return float(figure.extra["server_cpu_s"]) / max(int(figure.extra["requests"]), 1) * 1e6
+
+
 def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[Figure],
                  memory: dict[str, Any], seconds: float,
                  compare_label: str | None = None) -> dict[str, Any]:
     by_key = {(f.target, f.scenario): f for f in figures}
 
-    ratios = []
-    for name, ours, theirs, goal in TARGETS:
+    headline = []
+    for name, ours, theirs, most in CPU_TARGETS:
         a, b = by_key.get(ours), by_key.get(theirs)
-        value = round(a.rps / b.rps, 2) if a and b and b.rps else None
-        verdict = "n/a" if value is None else ("PASS" if value >= goal else "FAIL")
-        ratios.append({"name": name, "measured": value, "target": goal, "result": verdict})
-    for name, ours, theirs in FLOOR:
+        if a is None or b is None:
+            continue
+        value = round(cpu_us(a) / cpu_us(b), 2) if cpu_us(b) else None
+        headline.append({
+            "name": name, "engage_us": round(cpu_us(a)), "reference": b.target + " " + b.scenario,
+            "reference_us": round(cpu_us(b)), "measured": value, "target": most,
+            "result": "n/a" if value is None else ("PASS" if value <= most else "FAIL"),
+        })
+    for name, ours, limit in CPU_LIMITS:
+        if (a := by_key.get(ours)) is not None:
+            headline.append({
+                "name": name, "engage_us": round(cpu_us(a)), "reference": None,
+                "reference_us": None, "measured": round(cpu_us(a)), "target": limit,
+                "result": "PASS" if cpu_us(a) <= limit else "FAIL",
+            })
+    ratios = []
+    for name, ours, theirs, least in RATE_TARGETS:
         a, b = by_key.get(ours), by_key.get(theirs)
         if a and b and b.rps:
-            ratios.append({"name": name, "measured": round(a.rps / b.rps, 2), "target": None,
+            value = round(a.rps / b.rps, 2)
+            ratios.append({"name": name + " (req/s)", "measured": value, "target": least,
+                           "result": "PASS" if value >= least else "FAIL"})
+    for name, ours, theirs in FLOOR:
+        a, b = by_key.get(ours), by_key.get(theirs)
+        if a and b and cpu_us(b):
+            ratios.append({"name": name + " (CPU per request)",
+                           "measured": round(cpu_us(a) / cpu_us(b), 2), "target": None,
                            "result": "info"})
     vote_cost = []
     for f in figures:
@@ -837,8 +905,7 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
     lines = [
         "# engage benchmark",
         "",
-        f"`python bench/run.py{' --quick' if args.quick else ''}"
-        f"{f' --compare {args.compare}' if args.compare else ''}` — "
+        f"`{shlex.join(['python', 'bench/run.py', *sys.argv[1:]])}` — "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {args.runs} rounds x {args.duration:g} s per "
         "figure (median; every round runs every figure once, so background load falls on all "
         f"alike), wrk -t{args.threads} -c{args.connections} on loopback. Every server has "
@@ -858,33 +925,52 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
         "(the CPUs are shared, so absolute numbers move between runs; ratios within one run "
         "are what the targets compare).",
         "",
-        "| target | scenario | req/s | p50 ms | p99 ms | server CPU µs per request | failed |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "## Headline: server CPU per request",
+        "",
+        "CPU time of all the server's processes over every measured round, per request.",
+        "",
+        "| figure | engage µs | reference | reference µs | ratio | target | result |",
+        "|---|---:|---|---:|---:|---:|---|",
     ]
-    for f in figures:
-        cpu_us = f.extra["server_cpu_s"] / max(f.extra["requests"], 1) * 1e6
-        lines.append(f"| {f.target} | {f.scenario} | {f.rps:,.0f} | {f.p50_ms:.2f} | "
-                     f"{f.p99_ms:.2f} | {cpu_us:,.0f} | {f.bad} |")
-    lines += ["", "| target (info: measured, no target) | measured | needed | result |",
-              "|---|---:|---:|---|"]
-    for r in ratios:
-        needed = "-" if r["target"] is None else f">= {r['target']}"
-        lines.append(f"| {r['name']} | {r['measured'] if r['measured'] is not None else 'n/a'}"
-                     f" | {needed} | {r['result']} |")
-    lines += ["", "| p99 at half peak | req/s | of peak | p50 ms | p99 ms |",
-              "|---|---:|---:|---:|---:|"]
-    for f in figures:
-        if f.scenario.endswith("@half"):
-            scenario = f.scenario.removesuffix("@half")
-            peak = by_key[(f.target, scenario)].rps
-            lines.append(f"| {f.target} {scenario} | {f.rps:,.0f} | {f.rps / peak:.2f} | "
-                         f"{f.p50_ms:.2f} | {f.p99_ms:.2f} |")
-    lines += ["", "| CPU per stored vote | votes stored / requests | server (all processes) ms "
+    for h in headline:
+        if h["reference"] is None:
+            lines.append(f"| {h['name']} | {h['engage_us']:,} | - | - | - | "
+                         f"<= {h['target']:,.0f} µs | {h['result']} |")
+        else:
+            lines.append(f"| {h['name']} | {h['engage_us']:,} | {h['reference']} | "
+                         f"{h['reference_us']:,} | {h['measured']} | <= {h['target']} | "
+                         f"{h['result']} |")
+    lines += ["", "CPU per stored vote: the server's processes against redis-server's own "
+              "(`used_cpu_user` + `used_cpu_sys` from `INFO cpu` before and after each run).", "",
+              "| CPU per stored vote | votes stored / requests | server (all processes) ms "
               "| Redis ms | server / Redis |", "|---|---:|---:|---:|---:|"]
     for c in vote_cost:
         lines.append(f"| {c['target']} | {c['stored']:,} / {c['requests']:,} | "
                      f"{c['server_cpu_ms_per_vote']} | {c['redis_cpu_ms_per_vote'] or '-'} | "
                      f"{c['server_over_redis'] or '-'} |")
+    lines += [
+        "", "## Every figure", "",
+        "| target | scenario | req/s | p50 ms | p99 ms | server CPU µs per request | failed |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for f in figures:
+        lines.append(f"| {f.target} | {f.scenario} | {f.rps:,.0f} | {f.p50_ms:.2f} | "
+                     f"{f.p99_ms:.2f} | {cpu_us(f):,.0f} | {f.bad} |")
+    if ratios:
+        lines += ["", "| other target (info: measured, no target) | measured | needed | result |",
+                  "|---|---:|---:|---|"]
+    for r in ratios:
+        needed = "-" if r["target"] is None else f">= {r['target']}"
+        lines.append(f"| {r['name']} | {r['measured']} | {needed} | {r['result']} |")
+    half = [f for f in figures if f.scenario.endswith("@half")]
+    if half:
+        lines += ["", "| p99 at half peak | req/s | of peak | p50 ms | p99 ms |",
+                  "|---|---:|---:|---:|---:|"]
+    for f in half:
+        scenario = f.scenario.removesuffix("@half")
+        peak = by_key[(f.target, scenario)].rps
+        lines.append(f"| {f.target} {scenario} | {f.rps:,.0f} | {f.rps / peak:.2f} | "
+                     f"{f.p50_ms:.2f} | {f.p99_ms:.2f} |")
     if memory:
         lines += ["", f"Redis memory per voter ({memory['voters']:,} votes on one article): "
                       f"{memory['bytes_per_voter']} bytes in the voters hash, "
@@ -917,6 +1003,7 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
         "machine": info,
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "figures": [asdict(f) for f in figures],
+        "headline": headline,
         "ratios": ratios,
         "memory": memory,
         "vote_cost": vote_cost,
