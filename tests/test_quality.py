@@ -57,3 +57,31 @@ def test_every_test_import_is_a_declared_dependency() -> None:
                 if not dists & declared:
                     missing.add(f"{top} ({path.relative_to(ROOT)})")
     assert not missing, f"imported by tests, not declared in pyproject.toml: {sorted(missing)}"
+
+
+def _is_schema(call: ast.Call) -> bool:
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name.endswith("Schema")
+
+
+def test_api_schemas_are_built_once() -> None:
+    """No view builds a marshmallow schema per request: `@blp.arguments` gets an
+    instance (given a class, webargs builds one for every request) and no function
+    body constructs one."""
+    found = []
+    for path in sorted((ROOT / "engage" / "api").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            where = f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"
+            for decorator in node.decorator_list:
+                if (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
+                        and decorator.func.attr == "arguments" and decorator.args
+                        and not isinstance(decorator.args[0], ast.Call)):
+                    found.append(f"{where}: @arguments given a class")
+            for statement in node.body:
+                for inner in ast.walk(statement):
+                    if isinstance(inner, ast.Call) and _is_schema(inner):
+                        found.append(f"{where}: builds {ast.unparse(inner.func)}")
+    assert not found, found

@@ -31,7 +31,7 @@ class Article(MethodView):
         article["reactions"] = {"counts": counts, "total": sum(counts.values())}
         return article
 
-    @blp.arguments(schemas.ArticleInSchema)
+    @blp.arguments(schemas.ArticleInSchema())
     @blp.response(200, schemas.ArticleSchema)
     @blp.alt_response(201, schema=schemas.ArticleSchema, description="Created.")
     @blp.doc(operationId="putArticle", security=EDITOR)

@@ -61,7 +61,7 @@ class ArticleLinks(MethodView):
 class LinkImpressions(MethodView):
     decorators = [limiter.limit(IMPRESSION_LIMIT, methods=["POST"])]
 
-    @blp.arguments(schemas.ImpressionsInSchema)
+    @blp.arguments(schemas.ImpressionsInSchema())
     @blp.response(200, schemas.ImpressionsSchema)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.doc(operationId="recordLinkImpressions", security=READER_OPTIONAL)

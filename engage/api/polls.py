@@ -30,6 +30,9 @@ blp = Blueprint("polls", __name__, description="Reader polls on articles.")
 
 # A reader or staff token changes a poll read, so a shared cache keys on both.
 _PERSONAL = ("X-Engage-Reader", "Authorization")
+# Built once: a schema's construction costs more than most dumps it does.
+_POLL_SCHEMA = schemas.PollSchema()
+_ARTICLE_POLLS_SCHEMA = schemas.ArticlePollsSchema()
 
 
 def _staff() -> bool:
@@ -85,7 +88,7 @@ def poll_body(poll: polls.Poll, staff: bool = False) -> dict[str, Any]:
 
 
 def _reply(view: dict[str, Any], personal: bool) -> Response:
-    return _cached(schemas.PollSchema().dump(view), [view], personal)
+    return _cached(_POLL_SCHEMA.dump(view), [view], personal)
 
 
 def _cached(body: Any, views: list[dict[str, Any]], personal: bool) -> Response:
@@ -107,7 +110,7 @@ def _closes_within_cache_life(view: dict[str, Any]) -> bool:
 
 @blp.route("/polls")
 class Polls(MethodView):
-    @blp.arguments(schemas.PollInSchema)
+    @blp.arguments(schemas.PollInSchema())
     @blp.response(201, schemas.PollSchema)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.alt_response(409, schema=schemas.ErrorSchema, description="Chosen id already taken.")
@@ -119,7 +122,7 @@ class Polls(MethodView):
         poll = polls.create(get_store(), data, poll_id=data.pop("id", None))
         return poll_body(poll, staff=True)
 
-    @blp.arguments(schemas.PollListQuerySchema, location="query")
+    @blp.arguments(schemas.PollListQuerySchema(), location="query")
     @blp.response(200, schemas.PollListSchema)
     @blp.doc(operationId="listPolls", security=EDITOR)
     @require_role("editor")
@@ -152,7 +155,7 @@ class Poll(MethodView):
             raise errors.UnknownPoll()
         return _reply(poll_body(poll, staff), personal=bool(reader or staff))
 
-    @blp.arguments(schemas.PollPatchSchema)
+    @blp.arguments(schemas.PollPatchSchema())
     @blp.response(200, schemas.PollSchema)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
     @blp.alt_response(409, schema=schemas.ErrorSchema, description="Editing a closed poll.")
@@ -175,7 +178,7 @@ class Poll(MethodView):
 
 @blp.route("/polls/<eid:poll_id>/votes/mine")
 class MyPollVote(MethodView):
-    @blp.arguments(schemas.PollVoteInSchema)
+    @blp.arguments(schemas.PollVoteInSchema())
     @blp.response(200, schemas.PollSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
@@ -221,7 +224,7 @@ class ArticlePolls(MethodView):
             raise errors.UnknownArticle()
         found = [poll_body(poll, staff) for poll in
                  polls.for_articles(store, [article_id], reader=reader)[article_id]]
-        body = schemas.ArticlePollsSchema().dump({"polls": found})
+        body = _ARTICLE_POLLS_SCHEMA.dump({"polls": found})
         return _cached(body, found, personal=bool(reader or staff))
 
 

@@ -49,7 +49,7 @@ class ArticleReactions(MethodView):
 
 @blp.route("/articles/<eid:article_id>/reactions/mine")
 class MyReaction(MethodView):
-    @blp.arguments(schemas.ReactionInSchema)
+    @blp.arguments(schemas.ReactionInSchema())
     @blp.response(200, schemas.ReactionsSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")

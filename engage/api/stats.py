@@ -83,7 +83,7 @@ def stats_page(query: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/stats/articles")
 class RankedArticles(MethodView):
-    @blp.arguments(schemas.StatsQuerySchema, location="query")
+    @blp.arguments(schemas.StatsQuerySchema(), location="query")
     @blp.response(200, schemas.StatsPageSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No valid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")
@@ -104,7 +104,7 @@ class RankedArticles(MethodView):
 
 @blp.route("/stats/sections")
 class SectionFigures(MethodView):
-    @blp.arguments(schemas.SectionsQuerySchema, location="query")
+    @blp.arguments(schemas.SectionsQuerySchema(), location="query")
     @blp.response(200, schemas.SectionsSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No valid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")
@@ -120,7 +120,7 @@ class SectionFigures(MethodView):
 
 @blp.route("/articles/<eid:article_id>/stats")
 class ArticleSeries(MethodView):
-    @blp.arguments(schemas.SeriesQuerySchema, location="query")
+    @blp.arguments(schemas.SeriesQuerySchema(), location="query")
     @blp.response(200, schemas.SeriesSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No valid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")
@@ -168,7 +168,7 @@ def export_chunks(found: Iterator[dict[str, Any]], fmt: str) -> Iterator[str]:
 
 @blp.route("/events/export")
 class EventExport(MethodView):
-    @blp.arguments(schemas.ExportQuerySchema, location="query")
+    @blp.arguments(schemas.ExportQuerySchema(), location="query")
     @blp.alt_response(200, description="CSV or NDJSON, streamed, oldest event first.")
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No valid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an editor.")

@@ -26,7 +26,7 @@ class Webhooks(MethodView):
         """Registered webhooks (never their secrets)."""
         return {"webhooks": [webhooks.public(r) for r in webhooks.list_all(get_store())]}
 
-    @blp.arguments(schemas.WebhookInSchema)
+    @blp.arguments(schemas.WebhookInSchema())
     @blp.response(201, schemas.WebhookSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
     @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")

@@ -27,7 +27,7 @@ blp = Blueprint("widget", __name__, description="Batched reads for the embeddabl
 
 @blp.route("/widget")
 class WidgetBundle(MethodView):
-    @blp.arguments(schemas.BatchQuerySchema, location="query")
+    @blp.arguments(schemas.BatchQuerySchema(), location="query")
     @blp.response(200, schemas.WidgetBundleSchema)
     @blp.alt_response(304, description="Not modified.")
     @blp.doc(operationId="getWidgetBundle")
@@ -62,7 +62,7 @@ class WidgetBundle(MethodView):
 
 @blp.route("/widget/mine")
 class WidgetMine(MethodView):
-    @blp.arguments(schemas.WidgetMineQuerySchema, location="query")
+    @blp.arguments(schemas.WidgetMineQuerySchema(), location="query")
     @blp.response(200, schemas.WidgetMineSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
     @blp.doc(operationId="getMyWidgetBundle", security=READER)
