@@ -19,10 +19,26 @@ from engage.api.links import public_hrefs
 from engage.api.polls import poll_body
 from engage.api.spec import READER
 from engage.identity import current_reader
-from engage.store import get_store, links, polls, reactions
+from engage.store import get_store, polls, reactions, widget
 
 # Named "widget": that is the tag the OpenAPI document lists these reads under.
 blp = Blueprint("widget", __name__, description="Batched reads for the embeddable widget.")
+
+
+# Built once; dumps an article's part of the anonymous bundle once per fetch.
+_ARTICLE_SCHEMA = schemas.WidgetArticleSchema()
+
+
+def _shape(found: widget.WidgetArticle) -> dict[str, Any]:
+    """An article's part of the anonymous bundle; the store keeps it for as long as it
+    keeps the article, so it is shaped once per fetch, not per request."""
+    part: dict[str, Any] = _ARTICLE_SCHEMA.dump({
+        "counts": found.reactions.counts,
+        "total": found.reactions.total,
+        "links": public_hrefs(found.links),
+        "polls": [poll_body(poll) for poll in found.polls],
+    })
+    return part
 
 
 @blp.route("/widget")
@@ -33,30 +49,17 @@ class WidgetBundle(MethodView):
     @blp.doc(operationId="getWidgetBundle")
     def get(self, query: dict[str, Any]) -> Response:
         """Counts, related links and polls of up to 100 articles (anonymous view)."""
-        store = get_store()
         ids = list(dict.fromkeys(query["article"]))
-        found = reactions.read_many(store, ids)
-        known = [aid for aid in ids if found[aid] is not None]
-        boxes = links.for_articles(store, known) if known else {}
-        poll_views = polls.for_articles(store, known) if known else {}
+        found = widget.read_many(get_store(), ids, _shape)
         config = current_app.config
-        body: dict[str, Any] = {
+        body = {
             "choices": list(config["CHOICES"]),
             "reason_choice": config["REASON_CHOICE"] or None,
             "reasons": list(config["REASONS"]),
             "locale": config["LOCALE"],
-            "articles": {},
-            "unknown": [aid for aid in ids if found[aid] is None],
+            "articles": {aid: part for aid, part in found.items() if part is not None},
+            "unknown": [aid for aid, part in found.items() if part is None],
         }
-        for aid in known:
-            result = found[aid]
-            assert result is not None
-            body["articles"][aid] = {
-                "counts": result.counts,
-                "total": result.total,
-                "links": public_hrefs(boxes.get(aid, [])),
-                "polls": [poll_body(poll) for poll in poll_views.get(aid, [])],
-            }
         return cacheable(body, vary=())  # anonymous only: the reader's part is /widget/mine
 
 

@@ -37,11 +37,13 @@ UNAVAILABLE = (
 )
 
 
-# Anonymous count reads are answered from a per-process cache for at most this long, so
-# a process may show counts this much older than Redis (an HTTP cache may already keep
-# them CACHE_MAX_AGE). It is a speed trick that earns its place: without the Redis round
-# trip, bench/run.py --quick measured 1.1 to 1.8 times the anonymous reads per second and
-# 1.5 to 3 times the batches of 100 (bench/README.md, 2026-12-01).
+# Anonymous reads (counts, and the widget's view of an article) are answered from a
+# per-process cache for at most this long, so a process may show counts this much older
+# than Redis (an HTTP cache may already keep them CACHE_MAX_AGE). It is a speed trick
+# that earns its place: without the Redis round trip, bench/run.py --quick measured 1.1
+# to 1.8 times the anonymous reads per second and 1.5 to 3 times the batches of 100
+# (bench/README.md, 2026-12-01), and the widget bundle's CPU per request fell to a
+# fraction (bench/README.md, 2026-12-05).
 COUNTS_CACHE_SECONDS = 1.0
 COUNTS_CACHE_ARTICLES = 10_000
 
@@ -52,7 +54,7 @@ def utc_now() -> datetime:
 
 class Store:
     """One pooled Redis client, the key builders, the registered scripts, the clock and
-    the cache of anonymous counts.
+    the caches of anonymous reads.
 
     Whatever engage judges by its own time (a poll's `closes_at`, hour and day buckets,
     the address hash's day, stream trimming) comes from `now()`, so a test can hand in
@@ -72,14 +74,25 @@ class Store:
         self.timer = timer
         self.keys = Keys(config["REDIS_PREFIX"])
         self.scripts = {name: client.register_script(src) for name, src in scripts.ALL.items()}
-        # article id -> its anonymous Reactions (store/reactions.py); a worker's threads
-        # share it, and cachetools' caches are not thread-safe.
+        # article id -> its anonymous Reactions (store/reactions.py), and -> what the
+        # widget shows anyone of it (store/widget.py). A worker's threads share them, and
+        # cachetools' caches are not thread-safe: both go under `cache_lock`.
         self.counts_cache: TTLCache[str, Any] = TTLCache(
             counts_cache_articles, COUNTS_CACHE_SECONDS, timer=lambda: self.timer())
-        self.counts_lock = threading.Lock()
+        self.widget_cache: TTLCache[str, Any] = TTLCache(
+            counts_cache_articles, COUNTS_CACHE_SECONDS, timer=lambda: self.timer())
+        self.cache_lock = threading.Lock()
 
     def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self.scripts[name](keys=keys, args=args)
+
+    def forget(self, article_id: str) -> None:
+        """Drop the article from this process's caches after a write that changes what
+        anyone sees of it, so this process's next read shows the write (others within
+        COUNTS_CACHE_SECONDS)."""
+        with self.cache_lock:
+            self.counts_cache.pop(article_id, None)
+            self.widget_cache.pop(article_id, None)
 
     # -- time helpers shared by the write paths -----------------------------------
     def now(self) -> datetime:

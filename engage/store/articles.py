@@ -42,6 +42,7 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
     if previous_section and previous_section != data["section"]:
         pipe.zrem(keys.section(previous_section), article_id)
     pipe.execute()
+    store.forget(article_id)
     article = {
         "id": article_id,
         "title": data["title"],

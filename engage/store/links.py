@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from engage.formulas import wilson_lower
-from engage.store import Store, articles, budgets, reactions, scripts
+from engage.store import Store, budgets, reactions, scripts
 from engage.store.exceptions import UnknownArticle
+from engage.store.keys import Keys
 from engage.store.scripts import Status
 
 REDIRECT_PREFIX = "/r/"
@@ -69,6 +71,7 @@ def set_links(
     if removed:
         pipe.hdel(keys.linkindex, *removed)
     pipe.execute()
+    store.forget(article_id)
     return [_public(link) for link in stored]
 
 
@@ -77,69 +80,107 @@ def curated(store: Store, article_id: str) -> list[dict[str, Any]]:
     return [_public(link) for link in _decode(raw)]
 
 
-def _rank(
-    store: Store, candidates: list[str], metas: dict[str, dict[str, Any]],
-    counts: dict[str, reactions.Reactions | None], exclude: set[str], wanted: int,
-) -> list[dict[str, Any]]:
-    """Articles ranked by reader approval (the Wilson lower bound the stats rank by, so
-    few votes rank below many at the same share), newest first among equals; an article
-    without votes scores 0."""
+@dataclass(frozen=True)
+class Box:
+    """An article's link box as stored: its section and its curated links."""
+
+    section: str | None
+    curated: list[dict[str, Any]]
+
+
+def queue_box(pipe: Any, keys: Keys, article_id: str) -> None:
+    """Queue on a pipeline what `take_box` reads back."""
+    pipe.hget(keys.article(article_id), "section")
+    pipe.get(keys.article_links(article_id))
+
+
+def take_box(replies: Iterator[Any]) -> Box:
+    section, raw = next(replies), next(replies)
+    return Box(section or None, [_public(link) for link in _decode(raw)])
+
+
+def sections_to_fill(store: Store, boxes: Iterable[Box]) -> list[str]:
+    """The sections whose related articles fill boxes with fewer than LINKS_SHOWN links."""
+    shown = int(store.config["LINKS_SHOWN"])
+    return list(dict.fromkeys(box.section for box in boxes
+                              if box.section and len(box.curated) < shown))
+
+
+def queue_candidates(pipe: Any, keys: Keys, sections: list[str]) -> None:
+    """Queue each section's newest articles, the related candidates; `take_candidates`
+    reads them back."""
+    for section in sections:
+        pipe.zrevrange(keys.section(section), 0, RELATED_CANDIDATES - 1)
+
+
+def take_candidates(replies: Iterator[Any], sections: list[str]) -> dict[str, list[str]]:
+    return {section: list(next(replies)) for section in sections}
+
+
+def fill(
+    store: Store, boxes: dict[str, Box], candidates: dict[str, list[str]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each article's box: its curated links, then related articles of its section up to
+    LINKS_SHOWN (one round trip for their titles and counts, when any box needs them).
+
+    Related articles are ranked by reader approval (the Wilson lower bound the stats rank
+    by, so few votes rank below many at the same share), newest first among equals; an
+    article without votes scores 0. They link straight to their URL (they have no click
+    counter).
+    """
+    shown = int(store.config["LINKS_SHOWN"])
+    out = {aid: list(box.curated) for aid, box in boxes.items()}
+    ids = list(dict.fromkeys(aid for section in candidates.values() for aid in section))
+    if not ids:
+        return out
+    keys = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    for aid in ids:
+        pipe.hgetall(keys.article(aid))
+        pipe.hgetall(keys.article_counts(aid))
+    replies = iter(pipe.execute())
+    # candidate -> (title, url, ranking score); gone articles drop out.
+    found: dict[str, tuple[str, str, float]] = {}
     approve = store.config["CHOICES"][0]
-    ranked: list[tuple[float, int, str]] = []
-    for order, aid in enumerate(candidates):
-        meta, result = metas.get(aid), counts.get(aid)
-        if meta is None or aid in exclude or meta["url"] in exclude:
+    for aid in ids:
+        meta, raw_counts = next(replies), next(replies)
+        if meta:
+            counts = reactions.normalize_counts(store, raw_counts)
+            found[aid] = (meta.get("title", ""), meta.get("url", ""),
+                          wilson_lower(counts[approve], sum(counts.values())) or 0.0)
+    for article_id, box in boxes.items():
+        wanted = shown - len(box.curated)
+        if not box.section or wanted <= 0:
             continue
-        score = wilson_lower(result.counts[approve], result.total) if result else None
-        ranked.append((-(score or 0.0), order, aid))
-    ranked.sort()
-    return [
-        {
-            "id": "article:" + aid,
-            "title": metas[aid]["title"],
-            "url": metas[aid]["url"],
-            "href": metas[aid]["url"],
-            "related": True,
-        }
-        for _, _, aid in ranked[:wanted]
-    ]
+        exclude = {article_id} | {link["url"] for link in box.curated}
+        ranked = sorted(
+            (-found[aid][2], order, aid)
+            for order, aid in enumerate(candidates.get(box.section, []))
+            if aid in found and aid not in exclude and found[aid][1] not in exclude
+        )
+        out[article_id] += [
+            {"id": "article:" + aid, "title": found[aid][0], "url": found[aid][1],
+             "href": found[aid][1], "related": True}
+            for _, _, aid in ranked[:wanted]
+        ]
+    return out
 
 
 def for_articles(store: Store, article_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Each article's box: its curated links, then related articles up to LINKS_SHOWN.
-
-    Filled-in articles link straight to their URL (they have no click counter). A fixed
-    number of round trips however many articles: links, section lists, candidates.
-    """
-    keys = store.keys
+    """Each article's box (see `fill`), in a fixed number of round trips however many
+    articles: links and sections, the sections' candidates, their titles and counts."""
     pipe = store.redis.pipeline(transaction=False)
     for article_id in article_ids:
-        pipe.hget(keys.article(article_id), "section")
-        pipe.get(keys.article_links(article_id))
-    replies = pipe.execute()
-    shown = int(store.config["LINKS_SHOWN"])
-    out: dict[str, list[dict[str, Any]]] = {}
-    short: dict[str, str] = {}  # article -> section, for boxes that need filling
-    for index, article_id in enumerate(article_ids):
-        section, raw = replies[2 * index], replies[2 * index + 1]
-        out[article_id] = [_public(link) for link in _decode(raw)]
-        if section and len(out[article_id]) < shown:
-            short[article_id] = section
-    if not short:
-        return out
-    sections = list(dict.fromkeys(short.values()))
-    pipe = store.redis.pipeline(transaction=False)
-    for section in sections:
-        pipe.zrevrange(keys.section(section), 0, RELATED_CANDIDATES - 1)
-    by_section = dict(zip(sections, pipe.execute(), strict=True))
-    candidates = list(dict.fromkeys(aid for ids in by_section.values() for aid in ids))
-    metas = articles.get_many(store, candidates)
-    counts = reactions.read_many(store, candidates)
-    for article_id, section in short.items():
-        exclude = {article_id} | {link["url"] for link in out[article_id]}
-        out[article_id] += _rank(store, list(by_section[section]), metas, counts, exclude,
-                                 shown - len(out[article_id]))
-    return out
+        queue_box(pipe, store.keys, article_id)
+    replies = iter(pipe.execute())
+    boxes = {article_id: take_box(replies) for article_id in article_ids}
+    sections = sections_to_fill(store, boxes.values())
+    candidates: dict[str, list[str]] = {}
+    if sections:
+        pipe = store.redis.pipeline(transaction=False)
+        queue_candidates(pipe, store.keys, sections)
+        candidates = take_candidates(iter(pipe.execute()), sections)
+    return fill(store, boxes, candidates)
 
 
 def article_of(store: Store, link_id_: str) -> str | None:

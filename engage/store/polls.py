@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from engage.store.exceptions import (
     UnknownArticle,
     UnknownPoll,
 )
+from engage.store.keys import Keys
 from engage.store.scripts import Status
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -131,24 +132,26 @@ def _pairs(flat: list[Any]) -> dict[str, str]:
 
 
 # -- reads ---------------------------------------------------------------------------
-def _fetch(
-    store: Store, poll_ids: list[str], reader: str | None
-) -> list[tuple[dict[str, str], dict[str, str], str | None]]:
-    """Each poll's fields, counts and the reader's vote, in one pipeline."""
-    keys = store.keys
-    pipe = store.redis.pipeline(transaction=False)
-    for poll_id in poll_ids:
-        pipe.hgetall(keys.poll(poll_id))
-        pipe.hgetall(keys.poll_counts(poll_id))
-        if reader:
-            pipe.hget(keys.poll_voters(poll_id), reader)
-    replies = pipe.execute()
-    step = 3 if reader else 2
-    out = []
-    for index in range(len(poll_ids)):
-        part = replies[index * step:(index + 1) * step]
-        out.append((part[0], part[1], part[2] if reader else None))
-    return out
+def queue_poll(pipe: Any, keys: Keys, poll_id: str, reader: str | None = None) -> None:
+    """Queue on a pipeline what `take_poll` reads back: the poll's fields, its counts
+    and the reader's vote."""
+    pipe.hgetall(keys.poll(poll_id))
+    pipe.hgetall(keys.poll_counts(poll_id))
+    if reader:
+        pipe.hget(keys.poll_voters(poll_id), reader)
+
+
+def take_poll(replies: Iterator[Any], poll_id: str, now: datetime,
+              reader: str | None = None) -> Poll | None:
+    """The replies of one `queue_poll`; None for an unknown poll."""
+    meta, counts = next(replies), next(replies)
+    mine = next(replies) if reader else None
+    return _decode(poll_id, meta, counts, mine, now) if meta else None
+
+
+def queue_article_polls(pipe: Any, keys: Keys, article_id: str) -> None:
+    """Queue the ids of the article's polls, oldest first (one reply, a list)."""
+    pipe.zrange(keys.article_polls(article_id), 0, -1)
 
 
 def get(
@@ -158,22 +161,19 @@ def get(
     now: datetime | None = None,
 ) -> Poll | None:
     """The poll (with the reader's vote); None for an unknown poll."""
-    now = now or store.now()
-    meta, counts, mine = _fetch(store, [poll_id], reader)[0]
-    if not meta:
-        return None
-    return _decode(poll_id, meta, counts, mine, now)
+    return get_many(store, [poll_id], reader, now or store.now()).get(poll_id)
 
 
-def _get_many(
+def get_many(
     store: Store, poll_ids: list[str], reader: str | None, now: datetime
 ) -> dict[str, Poll]:
-    fetched = _fetch(store, poll_ids, reader)
-    return {
-        poll_id: _decode(poll_id, meta, counts, mine, now)
-        for poll_id, (meta, counts, mine) in zip(poll_ids, fetched, strict=True)
-        if meta
-    }
+    """The known ones of the polls (with the reader's votes), in one pipeline."""
+    pipe = store.redis.pipeline(transaction=False)
+    for poll_id in poll_ids:
+        queue_poll(pipe, store.keys, poll_id, reader)
+    replies = iter(pipe.execute())
+    found = {poll_id: take_poll(replies, poll_id, now, reader) for poll_id in poll_ids}
+    return {poll_id: poll for poll_id, poll in found.items() if poll is not None}
 
 
 def for_articles(
@@ -187,10 +187,10 @@ def for_articles(
     article_ids = list(dict.fromkeys(article_ids))
     pipe = store.redis.pipeline(transaction=False)
     for article_id in article_ids:
-        pipe.zrange(store.keys.article_polls(article_id), 0, -1)
+        queue_article_polls(pipe, store.keys, article_id)
     per_article = dict(zip(article_ids, pipe.execute(), strict=True))
     all_ids = list(dict.fromkeys(p for ids in per_article.values() for p in ids))
-    found = _get_many(store, all_ids, reader, now) if all_ids else {}
+    found = get_many(store, all_ids, reader, now) if all_ids else {}
     return {
         article_id: [found[p] for p in ids if p in found]
         for article_id, ids in per_article.items()
@@ -216,7 +216,7 @@ def list_page(
         poll_ids = list(store.redis.zrevrange(store.keys.polls, start, start + _PAGE_SCAN - 1))
         if not poll_ids:
             break
-        found = _get_many(store, poll_ids, None, now)
+        found = get_many(store, poll_ids, None, now)
         matched += [
             poll for poll_id in poll_ids
             if (poll := found.get(poll_id)) is not None
@@ -311,6 +311,8 @@ def create(
     if article:
         pipe.zadd(keys.article_polls(article), {poll_id: now.timestamp()})
     pipe.execute()
+    if article:
+        store.forget(article)
     return _decode(poll_id, fields, {}, None, now)
 
 
@@ -367,7 +369,10 @@ def vote(
     n_counts = int(result.values[1])
     counts = _pairs(result.values[2:2 + n_counts])
     meta = _pairs(result.values[2 + n_counts:])
-    return _decode(poll_id, meta, counts, mine, now), result.status == Status.CHANGED
+    poll = _decode(poll_id, meta, counts, mine, now)
+    if poll.article:
+        store.forget(poll.article)
+    return poll, result.status == Status.CHANGED
 
 
 _VOTE_REFUSALS: scripts.Refusals = {
@@ -427,7 +432,10 @@ def patch(
     result = scripts.raise_for_status(raw, _PATCH_REFUSALS)
     meta = _pairs(result.values)
     counts = store.redis.hgetall(keys.poll_counts(poll_id))
-    return _decode(poll_id, meta, counts, None, now), result.status == Status.CHANGED
+    poll = _decode(poll_id, meta, counts, None, now)
+    if poll.article:
+        store.forget(poll.article)
+    return poll, result.status == Status.CHANGED
 
 
 def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:
@@ -449,6 +457,7 @@ def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:
     article = result.values[0]
     if article:
         store.redis.zrem(keys.article_polls(article), poll_id)
+        store.forget(article)
 
 
 def events(store: Store, poll_id: str, batch: int = 500) -> Iterable[tuple[str, dict[str, str]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,13 +58,13 @@ def read_many(
     """
     if reader is not None:
         return _fetch(store, article_ids, reader)
-    with store.counts_lock:
+    with store.cache_lock:
         cached = {aid: store.counts_cache.get(aid) for aid in article_ids}
     missing = [aid for aid, found in cached.items() if found is None]
     if not missing:
         return cached
     fetched = _fetch(store, missing, None)
-    with store.counts_lock:
+    with store.cache_lock:
         for aid, found in fetched.items():
             if found is not None:
                 store.counts_cache[aid] = found
@@ -73,22 +74,29 @@ def read_many(
 def _fetch(
     store: Store, article_ids: list[str], reader: str | None
 ) -> dict[str, Reactions | None]:
-    keys = store.keys
-    step = 3 if reader else 2
     pipe = store.redis.pipeline(transaction=False)
     for article_id in article_ids:
-        pipe.exists(keys.article(article_id))
-        pipe.hgetall(keys.article_counts(article_id))
-        if reader:
-            pipe.hget(keys.article_voters(article_id), reader)
-    replies = pipe.execute()
-    out: dict[str, Reactions | None] = {}
-    for index, article_id in enumerate(article_ids):
-        exists, counts, *mine = replies[step * index: step * (index + 1)]
-        choice, reason = _split_mine(mine[0] if mine else None)
-        out[article_id] = (Reactions(normalize_counts(store, counts), choice, reason)
-                           if exists else None)
-    return out
+        queue_read(pipe, store.keys, article_id, reader)
+    replies = iter(pipe.execute())
+    return {article_id: take_read(store, replies, reader) for article_id in article_ids}
+
+
+def queue_read(pipe: Any, keys: Keys, article_id: str, reader: str | None = None) -> None:
+    """Queue on a pipeline what `take_read` reads back: whether the article exists, its
+    counts and the reader's vote."""
+    pipe.exists(keys.article(article_id))
+    pipe.hgetall(keys.article_counts(article_id))
+    if reader:
+        pipe.hget(keys.article_voters(article_id), reader)
+
+
+def take_read(store: Store, replies: Iterator[Any], reader: str | None = None
+              ) -> Reactions | None:
+    """The replies of one `queue_read`, taken from the pipeline's; None for an unknown
+    article."""
+    exists, counts = next(replies), next(replies)
+    choice, reason = _split_mine(next(replies) if reader else None)
+    return Reactions(normalize_counts(store, counts), choice, reason) if exists else None
 
 
 _VOTE_REFUSALS: scripts.Refusals = {Status.UNKNOWN: UnknownArticle, Status.THROTTLED: Throttled}
@@ -119,9 +127,7 @@ def vote(
               budgets.vote_limits(store.config, networks), store.config["THROTTLE_WINDOW"],
               hour_ttl, day_ttl, store.min_event_id(now), article_id],
     )
-    with store.counts_lock:
-        # This process's next anonymous read shows the vote; others within the cache's age.
-        store.counts_cache.pop(article_id, None)
+    store.forget(article_id)
     result = scripts.raise_for_status(raw, _VOTE_REFUSALS)
     mine, mine_reason = _split_mine(result.values[0])
     counts = normalize_counts(store, result.values[1:])
