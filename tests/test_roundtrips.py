@@ -249,3 +249,45 @@ def test_widget_mine_round_trips_do_not_grow_with_articles(
                                   headers=reader)
 
     assert count(proxy, mine(1)) == count(proxy, mine(8))
+
+
+def test_widget_bundle_round_trips(setup: tuple[Flask, CountingProxy, RedisServer]) -> None:
+    """An anonymous page view the process read within the cache's age costs no round
+    trip; one it did not costs three pipelines however many articles it names (their
+    own keys; their polls and the related candidates; the candidates' titles and
+    counts), and a vote here makes the next one fetch again."""
+    app, proxy, _server = setup
+    client = app.test_client()
+    warm(app, client)
+    with app.app_context():
+        editor = {"Authorization": "Bearer " + tokens.create(get_store(), "editor")[0]}
+        get_store().timer = lambda: 0.0  # nothing in the caches expires here
+    ids = [f"w{n}" for n in range(6)]
+    for article_id in ids:
+        assert client.put(f"/api/v1/articles/{article_id}", headers=editor, json={
+            **ARTICLE, "url": f"https://news.example.com/{article_id}"}).status_code == 201
+    poll = client.post("/api/v1/polls", headers=editor, json={
+        "question": "Will the talks last?", "options": ["Yes", "No"],
+        "article": "korea-china-reset"})
+    assert poll.status_code == 201, poll.json
+
+    def bundle(*article_ids: str) -> Any:
+        query = "&".join(f"article={aid}" for aid in article_ids)
+        return lambda: client.get(f"/api/v1/widget?{query}")
+
+    assert count(proxy, bundle("korea-china-reset")) == 3
+    assert count(proxy, bundle("korea-china-reset")) == 0
+    etag = client.get("/api/v1/widget?article=korea-china-reset").headers["ETag"]
+    assert count(proxy, lambda: client.get("/api/v1/widget?article=korea-china-reset",
+                                           headers={"If-None-Match": etag})) == 0
+    assert count(proxy, bundle(*ids, "missing")) == 3
+    assert count(proxy, bundle(*ids)) == 0
+    body = client.get("/api/v1/widget?article=korea-china-reset").json
+    assert body["articles"]["korea-china-reset"]["polls"][0]["id"] == poll.json["id"]
+    assert len(body["articles"]["korea-china-reset"]["links"]) == 4  # filled: related
+
+    vote = client.put(READ + "/mine", json={"choice": "no"}, headers=reader_for(app))
+    assert vote.status_code == 200
+    assert count(proxy, bundle("korea-china-reset")) == 3
+    counts = client.get("/api/v1/widget?article=korea-china-reset").json
+    assert counts["articles"]["korea-china-reset"]["counts"] == vote.json["counts"]
