@@ -863,10 +863,11 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
         a, b = by_key.get(ours), by_key.get(theirs)
         if a is None or b is None:
             continue
-        value = round(cpu_us(a) / cpu_us(b), 2) if cpu_us(b) else None
+        value = cpu_us(a) / cpu_us(b) if cpu_us(b) else None
         headline.append({
             "name": name, "engage_us": round(cpu_us(a)), "reference": b.target + " " + b.scenario,
-            "reference_us": round(cpu_us(b)), "measured": value, "target": most,
+            "reference_us": round(cpu_us(b)),
+            "measured": None if value is None else round(value, 2), "target": most,
             "result": "n/a" if value is None else ("PASS" if value <= most else "FAIL"),
         })
     for name, ours, limit in CPU_LIMITS:
@@ -880,9 +881,8 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
     for name, ours, theirs, least in RATE_TARGETS:
         a, b = by_key.get(ours), by_key.get(theirs)
         if a and b and b.rps:
-            value = round(a.rps / b.rps, 2)
-            ratios.append({"name": name + " (req/s)", "measured": value, "target": least,
-                           "result": "PASS" if value >= least else "FAIL"})
+            ratios.append({"name": name + " (req/s)", "measured": round(a.rps / b.rps, 2),
+                           "target": least, "result": "PASS" if a.rps / b.rps >= least else "FAIL"})
     for name, ours, theirs in FLOOR:
         a, b = by_key.get(ours), by_key.get(theirs)
         if a and b and cpu_us(b):
@@ -985,17 +985,20 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
             f"default server, `engage gunicorn` the working tree under gunicorn, `{then}` "
             "that commit as its own `engage serve` ran it. Ratios are now / then: `as run` "
             f"compares `engage` with `{then}`, `same server` compares `engage gunicorn` with "
-            f"`{then}` (req/s above 1 is faster now, p99 below 1 is better now).", "",
+            f"`{then}` (req/s above 1 is faster now, p99 below 1 is better now); server CPU "
+            "per request is given for all three.", "",
             f"| scenario | req/s engage | req/s engage gunicorn | req/s {then} | as run | "
-            f"same server | p99 ms engage | p99 ms engage gunicorn | p99 ms {then} | failed |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"same server | p99 ms engage | p99 ms engage gunicorn | p99 ms {then} | "
+            f"CPU µs engage | CPU µs engage gunicorn | CPU µs {then} | failed |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in compared:
             lines.append(
                 f"| {row['scenario']} | {row['rps']:,.0f} | {row['rps_gunicorn']:,.0f} | "
                 f"{row['rps_then']:,.0f} | {row['rps_ratio']} | {row['rps_ratio_gunicorn']} | "
                 f"{row['p99_ms']:.2f} | {row['p99_ms_gunicorn']:.2f} | "
-                f"{row['p99_ms_then']:.2f} | {row['failed']} |")
+                f"{row['p99_ms_then']:.2f} | {row['cpu_us']:,} | {row['cpu_us_gunicorn']:,} | "
+                f"{row['cpu_us_then']:,} | {row['failed']} |")
     lines.append("")
     lines.append(f"Total benchmark time {seconds / 60:.1f} min.")
     markdown = "\n".join(lines) + "\n"
@@ -1032,6 +1035,8 @@ def compare_rows(figures: list[Figure], then: str) -> list[dict[str, Any]]:
             "rps_ratio": ratio(now.rps, old.rps),
             "rps_ratio_gunicorn": ratio(same.rps, old.rps),
             "p99_ms": now.p99_ms, "p99_ms_gunicorn": same.p99_ms, "p99_ms_then": old.p99_ms,
+            "cpu_us": round(cpu_us(now)), "cpu_us_gunicorn": round(cpu_us(same)),
+            "cpu_us_then": round(cpu_us(old)),
             "failed": now.bad + same.bad + old.bad,
         })
     return rows
