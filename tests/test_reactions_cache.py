@@ -1,8 +1,10 @@
-"""The per-process cache of anonymous count reads: at most a second old, never a reader's
-answer, bounded.
+"""The per-process caches of anonymous reads (counts, the widget bundle): at most a
+second old, never a reader's answer, bounded; the bundle never past a poll's closes_at,
+and a write in this process shows at once.
 
 Another process's vote is played by a second app on the same Redis (its own store and
-cache, as another worker has); the first app's cache age goes by a timer the test moves.
+cache, as another worker has); the first app's cache age goes by a timer the test moves,
+and engage's own time by the `clock` fixture.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from engage.store import (
     make_client,
     reactions,
 )
-from tests.conftest import ARTICLE, get_store_of, make_app, new_reader
+from tests.conftest import ARTICLE, Clock, get_store_of, make_app, new_reader
 from tests.redis_server import RedisServer
 
 READ = "/api/v1/articles/korea-china-reset/reactions"
 MINE = READ + "/mine"
+BUNDLE = "/api/v1/widget?article=korea-china-reset"
 PUBLISHED = datetime(2026, 1, 8, 9, tzinfo=UTC)
 
 
@@ -133,3 +136,87 @@ def test_the_cache_is_bounded(app: Flask, redis_server: RedisServer, tmp_path: P
     finally:
         store.close()
 
+
+def part(client: FlaskClient) -> dict[str, Any]:
+    response = client.get(BUNDLE)
+    assert response.status_code == 200, response.json
+    found: dict[str, Any] = response.json["articles"]["korea-china-reset"]
+    return found
+
+
+def test_a_page_view_is_at_most_a_second_old(client: FlaskClient, article: str,
+                                             timer: Timer, other: Flask) -> None:
+    assert part(client)["total"] == 0
+    vote_elsewhere(other, "yes")
+    timer.advance(COUNTS_CACHE_SECONDS - 0.01)
+    assert part(client)["total"] == 0  # from this process's cache
+    timer.advance(0.01)
+    assert part(client)["total"] == 1
+
+
+def test_writes_in_this_process_show_at_once(client: FlaskClient, article: str,
+                                             editor: dict[str, str], timer: Timer) -> None:
+    assert part(client) == {"counts": {"yes": 0, "no": 0}, "total": 0, "links": [],
+                            "polls": []}
+    reader = new_reader(client)
+    assert client.put(MINE, json={"choice": "no"}, headers=reader).status_code == 200
+    assert part(client)["counts"] == {"yes": 0, "no": 1}
+    assert client.put("/api/v1/articles/korea-china-reset/links", headers=editor, json=[
+        {"title": "Policy Link", "url": "https://example.org/policy"}]).status_code == 200
+    assert [link["title"] for link in part(client)["links"]] == ["Policy Link"]
+    created = client.post("/api/v1/polls", headers=editor, json={
+        "question": "Will the talks last?", "options": ["Yes", "No"],
+        "article": "korea-china-reset"})
+    assert created.status_code == 201, created.json
+    poll = created.json["id"]
+    assert [p["id"] for p in part(client)["polls"]] == [poll]
+    assert client.put(f"/api/v1/polls/{poll}/votes/mine", json={"options": ["o2"]},
+                      headers=reader).status_code == 200
+    assert part(client)["polls"][0]["results"]["counts"] == {"o1": 0, "o2": 1}
+    assert client.patch(f"/api/v1/polls/{poll}", json={"status": "closed"},
+                        headers=editor).status_code == 200
+    assert part(client)["polls"][0]["status"] == "closed"
+    assert client.put("/api/v1/articles/korea-china-reset", headers=editor,
+                      json={**ARTICLE, "section": "Economy"}).status_code == 200
+    second = {**ARTICLE, "url": "https://news.example.com/economy/second", "section": "Economy"}
+    assert client.put("/api/v1/articles/second", headers=editor, json=second).status_code == 201
+    # Another article of the section fills the box within the cache's age.
+    timer.advance(COUNTS_CACHE_SECONDS)
+    assert [link["id"] for link in part(client)["links"]][1:] == ["article:second"]
+
+
+def test_a_kept_poll_closes_on_time(client: FlaskClient, article: str,
+                                    editor: dict[str, str], timer: Timer,
+                                    clock: Clock) -> None:
+    closes = clock.time.replace(year=clock.time.year + 1)
+    created = client.post("/api/v1/polls", headers=editor, json={
+        "question": "Will the talks last?", "options": ["Yes", "No"],
+        "article": "korea-china-reset", "closes_at": closes.isoformat(),
+        "results": "after_close"})
+    assert created.status_code == 201, created.json
+    shown = part(client)["polls"][0]
+    assert (shown["status"], shown["results"]) == ("open", None)
+    clock.set(closes)  # the cache's timer stands still: the part is still kept
+    shown = part(client)["polls"][0]
+    assert shown["status"] == "closed"
+    assert shown["results"]["counts"] == {"o1": 0, "o2": 0}
+
+
+def test_unknown_articles_and_readers_answers_are_not_kept(
+        client: FlaskClient, app: Flask, editor: dict[str, str], timer: Timer,
+        store: Store) -> None:
+    assert client.get(BUNDLE).json["unknown"] == ["korea-china-reset"]
+    assert len(store.widget_cache) == 0
+    assert client.put("/api/v1/articles/korea-china-reset", json=ARTICLE,
+                      headers=editor).status_code == 201
+    assert part(client)["total"] == 0
+    store.widget_cache.clear()
+    reader = new_reader(client)
+    mine = client.get("/api/v1/widget/mine?article=korea-china-reset", headers=reader)
+    assert mine.status_code == 200
+    assert len(store.widget_cache) == 0
+
+
+def test_the_widget_cache_is_bounded(store: Store) -> None:
+    assert store.widget_cache.maxsize == COUNTS_CACHE_ARTICLES
+    assert store.widget_cache.ttl == COUNTS_CACHE_SECONDS <= 1.0
