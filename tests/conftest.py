@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +22,7 @@ from engage.logs import logger as request_log
 from engage.store import get_store, tokens
 from tests import processes
 from tests.desk import Desk
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, stop_embedded
 
 CLUSTER_RUN = os.environ.get("ENGAGE_TEST_REDIS") == "cluster"
 
@@ -57,6 +59,7 @@ SINGLE_REDIS_ONLY = {
 collect_ignore = list(SINGLE_REDIS_ONLY) if CLUSTER_RUN else []
 
 RUN_MARK = processes.mark_this_run()
+processes.become_subreaper()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -100,6 +103,17 @@ def make_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Flask:
     }
     config.update(overrides)
     return create_app(config)
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A data directory for an embedded server under /tmp (unix socket paths are limited
+    to ~100 characters); the server a test left running in it is stopped before the
+    directory goes (a server whose directory is gone cannot save, and so ignores SIGTERM)."""
+    path = Path(tempfile.mkdtemp(dir="/tmp"))
+    yield path
+    stop_embedded(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,22 +1,38 @@
 """Which processes a test run started, so the run can fail when one outlives it.
 
-conftest.py puts a mark in the environment of the pytest process before any test runs;
-every process a test starts inherits it (a daemonized server too, though it is no
-longer pytest's child), unless the test hands it an environment of its own, and then it
-is still pytest's descendant while its parent lives. At the end of the run, whatever
-carries the mark or descends from pytest, other than pytest itself, outlived the test
-that started it.
+conftest.py makes the pytest process a child subreaper (Linux's prctl), so a daemonized
+server, whose parent exits at once, is reparented to pytest instead of to init and stays
+its descendant; and it puts a mark in pytest's environment, which every process a test
+starts inherits unless the test hands it an environment of its own (a Valkey server
+overwrites its environment with its process title, so the mark alone would miss it). At
+the end of the run, whatever descends from pytest or carries the mark, other than
+pytest itself, outlived the test that started it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import time
 import uuid
 
 import psutil
 
 MARK = "PYTEST_ENGAGE_RUN"  # not ENGAGE_: tests strip those from the environments they build
+
+
+# prctl(2): PR_SET_CHILD_SUBREAPER.
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Orphans among this process's descendants come back to it (Linux 3.4+). Their exit
+    leaves a zombie until pytest ends, which every liveness check here treats as gone."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
 
 def mark_this_run() -> str:

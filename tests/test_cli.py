@@ -12,7 +12,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from engage.cli import main
 from engage.server import GRACEFUL_TIMEOUT
 from engage.store.embedded import AOF_DIR, EmbeddedRedis, _alive, redis_server_binary
 from tests.conftest import ARTICLE, make_app
-from tests.redis_server import RedisServer, free_port, stop_embedded
+from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_IDS = [entry["id"] for entry in json.loads((ROOT / "seeds" / "articles.json").read_text())]
@@ -119,15 +118,6 @@ def test_seed_is_idempotent(run: Any, own_redis: RedisServer) -> None:
 
 
 # -- the embedded Redis ------------------------------------------------------------------
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    # Unix socket paths are limited to ~100 characters: keep it short.
-    path = Path(tempfile.mkdtemp(dir="/tmp"))
-    yield path
-    stop_embedded(path)
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def test_embedded_redis_starts_reuses_and_persists(short_dir: Path) -> None:
     embedded = EmbeddedRedis(short_dir)
     assert not embedded.is_running()

@@ -7,10 +7,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,15 +206,6 @@ def hashes_of(address: str, key: bytes) -> set[str]:
                        hmac.new(key, text.encode(), hashlib.sha256).digest()[:9]):
             out.add(base64.urlsafe_b64encode(digest).decode())
     return out
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    # Unix socket paths are limited to ~100 characters: keep it short.
-    path = Path(tempfile.mkdtemp(dir="/tmp"))
-    yield path
-    EmbeddedRedis(path).stop()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_redis_alone_cannot_match_hashes_to_addresses(short_dir: Path) -> None:
