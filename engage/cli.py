@@ -192,8 +192,16 @@ def token() -> None:
 @click.option("--name", default="", help="Who or what the token is for.")
 def token_create(role: str, name: str) -> None:
     """Create a token; it is shown once and stored only as a hash."""
+    from marshmallow import ValidationError
+
+    from engage import schemas
     from engage.store import get_store, tokens
 
+    try:  # the dashboard's rules for a token's name
+        name = schemas.TokenInSchema().load({"role": role, "name": name})["name"]
+    except ValidationError as exc:
+        raise click.BadParameter(" ".join(exc.normalized_messages().get("name", [])),
+                                 param_hint="'--name'") from None
     app = _app()
     with app.app_context():
         value, record = tokens.create(get_store(), role, name)

@@ -6,6 +6,7 @@ import time. Flask config keys are the setting names without the `ENGAGE_` prefi
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -32,6 +33,24 @@ def _bool(raw: str) -> bool:
 
 def _list(raw: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _dns_servers(raw: str) -> list[tuple[str, int]]:
+    """`address[:port]` entries (an IPv6 address with a port in brackets); port 53 when
+    left out. Addresses, not names: looking a server's name up would need a resolver."""
+    servers = []
+    for item in _list(raw):
+        try:
+            servers.append((str(ipaddress.ip_address(item)), 53))
+            continue
+        except ValueError:
+            pass
+        host, _, port = item.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"not address[:port]: {item!r}")
+        servers.append((str(ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))),
+                        int(port)))
+    return servers
 
 
 def _seeds_dir() -> Path:
@@ -151,6 +170,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WEBHOOK_ALLOW_PRIVATE", False, _bool,
             "Let webhooks deliver to loopback and private addresses (a receiver on your "
             "own network); off, they reach public addresses only."),
+    Setting("WEBHOOK_DNS", [], _dns_servers,
+            "DNS servers (address[:port], comma-separated; [IPv6]:port) to look webhook "
+            "host names up at (A and AAAA) instead of the system's resolver: one you "
+            "choose, such as a filtering one; empty uses the system's."),
+    Setting("WEBHOOK_DNS_TIMEOUT", 2.0, float,
+            "Seconds one look-up at WEBHOOK_DNS may take, every server and both record "
+            "types together, so a silent server cannot hold a registration or a delivery."),
     Setting("WEBHOOK_MAX_ATTEMPTS", 8, int,
             "Delivery attempts before a webhook delivery becomes a dead letter."),
     Setting("WEBHOOK_RETRY_BASE", 10.0, float,
@@ -204,6 +230,8 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("ENGAGE_ADDRESS_PREFIX_V4 must be between 0 and 32")
     if not 0 <= int(config["ADDRESS_PREFIX_V6"]) <= 128:
         raise ConfigError("ENGAGE_ADDRESS_PREFIX_V6 must be between 0 and 128")
+    if float(config["WEBHOOK_DNS_TIMEOUT"]) <= 0:
+        raise ConfigError("ENGAGE_WEBHOOK_DNS_TIMEOUT must be above 0")
     public_url = config.get("PUBLIC_URL")
     if public_url and not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", str(public_url)):
         raise ConfigError("ENGAGE_PUBLIC_URL must be http(s)://host[:port][/path]")

@@ -7,6 +7,10 @@ refused, however they are written, when a webhook is registered and again at eve
 delivery on the address the name resolves to then; the delivery connects to that
 checked address, so a name that changes its answer in between gains nothing.
 ENGAGE_WEBHOOK_ALLOW_PRIVATE turns the check off for receivers on a private network.
+
+Names are looked up with the system's resolver (getaddrinfo), or, when
+ENGAGE_WEBHOOK_DNS names DNS servers, at those servers (A and AAAA records) within
+ENGAGE_WEBHOOK_DNS_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -14,7 +18,15 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
+
+import dns.exception
+import dns.nameserver
+import dns.resolver
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -28,6 +40,37 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 class RefusedDestination(ValueError):
     """The destination is not a public address; the message says why."""
+
+
+class Unresolved(OSError):
+    """The name has no address now: no such name, no A or AAAA record, or no answer from
+    the DNS servers in time."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How webhook destinations are judged. `resolver` None: the system's resolver."""
+
+    allow_private: bool = False
+    resolver: dns.resolver.Resolver | None = None
+
+
+def rules(config: Mapping[str, Any]) -> Rules:
+    """The rules an app's or worker's settings set."""
+    allow_private = bool(config["WEBHOOK_ALLOW_PRIVATE"])
+    servers = config["WEBHOOK_DNS"]
+    if not servers:
+        return Rules(allow_private)
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port) for host, port in servers]
+    resolver.lifetime = float(config["WEBHOOK_DNS_TIMEOUT"])
+    # Two questions (A, then AAAA), each asked of the servers in turn: a share per server
+    # and question, so a silent first server leaves time to ask the next one.
+    resolver.timeout = resolver.lifetime / (2 * len(servers))
+    return Rules(allow_private, resolver)
+
+
+DEFAULT_RULES = Rules()  # public addresses only, names looked up by the system
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -82,31 +125,50 @@ def _refuse(host: str) -> RefusedDestination:
     )
 
 
-def resolve(url: str, allow_private: bool = False) -> tuple[str, int]:
+def _addresses(host: str, port: int, resolver: dns.resolver.Resolver | None) -> list[Address]:
+    if resolver is None:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
+    # Both questions within one lifetime (Resolver.resolve_name caps each at one
+    # server's timeout, which leaves a second server unasked). IPv4 first: the family
+    # every network the worker may run in routes.
+    deadline = time.monotonic() + resolver.lifetime
+    found: list[Address] = []
+    try:
+        for record in ("A", "AAAA"):
+            answer = resolver.resolve(host, record, raise_on_no_answer=False,
+                                      lifetime=deadline - time.monotonic())
+            found += [ipaddress.ip_address(rdata.address) for rdata in answer]
+    except dns.exception.DNSException as exc:
+        raise Unresolved(f"{host}: {exc}") from exc
+    return found
+
+
+def resolve(url: str, rules: Rules = DEFAULT_RULES) -> tuple[str, int]:
     """The checked address (and port) to deliver `url` to. Raises RefusedDestination for
     a non-public one (any of a name's addresses), and OSError when the name does not
     resolve."""
     host, port = _host_of(url)
     ip = literal_address(host)
     if ip is not None:
-        if is_forbidden(ip) and not allow_private:
+        if is_forbidden(ip) and not rules.allow_private:
             raise _refuse(host)
         return str(ip), port
-    if _LOCAL_NAME.fullmatch(host) and not allow_private:
+    if _LOCAL_NAME.fullmatch(host) and not rules.allow_private:
         raise _refuse(host)
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
+    addresses = _addresses(host, port, rules.resolver)
     if not addresses:
-        raise OSError(f"{host} has no address")
-    if not allow_private and any(is_forbidden(a) for a in addresses):
+        raise Unresolved(f"{host} has no address")
+    if not rules.allow_private and any(is_forbidden(a) for a in addresses):
         raise _refuse(host)
     return str(addresses[0]), port
 
 
-def check(url: str, allow_private: bool = False) -> None:
+def check(url: str, rules: Rules) -> None:
     """Refuse a webhook URL whose host is, or resolves to, a non-public address. A name
-    that does not resolve yet is let through: every delivery checks again."""
+    that does not resolve yet (or not in time) is let through: every delivery checks
+    again."""
     try:
-        resolve(url, allow_private)
+        resolve(url, rules)
     except OSError:
         pass

@@ -53,12 +53,12 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def http_send(url: str, body: bytes, headers: dict[str, str], timeout: float,
-              allow_private: bool = False) -> str | None:
+              rules: destinations.Rules = destinations.DEFAULT_RULES) -> str | None:
     """POST to the address the URL's host resolves to now, once checked to be public;
     None on a 2xx answer, else a short, bounded description of the failure. A redirect
     is a failure: following it would re-send the body elsewhere."""
     try:
-        address, port = destinations.resolve(url, allow_private)
+        address, port = destinations.resolve(url, rules)
     except destinations.RefusedDestination:
         return "refused destination"
     except (OSError, UnicodeError) as exc:
@@ -107,8 +107,7 @@ class Worker:
         config = store.config
         self.store = store
         self.consumer = consumer
-        self.send = send or partial(http_send,
-                                    allow_private=bool(config["WEBHOOK_ALLOW_PRIVATE"]))
+        self.send = send or partial(http_send, rules=destinations.rules(config))
         self.timeout = float(config["WEBHOOK_TIMEOUT"])
         self.max_attempts = int(config["WEBHOOK_MAX_ATTEMPTS"])
         self.retry_base = float(config["WEBHOOK_RETRY_BASE"])

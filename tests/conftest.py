@@ -1,11 +1,14 @@
 """Fixtures: a real redis-server per session (flushed per test), the app, clients, tokens,
-and a clock the test moves by hand."""
+a clock the test moves by hand, and the DNS server every app looks webhook names up at."""
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +25,7 @@ from engage.logs import logger as request_log
 from engage.store import get_store, tokens
 from tests import processes
 from tests.desk import Desk
+from tests.dns_server import PUBLIC_NAMES, DnsServer
 from tests.redis_server import RedisServer, stop_embedded
 
 CLUSTER_RUN = os.environ.get("ENGAGE_TEST_REDIS") == "cluster"
@@ -65,6 +69,8 @@ processes.become_subreaper()
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The run fails when a process it started (a server, `engage serve`, granian, a
     worker) is still alive once every test and fixture has finished; it is then killed."""
+    if suite_dns.cache_info().currsize:
+        suite_dns().stop()
     left = processes.leftovers(RUN_MARK, os.getpid())
     if not left:
         return
@@ -75,6 +81,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for line in left:
             reporter.write_line(line)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@functools.cache
+def suite_dns() -> DnsServer:
+    """The DNS server (on 127.0.0.1) every app of this process looks webhook names up at,
+    through ENGAGE_WEBHOOK_DNS: no test asks the system's resolver for a name. Started
+    on first use, so a child process that builds an app gets its own."""
+    return DnsServer(PUBLIC_NAMES).start()
+
+
+@pytest.fixture
+def name_server() -> Iterator[DnsServer]:
+    """The suite's DNS server, for a test to set names on; as it started, after the test."""
+    server = suite_dns()
+    server.reset()
+    yield server
+    server.reset()
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +123,7 @@ def make_app(redis_url: str, tmp_path: Path, **overrides: Any) -> Flask:
         "DATA_DIR": str(tmp_path),
         "SECRET_KEY": "test-secret-key-not-for-production",
         "LOG_JSON": False,
+        "WEBHOOK_DNS": [suite_dns().address],
     }
     config.update(overrides)
     return create_app(config)
@@ -272,3 +296,54 @@ def lines() -> Iterator[list[str]]:
     request_log.addHandler(handler)
     yield handler.lines
     request_log.removeHandler(handler)
+
+
+def _host(host: Any) -> str:
+    return host.decode("ascii", "replace") if isinstance(host, bytes) else str(host or "")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("", "localhost"):
+        return True
+    return _is_address(host) and ipaddress.ip_address(host.partition("%")[0]).is_loopback
+
+
+@functools.cache
+def network_use() -> list[str]:
+    """Every name this process asks the system's resolver for and every connection or
+    datagram to an address off loopback, from any thread, seen through the interpreter's
+    audit events (sys.addaudithook: a hook cannot be removed, so one for the session)."""
+    seen: list[str] = []
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event in ("socket.getaddrinfo", "socket.gethostbyname"):
+            host = _host(args[0])
+            if not _is_loopback(host) and not _is_address(host):
+                seen.append(f"{event} {host!r}")
+        elif event == "socket.gethostbyaddr" and not _is_loopback(_host(args[0])):
+            seen.append(f"{event} {_host(args[0])!r}")
+        elif event in ("socket.connect", "socket.sendto"):
+            address = args[1]
+            if isinstance(address, tuple) and not _is_loopback(_host(address[0])):
+                seen.append(f"{event} {address!r}")
+
+    sys.addaudithook(hook)
+    return seen
+
+
+@pytest.fixture
+def loopback_only() -> Iterator[None]:
+    """Fails the test if it looked a name up with the system's resolver or sent anything
+    off loopback."""
+    seen = network_use()
+    before = len(seen)
+    yield
+    assert seen[before:] == [], "the test used the network"

@@ -85,6 +85,23 @@ def test_token_roles(run: Any) -> None:
     assert bad.exit_code != 0
 
 
+@pytest.mark.parametrize("name, message", [
+    ("night\ndesk", "Must not contain control characters."),
+    ("tab\there", "Must not contain control characters."),
+    ("\x1b[31mred", "Must not contain control characters."),
+    ("next\x85line", "Must not contain control characters."),
+    ("bell\x07", "Must not contain control characters."),
+    ("x" * 101, "Longer than maximum length 100."),
+])
+def test_token_names_follow_the_dashboards_rules(run: Any, own_redis: RedisServer, name: str,
+                                                 message: str) -> None:
+    refused = run("token", "create", "--role", "editor", "--name", name)
+    assert refused.exit_code == 2, refused.output
+    assert f"Invalid value for '--name': {message.rstrip('.')}" in refused.output
+    assert refused.stdout == ""  # no token printed
+    assert own_redis.client().exists("engage:tokens") == 0
+
+
 def test_refuses_without_secret(own_redis: RedisServer) -> None:
     env: dict[str, str | None] = {n: None for n in os.environ if n.startswith("ENGAGE_")}
     env["ENGAGE_REDIS_URL"] = own_redis.url

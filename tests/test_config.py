@@ -80,6 +80,29 @@ def test_bad_values_name_the_variable(name: str, raw: str) -> None:
         load_config(environ={name: raw})
 
 
+def test_webhook_dns_servers() -> None:
+    assert load_config(environ={})["WEBHOOK_DNS"] == []  # the system's resolver
+    config = load_config(environ={
+        "ENGAGE_WEBHOOK_DNS": "127.0.0.1:5353, [::1]:53,9.9.9.9,2620:fe::fe",
+        "ENGAGE_WEBHOOK_DNS_TIMEOUT": "0.5"})
+    assert config["WEBHOOK_DNS"] == [("127.0.0.1", 5353), ("::1", 53), ("9.9.9.9", 53),
+                                     ("2620:fe::fe", 53)]
+    assert config["WEBHOOK_DNS_TIMEOUT"] == 0.5
+
+
+@pytest.mark.parametrize("raw", ["dns.example.net:53", "10.0.0.1:0", "10.0.0.1:65536",
+                                 "10.0.0.1:dns", "[::1]", "10.0.0.1:53,resolver"])
+def test_webhook_dns_takes_addresses_and_ports_only(raw: str) -> None:
+    with pytest.raises(ConfigError, match="ENGAGE_WEBHOOK_DNS"):
+        load_config(environ={"ENGAGE_WEBHOOK_DNS": raw})
+
+
+@pytest.mark.parametrize("raw", ["0", "-1"])
+def test_webhook_dns_timeout_is_above_zero(raw: str) -> None:
+    with pytest.raises(ConfigError, match="ENGAGE_WEBHOOK_DNS_TIMEOUT must be above 0"):
+        load_config(environ={"ENGAGE_WEBHOOK_DNS_TIMEOUT": raw})
+
+
 def test_bad_combinations() -> None:
     with pytest.raises(ConfigError, match="ENGAGE_CHOICES"):
         load_config(environ={"ENGAGE_CHOICES": "only"})

@@ -367,6 +367,7 @@ def test_an_invalid_token_form_creates_nothing(
     assert len(tokens.list_all(store)) == before
 
 
+@pytest.mark.usefixtures("loopback_only")
 def test_admin_registers_and_removes_a_webhook(
     admin_desk: Desk, client: FlaskClient, admin: dict[str, str]
 ) -> None:
@@ -374,12 +375,12 @@ def test_admin_registers_and_removes_a_webhook(
     secret = re.search(r'id="secret" name="secret" type="text"[^>]*value="([^"]+)"', page)
     assert secret and len(secret.group(1)) >= 16
     response = admin_desk.post("/dashboard/admin/webhooks", {
-        "url": "https://hooks.example.com/engage", "events": ["poll.*", "reaction.vote"],
+        "url": "https://hooks.engage.test/engage", "events": ["poll.*", "reaction.vote"],
         "secret": secret.group(1)})
     assert response.status_code == 201
     assert secret.group(1) not in response.get_data(as_text=True)
     [hook] = client.get("/api/v1/webhooks", headers=admin).json["webhooks"]
-    assert hook["url"] == "https://hooks.example.com/engage"
+    assert hook["url"] == "https://hooks.engage.test/engage"
     assert hook["events"] == ["poll.*", "reaction.vote"]
     assert admin_desk.post(f"/dashboard/admin/webhooks/{hook['id']}/delete",
                            {}).status_code == 302
@@ -387,18 +388,19 @@ def test_admin_registers_and_removes_a_webhook(
 
 
 @pytest.mark.parametrize("change, field, message", [
-    ({"url": "ftp://hooks.example.com"}, "url", "Not a valid URL."),
+    ({"url": "ftp://hooks.engage.test"}, "url", "Not a valid URL."),
     ({"events": []}, "events", "Length must be between 1"),
     ({"events": ["poll.everything"]}, "events", "Unknown event type"),
     ({"secret": "short"}, "secret", "Length must be between 16 and 256."),
     ({"url": "http://127.0.0.1:8080/hook"}, "url", "is not a public internet address"),
     ({"url": "http://169.254.169.254/latest"}, "url", "is not a public internet address"),
 ])
+@pytest.mark.usefixtures("loopback_only")
 def test_an_invalid_webhook_registers_nothing(
     admin_desk: Desk, client: FlaskClient, admin: dict[str, str],
     change: dict[str, Any], field: str, message: str,
 ) -> None:
-    form = {"url": "https://hooks.example.com/engage", "events": ["*"],
+    form = {"url": "https://hooks.engage.test/engage", "events": ["*"],
             "secret": "s" * 32, **change}
     response = admin_desk.post("/dashboard/admin/webhooks", form)
     assert response.status_code == 422

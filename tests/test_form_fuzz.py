@@ -26,6 +26,7 @@ from engage import schemas
 from engage.store import articles, polls, tokens
 from tests.conftest import ARTICLE
 from tests.desk import CSRF, Desk, field_error
+from tests.dns_server import DnsServer
 
 Form = dict[str, Any]
 
@@ -296,12 +297,14 @@ def test_token_form(fuzz: Fuzz, admin_desk: Desk) -> None:
     fuzz.run(strategy, 200, lambda data: fuzz.post(admin_desk, "/dashboard/admin/tokens", data))
 
 
-def test_webhook_form(fuzz: Fuzz, admin_desk: Desk) -> None:
-    # Only literal addresses: a host name would be looked up, and tests resolve no name.
-    hook_urls = urls(st.sampled_from(LITERAL_HOSTS)).filter(
-        lambda url: "://" not in url or url.split("://", 1)[1].startswith(LITERAL_HOSTS))
+@pytest.mark.usefixtures("loopback_only")
+def test_webhook_form(fuzz: Fuzz, admin_desk: Desk, name_server: DnsServer) -> None:
+    # Names are looked up at the suite's DNS server: public, private, unknown and odd ones.
+    name_server.set("inside.engage.test", "93.184.216.34", "10.0.0.1")
+    hosts = ["hooks.engage.test", "inside.engage.test", "nowhere.engage.test", "é.example",
+             "a..b", "xn--", *LITERAL_HOSTS]
     strategy = form({
-        "url": hook_urls,
+        "url": urls(st.sampled_from(hosts)),
         "events": st.lists(one_of_or_text(*schemas.WEBHOOK_EVENT_PATTERNS), max_size=5),
         "secret": st.one_of(text(), st.text(min_size=16, max_size=300)),
     })

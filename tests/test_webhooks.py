@@ -23,11 +23,14 @@ from engage import metrics
 from engage.identity import get_identity
 from engage.store import get_store, tokens, webhooks
 from engage.worker import Worker
-from tests.conftest import ARTICLE, make_app
+from tests.conftest import ARTICLE, make_app, suite_dns
 from tests.redis_server import RedisServer
 from tests.webhook_receiver import Receiver, fail_fraction, signature_ok
 
+pytestmark = pytest.mark.usefixtures("loopback_only")
+
 SECRET = "a-webhook-secret-of-some-length"
+HOOK = "https://hooks.engage.test/engage"  # public, as tests/dns_server.py answers for it
 
 
 @pytest.fixture
@@ -79,7 +82,7 @@ def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 10.0) -
 # -- API -------------------------------------------------------------------------------
 def test_admin_registers_lists_and_deletes(client: FlaskClient, admin: dict[str, str],
                                            store: Any) -> None:
-    created = register(client, admin, "https://hooks.example.com/engage", ["reaction.*"])
+    created = register(client, admin, HOOK, ["reaction.*"])
     assert set(created) == {"id", "url", "events", "created_at"}
     assert created["events"] == ["reaction.*"]
     listed = client.get("/api/v1/webhooks", headers=admin)
@@ -96,19 +99,19 @@ def test_admin_registers_lists_and_deletes(client: FlaskClient, admin: dict[str,
 
 
 def test_only_admins(client: FlaskClient, editor: dict[str, str]) -> None:
-    body = {"url": "https://hooks.example.com/x", "events": ["*"], "secret": SECRET}
+    body = {"url": HOOK, "events": ["*"], "secret": SECRET}
     assert client.post("/api/v1/webhooks", json=body).status_code == 401
     assert client.post("/api/v1/webhooks", json=body, headers=editor).status_code == 403
     assert client.get("/api/v1/webhooks", headers=editor).status_code == 403
 
 
 @pytest.mark.parametrize("body, field", [
-    ({"url": "ftp://x.example.com/", "events": ["*"], "secret": SECRET}, "url"),
-    ({"url": "https://x.example.com/", "events": ["reaction.nope"], "secret": SECRET}, "events"),
-    ({"url": "https://x.example.com/", "events": [], "secret": SECRET}, "events"),
-    ({"url": "https://x.example.com/", "events": ["*"], "secret": "short"}, "secret"),
-    ({"url": "https://x.example.com/", "events": ["*"]}, "secret"),
-    ({"url": "https://x.example.com/", "events": ["*"], "secret": SECRET, "x": 1}, "x"),
+    ({"url": "ftp://hooks.engage.test/", "events": ["*"], "secret": SECRET}, "url"),
+    ({"url": HOOK, "events": ["reaction.nope"], "secret": SECRET}, "events"),
+    ({"url": HOOK, "events": [], "secret": SECRET}, "events"),
+    ({"url": HOOK, "events": ["*"], "secret": "short"}, "secret"),
+    ({"url": HOOK, "events": ["*"]}, "secret"),
+    ({"url": HOOK, "events": ["*"], "secret": SECRET, "x": 1}, "x"),
 ])
 def test_bad_registrations_are_422(client: FlaskClient, admin: dict[str, str], store: Any,
                                    body: dict[str, Any], field: str) -> None:
@@ -286,6 +289,7 @@ def _start_worker(redis_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
         "ENGAGE_WORKER_POLL": "0.05",
         "ENGAGE_LOG_JSON": "0",
         "ENGAGE_WEBHOOK_ALLOW_PRIVATE": "1",
+        "ENGAGE_WEBHOOK_DNS": "{}:{}".format(*suite_dns().address),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "engage.cli", "worker", "--consumer", "w1", "--metrics-port", "0"],

@@ -46,7 +46,7 @@ class Webhooks(MethodView):
         """
         store = get_store()
         try:
-            destinations.check(data["url"], bool(store.config["WEBHOOK_ALLOW_PRIVATE"]))
+            destinations.check(data["url"], destinations.rules(store.config))
         except destinations.RefusedDestination as exc:
             raise errors.ValidationFailed(fields={"url": [str(exc)]}) from None
         record = webhooks.create(store, data["url"], data["events"], data["secret"])

@@ -84,7 +84,7 @@ def webhook_list() -> Any:
     store = get_store()
     if not errors:  # the API's second rule: deliveries go to public addresses only
         try:
-            destinations.check(data["url"], bool(store.config["WEBHOOK_ALLOW_PRIVATE"]))
+            destinations.check(data["url"], destinations.rules(store.config))
         except destinations.RefusedDestination as exc:
             errors = {"url": [str(exc)]}
     if errors:
