@@ -3,7 +3,7 @@
     python bench/engage_layers.py --bind 127.0.0.1:8001 --workers 2
 
 Serves `create_app()` (request id and log line, prometheus multiprocess metrics, CORS,
-Flask-Limiter, security headers, flask-smorest, the body deadline) plus one bench-only
+Flask-Limiter, security headers, flask-smorest, the buffered body and its deadline) plus one bench-only
 blueprint, under granian with the settings of `engage serve` (`engage.server`):
 
 - `GET /api/v1/bench/constant`: a constant body through `@blp.response` and a small
@@ -29,7 +29,7 @@ from marshmallow import Schema, fields
 
 from engage import create_app, schemas
 from engage.api import API_PREFIX, Blueprint
-from engage.server import BODY_TIMEOUT, BodyDeadline, MetricsDirectory, run_granian
+from engage.server import BODY_TIMEOUT, THREADS, BufferedWSGI, MetricsDirectory, run_granian
 from engage.store import get_store
 
 # The same script as the bare EVALSHA baseline.
@@ -84,7 +84,7 @@ def granian_app() -> Any:
     blueprint, registered through engage's own flask-smorest Api before any request."""
     app = create_app()
     app.extensions["engage.api"].register_blueprint(bench_blueprint(), url_prefix=API_PREFIX)
-    return BodyDeadline(app, BODY_TIMEOUT, int(app.config["MAX_CONTENT_LENGTH"]))
+    return BufferedWSGI(app, BODY_TIMEOUT, int(app.config["MAX_CONTENT_LENGTH"]), THREADS)
 
 
 def main() -> None:
