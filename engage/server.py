@@ -264,9 +264,10 @@ class BufferedWSGI:
     the body is read in the worker's event loop, where a waiting request costs a few KB:
     whole, within `timeout` seconds of the headers (else 408 `request_timeout` and the
     connection closes), up to `max_length` bytes (a longer declared length is passed on
-    unread and Flask answers 413; a chunked body is read until it passes the limit, and
-    Flask answers 413 too). Then the WSGI app runs on one of `threads` threads and the
-    event loop sends its answer, RESPONSE_BATCH bytes at a time.
+    unread and Flask answers 413; a chunked body is read until it passes the limit and
+    handed on with its length, so Flask answers 413 too). Then the WSGI app runs on one
+    of `threads` threads and the event loop sends its answer, RESPONSE_BATCH bytes at a
+    time.
     """
 
     def __init__(self, app: Any, timeout: float, max_length: int, threads: int) -> None:
@@ -295,6 +296,10 @@ class BufferedWSGI:
                 return
             except ClientGone:
                 return
+            if environ.pop("HTTP_TRANSFER_ENCODING", None) is not None:
+                # Handed on whole, as a buffering proxy does: with its length, which
+                # Flask compares with its limit.
+                environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = io.BytesIO(body)
         loop = asyncio.get_running_loop()
         # Flask keeps its request context in context variables: every step of one request
@@ -425,7 +430,7 @@ def wsgi_environ(scope: dict[str, Any]) -> dict[str, Any]:
         "wsgi.multithread": True,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
-        # The body is read whole before the app runs (werkzeug then reads a chunked one).
+        # The body is read whole before the app runs.
         "wsgi.input_terminated": True,
     }
     for raw_name, raw_value in scope["headers"]:
