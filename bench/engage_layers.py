@@ -3,7 +3,7 @@
     python bench/engage_layers.py --bind 127.0.0.1:8001 --workers 2
 
 Serves `create_app()` (request id and log line, prometheus multiprocess metrics, CORS,
-Flask-Limiter, security headers, flask-smorest, the buffered body and its deadline) plus one bench-only
+Flask-Limiter, security headers, flask-smorest) in `BufferedWSGI`, plus one bench-only
 blueprint, under granian with the settings of `engage serve` (`engage.server`):
 
 - `GET /api/v1/bench/constant`: a constant body through `@blp.response` and a small

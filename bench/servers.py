@@ -543,8 +543,11 @@ def forwarded_trust(server: Candidate) -> dict[str, Any]:
         "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7",
         "X-Forwarded-Host": "forged.example"})
     hrefs = [link["href"] for link in response.json().get("links", [])]
+    # engage's own links are relative (or under ENGAGE_PUBLIC_URL): a forged host or
+    # scheme in one can only come from the server applying the headers.
     return {"href": hrefs[0] if hrefs else None,
-            "server_applied_forwarded": bool(hrefs) and not hrefs[0].startswith(server.url)}
+            "server_applied_forwarded": bool(hrefs) and (
+                "forged.example" in hrefs[0] or hrefs[0].startswith("https:"))}
 
 
 # -- d: SIGTERM under load ------------------------------------------------------------------

@@ -491,7 +491,7 @@ def run_granian(bind: str, workers: int, target: str = "engage.server:granian_ap
         if time.monotonic() - started > RESTART_RESET:
             delay = RESTART_DELAY
         log.warning("engage serve: granian stopped, a worker having died again right after "
-                    "its replacement; starting it again in %.1f s", delay)
+                    "its replacement; starting it again in %g s", delay)
         if stop.wait(delay):
             return
         delay = min(delay * 2, RESTART_MAX)
