@@ -78,7 +78,7 @@ class LiveServer:
             return dict(self.store.redis.hgetall(self.store.keys.article_linkstats(article_id)))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     pages: dict[str, tuple[str, str]] = {}
 
@@ -133,7 +133,7 @@ def wait_caught_up(store: Any, timeout: float = 30.0) -> None:
     raise AssertionError("the aggregates did not catch up")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         message = f"chromium is not installed at {CHROMIUM} (CI installs it in .ci/run)"
