@@ -1,8 +1,14 @@
 """engage installed from its wheel, as a user installs it: not from a checkout.
 
 The wheel is built from a copy of the repository (so the build leaves nothing in it),
-installed with its dependencies into a fresh virtualenv, and `engage serve --demo` runs
-from an empty directory: the demo article and its widget bundle carry the seed counts.
+installed into a fresh virtualenv, and `engage serve --demo` runs from an empty
+directory: the demo article and its widget bundle carry the seed counts.
+
+Nothing here reaches the package index: the build uses the test environment's
+setuptools (no build isolation), and the fresh virtualenv takes engage's dependencies
+from the test environment's site-packages through a path file, which adds the directory
+without running the path files in it (so the test environment's editable engage stays
+out). `.ci/fresh-install` installs from the index, with the newest releases.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -38,8 +45,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("engage", "seeds"):
         shutil.copytree(ROOT / name, source / name, ignore=ignore)
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w",
-                    str(dist), str(source)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--quiet", "-w", str(dist), str(source)],
+                   check=True, timeout=300)
     (found,) = dist.glob("engage-*.whl")
     return found
 
@@ -61,8 +69,10 @@ def test_wheel_carries_every_file_of_the_package_and_the_seeds(wheel: Path) -> N
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)],
-                   check=True, timeout=600, env=clean_env())
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-deps", "--no-index",
+                    str(wheel)], check=True, timeout=600, env=clean_env())
+    (site,) = (venv / "lib").glob("python3.*/site-packages")
+    (site / "test-environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return venv
 
 
