@@ -31,7 +31,7 @@ from engage.identity import Identity, get_identity
 from engage.store import get_store, tokens
 from tests.conftest import make_app
 from tests.live_server import mint_readers, serving
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port, terminate
 from tests.test_server import SECRET as SERVER_SECRET
 from tests.test_server import Served
 
@@ -99,13 +99,7 @@ class Front:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process, 15)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
