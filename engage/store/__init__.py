@@ -1,8 +1,9 @@
 """Storage: the only package that imports redis.
 
 `init_app(app)` connects once per app (a pooled client) and registers the Lua scripts.
-Views reach the store through `get_store()`. Refusals are `store.exceptions`; an outage
-is one of `UNAVAILABLE` (engage/errors.py answers both).
+Views reach the store through `get_store()`. The store raises its refusals as the errors
+they are answered with (`engage.errors.REFUSALS`); an outage is one of `UNAVAILABLE`
+(engage/errors.py answers it).
 """
 
 from __future__ import annotations
