@@ -275,7 +275,7 @@ def handle_unexpected(exc: Exception) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    from engage.store import UNAVAILABLE  # here: the store's scripts name REFUSALS
+    from engage.store import UNAVAILABLE  # not at the top: the store imports this module
 
     app.register_error_handler(HTTPException, handle_http_exception)
     for exc_type in UNAVAILABLE:

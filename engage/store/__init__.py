@@ -124,8 +124,7 @@ def make_client(url: str, config: dict[str, Any]) -> Any:
     if cluster.is_cluster_url(url):
         return cluster.make_cluster_client(url, config)
     # Imported here: it brings the metrics, which set up their multiprocess files on
-    # import; a process that only needs the store's names (through engage.errors) must
-    # not.
+    # import; a process that only needs the store's names must not.
     from engage.store.instrumented import InstrumentedRedis
 
     retry = Retry(
