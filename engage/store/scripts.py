@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from engage import errors
+from engage import errors, formulas
 
 
 class Status(IntEnum):
@@ -472,11 +472,14 @@ redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*',
 return {CHANGED}
 """
 
-# The ranking keys of formulas.rank_keys, for the aggregate scripts: exact integers, so a
-# sorted set's order is the formula's order with ties broken by article id.
-_LUA_RANKING = """
-local Z = 1.959963984540054
-local STEPS, CAP = 1000000000, 8388607
+# formulas.rank_keys in Lua, for the aggregate scripts, which key an article as they
+# change its counts: exact integers, so a sorted set's order is the formula's order with
+# ties broken by article id. Its constants come from formulas.py; test_formulas.py
+# checks that both give the same keys.
+LUA_RANKING = f"""
+local Z = {formulas.Z95!r}
+local STEPS, CAP, SHIFT = {formulas.SCORE_STEPS}, {formulas.TOTAL_CAP}, {formulas.VOTES_SHIFT}
+""" + """
 
 local function wilson(pos, n)
   if n <= 0 then return nil end
@@ -503,7 +506,7 @@ local function rank_into(prefix, a, sec, counts)
   if w then
     local q = math.floor(w * STEPS)
     approval = -(q * (CAP + 1) + capped)
-    votes = -(capped * 1073741824 + q)
+    votes = -(capped * SHIFT + q)
   end
   local suffixes = {''}
   if sec and sec ~= '' then suffixes[2] = ':s:' .. sec end
@@ -568,7 +571,7 @@ local function window_share(wb, a, choices)
 end
 """
 
-AGGREGATE = _LUA_RANKING + """
+AGGREGATE = LUA_RANKING + """
 -- Apply event-stream entries to the cross-article aggregates, each entry exactly once.
 -- KEYS[1] applied-position hash (stream key -> last applied entry id). Every other key
 -- is built from ARGV[1] and carries KEYS[1]'s hash tag (one slot on a cluster).
@@ -792,7 +795,7 @@ redis.call('HSET', KEYS[1], 'from', ARGV[4])
 return redis.call('ZCARD', wb .. ':pending')
 """
 
-FILE_WINDOW = _LUA_RANKING + """
+FILE_WINDOW = LUA_RANKING + """
 -- File up to ARGV[4] of a rolled window's pending articles: section sets, rankings and
 -- section sums, from the window's sums as they stand now (the aggregate script leaves
 -- pending articles to this script, so nothing is counted twice).

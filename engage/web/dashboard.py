@@ -167,15 +167,14 @@ def article(article_id: str) -> Any:
     store = get_store()
     window = resolve_window(store, None, None, bucket)
     series = stats.article_series(store, article_id, window)
-    figures = stats.article_figures(store, [article_id]).get(article_id)
-    if series is None or figures is None:
+    if series is None:
         abort(404)
     # Reasons of the "no" votes standing now (a changed vote takes its reason along).
     reasons = reactions.reasons(store, article_id)
     return render_template(
         "dashboard/article.html",
         page="article",
-        article=figures,
+        article=stats.figures(store, [article_id])[0],
         bucket=bucket,
         series=series,
         chart=reactions_chart(series),
@@ -281,7 +280,7 @@ def live_json() -> Any:
         now=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         choices=choices,
         cursor=feed[0][0] if feed else request.args.get("since", ""),
-        totals=stats.site_totals(stats.section_rows(store, None, now, trend), choices),
+        totals=stats.site_totals(stats.sections(store, None, now, trend), choices),
         articles=[
             {k: a[k] for k in ("id", "title", "section", "counts", "total", "approval",
                                "score")} | {"last_hour": a["trending"]["last_hour"]}
