@@ -34,7 +34,7 @@ def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
 # Ranking keys are whole numbers a Redis sorted set holds exactly (below 2**53): the
 # Wilson bound kept to 1e-9, the vote total capped at 2**23 - 1. The aggregate scripts
 # key the ranking sets with the same arithmetic in Lua (store/scripts.py, built from
-# these constants); tests/test_formulas.py runs both over the same counts.
+# these constants); tests/test_aggregates.py runs both over the same counts.
 SCORE_STEPS = 1_000_000_000
 TOTAL_CAP = 2**23 - 1
 VOTES_SHIFT = 2**30

@@ -474,7 +474,7 @@ return {CHANGED}
 
 # formulas.rank_keys in Lua, for the aggregate scripts, which key an article as they
 # change its counts: exact integers, so a sorted set's order is the formula's order with
-# ties broken by article id. Its constants come from formulas.py; test_formulas.py
+# ties broken by article id. Its constants come from formulas.py; test_aggregates.py
 # checks that both give the same keys.
 LUA_RANKING = f"""
 local Z = {formulas.Z95!r}
@@ -524,10 +524,6 @@ local function rank_from(prefix, read, a, sec, choices)
     counts[i] = tonumber(redis.call(read, prefix .. ':n:' .. c, a) or '0')
   end
   rank_into(prefix, a, sec, counts)
-end
-
-local function window_rank(wb, a, sec, choices)
-  rank_from(wb, 'ZSCORE', a, sec, choices)
 end
 
 -- File a member of a rolling window under its section's sets (`articles` counts them).
@@ -741,7 +737,7 @@ for _, item in ipairs(cjson.decode(ARGV[6])) do
 end
 for a in pairs(ranked) do rank(a, placed[a]) end
 for _, w in ipairs(windows) do
-  for a in pairs(w.ranked) do window_rank(w.base, a, placed[a], choices) end
+  for a in pairs(w.ranked) do rank_from(w.base, 'ZSCORE', a, placed[a], choices) end
 end
 for key, ttl in pairs(ttls) do redis.call('EXPIRE', key, ttl) end
 return stale
@@ -811,7 +807,7 @@ for _, a in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)) do
   local sec = redis.call('HGET', T .. ':sec', a) or ''
   if redis.call('ZSCORE', wb .. ':ids', a) then
     window_file(wb, a, sec)
-    window_rank(wb, a, sec, choices)
+    rank_from(wb, 'ZSCORE', a, sec, choices)
   end
   if sec ~= '' then
     for name, n in pairs(window_share(wb, a, choices)) do
