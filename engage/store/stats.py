@@ -284,14 +284,17 @@ def ranked_page(
     offset: int = 0,
     limit: int = 20,
     now: datetime | None = None,
+    trend: Trend | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """(how many articles are in scope, the page of them best first by `sort`).
+    """(how many articles are in scope, the page of them best first by `sort`); `trend`
+    when the caller has read every active article's.
 
     All time: every article. A range: every article that received votes in it.
     """
     now = now or store.now()
     scope = _scope(store, window, now)
-    trend = trend_inputs(store, now) if sort == "trending" else None
+    if sort == "trending" and trend is None:
+        trend = trend_inputs(store, now)
     total, ids = _order(store, sort, section, scope, trend, offset, limit)
     return total, figures(store, ids, now, trend, scope)
 

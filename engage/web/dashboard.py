@@ -273,7 +273,7 @@ def live_json() -> Any:
     choices = list(store.config["CHOICES"])
     now = store.now()
     trend = stats.trend_inputs(store, now)
-    _, moving = stats.ranked_page(store, "trending", limit=20, now=now)
+    _, moving = stats.ranked_page(store, "trending", limit=20, now=now, trend=trend)
     feed = aggregates.feed_since(store, request.args.get("since") or None, 25)
     named = articles.get_many(store, sorted({f["article"] for _, f in feed if f.get("article")}))
     return jsonify(
