@@ -124,7 +124,7 @@ def in_range(store: Store, window: Range) -> InRange:
     counts = {a: {c: max(0, int(net.get(a, 0))) for c, net in zip(choices, nets, strict=True)}
               for a in set().union(*nets)}
     links = {a: (int(clicks.get(a, 0)), int(imps.get(a, 0))) for a in set(clicks) | set(imps)}
-    named = sorted(set(counts) | set(links))
+    named = list(set(counts) | set(links))
     sections = store.redis.hmget(keys.agg("sec"), named) if named else []
     return InRange(counts, links, dict(zip(named, sections, strict=True)))
 
@@ -152,33 +152,37 @@ def figures(
     pipe = store.redis.pipeline(transaction=False)
     for article_id in ids:
         pipe.hmget(keys.article(article_id), "title", "section", "published_at")
+    all_time = scope == keys.agg_base
     if isinstance(scope, str):  # all time's sums are hashes, a window's sorted sets
         for field in [f"n:{c}" for c in choices] + ["click", "imp"]:
-            if scope == keys.agg_base:
+            if all_time:
                 pipe.hmget(f"{scope}:{field}", ids)
             else:
                 pipe.zmscore(f"{scope}:{field}", ids)
-        pipe.hmget(keys.agg("sec"), ids)
+        if not all_time:  # the section a window filed an article under, if it has none
+            pipe.hmget(keys.agg("sec"), ids)
     replies = pipe.execute()
-    metas = replies[:len(ids)]
-    if isinstance(scope, str):  # shaped as a range's sums
-        *per_choice, clicks, imps, filed = replies[len(ids):]
-        scope = InRange(
+    metas, sums = replies[:len(ids)], replies[len(ids):]
+    if isinstance(scope, InRange):
+        found = scope
+    else:  # shaped as a range's sums
+        filed = {} if all_time else dict(zip(ids, sums.pop(), strict=True))
+        *per_choice, clicks, imps = sums
+        found = InRange(
             {a: {c: max(0, int(n or 0)) for c, n in zip(choices, row, strict=True)}
              for a, row in zip(ids, zip(*per_choice, strict=True), strict=True)},
             {a: (int(click or 0), int(imp or 0))
-             for a, click, imp in zip(ids, clicks, imps, strict=True)},
-            {} if scope == keys.agg_base else dict(zip(ids, filed, strict=True)))
+             for a, click, imp in zip(ids, clicks, imps, strict=True)}, filed)
     out = []
     for article_id, (title, section, published) in zip(ids, metas, strict=True):
-        counts = scope.counts[article_id]
-        clicks_n, imps_n = scope.links.get(article_id, (0, 0))
+        counts = found.counts[article_id]
+        clicks_n, imps_n = found.links.get(article_id, (0, 0))
         total = sum(counts.values())
         recent, baseline = trend.get(article_id, (0.0, 0.0))
         out.append({
             "id": article_id,
             "title": title or "",
-            "section": section or scope.filed.get(article_id) or "",
+            "section": section or found.filed.get(article_id) or "",
             "published_at": published,
             "counts": counts,
             "total": total,
