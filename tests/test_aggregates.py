@@ -24,10 +24,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from engage import formulas, timerange
-from engage.store import (
-    Store, aggregates, articles, links, polls, reactions, scripts, stats, windows,
-)
+from engage.store import Store, aggregates, articles, links, polls, reactions, stats, windows
 from engage.store.aggregates import Aggregator
+from engage.store.scripts import LUA_RANKING
 
 CHOICES = ["yes", "no"]
 ARTICLES = [f"a{n}" for n in range(5)]
@@ -306,7 +305,7 @@ def test_the_ranking_sets_hold_the_keys_of_formulas(store: Store) -> None:
     cases += [[yes, no] for yes in (0, 1, 4_194_303, formulas.TOTAL_CAP, 10**7)
               for no in (0, 1, 7, formulas.TOTAL_CAP, 10**7)]
     base = store.keys.agg("rank-test")
-    store.redis.eval(scripts.LUA_RANKING + """
+    store.redis.eval(LUA_RANKING + """
 for i, counts in ipairs(cjson.decode(ARGV[2])) do rank_into(ARGV[1], tostring(i), '', counts) end
 """, 0, base, json.dumps(cases))
     for pick, sort in enumerate(("approval", "votes")):
