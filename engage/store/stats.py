@@ -58,32 +58,33 @@ def iso(value: datetime) -> str:
 
 
 # -- trending ----------------------------------------------------------------------------
-def trend_inputs(store: Store, now: datetime, ids: list[str] | None = None) -> Trend:
-    """(recent, hourly baseline) from the 26 hourly "votes cast" sets, newest first: of
-    every article with votes cast in them, or of the named ones (a page). An article
-    left out has (0, 0)."""
-    if ids == []:
-        return {}
-    starts = [floor(now, "hour") - HOUR * i for i in range(2 + TRENDING_BASELINE_HOURS)]
-    pipe = store.redis.pipeline(transaction=False)
-    for start in starts:
-        key = store.keys.agg(f"h:{store.keys.hour_stamp(start)}:cast")
-        if ids is None:
-            pipe.zrange(key, 0, -1, withscores=True)
-        else:
-            pipe.zmscore(key, ids)
-    replies = pipe.execute()
-    if ids is None:
-        hours: dict[str, list[float]] = {}
-        for index, members in enumerate(replies):
-            for article_id, cast in members:
-                hours.setdefault(article_id, [0.0] * len(starts))[index] = cast
-    else:
-        hours = {a: [float(column[i] or 0.0) for column in replies] for i, a in enumerate(ids)}
-    elapsed = (now - starts[0]).total_seconds() / 3600.0
+def _cast_keys(store: Store, now: datetime) -> list[str]:
+    """The 26 hourly "votes cast" sets trending reads, newest first."""
+    hour = floor(now, "hour")
+    return [store.keys.agg(f"h:{store.keys.hour_stamp(hour - HOUR * i)}:cast")
+            for i in range(2 + TRENDING_BASELINE_HOURS)]
+
+
+def _trend(now: datetime, hours: dict[str, list[float]]) -> Trend:
+    """(recent, hourly baseline) of each article from its votes cast per hour."""
+    elapsed = (now - floor(now, "hour")).total_seconds() / 3600.0
     return {article_id: (cast[0] + cast[1] * (1.0 - elapsed),
                          sum(cast[2:]) / TRENDING_BASELINE_HOURS)
             for article_id, cast in hours.items()}
+
+
+def trend_inputs(store: Store, now: datetime) -> Trend:
+    """`_trend` of every article with votes cast in the last 26 hours; any other
+    article has (0, 0)."""
+    keys = _cast_keys(store, now)
+    pipe = store.redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.zrange(key, 0, -1, withscores=True)
+    hours: dict[str, list[float]] = {}
+    for index, members in enumerate(pipe.execute()):
+        for article_id, cast in members:
+            hours.setdefault(article_id, [0.0] * len(keys))[index] = cast
+    return _trend(now, hours)
 
 
 def _by_trend(trend: Trend, article_id: str) -> tuple[float, float, str]:
@@ -143,11 +144,12 @@ def figures(
     scope: Scope | None = None,
 ) -> list[dict[str, Any]]:
     """Figures of the named articles, in that order, in `scope` (default all time: their
-    standings). `trend` holds every active article's, or is read for these."""
+    standings). `trend` holds every active article's, or is read for these in the same
+    round trip."""
     if not ids:
         return []
-    trend = trend_inputs(store, now or store.now(), ids) if trend is None else trend
     keys, choices = store.keys, list(store.config["CHOICES"])
+    now = now or store.now()
     scope = keys.agg_base if scope is None else scope
     pipe = store.redis.pipeline(transaction=False)
     for article_id in ids:
@@ -161,8 +163,15 @@ def figures(
                 pipe.zmscore(f"{scope}:{field}", ids)
         if not all_time:  # the section a window filed an article under, if it has none
             pipe.hmget(keys.agg("sec"), ids)
+    cast_keys = _cast_keys(store, now) if trend is None else []
+    for key in cast_keys:
+        pipe.zmscore(key, ids)
     replies = pipe.execute()
-    metas, sums = replies[:len(ids)], replies[len(ids):]
+    metas, sums = replies[:len(ids)], replies[len(ids):len(replies) - len(cast_keys)]
+    if trend is None:
+        columns = replies[len(replies) - len(cast_keys):]
+        trend = _trend(now, {a: [float(column[i] or 0.0) for column in columns]
+                             for i, a in enumerate(ids)})
     if isinstance(scope, InRange):
         found = scope
     else:  # shaped as a range's sums
