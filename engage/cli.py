@@ -92,10 +92,6 @@ def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
     # Before anything imports prometheus_client (engage.store does): workers write their
     # metrics here.
     metrics_dir = None if dev else MetricsDirectory.open()
-    if metrics_dir is not None:
-        from engage import metrics
-
-        metrics.claim_slot("server")  # before its app would claim an "app" slot
     from engage.store.embedded import EmbeddedRedis
 
     embedded = None
