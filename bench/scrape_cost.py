@@ -3,27 +3,22 @@
 restart.
 
     python bench/scrape_cost.py             # lines of the answer, µs CPU per scrape
-    python bench/scrape_cost.py --profile   # plus a cProfile of the scrapes
 
 Starts its own redis-server. Three other processes build the app: the parent of
-`engage serve` (no requests), a worker making the benchmark's requests (read, batch of
-100, vote, widget bundle, redirect, /metrics), and a worker that writes the fixtures,
+`engage serve` (no requests), a worker making the benchmark's requests (widget bundle,
+read, batch of 100, vote, /metrics), and a worker that writes the fixtures,
 makes the same requests and exits (a replaced worker: its counters stay in the
 directory). This process is the second worker; after the same requests it answers the
-scrape through the WSGI app, as profile_hot.py calls it.
+scrape through the WSGI app, measured as profile_hot.py measures a request.
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import os
-import pstats
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +60,10 @@ def fixtures(app: Any) -> None:
 
 
 def requests(app: Any) -> None:
-    """What the benchmark asks of every worker."""
+    """What the benchmark's headline asks of every worker."""
     client = app.test_client()
     reader = app.extensions["engage.identity"].mint_reader()
-    widget = client.get("/api/v1/widget?article=bench-read")
-    for link in (widget.get_json() or {}).get("links", [])[:1]:
-        client.get(f"/r/{link['id']}")
-    for path in ("/api/v1/articles/bench-read/reactions",
+    for path in ("/api/v1/widget?article=bench-read", "/api/v1/articles/bench-read/reactions",
                  "/api/v1/reactions?" + "&".join(f"article={a}" for a in BATCH),
                  "/metrics", "/healthz"):
         assert client.get(path).status_code == 200, path
@@ -92,15 +84,12 @@ def child(redis_url: str, data_dir: str, role: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--profile", action="store_true")
     parser.add_argument("-n", type=int, default=300)
     parser.add_argument("--child", nargs=3, metavar=("REDIS_URL", "DATA_DIR", "ROLE"))
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
-
-    from werkzeug.test import EnvironBuilder
 
     from engage.server import MetricsDirectory
     from tests.redis_server import RedisServer
@@ -120,34 +109,16 @@ def main() -> None:
             others[0].wait(30)
             app = build_app(server.url, tmp)
             requests(app)
-            environ = EnvironBuilder(path="/metrics").get_environ()
-            environ["REMOTE_ADDR"] = "127.0.0.1"
-            answer = b"".join(app(dict(environ), lambda *a: None))
-            lines = answer.count(b"\n")
-            samples = sum(1 for line in answer.splitlines() if not line.startswith(b"#"))
+            from bench.profile_hot import _caller, _environ, _measure
+
+            scrape = _caller(app, _environ("GET", "/metrics"))
+            answer = app.test_client().get("/metrics").get_data()
+            lines = answer.splitlines()
+            samples = sum(1 for line in lines if not line.startswith(b"#"))
             files = len(os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
-
-            def scrape() -> None:
-                for _ in app(dict(environ), lambda *a: None):
-                    pass
-
-            runs = []
-            for _ in range(7):
-                started = time.process_time()
-                for _ in range(args.n):
-                    scrape()
-                runs.append((time.process_time() - started) / args.n * 1e6)
-            print(f"/metrics: {lines} lines, {samples} samples, {files} files; "
-                  f"{min(runs):.0f} µs CPU/scrape (min of 7 loops of {args.n})")
-            if args.profile:
-                prof = cProfile.Profile()
-                prof.enable()
-                for _ in range(args.n):
-                    scrape()
-                prof.disable()
-                out = io.StringIO()
-                pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(40)
-                print(out.getvalue())
+            print(f"/metrics: {len(lines)} lines, {samples} samples, {files} files; "
+                  f"{_measure(scrape, 200, args.n):.0f} µs CPU/scrape "
+                  f"(min of 7 loops of {args.n})")
         finally:
             for other in others:
                 if other.stdin:
