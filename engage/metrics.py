@@ -19,12 +19,12 @@ role starts (`prime_app`, `prime_worker`, `prime_redis_ops`), so `rate()` and da
 see them at once. Not one per route: a route's 5xx series starts with its first 5xx
 (the error-ratio alert and panel sum over routes).
 
-Under granian or gunicorn every worker is its own process, so its counters live in its
-own memory. With `PROMETHEUS_MULTIPROC_DIR` set (`engage serve` and gunicorn.conf.py set
-it), prometheus client's multiprocess mode, as its documentation lays it out: each
-process writes its values to files in that directory, a scrape sums them, so any worker
-answers for all of them and a dead worker's counts stay counted; the directory is
-emptied at start and an exited worker is marked dead (engage.server.MetricsDirectory).
+Under granian every worker is its own process, so its counters live in its own memory.
+With `PROMETHEUS_MULTIPROC_DIR` set (`engage serve` sets it), prometheus client's
+multiprocess mode, as its documentation lays it out: each process writes its values to
+files in that directory, a scrape sums them, so any worker answers for all of them and
+a dead worker's counts stay counted; the directory is emptied at start and an exited
+worker is marked dead (engage.server.MetricsDirectory).
 The variable must be set before prometheus_client is first imported. That mode has no
 process metrics (memory, CPU, files: a collector sees only the process it runs in), so
 `engage_process_*` come from single-process registries only: `engage worker` and an app

@@ -36,6 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -94,6 +95,7 @@ class MetricsDirectory:
         self.temporary = temporary
         self.owner = os.getpid()
         self.stopped = threading.Event()
+        self.children: set[int] = set()
         threading.Thread(target=self.mark_exited_children, name="engage-metrics-dir",
                          daemon=True).start()
 
@@ -111,14 +113,15 @@ class MetricsDirectory:
         return cls(path, temporary=False)
 
     def mark_exited_children(self) -> None:
+        """A child is known from the first look after it started: a granian worker takes
+        longer than that to build its app and answer anything."""
         from prometheus_client import multiprocess
 
-        known = child_pids()
         while not self.stopped.wait(CHILDREN_INTERVAL):
             alive = child_pids()
-            for pid in known - alive:
+            for pid in self.children - alive:
                 multiprocess.mark_process_dead(pid, self.path)
-            known = alive
+            self.children = alive
 
     def close(self) -> None:
         if os.getpid() == self.owner:

@@ -636,6 +636,7 @@ def test_metrics_directory_marks_exited_children_dead(
         for child in children:
             assert child.stdout is not None and child.stdout.readline() == "up\n"
         assert live_sum() == 2.0
+        wait_for(lambda: {c.pid for c in children} <= directory.children, 5)
         children[0].kill()
         children[0].wait()
         wait_for(lambda: live_sum() == 1.0, 5)
@@ -644,4 +645,3 @@ def test_metrics_directory_marks_exited_children_dead(
             child.kill()
             child.wait()
         directory.close()
-
