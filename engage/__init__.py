@@ -35,7 +35,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
     web.init_app(app)
     errors.init_app(app)
-    metrics.init_app(app)  # last: it makes a series for every route
+    metrics.init_app(app)
     return app
 
 
