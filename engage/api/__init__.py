@@ -107,8 +107,8 @@ class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = JsonParser()
 
 
-def _check_request() -> None:
-    """Before any view: who may call, then what body came.
+def check_request() -> None:
+    """Before any view (engage's before hook): who may call, then what body came.
 
     Staff routes check the token before anything reads the body or the query:
     `require_role` sits innermost under flask-smorest's decorators, which parse and
@@ -163,6 +163,5 @@ def init_app(app: Flask) -> EngageApi:
     api.register_converter(IdConverter, _id_param_schema)
     for name in API_MODULES:
         api.register_blueprint(import_module(f"engage.api.{name}").blp, url_prefix=API_PREFIX)
-    app.before_request(_check_request)
     app.extensions["engage.api"] = api
     return api

@@ -151,6 +151,18 @@ redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[8], '*',
 return {CHANGED, new or '', unpack(redis.call('HGETALL', KEYS[2]))}
 """
 
+SPEND_BUDGET = _LUA_STATUSES + _LUA_THROTTLE + """
+-- Spend one from an address's budget for a request not tied to one article (minting a
+-- reader token, reporting impressions), and from each of its wider networks'.
+-- KEYS[1] budget string (this address group)
+-- KEYS[2..] budget strings of the address's wider networks (none or more)
+-- ARGV[1] limits, comma-joined: KEYS[1]'s, then KEYS[2..]'s   ARGV[2] window (s)
+-- Returns {CHANGED} or {THROTTLED, retry_after}.
+local wait = spend(budgets(1, 2, ARGV[1]), tonumber(ARGV[2]))
+if wait > 0 then return {THROTTLED, wait} end
+return {CHANGED}
+"""
+
 UPSERT_ARTICLE = """
 -- Create or update an article's metadata and log it.
 -- KEYS[1] article hash   KEYS[2] events stream
@@ -820,6 +832,7 @@ return redis.call('ZCARD', KEYS[1])
 
 ALL = {
     "vote_reaction": VOTE_REACTION,
+    "spend_budget": SPEND_BUDGET,
     "upsert_article": UPSERT_ARTICLE,
     "set_links": SET_LINKS,
     "click_link": CLICK_LINK,
