@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from werkzeug.exceptions import TooManyRequests
 
 from engage import errors, metrics, schemas
 from engage.api import Blueprint
@@ -66,10 +65,8 @@ class LinkImpressions(MethodView):
         # Anonymous: the address's own budget keeps one client from flooding the
         # endpoint; the store counts at most IMPRESSION_CAP per link per address group.
         store, address = get_store(), current_address_hash()
-        wait = budgets.spend(store, "imp", address, budgets.NO_NETWORKS,
-                             str(budgets.IMPRESSION_REPORTS), budgets.MINUTE)
-        if wait:
-            raise TooManyRequests(retry_after=wait)
+        budgets.spend(store, "imp", address, budgets.NO_NETWORKS,
+                      str(budgets.IMPRESSION_REPORTS), budgets.MINUTE)
         counted, over_cap = links.impressions(store, article_id, address, data["links"])
         for _ in range(counted):
             metrics.link_event("impression")

@@ -76,10 +76,9 @@ def budget_keys(keys: Keys, what: str, address: str, networks: Networks) -> list
 
 
 def spend(store: Store, what: str, address: str, networks: Networks, limits: str,
-          window: int) -> int:
+          window: int) -> None:
     """Spend one from the address group's budget for `what` and from each network's
-    (`limits` as `mint_limits` joins them), or from none when one is used up. Returns
-    0, or the seconds until every used-up budget frees."""
+    (`limits` as `mint_limits` joins them), or from none and raise RateLimited (with
+    the seconds until every used-up budget frees) when one is used up."""
     keys = budget_keys(store.keys, what, address, networks)
-    result = scripts.parse(store.run("spend_budget", keys, [limits, window]))
-    return int(result.values[0]) if result.status == scripts.Status.THROTTLED else 0
+    scripts.result(store.run("spend_budget", keys, [limits, window]))

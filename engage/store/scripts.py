@@ -157,9 +157,9 @@ SPEND_BUDGET = _LUA_STATUSES + _LUA_THROTTLE + """
 -- KEYS[1] budget string (this address group)
 -- KEYS[2..] budget strings of the address's wider networks (none or more)
 -- ARGV[1] limits, comma-joined: KEYS[1]'s, then KEYS[2..]'s   ARGV[2] window (s)
--- Returns {CHANGED} or {THROTTLED, retry_after}.
+-- Returns {CHANGED} or {RateLimited, retry_after}.
 local wait = spend(budgets(1, 2, ARGV[1]), tonumber(ARGV[2]))
-if wait > 0 then return {THROTTLED, wait} end
+if wait > 0 then return {RateLimited, wait} end
 return {CHANGED}
 """
 
