@@ -48,6 +48,7 @@ def _hooks(app: Flask) -> None:
     from time import perf_counter
 
     from flask import Response, g, request
+    from werkzeug.exceptions import RequestEntityTooLarge
 
     from engage import api, errors, extensions, logs, metrics
     from engage.web import security
@@ -58,7 +59,18 @@ def _hooks(app: Flask) -> None:
     def begin() -> None:
         g.started = perf_counter()
         metrics.request_started()
-        _refuse_large_body()
+        # 413 for a body over MAX_CONTENT_LENGTH on every route, also those that never
+        # read one: werkzeug only checks the limit when a body is read.
+        limit = request.max_content_length
+        if limit is not None and request.content_length is not None:
+            if request.content_length > limit:
+                raise RequestEntityTooLarge()
+        elif limit is not None and request.headers.get("Transfer-Encoding"):
+            # A streamed body has no length to check: read it (views that parse it find
+            # it cached). werkzeug stops reading at the limit, so a body that fills it
+            # is taken for one that goes on past it.
+            if len(request.get_data(cache=True)) >= limit:
+                raise RequestEntityTooLarge()
         api.check_request()
 
     @app.after_request
@@ -87,22 +99,3 @@ def _hooks(app: Flask) -> None:
     def end(_exc: BaseException | None) -> None:
         metrics.request_ended()
 
-
-def _refuse_large_body() -> None:
-    """413 for a body over MAX_CONTENT_LENGTH on every route, also those that never read
-    one: werkzeug only checks the limit when a body is read."""
-    from flask import request
-    from werkzeug.exceptions import RequestEntityTooLarge
-
-    limit = request.max_content_length
-    if limit is None:
-        return
-    if request.content_length is not None:
-        if request.content_length > limit:
-            raise RequestEntityTooLarge()
-    elif request.headers.get("Transfer-Encoding"):
-        # A streamed body has no length to check: read it (views that parse it find it
-        # cached). werkzeug stops reading at the limit, so a body that fills it is
-        # taken for one that goes on past it.
-        if len(request.get_data(cache=True)) >= limit:
-            raise RequestEntityTooLarge()

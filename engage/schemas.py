@@ -196,11 +196,6 @@ class BatchReactionsSchema(Schema):
     unknown_ = fields.List(fields.String(), required=True, data_key="unknown")
 
 
-# -- ops -----------------------------------------------------------------------------
-class HealthSchema(Schema):
-    status = fields.String(required=True)
-
-
 # -- related links -------------------------------------------------------------------
 MAX_LINKS = 20
 

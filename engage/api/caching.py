@@ -21,6 +21,8 @@ from flask import Response, current_app, jsonify, request
 from engage.identity import READER_HEADER
 
 F = TypeVar("F", bound=Callable[..., Any])
+# What a view returns: its data and the headers of who may cache it.
+Answer = tuple[dict[str, Any], dict[str, str]]
 
 PRIVATE = {"Cache-Control": "private, no-store", "Vary": READER_HEADER}
 

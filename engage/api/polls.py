@@ -13,7 +13,7 @@ from flask.views import MethodView
 
 from engage import errors, metrics, schemas
 from engage.api import Blueprint
-from engage.api.caching import PRIVATE, conditional, shared
+from engage.api.caching import PRIVATE, Answer, conditional, shared
 from engage.api.spec import ADMIN, EDITOR, READER, READER_OR_STAFF_OPTIONAL
 from engage.formulas import percentages
 from engage.identity import (
@@ -30,8 +30,6 @@ blp = Blueprint("polls", __name__, description="Reader polls on articles.")
 
 # A reader or staff token changes a poll read, so a shared cache keys on both.
 _PERSONAL = ("X-Engage-Reader", "Authorization")
-
-Answer = tuple[dict[str, Any], dict[str, str]]
 
 
 def _staff() -> bool:

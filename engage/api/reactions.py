@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from engage import errors, metrics, schemas
 from engage.api import Blueprint
-from engage.api.caching import PRIVATE, cacheable, conditional, shared
+from engage.api.caching import PRIVATE, Answer, cacheable, conditional, shared
 from engage.api.spec import READER, READER_OPTIONAL
 from engage.identity import current_address_hash, current_network_hashes, current_reader
 from engage.store import get_store, reactions
@@ -30,8 +30,6 @@ def _body(article_id: str, result: Reactions) -> dict[str, Any]:
         body["reason"] = result.reason
     return body
 
-
-Answer = tuple[dict[str, Any], dict[str, str]]
 
 
 @blp.route("/articles/<eid:article_id>/reactions")

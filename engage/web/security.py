@@ -27,7 +27,7 @@ def add_headers(response: Response) -> None:
     headers = response.headers
     if "X-Content-Type-Options" not in headers:
         headers.add("X-Content-Type-Options", "nosniff")
-    if response.mimetype == "text/html":
+    if headers.get("Content-Type", "").startswith("text/html"):
         for name, value in _HTML_HEADERS:
             if name not in headers:
                 headers.add(name, value)
