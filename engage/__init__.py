@@ -61,9 +61,9 @@ def _hooks(app: Flask) -> None:
         metrics.request_started()
         # 413 for a body over MAX_CONTENT_LENGTH on every route, also those that never
         # read one: werkzeug only checks the limit when a body is read.
-        limit = request.max_content_length
-        if limit is not None and request.content_length is not None:
-            if request.content_length > limit:
+        limit, length = request.max_content_length, request.content_length
+        if limit is not None and length is not None:
+            if length > limit:
                 raise RequestEntityTooLarge()
         elif limit is not None and request.headers.get("Transfer-Encoding"):
             # A streamed body has no length to check: read it (views that parse it find
@@ -88,11 +88,11 @@ def _hooks(app: Flask) -> None:
             except ValueError as exc:
                 response = errors.handle_unexpected(exc)
         seconds = perf_counter() - started if started is not None else None
-        rule = request.url_rule
+        rule, method = request.url_rule, request.method
         route = metrics.route_label(rule.rule) if rule is not None else "unmatched"
-        metrics.request_answered(response.status_code, route, request.method,
-                                 request.endpoint, seconds)
-        logs.request_answered(response, route, request.method, seconds)
+        metrics.request_answered(response.status_code, route, method, request.endpoint,
+                                 seconds)
+        logs.request_answered(response, route, method, seconds)
         return response
 
     @app.teardown_request

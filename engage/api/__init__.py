@@ -115,11 +115,13 @@ def check_request() -> None:
     validate first, so without this a caller with no token would learn the schema
     (422) before hearing 401. The decorator stays on the view as the declaration.
     """
-    if request.method != "OPTIONS":  # CORS preflight carries no credentials by design
-        role = _required_role(request.endpoint, request.method)
+    method = request.method
+    if method != "OPTIONS":  # CORS preflight carries no credentials by design
+        role = _required_role(request.endpoint, method)
         if role:
             check_role(role)
-    _require_json()
+    if method in _BODY_METHODS:
+        _require_json()
 
 
 def _required_role(endpoint: str | None, method: str) -> str | None:
@@ -133,7 +135,7 @@ def _required_role(endpoint: str | None, method: str) -> str | None:
 
 def _require_json() -> None:
     """415 for a write whose body is not JSON, before webargs reads it as 'missing'."""
-    if request.method not in _BODY_METHODS or not request.path.startswith(API_PREFIX):
+    if not request.path.startswith(API_PREFIX):
         return
     if not request.content_length and not request.headers.get("Transfer-Encoding"):
         return  # no body at all: the schema reports the missing fields (422)
