@@ -62,15 +62,14 @@ def _hooks(app: Flask) -> None:
         # 413 for a body over MAX_CONTENT_LENGTH on every route, also those that never
         # read one: werkzeug only checks the limit when a body is read.
         limit, length = request.max_content_length, request.content_length
-        if limit is not None and length is not None:
-            if length > limit:
-                raise RequestEntityTooLarge()
-        elif limit is not None and request.headers.get("Transfer-Encoding"):
-            # A streamed body has no length to check: read it (views that parse it find
-            # it cached). werkzeug stops reading at the limit, so a body that fills it
-            # is taken for one that goes on past it.
-            if len(request.get_data(cache=True)) >= limit:
-                raise RequestEntityTooLarge()
+        if limit is not None and length is not None and length > limit:
+            raise RequestEntityTooLarge()
+        # A streamed body has no length to check: read it (views that parse it find it
+        # cached). werkzeug stops reading at the limit, so a body that fills it is taken
+        # for one that goes on past it.
+        if (limit is not None and length is None and request.headers.get("Transfer-Encoding")
+                and len(request.get_data(cache=True)) >= limit):
+            raise RequestEntityTooLarge()
         api.check_request()
 
     @app.after_request

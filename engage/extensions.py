@@ -9,12 +9,9 @@ from flask_cors import CORS
 
 
 def vary_on_origin(response: Response) -> None:
-    """Every API answer varies by Origin (allowed or not), in one merged Vary header.
-
-    Called after flask-cors (engage's after hook), which adds its own Vary line only for
-    some origins; a CDN must never hand one origin's answer, CORS headers or not, to
-    another.
-    """
+    """Every API answer varies by Origin (allowed or not), in one merged Vary header:
+    flask-cors, which runs first, adds its own line only for some origins, and a CDN
+    must never hand one origin's answer, CORS headers or not, to another."""
     if request.path.startswith("/api/"):
         values = [v.strip() for line in response.headers.getlist("Vary") for v in line.split(",")]
         response.headers["Vary"] = ", ".join(dict.fromkeys(v for v in [*values, "Origin"] if v))

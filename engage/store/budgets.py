@@ -69,8 +69,7 @@ def _limits(config: Mapping[str, Any], own: int, setting: str, networks: Network
 
 def budget_keys(keys: Keys, what: str, address: str, networks: Networks) -> list[str]:
     """The group's budget key for `what`, then each network's, all under the widest
-    network's hash (the group's when it has none): one Cluster slot for the script,
-    and different networks spread over the slots."""
+    network's hash (the group's when none): one Cluster slot, networks spread over all."""
     tag = list(networks.values())[-1] if networks else address
     return [keys.budget(what, tag, h) for h in (address, *networks.values())]
 
