@@ -11,6 +11,7 @@ from engage import errors, metrics, schemas
 from engage.api import Blueprint
 from engage.api.caching import PRIVATE, Answer, cacheable, conditional, shared
 from engage.api.spec import READER, READER_OPTIONAL
+from engage.api.widget_bundle import articles_answer
 from engage.identity import current_address_hash, current_network_hashes, current_reader
 from engage.store import get_store, reactions
 from engage.store.reactions import Reactions
@@ -89,13 +90,6 @@ class BatchReactions(MethodView):
     @blp.doc(operationId="getReactionsBatch")
     def get(self, query: dict[str, Any]) -> Response:
         """Counts of up to 100 articles at once (what a page of widgets needs)."""
-        ids = list(dict.fromkeys(query["article"]))
-        found = reactions.read_many(get_store(), ids)
-        body = {
-            "articles": {
-                aid: {"counts": r.counts, "total": r.total}
-                for aid, r in found.items() if r is not None
-            },
-            "unknown": [aid for aid, r in found.items() if r is None],
-        }
-        return cacheable(body, vary=())
+        found = reactions.read_many(get_store(), list(dict.fromkeys(query["article"])))
+        return articles_answer({aid: None if r is None else r.counts_json
+                                for aid, r in found.items()})

@@ -7,14 +7,16 @@ reader token makes only the first.
 
 from __future__ import annotations
 
+import json
+import zlib
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 from flask.views import MethodView
 
 from engage import errors, schemas
 from engage.api import Blueprint
-from engage.api.caching import cacheable, private
+from engage.api.caching import private
 from engage.api.links import public_hrefs
 from engage.api.polls import poll_body
 from engage.api.spec import READER
@@ -29,16 +31,34 @@ blp = Blueprint("widget", __name__, description="Batched reads for the embeddabl
 _ARTICLE_SCHEMA = schemas.WidgetArticleSchema()
 
 
-def _shape(found: widget.WidgetArticle) -> dict[str, Any]:
-    """An article's part of the anonymous bundle; the store keeps it for as long as it
-    keeps the article, so it is shaped once per fetch, not per request."""
-    part: dict[str, Any] = _ARTICLE_SCHEMA.dump({
+def _shape(found: widget.WidgetArticle) -> str:
+    """An article's part of the anonymous bundle, encoded; the store keeps it for as long
+    as it keeps the article, so it is shaped and encoded once per fetch, not per request."""
+    return json.dumps(_ARTICLE_SCHEMA.dump({
         "counts": found.reactions.counts,
         "total": found.reactions.total,
         "links": public_hrefs(found.links),
         "polls": [poll_body(poll) for poll in found.polls],
-    })
-    return part
+    }), separators=(",", ":"))
+
+
+def articles_answer(parts: dict[str, str | None], **rest: Any) -> Response:
+    """`{"articles": {id: part}, "unknown": [id], **rest}` as a public answer with an
+    ETag (as `caching.cacheable(body, vary=())`), 304 when the client has it.
+
+    Each part is already JSON (None for an unknown article): the parts are joined, not
+    encoded again, so a page view from the process's cache encodes only `rest`. Ids
+    are schemas.IdList's: none needs escaping in JSON."""
+    known = ",".join(f'"{aid}":{part}' for aid, part in parts.items() if part is not None)
+    rest["unknown"] = [aid for aid, part in parts.items() if part is None]
+    # `rest` encoded is a non-empty object: its members follow the articles'.
+    body = f'{{"articles":{{{known}}},{json.dumps(rest, separators=(",", ":"))[1:]}'.encode()
+    response = current_app.response_class(body, mimetype="application/json")
+    response.set_etag(f"{zlib.crc32(body):08x}")
+    config = current_app.config
+    response.headers["Cache-Control"] = (f"public, max-age={config['CACHE_MAX_AGE']}, "
+                                         f"stale-while-revalidate={config['CACHE_STALE']}")
+    return response.make_conditional(request)
 
 
 @blp.route("/widget")
@@ -50,17 +70,12 @@ class WidgetBundle(MethodView):
     def get(self, query: dict[str, Any]) -> Response:
         """Counts, related links and polls of up to 100 articles (anonymous view)."""
         ids = list(dict.fromkeys(query["article"]))
-        found = widget.read_many(get_store(), ids, _shape)
         config = current_app.config
-        body = {
-            "choices": list(config["CHOICES"]),
-            "reason_choice": config["REASON_CHOICE"] or None,
-            "reasons": list(config["REASONS"]),
-            "locale": config["LOCALE"],
-            "articles": {aid: part for aid, part in found.items() if part is not None},
-            "unknown": [aid for aid, part in found.items() if part is None],
-        }
-        return cacheable(body, vary=())  # anonymous only: the reader's part is /widget/mine
+        # Anonymous only (no Vary on a token): the reader's part is /widget/mine.
+        return articles_answer(
+            widget.read_many(get_store(), ids, _shape),
+            choices=list(config["CHOICES"]), reason_choice=config["REASON_CHOICE"] or None,
+            reasons=list(config["REASONS"]), locale=config["LOCALE"])
 
 
 @blp.route("/widget/mine")
