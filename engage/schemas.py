@@ -43,7 +43,7 @@ class IdList(fields.List):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(IdField(), **kwargs)
 
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[str]:
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[Any]:
         if not isinstance(value, list):
             raise self.make_error("invalid")
         bad = {n: [Id.error] for n, item in enumerate(value)

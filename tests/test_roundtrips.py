@@ -171,6 +171,36 @@ def test_one_round_trip_per_vote_and_read(setup: tuple[Flask, CountingProxy, Red
     assert count(proxy, lambda: client.get(batch)) == 1
 
 
+def test_batch_of_kept_articles_makes_no_round_trip(
+        setup: tuple[Flask, CountingProxy, RedisServer]) -> None:
+    """A batch of articles this process read within the cache's age costs no round trip;
+    a vote here drops only its article, fetched again in one pipeline with the unknown."""
+    app, proxy, _server = setup
+    client = app.test_client()
+    warm(app, client)
+    with app.app_context():
+        editor = {"Authorization": "Bearer " + tokens.create(get_store(), "editor")[0]}
+        get_store().timer = lambda: 0.0  # nothing in the caches expires here
+    ids = [f"k{n}" for n in range(5)]
+    for article_id in ids:
+        assert client.put(f"/api/v1/articles/{article_id}", headers=editor, json={
+            **ARTICLE, "url": f"https://news.example.com/{article_id}"}).status_code == 201
+    batch = "/api/v1/reactions?" + "&".join(f"article={aid}" for aid in ids)
+    assert count(proxy, lambda: client.get(batch)) == 1
+    assert count(proxy, lambda: client.get(batch)) == 0
+    etag = client.get(batch).headers["ETag"]
+    assert count(proxy, lambda: client.get(batch, headers={"If-None-Match": etag})) == 0
+
+    vote = client.put("/api/v1/articles/k3/reactions/mine", json={"choice": "no"},
+                      headers=reader_for(app))
+    assert vote.status_code == 200
+    assert count(proxy, lambda: client.get(batch + "&article=missing")) == 1
+    answer = client.get(batch + "&article=missing").json
+    assert answer["articles"]["k3"] == {"counts": vote.json["counts"], "total": 1}
+    assert answer["unknown"] == ["missing"]
+    assert count(proxy, lambda: client.get(batch)) == 0
+
+
 def test_vote_is_one_evalsha(setup: tuple[Flask, CountingProxy, RedisServer]) -> None:
     app, proxy, server = setup
     client = app.test_client()

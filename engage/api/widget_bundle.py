@@ -49,7 +49,7 @@ def articles_answer(parts: dict[str, str | None], **rest: Any) -> Response:
     Each part is already JSON (None for an unknown article): the parts are joined, not
     encoded again, so a page view from the process's cache encodes only `rest`. Ids
     are schemas.IdList's: none needs escaping in JSON."""
-    known = ",".join(f'"{aid}":{part}' for aid, part in parts.items() if part is not None)
+    known = ",".join([f'"{aid}":{part}' for aid, part in parts.items() if part is not None])
     rest["unknown"] = [aid for aid, part in parts.items() if part is None]
     # `rest` encoded is a non-empty object: its members follow the articles'.
     body = f'{{"articles":{{{known}}},{json.dumps(rest, separators=(",", ":"))[1:]}'.encode()
@@ -58,7 +58,8 @@ def articles_answer(parts: dict[str, str | None], **rest: Any) -> Response:
     config = current_app.config
     response.headers["Cache-Control"] = (f"public, max-age={config['CACHE_MAX_AGE']}, "
                                          f"stale-while-revalidate={config['CACHE_STALE']}")
-    return response.make_conditional(request)
+    response.make_conditional(request)
+    return response
 
 
 @blp.route("/widget")

@@ -52,9 +52,10 @@ class ReadCache:
     """Article id -> an anonymous read of it, kept COUNTS_CACHE_SECONDS by `timer`, for
     at most `size` articles (the oldest dropped first).
 
-    A plain dict: a batch looks up to 100 articles up per request, and cachetools'
-    TTLCache lookups were most of a cached batch's own cost. One lookup is atomic, so
-    reads take no lock; a worker's threads share the writes under `lock`.
+    A plain dict: a batch looks as many as 100 articles up per request, and cachetools'
+    TTLCache lookups were most of a cached batch's own cost (bench/profile_hot.py).
+    One lookup is atomic, so reads take no lock; writes go under `lock`, as a worker's
+    threads share the cache.
     """
 
     def __init__(self, size: int, timer: Callable[[], float]) -> None:

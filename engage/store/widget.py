@@ -9,7 +9,7 @@ article's own keys, so no single round trip can hold them all.
 Kept by the process like anonymous counts (`Store.widget_cache`): at most
 COUNTS_CACHE_SECONDS old, dropped by a write to the article in this process
 (`Store.forget`), and never past the moment one of its open polls closes. What is kept
-is the caller's shape of it, so an answer is shaped once per fetch, not per request.
+is the caller's shape of it (the API's encoded JSON), made once per fetch, not per request.
 """
 
 from __future__ import annotations
