@@ -43,12 +43,9 @@ def _shape(found: widget.WidgetArticle) -> str:
 
 
 def articles_answer(parts: dict[str, str | None], **rest: Any) -> Response:
-    """`{"articles": {id: part}, "unknown": [id], **rest}` as a public answer with an
-    ETag (as `caching.cacheable(body, vary=())`), 304 when the client has it.
-
-    Each part is already JSON (None for an unknown article): the parts are joined, not
-    encoded again, so a page view from the process's cache encodes only `rest`. Ids
-    are schemas.IdList's: none needs escaping in JSON."""
+    """`{"articles": {id: part}, "unknown": [id], **rest}` as `caching.cacheable(body,
+    vary=())` answers it. The parts are JSON already (None: unknown) and only joined, so
+    a read from the process's cache encodes just `rest`; IdList's ids need no escaping."""
     known = ",".join([f'"{aid}":{part}' for aid, part in parts.items() if part is not None])
     rest["unknown"] = [aid for aid, part in parts.items() if part is None]
     # `rest` encoded is a non-empty object: its members follow the articles'.

@@ -49,23 +49,16 @@ COUNTS_CACHE_ARTICLES = 10_000
 
 
 class ReadCache:
-    """Article id -> an anonymous read of it, kept COUNTS_CACHE_SECONDS by `timer`, for
-    at most `size` articles (the oldest dropped first).
-
-    A plain dict: a batch looks as many as 100 articles up per request, and cachetools'
-    TTLCache lookups were most of a cached batch's own cost (bench/profile_hot.py).
-    One lookup is atomic, so reads take no lock; writes go under `lock`, as a worker's
-    threads share the cache.
-    """
+    """Article id -> an anonymous read of it, kept COUNTS_CACHE_SECONDS by `timer`, for at
+    most `size` articles (the oldest dropped first). A plain dict, not cachetools' TTLCache,
+    whose lookups were most of a cached batch's own cost (bench/profile_hot.py). A lookup
+    is atomic: only writes, which a worker's threads share, take the lock."""
 
     def __init__(self, size: int, timer: Callable[[], float]) -> None:
         self.size = size
         self.timer = timer
         self.entries: dict[str, tuple[float, Any]] = {}  # id -> (kept until, read), oldest first
         self.lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
     def get_many(self, article_ids: Iterable[str]) -> dict[str, Any]:
         """The kept reads of these articles, where still fresh."""

@@ -71,8 +71,7 @@ def read_many(
         return kept
     fetched = _fetch(store, missing, None)
     store.counts_cache.put_many({aid: r for aid, r in fetched.items() if r is not None})
-    kept.update(fetched)
-    return {aid: kept[aid] for aid in article_ids}
+    return kept | fetched
 
 
 def _fetch(
