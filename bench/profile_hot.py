@@ -1,6 +1,6 @@
 """In-process cost of engage's hot requests, against a bare Flask view measured alike.
 
-    python bench/profile_hot.py              # µs per request, median of 5 loops
+    python bench/profile_hot.py              # CPU µs per request, least of 7 loops
     python bench/profile_hot.py --profile    # plus a cProfile of each scenario
 
 Starts its own redis-server (tests/redis_server.py), builds the app as a server's
