@@ -9,7 +9,7 @@ from flask.views import MethodView
 
 from engage import errors, metrics, schemas
 from engage.api import Blueprint
-from engage.api.caching import PRIVATE, Answer, cacheable, conditional, shared
+from engage.api.caching import PRIVATE, Answer, conditional, shared
 from engage.api.spec import READER, READER_OPTIONAL
 from engage.api.widget_bundle import articles_answer
 from engage.identity import current_address_hash, current_network_hashes, current_reader
@@ -84,6 +84,7 @@ class MyReaction(MethodView):
 
 @blp.route("/reactions")
 class BatchReactions(MethodView):
+    @conditional
     @blp.arguments(schemas.BatchQuerySchema(), location="query")
     @blp.response(200, schemas.BatchReactionsSchema)
     @blp.alt_response(304, description="Not modified.")

@@ -8,15 +8,14 @@ reader token makes only the first.
 from __future__ import annotations
 
 import json
-import zlib
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app
 from flask.views import MethodView
 
 from engage import errors, schemas
 from engage.api import Blueprint
-from engage.api.caching import private
+from engage.api.caching import conditional, private, shared
 from engage.api.links import public_hrefs
 from engage.api.polls import poll_body
 from engage.api.spec import READER
@@ -43,24 +42,19 @@ def _shape(found: widget.WidgetArticle) -> str:
 
 
 def articles_answer(parts: dict[str, str | None], **rest: Any) -> Response:
-    """`{"articles": {id: part}, "unknown": [id], **rest}` as `caching.cacheable(body,
-    vary=())` answers it. The parts are JSON already (None: unknown) and only joined, so
-    a read from the process's cache encodes just `rest`; IdList's ids need no escaping."""
+    """`{"articles": {id: part}, "unknown": [id], **rest}`, shared (`@conditional` adds
+    the ETag). The parts are JSON already (None: unknown) and only joined, so a read from
+    the process's cache encodes just `rest`; IdList's ids need no escaping."""
     known = ",".join([f'"{aid}":{part}' for aid, part in parts.items() if part is not None])
     rest["unknown"] = [aid for aid, part in parts.items() if part is None]
     # `rest` encoded is a non-empty object: its members follow the articles'.
-    body = f'{{"articles":{{{known}}},{json.dumps(rest, separators=(",", ":"))[1:]}'.encode()
-    response = current_app.response_class(body, mimetype="application/json")
-    response.set_etag(f"{zlib.crc32(body):08x}")
-    config = current_app.config
-    response.headers["Cache-Control"] = (f"public, max-age={config['CACHE_MAX_AGE']}, "
-                                         f"stale-while-revalidate={config['CACHE_STALE']}")
-    response.make_conditional(request)
-    return response
+    body = f'{{"articles":{{{known}}},{json.dumps(rest, separators=(",", ":"))[1:]}'
+    return current_app.response_class(body, mimetype="application/json", headers=shared(()))
 
 
 @blp.route("/widget")
 class WidgetBundle(MethodView):
+    @conditional
     @blp.arguments(schemas.BatchQuerySchema(), location="query")
     @blp.response(200, schemas.WidgetBundleSchema)
     @blp.alt_response(304, description="Not modified.")
