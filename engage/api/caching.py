@@ -65,15 +65,6 @@ def conditional(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def cacheable(payload: Any, vary: tuple[str, ...] = (READER_HEADER,),
-              revalidate: bool = False) -> Response:
-    """A public answer built from `payload` as it is, with an ETag; 304 when the
-    client has it."""
-    response = jsonify(payload)
-    response.headers.update(shared(vary, revalidate))
-    return _make_conditional(response)
-
-
 def private(payload: Any) -> Response:
     """An answer for this reader only, built from `payload` as it is."""
     response = jsonify(payload)
