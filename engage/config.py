@@ -204,9 +204,6 @@ SETTINGS: tuple[Setting, ...] = (
             "Deliveries the worker sends at once; a slow endpoint costs a timeout per batch."),
 )
 
-SETTING_NAMES = frozenset(s.name for s in SETTINGS)
-
-
 def load_config(
     environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -73,7 +73,12 @@ REDIS_BUCKETS = (0.001, 0.005, 0.025, 0.1)
 WEBHOOK_BUCKETS = (0.01, 0.05, 0.25, 1.0, 5.0)
 
 
-class AppFamilies:
+class _Families:
+    def collectors(self) -> list[Collector]:
+        return list(vars(self).values())
+
+
+class AppFamilies(_Families):
     """The serving processes' families (requests, votes, related links)."""
 
     def __init__(self) -> None:
@@ -110,11 +115,8 @@ class AppFamilies:
             multiprocess_mode="livesum", registry=None,
         )
 
-    def collectors(self) -> list[Collector]:
-        return list(vars(self).values())
 
-
-class WorkerFamilies:
+class WorkerFamilies(_Families):
     """`engage worker`'s families (webhook deliveries)."""
 
     def __init__(self) -> None:
@@ -140,11 +142,8 @@ class WorkerFamilies:
             registry=None,
         )
 
-    def collectors(self) -> list[Collector]:
-        return list(vars(self).values())
 
-
-class SharedFamilies:
+class SharedFamilies(_Families):
     """Families every role exports: Redis operations, the aggregates and the build."""
 
     def __init__(self) -> None:
@@ -166,9 +165,6 @@ class SharedFamilies:
             ["version", "python"], multiprocess_mode="max", registry=None,
         )
 
-    def collectors(self) -> list[Collector]:
-        return list(vars(self).values())
-
 
 # Made on first use, each once per process (a forked worker keeps its parent's objects;
 # prometheus client moves their values to the child's own files).
@@ -186,30 +182,32 @@ def worker_families() -> WorkerFamilies:
 
 @cache
 def shared_families() -> SharedFamilies:
+    from engage import __version__
+
     disable_created_metrics()
     families = SharedFamilies()
-    families.build_info.labels(version=_version(), python=platform.python_version()).set(1)
+    families.build_info.labels(version=__version__, python=platform.python_version()).set(1)
     return families
+
+
+def _registry(role: _Families) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    for collector in (*role.collectors(), *shared_families().collectors()):
+        registry.register(collector)
+    ProcessCollector(namespace="engage", registry=registry)
+    return registry
 
 
 @cache
 def app_registry() -> CollectorRegistry:
     """What one serving process exports when there is no multiprocess directory."""
-    registry = CollectorRegistry()
-    for collector in (*app_families().collectors(), *shared_families().collectors()):
-        registry.register(collector)
-    ProcessCollector(namespace="engage", registry=registry)
-    return registry
+    return _registry(app_families())
 
 
 @cache
 def worker_registry() -> CollectorRegistry:
     """What `engage worker` exports (one process, no multiprocess directory)."""
-    registry = CollectorRegistry()
-    for collector in (*worker_families().collectors(), *shared_families().collectors()):
-        registry.register(collector)
-    ProcessCollector(namespace="engage", registry=registry)
-    return registry
+    return _registry(worker_families())
 
 
 # Vote views report what a vote did (`vote_outcome`); every refusal, from the schema,
@@ -312,12 +310,6 @@ def prime_redis_ops(ops: Iterable[str]) -> None:
             families.redis_errors.labels(op=op, kind=kind)
 
 
-def _version() -> str:
-    from engage import __version__
-
-    return __version__
-
-
 # -- HTTP instrumentation ---------------------------------------------------------------
 _RULE_ARGUMENT = re.compile(r"<(?:[^<>:]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
 
@@ -353,9 +345,7 @@ def request_answered(status: int, route: str, method: str, endpoint: str | None,
 def request_refused(status: int, method: str) -> None:
     """A request the HTTP server refused before the app saw it (engage.server): counted
     under the route "refused", since it never matched one."""
-    if method not in HTTP_METHODS:
-        method = "other"
-    app_families().http_requests.labels("refused", method, f"{status // 100}xx").inc()
+    request_answered(status, "refused", method, None, None)
 
 
 def request_ended() -> None:
@@ -372,16 +362,6 @@ def init_app(app: Flask) -> None:
 
 
 # -- rendering -----------------------------------------------------------------------------
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
-def _probe_registry(redis_up: Callable[[], bool] | None) -> CollectorRegistry:
-    registry = CollectorRegistry()
-    registry.register(_Probe(redis_up))
-    return registry
-
-
 class _Probe:
     """Scrape-time facts that are not counters, e.g. whether Redis answers now."""
 
@@ -399,12 +379,14 @@ class _Probe:
 def render(redis_up: Callable[[], bool] | None = None) -> bytes:
     """The serving role's text exposition: this process's, or every worker's in
     multiprocess mode (the directory holds only serving processes' files)."""
-    if multiprocess_dir():
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = app_registry()
-    return generate_latest(registry) + generate_latest(_probe_registry(redis_up))
+    probe = CollectorRegistry()
+    probe.register(_Probe(redis_up))
+    return generate_latest(registry) + generate_latest(probe)
 
 
 def serve_worker_metrics(host: str, port: int) -> None:

@@ -50,19 +50,18 @@ def _wants_json() -> bool:
     )
 
 
-def _refuse(status: int, code: str, message: str) -> Response:
+def refuse(status: int, code: str, message: str) -> Response:
     if _wants_json():
         return errors.error_response(status, code, message)
-    response = Response(
+    return Response(
         render_template("dashboard/error.html", title=message, status=status), status=status
     )
-    return response
 
 
 @bp.before_request
 def _guard() -> Any:
     if request.method == "POST" and not session.csrf_valid():
-        return _refuse(403, "csrf_failed", "The form expired or did not come from this site; "
+        return refuse(403, "csrf_failed", "The form expired or did not come from this site; "
                                            "reload the page and try again.")
     g.staff = session.signed_in()
     if g.staff is not None or request.endpoint in _PUBLIC_ENDPOINTS:
@@ -74,7 +73,7 @@ def _guard() -> Any:
 
 @bp.errorhandler(404)
 def _not_found(_exc: Exception) -> Response:
-    return _refuse(404, "not_found", "Nothing here: the article or poll may have been removed.")
+    return refuse(404, "not_found", "Nothing here: the article or poll may have been removed.")
 
 
 @bp.after_request
@@ -240,7 +239,7 @@ def poll_list() -> Any:
 def poll_status(poll_id: str) -> Any:
     wanted = request.form.get("status")
     if wanted not in ("open", "closed"):
-        return _refuse(422, "validation_failed", "Status must be open or closed.")
+        return refuse(422, "validation_failed", "Status must be open or closed.")
     store = get_store()
     change: dict[str, Any] = {"status": wanted}
     if wanted == "open":

@@ -17,7 +17,7 @@ from engage import schemas
 from engage.api.polls import poll_body
 from engage.errors import EngageError, PollFinal, UnknownArticle, UnknownPoll
 from engage.store import articles, get_store, links, polls
-from engage.web import forms
+from engage.web import dashboard, forms
 from engage.web.forms import FORM_ERROR, Errors
 
 bp = forms.staff_blueprint("editor", __name__)
@@ -29,10 +29,6 @@ VISIBILITY = (
 )
 OPTION_FIELDS = 10
 UNKNOWN_ARTICLE = "No article is registered under this id."
-
-
-def _pickable_articles() -> list[dict[str, Any]]:
-    return articles.recent(get_store())
 
 
 # -- polls --------------------------------------------------------------------------------
@@ -78,7 +74,7 @@ def _poll_form(template_data: dict[str, Any], errors: Errors, status: int = 200,
         preview=preview,
         visibility=VISIBILITY,
         option_fields=OPTION_FIELDS,
-        picker=_pickable_articles(),
+        picker=articles.recent(get_store()),
         utc_label=forms.utc_label,
     )
 
@@ -255,7 +251,7 @@ def links_order(article_id: str) -> Any:
     # refuses thousands of digits).
     change = re.fullmatch(r"(up|down|remove):([0-9]{1,4})", request.form.get("action", ""))
     if change is None or int(change[2]) >= len(rows):
-        return forms.refuse(422, "validation_failed", "Unknown change to the links.")
+        return dashboard.refuse(422, "validation_failed", "Unknown change to the links.")
     action, index = change[1], int(change[2])
     if action == "remove":
         del rows[index]

@@ -33,10 +33,6 @@ def staff_blueprint(name: str, import_name: str) -> Blueprint:
     return bp
 
 
-def refuse(status: int, code: str, message: str) -> Any:
-    return dashboard._refuse(status, code, message)
-
-
 def render(template: str, status: int, **context: Any) -> tuple[str, int]:
     """A form page. What was posted (`form`, the links' `rows`) is shown back as sent but
     for control characters, shown as U+FFFD: the schema refused them, and raw they would
