@@ -96,13 +96,11 @@ class EmbeddedRedis:
     def is_running(self) -> bool:
         if not self.socket.exists():
             return False
-        client = self._client(0.5)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        with self._client(0.5) as client:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
 
     def ensure_running(self, timeout: float = 10.0) -> str:
         """Start the server unless one already answers; returns its URL. The process
@@ -247,13 +245,11 @@ class EmbeddedRedis:
         if not self.is_running():
             return
         pid = self.pid()
-        client = self._client(5)
-        try:
-            client.shutdown(save=True)
-        except redis.ConnectionError:
-            pass  # the server closes the connection as it exits
-        finally:
-            client.close()
+        with self._client(5) as client:
+            try:
+                client.shutdown(save=True)
+            except redis.ConnectionError:
+                pass  # the server closes the connection as it exits
         # Wait for the process itself, so a restart never overlaps its last write.
         deadline = time.monotonic() + 10
         while pid is not None and _alive(pid) and time.monotonic() < deadline:

@@ -385,11 +385,7 @@ def patch(
         else:
             closes_at = _to_ms_precision(closes_at)
             closes_flag, closes_ms = closes_at.isoformat(), str(epoch_ms(closes_at))
-    edits: dict[str, str] = {}
-    if "question" in data:
-        edits["question"] = data["question"]
-    if "results" in data:
-        edits["results"] = data["results"]
+    edits: dict[str, str] = {k: data[k] for k in ("question", "results") if k in data}
     if "min_votes" in data:
         edits["min_votes"] = str(int(data["min_votes"] or 0))
     raw = store.run(
@@ -400,7 +396,7 @@ def patch(
             data.get("status") or "",
             closes_flag,
             closes_ms,
-            json.dumps(edits) if edits else "{}",
+            json.dumps(edits),
             now.isoformat(),
             store.min_event_id(now),
             poll_id,
@@ -448,6 +444,3 @@ def events(store: Store, poll_id: str, batch: int = 500) -> Iterable[tuple[str, 
             return
         start = "(" + entries[-1][0]
 
-
-def exists(store: Store, poll_id: str) -> bool:
-    return bool(store.redis.exists(store.keys.poll(poll_id)))

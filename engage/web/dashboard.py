@@ -148,12 +148,7 @@ def overview() -> Any:
         sort=sort,
         window=window,
         choices=choices,
-        totals=found["totals"],
-        ranked=found["ranked"],
-        top=found["top"],
-        bottom=found["bottom"],
-        trending=found["trending"],
-        sections=found["sections"],
+        **found,  # totals, ranked, top, bottom, trending, sections
         sections_svg=sections_chart(found["sections"], choices),
     )
 
@@ -200,15 +195,10 @@ def refused_rows(points: list[dict[str, Any]], bucket: str) -> list[dict[str, An
         repeated = r["votes_duplicate"] + r["poll_votes_duplicate"]
         clicks = (r["clicks_duplicate"] + r["clicks_throttled"] + r["clicks_bot"]
                   + r["clicks_prefetch"])
-        start = datetime.fromisoformat(point["start"].replace("Z", "+00:00"))
-        rows.append({
-            "label": start.strftime(label),
-            "votes": throttled + repeated, "throttled": throttled, "repeated": repeated,
-            "clicks": clicks, "clicks_duplicate": r["clicks_duplicate"],
-            "clicks_throttled": r["clicks_throttled"],
-            "clicks_bot": r["clicks_bot"], "clicks_prefetch": r["clicks_prefetch"],
-            "impressions_over_cap": r["impressions_over_cap"],
-        })
+        start = datetime.fromisoformat(point["start"])
+        # The refused counters themselves too (clicks by reason, impressions over cap).
+        rows.append({**r, "label": start.strftime(label), "votes": throttled + repeated,
+                     "throttled": throttled, "repeated": repeated, "clicks": clicks})
     return rows
 
 

@@ -90,18 +90,10 @@ def poll_new() -> Any:
         return _poll_form(empty, {})
     form = request.form
     raw = _poll_input(form)
-    shown = {
-        "question": form.get("question", ""),
-        "options": form.getlist("option"),
-        "kind": "multiple" if raw["multiple"] else "single",
-        "article": form.get("article", ""),
-        "results": raw["results"],
-        "closes_at": form.get("closes_at", ""),
-        "tz": form.get("tz", ""),
-        "min_votes": form.get("min_votes", ""),
-        "max_choices": form.get("max_choices", ""),
-        "closes_iso": raw["closes_at"],
-    }
+    shown = {**{k: form.get(k, "") for k in ("question", "article", "closes_at", "tz",
+                                              "min_votes", "max_choices")},
+             "options": form.getlist("option"), "kind": "multiple" if raw["multiple"] else "single",
+             "results": raw["results"], "closes_iso": raw["closes_at"]}
     data, errors = forms.load(schemas.PollInSchema(), raw)
     if not errors and data["article"] and articles.get(get_store(), data["article"]) is None:
         errors = {"article": [UNKNOWN_ARTICLE]}  # said before a preview, not only on publish

@@ -7,7 +7,7 @@ they name. Nothing here knows a rule of its own about what is valid.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -98,20 +98,11 @@ def number(value: str | None) -> Any:
         return text
 
 
-def zone(name: str | None) -> ZoneInfo | None:
-    """The editor's time zone as the page's script reported it; None when unknown."""
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-
-
 def local_time(value: str | None, tz_name: str | None) -> Any:
     """A datetime-local field in the editor's zone as the ISO 8601 time the API takes.
 
-    Without a known zone (no script ran) the time is taken as UTC, which the form says.
+    `tz_name` is the editor's time zone as the page's script reported it; without a known
+    zone (no script ran) the time is taken as UTC, which the form says.
     Text that is not a time goes through as it is, for the schema to refuse.
     """
     text = (value or "").strip()
@@ -122,7 +113,11 @@ def local_time(value: str | None, tz_name: str | None) -> Any:
     except ValueError:
         return text
     if when.tzinfo is None:
-        when = when.replace(tzinfo=zone(tz_name) or UTC)
+        try:
+            zone: tzinfo = ZoneInfo(tz_name) if tz_name else UTC
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = UTC
+        when = when.replace(tzinfo=zone)
     return when.isoformat()
 
 
