@@ -216,8 +216,7 @@ def error_response(
 ) -> Response:
     response = jsonify(error_document(code, message, fields))
     response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
+    response.headers.update(headers or {})
     return response
 
 

@@ -72,6 +72,8 @@ HTTP_BUCKETS = (0.005, 0.025, 0.1, 0.5, 2.5)
 REDIS_BUCKETS = (0.001, 0.005, 0.025, 0.1)
 WEBHOOK_BUCKETS = (0.01, 0.05, 0.25, 1.0, 5.0)
 
+disable_created_metrics()  # `_created` samples double the series for no use
+
 
 class _Families:
     def collectors(self) -> list[Collector]:
@@ -164,30 +166,16 @@ class SharedFamilies(_Families):
             "engage_build_info", "Always 1; the labels say which engage and Python run.",
             ["version", "python"], multiprocess_mode="max", registry=None,
         )
+        from engage import __version__
+
+        self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
 
 
 # Made on first use, each once per process (a forked worker keeps its parent's objects;
 # prometheus client moves their values to the child's own files).
-@cache
-def app_families() -> AppFamilies:
-    disable_created_metrics()  # `_created` samples double the series for no use
-    return AppFamilies()
-
-
-@cache
-def worker_families() -> WorkerFamilies:
-    disable_created_metrics()
-    return WorkerFamilies()
-
-
-@cache
-def shared_families() -> SharedFamilies:
-    from engage import __version__
-
-    disable_created_metrics()
-    families = SharedFamilies()
-    families.build_info.labels(version=__version__, python=platform.python_version()).set(1)
-    return families
+app_families = cache(AppFamilies)
+worker_families = cache(WorkerFamilies)
+shared_families = cache(SharedFamilies)
 
 
 def _registry(role: _Families) -> CollectorRegistry:
