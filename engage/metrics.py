@@ -209,11 +209,6 @@ def _counted() -> None:
         g.vote_counted = True
 
 
-def vote_accepted(kind: str) -> None:
-    app_families().votes_accepted.labels(kind).inc()
-    _counted()
-
-
 def vote_rejected(kind: str, reason: str) -> None:
     app_families().votes_rejected.labels(
         kind, reason if reason in REJECT_REASONS else "invalid").inc()
@@ -223,7 +218,8 @@ def vote_rejected(kind: str, reason: str) -> None:
 def vote_outcome(kind: str, changed: bool) -> None:
     """An answered vote: it changed something, or repeated what the reader had."""
     if changed:
-        vote_accepted(kind)
+        app_families().votes_accepted.labels(kind).inc()
+        _counted()
     else:
         vote_rejected(kind, "duplicate")
 

@@ -36,7 +36,7 @@ from engage.store import UNAVAILABLE, Store, aggregates, events, polls, webhooks
 
 log = logging.getLogger("engage.worker")
 
-STREAM_BATCH = 100      # streams per XREADGROUP
+STREAM_BATCH = 100      # streams per read (one pipeline)
 ENTRIES_PER_STREAM = 50  # entries per stream per read
 STREAM_REFRESH = 2.0    # seconds between looks for new articles and polls
 

@@ -118,6 +118,12 @@ def _decode(
     )
 
 
+def _own_keys(keys: Keys, poll_id: str) -> list[str]:
+    """The keys a poll's life begins and ends with: its hash, counts, voters, events."""
+    return [keys.poll(poll_id), keys.poll_counts(poll_id), keys.poll_voters(poll_id),
+            keys.poll_events(poll_id)]
+
+
 def _pairs(flat: list[Any]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -284,12 +290,7 @@ def create(
         assert poll_id is not None
         raw = store.run(
             "create_poll",
-            keys=[
-                keys.poll(poll_id),
-                keys.poll_counts(poll_id),
-                keys.poll_voters(poll_id),
-                keys.poll_events(poll_id),
-            ],
+            keys=_own_keys(keys, poll_id),
             args=[json.dumps(fields), store.min_event_id(now), poll_id, article or ""],
         )
         if int(raw[0]) == Status.CHANGED:
@@ -418,12 +419,7 @@ def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:
     retention = int(store.config["EVENT_RETENTION_DAYS"]) * 86400
     raw = store.run(
         "delete_poll",
-        keys=[
-            keys.poll(poll_id),
-            keys.poll_counts(poll_id),
-            keys.poll_voters(poll_id),
-            keys.poll_events(poll_id),
-        ],
+        keys=_own_keys(keys, poll_id),
         args=[store.min_event_id(now), poll_id, retention],
     )
     result = scripts.result(raw)
