@@ -169,19 +169,16 @@ def _article_or_404(article_id: str) -> dict[str, Any]:
 
 def _links_page(article: dict[str, Any], rows: list[dict[str, str]], errors: dict[Any, Errors],
                 status: int = 200, notice: str | None = None) -> Any:
-    store = get_store()
-    box = links.for_articles(store, [article["id"]])[article["id"]]
-    curated = [link for link in box if not link.get("related")]
-    shown = int(current_app.config["LINKS_SHOWN"])
+    box = links.for_articles(get_store(), [article["id"]])[article["id"]]
     return forms.render(
         "dashboard/links_form.html", status,
         page="article",
         article=article,
         rows=rows,
         errors=errors,
-        curated=curated,
+        curated=[link for link in box if not link.get("related")],
         filled=[link for link in box if link.get("related")],
-        shown=shown,
+        shown=int(current_app.config["LINKS_SHOWN"]),
         max_links=schemas.MAX_LINKS,
         notice=notice,
     )
