@@ -90,6 +90,16 @@ class Keys:
 
     def __init__(self, prefix: str = "engage") -> None:
         self.prefix = prefix
+        # Keys without an id: built once.
+        self.agg_base = f"{prefix}:x:{{stats}}"  # the aggregates' one hash tag (one slot)
+        self.articles = f"{prefix}:articles"
+        self.sections = f"{prefix}:sections"
+        self.polls = f"{prefix}:polls"
+        self.linkindex = f"{prefix}:linkindex"
+        self.tokens = f"{prefix}:tokens"
+        self.webhooks = f"{prefix}:webhooks"
+        self.webhook_dead = f"{prefix}:webhooks:dead"
+        self.webhook_retry = f"{prefix}:webhooks:retry"
 
     # -- articles -----------------------------------------------------------------
     def article(self, article_id: str) -> str:
@@ -163,37 +173,13 @@ class Keys:
     def day_bucket(self, owner_key: str, when: datetime) -> str:
         return f"{owner_key}:d:{self.day_stamp(when)}"
 
-    # -- global -------------------------------------------------------------------
     # -- cross-article aggregates (one hash tag: one cluster slot) --------------------
-    @property
-    def agg_base(self) -> str:
-        return f"{self.prefix}:x:{{stats}}"
-
     def agg(self, part: str) -> str:
         return f"{self.agg_base}:{part}"
 
-    @property
-    def articles(self) -> str:
-        return f"{self.prefix}:articles"
-
+    # -- global -------------------------------------------------------------------
     def section(self, name: str) -> str:
         return f"{self.prefix}:section:{name}"
-
-    @property
-    def sections(self) -> str:
-        return f"{self.prefix}:sections"
-
-    @property
-    def polls(self) -> str:
-        return f"{self.prefix}:polls"
-
-    @property
-    def linkindex(self) -> str:
-        return f"{self.prefix}:linkindex"
-
-    @property
-    def tokens(self) -> str:
-        return f"{self.prefix}:tokens"
 
     def session(self, digest: str) -> str:
         return f"{self.prefix}:session:{digest}"
@@ -203,16 +189,3 @@ class Keys:
 
     def addrnonce(self, day: str) -> str:
         return f"{self.prefix}:addrnonce:{day}"
-
-    @property
-    def webhooks(self) -> str:
-        return f"{self.prefix}:webhooks"
-
-    @property
-    def webhook_dead(self) -> str:
-        return f"{self.prefix}:webhooks:dead"
-
-    @property
-    def webhook_retry(self) -> str:
-        return f"{self.prefix}:webhooks:retry"
-
