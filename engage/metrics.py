@@ -347,20 +347,18 @@ def init_app(app: Flask) -> None:
 
 # -- rendering -----------------------------------------------------------------------------
 class _Probe:
-    """Scrape-time facts that are not counters, e.g. whether Redis answers now."""
+    """Scrape-time facts that are not counters: whether Redis answers now."""
 
-    def __init__(self, redis_up: Callable[[], bool] | None) -> None:
+    def __init__(self, redis_up: Callable[[], bool]) -> None:
         self.redis_up = redis_up
 
     def collect(self) -> list[GaugeMetricFamily]:
-        if self.redis_up is None:
-            return []
         family = GaugeMetricFamily("engage_redis_up", "1 when Redis answered a ping at scrape.")
         family.add_metric([], 1.0 if self.redis_up() else 0.0)
         return [family]
 
 
-def render(redis_up: Callable[[], bool] | None = None) -> bytes:
+def render(redis_up: Callable[[], bool]) -> bytes:
     """The serving role's text exposition: this process's, or every worker's in
     multiprocess mode (the directory holds only serving processes' files)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -119,14 +119,6 @@ def signout() -> Any:
     return redirect(url_for("dashboard.signin"))
 
 
-def _window(range_key: str) -> timerange.Range | None:
-    span = timerange.PRESETS[range_key][1]
-    if span is None:
-        return None
-    store = get_store()
-    return resolve_window(store, store.now() - span, None)
-
-
 # -- pages --------------------------------------------------------------------------------
 @bp.get("")
 def overview() -> Any:
@@ -137,7 +129,8 @@ def overview() -> Any:
     if sort not in stats.SORTS:
         abort(404)
     store = get_store()
-    window = _window(range_key)
+    span = timerange.PRESETS[range_key][1]
+    window = None if span is None else resolve_window(store, store.now() - span, None)
     choices = list(store.config["CHOICES"])
     found = stats.overview(store, sort, window)
     return render_template(
