@@ -286,7 +286,7 @@ def _millis(value: str | None, option: str) -> int | None:
     from datetime import UTC, datetime
 
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value)
     except ValueError as exc:
         raise click.BadParameter(f"not an ISO 8601 time: {value}", param_hint=option) from exc
     if when.tzinfo is None:

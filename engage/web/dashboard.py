@@ -230,7 +230,7 @@ def poll_status(poll_id: str) -> Any:
         if poll is None:
             abort(404)
         closes_at = poll.closes_at
-        if closes_at and datetime.fromisoformat(closes_at.replace("Z", "+00:00")) <= store.now():
+        if closes_at and datetime.fromisoformat(closes_at) <= store.now():
             change["closes_at"] = None  # reopening a poll whose deadline passed clears it
     try:
         polls.patch(store, poll_id, change)

@@ -136,5 +136,5 @@ def local_input(iso: str | None) -> str:
     in the editor's zone)."""
     if not iso:
         return ""
-    when = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
+    when = datetime.fromisoformat(iso).astimezone(UTC)
     return when.strftime("%Y-%m-%dT%H:%M")
