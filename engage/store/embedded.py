@@ -83,6 +83,10 @@ class EmbeddedRedis:
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
 
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
     def _client(self, timeout: float) -> redis.Redis:
         # No retries: redis-py's default retries a dead socket for seconds, which would
         # slow every "is it up?" check and the shutdown (which drops the connection).
@@ -117,7 +121,7 @@ class EmbeddedRedis:
                 self._start()
                 self.owner = os.getpid()
             self._wait(timeout)  # for the one just started, or one still loading its AOF
-        return f"unix://{self.socket}"
+        return self.url
 
     def start_supervised(self, interval: float = 0.25) -> str:
         """Own the server (starting it unless one answers) and keep it running from a
