@@ -107,9 +107,8 @@ class MetricsDirectory:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
             return cls(path, temporary=True)
         os.makedirs(path, exist_ok=True)
-        for name in os.listdir(path):
-            if name.endswith(".db"):
-                os.remove(os.path.join(path, name))
+        for stale in Path(path).glob("*.db"):
+            stale.unlink()
         return cls(path, temporary=False)
 
     def mark_exited_children(self) -> None:
