@@ -261,8 +261,6 @@ def handle_http_exception(exc: HTTPException) -> Response:
         message = "No such resource."
     elif status == 422:
         message = "Some fields are invalid."
-    elif status == 503:
-        headers.setdefault("Retry-After", str(current_app.config.get("RETRY_AFTER", 5)))
     return error_response(status, code, message, fields, headers)
 
 
