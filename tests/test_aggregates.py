@@ -305,9 +305,10 @@ def test_the_ranking_sets_hold_the_keys_of_formulas(store: Store) -> None:
     cases += [[yes, no] for yes in (0, 1, 4_194_303, formulas.TOTAL_CAP, 10**7)
               for no in (0, 1, 7, formulas.TOTAL_CAP, 10**7)]
     base = store.keys.agg("rank-test")
+    # The sets it writes are declared, so a cluster client sends it to their slot's node.
     store.redis.eval(LUA_RANKING + """
 for i, counts in ipairs(cjson.decode(ARGV[2])) do rank_into(ARGV[1], tostring(i), '', counts) end
-""", 0, base, json.dumps(cases))
+""", 2, f"{base}:rank:approval", f"{base}:rank:votes", base, json.dumps(cases))
     for pick, sort in enumerate(("approval", "votes")):
         stored = dict(store.redis.zrange(f"{base}:rank:{sort}", 0, -1, withscores=True))
         assert {i: -int(stored[str(i)]) for i in range(1, len(cases) + 1)} == {
