@@ -12,7 +12,7 @@
     en: {question: 'Do you like this article?', yes: 'Yes', no: 'No',
       why: 'What could be better? (optional)', thanks: 'Thanks, your vote is counted.',
       removed: 'Your vote was removed.', retry: 'Could not save that just now. Please try again in a moment.',
-      related: 'Related', closed: 'This poll is closed.', vote: 'Vote', votes: 'votes',
+      related: 'Related', closed: 'This poll is closed.', vote: 'Vote', votes_one: 'vote', votes: 'votes',
       outdated: 'Outdated', inaccurate: 'Inaccurate', biased: 'Biased', unclear: 'Unclear',
       not_relevant: 'Not relevant'},
     ko: {question: '이 기사가 마음에 드시나요?', yes: '예', no: '아니요',
@@ -30,7 +30,7 @@
     es: {question: '¿Te gusta este artículo?', yes: 'Sí', no: 'No',
       why: '¿Qué podríamos mejorar? (opcional)', thanks: 'Gracias, tu voto se ha registrado.',
       removed: 'Tu voto se ha retirado.', retry: 'No se pudo guardar. Inténtalo de nuevo en un momento.',
-      related: 'Relacionados', closed: 'Esta encuesta está cerrada.', vote: 'Votar', votes: 'votos',
+      related: 'Relacionados', closed: 'Esta encuesta está cerrada.', vote: 'Votar', votes_one: 'voto', votes: 'votos',
       outdated: 'Desactualizado', inaccurate: 'Inexacto', biased: 'Sesgado', unclear: 'Poco claro',
       not_relevant: 'No relevante'}
   };
@@ -100,6 +100,14 @@
     return w.el.getAttribute('data-engage-' + k.replace(/_/g, '-')) || T[w.lang][k] || T.en[k] || k;
   }
 
+  // "1 vote", "2 votes": the locale's plural rules pick `votes_<category>` when the
+  // language has that form, else `votes` (Korean and Chinese have one form).
+  function tally(w, n) {
+    var c = W.Intl && Intl.PluralRules ? new Intl.PluralRules(w.lang).select(n) : (n === 1 ? 'one' : 'other');
+    var k = 'votes_' + c;
+    return n + ' ' + t(w, T[w.lang][k] || w.el.hasAttribute('data-engage-' + k.replace(/_/g, '-')) ? k : 'votes');
+  }
+
   function say(w, text) {
     w.live.textContent = '';
     setTimeout(function () { w.live.textContent = text; }, 30);
@@ -120,6 +128,7 @@
   function react(w, choice, reason) {
     var body = choice ? {choice: choice} : null;
     if (body && reason) body.reason = reason;
+    w.at = 'r';
     send(w, choice ? 'PUT' : 'DELETE', '/articles/' + enc(w.id) + '/reactions/mine', body, function (r) {
       w.data.counts = r.counts; w.data.total = r.total; w.mine = r.mine; w.reason = r.reason || null;
       say(w, t(w, r.mine ? 'thanks' : 'removed'));
@@ -127,6 +136,7 @@
   }
 
   function pollVote(w, p, options) {
+    w.at = 'p:' + p.id;
     send(w, options.length ? 'PUT' : 'DELETE', '/polls/' + enc(p.id) + '/votes/mine',
       options.length ? {options: options} : null, function (r) {
         w.data.polls = w.data.polls.map(function (q) { return q.id === r.id ? r : q; });
@@ -155,7 +165,7 @@
         }));
       });
     }
-    return h('div', {'class': 'b', role: 'group', 'aria-label': t(w, 'question')}, kids);
+    return h('div', {'class': 'b', role: 'group', 'aria-label': t(w, 'question'), 'data-at': 'r'}, kids);
   }
 
   function poll(w, p) {
@@ -192,10 +202,10 @@
         kids.push(h('div', {'class': 'r'}, [h('span', {text: o.label}), h('span', {text: n + '%'})]),
           h('div', {'class': 't', 'aria-hidden': 'true'}, [bar]));
       });
-      kids.push(h('p', {'class': 'm', text: res.total + ' ' + t(w, 'votes')}));
+      kids.push(h('p', {'class': 'm', text: tally(w, res.total)}));
     }
     if (!open) kids.push(h('p', {'class': 'm', text: t(w, 'closed')}));
-    return h('div', {'class': 'b poll', role: 'group', 'aria-label': p.question}, kids);
+    return h('div', {'class': 'b poll', role: 'group', 'aria-label': p.question, 'data-at': 'p:' + p.id}, kids);
   }
 
   function related(w) {
@@ -222,6 +232,9 @@
     w.box.textContent = '';
     w.box.lang = w.lang;
     kids.forEach(function (n) { if (n) w.box.appendChild(n); });
+    // The message shows in the block last answered (its data-at), else under the widget.
+    var at = [].filter.call(w.box.children, function (n) { return n.getAttribute('data-at') === w.at; });
+    (at[0] || w.root).appendChild(w.live);
     if (io) w.obs.forEach(function (n) { io.observe(n); });
     if (k) [].forEach.call(w.box.querySelectorAll('[data-k]'), function (n) {
       if (n.getAttribute('data-k') === k) n.focus();
