@@ -100,12 +100,10 @@
     return w.el.getAttribute('data-engage-' + k.replace(/_/g, '-')) || T[w.lang][k] || T.en[k] || k;
   }
 
-  // "1 vote", "2 votes": the locale's plural rules pick `votes_<category>` when the
-  // language has that form, else `votes` (Korean and Chinese have one form).
+  // "1 vote": votes_<plural category> where the language has that form, else votes.
   function tally(w, n) {
-    var c = W.Intl && Intl.PluralRules ? new Intl.PluralRules(w.lang).select(n) : (n === 1 ? 'one' : 'other');
-    var k = 'votes_' + c;
-    return n + ' ' + t(w, T[w.lang][k] || w.el.hasAttribute('data-engage-' + k.replace(/_/g, '-')) ? k : 'votes');
+    var k = 'votes_' + new Intl.PluralRules(w.lang).select(n);
+    return n + ' ' + t(w, T[w.lang][k] ? k : 'votes');
   }
 
   function say(w, text) {
@@ -128,7 +126,7 @@
   function react(w, choice, reason) {
     var body = choice ? {choice: choice} : null;
     if (body && reason) body.reason = reason;
-    w.at = 'r';
+    w.at = 1;  // the message shows in the block answered
     send(w, choice ? 'PUT' : 'DELETE', '/articles/' + enc(w.id) + '/reactions/mine', body, function (r) {
       w.data.counts = r.counts; w.data.total = r.total; w.mine = r.mine; w.reason = r.reason || null;
       say(w, t(w, r.mine ? 'thanks' : 'removed'));
@@ -136,7 +134,7 @@
   }
 
   function pollVote(w, p, options) {
-    w.at = 'p:' + p.id;
+    w.at = p.id;
     send(w, options.length ? 'PUT' : 'DELETE', '/polls/' + enc(p.id) + '/votes/mine',
       options.length ? {options: options} : null, function (r) {
         w.data.polls = w.data.polls.map(function (q) { return q.id === r.id ? r : q; });
@@ -165,7 +163,8 @@
         }));
       });
     }
-    return h('div', {'class': 'b', role: 'group', 'aria-label': t(w, 'question'), 'data-at': 'r'}, kids);
+    if (w.at === 1) kids.push(w.live);
+    return h('div', {'class': 'b', role: 'group', 'aria-label': t(w, 'question')}, kids);
   }
 
   function poll(w, p) {
@@ -205,7 +204,8 @@
       kids.push(h('p', {'class': 'm', text: tally(w, res.total)}));
     }
     if (!open) kids.push(h('p', {'class': 'm', text: t(w, 'closed')}));
-    return h('div', {'class': 'b poll', role: 'group', 'aria-label': p.question, 'data-at': 'p:' + p.id}, kids);
+    if (w.at === p.id) kids.push(w.live);
+    return h('div', {'class': 'b poll', role: 'group', 'aria-label': p.question}, kids);
   }
 
   function related(w) {
@@ -232,9 +232,6 @@
     w.box.textContent = '';
     w.box.lang = w.lang;
     kids.forEach(function (n) { if (n) w.box.appendChild(n); });
-    // The message shows in the block last answered (its data-at), else under the widget.
-    var at = [].filter.call(w.box.children, function (n) { return n.getAttribute('data-at') === w.at; });
-    (at[0] || w.root).appendChild(w.live);
     if (io) w.obs.forEach(function (n) { io.observe(n); });
     if (k) [].forEach.call(w.box.querySelectorAll('[data-k]'), function (n) {
       if (n.getAttribute('data-k') === k) n.focus();
