@@ -395,3 +395,20 @@ def test_poll_list_pages_fifty_at_a_time(signed_in: FlaskClient, store: Any) -> 
     assert second.count('class="poll"') == 6 and "Newer polls" in second
     assert "Older polls" not in second
     assert signed_in.get("/dashboard/polls?page=0").status_code == 404
+
+
+def test_polls_page_names_the_article_and_a_poll_closed_early(
+        signed_in: FlaskClient, store: Any) -> None:
+    poll = polls.create(store, {"question": "Early close?", "options": ["A", "B"],
+                                "article": "korea-china-reset", "multiple": False,
+                                "closes_at": datetime(2099, 12, 7, 17, 0, tzinfo=UTC)})
+    page = signed_in.get("/dashboard/polls").get_data(as_text=True)
+    block = page[page.index(f'data-poll="{poll.id}"'):]
+    block = block[:block.index("</p>")]
+    assert "China" in block and ">korea-china-reset<" not in block  # the title, not the id
+    assert "closes <time datetime=" in block and "07 Dec 2099 17:00 UTC" in block
+    polls.patch(store, poll.id, {"status": "closed"})
+    page = signed_in.get("/dashboard/polls").get_data(as_text=True)
+    block = page[page.index(f'data-poll="{poll.id}"'):]
+    block = block[:block.index("</p>")]
+    assert "closed early by an editor" in block and "2099" not in block

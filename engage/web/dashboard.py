@@ -205,7 +205,15 @@ def poll_list() -> Any:
         abort(404)
     found, more = polls.list_page(get_store(), None, (page - 1) * POLLS_PER_PAGE,
                                   POLLS_PER_PAGE)
+    store = get_store()
     shown = [poll_body(poll, staff=True) for poll in found]
+    named = articles.get_many(store, sorted({p["article"] for p in shown if p["article"]}))
+    now = store.now()
+    for p in shown:
+        p["article_title"] = named.get(p["article"] or "", {}).get("title", "")
+        # Closed by an editor before its deadline: the planned time no longer applies.
+        p["closed_early"] = p["status"] == "closed" and bool(p["closes_at"]) and (
+            datetime.fromisoformat(p["closes_at"]) > now)
     return render_template(
         "dashboard/polls.html",
         page="polls",

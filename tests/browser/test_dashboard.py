@@ -296,3 +296,21 @@ def test_article_page_shows_refused_activity(desk: Any, dash_server: LiveServer)
     page.locator("#refused").scroll_into_view_if_needed()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dashboard-refused.png"), full_page=True)
+
+
+def test_poll_close_time_shown_in_the_editors_time_with_utc(
+        browser: Any, dash_server: LiveServer) -> None:
+    poll = polls.create(dash_server.store, {
+        "question": "Shown in Seoul time?", "options": ["A", "B"], "article": DEMO,
+        "multiple": False, "closes_at": datetime(2099, 12, 7, 17, 0, tzinfo=UTC)})
+    context = browser.new_context(base_url=dash_server.url, timezone_id="Asia/Seoul",
+                                  locale="en-US")
+    try:
+        page = context.new_page()
+        sign_in(page, dash_server)
+        page.goto("/dashboard/polls")
+        shown = page.locator(f'[data-poll="{poll.id}"] time').text_content()
+        assert shown == "Dec 8, 2099, 2:00 AM your time (07 Dec 2099 17:00 UTC)"
+    finally:
+        context.close()
+        polls.delete(dash_server.store, poll.id)

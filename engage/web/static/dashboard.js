@@ -112,7 +112,17 @@
     tick();
   }
 
+  // Times are written in UTC; a reader with scripts sees their own time first.
+  function localTimes() {
+    var format = new Intl.DateTimeFormat(undefined, {dateStyle: "medium", timeStyle: "short"});
+    Array.prototype.forEach.call(document.querySelectorAll("time[data-local]"), function (node) {
+      var when = new Date(node.getAttribute("datetime"));
+      if (!isNaN(when.getTime())) node.textContent = format.format(when) + " your time (" + node.textContent + ")";
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    localTimes();
     var status = document.getElementById("live-status");
     if (status) startLive(status);
   });
