@@ -2,6 +2,9 @@
 
 - approval: share of the first configured choice ("yes") among all reactions;
 - score: the Wilson lower bound (95 %) of that share, so 5 of 5 ranks below 480 of 500;
+- worst: the Wilson upper bound (95 %), lowest first: an article is listed among the least
+  approved only when even the most its votes allow is low (confidently bad), so 0 of 1
+  ranks above 40 of 500 there, and 5 of 5 is never near the bottom;
 - trending: (recent + 1) / (baseline + 1), votes in the last hour against the hourly
   average before it (store/stats.py reads both); the +1s spare an article without
   history a division by zero;
@@ -22,13 +25,22 @@ def approval(positive: int, total: int) -> float | None:
 
 def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
     """Lower bound of the Wilson score interval of positive/total; None without votes."""
+    return _wilson(positive, total, z, -1.0)
+
+
+def wilson_upper(positive: int, total: int, z: float = Z95) -> float | None:
+    """Upper bound of the Wilson score interval of positive/total; None without votes."""
+    return _wilson(positive, total, z, 1.0)
+
+
+def _wilson(positive: int, total: int, z: float, side: float) -> float | None:
     if total <= 0:
         return None
     p = positive / total
     z2 = z * z
     centre = p + z2 / (2 * total)
     margin = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
-    return max(0.0, (centre - margin) / (1 + z2 / total))
+    return min(1.0, max(0.0, (centre + side * margin) / (1 + z2 / total)))
 
 
 # Ranking keys are whole numbers a Redis sorted set holds exactly (below 2**53): the
@@ -40,14 +52,16 @@ TOTAL_CAP = 2**23 - 1
 VOTES_SHIFT = 2**30
 
 
-def rank_keys(positive: int, total: int) -> tuple[int, int]:
-    """(approval key, votes key), higher ranks first. Approval: the lower bound, then
-    more votes, unrated (-1) last; votes: more votes, then the lower bound."""
-    score = wilson_lower(positive, total)
-    if score is None:
-        return -1, 0
+def rank_keys(positive: int, total: int) -> tuple[int, int, int]:
+    """(approval key, votes key, worst key), higher ranks first. Approval: the lower
+    bound, then more votes; votes: more votes, then the lower bound; worst: the lowest
+    upper bound, then more votes. Unrated: (-1, 0, -1), last."""
+    score, upper = wilson_lower(positive, total), wilson_upper(positive, total)
+    if score is None or upper is None:
+        return -1, 0, -1
     steps, capped = math.floor(score * SCORE_STEPS), min(total, TOTAL_CAP)
-    return steps * (TOTAL_CAP + 1) + capped, capped * VOTES_SHIFT + steps
+    return (steps * (TOTAL_CAP + 1) + capped, capped * VOTES_SHIFT + steps,
+            (SCORE_STEPS - math.floor(upper * SCORE_STEPS)) * (TOTAL_CAP + 1) + capped)
 
 
 def trending_score(recent: float, baseline: float) -> float:

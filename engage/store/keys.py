@@ -48,13 +48,13 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:x:{stats}:click / :imp    | hash   | forever                 | article id -> all-time link clicks / impressions |
 | P:x:{stats}:sectot          | hash   | forever                 | "<section>\t<articles|c:<choice>|click|imp>" -> all-time sum |
 | P:x:{stats}:ids[:s:<sec>]   | zset   | forever                 | article id -> 0 (lexical order), all or one section |
-| P:x:{stats}:rank:<approval|votes>[:s:<sec>] | zset | forever    | article id -> negated ranking key (formulas.rank_keys) |
+| P:x:{stats}:rank:<approval|votes|worst>[:s:<sec>] | zset | forever    | article id -> negated ranking key (formulas.rank_keys) |
 | P:x:{stats}:h:<YYYYMMDDHH>:<field> | zset | HOUR_BUCKET_DAYS days | article id -> that hour's `n:<choice>` (net reactions), `cast` (votes cast), `click`, `imp` |
 | P:x:{stats}:d:<YYYYMMDD>:<field>   | zset | DAY_BUCKET_DAYS days  | the same per UTC day                             |
 | P:x:{stats}:w:<W>:meta      | hash   | forever (rolled)        | rolling window W (24h, 7d, 30d, store/windows.py): `from`, the first hour it covers |
 | P:x:{stats}:w:<W>:n:<choice> / :click / :imp | zset | until the next roll | article -> net reactions / clicks / impressions in W |
 | P:x:{stats}:w:<W>:ids[:s:<sec>] | zset | until the next roll   | article -> 0: the articles that received votes in W |
-| P:x:{stats}:w:<W>:rank:<approval|votes>[:s:<sec>] | zset | until the next roll | as the all-time ranking sets, over W |
+| P:x:{stats}:w:<W>:rank:<approval|votes|worst>[:s:<sec>] | zset | until the next roll | as the all-time ranking sets, over W |
 | P:x:{stats}:w:<W>:secs      | set    | until the next roll     | the sections filed in W                        |
 | P:x:{stats}:w:<W>:sectot    | hash   | until the next roll     | "<section>\t<articles|c:<choice>|click|imp>" -> sum in W |
 | P:x:{stats}:w:<W>:pending   | zset   | while a roll files its articles | article -> 0: articles a roll has summed but not yet filed (readers sum the buckets meanwhile) |

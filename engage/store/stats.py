@@ -17,6 +17,7 @@ Formulas (formulas.py, documented in docs/dashboard.md):
 
 - approval = share of the first configured choice ("yes") among all reactions;
 - score = Wilson lower bound (95 %) of that share, so 5 of 5 ranks below 480 of 500;
+- least approved = lowest Wilson upper bound first (confidently bad);
 - trending = (recent + 1) / (baseline + 1), where `recent` is an estimate of the
   votes cast in the last 60 minutes (the current UTC hour plus the previous hour's
   votes weighted by the part of it still inside the window) and `baseline` is the
@@ -39,6 +40,9 @@ from engage.timerange import HOUR, Range, floor
 
 TRENDING_BASELINE_HOURS = 24
 SORTS = ("approval", "votes", "trending")
+# The ranking sets (`rank:<name>`), in the order of formulas.rank_keys; "worst" lists the
+# least approved, by the upper bound.
+RANKS = ("approval", "votes", "worst")
 # Activity refused for an article, as its buckets count it (`refused:<name>`): reaction
 # votes over an address budget (the group's or a wider network's) or repeating the
 # reader's choice, the same for the article's polls (in the polls' buckets), clicks not
@@ -268,7 +272,7 @@ def _order(
                 assert trend is not None
                 ids.sort(key=functools.partial(_by_trend, trend))
             else:
-                pick, first = SORTS.index(sort), store.config["CHOICES"][0]
+                pick, first = RANKS.index(sort), store.config["CHOICES"][0]
 
                 def key(a: str) -> tuple[int, str]:
                     counts = scope.counts[a]
@@ -409,8 +413,7 @@ def overview(
     top_n, bottom_n = min(ends, (n_rated + 1) // 2), min(ends, n_rated // 2)
     ranked = _order(store, sort, None, scope, trend, 0, listed)[1]
     top = _order(store, "approval", None, scope, trend, 0, top_n)[1] if top_n else []
-    bottom = _order(store, "approval", None, scope, trend, n_rated - bottom_n,
-                    bottom_n)[1] if bottom_n else []
+    bottom = _order(store, "worst", None, scope, trend, 0, bottom_n)[1] if bottom_n else []
     moving = hot[:ends]
     shown = list(dict.fromkeys(ranked + top + bottom + moving))
     by_id = {f["id"]: f for f in figures(store, shown, now, trend, scope)}
@@ -418,7 +421,7 @@ def overview(
         "totals": site_totals(rows, list(store.config["CHOICES"])),
         "ranked": [by_id[a] for a in ranked],
         "top": [by_id[a] for a in top],
-        "bottom": [by_id[a] for a in reversed(bottom)],
+        "bottom": [by_id[a] for a in bottom],
         "trending": [by_id[a] for a in moving],
         "sections": rows,
     }
