@@ -186,7 +186,7 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--role", type=click.Choice(["editor", "admin"]), required=True)
-@click.option("--name", default="", help="Who or what the token is for.")
+@click.option("--name", required=True, help="Who or what the token is for.")
 def token_create(role: str, name: str) -> None:
     """Create a token; it is shown once and stored only as a hash."""
     from marshmallow import ValidationError

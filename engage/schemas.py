@@ -432,6 +432,11 @@ def _blank(value: str) -> bool:
     return not value.strip()
 
 
+def _not_blank(value: str) -> None:
+    if _blank(value):
+        raise ValidationError("Must not be blank.")
+
+
 def _in_future(when: datetime) -> None:
     """closes_at must lie ahead; compared in whole milliseconds, as the store keeps it."""
     ms = timedelta(milliseconds=1)
@@ -593,7 +598,14 @@ TOKEN_ROLES = ("editor", "admin")
 
 class TokenInSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf(TOKEN_ROLES))
-    name = Text(min=None, max=100, load_default="")
+    # A token without a name cannot be told apart in the list when it is to be revoked.
+    name = fields.String(required=True, validate=[
+        validate.Length(max=100), no_control_characters, _not_blank])
+
+    @post_load
+    def _strip(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        data["name"] = data["name"].strip()
+        return data
 
 
 # -- webhooks ------------------------------------------------------------------------

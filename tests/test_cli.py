@@ -86,7 +86,7 @@ def test_serve_help_says_the_demo_prints_an_admin_token(run: Any) -> None:
 
 
 def test_token_roles(run: Any) -> None:
-    assert run("token", "create", "--role", "admin").exit_code == 0
+    assert run("token", "create", "--role", "admin", "--name", "ops").exit_code == 0
     bad = run("token", "create", "--role", "owner")
     assert bad.exit_code != 0
 
@@ -98,6 +98,8 @@ def test_token_roles(run: Any) -> None:
     ("next\x85line", "Must not contain control characters."),
     ("bell\x07", "Must not contain control characters."),
     ("x" * 101, "Longer than maximum length 100."),
+    ("", "Must not be blank."),
+    ("   ", "Must not be blank."),
 ])
 def test_token_names_follow_the_dashboards_rules(run: Any, own_redis: RedisServer, name: str,
                                                  message: str) -> None:

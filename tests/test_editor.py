@@ -346,6 +346,12 @@ def test_admin_creates_a_token_shown_once_and_revokes_it(
     listing = admin_desk.get("/dashboard/admin/tokens").get_data(as_text=True)
     assert token.group(1) not in listing and "CMS" in listing  # shown once
     [record] = [t for t in tokens.list_all(store) if t["name"] == "CMS"]
+    # The list's Revoke asks first; nothing is revoked until the confirmation is posted.
+    asked = admin_desk.get(f"/dashboard/admin/tokens/{record['id']}/revoke")
+    assert asked.status_code == 200
+    page = asked.get_data(as_text=True)
+    assert "Revoke the token CMS?" in page and "signed out" not in page
+    assert client.get("/api/v1/stats/articles", headers=headers).status_code == 200
     revoked = admin_desk.post(f"/dashboard/admin/tokens/{record['id']}/revoke", {})
     assert revoked.status_code == 302
     assert client.get("/api/v1/stats/articles", headers=headers).status_code == 401
@@ -356,6 +362,8 @@ def test_admin_creates_a_token_shown_once_and_revokes_it(
 @pytest.mark.parametrize("form, field, message", [
     ({"role": "owner", "name": "x"}, "role", "Must be one of: editor, admin."),
     ({"role": "editor", "name": "n" * 101}, "name", "Longer than maximum length 100."),
+    ({"role": "editor", "name": ""}, "name", "Must not be blank."),
+    ({"role": "editor", "name": "   "}, "name", "Must not be blank."),
 ])
 def test_an_invalid_token_form_creates_nothing(
     admin_desk: Desk, store: Any, form: dict[str, str], field: str, message: str
@@ -406,6 +414,20 @@ def test_an_invalid_webhook_registers_nothing(
     assert response.status_code == 422
     assert message in field_error(response.get_data(as_text=True), field)
     assert client.get("/api/v1/webhooks", headers=admin).json["webhooks"] == []
+
+
+def test_an_admin_revoking_their_own_token_is_told_why_they_are_signed_out(
+        admin_desk: Desk, admin_token: str, store: Any) -> None:
+    me = tokens.verify(store, admin_token)
+    assert me is not None
+    page = admin_desk.get(f"/dashboard/admin/tokens/{me['id']}/revoke").get_data(as_text=True)
+    assert "It is the token you are signed in with: you will be signed out." in page
+    response = admin_desk.post(f"/dashboard/admin/tokens/{me['id']}/revoke", {})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/dashboard/signin?revoked=1"
+    signin = admin_desk.get(response.headers["Location"]).get_data(as_text=True)
+    assert "You revoked the token you were signed in with" in signin
+    assert admin_desk.get("/dashboard/admin/tokens").status_code == 302  # signed out
 
 
 def test_token_roles_are_the_stores(admin_desk: Desk) -> None:

@@ -14,7 +14,7 @@ from flask import g, redirect, request, url_for
 
 from engage import destinations, schemas
 from engage.store import get_store, tokens, webhooks
-from engage.web import dashboard, forms
+from engage.web import dashboard, forms, session
 from engage.web.forms import Errors
 
 bp = forms.staff_blueprint("admin", __name__)
@@ -30,11 +30,11 @@ def _admins_only() -> Any:
 
 # -- tokens -------------------------------------------------------------------------------
 def _tokens_page(form: dict[str, Any], errors: Errors, status: int = 200,
-                 created: str | None = None) -> Any:
+                 created: str | None = None, confirm: dict[str, Any] | None = None) -> Any:
     return forms.render(
         "dashboard/admin_tokens.html", status, page="admin", tokens=tokens.list_all(get_store()),
         roles=schemas.TOKEN_ROLES, form=form, errors=errors, created=created,
-        notice=request.args.get("notice"), me=g.staff["id"],
+        notice=request.args.get("notice"), me=g.staff["id"], confirm=confirm,
     )
 
 
@@ -46,15 +46,24 @@ def token_list() -> Any:
     data, errors = forms.load(schemas.TokenInSchema(), shown)
     if errors:
         return _tokens_page(shown, errors, 422)
-    token, _ = tokens.create(get_store(), data["role"], data["name"].strip())
+    token, _ = tokens.create(get_store(), data["role"], data["name"])
     # The answer itself shows the token: never a redirect that would carry it in a URL.
     return _tokens_page({"role": "editor", "name": ""}, {}, 201, created=token)
 
 
-@bp.post("/admin/tokens/<eid:token_id>/revoke")
+@bp.route("/admin/tokens/<eid:token_id>/revoke", methods=["GET", "POST"])
 def token_revoke(token_id: str) -> Any:
+    """GET asks to confirm (a revoked token cannot be restored); POST revokes."""
+    if request.method == "GET":
+        found = [t for t in tokens.list_all(get_store()) if t["id"] == token_id]
+        if not found:
+            return dashboard.refuse(404, "not_found", "No token exists under this id.")
+        return _tokens_page({"role": "editor", "name": ""}, {}, confirm=found[0])
     if not tokens.revoke(get_store(), token_id):
         return dashboard.refuse(404, "not_found", "No token exists under this id.")
+    if token_id == g.staff["id"]:  # this session went with it
+        session.sign_out()
+        return redirect(url_for("dashboard.signin", revoked=1))
     return redirect(url_for("admin.token_list", notice=f"Token {token_id} revoked."))
 
 

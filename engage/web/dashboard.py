@@ -108,7 +108,8 @@ def signin() -> Any:
     if request.method == "POST":
         if session.sign_in((request.form.get("token") or "").strip()):
             return redirect(_safe_next(request.args.get("next")))
-        error = "That token is not valid. Create one with `engage token create --role editor`."
+        error = ("That token is not valid. Create one with "
+                 "`engage token create --role editor --name NAME`.")
     status = 401 if error else 200
     return render_template("dashboard/signin.html", error=error), status
 
