@@ -303,6 +303,20 @@ def test_an_invalid_article_stores_nothing(
     assert client.get("/api/v1/articles/harbour-expansion").status_code == 404
 
 
+def test_a_title_over_the_limit_is_refused_by_name_not_cut(
+        desk: Desk, client: FlaskClient) -> None:
+    """No maxlength cuts a pasted title silently: the server refuses it and says which
+    field, above the form and under the field."""
+    page = desk.get("/dashboard/articles/new").get_data(as_text=True)
+    assert "maxlength" not in page
+    response = desk.post("/dashboard/articles/new", {**ARTICLE_FORM, "title": "t" * 2000})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert '<a href="#title">Title</a>: Length must be between 1 and 300.' in html
+    assert "Length must be between 1 and 300." in field_error(html, "title")
+    assert client.get("/api/v1/articles/harbour-expansion").status_code == 404
+
+
 def test_an_invalid_article_edit_stores_nothing(
     desk: Desk, client: FlaskClient, article: str
 ) -> None:
