@@ -271,13 +271,15 @@ def stats() -> None:
 
 @stats.command("rebuild")
 def stats_rebuild() -> None:
-    """Recompute the aggregates from the event streams (idempotent; for upgrades and
-    repairs). Running workers carry on from the rebuilt state."""
-    from engage.store import aggregates
+    """Recompute the aggregates from the event streams, and the article search index
+    (idempotent; for upgrades and repairs). Running workers carry on from the rebuilt
+    state."""
+    from engage.store import aggregates, articles
 
     with _store() as store:
         replayed = aggregates.rebuild(store)
-    click.echo(f"aggregates rebuilt from {replayed} events")
+        indexed = articles.reindex(store)
+    click.echo(f"aggregates rebuilt from {replayed} events; {indexed} articles indexed")
 
 
 def _millis(value: str | None, option: str) -> int | None:

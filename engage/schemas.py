@@ -304,6 +304,12 @@ class StatsQuerySchema(_RangeQuerySchema):
     section = Text(max=64)
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
+    q = Text(max=200, metadata={"description": (
+        "Words the title, id or URL path must all contain (whole words, any case). With "
+        "q, tag or a published range the matches are listed newest first (sort: newest).")})
+    tag = Text(max=64)
+    published_since = UtcDateTime(metadata={"description": "Published at or after (ISO 8601)."})
+    published_until = UtcDateTime(metadata={"description": "Published at or before (ISO 8601)."})
 
 
 class TrendingSchema(Schema):

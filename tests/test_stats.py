@@ -543,7 +543,7 @@ def test_least_approved_lists_the_confidently_disliked(
     catch_up()
     now = clock()
     window = None if span is None else resolve_window(store, now - span, None)
-    bottom = [a["id"] for a in stats.overview(store, "approval", window, now)["bottom"]]
+    bottom = [a["id"] for a in stats.overview(store, window, now)["bottom"]]
     assert bottom == ["hated", "disliked", "bad", "cool", "meh"]
     shares = sorted(yes / (yes + no) for yes, no in cases.values())
     median = (shares[5] + shares[6]) / 2

@@ -55,6 +55,10 @@ def query_window(store: Store, query: dict[str, Any]) -> timerange.Range | None:
     return resolve_window(store, query.get("since"), query.get("until"), default_span=longest)
 
 
+# The stats query's search fields, as stats.ranked_page's `search` names them.
+SEARCH = {"q": "q", "tag": "tag", "since": "published_since", "until": "published_until"}
+
+
 def window_fields(window: timerange.Range | None) -> dict[str, Any]:
     """The range a figure covers, as the stats replies show it (all None: standings)."""
     return {
@@ -85,10 +89,11 @@ class RankedArticles(MethodView):
         store = get_store()
         window = query_window(store, query)
         offset, limit = query["offset"], query["limit"]
+        search = {k: query.get(name) for k, name in SEARCH.items() if query.get(name)}
         total, page = stats.ranked_page(store, query["sort"], query.get("section"), window,
-                                        offset, limit)
-        return {"sort": query["sort"], **window_fields(window), "total": total,
-                "limit": limit, "offset": offset, "articles": page}
+                                        offset, limit, search=search)
+        return {"sort": "newest" if search else query["sort"], **window_fields(window),
+                "total": total, "limit": limit, "offset": offset, "articles": page}
 
 
 @blp.route("/stats/sections")

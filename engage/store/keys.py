@@ -42,6 +42,10 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s) |
+| P:f:{find}:all              | zset   | forever                 | article id -> published_at (epoch s): the search index's every article |
+| P:f:{find}:<w|t|s>:<term>   | zset   | forever                 | article id -> published_at, per title/id/URL-path word (`w:`, casefolded), tag (`t:`, casefolded), section (`s:`) |
+| P:f:{find}:doc              | hash   | forever                 | article id -> JSON list of the index sets it is in (so an edit leaves the old ones) |
+| P:f:{find}:q:<digest>       | zset   | 30 seconds              | a search's intersection, paged while it lasts   |
 | P:x:{stats}:seen            | hash   | forever                 | events stream key -> last entry id applied to the aggregates |
 | P:x:{stats}:sec             | hash   | forever                 | article id -> section (as the aggregates file it) |
 | P:x:{stats}:n:<choice>      | hash   | forever                 | article id -> standing reactions of that choice |
@@ -92,6 +96,7 @@ class Keys:
         self.prefix = prefix
         # Keys without an id: built once.
         self.agg_base = f"{prefix}:x:{{stats}}"  # the aggregates' one hash tag (one slot)
+        self.find_base = f"{prefix}:f:{{find}}"  # the article search index's (one slot)
         self.articles = f"{prefix}:articles"
         self.sections = f"{prefix}:sections"
         self.polls = f"{prefix}:polls"
@@ -176,6 +181,9 @@ class Keys:
     # -- cross-article aggregates (one hash tag: one cluster slot) --------------------
     def agg(self, part: str) -> str:
         return f"{self.agg_base}:{part}"
+
+    def find(self, part: str) -> str:
+        return f"{self.find_base}:{part}"
 
     # -- global -------------------------------------------------------------------
     def section(self, name: str) -> str:

@@ -23,10 +23,11 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from marshmallow import ValidationError
 
-from engage import errors, timerange
+from engage import errors, schemas, timerange
 from engage.api.polls import poll_body
-from engage.api.stats import export_chunks, resolve_window
+from engage.api.stats import SEARCH, export_chunks, resolve_window
 from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
@@ -35,6 +36,7 @@ from engage.web.formatting import fmt_time, pct
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 _PUBLIC_ENDPOINTS = {"dashboard.signin"}
+ARTICLES_PER_PAGE = 50
 _JSON_ENDPOINTS = {"dashboard.live_json", "dashboard.export"}
 
 
@@ -129,11 +131,28 @@ def overview() -> Any:
     sort = request.args.get("sort", "approval")
     if sort not in stats.SORTS:
         abort(404)
+    page = request.args.get("page", 1, type=int)
+    if page < 1:
+        abort(404)
     store = get_store()
     span = timerange.PRESETS[range_key][1]
     window = None if span is None else resolve_window(store, store.now() - span, None)
     choices = list(store.config["CHOICES"])
-    found = stats.overview(store, sort, window)
+    asked = {k: request.args.get(k, "").strip() for k in ("q", "section", "tag", "from", "to")}
+    try:  # the stats API's rules for a search; a day's range runs to its last second
+        query = schemas.StatsQuerySchema().load({
+            **{k: asked[k] for k in ("q", "section", "tag") if asked[k]},
+            **({"published_since": asked["from"] + "T00:00:00Z"} if asked["from"] else {}),
+            **({"published_until": asked["to"] + "T23:59:59Z"} if asked["to"] else {}),
+        })
+    except ValidationError as exc:
+        named = ", ".join(sorted(exc.messages))
+        return refuse(422, "validation_failed", f"The search could not be read: {named}.")
+    search = {k: query.get(name) for k, name in SEARCH.items() if query.get(name)}
+    total, ranked = stats.ranked_page(store, sort, query.get("section"), window,
+                                      (page - 1) * ARTICLES_PER_PAGE, ARTICLES_PER_PAGE,
+                                      search=search)
+    found = stats.overview(store, window)
     return render_template(
         "dashboard/overview.html",
         page="overview",
@@ -142,7 +161,14 @@ def overview() -> Any:
         sort=sort,
         window=window,
         choices=choices,
-        **found,  # totals, ranked, top, bottom, trending, sections
+        **found,  # totals, top, bottom, trending, sections
+        ranked=ranked,
+        asked=asked,
+        searching=bool(search),
+        section_names=articles.sections(store),
+        page_number=page,
+        pages=max(1, -(-total // ARTICLES_PER_PAGE)),
+        total=total,
         sections_svg=sections_chart(found["sections"], choices),
     )
 
