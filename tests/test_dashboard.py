@@ -317,6 +317,26 @@ def test_live_json_reports_new_votes(
     assert quiet["events"] == [] and quiet["cursor"] == after["cursor"]
 
 
+def test_live_json_names_polls_and_counts_impressions_apart(
+    signed_in: FlaskClient, store: Any, catch_up: Any
+) -> None:
+    from engage.store import reactions
+
+    cursor = signed_in.get("/dashboard/live.json").json["cursor"]
+    poll = polls.list_page(store)[0][0]
+    polls.vote(store, poll.id, "newcomer", "addr-1", [poll.options[0]["id"]])
+    curated = links.curated(store, "korea-china-reset")
+    for n in range(30):  # page views: each reader sees the related links
+        links.impressions(store, "korea-china-reset", f"addr-{n}", [curated[0]["id"]])
+    reactions.vote(store, "thaad-ten-years-on", "newcomer", "addr-1", "yes")
+    catch_up()
+    after = signed_in.get("/dashboard/live.json?since=" + cursor).json
+    by_type = {e["type"]: e for e in after["events"]}
+    assert sorted(by_type) == ["poll.vote", "reaction.vote"] and len(after["events"]) == 2
+    assert by_type["poll.vote"]["question"] == poll.question
+    assert after["impressions"] == 30
+
+
 def test_dashboard_export_streams_every_event(signed_in: FlaskClient, store: Any) -> None:
     response = signed_in.get("/dashboard/export?format=ndjson")
     assert response.status_code == 200

@@ -37,6 +37,7 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 _PUBLIC_ENDPOINTS = {"dashboard.signin"}
 ARTICLES_PER_PAGE = 50
+FEED_READ = 200  # feed entries the live page reads a poll, impressions among them
 _JSON_ENDPOINTS = {"dashboard.live_json", "dashboard.export"}
 
 
@@ -291,12 +292,16 @@ def live_json() -> Any:
     now = store.now()
     trend = stats.trend_inputs(store, now)
     _, moving = stats.ranked_page(store, "trending", limit=20, now=now, trend=trend)
-    feed = aggregates.feed_since(store, request.args.get("since") or None, 25)
+    read = aggregates.feed_since(store, request.args.get("since") or None, FEED_READ)
+    # Impressions come by the dozen for every page view: counted, not listed.
+    feed = [(i, f) for i, f in read if f.get("type") != "link.impression"][:25]
     named = articles.get_many(store, sorted({f["article"] for _, f in feed if f.get("article")}))
+    asked = polls.get_many(store, sorted({f["poll"] for _, f in feed if f.get("poll")}), None, now)
     return jsonify(
         now=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         choices=choices,
-        cursor=feed[0][0] if feed else request.args.get("since", ""),
+        cursor=read[0][0] if read else request.args.get("since", ""),
+        impressions=len(read) - sum(1 for _, f in read if f.get("type") != "link.impression"),
         totals=stats.site_totals(stats.sections(store, None, now, trend), choices),
         articles=[
             {k: a[k] for k in ("id", "title", "section", "counts", "total", "approval",
@@ -309,7 +314,8 @@ def live_json() -> Any:
             | {"id": fields.get("src", feed_id),
                "time": datetime.fromtimestamp(int(fields.get("src", feed_id).split("-")[0])
                                               / 1000, UTC).strftime("%H:%M:%S"),
-               "title": named.get(fields.get("article", ""), {}).get("title", "")}
+               "title": named.get(fields.get("article", ""), {}).get("title", ""),
+               "question": asked[fields["poll"]].question if fields.get("poll") in asked else ""}
             for feed_id, fields in feed
         ],
     )

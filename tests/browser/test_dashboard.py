@@ -239,6 +239,15 @@ def test_sign_in_rank_article_live_sign_out(desk: Any, dash_server: LiveServer) 
     newest = page.locator("#live-feed li").first.inner_text()
     assert "THAAD, ten years on" in newest and "voted no (outdated)" in newest
     assert page.evaluate("window.__stillSamePage") is True
+    # Poll answers read by the question; impressions are counted, never listed; the
+    # filter hides a kind of event.
+    feed = page.locator("#live-feed li")
+    assert "saw related links" not in " ".join(feed.all_inner_texts())
+    assert not any(" poll vote p" in t for t in feed.all_inner_texts())
+    page.get_by_label("Reactions").uncheck()
+    assert not any("voted" in t for t in feed.all_inner_texts())
+    page.get_by_label("Reactions").check()
+    assert "voted no (outdated)" in feed.first.inner_text()
 
     # a dashboard action without the CSRF token is refused, with the session cookie sent
     refused = page.request.post(f"{live_server.url}/dashboard/polls/korea-china-2026/status",
