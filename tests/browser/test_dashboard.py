@@ -323,3 +323,40 @@ def test_poll_close_time_shown_in_the_editors_time_with_utc(
     finally:
         context.close()
         polls.delete(dash_server.store, poll.id)
+
+
+def test_find_filter_and_page_articles_by_keyboard(desk: Any, dash_server: LiveServer) -> None:
+    from engage import schemas
+    from engage.store import articles
+
+    for n in range(55):
+        articles.upsert(dash_server.store, f"kbd-brief-{n:02d}", schemas.ArticleInSchema().load({
+            "title": f"Keyboard brief {n}", "url": f"https://news.example.com/kbd/{n}",
+            "section": "Business", "published_at": f"2026-02-{1 + n % 28:02d}T08:00:00Z"}))
+    page = desk
+    sign_in(page, dash_server)
+    page.focus("#q")
+    page.keyboard.type("keyboard brief")
+    page.keyboard.press("Tab")  # the section list: chosen with the keyboard
+    page.keyboard.press("B")
+    assert page.eval_on_selector("#section", "s => s.value") == "Business"
+    page.keyboard.press("Tab")  # tag
+    page.keyboard.press("Tab")  # from
+    page.keyboard.type("2026-02-01")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**q=keyboard+brief**")
+    expect_caption = page.locator("table.data caption").inner_text()
+    assert expect_caption == "55 articles found, newest first"
+    assert page.locator("text=Page 1 of 2").is_visible()
+    page.get_by_role("link", name="Next page").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**page=2**")
+    assert page.locator("tr[data-article^='kbd-brief-']").count() == 5
+    page.keyboard.press("Tab")
+    page.focus("#to")
+    page.keyboard.type("2026-02-01")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**to=2026-02-01**")
+    # Published on 1 February only: briefs 0 and 28 (page 1 again: a new search)
+    assert sorted(page.locator("tr[data-article^='kbd-brief-']").evaluate_all(
+        "rows => rows.map(r => r.dataset.article)")) == ["kbd-brief-00", "kbd-brief-28"]
