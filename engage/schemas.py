@@ -173,8 +173,10 @@ class ArticleSchema(Schema):
 
 # -- reactions -----------------------------------------------------------------------
 class ReactionInSchema(Schema):
-    choice = fields.String(required=True, validate=validate.Length(min=1, max=32))
-    reason = fields.String(allow_none=True, validate=validate.Length(min=1, max=32))
+    choice = fields.String(required=True, validate=validate.Length(min=1, max=32),
+                           metadata={"enum_setting": "CHOICES"})
+    reason = fields.String(allow_none=True, validate=validate.Length(min=1, max=32),
+                           metadata={"enum_setting": "REASONS"})
 
     @validates_schema
     def _known_choice(self, data: dict[str, Any], **_: Any) -> None:
@@ -563,9 +565,9 @@ class PollSchema(Schema):
     multiple = fields.Boolean(required=True)
     max_choices = fields.Integer(required=True)
     closes_at = fields.String(allow_none=True, required=True)
-    results_visibility = fields.String(required=True)
+    results_visibility = fields.String(required=True, validate=POLL_VISIBILITY)
     min_votes = fields.Integer(allow_none=True, required=True)
-    status = fields.String(required=True)
+    status = fields.String(required=True, validate=POLL_STATUS)
     created_at = fields.String(allow_none=True)
     updated_at = fields.String(allow_none=True)
     results = fields.Nested(

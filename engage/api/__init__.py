@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from engage import errors, schemas
-from engage.api.spec import SECURITY_SCHEMES, ApiConventions
+from engage.api.spec import SECURITY_SCHEMES, ApiConventions, configured_enum
 from engage.identity import check_role
 
 API_PREFIX = "/api/v1"
@@ -162,6 +162,7 @@ def init_app(app: Flask) -> EngageApi:
             "components": {"securitySchemes": SECURITY_SCHEMES},
         },
     )
+    api.ma_plugin.converter.add_attribute_function(configured_enum(app.config))
     api.register_converter(IdConverter, _id_param_schema)
     for name in API_MODULES:
         api.register_blueprint(import_module(f"engage.api.{name}").blp, url_prefix=API_PREFIX)
