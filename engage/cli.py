@@ -82,7 +82,8 @@ def main() -> None:
 @main.command()
 @click.option("--bind", default="127.0.0.1:8000", envvar="ENGAGE_BIND", show_default=True)
 @click.option("--workers", default=2, envvar="ENGAGE_WORKERS", show_default=True, type=int)
-@click.option("--demo", is_flag=True, help="Load seeds/ and print an admin token for the dashboard.")
+@click.option("--demo", is_flag=True,
+              help="Load seeds/ and print an admin token for the dashboard.")
 @click.option("--dev", is_flag=True, help="Flask's reloading development server.")
 def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
     """Run engage under granian, with the embedded Redis unless configured."""
