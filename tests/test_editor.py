@@ -204,8 +204,12 @@ def test_links_are_added_reordered_and_removed(
     assert response.status_code == 302
     assert api_links(client, article) == [LINK_A, LINK_B, LINK_C]
     order = f"/dashboard/articles/{article}/links/order"
-    assert desk.post(order, {"action": "down:0"}).status_code == 302
+    moved = desk.post(order, {"action": "down:0"})
+    assert moved.status_code == 302
     assert api_links(client, article) == [LINK_B, LINK_A, LINK_C]
+    # The editor is told the widget may show the old order for a while (public cache).
+    told = desk.get(moved.headers["Location"]).get_data(as_text=True)
+    assert "Links reordered. Readers may see the previous links for up to 35 seconds" in told
     assert desk.post(order, {"action": "up:2"}).status_code == 302
     assert api_links(client, article) == [LINK_B, LINK_C, LINK_A]
     assert desk.post(order, {"action": "remove:1"}).status_code == 302
