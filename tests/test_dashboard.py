@@ -432,3 +432,41 @@ def test_polls_page_names_the_article_and_a_poll_closed_early(
     block = page[page.index(f'data-poll="{poll.id}"'):]
     block = block[:block.index("</p>")]
     assert "closed early by an editor" in block and "2099" not in block
+
+
+def test_polls_export_and_delete_from_the_dashboard(
+        signed_in: FlaskClient, client: FlaskClient, admin_token: str, store: Any) -> None:
+    poll = polls.create(store, {"question": "Keep or delete?", "options": ["Keep", "Delete"],
+                                "article": "korea-china-reset", "multiple": False})
+    polls.vote(store, poll.id, "r1", "addr-1", [poll.options[0]["id"]])
+    page = signed_in.get("/dashboard/polls").get_data(as_text=True)
+    assert f"/dashboard/polls/{poll.id}/export.csv" in page
+    assert f"/dashboard/polls/{poll.id}/delete" not in page  # an editor: no delete
+    exported = signed_in.get(f"/dashboard/polls/{poll.id}/export.csv")
+    assert exported.status_code == 200 and exported.mimetype == "text/csv"
+    assert ",,o1,Keep,1,100," in exported.get_data(as_text=True)
+    assert signed_in.get(f"/dashboard/polls/{poll.id}/delete").status_code == 403
+
+    sign_in(client, admin_token)
+    asked = client.get(f"/dashboard/polls/{poll.id}/delete")
+    assert asked.status_code == 200 and "Delete the poll “Keep or delete?”?" in asked.get_data(
+        as_text=True)
+    assert polls.get(store, poll.id) is not None  # asking deletes nothing
+    token = csrf_of(client, f"/dashboard/polls/{poll.id}/delete")
+    done = client.post(f"/dashboard/polls/{poll.id}/delete", data={"csrf_token": token})
+    assert done.status_code == 302 and polls.get(store, poll.id) is None
+    assert "Poll deleted: Keep or delete?" in client.get(done.headers["Location"]).get_data(
+        as_text=True)
+
+
+def test_one_articles_events_export_from_its_page(signed_in: FlaskClient, store: Any) -> None:
+    from engage.store import events
+
+    page = signed_in.get("/dashboard/articles/korea-china-reset").get_data(as_text=True)
+    assert "/dashboard/export?format=ndjson&amp;article=korea-china-reset" in page
+    response = signed_in.get("/dashboard/export?format=ndjson&article=korea-china-reset")
+    lines = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert lines and {line["article"] for line in lines} == {"korea-china-reset"}
+    assert len(lines) == len(list(events.iter_events(store, article="korea-china-reset")))
+    assert "engage-events-korea-china-reset.ndjson" in response.headers["Content-Disposition"]
+    assert signed_in.get("/dashboard/export?article=bad%20id").status_code == 422

@@ -26,7 +26,7 @@ from flask import (
 from marshmallow import ValidationError
 
 from engage import errors, schemas, timerange
-from engage.api.polls import poll_body
+from engage.api.polls import poll_body, poll_export
 from engage.api.stats import SEARCH, export_chunks, resolve_window
 from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
 from engage.web import session
@@ -278,6 +278,25 @@ def poll_status(poll_id: str) -> Any:
     return redirect(url_for("dashboard.poll_list", notice=f"Poll {verb}."))
 
 
+@bp.get("/polls/<eid:poll_id>/export.csv")
+def poll_csv(poll_id: str) -> Response:
+    return poll_export(poll_id)
+
+
+@bp.route("/polls/<eid:poll_id>/delete", methods=["GET", "POST"])
+def poll_delete(poll_id: str) -> Any:
+    """GET asks to confirm (votes and results go with the poll); POST deletes (admins)."""
+    if g.staff.get("role") != "admin":
+        return refuse(403, "forbidden", "Only admins delete polls.")
+    poll = polls.get(get_store(), poll_id)
+    if poll is None:
+        abort(404)
+    if request.method == "GET":
+        return render_template("dashboard/poll_delete.html", page="polls", poll=poll)
+    polls.delete(get_store(), poll_id)
+    return redirect(url_for("dashboard.poll_list", notice=f"Poll deleted: {poll.question}"))
+
+
 @bp.get("/live")
 def live() -> Any:
     return render_template("dashboard/live.html", page="live")
@@ -328,8 +347,13 @@ def export() -> Response:
     if fmt not in ("csv", "ndjson"):
         return errors.error_response(422, "validation_failed", "Format is csv or ndjson.",
                                      {"format": ["Must be csv or ndjson."]})
-    found = events.iter_events(get_store())
+    article = request.args.get("article") or None  # one article's events
+    if article is not None and not schemas.ID_RE.fullmatch(article):
+        return errors.error_response(422, "validation_failed", "Unknown article id.",
+                                     {"article": ["Not an article id."]})
+    found = events.iter_events(get_store(), article=article)
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     response = Response(stream_with_context(export_chunks(found, fmt)), mimetype=mimetype)
-    response.headers["Content-Disposition"] = f'attachment; filename="engage-events.{fmt}"'
+    name = f"engage-events-{article}" if article else "engage-events"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
     return response
