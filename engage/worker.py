@@ -249,17 +249,19 @@ class Worker:
         error = self.send(hook["url"], body, headers, self.timeout)
         seconds = time.perf_counter() - started
         if error is None:
-            metrics.webhook_attempt("delivered", seconds)
+            outcome = "delivered"
             if member is not None:
                 webhooks.finish_retry(self.store, member)
         elif delivery["attempts"] >= self.max_attempts:
-            metrics.webhook_attempt("dead", seconds)
+            outcome = "dead"
             log.warning("webhook %s gave up on %s: %s", hook["id"], delivery["delivery"], error)
             webhooks.dead_letter(self.store, delivery, error, member)
         else:
-            metrics.webhook_attempt("failed", seconds)
+            outcome = "failed"
             due = time.time() + self.backoff(delivery["attempts"])
             webhooks.schedule_retry(self.store, delivery, due, replaces=member)
+        metrics.webhook_attempt(outcome, seconds)
+        webhooks.record_attempt(self.store, delivery, outcome, error)
 
     def _retries(self, hooks: dict[str, dict[str, Any]]) -> int:
         now = time.time()

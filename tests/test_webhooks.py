@@ -400,3 +400,42 @@ def test_worker_outlives_a_redis_outage(
             thread.join(10)
             server.stop()
     assert not thread.is_alive()
+
+
+def test_admin_page_shows_deliveries_sends_a_test_and_retries_dead_letters(
+    app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str],
+    store: Any, admin_desk: Any,
+) -> None:
+    attempts = app.config["WEBHOOK_MAX_ATTEMPTS"]
+    with Receiver(fail=lambda n: n < attempts) as receiver:  # down, then back
+        hook = register(client, admin, receiver.url, ["reaction.*"])
+        page = admin_desk.get("/dashboard/admin/webhooks").get_data(as_text=True)
+        assert "none yet" in page and "Dead letters <span class=\"count\">0" in page
+        put_article(client, editor, "retried")
+        vote(client, "retried", mint(app))
+        worker = Worker(store, "test")
+        run_until(worker, lambda: bool(webhooks.dead_letters(store)))
+        page = admin_desk.get("/dashboard/admin/webhooks").get_data(as_text=True)
+        assert f"dead (attempt {attempts})" in page and "http 500" in page
+        [dead] = webhooks.dead_letters(store)
+        assert f'data-dead="{dead["id"]}"' in page
+
+        # Retry: queued again, delivered by the worker's next pass, gone from the list.
+        retried = admin_desk.post(f"/dashboard/admin/webhooks/dead/{dead['id']}/retry", {})
+        assert retried.status_code == 302
+        run_until(worker, lambda: len(receiver.delivered) == 1)
+        assert json.loads(receiver.delivered[0]["body"])["id"] == dead["delivery"]
+        assert webhooks.dead_letters(store) == []
+        assert "delivered (attempt 1)" in admin_desk.get(
+            "/dashboard/admin/webhooks").get_data(as_text=True)
+        assert admin_desk.post(f"/dashboard/admin/webhooks/dead/{dead['id']}/retry",
+                               {}).status_code == 404
+
+        # Test: a signed webhook.test delivery.
+        assert admin_desk.post(f"/dashboard/admin/webhooks/{hook['id']}/test",
+                               {}).status_code == 302
+        run_until(worker, lambda: len(receiver.delivered) == 2)
+        sent = receiver.delivered[1]
+        assert json.loads(sent["body"])["type"] == "webhook.test"
+        assert signature_ok(SECRET, sent)
+        assert admin_desk.post("/dashboard/admin/webhooks/nohook/test", {}).status_code == 404

@@ -41,6 +41,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:addrnonce:<YYYYMMDD>       | string | until the day ends + 10 min | random nonce of that UTC day's address-hash key (the key needs the app secret too) |
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
+| P:webhooks:last              | hash   | until the webhook is deleted | webhook id -> JSON {time, outcome, attempts, error, delivery} of its last delivery attempt |
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s) |
 | P:f:{find}:all              | zset   | forever                 | article id -> published_at (epoch s): the search index's every article |
 | P:f:{find}:<w|t|s>:<term>   | zset   | forever                 | article id -> published_at, per title/id/URL-path word (`w:`, casefolded), tag (`t:`, casefolded), section (`s:`) |
@@ -105,6 +106,7 @@ class Keys:
         self.webhooks = f"{prefix}:webhooks"
         self.webhook_dead = f"{prefix}:webhooks:dead"
         self.webhook_retry = f"{prefix}:webhooks:retry"
+        self.webhook_last = f"{prefix}:webhooks:last"
 
     # -- articles -----------------------------------------------------------------
     def article(self, article_id: str) -> str:

@@ -8,7 +8,8 @@ Delivery state, all in Redis so a worker can die at any moment:
   group until every matching webhook has either received it or has a retry scheduled;
 - `P:webhooks:retry` zset: one member per delivery waiting for a retry (the exact body,
   so a retry is byte-identical and carries the same idempotency id), scored by due time;
-- `P:webhooks:dead` stream: deliveries given up after WEBHOOK_MAX_ATTEMPTS.
+- `P:webhooks:dead` stream: deliveries given up after WEBHOOK_MAX_ATTEMPTS;
+- `P:webhooks:last` hash: each webhook's last attempt, as the admin page shows it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import re
 import secrets
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -68,6 +70,7 @@ def list_all(store: Store) -> list[dict[str, Any]]:
 
 
 def delete(store: Store, webhook_id: str) -> bool:
+    store.redis.hdel(store.keys.webhook_last, webhook_id)
     return bool(store.redis.hdel(store.keys.webhooks, webhook_id))
 
 
@@ -209,3 +212,40 @@ def dead_letter(store: Store, delivery: dict[str, Any], error: str,
 def dead_letters(store: Store, count: int = 100) -> list[dict[str, Any]]:
     raw = store.redis.xrevrange(store.keys.webhook_dead, count=count)
     return [{"id": entry_id, **fields} for entry_id, fields in raw]
+
+
+def record_attempt(store: Store, delivery: dict[str, Any], outcome: str, error: str | None) -> None:
+    """Keep a webhook's last attempt (delivered, failed or dead) for the admin page."""
+    store.redis.hset(store.keys.webhook_last, delivery["webhook"], json.dumps({
+        "time": datetime.now(UTC).isoformat(), "outcome": outcome,
+        "attempts": delivery["attempts"],
+        "error": error or "", "delivery": delivery["delivery"]}))
+
+
+def last_attempts(store: Store) -> dict[str, dict[str, Any]]:
+    raw = store.redis.hgetall(store.keys.webhook_last)
+    return {hook_id: json.loads(value) for hook_id, value in raw.items()}
+
+
+def retry_dead(store: Store, entry_id: str) -> bool:
+    """Send a dead letter again (attempts counted afresh); False when it is gone."""
+    found = store.redis.xrange(store.keys.webhook_dead, entry_id, entry_id)
+    if not found:
+        return False
+    fields = found[0][1]
+    schedule_retry(store, {"delivery": fields["delivery"], "webhook": fields["webhook"],
+                           "attempts": 0, "body": fields["body"]}, time.time())
+    store.redis.xdel(store.keys.webhook_dead, entry_id)
+    return True
+
+
+def send_test(store: Store, webhook_id: str) -> str:
+    """Queue a `webhook.test` delivery to the webhook, sent by the worker's next pass as
+    any retry is (signed, with an id of its own); returns that id."""
+    delivery_id = f"{webhook_id}:test:{secrets.token_hex(6)}"
+    body = json.dumps({"id": delivery_id, "type": "webhook.test",
+                       "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                       "data": {}}, separators=(",", ":"))
+    schedule_retry(store, {"delivery": delivery_id, "webhook": webhook_id, "attempts": 0,
+                           "body": body}, time.time())
+    return delivery_id

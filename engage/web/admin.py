@@ -7,6 +7,7 @@ it and never again.
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -68,11 +69,15 @@ def token_revoke(token_id: str) -> Any:
 
 
 # -- webhooks -----------------------------------------------------------------------------
+DEAD_SHOWN = 20  # the newest dead letters listed; the stream keeps up to 10,000
 def _webhooks_page(form: dict[str, Any], errors: Errors, status: int = 200,
                    notice: str | None = None) -> Any:
-    listed = [webhooks.public(r) for r in webhooks.list_all(get_store())]
+    store = get_store()
+    listed = [webhooks.public(r) for r in webhooks.list_all(store)]
     return forms.render(
         "dashboard/admin_webhooks.html", status, page="admin", webhooks=listed,
+        last=webhooks.last_attempts(store), dead=webhooks.dead_letters(store, DEAD_SHOWN),
+        retrying=webhooks.retry_count(store),
         patterns=schemas.WEBHOOK_EVENT_PATTERNS, form=form, errors=errors,
         notice=notice or request.args.get("notice"),
     )
@@ -111,3 +116,22 @@ def webhook_delete(webhook_id: str) -> Any:
     if not webhooks.delete(get_store(), webhook_id):
         return dashboard.refuse(404, "not_found", "No webhook exists under this id.")
     return redirect(url_for("admin.webhook_list", notice=f"Webhook {webhook_id} removed."))
+
+
+@bp.post("/admin/webhooks/<eid:webhook_id>/test")
+def webhook_test(webhook_id: str) -> Any:
+    store = get_store()
+    if webhook_id not in {r["id"] for r in webhooks.list_all(store)}:
+        return dashboard.refuse(404, "not_found", "No webhook exists under this id.")
+    delivery = webhooks.send_test(store, webhook_id)
+    return redirect(url_for("admin.webhook_list", notice=(
+        f"Test delivery {delivery} queued; the worker sends it within seconds and its "
+        "outcome shows under Last delivery.")))
+
+
+@bp.post("/admin/webhooks/dead/<entry_id>/retry")
+def webhook_retry(entry_id: str) -> Any:
+    if not re.fullmatch(r"[0-9]{1,20}-[0-9]{1,20}", entry_id) or not webhooks.retry_dead(
+            get_store(), entry_id):
+        return dashboard.refuse(404, "not_found", "No such dead letter.")
+    return redirect(url_for("admin.webhook_list", notice="Delivery queued again."))
