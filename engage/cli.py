@@ -188,7 +188,9 @@ def token() -> None:
 @token.command("create")
 @click.option("--role", type=click.Choice(["editor", "admin"]), required=True)
 @click.option("--name", required=True, help="Who or what the token is for.")
-def token_create(role: str, name: str) -> None:
+@click.option("--expires-days", type=int, default=None,
+              help="Refuse the token after this many days (default: never).")
+def token_create(role: str, name: str, expires_days: int | None) -> None:
     """Create a token; it is shown once and stored only as a hash."""
     from marshmallow import ValidationError
 
@@ -196,12 +198,14 @@ def token_create(role: str, name: str) -> None:
     from engage.store import tokens
 
     try:  # the dashboard's rules for a token's name
-        name = schemas.TokenInSchema().load({"role": role, "name": name})["name"]
+        data = schemas.TokenInSchema().load(
+            {"role": role, "name": name, "expires_days": expires_days})
     except ValidationError as exc:
-        raise click.BadParameter(" ".join(exc.normalized_messages().get("name", [])),
-                                 param_hint="'--name'") from None
+        field = "name" if "name" in exc.messages else "expires_days"
+        raise click.BadParameter(" ".join(exc.normalized_messages().get(field, [])),
+                                 param_hint=f"'--{field.replace('_', '-')}'") from None
     with _store() as store:
-        value, record = tokens.create(store, role, name)
+        value, record = tokens.create(store, role, data["name"], data["expires_days"])
     click.echo(value)
     click.echo(f"created {record['role']} token {record['id']} {record['name']}".rstrip(), err=True)
 

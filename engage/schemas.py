@@ -609,6 +609,8 @@ class TokenInSchema(Schema):
     # A token without a name cannot be told apart in the list when it is to be revoked.
     name = fields.String(required=True, validate=[
         validate.Length(max=100), no_control_characters, _not_blank])
+    expires_days = fields.Integer(load_default=None, allow_none=True,
+                                  validate=validate.Range(min=1, max=3650))
 
     @post_load
     def _strip(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:

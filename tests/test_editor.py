@@ -476,3 +476,32 @@ def test_signed_out_forms_send_to_sign_in(client: FlaskClient) -> None:
     response = client.get("/dashboard/polls/new")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/dashboard/signin")
+
+
+def test_tokens_show_their_last_use_and_expire(
+    admin_desk: Desk, client: FlaskClient, store: Any, clock: Any
+) -> None:
+    response = admin_desk.post("/dashboard/admin/tokens",
+                               {"name": "Short-lived", "role": "editor", "expires_days": "2"})
+    assert response.status_code == 201
+    secret = re.search(r'id="created-token" type="text" readonly value="([^"]+)"',
+                       response.get_data(as_text=True))
+    assert secret
+    headers = {"Authorization": f"Bearer {secret.group(1)}"}
+    [record] = [t for t in tokens.list_all(store) if t["name"] == "Short-lived"]
+    assert record["last_used"] is None and record["expires_at"]
+    assert client.get("/api/v1/stats/articles", headers=headers).status_code == 200
+    [record] = [t for t in tokens.list_all(store) if t["name"] == "Short-lived"]
+    used = datetime.fromisoformat(record["last_used"])
+    assert used == clock().replace(second=0, microsecond=0)
+    row = admin_desk.get("/dashboard/admin/tokens").get_data(as_text=True)
+    row = row[row.index(f'data-token="{record["id"]}"'):]
+    row = row[:row.index("</tr>")]
+    assert used.strftime("%d %b %Y %H:%M UTC") in row and "never" not in row
+    clock.advance(2 * 86400)
+    assert client.get("/api/v1/stats/articles", headers=headers).status_code == 401
+    refused = admin_desk.post("/dashboard/admin/tokens",
+                              {"name": "x", "role": "editor", "expires_days": "0"})
+    assert refused.status_code == 422
+    assert "Must be greater than or equal to 1" in field_error(
+        refused.get_data(as_text=True), "expires_days")

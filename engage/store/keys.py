@@ -35,7 +35,8 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:sections                   | set    | forever                 | every section name an article has used         |
 | P:polls                      | zset   | forever                 | poll id -> created (epoch s); a deleted poll stays listed so its event stream (kept EVENT_RETENTION_DAYS) stays reachable |
 | P:linkindex                  | hash   | forever                 | link id -> article id (for /r/<link id>)        |
-| P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at} |
+| P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at, expires_at} |
+| P:tokens:used                | hash   | until revoked           | token id -> when it was last used (ISO 8601, to the minute) |
 | P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session |
 | P:rl:{N}:<what>:<addr hash>  | string | one minute              | requests counted from one address group, or wider network, for `what` (`mint`: reader tokens, `imp`: impression reports); N is the hash of the widest network the address is in (its group's when none), so one script finds them all in one slot (store/budgets.py) |
 | P:addrnonce:<YYYYMMDD>       | string | until the day ends + 10 min | random nonce of that UTC day's address-hash key (the key needs the app secret too) |
@@ -103,6 +104,7 @@ class Keys:
         self.polls = f"{prefix}:polls"
         self.linkindex = f"{prefix}:linkindex"
         self.tokens = f"{prefix}:tokens"
+        self.tokens_used = f"{prefix}:tokens:used"
         self.webhooks = f"{prefix}:webhooks"
         self.webhook_dead = f"{prefix}:webhooks:dead"
         self.webhook_retry = f"{prefix}:webhooks:retry"

@@ -28,47 +28,73 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create(store: Store, role: str, name: str = "") -> tuple[str, dict[str, Any]]:
+def create(store: Store, role: str, name: str = "",
+           expires_days: int | None = None) -> tuple[str, dict[str, Any]]:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(24)
+    now = store.now()
     record = {
         "id": token_id,
         "role": role,
         "name": name,
         "hash": _digest(secret),
-        "created_at": store.now().isoformat(),
+        "created_at": now.isoformat(),
+        "expires_at": (now + timedelta(days=expires_days)).isoformat() if expires_days else None,
     }
     store.redis.hset(store.keys.tokens, token_id, json.dumps(record))
     return f"eng_{token_id}.{secret}", record
 
 
+def _used(store: Store, record: dict[str, Any], last_used: str | None) -> dict[str, Any] | None:
+    """The record of a token being used now, or None once it has expired. The use is
+    written at most once a minute, so most requests read it and write nothing."""
+    now = store.now()
+    expires = record.get("expires_at")
+    if expires and datetime.fromisoformat(expires) <= now:
+        return None
+    minute = now.astimezone(UTC).replace(second=0, microsecond=0).isoformat()
+    if last_used != minute:
+        store.redis.hset(store.keys.tokens_used, record["id"], minute)
+    return record
+
+
 def verify(store: Store, token: str) -> dict[str, Any] | None:
-    """The token's record when it is valid, else None."""
+    """The token's record when it is valid (and not expired), else None."""
     if not token.startswith("eng_") or "." not in token:
         return None
     token_id, _, secret = token[4:].partition(".")
     if not token_id or not secret or len(token) > 200:
         return None
-    raw = store.redis.hget(store.keys.tokens, token_id)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hget(store.keys.tokens, token_id)
+    pipe.hget(store.keys.tokens_used, token_id)
+    raw, last_used = pipe.execute()
     if not raw:
         return None
     record: dict[str, Any] = json.loads(raw)
     if not hmac.compare_digest(record["hash"], _digest(secret)):
         return None
-    return record
+    return _used(store, record, last_used)
 
 
 def list_all(store: Store) -> list[dict[str, Any]]:
-    records = [json.loads(v) for v in store.redis.hgetall(store.keys.tokens).values()]
+    """Every token (no digests), oldest first, with when it was last used."""
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hgetall(store.keys.tokens)
+    pipe.hgetall(store.keys.tokens_used)
+    raw, used = pipe.execute()
+    records = [json.loads(v) for v in raw.values()]
     return sorted(
-        ({k: v for k, v in r.items() if k != "hash"} for r in records),
+        ({**{k: v for k, v in r.items() if k != "hash"}, "last_used": used.get(r["id"])}
+         for r in records),
         key=lambda r: r["created_at"],
     )
 
 
 def revoke(store: Store, token_id: str) -> bool:
+    store.redis.hdel(store.keys.tokens_used, token_id)
     return bool(store.redis.hdel(store.keys.tokens, token_id))
 
 
@@ -116,10 +142,11 @@ def session_record(store: Store, session_id: str, token_id: str, digest: str,
     pipe.get(key)
     pipe.expire(key, ttl)
     pipe.hget(store.keys.tokens, token_id)
-    owner, _, raw = pipe.execute()
+    pipe.hget(store.keys.tokens_used, token_id)
+    owner, _, raw, last_used = pipe.execute()
     if not raw or not owner or not hmac.compare_digest(owner, token_id):
         return None
     record: dict[str, Any] = json.loads(raw)
     if not hmac.compare_digest(record["hash"], digest):
         return None
-    return record
+    return _used(store, record, last_used)

@@ -30,6 +30,7 @@ def _admins_only() -> Any:
 
 
 # -- tokens -------------------------------------------------------------------------------
+NEW_TOKEN = {"role": "editor", "name": "", "expires_days": ""}  # the empty form
 def _tokens_page(form: dict[str, Any], errors: Errors, status: int = 200,
                  created: str | None = None, confirm: dict[str, Any] | None = None) -> Any:
     return forms.render(
@@ -42,14 +43,16 @@ def _tokens_page(form: dict[str, Any], errors: Errors, status: int = 200,
 @bp.route("/admin/tokens", methods=["GET", "POST"])
 def token_list() -> Any:
     if request.method == "GET":
-        return _tokens_page({"role": "editor", "name": ""}, {})
-    shown = {"role": request.form.get("role", ""), "name": request.form.get("name", "")}
-    data, errors = forms.load(schemas.TokenInSchema(), shown)
+        return _tokens_page(NEW_TOKEN, {})
+    shown = {"role": request.form.get("role", ""), "name": request.form.get("name", ""),
+             "expires_days": request.form.get("expires_days", "")}
+    data, errors = forms.load(schemas.TokenInSchema(),
+                              {**shown, "expires_days": forms.number(shown["expires_days"])})
     if errors:
         return _tokens_page(shown, errors, 422)
-    token, _ = tokens.create(get_store(), data["role"], data["name"])
+    token, _ = tokens.create(get_store(), data["role"], data["name"], data["expires_days"])
     # The answer itself shows the token: never a redirect that would carry it in a URL.
-    return _tokens_page({"role": "editor", "name": ""}, {}, 201, created=token)
+    return _tokens_page(NEW_TOKEN, {}, 201, created=token)
 
 
 @bp.route("/admin/tokens/<eid:token_id>/revoke", methods=["GET", "POST"])
@@ -59,7 +62,7 @@ def token_revoke(token_id: str) -> Any:
         found = [t for t in tokens.list_all(get_store()) if t["id"] == token_id]
         if not found:
             return dashboard.refuse(404, "not_found", "No token exists under this id.")
-        return _tokens_page({"role": "editor", "name": ""}, {}, confirm=found[0])
+        return _tokens_page(NEW_TOKEN, {}, confirm=found[0])
     if not tokens.revoke(get_store(), token_id):
         return dashboard.refuse(404, "not_found", "No token exists under this id.")
     if token_id == g.staff["id"]:  # this session went with it
