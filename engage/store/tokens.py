@@ -47,17 +47,20 @@ def create(store: Store, role: str, name: str = "",
     return f"eng_{token_id}.{secret}", record
 
 
-def _used(store: Store, record: dict[str, Any], last_used: str | None) -> dict[str, Any] | None:
-    """The record of a token being used now, or None once it has expired. The use is
-    written at most once a minute, so most requests read it and write nothing."""
-    now = store.now()
+def _live(store: Store, record: dict[str, Any], last_used: str | None) -> dict[str, Any] | None:
+    """The record, with when it was last used, unless it has expired."""
     expires = record.get("expires_at")
-    if expires and datetime.fromisoformat(expires) <= now:
+    if expires and datetime.fromisoformat(expires) <= store.now():
         return None
-    minute = now.astimezone(UTC).replace(second=0, microsecond=0).isoformat()
-    if last_used != minute:
+    return {**record, "last_used": last_used}
+
+
+def mark_used(store: Store, record: dict[str, Any]) -> None:
+    """Note a request the token was answered for; written at most once a minute, so
+    most requests write nothing (`verify` read the last use in its round trip)."""
+    minute = store.now().astimezone(UTC).replace(second=0, microsecond=0).isoformat()
+    if record.get("last_used") != minute:
         store.redis.hset(store.keys.tokens_used, record["id"], minute)
-    return record
 
 
 def verify(store: Store, token: str) -> dict[str, Any] | None:
@@ -76,7 +79,7 @@ def verify(store: Store, token: str) -> dict[str, Any] | None:
     record: dict[str, Any] = json.loads(raw)
     if not hmac.compare_digest(record["hash"], _digest(secret)):
         return None
-    return _used(store, record, last_used)
+    return _live(store, record, last_used)
 
 
 def list_all(store: Store) -> list[dict[str, Any]]:
@@ -149,4 +152,4 @@ def session_record(store: Store, session_id: str, token_id: str, digest: str,
     record: dict[str, Any] = json.loads(raw)
     if not hmac.compare_digest(record["hash"], digest):
         return None
-    return _used(store, record, last_used)
+    return _live(store, record, last_used)
