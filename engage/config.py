@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "ENGAGE_"
 
@@ -51,6 +52,21 @@ def _dns_servers(raw: str) -> list[tuple[str, int]]:
         servers.append((str(ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))),
                         int(port)))
     return servers
+
+
+def _clock_time(raw: str) -> str:
+    text = raw.strip()
+    if text and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
+        raise ValueError(f"not HH:MM: {raw!r}")
+    return text
+
+
+def _zone(raw: str) -> str:
+    try:
+        ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"not a known time zone: {raw!r}") from None
+    return raw.strip()
 
 
 def _seeds_dir() -> Path:
@@ -196,6 +212,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Tries a cluster client makes across a failover before answering 503."),
     Setting("WEBHOOK_CONCURRENCY", 8, int,
             "Deliveries the worker sends at once; a slow endpoint costs a timeout per batch."),
+    Setting("SMTP_URL", None, str,
+            "smtp://[user:password@]host[:port] (STARTTLS when the server offers it) or "
+            "smtps://... (TLS from the start) that alert and digest emails go through; "
+            "unset sends no email."),
+    Setting("SMTP_TIMEOUT", 10.0, float,
+            "Seconds one email may take to hand over before it counts as failed."),
+    Setting("MAIL_FROM", "engage@localhost", str,
+            "Sender of the digest, and of alert rules that name none."),
+    Setting("ALERT_INTERVAL", 10.0, float,
+            "Seconds between two looks of the worker at the alert rules: an alert goes "
+            "out within this (plus the aggregates' second) of the vote that fired it."),
+    Setting("DIGEST_TIME", "", _clock_time,
+            "Local time (HH:MM) the worker sends yesterday's digest at; empty sends none."),
+    Setting("DIGEST_TIMEZONE", "UTC", _zone,
+            "IANA time zone of DIGEST_TIME and of the digest's day."),
+    Setting("DIGEST_TO", [], _list,
+            "Addresses the daily digest goes to, comma-separated."),
 )
 
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)

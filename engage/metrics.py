@@ -130,6 +130,15 @@ class WorkerFamilies:
             "engage_webhook_events", "Stream events the worker has read and acknowledged.",
             registry=None,
         )
+        self.alerts_fired = Counter(
+            "engage_alerts_fired", "Alerts fired, by rule kind (engage/alerts.py).", ["kind"],
+            registry=None,
+        )
+        self.alert_failures = Counter(
+            "engage_alert_delivery_failures",
+            "Failed attempts to deliver an alert or digest, by channel: email, webhook, slack.",
+            ["channel"], registry=None,
+        )
 
     def collectors(self) -> list[Collector]:
         return list(vars(self).values())

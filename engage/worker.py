@@ -1,4 +1,5 @@
-"""`engage worker`: delivers the event streams to registered webhooks, and keeps the
+"""`engage worker`: delivers the event streams to registered webhooks, judges and
+delivers the alerts and the daily digest (engage/alerts.py), and keeps the
 cross-article aggregates (`run_aggregates`, also started by `engage serve`).
 
 Each pass: read new entries of every event stream through the consumer group, POST
@@ -31,7 +32,7 @@ from typing import Any
 
 import urllib3
 
-from engage import __version__, destinations, metrics
+from engage import __version__, alerts, destinations, metrics
 from engage.store import UNAVAILABLE, Store, aggregates, events, polls, webhooks
 
 log = logging.getLogger("engage.worker")
@@ -124,12 +125,14 @@ class Worker:
         self.claimed_at = 0.0
         self.recovered = False
         metrics.prime_worker()  # every outcome at zero before the first delivery
+        self.alerts = alerts.Alerter(store, self)
 
     # -- one pass ---------------------------------------------------------------------
     def step(self) -> int:
         """Do what is due now; returns how many deliveries and entries it handled."""
+        done = self.alerts.step()
         hooks = webhooks.list_all(self.store)
-        done = self._retries({h["id"]: h for h in hooks})
+        done += self._retries({h["id"]: h for h in hooks})
         if hooks:
             self._refresh_streams(hooks)
             batches = [
@@ -207,24 +210,32 @@ class Worker:
         return len(entries)
 
     @staticmethod
-    def _jobs(entry: webhooks.Entry, hooks: list[dict[str, Any]]) -> list[Job]:
+    def _job(hook: dict[str, Any], event: dict[str, Any]) -> Job:
+        delivery = {
+            "delivery": event["id"],
+            "webhook": hook["id"],
+            "attempts": 0,
+            # Serialised once and kept, so every retry sends the same bytes.
+            "body": json.dumps(event, separators=(",", ":")),
+        }
+        return delivery, hook, None
+
+    @classmethod
+    def _jobs(cls, entry: webhooks.Entry, hooks: list[dict[str, Any]]) -> list[Job]:
         stream, entry_id, fields = entry
         millis = int(entry_id.split("-", 1)[0])
         kind = fields.get("type", "")
-        jobs: list[Job] = []
-        for hook in hooks:
-            if millis < int(hook["created_ms"]) or not webhooks.matches(hook["events"], kind):
-                continue
-            event = payload(hook["id"], stream, entry_id, fields)
-            delivery = {
-                "delivery": event["id"],
-                "webhook": hook["id"],
-                "attempts": 0,
-                # Serialised once and kept, so every retry sends the same bytes.
-                "body": json.dumps(event, separators=(",", ":")),
-            }
-            jobs.append((delivery, hook, None))
-        return jobs
+        return [cls._job(hook, payload(hook["id"], stream, entry_id, fields)) for hook in hooks
+                if millis >= int(hook["created_ms"]) and webhooks.matches(hook["events"], kind)]
+
+    def send_event(self, event_id: str, kind: str, at: str, data: dict[str, Any]) -> None:
+        """Deliver an event that is in no stream (an alert) to every webhook taking its
+        type, as a stream entry is: signed, a failure retried, `id` "<webhook>:<event_id>"."""
+        self._run([
+            self._job(hook, {"id": f"{hook['id']}:{event_id}", "type": kind,
+                             "occurred_at": at, "data": data})
+            for hook in webhooks.list_all(self.store) if webhooks.matches(hook["events"], kind)
+        ])
 
     # -- deliveries -----------------------------------------------------------------------
     def _run(self, jobs: list[Job]) -> None:

@@ -58,13 +58,19 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:x:{stats}:w:<W>:sectot    | hash   | until the next roll     | "<section>\t<articles|c:<choice>|click|imp>" -> sum in W |
 | P:x:{stats}:w:<W>:pending   | zset   | while a roll files its articles | article -> 0: articles a roll has summed but not yet filed (readers sum the buckets meanwhile) |
 | P:x:{stats}:feed            | stream | trimmed to ~1,000       | the newest events applied (the live view's feed) |
+| P:x:{alerts}:rules          | hash   | until deleted           | alert rule id -> JSON rule (store/alerts.py)    |
+| P:x:{alerts}:state          | hash   | while firing (a poll milestone or a digest day: forever) | "<rule id>|<article or poll id>" or "digest|<YYYY-MM-DD>" -> JSON {at, figures} |
+| P:x:{alerts}:pending        | hash   | until delivered or given up | note id -> JSON note (fired, resolved or digest) with the channels still to do |
+| P:x:{alerts}:due            | zset   | as :pending             | note id -> when to try it next (epoch s); a claim moves it to the lease end |
 | (group on every events stream) | consumer group `engage-webhooks` | with the stream | the worker's read position and unacknowledged entries |
 
 Keys under `P:x:{stats}` are the cross-article aggregates (rankings, section and site
 figures). They are never written by a per-article script: the aggregator
 (`store/aggregates.py`, run by `engage worker` and `engage serve`) keeps them from the
 event streams with one script of its own. They share one hash tag, so on a Redis Cluster
-they all live in one slot and a range is merged there with ZUNION.
+they all live in one slot and a range is merged there with ZUNION. Keys under
+`P:x:{alerts}` are the alert rules and their state (one slot too, so one script moves
+a rule's subject to firing and queues its note together: store/alerts.py).
 
 Stats bucket fields: `+<choice>` / `-<choice>` votes taken / withdrawn from a choice,
 `reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
@@ -170,6 +176,9 @@ class Keys:
 
     def agg(self, part: str) -> str:
         return f"{self.agg_base}:{part}"
+
+    def alerts(self, part: str) -> str:
+        return f"{self.prefix}:x:{{alerts}}:{part}"
 
     @property
     def articles(self) -> str:

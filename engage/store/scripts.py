@@ -828,6 +828,26 @@ end
 return redis.call('ZCARD', KEYS[1])
 """
 
+ALERT_TRANSITION = """
+-- Move one alert rule's subject to firing (or back), and queue the note of it, at once:
+-- of any number of workers that see the same condition, one queues it, once.
+-- KEYS[1] alert state hash   KEYS[2] pending notes hash   KEYS[3] due zset
+-- ARGV[1] state field   ARGV[2] 'fire' or 'resolve'   ARGV[3] state value (JSON, firing)
+-- ARGV[4] note id   ARGV[5] note (JSON)   ARGV[6] due (epoch s)
+-- Returns 1 when it queued the note, 0 when the subject was already in that state.
+local firing = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
+if ARGV[2] == 'fire' then
+  if firing then return 0 end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+else
+  if not firing then return 0 end
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[4])
+return 1
+"""
+
 ALL = {
     "vote_reaction": VOTE_REACTION,
     "upsert_article": UPSERT_ARTICLE,
@@ -843,4 +863,5 @@ ALL = {
     "aggregate": AGGREGATE,
     "roll_window": ROLL_WINDOW,
     "file_window": FILE_WINDOW,
+    "alert_transition": ALERT_TRANSITION,
 }
