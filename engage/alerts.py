@@ -301,12 +301,15 @@ def send_email(config: dict[str, Any], sender: str, to: list[str], subject: str,
     if html is not None:
         message.add_alternative(html, subtype="html")
     timeout = float(config["SMTP_TIMEOUT"])
+    # Named, not looked up: smtplib would ask the resolver for this host's own name.
+    me = urllib.parse.urlsplit(config.get("PUBLIC_URL") or "").hostname or "localhost"
     try:
         if parts.scheme == "smtps":
             client: smtplib.SMTP = smtplib.SMTP_SSL(parts.hostname or "", parts.port or 465,
-                                                    timeout=timeout)
+                                                    local_hostname=me, timeout=timeout)
         else:
-            client = smtplib.SMTP(parts.hostname or "", parts.port or 25, timeout=timeout)
+            client = smtplib.SMTP(parts.hostname or "", parts.port or 25, local_hostname=me,
+                                  timeout=timeout)
         with client:
             client.ehlo()
             if parts.scheme == "smtp" and client.has_extn("starttls"):
