@@ -219,7 +219,7 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
     window = Range(since, until, "mixed")
     voted, counts, _filed, links = stats.range_counts(store, window)
     first = store.config["CHOICES"][0]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for article_id, got in zip(voted, counts, strict=True):
         total = sum(got.values())
         if total:
@@ -235,7 +235,7 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
         for field, n in fields.items():
             if field.startswith("reason:") and n > 0:
                 reasons.setdefault(field.removeprefix("reason:"), Counter())[article_id] += n
-    top_reasons = sorted(
+    top_reasons: list[dict[str, Any]] = sorted(
         ({"reason": r, "count": sum(c.values()),
           "articles": sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:3]}
          for r, c in reasons.items()),
@@ -244,7 +244,7 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
     clicked = sorted(((a, c, i) for a, (c, i) in links.items() if c or i),
                      key=lambda x: (-x[1], x[0]))[:DIGEST_TOP]
     clicks, imps = sum(c for c, _ in links.values()), sum(i for _, i in links.values())
-    named = {r["id"] for r in best + worst} | {a for c in reasons.values() for a in c}
+    named: set[str] = {r["id"] for r in best + worst} | {a for c in reasons.values() for a in c}
     titles = alert_store.titles(store, named | {a for a, _, _ in clicked} |
                                 {p["article"] for p in closed if p["article"]})
     return {
@@ -262,11 +262,12 @@ def _polls_closed(store: Store, since: datetime, until: datetime) -> list[dict[s
     """Polls that closed in the range (by an editor: when last updated; by a deadline:
     its closes_at), with their results."""
     ids = list(store.redis.zrange(store.keys.polls, 0, -1))
-    out = []
+    out: list[dict[str, Any]] = []
     for poll in polls.get_many(store, ids, None, until).values():
         if not poll.closed:
             continue
-        stamp = poll.closes_at if poll.closes_at and poll.closes_at <= iso(until) else poll.updated_at
+        by_deadline = poll.closes_at and poll.closes_at <= iso(until)
+        stamp = poll.closes_at if by_deadline else poll.updated_at
         when = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
         if when is None or not since <= when < until:
             continue

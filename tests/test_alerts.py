@@ -116,7 +116,7 @@ def test_five_inaccurate_in_an_hour_fire_once_then_resolve(
         title = "China and South Korea enter a new phase"
         assert subject(message) == f"[engage] Alert: Inaccurate spike - {title}"
         assert mail.recipients == [["desk@example.test"]]
-        assert f'5 "no" votes giving "inaccurate" in 1 h' in text
+        assert '5 "no" votes giving "inaccurate" in 1 h' in text
         link = f"{PUBLIC}/dashboard/articles/spiky"
         assert f"Dashboard: {link}" in text
         page = desk.get(urllib.parse.urlsplit(link).path)  # the link works, signed in
@@ -390,7 +390,7 @@ def test_digest_lists_yesterdays_best_worst_and_reasons(
             part = section(body, start, end)
             positions = [part.index(f"Title of {a}") for a, _, _ in expected[key]]
             assert positions == sorted(positions), (key, part)
-            for article_id, yes, total in expected[key]:
+            for _article, yes, total in expected[key]:
                 share = approval(yes, total)
                 assert share is not None
                 assert f"{share * 100:.1f} %" in part and f"{total}" in part
@@ -447,7 +447,7 @@ def test_worker_killed_before_delivery_delivers_once_after_restart(
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
-    silent_url = "smtp://127.0.0.1:{}".format(silent.getsockname()[1])
+    silent_url = f"smtp://127.0.0.1:{silent.getsockname()[1]}"
     with Receiver() as receiver, silent:
         register(client, admin, receiver.url, ["alert.fired"])
         put_article(client, editor, "killed")

@@ -40,6 +40,8 @@ OPERATIONS = {
               "put_my_poll_vote", "delete_my_poll_vote", "list_article_polls",
               "export_poll"},
     "webhooks": {"list_webhooks", "create_webhook", "delete_webhook"},
+    "alerts": {"list_alert_rules", "create_alert_rule", "update_alert_rule",
+               "delete_alert_rule"},
 }
 
 

@@ -41,7 +41,8 @@ def get_rule(store: Store, rule_id: str) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
-def save_rule(store: Store, data: dict[str, Any], rule_id: str | None = None) -> dict[str, Any] | None:
+def save_rule(store: Store, data: dict[str, Any],
+              rule_id: str | None = None) -> dict[str, Any] | None:
     """Create a rule (no id) or replace one; None when the one named does not exist."""
     now = store.now().isoformat(timespec="seconds").replace("+00:00", "Z")
     if rule_id is None:

@@ -37,8 +37,8 @@ def _text(name: str) -> str | None:
 
 def _input() -> tuple[dict[str, Any], dict[str, Any]]:
     """The form as the JSON body of POST /api/v1/alert-rules, and as it was typed."""
-    shown = {name: request.form.get(name, "") for name in BLANK if name not in
-             ("on_close", "webhook", "enabled")}
+    shown: dict[str, Any] = {name: request.form.get(name, "") for name in BLANK if name not in
+                             ("on_close", "webhook", "enabled")}
     shown.update({name: name in request.form for name in ("on_close", "webhook", "enabled")})
     data = {
         "name": request.form.get("name", ""), "kind": request.form.get("kind", ""),
@@ -82,9 +82,10 @@ def _save(rule_id: str | None) -> Any:
     record = alert_store.save_rule(store, loaded, rule_id)
     if record is None:
         return forms.refuse(404, "not_found", "No alert rule exists under this id.")
+    named = f"Rule \u201c{record['name']}\u201d"
     if rule_id is None:
-        return _page(_shown({}), {}, 201, notice=f"Rule \u201c{record['name']}\u201d created.")
-    return redirect(url_for("alert_rules.rule_list", notice=f"Rule \u201c{record['name']}\u201d saved."))
+        return _page(_shown({}), {}, 201, notice=f"{named} created.")
+    return redirect(url_for("alert_rules.rule_list", notice=f"{named} saved."))
 
 
 @bp.route("/alerts", methods=["GET", "POST"])
