@@ -4,8 +4,8 @@ and phone; its plain-text part carries the same figures."""
 from __future__ import annotations
 
 import re
-from html import unescape
 from datetime import UTC, datetime
+from html import unescape
 from typing import Any
 from zoneinfo import ZoneInfo
 
