@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 from collections import Counter
@@ -27,11 +26,11 @@ from engage.store import alerts as alert_store
 from engage.store import webhooks
 from engage.timerange import floor
 from engage.worker import Worker
-from tests.conftest import Clock, make_app, suite_dns
+from tests.conftest import Clock, make_app
 from tests.desk import Desk, field_error
 from tests.redis_server import RedisServer
 from tests.smtp_server import MailServer, parts
-from tests.test_webhooks import SECRET, mint, put_article, register
+from tests.test_webhooks import SECRET, mint, put_article, register, start_worker
 from tests.webhook_receiver import Receiver, signature_ok
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
@@ -414,25 +413,8 @@ def test_digest_lists_yesterdays_best_worst_and_reasons(
 
 # -- restart safety -----------------------------------------------------------------------
 def _start_worker(redis_url: str, tmp_path: Path, smtp_url: str) -> subprocess.Popen[bytes]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ENGAGE_")},
-        "ENGAGE_REDIS_URL": redis_url,
-        "ENGAGE_SECRET_KEY": "worker-test-secret-key-123456",
-        "ENGAGE_DATA_DIR": str(tmp_path),
-        "ENGAGE_SMTP_URL": smtp_url,
-        "ENGAGE_SMTP_TIMEOUT": "3",
-        "ENGAGE_WEBHOOK_TIMEOUT": "1",
-        "ENGAGE_ALERT_INTERVAL": "0.2",
-        "ENGAGE_WORKER_POLL": "0.05",
-        "ENGAGE_PUBLIC_URL": PUBLIC,
-        "ENGAGE_LOG_JSON": "0",
-        "ENGAGE_WEBHOOK_ALLOW_PRIVATE": "1",
-        "ENGAGE_WEBHOOK_DNS": "{}:{}".format(*suite_dns().address),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "engage.cli", "worker", "--consumer", "w1", "--metrics-port", "0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "ab"),  # noqa: SIM115
-    )
+    return start_worker(redis_url, tmp_path, SMTP_URL=smtp_url, SMTP_TIMEOUT="3",
+                        ALERT_INTERVAL="0.2", PUBLIC_URL=PUBLIC)
 
 
 @pytest.mark.slow
