@@ -79,10 +79,8 @@ def main() -> None:
 @click.option("--workers", default=2, envvar="ENGAGE_WORKERS", show_default=True, type=int)
 @click.option("--demo", is_flag=True, help="Load seeds/ and print a demo editor token.")
 @click.option("--dev", is_flag=True, help="Flask's reloading development server.")
-@click.option("--server", type=click.Choice(["granian", "gunicorn"]), default="granian",
-              envvar="ENGAGE_SERVER", show_default=True, help="The HTTP server.")
-def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
-    """Run engage under granian (or gunicorn), with the embedded Redis unless configured."""
+def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
+    """Run engage under granian, with the embedded Redis unless configured."""
     from engage.config import resolve_secret
     from engage.server import MetricsDirectory
 
@@ -134,9 +132,9 @@ def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
             app.run(host=host or "127.0.0.1", port=int(port), debug=True, use_reloader=False,
                     request_handler=AddresslessRequestHandler)
         else:
-            from engage.server import serve as run_server
+            from engage.server import run_granian
 
-            run_server(bind, workers, server)
+            run_granian(bind, workers)
     finally:
         aggregates_stop.set()
         aggregates_thread.join(timeout=5)
@@ -245,7 +243,7 @@ def worker(consumer: str, metrics_port: int | None, metrics_host: str | None) ->
     import signal
     import threading
 
-    # The worker is one process with its own /metrics; never share gunicorn's files.
+    # The worker is one process with its own /metrics; never share the server's files.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     import logging
 

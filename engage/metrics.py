@@ -213,12 +213,9 @@ def worker_registry() -> CollectorRegistry:
 
 
 # Vote views report what a vote did (`vote_outcome`); every refusal, from the schema,
-# the limiter, the store or a Redis outage, is counted from its status by `_observe`.
+# the limiter, the store or a Redis outage, is counted under the reason its error
+# answer recorded (engage.errors).
 VOTE_ENDPOINTS = {"reactions.MyReaction": "reaction", "polls.MyPollVote": "poll"}
-_REASON_BY_STATUS = {
-    400: "invalid", 404: "unknown", 409: "closed", 422: "invalid", 429: "throttled",
-    503: "unavailable",
-}
 
 
 def _counted() -> None:
@@ -358,7 +355,7 @@ def request_answered(status: int, route: str, method: str, endpoint: str | None,
         families.http_duration.labels(route).observe(seconds)
     kind = VOTE_ENDPOINTS.get(endpoint or "")
     if kind and method in ("PUT", "DELETE") and not g.pop("vote_counted", False):
-        reason = _REASON_BY_STATUS.get(status)
+        reason = g.get("refusal_reason")
         if reason:
             vote_rejected(kind, reason)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engage import schemas
+from engage.errors import IdTaken, PollClosed
 from engage.store import Store, articles, links, reactions
 from engage.timerange import DAY, HOUR, floor
 
@@ -131,7 +132,6 @@ def vote_plan(
 def _load_poll_votes(history: Store, past: Replay, seeds_dir: str | Path) -> int:
     """Each seed poll's `demo_votes` (a count per option), cast like the reactions."""
     from engage.store import polls
-    from engage.store.exceptions import PollClosed
 
     cast = 0
     for entry in read_json(seeds_dir, "polls.json", []):
@@ -158,7 +158,6 @@ def _load_poll_votes(history: Store, past: Replay, seeds_dir: str | Path) -> int
 def _load_polls(store: Store, seeds_dir: str | Path) -> int:
     """Seed polls keep their fixed ids; one that exists already is left as it is."""
     from engage.store import polls
-    from engage.store.exceptions import IdTaken
 
     created = 0
     schema = schemas.PollInSchema()

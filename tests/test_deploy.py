@@ -112,9 +112,8 @@ def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: flo
 
 def local_command(command: list[str]) -> list[str]:
     """The container's command with this interpreter's console scripts."""
-    programs = {"gunicorn": [sys.executable, "-m", "gunicorn"],
-                "engage": [sys.executable, "-m", "engage.cli"]}
-    return programs[command[0]] + command[1:]
+    assert command[0] == "engage", command
+    return [sys.executable, "-m", "engage.cli", *command[1:]]
 
 
 # -- the stack on local processes ---------------------------------------------------------
@@ -187,7 +186,7 @@ def exposed_names(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> set
     for url in stack.jobs.values():
         names |= exposed(get(url)[1])
     # One process without the multiprocess directory also lists families with no
-    # samples yet (a scrape of gunicorn shows a family once some worker touched it).
+    # samples yet (a scrape of `engage serve` shows a family once some worker touched it).
     app = make_app(stack.redis.url, tmp_path_factory.mktemp("single"))
     names |= exposed(app.test_client().get("/metrics").get_data(as_text=True))
     return names
@@ -377,7 +376,7 @@ def test_prometheus_targets_match_the_services() -> None:
 def test_dockerfile_runs_what_compose_expects() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["engage", "serve"]' in dockerfile
-    assert "COPY gunicorn.conf.py" in dockerfile
+    assert "gunicorn" not in dockerfile
     assert "USER engage" in dockerfile
 
 

@@ -1,8 +1,9 @@
 """Storage: the only package that imports redis.
 
 `init_app(app)` connects once per app (a pooled client) and registers the Lua scripts.
-Views reach the store through `get_store()`. Refusals are `store.exceptions`; an outage
-is one of `UNAVAILABLE` (engage/errors.py answers both).
+Views reach the store through `get_store()`. The store raises its refusals as the errors
+they are answered with (`engage.errors.REFUSALS`); an outage is one of `UNAVAILABLE`
+(engage/errors.py answers it).
 """
 
 from __future__ import annotations
@@ -123,8 +124,7 @@ def make_client(url: str, config: dict[str, Any]) -> Any:
     if cluster.is_cluster_url(url):
         return cluster.make_cluster_client(url, config)
     # Imported here: it brings the metrics, which set up their multiprocess files on
-    # import; a process that only needs the store's names (gunicorn's master, through
-    # engage.errors) must not.
+    # import; a process that only needs the store's names must not.
     from engage.store.instrumented import InstrumentedRedis
 
     retry = Retry(

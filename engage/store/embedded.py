@@ -5,8 +5,8 @@ With no ENGAGE_REDIS_URL, engage runs its own server on a unix socket in DATA_DI
 persisted with a multi-part append-only file in DATA_DIR/appendonlydir. A data directory
 written by an engage that ran Redis 6 (a single DATA_DIR/engage.aof) is moved into that
 directory by the server itself on its first start; docs/operations.md says how to back
-up and restore either. Several processes (gunicorn workers, the CLI, the
-worker) share one server: whoever comes first starts it under a file lock, the rest
+up and restore either. Several processes (the HTTP server's workers, the CLI,
+the worker) share one server: whoever comes first starts it under a file lock, the rest
 find its socket answering and reuse it.
 
 `engage serve` owns the server it runs on (`start_supervised()`): it starts it again

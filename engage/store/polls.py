@@ -21,17 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from engage.errors import IdTaken, InvalidOptions, UnknownArticle
 from engage.store import Store, budgets, scripts
-from engage.store.exceptions import (
-    ClosesAtPassed,
-    IdTaken,
-    InvalidOptions,
-    PollClosed,
-    PollFinal,
-    Throttled,
-    UnknownArticle,
-    UnknownPoll,
-)
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -301,7 +292,7 @@ def create(
             ],
             args=[json.dumps(fields), store.min_event_id(now), poll_id, article or ""],
         )
-        if scripts.parse(raw).status == Status.CHANGED:
+        if int(raw[0]) == Status.CHANGED:
             break
     else:
         raise IdTaken()
@@ -364,7 +355,7 @@ def vote(
             poll_id,
         ],
     )
-    result = scripts.raise_for_status(raw, _VOTE_REFUSALS)
+    result = scripts.result(raw)
     mine = result.values[0] or None
     n_counts = int(result.values[1])
     counts = _pairs(result.values[2:2 + n_counts])
@@ -373,20 +364,6 @@ def vote(
     if poll.article:
         store.forget(poll.article)
     return poll, result.status == Status.CHANGED
-
-
-_VOTE_REFUSALS: scripts.Refusals = {
-    Status.UNKNOWN: UnknownPoll,
-    Status.THROTTLED: Throttled,
-    Status.CLOSED: PollClosed,
-    Status.INVALID: InvalidOptions,
-}
-_PATCH_REFUSALS: scripts.Refusals = {
-    Status.UNKNOWN: UnknownPoll,
-    Status.CLOSED: PollFinal,
-    Status.CLOSES_AT_PASSED: ClosesAtPassed,
-}
-_DELETE_REFUSALS: scripts.Refusals = {Status.UNKNOWN: UnknownPoll}
 
 
 def patch(
@@ -429,7 +406,7 @@ def patch(
             poll_id,
         ],
     )
-    result = scripts.raise_for_status(raw, _PATCH_REFUSALS)
+    result = scripts.result(raw)
     meta = _pairs(result.values)
     counts = store.redis.hgetall(keys.poll_counts(poll_id))
     poll = _decode(poll_id, meta, counts, None, now)
@@ -453,7 +430,7 @@ def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:
         ],
         args=[store.min_event_id(now), poll_id, retention],
     )
-    result = scripts.raise_for_status(raw, _DELETE_REFUSALS)
+    result = scripts.result(raw)
     article = result.values[0]
     if article:
         store.redis.zrem(keys.article_polls(article), poll_id)

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from engage.store import Store, budgets, scripts
-from engage.store.exceptions import Throttled, UnknownArticle
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -99,9 +98,6 @@ def take_read(store: Store, replies: Iterator[Any], reader: str | None = None
     return Reactions(normalize_counts(store, counts), choice, reason) if exists else None
 
 
-_VOTE_REFUSALS: scripts.Refusals = {Status.UNKNOWN: UnknownArticle, Status.THROTTLED: Throttled}
-
-
 def vote(
     store: Store,
     article_id: str,
@@ -128,7 +124,7 @@ def vote(
               hour_ttl, day_ttl, store.min_event_id(now), article_id],
     )
     store.forget(article_id)
-    result = scripts.raise_for_status(raw, _VOTE_REFUSALS)
+    result = scripts.result(raw)
     mine, mine_reason = _split_mine(result.values[0])
     counts = normalize_counts(store, result.values[1:])
     return Reactions(counts, mine, mine_reason), result.status == Status.CHANGED

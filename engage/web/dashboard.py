@@ -28,7 +28,6 @@ from engage import errors, timerange
 from engage.api.polls import poll_body
 from engage.api.stats import export_chunks, resolve_window
 from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
-from engage.store.exceptions import StoreRefusal, UnknownPoll
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
 from engage.web.formatting import fmt_time, pct
@@ -254,10 +253,10 @@ def poll_status(poll_id: str) -> Any:
             change["closes_at"] = None  # reopening a poll whose deadline passed clears it
     try:
         polls.patch(store, poll_id, change)
-    except UnknownPoll:
+    except errors.UnknownPoll:
         abort(404)
-    except StoreRefusal as exc:  # e.g. a schedule that no longer makes sense
-        return redirect(url_for("dashboard.poll_list", notice=errors.http_error(exc).message))
+    except errors.EngageError as exc:  # e.g. a schedule that no longer makes sense
+        return redirect(url_for("dashboard.poll_list", notice=exc.message))
     verb = "closed" if wanted == "closed" else "reopened"
     return redirect(url_for("dashboard.poll_list", notice=f"Poll {verb}."))
 

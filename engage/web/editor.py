@@ -15,8 +15,8 @@ from marshmallow import ValidationError
 
 from engage import schemas
 from engage.api.polls import poll_body
+from engage.errors import EngageError, PollFinal, UnknownArticle, UnknownPoll
 from engage.store import articles, get_store, links, polls
-from engage.store.exceptions import PollFinal, StoreRefusal, UnknownArticle, UnknownPoll
 from engage.web import forms
 from engage.web.forms import FORM_ERROR, Errors
 
@@ -117,8 +117,8 @@ def poll_new() -> Any:
         poll = polls.create(get_store(), data)
     except UnknownArticle:
         return _poll_form(shown, {"article": [UNKNOWN_ARTICLE]}, 422)
-    except StoreRefusal as exc:
-        return _poll_form(shown, {FORM_ERROR: [forms.refusal_message(exc)]}, 422)
+    except EngageError as exc:
+        return _poll_form(shown, {FORM_ERROR: [exc.message]}, 422)
     return redirect(url_for("dashboard.poll_list", notice=f"Poll created: {poll.question}"))
 
 
@@ -158,8 +158,8 @@ def poll_edit(poll_id: str) -> Any:
     except PollFinal:
         return _edit_form(poll, shown, {FORM_ERROR: [
             "This poll is closed and its results are final; reopen it to edit it."]}, 409)
-    except StoreRefusal as exc:
-        return _edit_form(poll, shown, {FORM_ERROR: [forms.refusal_message(exc)]}, 422)
+    except EngageError as exc:
+        return _edit_form(poll, shown, {FORM_ERROR: [exc.message]}, 422)
     return redirect(url_for("dashboard.poll_list", notice="Poll saved."))
 
 

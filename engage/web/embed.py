@@ -120,12 +120,10 @@ def redirect_link(link_id: str) -> Response:
     requests are not readers').
     """
     if not schemas.ID_RE.fullmatch(link_id):
-        raise errors.NotFound("No such link.")
+        raise errors.UnknownLink()
     refused = agents.why_not_counted(request.method, request.headers)
     found = links.click(get_store(), link_id, current_address_hash(), refused,
                         networks=current_network_hashes())
-    if found is None:
-        raise errors.NotFound("No such link.")
     if found.refused is None:
         metrics.link_event("click")
     else:

@@ -14,8 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import Blueprint, render_template
 from marshmallow import Schema, ValidationError
 
-from engage import errors, schemas
-from engage.store.exceptions import StoreRefusal
+from engage import schemas
 from engage.web import dashboard
 
 FORM_ERROR = "_form"  # messages about the whole form, shown above it
@@ -90,11 +89,6 @@ def flatten(messages: Any, field: str = FORM_ERROR) -> Errors:
     else:
         out.setdefault(field, []).append(str(messages))
     return out
-
-
-def refusal_message(exc: StoreRefusal) -> str:
-    """The message the API gives for this store refusal."""
-    return str(errors.http_error(exc).message)
 
 
 def number(value: str | None) -> Any:

@@ -20,8 +20,8 @@ import pytest
 from flask import Flask
 
 from engage import seeds
+from engage.errors import Throttled
 from engage.store import Store, get_store, links, polls, reactions, tokens
-from engage.store.exceptions import Throttled
 from engage.worker import start_aggregates
 from tests.browser.conftest import wait_caught_up
 from tests.conftest import make_app
