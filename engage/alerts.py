@@ -35,7 +35,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from engage import destinations, metrics
 from engage.formulas import approval, percentages, trending_score, wilson_lower, wilson_upper
 from engage.schemas import ALERT_KINDS
-from engage.store import Store, polls, stats
+from engage.store import UNAVAILABLE, Store, polls, stats
 from engage.store import alerts as alert_store
 from engage.timerange import DAY, HOUR, Range, floor
 
@@ -349,13 +349,25 @@ class Alerter:
             now = self.store.now()
             for rule in alert_store.list_rules(self.store):
                 if rule.get("enabled", True):
-                    self.judge(rule, now)
-            self.digest(now)
+                    self._guarded(f"rule {rule['id']}", self.judge, rule, now)
+            self._guarded("digest", self.digest, now)
         notes = alert_store.claim_due(self.store, time.time(), time.time() + self.lease,
                                       NOTE_BATCH)
         for note in notes:
             self.deliver(note)
         return len(notes)
+
+    @staticmethod
+    def _guarded(what: str, job: Any, *args: Any) -> Any:
+        """One rule's (or the digest's) failure is logged, not the end of the worker,
+        which goes on with the others and webhooks; a Redis outage is the worker's."""
+        try:
+            return job(*args)
+        except UNAVAILABLE:
+            raise
+        except Exception as exc:
+            log.exception("alerts: %s failed", what)
+            return type(exc).__name__
 
     # -- judging ----------------------------------------------------------------------
     def judge(self, rule: dict[str, Any], now: datetime) -> None:
@@ -425,7 +437,7 @@ class Alerter:
     # -- delivering -------------------------------------------------------------------
     def deliver(self, note: dict[str, Any]) -> None:
         for channel in list(note["channels"]):
-            error = getattr(self, "_" + channel)(note)
+            error = self._guarded(f"{channel} of {note['id']}", getattr(self, "_" + channel), note)
             if error is not None:
                 metrics.worker_families().alert_failures.labels(channel=channel).inc()
                 log.warning("alert %s by %s failed: %s", note["id"], channel, error)

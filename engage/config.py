@@ -268,6 +268,9 @@ def _validate(config: dict[str, Any]) -> None:
     public_url = config.get("PUBLIC_URL")
     if public_url and not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", str(public_url)):
         raise ConfigError("ENGAGE_PUBLIC_URL must be http(s)://host[:port][/path]")
+    smtp_url = config.get("SMTP_URL")
+    if smtp_url and not re.fullmatch(r"smtps?://[^/?#\s]+/?", str(smtp_url)):
+        raise ConfigError("ENGAGE_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
 

@@ -467,3 +467,17 @@ def test_worker_killed_before_delivery_delivers_once_after_restart(
     assert len(mail.received()) == 1
     assert [b["type"] for b in receiver.delivered_bodies()] == ["alert.fired"]
     assert alert_store.firing(store, alert_store.list_rules(store)[0]["id"]).keys() == {"killed"}
+
+
+@pytest.mark.parametrize("name, value", [
+    ("SMTP_URL", "mailto:desk@example.test"), ("SMTP_URL", "smtp://host/path"),
+    ("DIGEST_TIME", "7:00"), ("DIGEST_TIME", "24:00"), ("DIGEST_TIMEZONE", "Mars/Olympus"),
+])
+def test_mail_settings_are_checked_at_start(name: str, value: str) -> None:
+    from engage.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=f"ENGAGE_{name}"):
+        load_config({f"ENGAGE_{name}": value})
+    assert load_config({"ENGAGE_SMTP_URL": "smtps://u%40x:p@mail.example.test:465",
+                        "ENGAGE_DIGEST_TIME": "07:30",
+                        "ENGAGE_DIGEST_TIMEZONE": "Europe/Berlin"})["DIGEST_TIME"] == "07:30"
