@@ -351,11 +351,13 @@ class Alerter:
                 if rule.get("enabled", True):
                     self._guarded(f"rule {rule['id']}", self.judge, rule, now)
             self._guarded("digest", self.digest, now)
-        notes = alert_store.claim_due(self.store, time.time(), time.time() + self.lease,
-                                      NOTE_BATCH)
-        for note in notes:
-            self.deliver(note)
-        return len(notes)
+        # One note per claim: a lease covers one note's channels, not a batch's.
+        handled = 0
+        while handled < NOTE_BATCH and (notes := alert_store.claim_due(
+                self.store, time.time(), time.time() + self.lease, 1)):
+            self.deliver(notes[0])
+            handled += 1
+        return handled
 
     @staticmethod
     def _guarded(what: str, job: Any, *args: Any) -> Any:

@@ -28,7 +28,7 @@ from engage.timerange import floor
 from engage.worker import Worker
 from tests.conftest import Clock, make_app
 from tests.desk import Desk, field_error
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.smtp_server import MailServer, parts
 from tests.test_webhooks import SECRET, mint, put_article, register, start_worker
 from tests.webhook_receiver import Receiver, signature_ok
@@ -93,10 +93,10 @@ def test_five_inaccurate_in_an_hour_fire_once_then_resolve(
 ) -> None:
     clock.set(floor(clock(), "hour") + timedelta(minutes=10))
     before = fired("reason_spike")
-    with Receiver() as receiver:
+    with Receiver() as receiver, Receiver() as slack:
         register(client, admin, receiver.url, ["alert.*"])
         put_article(client, editor, "spiky")
-        rule = create_rule(client, editor, article="spiky")
+        rule = create_rule(client, editor, article="spiky", slack_url=slack.url)
         worker = Worker(store, "test")
         readers = [mint(app) for _ in range(25)]
         for reader in readers[:4]:
@@ -125,6 +125,9 @@ def test_five_inaccurate_in_an_hour_fire_once_then_resolve(
         assert hook["data"]["figures"]["count"] == 5
         assert hook["data"]["dashboard_url"] == link
         assert signature_ok(SECRET, receiver.delivered[0])
+        [posted] = slack.delivered_bodies()
+        assert list(posted) == ["text"]
+        assert posted["text"].splitlines() == text.strip().splitlines()
         assert fired("reason_spike") == before + 1
 
         for reader in readers[5:24]:  # 19 more, and a 20th from a changed vote
@@ -134,6 +137,7 @@ def test_five_inaccurate_in_an_hour_fire_once_then_resolve(
         for _ in range(3):
             worker.step()
         assert len(mail.received()) == 1 and len(receiver.delivered) == 1
+        assert len(slack.delivered) == 1
 
         clock.advance(3600)  # the hour the votes fell in has left the window
         catch_up()
@@ -144,6 +148,7 @@ def test_five_inaccurate_in_an_hour_fire_once_then_resolve(
         assert subject(resolved) == f"[engage] Resolved: Inaccurate spike - {title}"
         assert "no longer holds" in parts(resolved)[0]
         assert receiver.delivered_bodies()[1]["type"] == "alert.resolved"
+        assert slack.delivered_bodies()[1]["text"].startswith("Resolved: Inaccurate spike")
         assert alert_store.firing(store, rule["id"]) == {}
         assert alert_store.pending_count(store) == 0
         assert fired("reason_spike") == before + 1
@@ -185,6 +190,36 @@ def test_other_kinds_fire_on_their_figures(
     assert "4 refused in 1 h (votes_duplicate 4)" in texts["Refused"]
     assert "2 answers, open: Yes: 2 (100 %); No: 0 (0 %)" in texts["Poll"]
     assert 'Poll: Agree? (on "China and South Korea' in texts["Poll"]
+
+
+def test_a_failed_channel_is_counted_and_retried_alone(
+    app: Flask, client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock,
+    catch_up: Any, mail: MailServer,
+) -> None:
+    """Email fails while Slack takes it: Slack is not sent again when email is retried."""
+    clock.set(floor(clock(), "hour") + timedelta(minutes=10))
+    with Receiver() as slack:
+        put_article(client, editor, "retried")
+        create_rule(client, editor, article="retried", threshold=1, webhook=False,
+                    slack_url=slack.url)
+        react(client, "retried", mint(app))
+        catch_up()
+        failures = metrics.worker_registry().get_sample_value(
+            "engage_alert_delivery_failures_total", {"channel": "email"}) or 0.0
+        app.config["SMTP_URL"] = f"smtp://127.0.0.1:{free_port()}"  # nobody answers there
+        worker = Worker(store, "test")
+        worker.retry_base = 0.05
+        worker.step()
+        assert len(slack.delivered) == 1 and mail.received() == []
+        assert metrics.worker_registry().get_sample_value(
+            "engage_alert_delivery_failures_total", {"channel": "email"}) == failures + 1
+        app.config["SMTP_URL"] = mail.url
+        deadline = time.monotonic() + 10
+        while alert_store.pending_count(store):
+            assert time.monotonic() < deadline
+            worker.step()
+            time.sleep(0.05)
+        assert len(mail.received()) == 1 and len(slack.delivered) == 1
 
 
 # -- rules through the API ----------------------------------------------------------------
