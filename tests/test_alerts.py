@@ -367,6 +367,17 @@ def _expected(store: Any, since: datetime, until: datetime) -> dict[str, Any]:
     return {"best": best, "worst": worst, "reasons": reasons}
 
 
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/120.0.0.0 Safari/537.36")
+
+
+def new_poll(client: FlaskClient, editor: dict[str, str], question: str, article: str) -> str:
+    response = client.post("/api/v1/polls", headers=editor, json={
+        "question": question, "options": ["Yes", "No"], "article": article})
+    assert response.status_code == 201, response.json
+    return str(response.json["id"])
+
+
 def test_digest_lists_yesterdays_best_worst_and_reasons(
     app: Flask, client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock,
     catch_up: Any, mail: MailServer,
@@ -390,11 +401,30 @@ def test_digest_lists_yesterdays_best_worst_and_reasons(
             react(client, article_id, mint(app), "yes")
         for n in range(no):
             react(client, article_id, mint(app), "no", why[n] if n < len(why) else None)
+    clock.set((day + timedelta(hours=10)).astimezone(UTC))
+    closed = new_poll(client, editor, "Closed yesterday?", "art-a")
+    kept_open = new_poll(client, editor, "Still open?", "art-a")
+    for reader, option in ((mint(app), "o1"), (mint(app), "o1"), (mint(app), "o2")):
+        assert client.put(f"/api/v1/polls/{closed}/votes/mine", json={"options": [option]},
+                          headers={"X-Engage-Reader": reader}).status_code == 200
+    assert client.patch(f"/api/v1/polls/{closed}", json={"status": "closed"},
+                        headers=editor).status_code == 200
+    [link] = client.put("/api/v1/articles/art-e/links", headers=editor, json=[
+        {"title": "Background", "url": "https://news.example.com/bg"}]).json["links"]
+    for n in range(4):  # 4 impressions and 1 click, from 4 address groups
+        address = f"203.0.113.{n + 1}"
+        assert client.post("/api/v1/articles/art-e/links/impressions",
+                           json={"links": [link["id"]]},
+                           environ_base={"REMOTE_ADDR": address}).json["counted"] == 1
+    assert client.get(f"/r/{link['id']}", headers={"User-Agent": CHROME},
+                      environ_base={"REMOTE_ADDR": "203.0.113.1"}).status_code == 302
     clock.set((day + timedelta(hours=23, minutes=30)).astimezone(UTC))
     react(client, "art-c", changer, "no", "outdated")
     react(client, "art-c", changer, "yes")  # a changed vote: counted once, as "yes"
     clock.set((day + timedelta(days=1, minutes=10)).astimezone(UTC))  # today: left out
     react(client, "art-d", mint(app), "yes")
+    assert client.patch(f"/api/v1/polls/{kept_open}", json={"status": "closed"},
+                        headers=editor).status_code == 200  # today: not yesterday's
     catch_up()
 
     worker = Worker(store, "test")
@@ -441,6 +471,14 @@ def test_digest_lists_yesterdays_best_worst_and_reasons(
         top = expected["reasons"][reason].most_common(1)[0]
         assert f"Title of {top[0]} ({top[1]})" in line
         assert f"<strong>{reason}</strong>: {count}" in html
+
+    polls_part = section(text, "Polls that closed:", "Related links")
+    assert "- Closed yesterday? (3 answers): Yes 67 %, No 33 %" in polls_part
+    assert "Still open?" not in text
+    assert "Related links: 1 clicks of 4 impressions (25.0 % click-through)" in text
+    assert "- Title of art-e: 1 clicks, 4 impressions (25.0 %)" in text
+    assert "Closed yesterday? (3 answers): Yes 67 %, No 33 %" in html
+    assert "1 clicks of 4 impressions (25.0 % click-through)" in html
 
     worker.step()
     assert len(mail.received()) == 1  # once a day
