@@ -173,7 +173,6 @@ def poll_milestone(store: Store, rule: dict[str, Any], now: datetime) -> Found:
 
 CHECKS = {"reason_spike": reason_spike, "approval_drop": approval_drop, "surge": surge,
           "refused": refused, "poll_milestone": poll_milestone}
-assert set(CHECKS) == set(ALERT_KINDS)
 
 
 # -- what a note says -------------------------------------------------------------------

@@ -226,6 +226,10 @@ def test_a_failed_channel_is_counted_and_retried_alone(
 def test_rule_api_validates_and_round_trips(
     client: FlaskClient, editor: dict[str, str], store: Any,
 ) -> None:
+    from engage.alerts import CHECKS
+    from engage.schemas import ALERT_KINDS
+
+    assert sorted(CHECKS) == sorted(ALERT_KINDS)  # every kind the API takes is judged
     assert client.get("/api/v1/alert-rules").status_code == 401
     bad = [
         ({"kind": "meteor"}, "kind"),
