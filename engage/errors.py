@@ -1,7 +1,7 @@
 """One JSON error shape for every failure.
 
 Every error body is `{"error": {"code", "message", "fields"?}}`. engage's HTTP errors
-subclass werkzeug's HTTP exceptions so Flask, flask-smorest and Flask-Limiter errors all
+subclass werkzeug's HTTP exceptions so Flask's, flask-smorest's and webargs' errors all
 pass through the same handler. An error class is the whole of one answer: status, code,
 message and the reason a vote ending in it is counted refused (metrics.REJECT_REASONS).
 The store raises the refusals (`REFUSALS`) itself; a Redis outage (`store.UNAVAILABLE`)
@@ -33,8 +33,8 @@ _STATUS_CODES = {
     500: "internal_error",
     503: "storage_unavailable",
 }
-# What a vote answered with one of those errors is counted as (webargs' 422, Flask-Limiter's 429).
-_FOREIGN_REASONS = {400: "invalid", 422: "invalid", 429: "throttled"}
+# What a vote answered with one of those errors is counted as (webargs' 422).
+_FOREIGN_REASONS = {400: "invalid", 422: "invalid"}
 
 
 class EngageError(HTTPException):
@@ -130,6 +130,14 @@ class Throttled(EngageError):
         super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))})
 
 
+class RateLimited(Throttled):
+    """An address, or its network, used up a budget not tied to one article (reader
+    tokens minted, impression reports)."""
+
+    error_code = "rate_limited"
+    message = "Too many requests; slow down and retry later."
+
+
 class StorageUnavailable(EngageError):
     code = 503
     error_code = "storage_unavailable"
@@ -185,7 +193,7 @@ class ClosesAtPassed(ValidationFailed):
 # (store/scripts.py) followed by the values its constructor takes, and the store raises it.
 REFUSALS: tuple[type[EngageError], ...] = (
     UnknownArticle, UnknownPoll, UnknownLink, IdTaken, Throttled, PollClosed, PollFinal,
-    InvalidOptions, ClosesAtPassed,
+    InvalidOptions, ClosesAtPassed, RateLimited,
 )
 
 
@@ -208,8 +216,7 @@ def error_response(
 ) -> Response:
     response = jsonify(error_document(code, message, fields))
     response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
+    response.headers.update(headers or {})
     return response
 
 
@@ -254,12 +261,6 @@ def handle_http_exception(exc: HTTPException) -> Response:
         message = "No such resource."
     elif status == 422:
         message = "Some fields are invalid."
-    elif status == 429:
-        code = "rate_limited"
-        message = "Too many requests; slow down and retry later."
-        headers.setdefault("Retry-After", str(current_app.config.get("RETRY_AFTER", 5)))
-    elif status == 503:
-        headers.setdefault("Retry-After", str(current_app.config.get("RETRY_AFTER", 5)))
     return error_response(status, code, message, fields, headers)
 
 

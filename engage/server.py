@@ -10,9 +10,8 @@ and never hold a Python thread. engage serves it as ASGI, and adds:
   WSGI interface about 270 stalled bodies held every thread);
 - `run_granian`, which starts granian again when its crash-loop guard stops it (a
   worker dying again right after its replacement), in the same process;
-- the prometheus multiprocess directory, emptied at start and removed on exit when
-  engage made it: `MetricsDirectory` (dead workers are forgotten at scrape time, see
-  engage.metrics).
+- the prometheus multiprocess directory, emptied at start, its exited workers marked
+  dead, removed on exit when engage made it: `MetricsDirectory`.
 
 granian answers the requests it refuses while parsing (a request line or headers over
 its buffer, more than 100 headers, bytes that are not HTTP) itself, with an empty 400,
@@ -37,6 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -70,23 +70,34 @@ GRACEFUL_TIMEOUT = 20
 RESTART_DELAY = 0.25
 RESTART_MAX = 30.0
 RESTART_RESET = 60.0
+# How often the server looks for exited workers to mark dead in the metrics directory.
+CHILDREN_INTERVAL = 0.5
 
 log = logging.getLogger(__name__)
 
 
 class MetricsDirectory:
-    """PROMETHEUS_MULTIPROC_DIR for the serving processes.
+    """PROMETHEUS_MULTIPROC_DIR for the serving processes, kept as prometheus client's
+    multiprocess documentation asks.
 
     Set before anything imports prometheus_client (the client picks its storage then).
     A configured directory is emptied of the files of an earlier run (they would add old
     counts); without one, a temporary directory is made and removed when the server
-    exits. Only the process that opened it closes it: forked workers inherit the object.
+    exits. While it is open, a thread marks every child process that has exited dead
+    (`multiprocess.mark_process_dead`), so a killed worker's live gauges (requests in
+    progress) stop counting: granian has no hook for a worker's exit, so the children
+    are read from /proc every CHILDREN_INTERVAL seconds (Linux; elsewhere none are).
+    Only the process that opened it closes it: forked workers inherit the object.
     """
 
     def __init__(self, path: str, temporary: bool) -> None:
         self.path = path
         self.temporary = temporary
         self.owner = os.getpid()
+        self.stopped = threading.Event()
+        self.children: set[int] = set()
+        threading.Thread(target=self.mark_exited_children, name="engage-metrics-dir",
+                         daemon=True).start()
 
     @classmethod
     def open(cls) -> MetricsDirectory:
@@ -96,14 +107,37 @@ class MetricsDirectory:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
             return cls(path, temporary=True)
         os.makedirs(path, exist_ok=True)
-        for name in os.listdir(path):
-            if name.endswith(".db"):
-                os.remove(os.path.join(path, name))
+        for stale in Path(path).glob("*.db"):
+            stale.unlink()
         return cls(path, temporary=False)
 
+    def mark_exited_children(self) -> None:
+        """A child is known from the first look after it started: a granian worker takes
+        longer than that to build its app and answer anything."""
+        from prometheus_client import multiprocess
+
+        while not self.stopped.wait(CHILDREN_INTERVAL):
+            alive = child_pids()
+            for pid in self.children - alive:
+                multiprocess.mark_process_dead(pid, self.path)
+            self.children = alive
+
     def close(self) -> None:
-        if self.temporary and os.getpid() == self.owner:
-            shutil.rmtree(self.path, ignore_errors=True)
+        if os.getpid() == self.owner:
+            self.stopped.set()
+            if self.temporary:
+                shutil.rmtree(self.path, ignore_errors=True)
+
+
+def child_pids() -> set[int]:
+    """The pids of this process's children, from every thread's list in /proc."""
+    pids: set[int] = set()
+    for path in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids.update(int(pid) for pid in path.read_text().split())
+        except OSError:  # the thread has ended
+            continue
+    return pids
 
 
 class ClientGone(Exception):

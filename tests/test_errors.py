@@ -30,6 +30,8 @@ ANSWERS: list[tuple[list[object], int, str, str, dict[str, list[str]] | None, st
     (["ClosesAtPassed"], 422, "validation_failed", "Some fields are invalid.",
      {"closes_at": ["The poll's closes_at has passed; send a later one (or null) to "
                     "reopen it."]}, "invalid"),
+    (["RateLimited", 7], 429, "rate_limited", "Too many requests; slow down and retry later.",
+     None, "throttled"),
 ]
 
 
@@ -53,7 +55,7 @@ def test_each_refusal_keeps_its_http_answer(
     body = response.get_json()["error"]
     assert response.status_code == status
     assert (body["code"], body["message"], body.get("fields")) == (code, message, fields)
-    if reply[0] == "Throttled":
+    if status == 429:
         assert response.headers["Retry-After"] == "7"
 
 

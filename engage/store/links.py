@@ -182,11 +182,6 @@ def for_articles(store: Store, article_ids: list[str]) -> dict[str, list[dict[st
     return fill(store, boxes, candidates)
 
 
-def article_of(store: Store, link_id_: str) -> str | None:
-    article_id: str | None = store.redis.hget(store.keys.linkindex, link_id_)
-    return article_id
-
-
 @dataclass(frozen=True)
 class Click:
     """Where a link goes, and why its click was not counted (None: it was)."""
@@ -213,7 +208,7 @@ def click(
     Either way a click not counted is tallied as refused in the article's buckets, in
     the same script.
     """
-    article_id = article_of(store, link_id_)
+    article_id: str | None = store.redis.hget(store.keys.linkindex, link_id_)
     if article_id is None:
         raise UnknownLink()
     keys = store.keys

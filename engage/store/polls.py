@@ -118,6 +118,12 @@ def _decode(
     )
 
 
+def _own_keys(keys: Keys, poll_id: str) -> list[str]:
+    """The keys a poll's life begins and ends with: its hash, counts, voters, events."""
+    return [keys.poll(poll_id), keys.poll_counts(poll_id), keys.poll_voters(poll_id),
+            keys.poll_events(poll_id)]
+
+
 def _pairs(flat: list[Any]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -284,12 +290,7 @@ def create(
         assert poll_id is not None
         raw = store.run(
             "create_poll",
-            keys=[
-                keys.poll(poll_id),
-                keys.poll_counts(poll_id),
-                keys.poll_voters(poll_id),
-                keys.poll_events(poll_id),
-            ],
+            keys=_own_keys(keys, poll_id),
             args=[json.dumps(fields), store.min_event_id(now), poll_id, article or ""],
         )
         if int(raw[0]) == Status.CHANGED:
@@ -385,11 +386,7 @@ def patch(
         else:
             closes_at = _to_ms_precision(closes_at)
             closes_flag, closes_ms = closes_at.isoformat(), str(epoch_ms(closes_at))
-    edits: dict[str, str] = {}
-    if "question" in data:
-        edits["question"] = data["question"]
-    if "results" in data:
-        edits["results"] = data["results"]
+    edits: dict[str, str] = {k: data[k] for k in ("question", "results") if k in data}
     if "min_votes" in data:
         edits["min_votes"] = str(int(data["min_votes"] or 0))
     raw = store.run(
@@ -400,7 +397,7 @@ def patch(
             data.get("status") or "",
             closes_flag,
             closes_ms,
-            json.dumps(edits) if edits else "{}",
+            json.dumps(edits),
             now.isoformat(),
             store.min_event_id(now),
             poll_id,
@@ -422,12 +419,7 @@ def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:
     retention = int(store.config["EVENT_RETENTION_DAYS"]) * 86400
     raw = store.run(
         "delete_poll",
-        keys=[
-            keys.poll(poll_id),
-            keys.poll_counts(poll_id),
-            keys.poll_voters(poll_id),
-            keys.poll_events(poll_id),
-        ],
+        keys=_own_keys(keys, poll_id),
         args=[store.min_event_id(now), poll_id, retention],
     )
     result = scripts.result(raw)
@@ -448,6 +440,3 @@ def events(store: Store, poll_id: str, batch: int = 500) -> Iterable[tuple[str, 
             return
         start = "(" + entries[-1][0]
 
-
-def exists(store: Store, poll_id: str) -> bool:
-    return bool(store.redis.exists(store.keys.poll(poll_id)))

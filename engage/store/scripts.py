@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from engage import errors
+from engage import errors, formulas
 
 
 class Status(IntEnum):
@@ -149,6 +149,18 @@ redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[8], '*',
   'type', 'reaction.' .. action, 'article', ARGV[9], 'choice', choice,
   'previous', old_choice, 'reason', reason, 'reader', reader, 'hour', stamp(KEYS[7]))
 return {CHANGED, new or '', unpack(redis.call('HGETALL', KEYS[2]))}
+"""
+
+SPEND_BUDGET = _LUA_STATUSES + _LUA_THROTTLE + """
+-- Spend one from an address's budget for a request not tied to one article (minting a
+-- reader token, reporting impressions), and from each of its wider networks'.
+-- KEYS[1] budget string (this address group)
+-- KEYS[2..] budget strings of the address's wider networks (none or more)
+-- ARGV[1] limits, comma-joined: KEYS[1]'s, then KEYS[2..]'s   ARGV[2] window (s)
+-- Returns {CHANGED} or {RateLimited, retry_after}.
+local wait = spend(budgets(1, 2, ARGV[1]), tonumber(ARGV[2]))
+if wait > 0 then return {RateLimited, wait} end
+return {CHANGED}
 """
 
 UPSERT_ARTICLE = """
@@ -472,11 +484,14 @@ redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*',
 return {CHANGED}
 """
 
-# The ranking keys of formulas.rank_keys, for the aggregate scripts: exact integers, so a
-# sorted set's order is the formula's order with ties broken by article id.
-_LUA_RANKING = """
-local Z = 1.959963984540054
-local STEPS, CAP = 1000000000, 8388607
+# formulas.rank_keys in Lua, for the aggregate scripts, which key an article as they
+# change its counts: exact integers, so a sorted set's order is the formula's order with
+# ties broken by article id. Its constants come from formulas.py; test_aggregates.py
+# checks that both give the same keys.
+LUA_RANKING = f"""
+local Z = {formulas.Z95!r}
+local STEPS, CAP, SHIFT = {formulas.SCORE_STEPS}, {formulas.TOTAL_CAP}, {formulas.VOTES_SHIFT}
+""" + """
 
 local function wilson(pos, n)
   if n <= 0 then return nil end
@@ -503,7 +518,7 @@ local function rank_into(prefix, a, sec, counts)
   if w then
     local q = math.floor(w * STEPS)
     approval = -(q * (CAP + 1) + capped)
-    votes = -(capped * 1073741824 + q)
+    votes = -(capped * SHIFT + q)
   end
   local suffixes = {''}
   if sec and sec ~= '' then suffixes[2] = ':s:' .. sec end
@@ -521,10 +536,6 @@ local function rank_from(prefix, read, a, sec, choices)
     counts[i] = tonumber(redis.call(read, prefix .. ':n:' .. c, a) or '0')
   end
   rank_into(prefix, a, sec, counts)
-end
-
-local function window_rank(wb, a, sec, choices)
-  rank_from(wb, 'ZSCORE', a, sec, choices)
 end
 
 -- File a member of a rolling window under its section's sets (`articles` counts them).
@@ -568,7 +579,7 @@ local function window_share(wb, a, choices)
 end
 """
 
-AGGREGATE = _LUA_RANKING + """
+AGGREGATE = LUA_RANKING + """
 -- Apply event-stream entries to the cross-article aggregates, each entry exactly once.
 -- KEYS[1] applied-position hash (stream key -> last applied entry id). Every other key
 -- is built from ARGV[1] and carries KEYS[1]'s hash tag (one slot on a cluster).
@@ -738,7 +749,7 @@ for _, item in ipairs(cjson.decode(ARGV[6])) do
 end
 for a in pairs(ranked) do rank(a, placed[a]) end
 for _, w in ipairs(windows) do
-  for a in pairs(w.ranked) do window_rank(w.base, a, placed[a], choices) end
+  for a in pairs(w.ranked) do rank_from(w.base, 'ZSCORE', a, placed[a], choices) end
 end
 for key, ttl in pairs(ttls) do redis.call('EXPIRE', key, ttl) end
 return stale
@@ -792,7 +803,7 @@ redis.call('HSET', KEYS[1], 'from', ARGV[4])
 return redis.call('ZCARD', wb .. ':pending')
 """
 
-FILE_WINDOW = _LUA_RANKING + """
+FILE_WINDOW = LUA_RANKING + """
 -- File up to ARGV[4] of a rolled window's pending articles: section sets, rankings and
 -- section sums, from the window's sums as they stand now (the aggregate script leaves
 -- pending articles to this script, so nothing is counted twice).
@@ -808,7 +819,7 @@ for _, a in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)) do
   local sec = redis.call('HGET', T .. ':sec', a) or ''
   if redis.call('ZSCORE', wb .. ':ids', a) then
     window_file(wb, a, sec)
-    window_rank(wb, a, sec, choices)
+    rank_from(wb, 'ZSCORE', a, sec, choices)
   end
   if sec ~= '' then
     for name, n in pairs(window_share(wb, a, choices)) do
@@ -841,6 +852,7 @@ return 1
 
 ALL = {
     "vote_reaction": VOTE_REACTION,
+    "spend_budget": SPEND_BUDGET,
     "upsert_article": UPSERT_ARTICLE,
     "set_links": SET_LINKS,
     "click_link": CLICK_LINK,

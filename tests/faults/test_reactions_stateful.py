@@ -43,7 +43,7 @@ def run_machine(redis_server: RedisServer, tmp_path: Path) -> None:
             self.store = get_store()
             # The flush above went behind the store's back: no anonymous counts it cached
             # in an earlier example may stand (its votes clear their own entries).
-            self.store.counts_cache.clear()
+            self.store.counts_cache.entries.clear()
             # article -> reader -> (choice, reason or None)
             self.model: dict[str, dict[str, tuple[str, str | None]]] = {
                 a: {} for a in ARTICLES
