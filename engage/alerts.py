@@ -131,10 +131,9 @@ def approval_drop(store: Store, rule: dict[str, Any], now: datetime) -> Found:
 
 
 def surge(store: Store, rule: dict[str, Any], now: datetime) -> Found:
+    trend = stats.trend_inputs(store, now)
     if rule.get("article"):
-        trend = stats.trend_for(store, now, [rule["article"]])
-    else:
-        trend = stats.trend_inputs(store, now)
+        trend = {a: v for a, v in trend.items() if a == rule["article"]}
     found: Found = {}
     for article_id, (recent, baseline) in trend.items():
         score = trending_score(recent, baseline)
@@ -216,7 +215,9 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
     until = floor((datetime(day.year, day.month, day.day, tzinfo=zone) + DAY).astimezone(UTC),
                   "hour")
     window = Range(since, until, "mixed")
-    voted, counts, _filed, links = stats.range_counts(store, window)
+    in_range = stats.in_range(store, window)
+    voted, links = sorted(in_range.counts), in_range.links
+    counts = [in_range.counts[a] for a in voted]
     first = store.config["CHOICES"][0]
     rows: list[dict[str, Any]] = []
     for article_id, got in zip(voted, counts, strict=True):

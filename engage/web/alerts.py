@@ -14,7 +14,7 @@ from flask import current_app, redirect, request, url_for
 from engage import alerts, schemas
 from engage.store import alerts as alert_store
 from engage.store import get_store
-from engage.web import forms
+from engage.web import dashboard, forms
 from engage.web.forms import Errors
 
 bp = forms.staff_blueprint("alert_rules", __name__)
@@ -81,7 +81,7 @@ def _save(rule_id: str | None) -> Any:
         return _page(shown, errors, 422, editing=rule_id)
     record = alert_store.save_rule(store, loaded, rule_id)
     if record is None:
-        return forms.refuse(404, "not_found", "No alert rule exists under this id.")
+        return dashboard.refuse(404, "not_found", "No alert rule exists under this id.")
     named = f"Rule \u201c{record['name']}\u201d"
     if rule_id is None:
         return _page(_shown({}), {}, 201, notice=f"{named} created.")
@@ -101,12 +101,12 @@ def rule_edit(rule_id: str) -> Any:
         return _save(rule_id)
     rule = alert_store.get_rule(get_store(), rule_id)
     if rule is None:
-        return forms.refuse(404, "not_found", "No alert rule exists under this id.")
+        return dashboard.refuse(404, "not_found", "No alert rule exists under this id.")
     return _page(_shown(rule), {}, editing=rule_id)
 
 
 @bp.post("/alerts/<eid:rule_id>/delete")
 def rule_delete(rule_id: str) -> Any:
     if not alert_store.delete_rule(get_store(), rule_id):
-        return forms.refuse(404, "not_found", "No alert rule exists under this id.")
+        return dashboard.refuse(404, "not_found", "No alert rule exists under this id.")
     return redirect(url_for("alert_rules.rule_list", notice="Rule deleted."))
