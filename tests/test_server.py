@@ -594,13 +594,12 @@ def test_metrics_directory_is_emptied_or_made_and_removed(
     assert given.is_dir()  # a configured directory stays
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
 
-    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
     directory = MetricsDirectory.open()
     made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    assert made.parent == tmp_path and made.name.startswith("engage-metrics-")
+    assert made.parent == Path(tempfile.gettempdir())
+    assert made.name.startswith("engage-metrics-")
     # A forked worker inherits the object but never removes the directory.
     pid = os.fork()
     if pid == 0:
