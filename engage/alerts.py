@@ -87,16 +87,16 @@ def _hours(now: datetime, rule: dict[str, Any]) -> list[datetime]:
     return [floor(now, "hour") - HOUR * i for i in range(int(rule["window_hours"]))]
 
 
-def _articles(store: Store, rule: dict[str, Any], hours: list[datetime]) -> list[str]:
-    if rule.get("article"):
-        return [rule["article"]]
-    return sorted(alert_store.active_articles(store, hours))
-
-
 def _window_sums(store: Store, rule: dict[str, Any], now: datetime) -> dict[str, Counter[str]]:
+    """The window's bucket sums of the rule's article, or of every article with votes or
+    link activity in the window."""
     hours = _hours(now, rule)
-    return alert_store.bucket_sums(store, _articles(store, rule, hours),
-                                   [("hour", start) for start in hours])
+    if rule.get("article"):
+        articles = [rule["article"]]
+    else:
+        active = stats.in_range(store, Range(hours[-1], hours[0], "hour"))
+        articles = sorted(set(active.counts) | set(active.links))
+    return stats.bucket_sums(store, articles, [("hour", start) for start in hours])
 
 
 def reason_spike(store: Store, rule: dict[str, Any], now: datetime) -> Found:
@@ -113,8 +113,8 @@ def approval_drop(store: Store, rule: dict[str, Any], now: datetime) -> Found:
     sums = _window_sums(store, rule, now)
     first = store.config["CHOICES"][0]
     found: Found = {}
-    for article_id, counts in alert_store.standing(store, list(sums)).items():
-        fields = sums[article_id]
+    for row in stats.figures(store, list(sums), now):
+        article_id, counts, fields = row["id"], row["counts"], sums[row["id"]]
         before = {c: max(0, n - fields["+" + c] + fields["-" + c]) for c, n in counts.items()}
         total, total_before = sum(counts.values()), sum(before.values())
         now_share = approval(counts[first], total)
@@ -131,9 +131,12 @@ def approval_drop(store: Store, rule: dict[str, Any], now: datetime) -> Found:
 
 
 def surge(store: Store, rule: dict[str, Any], now: datetime) -> Found:
-    trend = stats.trend_inputs(store, now)
-    if rule.get("article"):
-        trend = {a: v for a, v in trend.items() if a == rule["article"]}
+    if rule.get("article"):  # the article page's read of one article's trending
+        [row] = stats.figures(store, [rule["article"]], now)
+        trending = row["trending"]
+        trend = {row["id"]: (trending["last_hour"], trending["hourly_average"])}
+    else:
+        trend = stats.trend_inputs(store, now)
     found: Found = {}
     for article_id, (recent, baseline) in trend.items():
         score = trending_score(recent, baseline)
@@ -154,20 +157,20 @@ def refused(store: Store, rule: dict[str, Any], now: datetime) -> Found:
     return found
 
 
+def _results(poll: polls.Poll) -> list[dict[str, Any]]:
+    shares = percentages(poll.counts)
+    return [{"label": o["label"], "votes": poll.counts[o["id"]], "percent": shares[o["id"]]}
+            for o in poll.options]
+
+
 def poll_milestone(store: Store, rule: dict[str, Any], now: datetime) -> Found:
-    ids = [rule["poll"]] if rule.get("poll") else list(store.redis.zrange(store.keys.polls, 0, -1))
-    found: Found = {}
-    for poll_id, poll in polls.get_many(store, ids, None, now).items():
-        if poll.voters < rule["threshold"] and not (rule.get("on_close") and poll.closed):
-            continue
-        shares = percentages(poll.counts)
-        found[poll_id] = {
-            "question": poll.question, "answers": poll.voters, "status": poll.status,
-            "article": poll.article,
-            "results": [{"label": o["label"], "votes": poll.counts[o["id"]],
-                         "percent": shares[o["id"]]} for o in poll.options],
-        }
-    return found
+    ids = [rule["poll"]] if rule.get("poll") else polls.ids(store)
+    return {
+        poll_id: {"question": poll.question, "answers": poll.voters, "status": poll.status,
+                  "article": poll.article, "results": _results(poll)}
+        for poll_id, poll in polls.get_many(store, ids, None, now).items()
+        if poll.voters >= rule["threshold"] or (rule.get("on_close") and poll.closed)
+    }
 
 
 CHECKS = {"reason_spike": reason_spike, "approval_drop": approval_drop, "surge": surge,
@@ -229,7 +232,7 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
                          "upper": wilson_upper(got[first], total)})
     best = sorted(rows, key=lambda r: (-r["lower"], -r["total"], r["id"]))[:DIGEST_TOP]
     worst = sorted(rows, key=lambda r: (r["upper"], -r["total"], r["id"]))[:DIGEST_TOP]
-    sums = alert_store.bucket_sums(store, voted, window.segments())
+    sums = stats.bucket_sums(store, voted, window.segments())
     reasons: dict[str, Counter[str]] = {}
     for article_id, fields in sums.items():
         for field, n in fields.items():
@@ -261,9 +264,8 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
 def _polls_closed(store: Store, since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Polls that closed in the range (by an editor: when last updated; by a deadline:
     its closes_at), with their results."""
-    ids = list(store.redis.zrange(store.keys.polls, 0, -1))
     out: list[dict[str, Any]] = []
-    for poll in polls.get_many(store, ids, None, until).values():
+    for poll in polls.get_many(store, polls.ids(store), None, until).values():
         if not poll.closed:
             continue
         by_deadline = poll.closes_at and poll.closes_at <= iso(until)
@@ -271,11 +273,8 @@ def _polls_closed(store: Store, since: datetime, until: datetime) -> list[dict[s
         when = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
         if when is None or not since <= when < until:
             continue
-        shares = percentages(poll.counts)
         out.append({"id": poll.id, "question": poll.question, "article": poll.article,
-                    "answers": poll.voters,
-                    "results": [{"label": o["label"], "votes": poll.counts[o["id"]],
-                                 "percent": shares[o["id"]]} for o in poll.options]})
+                    "answers": poll.voters, "results": _results(poll)})
     return sorted(out, key=lambda p: (-p["answers"], p["id"]))
 
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from engage.store import Store
@@ -124,51 +122,7 @@ def pending_count(store: Store) -> int:
     return int(store.redis.zcard(store.keys.alerts("due")))
 
 
-# -- figures the rules read ---------------------------------------------------------------
-def active_articles(store: Store, hours: Iterable[datetime]) -> set[str]:
-    """Articles with votes cast, clicks or impressions in any of these hours (from the
-    aggregates' hourly sets)."""
-    keys = store.keys
-    pipe = store.redis.pipeline(transaction=False)
-    for start in hours:
-        for field in ("cast", "click", "imp"):
-            pipe.zrange(keys.agg(f"h:{keys.hour_stamp(start)}:{field}"), 0, -1)
-    return {article_id for reply in pipe.execute() for article_id in reply}
-
-
-def bucket_sums(store: Store, article_ids: list[str],
-                segments: list[tuple[str, datetime]]) -> dict[str, Counter[str]]:
-    """Each article's stats bucket fields summed over the segments ("hour"/"day", start)."""
-    keys = store.keys
-    pipe = store.redis.pipeline(transaction=False)
-    for article_id in article_ids:
-        owner = keys.article(article_id)
-        for kind, start in segments:
-            pipe.hgetall(keys.hour_bucket(owner, start) if kind == "hour"
-                         else keys.day_bucket(owner, start))
-    replies = iter(pipe.execute())
-    out: dict[str, Counter[str]] = {}
-    for article_id in article_ids:
-        total: Counter[str] = Counter()
-        for _ in segments:
-            for field, value in next(replies).items():
-                total[field] += int(value)
-        out[article_id] = total
-    return out
-
-
-def standing(store: Store, article_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Each article's reactions standing now, per choice."""
-    choices = list(store.config["CHOICES"])
-    pipe = store.redis.pipeline(transaction=False)
-    for article_id in article_ids:
-        pipe.hmget(store.keys.article_counts(article_id), choices)
-    return {
-        article_id: {c: max(0, int(n or 0)) for c, n in zip(choices, row, strict=True)}
-        for article_id, row in zip(article_ids, pipe.execute(), strict=True)
-    }
-
-
+# -- what notes name ----------------------------------------------------------------------
 def titles(store: Store, article_ids: Iterable[str]) -> dict[str, str]:
     ids = sorted(set(article_ids))
     pipe = store.redis.pipeline(transaction=False)

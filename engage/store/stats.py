@@ -439,6 +439,18 @@ def _sum(hashes: Iterable[dict[str, str]]) -> Counter[str]:
     return total
 
 
+def bucket_sums(store: Store, article_ids: list[str],
+                segments: list[tuple[str, datetime]]) -> dict[str, Counter[str]]:
+    """Each article's bucket fields (as `article_series` reads them) summed over the
+    segments ("hour" or "day", start), in one round trip."""
+    pipe = store.redis.pipeline(transaction=False)
+    for article_id in article_ids:
+        for bucket, start in segments:
+            pipe.hgetall(_bucket_key(store, store.keys.article(article_id), bucket, start))
+    replies = iter(pipe.execute())
+    return {article_id: _sum(next(replies) for _ in segments) for article_id in article_ids}
+
+
 def article_series(store: Store, article_id: str, window: Range) -> dict[str, Any] | None:
     """Per bucket: reactions taken/withdrawn per choice, reasons, poll votes, links, and
     the activity refused (REFUSED)."""
