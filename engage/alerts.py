@@ -217,7 +217,8 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
     since = floor(datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC), "hour")
     until = floor((datetime(day.year, day.month, day.day, tzinfo=zone) + DAY).astimezone(UTC),
                   "hour")
-    window = Range(since, until, "mixed")
+    # A range holds the bucket its end falls in: the day's last hour, not the next one's.
+    window = Range(since, until - HOUR, "hour")
     in_range = stats.in_range(store, window)
     voted, links = sorted(in_range.counts), in_range.links
     counts = [in_range.counts[a] for a in voted]

@@ -462,6 +462,9 @@ def test_digest_lists_yesterdays_best_worst_and_reasons(
                 share = approval(yes, total)
                 assert share is not None
                 assert f"{share * 100:.1f} %" in part and f"{total}" in part
+        for article, yes, total in expected[key]:  # nor a vote of today's first hour
+            line = f"- Title of {article}: {yes / total * 100:.1f} % of {total} votes"
+            assert line in section(text, start, end), (line, text)
         assert "art-z" not in section(text, "Most approved", "Polls")
 
     reasons = sorted(((r, sum(c.values())) for r, c in expected["reasons"].items()),
