@@ -192,6 +192,36 @@ def test_other_kinds_fire_on_their_figures(
     assert 'Poll: Agree? (on "China and South Korea' in texts["Poll"]
 
 
+def test_surge_fires_for_the_article_it_names_or_for_every_one(
+    app: Flask, client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock,
+    catch_up: Any, mail: MailServer,
+) -> None:
+    """A surge rule on one article judges that one; a rule on every article finds each
+    one trending above its factor, and not one moving at its usual pace."""
+    now = floor(clock(), "hour") + timedelta(minutes=5)
+    for article_id in ("rising", "other", "calm"):
+        put_article(client, editor, article_id)
+    clock.set(now - timedelta(hours=3))
+    for _ in range(48):  # "calm" has 2 votes an hour on average over the day before
+        react(client, "calm", mint(app), "yes")
+    clock.set(now)
+    for article_id in ("rising", "other", "calm"):
+        for _ in range(5):
+            react(client, article_id, mint(app), "yes")
+    create_rule(client, editor, name="Rising", kind="surge", reason=None, factor=3,
+                threshold=5, article="rising")
+    create_rule(client, editor, name="Any", kind="surge", reason=None, factor=3, threshold=5)
+    catch_up()
+    worker = Worker(store, "test")
+    worker.step()
+    worker.step()
+    got = sorted((subject(m).split(": ", 1)[1].split(" - ")[0],
+                  parts(m)[0].split("/dashboard/articles/")[1].strip()) for m in mail.received())
+    assert got == [("Any", "other"), ("Any", "rising"), ("Rising", "rising")], got
+    assert ("trending 6.0x (rule: 3.0x): 5.0 votes in the last hour, 0.0 an hour before"
+            in parts(mail.received()[0])[0])
+
+
 def test_a_failed_channel_is_counted_and_retried_alone(
     app: Flask, client: FlaskClient, editor: dict[str, str], store: Any, clock: Clock,
     catch_up: Any, mail: MailServer,
