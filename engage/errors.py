@@ -154,6 +154,10 @@ class UnknownLink(NotFound):
     message = "No such link."
 
 
+class UnknownAlertRule(NotFound):
+    message = "No alert rule exists under this id."
+
+
 class PollClosed(Conflict):
     error_code = "poll_closed"
     message = "The poll is closed; votes are no longer accepted."

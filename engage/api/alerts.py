@@ -71,7 +71,7 @@ class AlertRule(MethodView):
         firing until its condition clears."""
         record = alert_store.save_rule(get_store(), _checked(data), rule_id)
         if record is None:
-            raise errors.NotFound("No alert rule exists under this id.")
+            raise errors.UnknownAlertRule()
         return record
 
     @blp.response(204)
@@ -83,4 +83,4 @@ class AlertRule(MethodView):
     def delete(self, rule_id: str) -> None:
         """Delete a rule; notes already queued are still delivered."""
         if not alert_store.delete_rule(get_store(), rule_id):
-            raise errors.NotFound("No alert rule exists under this id.")
+            raise errors.UnknownAlertRule()

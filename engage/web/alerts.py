@@ -12,6 +12,7 @@ from typing import Any
 from flask import current_app, redirect, request, url_for
 
 from engage import alerts, schemas
+from engage.errors import UnknownAlertRule
 from engage.store import alerts as alert_store
 from engage.store import get_store
 from engage.web import dashboard, forms
@@ -29,6 +30,11 @@ KINDS = (
 BLANK = {"name": "", "kind": "reason_spike", "article": "", "poll": "", "threshold": "5",
          "window_hours": "1", "reason": "", "points": "", "factor": "", "on_close": False,
          "email_to": "", "email_from": "", "webhook": False, "slack_url": "", "enabled": True}
+
+
+def _unknown() -> Any:
+    return dashboard.refuse(UnknownAlertRule.code, UnknownAlertRule.error_code,
+                            UnknownAlertRule.message)
 
 
 def _text(name: str) -> str | None:
@@ -81,7 +87,7 @@ def _save(rule_id: str | None) -> Any:
         return _page(shown, errors, 422, editing=rule_id)
     record = alert_store.save_rule(store, loaded, rule_id)
     if record is None:
-        return dashboard.refuse(404, "not_found", "No alert rule exists under this id.")
+        return _unknown()
     named = f"Rule \u201c{record['name']}\u201d"
     if rule_id is None:
         return _page(_shown({}), {}, 201, notice=f"{named} created.")
@@ -101,12 +107,12 @@ def rule_edit(rule_id: str) -> Any:
         return _save(rule_id)
     rule = alert_store.get_rule(get_store(), rule_id)
     if rule is None:
-        return dashboard.refuse(404, "not_found", "No alert rule exists under this id.")
+        return _unknown()
     return _page(_shown(rule), {}, editing=rule_id)
 
 
 @bp.post("/alerts/<eid:rule_id>/delete")
 def rule_delete(rule_id: str) -> Any:
     if not alert_store.delete_rule(get_store(), rule_id):
-        return dashboard.refuse(404, "not_found", "No alert rule exists under this id.")
+        return _unknown()
     return redirect(url_for("alert_rules.rule_list", notice="Rule deleted."))
