@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from engage import destinations, metrics
+from engage import metrics
 from engage.formulas import approval, percentages, trending_score, wilson_lower, wilson_upper
 from engage.schemas import ALERT_KINDS
 from engage.store import UNAVAILABLE, Store, polls, stats
@@ -65,18 +65,6 @@ def dashboard_url(config: dict[str, Any], path: str) -> str:
 
 def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{share * 100:.1f} %"
-
-
-def destination_errors(config: dict[str, Any], rule: dict[str, Any]) -> dict[str, list[str]]:
-    """A rule's Slack address must pass the webhooks' destination checks (checked again
-    at each delivery)."""
-    if not rule.get("slack_url"):
-        return {}
-    try:
-        destinations.check(rule["slack_url"], destinations.rules(config))
-    except destinations.RefusedDestination as exc:
-        return {"slack_url": [str(exc)]}
-    return {}
 
 
 # -- conditions: subject -> the figures that make it true -------------------------------

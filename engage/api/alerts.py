@@ -10,7 +10,7 @@ from typing import Any
 
 from flask.views import MethodView
 
-from engage import alerts, errors, schemas
+from engage import destinations, errors, schemas
 from engage.api import Blueprint
 from engage.api.spec import EDITOR
 from engage.identity import require_role
@@ -23,9 +23,8 @@ _AUTH = {401: "No or invalid token.", 403: "Not an editor or admin."}
 
 
 def _checked(data: dict[str, Any]) -> dict[str, Any]:
-    refused = alerts.destination_errors(get_store().config, data)
-    if refused:
-        raise errors.ValidationFailed(fields=refused)
+    if why := destinations.refused(data["slack_url"], get_store().config):
+        raise errors.ValidationFailed(fields={"slack_url": [why]})
     return data
 
 

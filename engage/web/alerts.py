@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import current_app, redirect, request, url_for
 
-from engage import alerts, schemas
+from engage import destinations, schemas
 from engage.errors import UnknownAlertRule
 from engage.store import alerts as alert_store
 from engage.store import get_store
@@ -81,8 +81,8 @@ def _save(rule_id: str | None) -> Any:
     data, shown = _input()
     loaded, errors = forms.load(schemas.AlertRuleInSchema(), data)
     store = get_store()
-    if not errors:
-        errors = alerts.destination_errors(store.config, loaded)
+    if not errors and (why := destinations.refused(loaded["slack_url"], store.config)):
+        errors = {"slack_url": [why]}
     if errors:
         return _page(shown, errors, 422, editing=rule_id)
     record = alert_store.save_rule(store, loaded, rule_id)
