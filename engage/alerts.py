@@ -71,20 +71,16 @@ def _percent(share: float | None) -> str:
 Found = dict[str, dict[str, Any]]
 
 
-def _hours(now: datetime, rule: dict[str, Any]) -> list[datetime]:
-    return [floor(now, "hour") - HOUR * i for i in range(int(rule["window_hours"]))]
-
-
 def _window_sums(store: Store, rule: dict[str, Any], now: datetime) -> dict[str, Counter[str]]:
     """The window's bucket sums of the rule's article, or of every article with votes or
     link activity in the window."""
-    hours = _hours(now, rule)
+    window = Range(floor(now, "hour") - HOUR * (rule["window_hours"] - 1), now, "hour")
     if rule.get("article"):
         articles = [rule["article"]]
     else:
-        active = stats.in_range(store, Range(hours[-1], hours[0], "hour"))
+        active = stats.in_range(store, window)
         articles = sorted(set(active.counts) | set(active.links))
-    return stats.bucket_sums(store, articles, [("hour", start) for start in hours])
+    return stats.bucket_sums(store, articles, window.segments())
 
 
 def reason_spike(store: Store, rule: dict[str, Any], now: datetime) -> Found:
@@ -257,9 +253,9 @@ def _polls_closed(store: Store, since: datetime, until: datetime) -> list[dict[s
     for poll in polls.get_many(store, polls.ids(store), None, until).values():
         if not poll.closed:
             continue
-        by_deadline = poll.closes_at and poll.closes_at <= iso(until)
-        stamp = poll.closes_at if by_deadline else poll.updated_at
-        when = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+        closes = datetime.fromisoformat(poll.closes_at) if poll.closes_at else None
+        when = closes if closes is not None and closes <= until else (
+            datetime.fromisoformat(poll.updated_at) if poll.updated_at else None)
         if when is None or not since <= when < until:
             continue
         out.append({"id": poll.id, "question": poll.question, "article": poll.article,

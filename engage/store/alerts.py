@@ -118,10 +118,6 @@ def finish(store: Store, note_id: str) -> None:
     pipe.execute()
 
 
-def pending_count(store: Store) -> int:
-    return int(store.redis.zcard(store.keys.alerts("due")))
-
-
 # -- what notes name ----------------------------------------------------------------------
 def titles(store: Store, article_ids: Iterable[str]) -> dict[str, str]:
     ids = sorted(set(article_ids))
