@@ -34,7 +34,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from engage import metrics
 from engage.formulas import approval, percentages, trending_score, wilson_lower, wilson_upper
-from engage.schemas import ALERT_KINDS
 from engage.store import UNAVAILABLE, Store, polls, stats
 from engage.store import alerts as alert_store
 from engage.timerange import DAY, HOUR, Range, floor
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("engage.alerts")
 
 RESOLVES = frozenset({"reason_spike", "approval_drop", "surge", "refused"})
-CHANNELS = ("email", "webhook", "slack")
 NOTE_BATCH = 20
 DIGEST_TOP = 5
 
@@ -320,11 +318,6 @@ class Alerter:
         self.judged_at = float("-inf")
         # Long enough for every channel of one note to time out once.
         self.lease = float(self.config["SMTP_TIMEOUT"]) + 2 * worker.timeout + 5
-        families = metrics.worker_families()
-        for kind in (*ALERT_KINDS, "digest"):
-            families.alerts_fired.labels(kind=kind)
-        for channel in CHANNELS:
-            families.alert_failures.labels(channel=channel)
 
     def step(self) -> int:
         """Judge the rules when due, then deliver due notes; returns the notes handled."""
