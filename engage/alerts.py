@@ -423,7 +423,7 @@ class Alerter:
                 continue
             note["channels"].remove(channel)
             if note["channels"]:
-                alert_store.save_note(self.store, note)  # done: never sent again
+                alert_store.save_note(self.store, note)  # at once: a restart must not resend it
         if not note["channels"]:
             alert_store.finish(self.store, note["id"])
             return

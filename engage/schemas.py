@@ -640,7 +640,6 @@ class WebhookListSchema(Schema):
     webhooks = fields.List(fields.Nested(WebhookSchema), required=True)
 
 
-
 # -- alert rules (engage/alerts.py) ---------------------------------------------------------
 ALERT_KINDS = ("reason_spike", "approval_drop", "surge", "refused", "poll_milestone")
 # What each kind needs besides its threshold; the rest must be left out (null).
