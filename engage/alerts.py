@@ -25,6 +25,7 @@ import ssl
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from engage import metrics
 from engage.formulas import approval, percentages, trending_score, wilson_lower, wilson_upper
-from engage.store import UNAVAILABLE, Store, polls, stats
+from engage.store import UNAVAILABLE, Store, articles, polls, stats
 from engage.store import alerts as alert_store
 from engage.timerange import DAY, HOUR, Range, floor
 
@@ -63,6 +64,13 @@ def dashboard_url(config: dict[str, Any], path: str) -> str:
 
 def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{share * 100:.1f} %"
+
+
+def _titles(store: Store, article_ids: Iterable[str]) -> dict[str, str]:
+    """Each article's title; its id when it has none or is gone."""
+    ids = sorted(set(article_ids))
+    found = articles.get_many(store, ids)
+    return {a: (found.get(a) or {}).get("title") or a for a in ids}
 
 
 # -- conditions: subject -> the figures that make it true -------------------------------
@@ -231,8 +239,8 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
                      key=lambda x: (-x[1], x[0]))[:DIGEST_TOP]
     clicks, imps = sum(c for c, _ in links.values()), sum(i for _, i in links.values())
     named: set[str] = {r["id"] for r in best + worst} | {a for c in reasons.values() for a in c}
-    titles = alert_store.titles(store, named | {a for a, _, _ in clicked} |
-                                {p["article"] for p in closed if p["article"]})
+    titles = _titles(store, named | {a for a, _, _ in clicked} |
+                     {p["article"] for p in closed if p["article"]})
     return {
         "day": day.isoformat(), "since": iso(since), "until": iso(until),
         "votes": sum(r["total"] for r in rows), "articles": len(rows),
@@ -358,8 +366,8 @@ class Alerter:
             cleared = {}
         if not fresh and not cleared:
             return
-        titles = alert_store.titles(self.store, [self._article(rule, s, f) or s
-                                                 for s, f in {**fresh, **cleared}.items()])
+        titles = _titles(self.store, [self._article(rule, s, f) or s
+                                      for s, f in {**fresh, **cleared}.items()])
         for subject, figures in fresh.items():
             if self._queue(rule, subject, figures, titles, now, fire=True):
                 metrics.worker_families().alerts_fired.labels(kind=rule["kind"]).inc()

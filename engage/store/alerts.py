@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable
 from typing import Any
 
 from engage.store import Store
@@ -116,12 +115,3 @@ def finish(store: Store, note_id: str) -> None:
     pipe.hdel(store.keys.alerts("pending"), note_id)
     pipe.zrem(store.keys.alerts("due"), note_id)
     pipe.execute()
-
-
-# -- what notes name ----------------------------------------------------------------------
-def titles(store: Store, article_ids: Iterable[str]) -> dict[str, str]:
-    ids = sorted(set(article_ids))
-    pipe = store.redis.pipeline(transaction=False)
-    for article_id in ids:
-        pipe.hget(store.keys.article(article_id), "title")
-    return {a: t or a for a, t in zip(ids, pipe.execute(), strict=True)}
