@@ -53,10 +53,6 @@ _templates = Environment(loader=PackageLoader("engage", "web/templates"),
                          lstrip_blocks=True)
 
 
-def iso(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def dashboard_url(config: dict[str, Any], path: str) -> str:
     """An absolute link under ENGAGE_PUBLIC_URL; only the path without it."""
     return (config.get("PUBLIC_URL") or "").rstrip("/") + "/dashboard" + path
@@ -242,7 +238,7 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
     titles = _titles(store, named | {a for a, _, _ in clicked} |
                      {p["article"] for p in closed if p["article"]})
     return {
-        "day": day.isoformat(), "since": iso(since), "until": iso(until),
+        "day": day.isoformat(), "since": stats.iso(since), "until": stats.iso(until),
         "votes": sum(r["total"] for r in rows), "articles": len(rows),
         "best": best, "worst": worst, "reasons": top_reasons, "polls": closed,
         "links": [{"id": a, "clicks": c, "impressions": i, "ctr": c / i if i else None}
@@ -331,7 +327,7 @@ class Alerter:
         """Judge the rules when due, then deliver due notes; returns the notes handled."""
         if time.monotonic() - self.judged_at >= self.interval:
             self.judged_at = time.monotonic()
-            now = self.store.now()
+            now = self.store.now().replace(microsecond=0)  # notes show it to the second
             for rule in alert_store.list_rules(self.store):
                 if rule.get("enabled", True):
                     self._guarded(f"rule {rule['id']}", self.judge, rule, now)
@@ -395,11 +391,11 @@ class Alerter:
             "rule": {k: rule.get(k) for k in ("id", "name", "kind", "email_to", "email_from",
                                                "slack_url")},
             "subject": subject, "article": article, "title": title, "figures": figures,
-            "at": iso(now), "channels": channels, "attempts": 0,
+            "at": stats.iso(now), "channels": channels, "attempts": 0,
             "link": dashboard_url(self.config, f"/articles/{article}" if article else "/polls"),
         }
         return alert_store.transition(self.store, f"{rule['id']}|{subject}", fire,
-                                      {"at": iso(now), "figures": figures}, note, time.time())
+                                      {"at": stats.iso(now), "figures": figures}, note, time.time())
 
     def digest(self, now: datetime) -> None:
         """Queue yesterday's digest once the local digest time has passed (once a day)."""
@@ -418,7 +414,8 @@ class Alerter:
         note = {"id": "dg_" + day.strftime("%Y%m%d"), "status": "digest", "subject": subject,
                 "text": text, "html": html, "to": list(to), "channels": ["email"],
                 "attempts": 0}
-        if alert_store.transition(self.store, field, True, {"at": iso(now)}, note, time.time()):
+        at = {"at": stats.iso(now)}
+        if alert_store.transition(self.store, field, True, at, note, time.time()):
             metrics.worker_families().alerts_fired.labels(kind="digest").inc()
 
     # -- delivering -------------------------------------------------------------------

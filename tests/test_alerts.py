@@ -21,7 +21,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from engage import metrics
+from engage.alerts import CHECKS
 from engage.formulas import approval, wilson_lower, wilson_upper
+from engage.schemas import ALERT_KINDS
 from engage.store import alerts as alert_store
 from engage.store import webhooks
 from engage.timerange import floor
@@ -261,9 +263,6 @@ def test_a_failed_channel_is_counted_and_retried_alone(
 def test_rule_api_validates_and_round_trips(
     client: FlaskClient, editor: dict[str, str], store: Any,
 ) -> None:
-    from engage.alerts import CHECKS
-    from engage.schemas import ALERT_KINDS
-
     assert sorted(CHECKS) == sorted(ALERT_KINDS)  # every kind the API takes is judged
     assert client.get("/api/v1/alert-rules").status_code == 401
     bad = [
