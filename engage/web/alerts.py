@@ -57,7 +57,7 @@ def _input() -> tuple[dict[str, Any], dict[str, Any]]:
         "email_from": _text("email_from"), "slack_url": _text("slack_url"),
         "enabled": shown["enabled"],
     }
-    if data["window_hours"] is None:
+    if data["window_hours"] is None:  # left blank: the API's default, as if not sent
         data["window_hours"] = 1
     return data, shown
 
