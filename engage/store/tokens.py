@@ -90,12 +90,23 @@ def _session_key(store: Store, session_id: str) -> str:
     return store.keys.session(hashlib.sha256(session_id.encode()).hexdigest()[:32])
 
 
-def start_session(store: Store, token_id: str, ttl: int) -> str:
-    """A new dashboard session of the token: its id, live on the server for `ttl` seconds
-    after its last use or until `end_session`."""
+def start_session(store: Store, owner: str, ttl: int) -> str:
+    """A new dashboard session of `owner` (a token's id, or what engage/web/session.py
+    keeps of a sign-in through OpenID Connect): its id, live on the server for `ttl`
+    seconds after its last use or until `end_session`."""
     session_id = secrets.token_urlsafe(24)
-    store.redis.set(_session_key(store, session_id), token_id, ex=ttl)
+    store.redis.set(_session_key(store, session_id), owner, ex=ttl)
     return session_id
+
+
+def session_owner(store: Store, session_id: str, ttl: int) -> str | None:
+    """The owner a live session was started for; its lifetime starts over."""
+    key = _session_key(store, session_id)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.get(key)
+    pipe.expire(key, ttl)
+    owner, _ = pipe.execute()
+    return owner
 
 
 def end_session(store: Store, session_id: str) -> None:

@@ -17,6 +17,7 @@ WEB_MODULES = (
     "dashboard",
     "editor",
     "admin",
+    "oidc",
 )
 
 

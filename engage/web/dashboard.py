@@ -35,7 +35,7 @@ from engage.web.formatting import fmt_time, pct
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-_PUBLIC_ENDPOINTS = {"dashboard.signin"}
+_PUBLIC_ENDPOINTS = {"dashboard.signin", "oidc.start", "oidc.callback"}
 _JSON_ENDPOINTS = {"dashboard.live_json", "dashboard.export"}
 
 
