@@ -4,6 +4,7 @@ against the provider's keys, the claim mapped to roles and sites."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from collections.abc import Callable, Iterator
@@ -38,8 +39,8 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
-    # Imported here, where the warning filters of pyproject.toml apply: authlib, imported
-    # with engage above, puts its own in front of them while it is being imported.
+    # Imported here, where the warning filters of pyproject.toml apply: the first import
+    # of authlib (done above, with engage) puts an "always" filter in front of them.
     import oidc_provider_mock
 
     users = [oidc_provider_mock.User(sub=email.split("@")[0], claims={"email": email, "groups": g})
@@ -126,7 +127,7 @@ def test_admin_group_signs_in_and_reaches_admin_pages(app: Flask, client: FlaskC
     assert set(data["staff"]) == {"sid", "oidc"}
     assert not [key for key in data if key.startswith("_state") or key == "oidc_next"]
     [key] = session_keys(store)
-    assert set(__import__("json").loads(store.redis.get(key))) == {
+    assert set(json.loads(store.redis.get(key))) == {
         "id", "role", "name", "sites", "until"}
 
 
@@ -157,20 +158,17 @@ def test_user_without_a_mapped_group_is_refused_with_a_clear_page(client: FlaskC
     assert session_keys(store) == []
 
 
-def test_tampered_state_is_refused(client: FlaskClient, store: Any) -> None:
-    response = sign_in(client, "chief",
-                       back_at_engage=lambda url: with_query(url, state="forged-state"))
+@pytest.mark.parametrize("tampered", [
+    # The state engage gets back is not the one it sent.
+    {"back_at_engage": lambda url: with_query(url, state="forged-state")},
+    # The provider signs the nonce it was sent into the ID token; it must be engage's.
+    {"at_provider": lambda url: with_query(url, nonce="forged-nonce")},
+], ids=["state", "nonce"])
+def test_tampered_state_or_nonce_is_refused(client: FlaskClient, store: Any,
+                                            tampered: dict[str, Any]) -> None:
+    response = sign_in(client, "chief", **tampered)
     assert response.status_code == 400
     assert "did not complete" in response.get_data(as_text=True)
-    assert signed_out(client)
-    assert session_keys(store) == []
-
-
-def test_tampered_nonce_is_refused(client: FlaskClient, store: Any) -> None:
-    # The provider signs the nonce it was sent into the ID token; it must be engage's.
-    response = sign_in(client, "chief",
-                       at_provider=lambda url: with_query(url, nonce="forged-nonce"))
-    assert response.status_code == 400
     assert signed_out(client)
     assert session_keys(store) == []
 

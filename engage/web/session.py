@@ -116,7 +116,7 @@ def _oidc_record(session_id: str) -> dict[str, Any] | None:
         record = json.loads(owner) if owner else None
     except ValueError:
         return None
-    if not isinstance(record, dict) or not record.get("until", 0) > store.now().timestamp():
+    if not isinstance(record, dict) or record.get("until", 0) <= store.now().timestamp():
         return None
     return record
 
