@@ -23,8 +23,6 @@ RUN pip install --no-deps . \
     && useradd --system --uid 10001 --home-dir /var/lib/engage engage \
     && mkdir -p /var/lib/engage \
     && chown engage /var/lib/engage
-# For `gunicorn -c gunicorn.conf.py 'engage:create_app()'`, the alternative server.
-COPY gunicorn.conf.py ./
 
 USER engage
 ENV ENGAGE_BIND=0.0.0.0:8000 \

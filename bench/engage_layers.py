@@ -93,11 +93,8 @@ def main() -> None:
     parser.add_argument("--bind", default="127.0.0.1:8001")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    # As `engage serve`: the metrics directory and this process's slot before any worker.
+    # As `engage serve`: the metrics directory before any worker.
     metrics_dir = MetricsDirectory.open()
-    from engage import metrics
-
-    metrics.claim_slot("server")
     try:
         run_granian(args.bind, args.workers, target="engage_layers:granian_app")
     finally:

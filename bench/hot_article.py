@@ -119,7 +119,7 @@ def measure(url: str, votes: int, procs: int, threads: int) -> dict[str, Any]:
     }
 
 
-# -- HTTP: the same article through gunicorn, driven by wrk -------------------------------
+# -- HTTP: the same article through `engage serve`, driven by wrk -------------------------------
 
 
 def _wrk(url: str, seconds: float, work: Path, lua_args: list[str] | None = None) -> float:
@@ -143,7 +143,7 @@ def _wrk(url: str, seconds: float, work: Path, lua_args: list[str] | None = None
 
 
 def http_row(url: str, workers: int, seconds: float) -> dict[str, Any]:
-    """Anonymous count reads and new-reader votes per second through gunicorn."""
+    """Anonymous count reads and new-reader votes per second through `engage serve`."""
     import os
     import subprocess
     import tempfile
@@ -172,9 +172,8 @@ def http_row(url: str, workers: int, seconds: float) -> dict[str, Any]:
            "ENGAGE_BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(work / "m")}
     (work / "m").mkdir()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
-         "--log-level", "warning", "engage:create_app()"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "gunicorn.log", "w"))
+        [sys.executable, "-m", "engage.cli", "serve"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "serve.log", "w"))
     base = f"http://127.0.0.1:{port}/api/v1/articles/hot/reactions"
     try:
         deadline = time.monotonic() + 30
@@ -204,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--backend", choices=("single", "cluster", "both"), default="both")
     parser.add_argument("--http", action="store_true",
-                        help="also measure through gunicorn with wrk (needs wrk)")
+                        help="also measure through `engage serve` with wrk (needs wrk)")
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
@@ -234,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.http:
                 web = http_row(url, args.workers, args.seconds)
                 ok = ok and web["stored"] > 0
-                print(f"{'':8} HTTP ({args.workers} gunicorn workers): "
+                print(f"{'':8} HTTP ({args.workers} workers): "
                       f"{web['reads']:.0f} anonymous reads/s, {web['votes']:.0f} votes/s "
                       f"({web['stored']} stored)")
         finally:

@@ -1,6 +1,6 @@
 """In-process cost of engage's hot requests, against a bare Flask view measured alike.
 
-    python bench/profile_hot.py              # µs per request, median of 5 loops
+    python bench/profile_hot.py              # CPU µs per request, least of 7 loops
     python bench/profile_hot.py --profile    # plus a cProfile of each scenario
 
 Starts its own redis-server (tests/redis_server.py), builds the app as a server's
@@ -120,6 +120,21 @@ def main() -> None:
                           json.dumps(ARTICLE).encode())
             assert put() in (200, 201)
             read = _caller(app, _environ("GET", "/api/v1/articles/bench-read/reactions"))
+            bundle = _caller(app, _environ("GET", "/api/v1/widget?article=bench-read"))
+            batch_ids = [f"b{n:03d}" for n in range(100)]
+            with app.test_client() as client:
+                for article_id in batch_ids:
+                    assert client.put(f"/api/v1/articles/{article_id}", json=ARTICLE,
+                                      headers=auth).status_code in (200, 201)
+                # What a page view asks: one article with its links and a poll.
+                assert client.put("/api/v1/articles/bench-read/links", headers=auth, json=[
+                    {"title": f"Link {n}", "url": f"https://example.org/{n}"}
+                    for n in range(3)]).status_code == 200
+                assert client.post("/api/v1/polls", headers=auth, json={
+                    "question": "Will the talks last?", "options": ["Yes", "No", "Maybe"],
+                    "article": "bench-read", "results": "always"}).status_code == 201
+            batch = _caller(app, _environ(
+                "GET", "/api/v1/reactions?" + "&".join(f"article={a}" for a in batch_ids)))
             readers = app.extensions["engage.identity"]
             token = readers.mint_reader()
             vote_body = json.dumps({"choice": "yes"}).encode()
@@ -136,6 +151,8 @@ def main() -> None:
 
             results = {
                 "engage read": _measure(read, 200, args.n),
+                "engage widget bundle": _measure(bundle, 200, args.n),
+                "engage batch of 100": _measure(batch, 200, args.n),
                 "engage vote (new reader)": _measure(new_vote, 200, args.n),
                 "bare Flask constant JSON": _measure(const, 200, args.n),
                 "engage app, the constant view": _measure(
@@ -146,7 +163,8 @@ def main() -> None:
                 print(f"{name:32s} {us:8.1f} µs CPU/request")
             if args.profile:
                 fresh = iter([readers.mint_reader() for _ in range(args.n + 10)])
-                for name, call in (("read", read), ("vote", new_vote)):
+                for name, call in (("read", read), ("bundle", bundle), ("batch", batch),
+                                   ("vote", new_vote)):
                     prof = cProfile.Profile()
                     prof.enable()
                     for _ in range(args.n):

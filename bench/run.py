@@ -708,9 +708,6 @@ def main() -> int:
             if compare_sha and compare_label:
                 short, tree = unpack_commit(compare_sha, work)
                 log(f"comparing with {args.compare} ({short}), unpacked in {tree}")
-                # The working tree under gunicorn too: with it, the comparison separates
-                # what the code changed from what the server changed.
-                items += engage_target("engage gunicorn", REPO, "--server", "gunicorn")
                 items += engage_target(compare_label, tree)
             bench_path = {"PYTHONPATH": str(BENCH)}
             const = start_server("flask-const", gunicorn_sync_args(
@@ -913,8 +910,7 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
         "the bare Flask views and isso under gunicorn sync; `engage layers` is engage's app "
         "with all its app-wide layers and two bench-only views (a constant body, one bare "
         "EVALSHA vote; bench/engage_layers.py) under the same granian settings"
-        + (f"; `engage gunicorn` is the working tree under `engage serve --server gunicorn`, "
-           f"`{compare_label}` that commit under its own `engage serve`" if compare_label
+        + (f"; `{compare_label}` is that commit under its own `engage serve`" if compare_label
            else "")
         + f". Redis {info['redis_server'].split()[2]} with AOF (fsync every second).",
         "",
@@ -981,24 +977,19 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
         then = compare_label
         lines += [
             "", f"## Working tree vs {then} (`--compare {args.compare}`)", "",
-            f"Same run, same Redis, same workers. `engage` is the working tree under its "
-            f"default server, `engage gunicorn` the working tree under gunicorn, `{then}` "
-            "that commit as its own `engage serve` ran it. Ratios are now / then: `as run` "
-            f"compares `engage` with `{then}`, `same server` compares `engage gunicorn` with "
-            f"`{then}` (req/s above 1 is faster now, p99 below 1 is better now); server CPU "
-            "per request is given for all three.", "",
-            f"| scenario | req/s engage | req/s engage gunicorn | req/s {then} | as run | "
-            f"same server | p99 ms engage | p99 ms engage gunicorn | p99 ms {then} | "
-            f"CPU µs engage | CPU µs engage gunicorn | CPU µs {then} | failed |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"Same run, same Redis, same workers. `engage` is the working tree under "
+            f"`engage serve`, `{then}` that commit as its own `engage serve` ran it. The ratio "
+            "is now / then (req/s above 1 is faster now); server CPU per request is given for "
+            "both.", "",
+            f"| scenario | req/s engage | req/s {then} | now / then | p99 ms engage | "
+            f"p99 ms {then} | CPU µs engage | CPU µs {then} | failed |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in compared:
             lines.append(
-                f"| {row['scenario']} | {row['rps']:,.0f} | {row['rps_gunicorn']:,.0f} | "
-                f"{row['rps_then']:,.0f} | {row['rps_ratio']} | {row['rps_ratio_gunicorn']} | "
-                f"{row['p99_ms']:.2f} | {row['p99_ms_gunicorn']:.2f} | "
-                f"{row['p99_ms_then']:.2f} | {row['cpu_us']:,} | {row['cpu_us_gunicorn']:,} | "
-                f"{row['cpu_us_then']:,} | {row['failed']} |")
+                f"| {row['scenario']} | {row['rps']:,.0f} | {row['rps_then']:,.0f} | "
+                f"{row['rps_ratio']} | {row['p99_ms']:.2f} | {row['p99_ms_then']:.2f} | "
+                f"{row['cpu_us']:,} | {row['cpu_us_then']:,} | {row['failed']} |")
     lines.append("")
     lines.append(f"Total benchmark time {seconds / 60:.1f} min.")
     markdown = "\n".join(lines) + "\n"
@@ -1017,27 +1008,23 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
 
 
 def compare_rows(figures: list[Figure], then: str) -> list[dict[str, Any]]:
-    """engage's figures beside the older commit's (and the working tree's under gunicorn)."""
+    """engage's figures beside the older commit's."""
     older = {f.scenario: f for f in figures if f.target == then}
-    gunicorn = {f.scenario: f for f in figures if f.target == "engage gunicorn"}
 
     def ratio(a: float, b: float) -> float | None:
         return round(a / b, 2) if b else None
 
     rows = []
     for now in (f for f in figures if f.target == "engage" and "@" not in f.scenario):
-        old, same = older.get(now.scenario), gunicorn.get(now.scenario)
-        if old is None or same is None:
+        old = older.get(now.scenario)
+        if old is None:
             continue
         rows.append({
             "scenario": now.scenario,
-            "rps": now.rps, "rps_gunicorn": same.rps, "rps_then": old.rps,
-            "rps_ratio": ratio(now.rps, old.rps),
-            "rps_ratio_gunicorn": ratio(same.rps, old.rps),
-            "p99_ms": now.p99_ms, "p99_ms_gunicorn": same.p99_ms, "p99_ms_then": old.p99_ms,
-            "cpu_us": round(cpu_us(now)), "cpu_us_gunicorn": round(cpu_us(same)),
-            "cpu_us_then": round(cpu_us(old)),
-            "failed": now.bad + same.bad + old.bad,
+            "rps": now.rps, "rps_then": old.rps, "rps_ratio": ratio(now.rps, old.rps),
+            "p99_ms": now.p99_ms, "p99_ms_then": old.p99_ms,
+            "cpu_us": round(cpu_us(now)), "cpu_us_then": round(cpu_us(old)),
+            "failed": now.bad + old.bad,
         })
     return rows
 

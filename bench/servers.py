@@ -4,8 +4,11 @@
     python bench/servers.py --quick        # ~2 minutes: slow clients held 10 s, one round
 
 Everything runs on loopback against one redis-server this script starts (AOF on, as the
-embedded one): the three servers with the same number of workers, each as engage ships
-it (gunicorn with gunicorn.conf.py, granian through `engage serve`). For each server:
+embedded one): the three servers with the same number of workers: granian through
+`engage serve`, and gunicorn's own sync and gthread workers serving `engage:create_app()`
+from its command line, as an operator would run engage under another WSGI server (with
+the limits engage's gunicorn.conf.py set until engage shipped granian only, and a
+multiprocess metrics directory). For each server:
 
   a  slow clients: 100 idle connections and 100 trickling ones (half send a header line
      a second, half a vote body a byte a second) held while /healthz and an anonymous
@@ -63,7 +66,7 @@ from run import (  # noqa: E402
 
 READ = "/api/v1/articles/bench-read/reactions"
 VOTE = "/api/v1/articles/bench-vote/reactions/mine"
-GRACEFUL_S = 20  # gunicorn.conf.py's graceful_timeout and engage.server.GRACEFUL_TIMEOUT
+GRACEFUL_S = 20  # engage.server.GRACEFUL_TIMEOUT, given to gunicorn too
 
 
 # -- servers --------------------------------------------------------------------------------
@@ -95,6 +98,10 @@ class Candidate:
     def start(self) -> None:
         self.port = free_port()
         self.tmpdir.mkdir(exist_ok=True)
+        given = self.env.get("PROMETHEUS_MULTIPROC_DIR")
+        if given:  # emptied, as `engage serve` empties the one it is given
+            shutil.rmtree(given, ignore_errors=True)
+            os.makedirs(given)
         env = {**self.env, "TMPDIR": str(self.tmpdir)}
         args = [a.replace("{port}", str(self.port)) for a in self.args]
         with open(self.logfile, "ab") as out:
@@ -143,6 +150,8 @@ class Candidate:
         return round(total / 2**20, 1)
 
     def metrics_dir(self) -> Path | None:
+        if self.env.get("PROMETHEUS_MULTIPROC_DIR"):
+            return Path(self.env["PROMETHEUS_MULTIPROC_DIR"])
         found = sorted(self.tmpdir.glob("engage-metrics-*"))
         return found[0] if found else None
 
@@ -161,14 +170,21 @@ WORKERS = 2
 
 def candidates(work: Path, env: dict[str, str], gthread_threads: int) -> list[Candidate]:
     python = sys.executable
-    gunicorn = [python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--workers", str(WORKERS),
-                "--bind", "127.0.0.1:{port}"]
+    # 8190: the longest request line gunicorn allows; its default (4094) refuses a batch
+    # read of 100 ids over about 30 characters.
+    gunicorn = [python, "-m", "gunicorn", "--workers", str(WORKERS), "--bind", "127.0.0.1:{port}",
+                "--graceful-timeout", str(GRACEFUL_S), "--limit-request-line", "8190",
+                "--forwarded-allow-ips", "", "--no-control-socket", "--log-level", "warning"]
+
+    def metrics(slug: str) -> dict[str, str]:
+        return {**env, "PROMETHEUS_MULTIPROC_DIR": str(work / f"metrics-{slug}")}
+
     return [
-        Candidate("gunicorn sync", [*gunicorn, "engage:create_app()"], work, env),
+        Candidate("gunicorn sync", [*gunicorn, "engage:create_app()"], work, metrics("sync")),
         Candidate(f"gunicorn gthread x{gthread_threads}",
-                  [*gunicorn, "-k", "engage.server.ThreadWorker",
-                   "--threads", str(gthread_threads), "engage:create_app()"], work, env),
-        Candidate("granian", [python, "-m", "engage.cli", "serve", "--server", "granian",
+                  [*gunicorn, "-k", "gthread", "--threads", str(gthread_threads),
+                   "engage:create_app()"], work, metrics("gthread")),
+        Candidate("granian", [python, "-m", "engage.cli", "serve",
                               "--workers", str(WORKERS), "--bind", "127.0.0.1:{port}"],
                   work, env),
     ]

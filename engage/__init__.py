@@ -27,50 +27,31 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.url_map.strict_slashes = False
     app.url_map.redirect_defaults = False
 
-    _instrument(app)  # first hooks: even early refusals are logged and counted
-    app.before_request(_refuse_large_body)
+    _hooks(app)  # first: even early refusals are logged and counted
     store.init_app(app)
     identity.init_app(app)
     extensions.init_app(app)
     api.init_app(app)
     web.init_app(app)
     errors.init_app(app)
-    metrics.init_app(app)  # last: it makes a series for every route
+    metrics.init_app(app)
     return app
 
 
-def _refuse_large_body() -> None:
-    """413 for a body over MAX_CONTENT_LENGTH on every route, also those that never read
-    one: werkzeug only checks the limit when a body is read."""
-    from flask import request
-    from werkzeug.exceptions import RequestEntityTooLarge
+def _hooks(app: Flask) -> None:
+    """engage's one hook of each kind, doing each app-wide thing once per request.
 
-    limit = request.max_content_length
-    if limit is None:
-        return
-    if request.content_length is not None:
-        if request.content_length > limit:
-            raise RequestEntityTooLarge()
-    elif request.headers.get("Transfer-Encoding"):
-        # A streamed body has no length to check: read it (views that parse it find it
-        # cached). werkzeug stops reading at the limit, so a body that fills it is
-        # taken for one that goes on past it.
-        if len(request.get_data(cache=True)) >= limit:
-            raise RequestEntityTooLarge()
-
-
-def _instrument(app: Flask) -> None:
-    """The request log line and the HTTP metrics of every request.
-
-    Registered before any other hook: the after hook, registered first, runs last, so
-    the response it counts and logs is final. The teardown runs even when no response
-    was made, so the in-progress gauge cannot leak.
+    Registered before any extension's: the after hook, registered first, runs last, so
+    it sees flask-cors's Vary line and the response it counts and logs is final. The
+    teardown runs even when no response was made, so the in-progress gauge cannot leak.
     """
     from time import perf_counter
 
     from flask import Response, g, request
+    from werkzeug.exceptions import RequestEntityTooLarge
 
-    from engage import errors, logs, metrics
+    from engage import api, errors, extensions, logs, metrics
+    from engage.web import security
 
     logs.init_app(app)
 
@@ -78,9 +59,23 @@ def _instrument(app: Flask) -> None:
     def begin() -> None:
         g.started = perf_counter()
         metrics.request_started()
+        # 413 for a body over MAX_CONTENT_LENGTH on every route, also those that never
+        # read one: werkzeug only checks the limit when a body is read.
+        limit, length = request.max_content_length, request.content_length
+        if limit is not None and length is not None and length > limit:
+            raise RequestEntityTooLarge()
+        # A streamed body has no length to check: read it (views that parse it find it
+        # cached). werkzeug stops reading at the limit, so a body that fills it is taken
+        # for one that goes on past it.
+        if (limit is not None and length is None and request.headers.get("Transfer-Encoding")
+                and len(request.get_data(cache=True)) >= limit):
+            raise RequestEntityTooLarge()
+        api.check_request()
 
     @app.after_request
     def answer(response: Response) -> Response:
+        security.add_headers(response)
+        extensions.vary_on_origin(response)
         # Popped: should a later hook fail, the error response passes here again.
         started = g.pop("started", None)
         if "Location" in response.headers or "Content-Location" in response.headers:
@@ -92,13 +87,14 @@ def _instrument(app: Flask) -> None:
             except ValueError as exc:
                 response = errors.handle_unexpected(exc)
         seconds = perf_counter() - started if started is not None else None
-        rule = request.url_rule
+        rule, method = request.url_rule, request.method
         route = metrics.route_label(rule.rule) if rule is not None else "unmatched"
-        metrics.request_answered(response.status_code, route, request.method,
-                                 request.endpoint, seconds)
-        logs.request_answered(response, route, request.method, seconds)
+        metrics.request_answered(response.status_code, route, method, request.endpoint,
+                                 seconds)
+        logs.request_answered(response, route, method, seconds)
         return response
 
     @app.teardown_request
     def end(_exc: BaseException | None) -> None:
         metrics.request_ended()
+

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from engage.config import ConfigError
+from engage.config import ConfigError, load_config
 
 
-def _app(**overrides: Any) -> Any:
+def _app() -> Any:
     from engage import create_app
 
-    _data_dir(_config())
-    return create_app(overrides or None)
+    _data_dir(load_config())
+    return create_app()
 
 
-def _config() -> dict[str, Any]:
-    from engage.config import load_config
+@contextmanager
+def _store() -> Iterator[Any]:
+    """The store of an app made for one command, inside that app's context."""
+    from engage.store import get_store
 
-    return load_config()
+    with _app().app_context():
+        yield get_store()
 
 
 def _data_dir(config: dict[str, Any]) -> None:
@@ -79,25 +84,19 @@ def main() -> None:
 @click.option("--workers", default=2, envvar="ENGAGE_WORKERS", show_default=True, type=int)
 @click.option("--demo", is_flag=True, help="Load seeds/ and print a demo editor token.")
 @click.option("--dev", is_flag=True, help="Flask's reloading development server.")
-@click.option("--server", type=click.Choice(["granian", "gunicorn"]), default="granian",
-              envvar="ENGAGE_SERVER", show_default=True, help="The HTTP server.")
-def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
-    """Run engage under granian (or gunicorn), with the embedded Redis unless configured."""
+def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
+    """Run engage under granian, with the embedded Redis unless configured."""
     from engage.config import resolve_secret
     from engage.server import MetricsDirectory
 
     if demo:
         os.environ["ENGAGE_DEMO"] = "1"
-    config = _config()
+    config = load_config()
     _data_dir(config)
     resolve_secret(config)  # refuse before starting a Redis that nobody would stop
     # Before anything imports prometheus_client (engage.store does): workers write their
     # metrics here.
     metrics_dir = None if dev else MetricsDirectory.open()
-    if metrics_dir is not None:
-        from engage import metrics
-
-        metrics.claim_slot("server")  # before its app would claim an "app" slot
     from engage.store.embedded import EmbeddedRedis
 
     embedded = None
@@ -134,9 +133,9 @@ def serve(bind: str, workers: int, demo: bool, dev: bool, server: str) -> None:
             app.run(host=host or "127.0.0.1", port=int(port), debug=True, use_reloader=False,
                     request_handler=AddresslessRequestHandler)
         else:
-            from engage.server import serve as run_server
+            from engage.server import run_granian
 
-            run_server(bind, workers, server)
+            run_granian(bind, workers)
     finally:
         aggregates_stop.set()
         aggregates_thread.join(timeout=5)
@@ -174,11 +173,9 @@ def _print_demo(app: Any, base: str) -> None:
 def seed() -> None:
     """Load the demo fixtures from ENGAGE_SEEDS_DIR (idempotent)."""
     from engage import seeds
-    from engage.store import get_store
 
-    app = _app()
-    with app.app_context():
-        summary = seeds.load(get_store(), app.config["SEEDS_DIR"])
+    with _store() as store:
+        summary = seeds.load(store, store.config["SEEDS_DIR"])
     click.echo(", ".join(f"{n} {what}" for what, n in summary.items()))
 
 
@@ -195,16 +192,15 @@ def token_create(role: str, name: str) -> None:
     from marshmallow import ValidationError
 
     from engage import schemas
-    from engage.store import get_store, tokens
+    from engage.store import tokens
 
     try:  # the dashboard's rules for a token's name
         name = schemas.TokenInSchema().load({"role": role, "name": name})["name"]
     except ValidationError as exc:
         raise click.BadParameter(" ".join(exc.normalized_messages().get("name", [])),
                                  param_hint="'--name'") from None
-    app = _app()
-    with app.app_context():
-        value, record = tokens.create(get_store(), role, name)
+    with _store() as store:
+        value, record = tokens.create(store, role, name)
     click.echo(value)
     click.echo(f"created {record['role']} token {record['id']} {record['name']}".rstrip(), err=True)
 
@@ -212,11 +208,10 @@ def token_create(role: str, name: str) -> None:
 @token.command("list")
 def token_list() -> None:
     """List tokens (ids, roles and names; never the secrets)."""
-    from engage.store import get_store, tokens
+    from engage.store import tokens
 
-    app = _app()
-    with app.app_context():
-        for record in tokens.list_all(get_store()):
+    with _store() as store:
+        for record in tokens.list_all(store):
             click.echo(f"{record['id']}\t{record['role']}\t{record['created_at']}\t{record['name']}")
 
 
@@ -224,11 +219,10 @@ def token_list() -> None:
 @click.argument("token_id")
 def token_revoke(token_id: str) -> None:
     """Revoke a token by its id."""
-    from engage.store import get_store, tokens
+    from engage.store import tokens
 
-    app = _app()
-    with app.app_context():
-        if not tokens.revoke(get_store(), token_id):
+    with _store() as store:
+        if not tokens.revoke(store, token_id):
             raise click.ClickException(f"no token {token_id}")
     click.echo(f"revoked {token_id}")
 
@@ -245,7 +239,7 @@ def worker(consumer: str, metrics_port: int | None, metrics_host: str | None) ->
     import signal
     import threading
 
-    # The worker is one process with its own /metrics; never share gunicorn's files.
+    # The worker is one process with its own /metrics; never share the server's files.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     import logging
 
@@ -279,11 +273,10 @@ def stats() -> None:
 def stats_rebuild() -> None:
     """Recompute the aggregates from the event streams (idempotent; for upgrades and
     repairs). Running workers carry on from the rebuilt state."""
-    from engage.store import aggregates, get_store
+    from engage.store import aggregates
 
-    app = _app()
-    with app.app_context():
-        replayed = aggregates.rebuild(get_store())
+    with _store() as store:
+        replayed = aggregates.rebuild(store)
     click.echo(f"aggregates rebuilt from {replayed} events")
 
 
@@ -293,7 +286,7 @@ def _millis(value: str | None, option: str) -> int | None:
     from datetime import UTC, datetime
 
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value)
     except ValueError as exc:
         raise click.BadParameter(f"not an ISO 8601 time: {value}", param_hint=option) from exc
     if when.tzinfo is None:
@@ -312,12 +305,11 @@ def export(fmt: str, since: str | None, until: str | None, types: tuple[str, ...
            article: str | None) -> None:
     """Write every recorded event to stdout, oldest first, in constant memory."""
     from engage.api.stats import export_chunks
-    from engage.store import events, get_store
+    from engage.store import events
 
     since_ms, until_ms = _millis(since, "--since"), _millis(until, "--until")
-    app = _app()
-    with app.app_context():
-        found = events.iter_events(get_store(), since_ms=since_ms, until_ms=until_ms,
+    with _store() as store:
+        found = events.iter_events(store, since_ms=since_ms, until_ms=until_ms,
                                    types=types, article=article)
         for chunk in export_chunks(found, fmt):
             click.echo(chunk, nl=False)

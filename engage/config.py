@@ -40,6 +40,14 @@ def _list(raw: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def per_minute(raw: Any) -> int:
+    """A count a minute: `30`, `30 per minute` or `30/minute`."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:(?:per\s+|/\s*)(?:1\s*)?minute)?\s*", str(raw))
+    if match is None:
+        raise ValueError(f"not a count per minute: {raw!r}")
+    return int(match.group(1))
+
+
 def _dns_servers(raw: str) -> list[tuple[str, int]]:
     """`address[:port]` entries (an IPv6 address with a port in brackets); port 53 when
     left out. Addresses, not names: looking a server's name up would need a resolver."""
@@ -138,16 +146,14 @@ SETTINGS: tuple[Setting, ...] = (
             "as carrier NAT puts many homes on one /24."),
     Setting("THROTTLE_WINDOW", 600, int,
             "Seconds of the vote budgets' window."),
-    Setting("READER_MINT_LIMIT", "30 per minute", str,
-            "Reader tokens one address group may mint (Flask-Limiter syntax)."),
-    Setting("READER_MINT_LIMIT_V6_56", "60 per minute", str,
-            "Reader tokens one IPv6 /56 may mint."),
-    Setting("READER_MINT_LIMIT_V6_48", "120 per minute", str,
-            "Reader tokens one IPv6 /48 may mint."),
-    Setting("READER_MINT_LIMIT_V4_24", "240 per minute", str,
-            "Reader tokens one IPv4 /24 may mint; twice the /48's, for carrier NAT."),
-    Setting("RATELIMIT_STORAGE_URI", None, str,
-            "Rate-limit storage; unset uses engage's own Redis."),
+    Setting("READER_MINT_LIMIT", 30, per_minute,
+            "Reader tokens one address group may mint a minute (`30` or `30 per minute`)."),
+    Setting("READER_MINT_LIMIT_V6_56", 60, per_minute,
+            "Reader tokens one IPv6 /56 may mint a minute."),
+    Setting("READER_MINT_LIMIT_V6_48", 120, per_minute,
+            "Reader tokens one IPv6 /48 may mint a minute."),
+    Setting("READER_MINT_LIMIT_V4_24", 240, per_minute,
+            "Reader tokens one IPv4 /24 may mint a minute; twice the /48's, for carrier NAT."),
     Setting("MAX_CONTENT_LENGTH", 64 * 1024, int,
             "Largest request body in bytes; larger gets 413 before parsing."),
     Setting("RETRY_AFTER", 5, int,
@@ -235,9 +241,6 @@ SETTINGS: tuple[Setting, ...] = (
             "Claim value -> engage role and sites: value=admin or value=editor[:site+site], "
             "comma-separated; a value not listed gives no access."),
 )
-
-SETTING_NAMES = frozenset(s.name for s in SETTINGS)
-
 
 def load_config(
     environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None

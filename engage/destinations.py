@@ -94,17 +94,15 @@ def is_forbidden(ip: Address) -> bool:
 def literal_address(host: str) -> Address | None:
     """The address a host names by itself, in any form a resolver accepts; None for a name."""
     try:
-        ip = ipaddress.ip_address(host.partition("%")[0])
+        return ipaddress.ip_address(host.partition("%")[0])
     except ValueError:
         pass
-    else:
-        return ip
-    if _NUMERIC_HOST.fullmatch(host):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None
-    return None
+    if not _NUMERIC_HOST.fullmatch(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def _host_of(url: str) -> tuple[str, int]:

@@ -1,21 +1,19 @@
 """One JSON error shape for every failure.
 
 Every error body is `{"error": {"code", "message", "fields"?}}`. engage's HTTP errors
-subclass werkzeug's HTTP exceptions so Flask, flask-smorest and Flask-Limiter errors all
-pass through the same handler. The store speaks its own language: its refusals
-(`store/exceptions.py`) and a Redis outage (`store.UNAVAILABLE`) are answered here.
+subclass werkzeug's HTTP exceptions so Flask's, flask-smorest's and webargs' errors all
+pass through the same handler. An error class is the whole of one answer: status, code,
+message and the reason a vote ending in it is counted refused (metrics.REJECT_REASONS).
+The store raises the refusals (`REFUSALS`) itself; a Redis outage (`store.UNAVAILABLE`)
+is answered here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, g, jsonify
 from werkzeug.exceptions import HTTPException
-
-from engage.store import UNAVAILABLE
-from engage.store import exceptions as refusals
 
 # werkzeug's exception names are prose; the contract wants stable snake_case codes.
 _STATUS_CODES = {
@@ -35,6 +33,8 @@ _STATUS_CODES = {
     500: "internal_error",
     503: "storage_unavailable",
 }
+# What a vote answered with one of those errors is counted as (webargs' 422).
+_FOREIGN_REASONS = {400: "invalid", 422: "invalid"}
 
 
 class EngageError(HTTPException):
@@ -43,6 +43,7 @@ class EngageError(HTTPException):
     code: int = 400
     error_code = "bad_request"
     message = "The request could not be handled."
+    reason: str | None = None  # a vote ending in this error is not counted as refused
 
     def __init__(
         self,
@@ -61,10 +62,10 @@ class BadRequest(EngageError):
     code = 400
     error_code = "bad_request"
     message = "The request is malformed."
+    reason = "invalid"
 
 
-class MalformedJson(EngageError):
-    code = 400
+class MalformedJson(BadRequest):
     error_code = "malformed_json"
     message = "The body is not valid JSON."
 
@@ -91,6 +92,7 @@ class NotFound(EngageError):
     code = 404
     error_code = "not_found"
     message = "No such resource."
+    reason = "unknown"
 
 
 class UnknownArticle(NotFound):
@@ -102,6 +104,7 @@ class Conflict(EngageError):
     code = 409
     error_code = "conflict"
     message = "The resource is in a state that does not allow this."
+    reason = "closed"
 
 
 class UnsupportedMediaType(EngageError):
@@ -114,21 +117,32 @@ class ValidationFailed(EngageError):
     code = 422
     error_code = "validation_failed"
     message = "Some fields are invalid."
+    reason = "invalid"
 
 
 class Throttled(EngageError):
     code = 429
     error_code = "throttled"
     message = "Too many votes from your network on this item; try again later."
+    reason = "throttled"
 
     def __init__(self, retry_after: int, message: str | None = None) -> None:
         super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))})
+
+
+class RateLimited(Throttled):
+    """An address, or its network, used up a budget not tied to one article (reader
+    tokens minted, impression reports)."""
+
+    error_code = "rate_limited"
+    message = "Too many requests; slow down and retry later."
 
 
 class StorageUnavailable(EngageError):
     code = 503
     error_code = "storage_unavailable"
     message = "Storage is unavailable; please retry shortly."
+    reason = "unavailable"
 
 
 class UnknownPoll(NotFound):
@@ -136,9 +150,19 @@ class UnknownPoll(NotFound):
     message = "No poll exists under this id."
 
 
+class UnknownLink(NotFound):
+    message = "No such link."
+
+
 class PollClosed(Conflict):
     error_code = "poll_closed"
-    message = "The poll is closed."
+    message = "The poll is closed; votes are no longer accepted."
+
+
+class PollFinal(PollClosed):
+    """An edit of a closed poll: its results are final until it is reopened."""
+
+    message = "The poll is closed; reopen it before editing it."
 
 
 class IdTaken(Conflict):
@@ -146,30 +170,31 @@ class IdTaken(Conflict):
     message = "That id is already in use."
 
 
-_OPTION_RULES = {
-    "unknown": "Unknown option id for this poll.",
-    "single": "This poll takes one option only.",
-    "max": "More options than this poll allows (max_choices).",
-}
+class InvalidOptions(ValidationFailed):
+    """Options the poll does not take, by the rule they broke (a key of `RULES`)."""
 
-# The answer to each refusal of the store.
-_REFUSALS: dict[type[refusals.StoreRefusal], Callable[[Any], EngageError]] = {
-    refusals.UnknownArticle: lambda _: UnknownArticle(),
-    refusals.UnknownPoll: lambda _: UnknownPoll(),
-    refusals.IdTaken: lambda _: IdTaken(),
-    refusals.Throttled: lambda exc: Throttled(exc.retry_after),
-    refusals.PollClosed: lambda _: PollClosed("The poll is closed; votes are no longer accepted."),
-    refusals.PollFinal: lambda _: PollClosed("The poll is closed; reopen it before editing it."),
-    refusals.InvalidOptions: lambda exc: ValidationFailed(
-        fields={"options": [_OPTION_RULES[exc.reason]]}),
-    refusals.ClosesAtPassed: lambda _: ValidationFailed(fields={"closes_at": [
-        "The poll's closes_at has passed; send a later one (or null) to reopen it."]}),
-}
+    RULES = {
+        "unknown": "Unknown option id for this poll.",
+        "single": "This poll takes one option only.",
+        "max": "More options than this poll allows (max_choices).",
+    }
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(fields={"options": [self.RULES[rule]]})
 
 
-def http_error(exc: refusals.StoreRefusal) -> EngageError:
-    """The HTTP error a refusal of the store is answered with."""
-    return _REFUSALS[type(exc)](exc)
+class ClosesAtPassed(ValidationFailed):
+    def __init__(self) -> None:
+        super().__init__(fields={"closes_at": [
+            "The poll's closes_at has passed; send a later one (or null) to reopen it."]})
+
+
+# What the store refuses on behalf of the data. A Lua script returns one by its class name
+# (store/scripts.py) followed by the values its constructor takes, and the store raises it.
+REFUSALS: tuple[type[EngageError], ...] = (
+    UnknownArticle, UnknownPoll, UnknownLink, IdTaken, Throttled, PollClosed, PollFinal,
+    InvalidOptions, ClosesAtPassed, RateLimited,
+)
 
 
 def error_document(
@@ -191,8 +216,7 @@ def error_response(
 ) -> Response:
     response = jsonify(error_document(code, message, fields))
     response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
+    response.headers.update(headers or {})
     return response
 
 
@@ -226,26 +250,18 @@ def _flatten(value: Any) -> list[str]:
 def handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     if isinstance(exc, EngageError):
+        g.refusal_reason = exc.reason
         return error_response(status, exc.error_code, exc.message, exc.fields, exc.extra_headers)
     headers = {k: v for k, v in exc.get_headers() if k.lower() not in {"content-type"}}
     fields = _fields_from_webargs(exc)
     code = _STATUS_CODES.get(status, "http_" + str(status))
+    g.refusal_reason = _FOREIGN_REASONS.get(status)
     message = exc.description or "The request could not be handled."
     if status == 404:
         message = "No such resource."
     elif status == 422:
         message = "Some fields are invalid."
-    elif status == 429:
-        code = "rate_limited"
-        message = "Too many requests; slow down and retry later."
-        headers.setdefault("Retry-After", str(current_app.config.get("RETRY_AFTER", 5)))
-    elif status == 503:
-        headers.setdefault("Retry-After", str(current_app.config.get("RETRY_AFTER", 5)))
     return error_response(status, code, message, fields, headers)
-
-
-def handle_refusal(exc: refusals.StoreRefusal) -> Response:
-    return handle_http_exception(http_error(exc))
 
 
 def handle_unavailable(exc: Exception) -> Response:
@@ -260,8 +276,9 @@ def handle_unexpected(exc: Exception) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    from engage.store import UNAVAILABLE  # not at the top: the store imports this module
+
     app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(refusals.StoreRefusal, handle_refusal)
     for exc_type in UNAVAILABLE:
         app.register_error_handler(exc_type, handle_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

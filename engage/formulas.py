@@ -32,25 +32,22 @@ def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
 
 
 # Ranking keys are whole numbers a Redis sorted set holds exactly (below 2**53): the
-# Wilson bound kept to 1e-9, the vote total capped at 2**23 - 1.
+# Wilson bound kept to 1e-9, the vote total capped at 2**23 - 1. The aggregate scripts
+# key the ranking sets with the same arithmetic in Lua (store/scripts.py, built from
+# these constants); tests/test_aggregates.py runs both over the same counts.
 SCORE_STEPS = 1_000_000_000
 TOTAL_CAP = 2**23 - 1
+VOTES_SHIFT = 2**30
 
 
-def _steps(score: float | None) -> int:
-    return math.floor(score * SCORE_STEPS) if score is not None else 0
-
-
-def approval_key(score: float | None, total: int) -> int:
-    """Higher ranks first: the lower bound, then more votes; unrated (-1) last."""
+def rank_keys(positive: int, total: int) -> tuple[int, int]:
+    """(approval key, votes key), higher ranks first. Approval: the lower bound, then
+    more votes, unrated (-1) last; votes: more votes, then the lower bound."""
+    score = wilson_lower(positive, total)
     if score is None:
-        return -1
-    return _steps(score) * (TOTAL_CAP + 1) + min(total, TOTAL_CAP)
-
-
-def votes_key(score: float | None, total: int) -> int:
-    """Higher ranks first: more votes, then the lower bound."""
-    return min(total, TOTAL_CAP) * 2**30 + _steps(score)
+        return -1, 0
+    steps, capped = math.floor(score * SCORE_STEPS), min(total, TOTAL_CAP)
+    return steps * (TOTAL_CAP + 1) + capped, capped * VOTES_SHIFT + steps
 
 
 def trending_score(recent: float, baseline: float) -> float:

@@ -4,36 +4,44 @@ Labels never carry ids or raw paths: `kind` is reaction|poll, `reason` is one of
 REJECT_REASONS (votes) or LINK_REFUSALS (links), routes are URL rule templates in the
 OpenAPI document's style ("/api/v1/articles/{article_id}/reactions"; "unmatched" when
 no rule matched), methods come from a fixed list, statuses are classes (2xx..5xx), Redis
-`op` is a script name, "pipeline" or a command name, process metrics carry a role and a
-slot (below).
+`op` is a script name, "pipeline" or a command name.
 
 Each process role exports its own families and no one else's: the serving processes
 (`app_registry`) the HTTP, vote and link families; `engage worker` (`worker_registry`)
-the webhook families; both the Redis, aggregates and process families and
+the webhook families; both the Redis and aggregates families and
 `engage_build_info` (the aggregates run in the worker and beside `engage serve`). A
 role's families are made the first time that role uses them, so a process never writes
 another role's series, not even at zero.
 
-Series that would otherwise appear only with the first failure (5xx answers, Redis
-errors, rejected votes, failed webhook deliveries) are made at zero when the role starts
-(`prime`, `prime_routes`, `prime_redis_ops`), so `rate()` and dashboards see them at once.
+Series that would otherwise appear only with the first failure (rejected votes, refused
+links, failed webhook deliveries, Redis errors of each kind) are made at zero when the
+role starts (`prime_app`, `prime_worker`, `prime_redis_ops`), so `rate()` and dashboards
+see them at once. Not one per route: a route's 5xx series starts with its first 5xx
+(the error-ratio alert and panel sum over routes).
 
-Under granian or gunicorn every worker is its own process, so its counters live in its
-own memory. With `PROMETHEUS_MULTIPROC_DIR` set (`engage serve` and gunicorn.conf.py set
-it), prometheus client writes each process's values to files in that directory and a
-scrape sums them, so any worker answers for all of them and a dead worker's counts stay
-counted. The variable must be set before prometheus_client is first imported.
+Under granian every worker is its own process, so its counters live in its own memory.
+With `PROMETHEUS_MULTIPROC_DIR` set (`engage serve` sets it), prometheus client's
+multiprocess mode, as its documentation lays it out: each process writes its values to
+files in that directory, a scrape sums them, so any worker answers for all of them and
+a dead worker's counts stay counted; the directory is emptied at start and an exited
+worker is marked dead (engage.server.MetricsDirectory).
+The variable must be set before prometheus_client is first imported. That mode has no
+process metrics (memory, CPU, files: a collector sees only the process it runs in), so
+`engage_process_*` come from single-process registries only: `engage worker` and an app
+without the directory.
+
+A scrape reads every entry of every process's files, so its cost grows with series x
+processes: histograms have few buckets, and zeros are made only where a panel or an
+alert needs the series before its first change.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import platform
 import re
 from collections.abc import Callable, Iterable
-from functools import cache, partial
-from typing import IO
+from functools import cache
 
 from flask import Flask, g, has_request_context
 from prometheus_client import (
@@ -46,7 +54,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 REJECT_REASONS = ("duplicate", "throttled", "closed", "invalid", "unknown", "unavailable")
@@ -58,13 +66,21 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dead", "dropped")
 REDIS_ERROR_KINDS = ("connection", "timeout", "response", "other")
 
-# Few buckets on purpose: every bucket is one series per route.
-HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.025, 0.1, 0.5)
+# Few buckets on purpose: a scrape reads every bucket of every label set from every
+# process's file. Each bound about 4-5x the last, 0.5 s being the latency alert's.
+HTTP_BUCKETS = (0.005, 0.025, 0.1, 0.5, 2.5)
+REDIS_BUCKETS = (0.001, 0.005, 0.025, 0.1)
 WEBHOOK_BUCKETS = (0.01, 0.05, 0.25, 1.0, 5.0)
 
+disable_created_metrics()  # `_created` samples double the series for no use
 
-class AppFamilies:
+
+class _Families:
+    def collectors(self) -> list[Collector]:
+        return list(vars(self).values())
+
+
+class AppFamilies(_Families):
     """The serving processes' families (requests, votes, related links)."""
 
     def __init__(self) -> None:
@@ -101,11 +117,8 @@ class AppFamilies:
             multiprocess_mode="livesum", registry=None,
         )
 
-    def collectors(self) -> list[Collector]:
-        return list(vars(self).values())
 
-
-class WorkerFamilies:
+class WorkerFamilies(_Families):
     """`engage worker`'s families (webhook deliveries)."""
 
     def __init__(self) -> None:
@@ -131,11 +144,8 @@ class WorkerFamilies:
             registry=None,
         )
 
-    def collectors(self) -> list[Collector]:
-        return list(vars(self).values())
 
-
-class SharedFamilies:
+class SharedFamilies(_Families):
     """Families every role exports: Redis operations, the aggregates and the build."""
 
     def __init__(self) -> None:
@@ -156,70 +166,47 @@ class SharedFamilies:
             "engage_build_info", "Always 1; the labels say which engage and Python run.",
             ["version", "python"], multiprocess_mode="max", registry=None,
         )
+        from engage import __version__
 
-    def collectors(self) -> list[Collector]:
-        return list(vars(self).values())
+        self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
 
 
 # Made on first use, each once per process (a forked worker keeps its parent's objects;
 # prometheus client moves their values to the child's own files).
-@cache
-def app_families() -> AppFamilies:
-    disable_created_metrics()  # `_created` samples double the series for no use
-    return AppFamilies()
+app_families = cache(AppFamilies)
+worker_families = cache(WorkerFamilies)
+shared_families = cache(SharedFamilies)
 
 
-@cache
-def worker_families() -> WorkerFamilies:
-    disable_created_metrics()
-    return WorkerFamilies()
-
-
-@cache
-def shared_families() -> SharedFamilies:
-    disable_created_metrics()
-    families = SharedFamilies()
-    families.build_info.labels(version=_version(), python=platform.python_version()).set(1)
-    return families
+def _registry(role: _Families) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    for collector in (*role.collectors(), *shared_families().collectors()):
+        registry.register(collector)
+    ProcessCollector(namespace="engage", registry=registry)
+    return registry
 
 
 @cache
 def app_registry() -> CollectorRegistry:
     """What one serving process exports when there is no multiprocess directory."""
-    registry = CollectorRegistry()
-    for collector in (*app_families().collectors(), *shared_families().collectors()):
-        registry.register(collector)
-    registry.register(ProcessMetrics("app"))
-    return registry
+    return _registry(app_families())
 
 
 @cache
 def worker_registry() -> CollectorRegistry:
     """What `engage worker` exports (one process, no multiprocess directory)."""
-    registry = CollectorRegistry()
-    for collector in (*worker_families().collectors(), *shared_families().collectors()):
-        registry.register(collector)
-    registry.register(ProcessMetrics("worker"))
-    return registry
+    return _registry(worker_families())
 
 
 # Vote views report what a vote did (`vote_outcome`); every refusal, from the schema,
-# the limiter, the store or a Redis outage, is counted from its status by `_observe`.
+# the limiter, the store or a Redis outage, is counted under the reason its error
+# answer recorded (engage.errors).
 VOTE_ENDPOINTS = {"reactions.MyReaction": "reaction", "polls.MyPollVote": "poll"}
-_REASON_BY_STATUS = {
-    400: "invalid", 404: "unknown", 409: "closed", 422: "invalid", 429: "throttled",
-    503: "unavailable",
-}
 
 
 def _counted() -> None:
     if has_request_context():
         g.vote_counted = True
-
-
-def vote_accepted(kind: str) -> None:
-    app_families().votes_accepted.labels(kind).inc()
-    _counted()
 
 
 def vote_rejected(kind: str, reason: str) -> None:
@@ -231,7 +218,8 @@ def vote_rejected(kind: str, reason: str) -> None:
 def vote_outcome(kind: str, changed: bool) -> None:
     """An answered vote: it changed something, or repeated what the reader had."""
     if changed:
-        vote_accepted(kind)
+        app_families().votes_accepted.labels(kind).inc()
+        _counted()
     else:
         vote_rejected(kind, "duplicate")
 
@@ -290,16 +278,6 @@ def prime_app() -> None:
         families.link_refused.labels(reason=reason)
 
 
-def prime_routes(app: Flask) -> None:
-    """A 5xx series at zero for every route and method the app serves (a bounded set:
-    the URL map), so an error-rate ratio is 0, not empty, until the first failure."""
-    families = app_families()
-    for rule in app.url_map.iter_rules():
-        # HEAD and OPTIONS are werkzeug's automatic additions; they fail with the rule.
-        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            families.http_requests.labels(route_label(rule.rule), method, "5xx")
-
-
 def prime_worker() -> None:
     """The worker role's known label sets at zero."""
     families = worker_families()
@@ -308,18 +286,12 @@ def prime_worker() -> None:
 
 
 def prime_redis_ops(ops: Iterable[str]) -> None:
-    """Error series at zero for the operations every request path runs (scripts,
-    pipelines); plain commands get theirs with their first error."""
+    """Error series of every kind at zero for `ops`; other operations get theirs with
+    their first error."""
     families = shared_families()
     for op in ops:
         for kind in REDIS_ERROR_KINDS:
             families.redis_errors.labels(op=op, kind=kind)
-
-
-def _version() -> str:
-    from engage import __version__
-
-    return __version__
 
 
 # -- HTTP instrumentation ---------------------------------------------------------------
@@ -349,7 +321,7 @@ def request_answered(status: int, route: str, method: str, endpoint: str | None,
         families.http_duration.labels(route).observe(seconds)
     kind = VOTE_ENDPOINTS.get(endpoint or "")
     if kind and method in ("PUT", "DELETE") and not g.pop("vote_counted", False):
-        reason = _REASON_BY_STATUS.get(status)
+        reason = g.get("refusal_reason")
         if reason:
             vote_rejected(kind, reason)
 
@@ -357,9 +329,7 @@ def request_answered(status: int, route: str, method: str, endpoint: str | None,
 def request_refused(status: int, method: str) -> None:
     """A request the HTTP server refused before the app saw it (engage.server): counted
     under the route "refused", since it never matched one."""
-    if method not in HTTP_METHODS:
-        method = "other"
-    app_families().http_requests.labels("refused", method, f"{status // 100}xx").inc()
+    request_answered(status, "refused", method, None, None)
 
 
 def request_ended() -> None:
@@ -369,152 +339,36 @@ def request_ended() -> None:
 
 
 def init_app(app: Flask) -> None:
-    """The serving role's series at zero, routes included, and this process's slot;
-    called once the app has all its routes. The app factory's first hooks (shared with
+    """The serving role's series at zero. The app factory's first hooks (shared with
     the request log) call `request_started`, `request_answered` and `request_ended`."""
     prime_app()
-    prime_routes(app)
     shared_families()
-    claim_slot("app")
-
-
-# -- process metrics -----------------------------------------------------------------------
-# prometheus client's own process metrics (process_*) describe the process that answers
-# the scrape only, and are left out in multiprocess mode. engage exports
-# engage_process_* for every process instead, labelled by role ("server": the parent of
-# `engage serve`; "app": a serving worker; "worker": `engage worker`) and by slot: the
-# lowest number no live process of that role holds. Not the pid: a server replaces dead
-# workers (and gunicorn's max_requests recycles them), so pids would add series without
-# end; slots stay below the number of processes alive at once (workers, plus one while
-# a replacement starts). A slot is a file in the multiprocess directory that its process
-# holds an exclusive lock on; the kernel drops the lock when the process exits, however
-# it exits, so the next process of that role takes the slot over.
-_SLOT_FILE = re.compile(r"process-([a-z]+)-(\d+)\.lock")
-_slot: tuple[int, str, IO[str]] | None = None  # pid, role, the locked file
-
-
-def claim_slot(role: str) -> None:
-    """Take this process's slot (multiprocess mode only); the first claim of a process
-    stands, so the parent of `engage serve` stays "server" when it builds its app."""
-    global _slot
-    path = multiprocess_dir()
-    if path is None or (_slot is not None and _slot[0] == os.getpid()):
-        return
-    number = 0
-    while True:
-        handle = open(os.path.join(path, f"process-{role}-{number}.lock"), "a+")  # noqa: SIM115
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            number += 1
-            continue
-        handle.truncate(0)
-        handle.write(str(os.getpid()))
-        handle.flush()
-        _slot = (os.getpid(), role, handle)  # kept open: closing it would drop the lock
-        return
-
-
-def _slot_holders(path: str) -> list[tuple[str, str, int]]:
-    """(role, slot, pid) of every live process holding a slot in `path`."""
-    holders = []
-    for name in sorted(os.listdir(path)):
-        match = _SLOT_FILE.fullmatch(name)
-        if not match:
-            continue
-        try:
-            with open(os.path.join(path, name)) as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                except BlockingIOError:  # held: its process is alive
-                    pid = handle.read().strip()
-                    if pid.isdigit():
-                        holders.append((match.group(1), match.group(2), int(pid)))
-        except FileNotFoundError:
-            continue
-    return holders
-
-
-class ProcessMetrics:
-    """engage_process_* (memory, CPU, open files...) of every process of this role, or
-    of every slot holder in the multiprocess directory, read from /proc at scrape time."""
-
-    def __init__(self, role: str) -> None:
-        self.role = role
-
-    def collect(self) -> list[Metric]:
-        path = multiprocess_dir()
-        holders = (_slot_holders(path) if path
-                   else [(self.role, "0", os.getpid())])
-        merged: dict[str, Metric] = {}
-        for role, slot, pid in holders:
-            reader = ProcessCollector(namespace="engage", pid=partial(str, pid),
-                                      registry=None)
-            for family in reader.collect():
-                out = merged.setdefault(
-                    family.name, Metric(family.name, family.documentation, family.type))
-                for sample in family.samples:
-                    out.add_sample(sample.name, {"role": role, "slot": slot}, sample.value)
-        return list(merged.values())
 
 
 # -- rendering -----------------------------------------------------------------------------
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
 class _Probe:
-    """Scrape-time facts that are not counters, e.g. whether Redis answers now."""
+    """Scrape-time facts that are not counters: whether Redis answers now."""
 
-    def __init__(self, redis_up: Callable[[], bool] | None) -> None:
+    def __init__(self, redis_up: Callable[[], bool]) -> None:
         self.redis_up = redis_up
 
     def collect(self) -> list[GaugeMetricFamily]:
-        if self.redis_up is None:
-            return []
         family = GaugeMetricFamily("engage_redis_up", "1 when Redis answered a ping at scrape.")
         family.add_metric([], 1.0 if self.redis_up() else 0.0)
         return [family]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def forget_dead_processes(path: str) -> None:
-    """Drop the live gauges of processes that have exited, so no gauge keeps a dead
-    worker's value. The server may replace a killed worker without telling anyone (granian
-    has no hook for it), so every scrape looks; counters stay, so sums never go down."""
-    for name in os.listdir(path):
-        if not name.startswith("gauge_live") or not name.endswith(".db"):
-            continue
-        pid = name[:-3].rpartition("_")[2]
-        if pid.isdigit() and not _alive(int(pid)):
-            try:
-                multiprocess.mark_process_dead(int(pid), path)
-            except FileNotFoundError:  # another worker's scrape removed it first
-                pass
-
-
-def render(redis_up: Callable[[], bool] | None = None) -> bytes:
+def render(redis_up: Callable[[], bool]) -> bytes:
     """The serving role's text exposition: this process's, or every worker's in
     multiprocess mode (the directory holds only serving processes' files)."""
-    extra = CollectorRegistry()
-    extra.register(_Probe(redis_up))
-    if path := multiprocess_dir():
-        forget_dead_processes(path)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        extra.register(ProcessMetrics("app"))
-        return generate_latest(registry) + generate_latest(extra)
-    return generate_latest(app_registry()) + generate_latest(extra)
+    else:
+        registry = app_registry()
+    probe = CollectorRegistry()
+    probe.register(_Probe(redis_up))
+    return generate_latest(registry) + generate_latest(probe)
 
 
 def serve_worker_metrics(host: str, port: int) -> None:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from engage import schemas
-from engage.store import Store, articles, links, reactions
+from engage.errors import IdTaken, PollClosed
+from engage.store import Store, articles, links, polls, reactions
 from engage.timerange import DAY, HOUR, floor
 
 _ARTICLE_FIELDS = set(schemas.ArticleInSchema().fields)
@@ -130,9 +131,6 @@ def vote_plan(
 
 def _load_poll_votes(history: Store, past: Replay, seeds_dir: str | Path) -> int:
     """Each seed poll's `demo_votes` (a count per option), cast like the reactions."""
-    from engage.store import polls
-    from engage.store.exceptions import PollClosed
-
     cast = 0
     for entry in read_json(seeds_dir, "polls.json", []):
         poll = polls.get(history, entry["id"])
@@ -157,19 +155,13 @@ def _load_poll_votes(history: Store, past: Replay, seeds_dir: str | Path) -> int
 
 def _load_polls(store: Store, seeds_dir: str | Path) -> int:
     """Seed polls keep their fixed ids; one that exists already is left as it is."""
-    from engage.store import polls
-    from engage.store.exceptions import IdTaken
-
     created = 0
     schema = schemas.PollInSchema()
     for entry in read_json(seeds_dir, "polls.json", []):
         data = schema.load({k: v for k, v in entry.items() if k != "demo_votes"})
-        poll_id = data.pop("id")
-        if polls.exists(store, poll_id):
-            continue
         try:
-            polls.create(store, data, poll_id=poll_id)
+            polls.create(store, data, poll_id=data.pop("id"))
         except IdTaken:
-            continue  # another process seeded it meanwhile
+            continue  # seeded before (by an earlier load, or another process meanwhile)
         created += 1
     return created

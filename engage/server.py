@@ -1,4 +1,4 @@
-"""The HTTP server of `engage serve`: granian by default, gunicorn as the alternative.
+"""The HTTP server of `engage serve`: granian, the one server engage ships.
 
 granian (Rust HTTP/1 and HTTP/2 with worker processes) was chosen by measurement
 (bench/servers.py, docs/server.md): idle connections and half-sent headers wait in Rust
@@ -10,20 +10,12 @@ and never hold a Python thread. engage serves it as ASGI, and adds:
   WSGI interface about 270 stalled bodies held every thread);
 - `run_granian`, which starts granian again when its crash-loop guard stops it (a
   worker dying again right after its replacement), in the same process;
-- the prometheus multiprocess directory, emptied at start and removed on exit when
-  engage made it: `MetricsDirectory` (dead workers are forgotten at scrape time, see
-  engage.metrics).
+- the prometheus multiprocess directory, emptied at start, its exited workers marked
+  dead, removed on exit when engage made it: `MetricsDirectory`.
 
 granian answers the requests it refuses while parsing (a request line or headers over
 its buffer, more than 100 headers, bytes that are not HTTP) itself, with an empty 400,
 414 or 431 and `Connection: close`; the app never sees them.
-
-gunicorn (`engage serve --server gunicorn`, or `gunicorn -c gunicorn.conf.py`) remains
-for deployments that put a buffering proxy in front. It refuses some requests itself,
-before the app sees them: a request line or headers over its limits, or bytes that are
-not HTTP. It answers those with its own HTML page; engage's gunicorn workers answer them
-with engage's JSON error instead, so that every client error has the one shape.
-gunicorn.conf.py selects them.
 """
 
 from __future__ import annotations
@@ -35,7 +27,6 @@ import json
 import logging
 import os
 import resource
-import runpy
 import shutil
 import signal
 import sys
@@ -44,148 +35,12 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from gunicorn import util
-from gunicorn.http import errors as http_errors
-from gunicorn.http.wsgi import Response, default_environ
-from gunicorn.workers import base, gthread, sync
-
 from engage.errors import error_document
-
-# Requests gunicorn refuses while parsing them, and engage's answer to each: (exceptions,
-# status, reason phrase as RFC 9110 words it, code, message). Any other error keeps
-# gunicorn's own answer.
-_REFUSALS: tuple[tuple[tuple[type[Exception], ...], int, str, str, str], ...] = (
-    ((http_errors.LimitRequestLine,), 414, "URI Too Long", "uri_too_long",
-     "The request line (method, path and query) is too long."),
-    ((http_errors.LimitRequestHeaders,), 431, "Request Header Fields Too Large",
-     "headers_too_large", "The request has too many headers, or one too large."),
-    ((http_errors.InvalidRequestLine, http_errors.InvalidRequestMethod,
-      http_errors.InvalidHTTPVersion, http_errors.InvalidHeader,
-      http_errors.InvalidHeaderName, http_errors.ObsoleteFolding,
-      http_errors.InvalidSchemeHeaders, http_errors.InvalidChunkSize,
-      http_errors.ChunkMissingTerminator, http_errors.InvalidChunkExtension),
-     400, "Bad Request", "bad_request", "The request is not well-formed HTTP."),
-    ((http_errors.ExpectationFailed,), 417, "Expectation Failed", "expectation_failed",
-     "Only the expectation Expect: 100-continue is supported."),
-    ((http_errors.UnsupportedTransferCoding,), 501, "Not Implemented",
-     "unsupported_transfer_coding", "Only the chunked transfer coding is supported."),
-)
-
-# InvalidHeader(Name) subclasses raised for a header the app itself tried to send: the
-# app's fault, which gunicorn rightly answers with a 500.
-_APP_FAULTS = (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName)
-
-
-class Refusal(NamedTuple):
-    status: str  # "431 Request Header Fields Too Large"
-    body: bytes
-
-    def response(self) -> bytes:
-        head = (
-            f"HTTP/1.1 {self.status}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(self.body)}\r\n"
-            # Whatever follows on the connection cannot be trusted to start a request.
-            "Connection: close\r\n"
-            "\r\n"
-        )
-        return head.encode("ascii") + self.body
-
-
-def refusal_for(exc: BaseException) -> Refusal | None:
-    """engage's answer to a request gunicorn refused with `exc`; None when gunicorn's
-    own answer stands."""
-    if isinstance(exc, _APP_FAULTS):
-        return None
-    for kinds, status, reason, code, message in _REFUSALS:
-        if isinstance(exc, kinds):
-            # As Flask's jsonify writes it: compact, newline-terminated.
-            body = json.dumps(error_document(code, message), separators=(",", ":")) + "\n"
-            return Refusal(f"{status} {reason}", body.encode("ascii"))
-    return None
-
-
-class JSONRefusals(base.Worker):
-    """Worker mixin: requests gunicorn refuses get engage's JSON error."""
-
-    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        refusal = refusal_for(exc)
-        if refusal is None:
-            super().handle_error(req, client, addr, exc)
-            return
-        # gunicorn's own line names the peer's address; engage never logs one.
-        self.log.warning("Invalid request: %s", exc)
-        if req is None:  # a bad header carries the request it was read for
-            req = getattr(exc, "req", None)
-        if req is not None and self.log.access_log_enabled:
-            environ = default_environ(req, client, self.cfg)
-            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = "-", "-"
-            resp = Response(req, client, self.cfg)
-            resp.status = refusal.status
-            resp.response_length = len(refusal.body)
-            self.log.access(resp, req, environ, timedelta(0))
-        try:
-            util.write_nonblock(client, refusal.response())
-        except Exception:
-            self.log.debug("Failed to send error message.")
-        self._record(refusal, req)
-
-    def _record(self, refusal: Refusal, req: Any) -> None:
-        """The refusal's request line and metric, as engage writes for every request.
-        Imported here: the master process loads this class without the app."""
-        from engage import logs, metrics
-
-        status = int(refusal.status[:3])
-        method = getattr(req, "method", None) or "-"
-        config = getattr(self.wsgi, "config", {})
-        logs.refused(status, method, bool(config.get("LOG_JSON", True)))
-        metrics.request_refused(status, method)
-
-
-class SyncWorker(JSONRefusals, sync.SyncWorker):
-    """gunicorn's sync worker (`-k engage.server.SyncWorker`)."""
-
-
-class ThreadWorker(JSONRefusals, gthread.ThreadWorker):
-    """gunicorn's gthread worker (`-k engage.server.ThreadWorker --threads N`)."""
-
-
-def gunicorn_config_path() -> str | None:
-    """The repository's gunicorn.conf.py, when engage runs from a checkout."""
-    path = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
-    return str(path) if path.exists() else None
-
-
-def run_gunicorn(bind: str, workers: int) -> None:
-    from gunicorn.app.base import BaseApplication
-
-    class EngageApplication(BaseApplication):
-        def load_config(self) -> None:
-            # Also when installed without the checkout's gunicorn.conf.py.
-            self.cfg.set("worker_class", "engage.server.SyncWorker")
-            config_file = gunicorn_config_path()
-            if config_file:
-                # BaseApplication has no config-file loader: read the file as gunicorn -c
-                # would, keeping only names gunicorn knows (hooks included).
-                for name, value in runpy.run_path(config_file).items():
-                    if name in self.cfg.settings and value is not None:
-                        self.cfg.set(name.lower(), value)
-            self.cfg.set("bind", [bind])
-            self.cfg.set("workers", workers)
-
-        def load(self) -> Any:
-            from engage import create_app
-
-            return create_app()
-
-    EngageApplication().run()
-
 
 # -- granian -------------------------------------------------------------------------------
 # Python threads per granian worker that run the app (started as requests need them). Only
@@ -215,23 +70,34 @@ GRACEFUL_TIMEOUT = 20
 RESTART_DELAY = 0.25
 RESTART_MAX = 30.0
 RESTART_RESET = 60.0
+# How often the server looks for exited workers to mark dead in the metrics directory.
+CHILDREN_INTERVAL = 0.5
 
 log = logging.getLogger(__name__)
 
 
 class MetricsDirectory:
-    """PROMETHEUS_MULTIPROC_DIR for the serving processes.
+    """PROMETHEUS_MULTIPROC_DIR for the serving processes, kept as prometheus client's
+    multiprocess documentation asks.
 
     Set before anything imports prometheus_client (the client picks its storage then).
     A configured directory is emptied of the files of an earlier run (they would add old
     counts); without one, a temporary directory is made and removed when the server
-    exits. Only the process that opened it closes it: forked workers inherit the object.
+    exits. While it is open, a thread marks every child process that has exited dead
+    (`multiprocess.mark_process_dead`), so a killed worker's live gauges (requests in
+    progress) stop counting: granian has no hook for a worker's exit, so the children
+    are read from /proc every CHILDREN_INTERVAL seconds (Linux; elsewhere none are).
+    Only the process that opened it closes it: forked workers inherit the object.
     """
 
     def __init__(self, path: str, temporary: bool) -> None:
         self.path = path
         self.temporary = temporary
         self.owner = os.getpid()
+        self.stopped = threading.Event()
+        self.children: set[int] = set()
+        threading.Thread(target=self.mark_exited_children, name="engage-metrics-dir",
+                         daemon=True).start()
 
     @classmethod
     def open(cls) -> MetricsDirectory:
@@ -241,14 +107,37 @@ class MetricsDirectory:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
             return cls(path, temporary=True)
         os.makedirs(path, exist_ok=True)
-        for name in os.listdir(path):
-            if name.endswith(".db"):
-                os.remove(os.path.join(path, name))
+        for stale in Path(path).glob("*.db"):
+            stale.unlink()
         return cls(path, temporary=False)
 
+    def mark_exited_children(self) -> None:
+        """A child is known from the first look after it started: a granian worker takes
+        longer than that to build its app and answer anything."""
+        from prometheus_client import multiprocess
+
+        while not self.stopped.wait(CHILDREN_INTERVAL):
+            alive = child_pids()
+            for pid in self.children - alive:
+                multiprocess.mark_process_dead(pid, self.path)
+            self.children = alive
+
     def close(self) -> None:
-        if self.temporary and os.getpid() == self.owner:
-            shutil.rmtree(self.path, ignore_errors=True)
+        if os.getpid() == self.owner:
+            self.stopped.set()
+            if self.temporary:
+                shutil.rmtree(self.path, ignore_errors=True)
+
+
+def child_pids() -> set[int]:
+    """The pids of this process's children, from every thread's list in /proc."""
+    pids: set[int] = set()
+    for path in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids.update(int(pid) for pid in path.read_text().split())
+        except OSError:  # the thread has ended
+            continue
+    return pids
 
 
 class ClientGone(Exception):
@@ -545,10 +434,3 @@ def granian_server(bind: str, workers: int, target: str) -> Any:
         # engage writes one line per request itself.
         log_access=False,
     )
-
-
-def serve(bind: str, workers: int, server: str = "granian") -> None:
-    if server == "gunicorn":
-        run_gunicorn(bind, workers)
-    else:
-        run_granian(bind, workers)

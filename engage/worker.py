@@ -36,7 +36,7 @@ from engage.store import UNAVAILABLE, Store, aggregates, events, polls, webhooks
 
 log = logging.getLogger("engage.worker")
 
-STREAM_BATCH = 100      # streams per XREADGROUP
+STREAM_BATCH = 100      # streams per read (one pipeline)
 ENTRIES_PER_STREAM = 50  # entries per stream per read
 STREAM_REFRESH = 2.0    # seconds between looks for new articles and polls
 
@@ -88,16 +88,12 @@ def http_send(url: str, body: bytes, headers: dict[str, str], timeout: float,
     return None
 
 
-def occurred_at(entry_id: str) -> str:
-    millis = int(entry_id.split("-", 1)[0])
-    return datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds")
-
-
 def payload(hook_id: str, stream: str, entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    occurred = datetime.fromtimestamp(int(entry_id.split("-", 1)[0]) / 1000, UTC)
     return {
         "id": f"{hook_id}:{webhooks.owner_tag(stream)}:{entry_id}",
         "type": fields.get("type", ""),
-        "occurred_at": occurred_at(entry_id),
+        "occurred_at": occurred.isoformat(timespec="milliseconds"),
         "data": {k: v for k, v in fields.items() if k != "type"},
     }
 

@@ -50,7 +50,6 @@ SINGLE_REDIS_ONLY = {
     "test_embedded_data.py": "the embedded server's own data directories",
     "test_wheel.py": "builds and installs the package",
     "test_image.py": "the image's wheels, from the package index",
-    "test_gunicorn_refusals.py": "gunicorn's own refusals, before any Redis",
     "test_generated_client.py": "a generated client; the API suite covers the calls",
     "test_editor.py": "dashboard forms over the store functions the API suite covers",
     "test_form_fuzz.py": "thousands of dashboard form posts; the forms' store is the API's",

@@ -11,6 +11,7 @@ the same figures recomputed here from those events alone.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_a
 from engage import formulas, timerange
 from engage.store import Store, aggregates, articles, links, polls, reactions, stats, windows
 from engage.store.aggregates import Aggregator
+from engage.store.scripts import LUA_RANKING
 
 CHOICES = ["yes", "no"]
 ARTICLES = [f"a{n}" for n in range(5)]
@@ -99,9 +101,11 @@ class Oracle:
         figures = [self.figure(a, hours) for a in self.scope(hours)
                    if section is None or self.sections[a] == section]
         if sort == "approval":
-            figures.sort(key=lambda f: (-formulas.approval_key(f["score"], f["total"]), f["id"]))
+            figures.sort(key=lambda f: (-formulas.rank_keys(f["counts"]["yes"], f["total"])[0],
+                                        f["id"]))
         elif sort == "votes":
-            figures.sort(key=lambda f: (-formulas.votes_key(f["score"], f["total"]), f["id"]))
+            figures.sort(key=lambda f: (-formulas.rank_keys(f["counts"]["yes"], f["total"])[1],
+                                        f["id"]))
         else:
             figures.sort(key=lambda f: (-f["trending"]["score"], -f["trending"]["last_hour"],
                                         f["id"]))
@@ -274,7 +278,7 @@ class AggregatesModel(RuleBasedStateMachine):
                         sort, section, window)
                     _, page = stats.ranked_page(store, sort, section, window, 1, 2, now)
                     assert [f["id"] for f in page] == [f["id"] for f in expected[1:3]]
-            rows = {r["section"]: r for r in stats.section_rows(store, window, now)}
+            rows = {r["section"]: r for r in stats.sections(store, window, now)}
             want = oracle.sections_rows(hours)
             assert set(rows) == set(want), window
             for name, row in want.items():
@@ -292,10 +296,29 @@ def test_aggregates_equal_a_recomputation_from_the_events(app: Any, store: Any) 
         suppress_health_check=list(HealthCheck)))
 
 
+# -- the ranking keys --------------------------------------------------------------------
+def test_the_ranking_sets_hold_the_keys_of_formulas(store: Store) -> None:
+    """The aggregate scripts key the ranking sets in Lua, as they change the counts;
+    formulas.rank_keys keys a range's sums in Python. Both give the same exact keys, near
+    the ties, the rounding of the bound and the vote cap too."""
+    cases = [[yes, no] for yes in range(40) for no in range(40)]
+    cases += [[yes, no] for yes in (0, 1, 4_194_303, formulas.TOTAL_CAP, 10**7)
+              for no in (0, 1, 7, formulas.TOTAL_CAP, 10**7)]
+    base = store.keys.agg("rank-test")
+    # The sets it writes are declared, so a cluster client sends it to their slot's node.
+    store.redis.eval(LUA_RANKING + """
+for i, counts in ipairs(cjson.decode(ARGV[2])) do rank_into(ARGV[1], tostring(i), '', counts) end
+""", 2, f"{base}:rank:approval", f"{base}:rank:votes", base, json.dumps(cases))
+    for pick, sort in enumerate(("approval", "votes")):
+        stored = dict(store.redis.zrange(f"{base}:rank:{sort}", 0, -1, withscores=True))
+        assert {i: -int(stored[str(i)]) for i in range(1, len(cases) + 1)} == {
+            i: formulas.rank_keys(yes, yes + no)[pick] for i, (yes, no) in enumerate(cases, 1)}
+
+
 # -- rebuild, concurrency ---------------------------------------------------------------
 def _figures(store: Any) -> Any:
     return (stats.ranked_page(store, "approval", limit=200),
-            stats.section_rows(store), stats.ranked_page(store, "trending", limit=200))
+            stats.sections(store), stats.ranked_page(store, "trending", limit=200))
 
 
 def test_rebuild_is_idempotent_and_two_aggregators_never_double_count(

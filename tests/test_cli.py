@@ -299,7 +299,7 @@ def test_serve_demo_with_embedded_redis() -> None:
 
 # -- who may stop the embedded Redis, and who starts it again --------------------------
 def test_a_forked_child_cannot_stop_the_server(short_dir: Path) -> None:
-    """A gunicorn worker is forked from the process that started the server and inherits
+    """A server worker is forked from the process that started the server and inherits
     its object; the worker's exit must leave the server running."""
     import warnings
 

@@ -1,73 +1,74 @@
-"""The store's refusals and script statuses, and the HTTP answer each refusal gets."""
+"""The store's refusals, raised from the scripts' statuses, and the HTTP answer of each."""
 
 from __future__ import annotations
 
 import re
 
+import flask
 import pytest
 from flask import Flask
 
 from engage import errors
-from engage.store import exceptions as refusals
 from engage.store import scripts
 
-# Every refusal, with what a client sees for it: status, code, message, fields.
-ANSWERS: list[tuple[refusals.StoreRefusal, int, str, str, dict[str, list[str]] | None]] = [
-    (refusals.UnknownArticle(), 404, "unknown_article",
-     "No article is registered under this id.", None),
-    (refusals.UnknownPoll(), 404, "unknown_poll", "No poll exists under this id.", None),
-    (refusals.IdTaken(), 409, "id_taken", "That id is already in use.", None),
-    (refusals.Throttled(7), 429, "throttled",
-     "Too many votes from your network on this item; try again later.", None),
-    (refusals.PollClosed(), 409, "poll_closed",
-     "The poll is closed; votes are no longer accepted.", None),
-    (refusals.PollFinal(), 409, "poll_closed",
-     "The poll is closed; reopen it before editing it.", None),
-    (refusals.InvalidOptions("single"), 422, "validation_failed", "Some fields are invalid.",
-     {"options": ["This poll takes one option only."]}),
-    (refusals.ClosesAtPassed(), 422, "validation_failed", "Some fields are invalid.",
+# Every refusal, raised as a script returns it, with what a client sees for it: status,
+# code, message, fields; and what a vote refused with it is counted as.
+ANSWERS: list[tuple[list[object], int, str, str, dict[str, list[str]] | None, str]] = [
+    (["UnknownArticle"], 404, "unknown_article", "No article is registered under this id.",
+     None, "unknown"),
+    (["UnknownPoll"], 404, "unknown_poll", "No poll exists under this id.", None, "unknown"),
+    (["UnknownLink"], 404, "not_found", "No such link.", None, "unknown"),
+    (["IdTaken"], 409, "id_taken", "That id is already in use.", None, "closed"),
+    (["Throttled", 7], 429, "throttled",
+     "Too many votes from your network on this item; try again later.", None, "throttled"),
+    (["PollClosed"], 409, "poll_closed", "The poll is closed; votes are no longer accepted.",
+     None, "closed"),
+    (["PollFinal"], 409, "poll_closed", "The poll is closed; reopen it before editing it.",
+     None, "closed"),
+    (["InvalidOptions", "single"], 422, "validation_failed", "Some fields are invalid.",
+     {"options": ["This poll takes one option only."]}, "invalid"),
+    (["ClosesAtPassed"], 422, "validation_failed", "Some fields are invalid.",
      {"closes_at": ["The poll's closes_at has passed; send a later one (or null) to "
-                    "reopen it."]}),
+                    "reopen it."]}, "invalid"),
+    (["RateLimited", 7], 429, "rate_limited", "Too many requests; slow down and retry later.",
+     None, "throttled"),
 ]
 
 
-def _all_refusals(cls: type[refusals.StoreRefusal]) -> set[type[refusals.StoreRefusal]]:
-    found = set()
-    for sub in cls.__subclasses__():
-        found |= {sub} | _all_refusals(sub)
-    return found
-
-
 def test_every_refusal_has_an_answer() -> None:
-    assert {type(refusal) for refusal, *_ in ANSWERS} == _all_refusals(refusals.StoreRefusal)
+    assert [reply[0] for reply, *_ in ANSWERS] == [r.__name__ for r in errors.REFUSALS]
 
 
-@pytest.mark.parametrize(("refusal", "status", "code", "message", "fields"), ANSWERS,
-                         ids=[type(a[0]).__name__ for a in ANSWERS])
-def test_each_refusal_keeps_its_http_answer(app: Flask, refusal: refusals.StoreRefusal,
-                                            status: int, code: str, message: str,
-                                            fields: dict[str, list[str]] | None) -> None:
+@pytest.mark.parametrize(("reply", "status", "code", "message", "fields", "reason"), ANSWERS,
+                         ids=[a[0][0] for a in ANSWERS])
+def test_each_refusal_keeps_its_http_answer(
+    app: Flask, reply: list[object], status: int, code: str, message: str,
+    fields: dict[str, list[str]] | None, reason: str,
+) -> None:
+    number = -1 - [r.__name__ for r in errors.REFUSALS].index(str(reply[0]))
+    with pytest.raises(errors.EngageError) as caught:
+        scripts.result([number, *reply[1:]])
+    assert type(caught.value).__name__ == reply[0]
     with app.test_request_context():
-        response = errors.handle_refusal(refusal)
+        response = errors.handle_http_exception(caught.value)
+        assert flask.g.refusal_reason == reason
     body = response.get_json()["error"]
     assert response.status_code == status
     assert (body["code"], body["message"], body.get("fields")) == (code, message, fields)
-    if isinstance(refusal, refusals.Throttled):
+    if status == 429:
         assert response.headers["Retry-After"] == "7"
 
 
 def test_scripts_name_every_refusal() -> None:
-    """A refusal in the Lua is spelled by its Status name, never as a bare number."""
+    """A refusal in the Lua is spelled by its class name, never as a bare number."""
     for name, source in scripts.ALL.items():
         assert not re.search(r"\{\s*-\d", source), name
+        for refused in re.findall(r"return \{([A-Z]\w*)", source):
+            assert refused in {"CHANGED", "UNCHANGED", *(r.__name__ for r in errors.REFUSALS)}
 
 
-def test_a_status_maps_to_its_refusal_with_the_scripts_values() -> None:
-    table: scripts.Refusals = {scripts.Status.THROTTLED: refusals.Throttled}
-    with pytest.raises(refusals.Throttled) as caught:
-        scripts.raise_for_status([int(scripts.Status.THROTTLED), 12], table)
-    assert caught.value.retry_after == 12
-    result = scripts.raise_for_status([int(scripts.Status.UNCHANGED), "yes"], table)
+def test_a_result_keeps_the_scripts_values() -> None:
+    result = scripts.result([int(scripts.Status.UNCHANGED), "yes"])
     assert (result.status, result.values) == (scripts.Status.UNCHANGED, ["yes"])
 
 

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from engage import seeds
-from engage.store import get_store, links, tokens
+from engage.store import budgets, get_store, links, tokens
 from tests.conftest import ARTICLE, make_app, new_reader
 from tests.redis_server import RedisServer
 
@@ -233,6 +233,21 @@ def test_impressions_validate_their_input(client, editor, article, store):
     response = client.post("/api/v1/articles/nope/links/impressions", json={"links": ["a"]})
     assert response.status_code == 404 and response.json["error"]["code"] == "unknown_article"
     assert links.stats(store, article) == []
+
+
+def test_impression_reports_are_limited_per_address(client, editor, article, store):
+    first = put_links(client, editor, LINKS).json["links"][0]
+    url = f"/api/v1/articles/{article}/links/impressions"
+    body = {"links": [first["id"]]}
+    statuses = [client.post(url, json=body).status_code
+                for _ in range(budgets.IMPRESSION_REPORTS + 1)]
+    assert statuses == [200] * budgets.IMPRESSION_REPORTS + [429]
+    refused = client.post(url, json=body)
+    assert refused.json["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused.headers["Retry-After"]) <= budgets.MINUTE
+    # Another address reports on.
+    assert client.post(url, json=body, environ_base={"REMOTE_ADDR": "192.0.2.9"}).status_code \
+        == 200
 
 
 def test_seeds_load_the_policy_link(app, store):

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from engage import metrics, seeds
-from engage.store import exceptions as refusals
+from engage import errors, metrics, seeds
 from engage.store import get_store, polls, tokens
 from tests.conftest import make_app, new_reader
 from tests.redis_server import RedisServer
@@ -326,7 +325,7 @@ def test_vote_with_options_the_poll_does_not_allow_is_422(
 def test_the_store_refuses_option_ids_that_would_split(client, editor, store):
     poll_id = create(client, editor, multiple=True)["id"]
     for bad in (["o1,o2"], [""], ["o1", ",o3"]):
-        with pytest.raises(refusals.InvalidOptions):
+        with pytest.raises(errors.InvalidOptions):
             polls.vote(store, poll_id, "r1", "a1", bad)
     assert store.redis.hlen(store.keys.poll_voters(poll_id)) == 0
 
@@ -398,9 +397,9 @@ def test_closes_at_is_honoured_at_the_exact_millisecond(client, editor, store):
     just_before = closes - timedelta(milliseconds=1)
     view, changed = polls.vote(store, poll_id, "r1", "addr", ["o1"], now=just_before)
     assert changed and view.status == "open"
-    with pytest.raises(refusals.PollClosed):
+    with pytest.raises(errors.PollClosed):
         polls.vote(store, poll_id, "r2", "addr", ["o1"], now=closes)
-    with pytest.raises(refusals.PollClosed):
+    with pytest.raises(errors.PollClosed):
         polls.vote(store, poll_id, "r1", "addr", None, now=closes + timedelta(seconds=1))
     assert polls.get(store, poll_id, now=just_before).status == "open"
     assert polls.get(store, poll_id, now=closes).status == "closed"
@@ -480,9 +479,9 @@ def test_reopening_needs_a_future_closes_at(client, editor, store):
     closes = datetime.now(UTC) + timedelta(hours=1)
     poll_id = create(client, editor, closes_at=closes.isoformat())["id"]
     later = closes + timedelta(seconds=1)
-    with pytest.raises(refusals.ClosesAtPassed):
+    with pytest.raises(errors.ClosesAtPassed):
         polls.patch(store, poll_id, {"status": "open"}, now=later)
-    with pytest.raises(refusals.PollFinal):
+    with pytest.raises(errors.PollFinal):
         polls.patch(store, poll_id, {"question": "New?"}, now=later)
     view, changed = polls.patch(
         store, poll_id, {"status": "open", "closes_at": later + timedelta(days=1)}, now=later

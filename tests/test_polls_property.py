@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from engage import errors
 from engage.api.polls import poll_body
-from engage.store import exceptions as refusals
 from engage.store import polls
 
 READERS = [f"reader-{n}" for n in range(5)]
@@ -66,13 +66,13 @@ class PollModel(RuleBasedStateMachine):
     def vote(self, reader: str, options: list[str]) -> None:
         expected_error: type[Exception] | None = None
         if self.closed():
-            expected_error = refusals.PollClosed
+            expected_error = errors.PollClosed
         elif self.invalid(options):
-            expected_error = refusals.InvalidOptions
+            expected_error = errors.InvalidOptions
         try:
             view, changed = polls.vote(self.store, self.poll_id, reader, "addr", options,
                                        now=self.now)
-        except (refusals.PollClosed, refusals.InvalidOptions) as exc:
+        except (errors.PollClosed, errors.InvalidOptions) as exc:
             assert type(exc) is expected_error, exc
             return
         assert expected_error is None
@@ -87,7 +87,7 @@ class PollModel(RuleBasedStateMachine):
         try:
             view, changed = polls.vote(self.store, self.poll_id, reader, "addr", None,
                                        now=self.now)
-        except refusals.PollClosed:
+        except errors.PollClosed:
             assert self.closed()
             return
         assert not self.closed()
@@ -113,7 +113,7 @@ class PollModel(RuleBasedStateMachine):
         refused = closes_at is not None and closes_at <= self.now
         try:
             view, _ = polls.patch(self.store, self.poll_id, data, now=self.now)
-        except refusals.ClosesAtPassed:
+        except errors.ClosesAtPassed:
             assert refused
             return
         assert not refused

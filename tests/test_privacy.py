@@ -94,7 +94,7 @@ def test_no_raw_address_in_redis(client: FlaskClient, editor: dict[str, str],
     raw = redis.Redis(host="127.0.0.1", port=redis_server.port)
     blobs = everything_in(raw)
     assert any(b"thr:" in b for b in blobs), "the throttle keys should exist"
-    assert any(b":rl" in b for b in blobs), "the mint limiter keys should exist"
+    assert any(b":rl" in b for b in blobs), "the mint budget keys should exist"
     for address in (V4, V6):
         for form in address_forms(address):
             hits = [b for b in blobs if form in b]
@@ -235,7 +235,7 @@ def test_redis_alone_cannot_match_hashes_to_addresses(short_dir: Path) -> None:
     finally:
         raw.close()
     stored = {m.group(1).decode() for b in blobs for m in HASH_IN_KEY.finditer(b)}
-    assert len(stored) >= len(known)  # a throttle key and a limiter key per address
+    assert len(stored) >= len(known)  # a throttle key and a mint budget key per address
 
     # The app, holding the secret, does find them: the hashes are where the test looks.
     day = store.keys.day_stamp(store.now())

@@ -246,6 +246,9 @@ def test_batch_limits(client: FlaskClient, store: Any) -> None:
     assert_error(client.get("/api/v1/reactions"), 422)
     error = assert_error(client.get("/api/v1/reactions?article=-bad"), 422)
     assert "article" in error["fields"]
+    # Each id is checked, a trailing newline too; the answer names the bad ones.
+    error = assert_error(client.get("/api/v1/reactions?article=a1&article=a2%0A"), 422)
+    assert [message[:3] for message in error["fields"]["article"]] == ["1: "]
     assert redis_snapshot(store) == {}
 
 

@@ -97,7 +97,7 @@ def test_reader_reads_are_never_cached(client: FlaskClient, article: str, timer:
                                        other: Flask, store: Store) -> None:
     reader = new_reader(client)
     assert total(client, reader) == 0
-    assert len(store.counts_cache) == 0  # a reader's read leaves nothing behind
+    assert len(store.counts_cache.entries) == 0  # a reader's read leaves nothing behind
     assert total(client) == 0  # the anonymous copy, now cached
     vote_elsewhere(other, "yes")
     # Same instant: the reader sees the other process's vote, the anonymous read does not.
@@ -120,7 +120,7 @@ def test_unknown_articles_are_not_cached(client: FlaskClient, editor: dict[str, 
 
 
 def test_the_cache_is_bounded(app: Flask, redis_server: RedisServer, tmp_path: Path) -> None:
-    assert get_store_of(app).counts_cache.maxsize == COUNTS_CACHE_ARTICLES
+    assert get_store_of(app).counts_cache.size == COUNTS_CACHE_ARTICLES
     store = Store(make_client(redis_server.url, app.config), app.config,
                   counts_cache_articles=3)
     try:
@@ -130,9 +130,9 @@ def test_the_cache_is_bounded(app: Flask, redis_server: RedisServer, tmp_path: P
         ids = [f"a{n}" for n in range(5)]
         found = reactions.read_many(store, ids)
         assert all(found[aid] is not None for aid in ids)
-        assert len(store.counts_cache) == 3
+        assert list(store.counts_cache.entries) == ["a2", "a3", "a4"]  # the oldest go first
         assert reactions.read_many(store, ids) == found
-        assert len(store.counts_cache) == 3
+        assert list(store.counts_cache.entries) == ["a4", "a0", "a1"]
     finally:
         store.close()
 
@@ -206,17 +206,16 @@ def test_unknown_articles_and_readers_answers_are_not_kept(
         client: FlaskClient, app: Flask, editor: dict[str, str], timer: Timer,
         store: Store) -> None:
     assert client.get(BUNDLE).json["unknown"] == ["korea-china-reset"]
-    assert len(store.widget_cache) == 0
+    assert len(store.widget_cache.entries) == 0
     assert client.put("/api/v1/articles/korea-china-reset", json=ARTICLE,
                       headers=editor).status_code == 201
     assert part(client)["total"] == 0
-    store.widget_cache.clear()
+    store.widget_cache.entries.clear()
     reader = new_reader(client)
     mine = client.get("/api/v1/widget/mine?article=korea-china-reset", headers=reader)
     assert mine.status_code == 200
-    assert len(store.widget_cache) == 0
+    assert len(store.widget_cache.entries) == 0
 
 
 def test_the_widget_cache_is_bounded(store: Store) -> None:
-    assert store.widget_cache.maxsize == COUNTS_CACHE_ARTICLES
-    assert store.widget_cache.ttl == COUNTS_CACHE_SECONDS <= 1.0
+    assert store.widget_cache.size == COUNTS_CACHE_ARTICLES

@@ -8,6 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from engage.config import ConfigError, load_config
 from engage.identity import get_identity
 from tests.test_articles import assert_error
 
@@ -96,3 +97,28 @@ def test_tampered_token_is_401(client: FlaskClient, article: str) -> None:
 def test_vote_without_token_is_401(client: FlaskClient, article: str) -> None:
     assert_error(client.put(VOTE, json={"choice": "yes"}), 401, "invalid_reader")
     assert_error(client.delete(VOTE), 401, "invalid_reader")
+
+
+def test_the_mint_budgets_are_a_key_per_level_living_a_minute(
+    client: FlaskClient, store: Any
+) -> None:
+    for _ in range(4):
+        client.post("/api/v1/readers")
+    keys = list(store.redis.scan_iter(store.keys.prefix + ":rl:*:mint:*"))
+    assert len(keys) == 2  # 127.0.0.1 and its /24, hashed
+    assert not any("127.0.0" in key for key in keys)
+    for key in keys:
+        assert 0 < store.redis.ttl(key) <= 60
+        assert store.redis.get(key) == "3"  # a refused mint spends nothing
+
+
+@pytest.mark.parametrize("raw, count", [("30", 30), ("30 per minute", 30), ("7/minute", 7),
+                                        (" 12 per 1 minute ", 12)])
+def test_mint_limits_count_a_minute(raw: str, count: int) -> None:
+    assert load_config({"ENGAGE_READER_MINT_LIMIT": raw})["READER_MINT_LIMIT"] == count
+
+
+@pytest.mark.parametrize("raw", ["30 per hour", "30;60 per minute", "many", "-1"])
+def test_other_mint_periods_stop_the_start(raw: str) -> None:
+    with pytest.raises(ConfigError, match="ENGAGE_READER_MINT_LIMIT_V6_48"):
+        load_config({"ENGAGE_READER_MINT_LIMIT_V6_48": raw})

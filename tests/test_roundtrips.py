@@ -125,6 +125,21 @@ def warm(app: Flask, client: FlaskClient) -> None:
     assert client.get(READ, headers=first).status_code == 200
 
 
+def kept_articles(app: Flask, client: FlaskClient, prefix: str, n: int
+                  ) -> tuple[dict[str, str], list[str]]:
+    """After `warm`, stops the caches' timer (nothing in them expires) and registers n
+    articles: an editor's headers and their ids."""
+    warm(app, client)
+    with app.app_context():
+        editor = {"Authorization": "Bearer " + tokens.create(get_store(), "editor")[0]}
+        get_store().timer = lambda: 0.0
+    ids = [f"{prefix}{i}" for i in range(n)]
+    for article_id in ids:
+        assert client.put(f"/api/v1/articles/{article_id}", headers=editor, json={
+            **ARTICLE, "url": f"https://news.example.com/{article_id}"}).status_code == 201
+    return editor, ids
+
+
 def count(proxy: CountingProxy, call: Any) -> int:
     proxy.reset()
     response = call()
@@ -169,6 +184,29 @@ def test_one_round_trip_per_vote_and_read(setup: tuple[Flask, CountingProxy, Red
     ids = "&".join(f"article=a{i}" for i in range(9))
     batch = f"/api/v1/reactions?{ids}&article=korea-china-reset"
     assert count(proxy, lambda: client.get(batch)) == 1
+
+
+def test_batch_of_kept_articles_makes_no_round_trip(
+        setup: tuple[Flask, CountingProxy, RedisServer]) -> None:
+    """A batch of articles this process read within the cache's age costs no round trip;
+    a vote here drops only its article, fetched again in one pipeline with the unknown."""
+    app, proxy, _server = setup
+    client = app.test_client()
+    _editor, ids = kept_articles(app, client, "k", 5)
+    batch = "/api/v1/reactions?" + "&".join(f"article={aid}" for aid in ids)
+    assert count(proxy, lambda: client.get(batch)) == 1
+    assert count(proxy, lambda: client.get(batch)) == 0
+    etag = client.get(batch).headers["ETag"]
+    assert count(proxy, lambda: client.get(batch, headers={"If-None-Match": etag})) == 0
+
+    vote = client.put("/api/v1/articles/k3/reactions/mine", json={"choice": "no"},
+                      headers=reader_for(app))
+    assert vote.status_code == 200
+    assert count(proxy, lambda: client.get(batch + "&article=missing")) == 1
+    answer = client.get(batch + "&article=missing").json
+    assert answer["articles"]["k3"] == {"counts": vote.json["counts"], "total": 1}
+    assert answer["unknown"] == ["missing"]
+    assert count(proxy, lambda: client.get(batch)) == 0
 
 
 def test_vote_is_one_evalsha(setup: tuple[Flask, CountingProxy, RedisServer]) -> None:
@@ -258,14 +296,7 @@ def test_widget_bundle_round_trips(setup: tuple[Flask, CountingProxy, RedisServe
     counts), and a vote here makes the next one fetch again."""
     app, proxy, _server = setup
     client = app.test_client()
-    warm(app, client)
-    with app.app_context():
-        editor = {"Authorization": "Bearer " + tokens.create(get_store(), "editor")[0]}
-        get_store().timer = lambda: 0.0  # nothing in the caches expires here
-    ids = [f"w{n}" for n in range(6)]
-    for article_id in ids:
-        assert client.put(f"/api/v1/articles/{article_id}", headers=editor, json={
-            **ARTICLE, "url": f"https://news.example.com/{article_id}"}).status_code == 201
+    editor, ids = kept_articles(app, client, "w", 6)
     poll = client.post("/api/v1/polls", headers=editor, json={
         "question": "Will the talks last?", "options": ["Yes", "No"],
         "article": "korea-china-reset"})

@@ -17,6 +17,7 @@ import pytest
 from redis.crc import key_slot
 
 from engage.store import scripts
+from engage.store.budgets import budget_keys
 from engage.store.keys import Keys
 from engage.store.reactions import vote_keys
 
@@ -49,6 +50,10 @@ def random_networks(rng: random.Random) -> dict[str, str]:
 def _vote_reaction(k: Keys, rng: random.Random) -> list[str]:
     return vote_keys(k, random_id(rng), random_hash(rng), random_time(rng),
                      random_networks(rng))
+
+
+def _spend_budget(k: Keys, rng: random.Random) -> list[str]:
+    return budget_keys(k, rng.choice(("mint", "imp")), random_hash(rng), random_networks(rng))
 
 
 def _article_owned(*parts: str, buckets: bool = False, owner_first: bool = True) -> Builder:
@@ -103,6 +108,7 @@ def _count_impressions(k: Keys, rng: random.Random) -> list[str]:
 
 BUILDERS: dict[str, Builder] = {
     "vote_reaction": _vote_reaction,
+    "spend_budget": _spend_budget,
     "upsert_article": _article_owned("events"),
     "set_links": _article_owned("links"),
     "click_link": _click_link,

@@ -512,6 +512,6 @@ def test_rolling_windows_follow_the_clock_and_never_serve_a_stale_week(
     catch_up()
     served, ids = week()
     assert served and sorted(ids) == ["new", "staying"]
-    rows = stats.section_rows(store, windows.current(store, clock())["7d"], clock())
+    rows = stats.sections(store, windows.current(store, clock())["7d"], clock())
     assert [(r["section"], r["articles"], r["counts"]) for r in rows] == [
         ("News", 2, {"yes": 1, "no": 1})]

@@ -107,19 +107,21 @@ class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = JsonParser()
 
 
-def _check_request() -> None:
-    """Before any view: who may call, then what body came.
+def check_request() -> None:
+    """Before any view (engage's before hook): who may call, then what body came.
 
     Staff routes check the token before anything reads the body or the query:
     `require_role` sits innermost under flask-smorest's decorators, which parse and
     validate first, so without this a caller with no token would learn the schema
     (422) before hearing 401. The decorator stays on the view as the declaration.
     """
-    if request.method != "OPTIONS":  # CORS preflight carries no credentials by design
-        role = _required_role(request.endpoint, request.method)
+    method = request.method
+    if method != "OPTIONS":  # CORS preflight carries no credentials by design
+        role = _required_role(request.endpoint, method)
         if role:
             check_role(role)
-    _require_json()
+    if method in _BODY_METHODS:
+        _require_json()
 
 
 def _required_role(endpoint: str | None, method: str) -> str | None:
@@ -133,7 +135,7 @@ def _required_role(endpoint: str | None, method: str) -> str | None:
 
 def _require_json() -> None:
     """415 for a write whose body is not JSON, before webargs reads it as 'missing'."""
-    if request.method not in _BODY_METHODS or not request.path.startswith(API_PREFIX):
+    if not request.path.startswith(API_PREFIX):
         return
     if not request.content_length and not request.headers.get("Transfer-Encoding"):
         return  # no body at all: the schema reports the missing fields (422)
@@ -163,6 +165,5 @@ def init_app(app: Flask) -> EngageApi:
     api.register_converter(IdConverter, _id_param_schema)
     for name in API_MODULES:
         api.register_blueprint(import_module(f"engage.api.{name}").blp, url_prefix=API_PREFIX)
-    app.before_request(_check_request)
     app.extensions["engage.api"] = api
     return api

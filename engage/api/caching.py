@@ -3,44 +3,70 @@
 An anonymous read is the same for every caller: a CDN or reverse proxy may serve it
 for CACHE_MAX_AGE seconds and a stale copy while it revalidates, and a client that has
 it gets a 304 without a body. An answer a reader or staff token shaped is private.
+
+A view returns its data with the headers of one of the two (`shared`, `PRIVATE`);
+flask-smorest dumps the data through the declared schema, and `conditional`, above
+`@blp.response`, gives a shared answer its ETag and the 304.
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
 
 from flask import Response, current_app, jsonify, request
 
+from engage.identity import READER_HEADER
 
-def cacheable(payload: Any, vary: tuple[str, ...] = ("X-Engage-Reader",),
-              revalidate: bool = False) -> Response:
-    """A public answer with an ETag; 304 when the client has it.
+F = TypeVar("F", bound=Callable[..., Any])
+# What a view returns: its data and the headers of who may cache it.
+Answer = tuple[dict[str, Any], dict[str, str]]
+
+PRIVATE = {"Cache-Control": "private, no-store", "Vary": READER_HEADER}
+
+
+def shared(vary: tuple[str, ...] = (READER_HEADER,), revalidate: bool = False) -> dict[str, str]:
+    """The headers of a public answer.
 
     `vary` names the request headers that would change the answer (a reader token or
     staff token turns it private), so a cache keeps the anonymous copy apart from
     them; reads that never look at such a header pass (). `revalidate` makes caches
     ask again every time (still cheap with the ETag), for an answer about to change.
     """
-    response = jsonify(payload)
-    response.set_etag(f"{zlib.crc32(response.get_data()):08x}")
     config = current_app.config
-    response.headers["Cache-Control"] = (
-        "public, no-cache" if revalidate else
-        f"public, max-age={config['CACHE_MAX_AGE']}, "
-        f"stale-while-revalidate={config['CACHE_STALE']}"
-    )
+    headers = {"Cache-Control": "public, no-cache" if revalidate else
+               f"public, max-age={config['CACHE_MAX_AGE']}, "
+               f"stale-while-revalidate={config['CACHE_STALE']}"}
     if vary:
-        response.headers["Vary"] = ", ".join(vary)  # Origin is merged in by an after_request hook
+        headers["Vary"] = ", ".join(vary)  # Origin is merged in by engage's after hook
+    return headers
+
+
+def _make_conditional(response: Response) -> Response:
+    response.set_etag(f"{zlib.crc32(response.get_data()):08x}")
     # For GET and HEAD only: If-None-Match (strong, weak or a list of tags) -> 304 with
     # no body, a failed If-Match -> 412, and the Date.
     response.make_conditional(request)
     return response
 
 
+def conditional(view: F) -> F:
+    """Above `@blp.response`: a shared answer gets an ETag of its body, and a client
+    that already has it a 304."""
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        response = view(*args, **kwargs)
+        if response.headers.get("Cache-Control", "").startswith("public"):
+            _make_conditional(response)
+        return response
+
+    return wrapper  # type: ignore[return-value]
+
+
 def private(payload: Any) -> Response:
-    """An answer for this reader only: no cache may keep it."""
+    """An answer for this reader only, built from `payload` as it is."""
     response = jsonify(payload)
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["Vary"] = "X-Engage-Reader"
+    response.headers.update(PRIVATE)
     return response

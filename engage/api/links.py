@@ -10,15 +10,10 @@ from flask.views import MethodView
 from engage import errors, metrics, schemas
 from engage.api import Blueprint
 from engage.api.spec import EDITOR, READER_OPTIONAL
-from engage.extensions import limiter
 from engage.identity import current_address_hash, current_reader, require_role
-from engage.store import articles, get_store, links
+from engage.store import articles, budgets, get_store, links
 
 blp = Blueprint("links", __name__, description="Related links and their click-through.")
-
-# Impressions are anonymous: this limit keeps one client from flooding the endpoint, and
-# the store counts at most IMPRESSION_CAP per link per address group in a window.
-IMPRESSION_LIMIT = "120 per minute"
 
 
 def public_hrefs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -59,17 +54,20 @@ class ArticleLinks(MethodView):
 
 @blp.route("/articles/<eid:article_id>/links/impressions")
 class LinkImpressions(MethodView):
-    decorators = [limiter.limit(IMPRESSION_LIMIT, methods=["POST"])]
-
     @blp.arguments(schemas.ImpressionsInSchema())
     @blp.response(200, schemas.ImpressionsSchema)
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.alt_response(429, schema=schemas.ErrorSchema, description="Too many reports.")
     @blp.doc(operationId="recordLinkImpressions", security=READER_OPTIONAL)
     def post(self, data: dict[str, Any], article_id: str) -> dict[str, Any]:
         """Links a reader actually saw (half visible for a second), once per page view."""
         current_reader(required=False)  # optional, but a forged one is still refused
-        counted, over_cap = links.impressions(get_store(), article_id,
-                                              current_address_hash(), data["links"])
+        # Anonymous: the address's own budget keeps one client from flooding the
+        # endpoint; the store counts at most IMPRESSION_CAP per link per address group.
+        store, address = get_store(), current_address_hash()
+        budgets.spend(store, "imp", address, budgets.NO_NETWORKS,
+                      str(budgets.IMPRESSION_REPORTS), budgets.MINUTE)
+        counted, over_cap = links.impressions(store, article_id, address, data["links"])
         for _ in range(counted):
             metrics.link_event("impression")
         metrics.link_refused("impression_over_cap", over_cap)

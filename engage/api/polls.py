@@ -13,7 +13,7 @@ from flask.views import MethodView
 
 from engage import errors, metrics, schemas
 from engage.api import Blueprint
-from engage.api.caching import cacheable, private
+from engage.api.caching import PRIVATE, Answer, conditional, shared
 from engage.api.spec import ADMIN, EDITOR, READER, READER_OR_STAFF_OPTIONAL
 from engage.formulas import percentages
 from engage.identity import (
@@ -30,9 +30,6 @@ blp = Blueprint("polls", __name__, description="Reader polls on articles.")
 
 # A reader or staff token changes a poll read, so a shared cache keys on both.
 _PERSONAL = ("X-Engage-Reader", "Authorization")
-# Built once: a schema's construction costs more than most dumps it does.
-_POLL_SCHEMA = schemas.PollSchema()
-_ARTICLE_POLLS_SCHEMA = schemas.ArticlePollsSchema()
 
 
 def _staff() -> bool:
@@ -87,17 +84,12 @@ def poll_body(poll: polls.Poll, staff: bool = False) -> dict[str, Any]:
     }
 
 
-def _reply(view: dict[str, Any], personal: bool) -> Response:
-    return _cached(_POLL_SCHEMA.dump(view), [view], personal)
-
-
-def _cached(body: Any, views: list[dict[str, Any]], personal: bool) -> Response:
+def _cache_headers(views: list[dict[str, Any]], personal: bool) -> dict[str, str]:
     """Private for a reader or staff; otherwise shared-cacheable."""
     if personal:
-        return private(body)
+        return PRIVATE
     # A cached "open" must not outlive closes_at.
-    return cacheable(body, vary=_PERSONAL,
-                     revalidate=any(_closes_within_cache_life(view) for view in views))
+    return shared(_PERSONAL, revalidate=any(_closes_within_cache_life(view) for view in views))
 
 
 def _closes_within_cache_life(view: dict[str, Any]) -> bool:
@@ -141,19 +133,21 @@ class Polls(MethodView):
 
 @blp.route("/polls/<eid:poll_id>")
 class Poll(MethodView):
+    @conditional
     @blp.response(200, schemas.PollSchema)
     @blp.alt_response(304, description="Not modified (anonymous reads carry an ETag).")
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid token.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
     @blp.doc(operationId="getPoll", security=READER_OR_STAFF_OPTIONAL)
-    def get(self, poll_id: str) -> Response:
+    def get(self, poll_id: str) -> Answer:
         """The poll, with results when its visibility allows them for this caller."""
         reader = current_reader(required=False)
         staff = _staff()
         poll = polls.get(get_store(), poll_id, reader=reader)
         if poll is None:
             raise errors.UnknownPoll()
-        return _reply(poll_body(poll, staff), personal=bool(reader or staff))
+        view = poll_body(poll, staff)
+        return view, _cache_headers([view], personal=bool(reader or staff))
 
     @blp.arguments(schemas.PollPatchSchema())
     @blp.response(200, schemas.PollSchema)
@@ -186,7 +180,7 @@ class MyPollVote(MethodView):
     @blp.alt_response(422, schema=schemas.ErrorSchema, description="Options not allowed.")
     @blp.alt_response(429, schema=schemas.ErrorSchema, description="Address throttled.")
     @blp.doc(operationId="putMyPollVote", security=READER)
-    def put(self, data: dict[str, Any], poll_id: str) -> Response:
+    def put(self, data: dict[str, Any], poll_id: str) -> Answer:
         """Vote, or change the reader's one vote. Repeating the same vote changes nothing."""
         return _vote(poll_id, data["options"])
 
@@ -195,27 +189,28 @@ class MyPollVote(MethodView):
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown poll.")
     @blp.alt_response(409, schema=schemas.ErrorSchema, description="Poll closed.")
     @blp.doc(operationId="deleteMyPollVote", security=READER)
-    def delete(self, poll_id: str) -> Response:
+    def delete(self, poll_id: str) -> Answer:
         """Withdraw the reader's vote while the poll is open."""
         return _vote(poll_id, None)
 
 
-def _vote(poll_id: str, options: list[str] | None) -> Response:
+def _vote(poll_id: str, options: list[str] | None) -> Answer:
     reader = current_reader()
     assert reader is not None
     poll, changed = polls.vote(get_store(), poll_id, reader, current_address_hash(), options,
                                networks=current_network_hashes())
     metrics.vote_outcome("poll", changed)  # refusals are counted from their status
-    return _reply(poll_body(poll), personal=True)
+    return poll_body(poll), PRIVATE
 
 
 @blp.route("/articles/<eid:article_id>/polls")
 class ArticlePolls(MethodView):
+    @conditional
     @blp.response(200, schemas.ArticlePollsSchema)
     @blp.alt_response(304, description="Not modified (anonymous reads carry an ETag).")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.doc(operationId="listArticlePolls", security=READER_OR_STAFF_OPTIONAL)
-    def get(self, article_id: str) -> Response:
+    def get(self, article_id: str) -> Answer:
         """The polls attached to an article, as this caller may see them."""
         store = get_store()
         reader = current_reader(required=False)
@@ -224,8 +219,7 @@ class ArticlePolls(MethodView):
             raise errors.UnknownArticle()
         found = [poll_body(poll, staff) for poll in
                  polls.for_articles(store, [article_id], reader=reader)[article_id]]
-        body = _ARTICLE_POLLS_SCHEMA.dump({"polls": found})
-        return _cached(body, found, personal=bool(reader or staff))
+        return {"polls": found}, _cache_headers(found, personal=bool(reader or staff))
 
 
 _CSV_FIELDS = (

@@ -9,8 +9,9 @@ from flask.views import MethodView
 
 from engage import errors, metrics, schemas
 from engage.api import Blueprint
-from engage.api.caching import cacheable, private
+from engage.api.caching import PRIVATE, Answer, conditional, shared
 from engage.api.spec import READER, READER_OPTIONAL
+from engage.api.widget_bundle import articles_answer
 from engage.identity import current_address_hash, current_network_hashes, current_reader
 from engage.store import get_store, reactions
 from engage.store.reactions import Reactions
@@ -19,6 +20,7 @@ blp = Blueprint("reactions", __name__, description="Reader reactions on articles
 
 
 def _body(article_id: str, result: Reactions) -> dict[str, Any]:
+    """What ReactionsSchema dumps."""
     body: dict[str, Any] = {
         "article": article_id,
         "counts": result.counts,
@@ -30,21 +32,22 @@ def _body(article_id: str, result: Reactions) -> dict[str, Any]:
     return body
 
 
+
 @blp.route("/articles/<eid:article_id>/reactions")
 class ArticleReactions(MethodView):
+    @conditional
     @blp.response(200, schemas.ReactionsSchema)
     @blp.alt_response(304, description="Not modified (anonymous reads carry an ETag).")
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.doc(operationId="getReactions", security=READER_OPTIONAL)
-    def get(self, article_id: str) -> Response:
+    def get(self, article_id: str) -> Answer:
         """Counts, and the reader's own vote when a reader token is sent."""
         reader = current_reader(required=False)
         result = reactions.read(get_store(), article_id, reader)
         if result is None:
             raise errors.UnknownArticle()
-        body = _body(article_id, result)
-        return private(body) if reader else cacheable(body)
+        return _body(article_id, result), PRIVATE if reader else shared()
 
 
 @blp.route("/articles/<eid:article_id>/reactions/mine")
@@ -55,7 +58,7 @@ class MyReaction(MethodView):
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.alt_response(429, schema=schemas.ErrorSchema, description="Address throttled.")
     @blp.doc(operationId="putMyReaction", security=READER)
-    def put(self, data: dict[str, Any], article_id: str) -> Response:
+    def put(self, data: dict[str, Any], article_id: str) -> Answer:
         """Vote, or move the reader's one vote. Repeating the same vote changes nothing."""
         return self._vote(article_id, data["choice"], data.get("reason"))
 
@@ -63,12 +66,12 @@ class MyReaction(MethodView):
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
     @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
     @blp.doc(operationId="deleteMyReaction", security=READER)
-    def delete(self, article_id: str) -> Response:
+    def delete(self, article_id: str) -> Answer:
         """Withdraw the reader's vote."""
         return self._vote(article_id, None, None)
 
     @staticmethod
-    def _vote(article_id: str, choice: str | None, reason: str | None) -> Response:
+    def _vote(article_id: str, choice: str | None, reason: str | None) -> Answer:
         reader = current_reader()
         assert reader is not None
         result, changed = reactions.vote(
@@ -76,24 +79,18 @@ class MyReaction(MethodView):
             networks=current_network_hashes(),
         )
         metrics.vote_outcome("reaction", changed)  # refusals are counted from their status
-        return private(_body(article_id, result))
+        return _body(article_id, result), PRIVATE
 
 
 @blp.route("/reactions")
 class BatchReactions(MethodView):
+    @conditional
     @blp.arguments(schemas.BatchQuerySchema(), location="query")
     @blp.response(200, schemas.BatchReactionsSchema)
     @blp.alt_response(304, description="Not modified.")
     @blp.doc(operationId="getReactionsBatch")
     def get(self, query: dict[str, Any]) -> Response:
         """Counts of up to 100 articles at once (what a page of widgets needs)."""
-        ids = list(dict.fromkeys(query["article"]))
-        found = reactions.read_many(get_store(), ids)
-        body = {
-            "articles": {
-                aid: {"counts": r.counts, "total": r.total}
-                for aid, r in found.items() if r is not None
-            },
-            "unknown": [aid for aid, r in found.items() if r is None],
-        }
-        return cacheable(body, vary=())
+        found = reactions.read_many(get_store(), list(dict.fromkeys(query["article"])))
+        return articles_answer({aid: None if r is None else r.counts_json
+                                for aid, r in found.items()})

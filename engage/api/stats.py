@@ -64,23 +64,6 @@ def window_fields(window: timerange.Range | None) -> dict[str, Any]:
     }
 
 
-def stats_page(query: dict[str, Any]) -> dict[str, Any]:
-    """The ranked, paginated list."""
-    store = get_store()
-    window = query_window(store, query)
-    offset, limit = query["offset"], query["limit"]
-    total, page = stats.ranked_page(store, query["sort"], query.get("section"), window,
-                                    offset, limit)
-    return {
-        "sort": query["sort"],
-        **window_fields(window),
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "articles": page,
-    }
-
-
 @blp.route("/stats/articles")
 class RankedArticles(MethodView):
     @blp.arguments(schemas.StatsQuerySchema(), location="query")
@@ -99,7 +82,13 @@ class RankedArticles(MethodView):
         within the hourly retention) or daily buckets. Figures across articles are kept
         from the event streams and trail a vote by at most a few seconds.
         """
-        return stats_page(query)
+        store = get_store()
+        window = query_window(store, query)
+        offset, limit = query["offset"], query["limit"]
+        total, page = stats.ranked_page(store, query["sort"], query.get("section"), window,
+                                        offset, limit)
+        return {"sort": query["sort"], **window_fields(window), "total": total,
+                "limit": limit, "offset": offset, "articles": page}
 
 
 @blp.route("/stats/sections")

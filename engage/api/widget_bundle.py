@@ -7,6 +7,7 @@ reader token makes only the first.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Response, current_app
@@ -14,7 +15,7 @@ from flask.views import MethodView
 
 from engage import errors, schemas
 from engage.api import Blueprint
-from engage.api.caching import cacheable, private
+from engage.api.caching import conditional, private, shared
 from engage.api.links import public_hrefs
 from engage.api.polls import poll_body
 from engage.api.spec import READER
@@ -29,20 +30,31 @@ blp = Blueprint("widget", __name__, description="Batched reads for the embeddabl
 _ARTICLE_SCHEMA = schemas.WidgetArticleSchema()
 
 
-def _shape(found: widget.WidgetArticle) -> dict[str, Any]:
-    """An article's part of the anonymous bundle; the store keeps it for as long as it
-    keeps the article, so it is shaped once per fetch, not per request."""
-    part: dict[str, Any] = _ARTICLE_SCHEMA.dump({
+def _shape(found: widget.WidgetArticle) -> str:
+    """An article's part of the anonymous bundle, encoded; the store keeps it for as long
+    as it keeps the article, so it is shaped and encoded once per fetch, not per request."""
+    return json.dumps(_ARTICLE_SCHEMA.dump({
         "counts": found.reactions.counts,
         "total": found.reactions.total,
         "links": public_hrefs(found.links),
         "polls": [poll_body(poll) for poll in found.polls],
-    })
-    return part
+    }), separators=(",", ":"))
+
+
+def articles_answer(parts: dict[str, str | None], **rest: Any) -> Response:
+    """`{"articles": {id: part}, "unknown": [id], **rest}`, shared (`@conditional` adds
+    the ETag). The parts are JSON already (None: unknown) and only joined, so a read from
+    the process's cache encodes just `rest`; IdList's ids need no escaping."""
+    known = ",".join([f'"{aid}":{part}' for aid, part in parts.items() if part is not None])
+    rest["unknown"] = [aid for aid, part in parts.items() if part is None]
+    # `rest` encoded is a non-empty object: its members follow the articles'.
+    body = f'{{"articles":{{{known}}},{json.dumps(rest, separators=(",", ":"))[1:]}'
+    return current_app.response_class(body, mimetype="application/json", headers=shared(()))
 
 
 @blp.route("/widget")
 class WidgetBundle(MethodView):
+    @conditional
     @blp.arguments(schemas.BatchQuerySchema(), location="query")
     @blp.response(200, schemas.WidgetBundleSchema)
     @blp.alt_response(304, description="Not modified.")
@@ -50,17 +62,12 @@ class WidgetBundle(MethodView):
     def get(self, query: dict[str, Any]) -> Response:
         """Counts, related links and polls of up to 100 articles (anonymous view)."""
         ids = list(dict.fromkeys(query["article"]))
-        found = widget.read_many(get_store(), ids, _shape)
         config = current_app.config
-        body = {
-            "choices": list(config["CHOICES"]),
-            "reason_choice": config["REASON_CHOICE"] or None,
-            "reasons": list(config["REASONS"]),
-            "locale": config["LOCALE"],
-            "articles": {aid: part for aid, part in found.items() if part is not None},
-            "unknown": [aid for aid, part in found.items() if part is None],
-        }
-        return cacheable(body, vary=())  # anonymous only: the reader's part is /widget/mine
+        # Anonymous only (no Vary on a token): the reader's part is /widget/mine.
+        return articles_answer(
+            widget.read_many(get_store(), ids, _shape),
+            choices=list(config["CHOICES"]), reason_choice=config["REASON_CHOICE"] or None,
+            reasons=list(config["REASONS"]), locale=config["LOCALE"])
 
 
 @blp.route("/widget/mine")

@@ -1,20 +1,20 @@
 """Storage: the only package that imports redis.
 
 `init_app(app)` connects once per app (a pooled client) and registers the Lua scripts.
-Views reach the store through `get_store()`. Refusals are `store.exceptions`; an outage
-is one of `UNAVAILABLE` (engage/errors.py answers both).
+Views reach the store through `get_store()`. The store raises its refusals as the errors
+they are answered with (`engage.errors.REFUSALS`); an outage is one of `UNAVAILABLE`
+(engage/errors.py answers it).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from cachetools import TTLCache
 from flask import Flask, current_app
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -48,6 +48,38 @@ COUNTS_CACHE_SECONDS = 1.0
 COUNTS_CACHE_ARTICLES = 10_000
 
 
+class ReadCache:
+    """Article id -> an anonymous read of it, kept COUNTS_CACHE_SECONDS by `timer`, for at
+    most `size` articles (the oldest dropped first). A plain dict, not cachetools' TTLCache,
+    whose lookups were most of a cached batch's own cost (bench/profile_hot.py). A lookup
+    is atomic: only writes, which a worker's threads share, take the lock."""
+
+    def __init__(self, size: int, timer: Callable[[], float]) -> None:
+        self.size = size
+        self.timer = timer
+        self.entries: dict[str, tuple[float, Any]] = {}  # id -> (kept until, read), oldest first
+        self.lock = threading.Lock()
+
+    def get_many(self, article_ids: Iterable[str]) -> dict[str, Any]:
+        """The kept reads of these articles, where still fresh."""
+        now, entries = self.timer(), self.entries
+        return {aid: entry[1] for aid in article_ids
+                if (entry := entries.get(aid)) is not None and now < entry[0]}
+
+    def put_many(self, reads: dict[str, Any]) -> None:
+        until = self.timer() + COUNTS_CACHE_SECONDS
+        with self.lock:
+            for aid, read in reads.items():
+                self.entries.pop(aid, None)  # inserted again last: the oldest stay first
+                self.entries[aid] = (until, read)
+            while len(self.entries) > self.size:
+                del self.entries[next(iter(self.entries))]
+
+    def pop(self, article_id: str) -> None:
+        with self.lock:
+            self.entries.pop(article_id, None)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -74,14 +106,10 @@ class Store:
         self.timer = timer
         self.keys = Keys(config["REDIS_PREFIX"])
         self.scripts = {name: client.register_script(src) for name, src in scripts.ALL.items()}
-        # article id -> its anonymous Reactions (store/reactions.py), and -> what the
-        # widget shows anyone of it (store/widget.py). A worker's threads share them, and
-        # cachetools' caches are not thread-safe: both go under `cache_lock`.
-        self.counts_cache: TTLCache[str, Any] = TTLCache(
-            counts_cache_articles, COUNTS_CACHE_SECONDS, timer=lambda: self.timer())
-        self.widget_cache: TTLCache[str, Any] = TTLCache(
-            counts_cache_articles, COUNTS_CACHE_SECONDS, timer=lambda: self.timer())
-        self.cache_lock = threading.Lock()
+        # An article's anonymous Reactions (store/reactions.py), and what the widget shows
+        # anyone of it (store/widget.py).
+        self.counts_cache = ReadCache(counts_cache_articles, lambda: self.timer())
+        self.widget_cache = ReadCache(counts_cache_articles, lambda: self.timer())
 
     def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self.scripts[name](keys=keys, args=args)
@@ -90,9 +118,8 @@ class Store:
         """Drop the article from this process's caches after a write that changes what
         anyone sees of it, so this process's next read shows the write (others within
         COUNTS_CACHE_SECONDS)."""
-        with self.cache_lock:
-            self.counts_cache.pop(article_id, None)
-            self.widget_cache.pop(article_id, None)
+        self.counts_cache.pop(article_id)
+        self.widget_cache.pop(article_id)
 
     # -- time helpers shared by the write paths -----------------------------------
     def now(self) -> datetime:
@@ -123,8 +150,7 @@ def make_client(url: str, config: dict[str, Any]) -> Any:
     if cluster.is_cluster_url(url):
         return cluster.make_cluster_client(url, config)
     # Imported here: it brings the metrics, which set up their multiprocess files on
-    # import; a process that only needs the store's names (gunicorn's master, through
-    # engage.errors) must not.
+    # import; a process that only needs the store's names must not.
     from engage.store.instrumented import InstrumentedRedis
 
     retry = Retry(

@@ -131,17 +131,8 @@ class Aggregator:
 
 def clear(store: Store) -> int:
     """Delete every aggregate key (the applied positions too)."""
-    pattern = store.keys.agg("*")
-    deleted = 0
-    batch: list[str] = []
-    for key in store.redis.scan_iter(match=pattern, count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            deleted += store.redis.delete(*batch)
-            batch = []
-    if batch:
-        deleted += store.redis.delete(*batch)
-    return deleted
+    found = list(store.redis.scan_iter(match=store.keys.agg("*"), count=1000))
+    return sum(store.redis.delete(*found[i:i + 500]) for i in range(0, len(found), 500))
 
 
 def rebuild(store: Store) -> int:

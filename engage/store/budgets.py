@@ -10,15 +10,29 @@ scripts.py), so a /48 of 65,536 households moves an article by its own budget at
 A network's limit is the setting named after the group's and the network
 (THROTTLE_VOTES -> THROTTLE_VOTES_V6_48), and never below the group's own: a network
 holds the group, so a smaller budget would quietly lower the group's.
+
+Requests not tied to one article (minting a reader token, reporting impressions) spend
+from budgets of their own with `spend`: one script, one round trip, the same rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from engage.config import per_minute
+from engage.store import Store, scripts
+from engage.store.keys import Keys
 
 Networks = Mapping[str, str]
 NO_NETWORKS: Networks = {}
+
+# The window of minting ("30 per minute", as its settings have always said) and of
+# impression reports.
+MINUTE = 60
+# Impression reports one address group may send a minute, over every article: the
+# store caps what each counts, this caps how often anyone may ask.
+IMPRESSION_REPORTS = 120
 
 
 def network_setting(setting: str, network: str) -> str:
@@ -38,8 +52,32 @@ def click_limits(config: Mapping[str, Any], networks: Networks) -> str:
     return _limits(config, 1, "CLICK_BUDGET", networks)
 
 
-def _limits(config: Mapping[str, Any], own: int, setting: str, networks: Networks) -> str:
+def mint_limits(config: Mapping[str, Any], networks: Networks) -> str:
+    """Reader tokens minted a MINUTE: READER_MINT_LIMIT for the group,
+    READER_MINT_LIMIT_<NETWORK> for each network."""
+    return _limits(config, per_minute(config["READER_MINT_LIMIT"]), "READER_MINT_LIMIT",
+                   networks, count=per_minute)
+
+
+def _limits(config: Mapping[str, Any], own: int, setting: str, networks: Networks,
+            count: Callable[[Any], int] = int) -> str:
     """The group's limit `own`, then each network's, comma-joined in the order of
     `networks` (the order of their keys), as the scripts take them."""
-    wider = (max(own, int(config[network_setting(setting, name)])) for name in networks)
+    wider = (max(own, count(config[network_setting(setting, name)])) for name in networks)
     return ",".join(str(n) for n in (own, *wider))
+
+
+def budget_keys(keys: Keys, what: str, address: str, networks: Networks) -> list[str]:
+    """The group's budget key for `what`, then each network's, all under the widest
+    network's hash (the group's when none): one Cluster slot, networks spread over all."""
+    tag = list(networks.values())[-1] if networks else address
+    return [keys.budget(what, tag, h) for h in (address, *networks.values())]
+
+
+def spend(store: Store, what: str, address: str, networks: Networks, limits: str,
+          window: int) -> None:
+    """Spend one from the address group's budget for `what` and from each network's
+    (`limits` as `mint_limits` joins them), or from none and raise RateLimited (with
+    the seconds until every used-up budget frees) when one is used up."""
+    keys = budget_keys(store.keys, what, address, networks)
+    scripts.result(store.run("spend_budget", keys, [limits, window]))

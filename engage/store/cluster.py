@@ -3,7 +3,7 @@
 `ENGAGE_REDIS_URL=redis+cluster://host:port,host:port` (or `rediss+cluster://` for
 TLS, optionally `user:password@` before the first host) names a few startup nodes;
 redis-py's `RedisCluster` discovers the rest, follows MOVED/ASK and refreshes its slot
-map after a failover. The same URL is what Flask-Limiter's storage understands.
+map after a failover.
 
 Nothing else changes for a cluster: every script's keys carry one hash tag (see
 `keys.py`), and reads that span articles use non-transactional pipelines, which

@@ -5,8 +5,8 @@ With no ENGAGE_REDIS_URL, engage runs its own server on a unix socket in DATA_DI
 persisted with a multi-part append-only file in DATA_DIR/appendonlydir. A data directory
 written by an engage that ran Redis 6 (a single DATA_DIR/engage.aof) is moved into that
 directory by the server itself on its first start; docs/operations.md says how to back
-up and restore either. Several processes (gunicorn workers, the CLI, the
-worker) share one server: whoever comes first starts it under a file lock, the rest
+up and restore either. Several processes (the HTTP server's workers, the CLI,
+the worker) share one server: whoever comes first starts it under a file lock, the rest
 find its socket answering and reuse it.
 
 `engage serve` owns the server it runs on (`start_supervised()`): it starts it again
@@ -27,6 +27,8 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -96,13 +98,11 @@ class EmbeddedRedis:
     def is_running(self) -> bool:
         if not self.socket.exists():
             return False
-        client = self._client(0.5)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        with self._client(0.5) as client:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
 
     def ensure_running(self, timeout: float = 10.0) -> str:
         """Start the server unless one already answers; returns its URL. The process
@@ -170,8 +170,19 @@ class EmbeddedRedis:
                 return True  # there, but slow to accept
         return True
 
-    def _lock(self) -> _FileLock:
-        return _FileLock(self.data_dir / "redis.lock")
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """An exclusive lock on a file between processes.
+
+        A POSIX record lock (lockf), not flock: a child forked while the lock is held does
+        not inherit it, so a worker forked during a restart cannot keep it for ever.
+        """
+        fd = os.open(self.data_dir / "redis.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def _start(self) -> None:
         # A killed server leaves both behind; the pidfile is how _wait tells a server
@@ -247,13 +258,11 @@ class EmbeddedRedis:
         if not self.is_running():
             return
         pid = self.pid()
-        client = self._client(5)
-        try:
-            client.shutdown(save=True)
-        except redis.ConnectionError:
-            pass  # the server closes the connection as it exits
-        finally:
-            client.close()
+        with self._client(5) as client:
+            try:
+                client.shutdown(save=True)
+            except redis.ConnectionError:
+                pass  # the server closes the connection as it exits
         # Wait for the process itself, so a restart never overlaps its last write.
         deadline = time.monotonic() + 10
         while pid is not None and _alive(pid) and time.monotonic() < deadline:
@@ -264,32 +273,6 @@ class EmbeddedRedis:
             return int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-
-
-class _FileLock:
-    """An exclusive lock on a file between processes.
-
-    A POSIX record lock (lockf), not flock: a child forked while the lock is held does
-    not inherit it, so a worker forked during a restart cannot keep it for ever.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def __enter__(self) -> _FileLock:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            fcntl.lockf(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(self._fd)
-            raise
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._fd is not None
-        os.close(self._fd)  # closing releases the lock
-        self._fd = None
 
 
 def _alive(pid: int) -> bool:

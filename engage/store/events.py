@@ -45,15 +45,6 @@ def _sort_key(entry_id: str) -> tuple[int, int]:
     return int(millis), int(seq or 0)
 
 
-def streams_for(store: Store, article: str | None = None) -> list[str]:
-    """All streams, or one article's stream and its polls' streams."""
-    if article is None:
-        return stream_keys(store)
-    keys = store.keys
-    poll_ids = store.redis.zrange(keys.article_polls(article), 0, -1)
-    return [keys.article_events(article)] + [keys.poll_events(p) for p in poll_ids]
-
-
 def _matches(fields: dict[str, str], types: frozenset[str], article: str | None) -> bool:
     if article is not None and fields.get("article") != article:
         return False
@@ -79,7 +70,12 @@ def iter_events(
     The first page of every stream is fetched before this returns, so an unreachable
     Redis fails before a caller starts streaming a response.
     """
-    keys = streams_for(store, article)
+    if article is None:
+        keys = stream_keys(store)
+    else:  # the article's stream and its polls' streams
+        poll_ids = store.redis.zrange(store.keys.article_polls(article), 0, -1)
+        keys = [store.keys.article_events(article)] + [
+            store.keys.poll_events(p) for p in poll_ids]
     wanted = frozenset(types)
     start = "-" if since_ms is None else str(int(since_ms))
     end = "+" if until_ms is None else str(int(until_ms))

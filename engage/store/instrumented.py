@@ -15,7 +15,6 @@ from functools import cache
 from typing import Any
 
 import redis
-from redis.client import Pipeline
 from redis.cluster import RedisCluster
 
 from engage import metrics
@@ -39,8 +38,9 @@ def op_label(args: tuple[Any, ...]) -> str:
 
 
 def prime() -> None:
-    """Error series at zero for the operations the request paths and the worker run."""
-    metrics.prime_redis_ops(["pipeline", *(f"script:{name}" for name in scripts.ALL)])
+    """Error series at zero for pipelines, which every read path runs: enough for the
+    error panels and alert, which sum over operations."""
+    metrics.prime_redis_ops(["pipeline"])
 
 
 def error_kind(exc: BaseException) -> str:
@@ -66,10 +66,25 @@ def _timed(op: str, call: Any) -> Any:
     return result
 
 
-class InstrumentedPipeline(Pipeline):
+class TimedPipeline:
+    """A client's own pipeline, its `execute` timed as one operation; commands are
+    queued on the pipeline itself."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.pipe = pipe
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pipe, name)
+
+    def __enter__(self) -> TimedPipeline:
+        self.pipe.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pipe.__exit__(*exc)
+
     def execute(self, raise_on_error: bool = True) -> list[Any]:
-        run = super().execute
-        replies: list[Any] = _timed("pipeline", lambda: run(raise_on_error))
+        replies: list[Any] = _timed("pipeline", lambda: self.pipe.execute(raise_on_error))
         return replies
 
 
@@ -78,10 +93,8 @@ class InstrumentedRedis(redis.Redis):
         run = super().execute_command
         return _timed(op_label(args), lambda: run(*args, **options))
 
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
-        return InstrumentedPipeline(
-            self.connection_pool, self.response_callbacks, transaction, shard_hint
-        )
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        return TimedPipeline(super().pipeline(transaction, shard_hint))
 
 
 class InstrumentedRedisCluster(RedisCluster):
@@ -92,8 +105,4 @@ class InstrumentedRedisCluster(RedisCluster):
         return _timed(op_label(args), lambda: run(*args, **options))
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
-        pipe = super().pipeline(transaction, shard_hint)
-        run = pipe.execute
-        timed = lambda raise_on_error=True: _timed("pipeline", lambda: run(raise_on_error))  # noqa: E731
-        setattr(pipe, "execute", timed)  # noqa: B010
-        return pipe
+        return TimedPipeline(super().pipeline(transaction, shard_hint))

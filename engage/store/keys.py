@@ -37,6 +37,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:linkindex                  | hash   | forever                 | link id -> article id (for /r/<link id>)        |
 | P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at} |
 | P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session, or JSON {id, role, name, sites, until} of one signed in through OpenID Connect (ends at `until` however used) |
+| P:rl:{N}:<what>:<addr hash>  | string | one minute              | requests counted from one address group, or wider network, for `what` (`mint`: reader tokens, `imp`: impression reports); N is the hash of the widest network the address is in (its group's when none), so one script finds them all in one slot (store/budgets.py) |
 | P:addrnonce:<YYYYMMDD>       | string | until the day ends + 10 min | random nonce of that UTC day's address-hash key (the key needs the app secret too) |
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
@@ -89,6 +90,16 @@ class Keys:
 
     def __init__(self, prefix: str = "engage") -> None:
         self.prefix = prefix
+        # Keys without an id: built once.
+        self.agg_base = f"{prefix}:x:{{stats}}"  # the aggregates' one hash tag (one slot)
+        self.articles = f"{prefix}:articles"
+        self.sections = f"{prefix}:sections"
+        self.polls = f"{prefix}:polls"
+        self.linkindex = f"{prefix}:linkindex"
+        self.tokens = f"{prefix}:tokens"
+        self.webhooks = f"{prefix}:webhooks"
+        self.webhook_dead = f"{prefix}:webhooks:dead"
+        self.webhook_retry = f"{prefix}:webhooks:retry"
 
     # -- articles -----------------------------------------------------------------
     def article(self, article_id: str) -> str:
@@ -162,53 +173,19 @@ class Keys:
     def day_bucket(self, owner_key: str, when: datetime) -> str:
         return f"{owner_key}:d:{self.day_stamp(when)}"
 
-    # -- global -------------------------------------------------------------------
     # -- cross-article aggregates (one hash tag: one cluster slot) --------------------
-    @property
-    def agg_base(self) -> str:
-        return f"{self.prefix}:x:{{stats}}"
-
     def agg(self, part: str) -> str:
         return f"{self.agg_base}:{part}"
 
-    @property
-    def articles(self) -> str:
-        return f"{self.prefix}:articles"
-
+    # -- global -------------------------------------------------------------------
     def section(self, name: str) -> str:
         return f"{self.prefix}:section:{name}"
-
-    @property
-    def sections(self) -> str:
-        return f"{self.prefix}:sections"
-
-    @property
-    def polls(self) -> str:
-        return f"{self.prefix}:polls"
-
-    @property
-    def linkindex(self) -> str:
-        return f"{self.prefix}:linkindex"
-
-    @property
-    def tokens(self) -> str:
-        return f"{self.prefix}:tokens"
 
     def session(self, digest: str) -> str:
         return f"{self.prefix}:session:{digest}"
 
+    def budget(self, what: str, tag: str, addr_hash: str) -> str:
+        return f"{self.prefix}:rl:{{{tag}}}:{what}:{addr_hash}"
+
     def addrnonce(self, day: str) -> str:
         return f"{self.prefix}:addrnonce:{day}"
-
-    @property
-    def webhooks(self) -> str:
-        return f"{self.prefix}:webhooks"
-
-    @property
-    def webhook_dead(self) -> str:
-        return f"{self.prefix}:webhooks:dead"
-
-    @property
-    def webhook_retry(self) -> str:
-        return f"{self.prefix}:webhooks:retry"
-

@@ -14,16 +14,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from engage.errors import UnknownLink
 from engage.formulas import wilson_lower
 from engage.store import Store, budgets, reactions, scripts
-from engage.store.exceptions import UnknownArticle
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
 REDIRECT_PREFIX = "/r/"
 # How many same-section articles are considered when filling the box.
 RELATED_CANDIDATES = 50
-_UNKNOWN_ARTICLE: scripts.Refusals = {Status.UNKNOWN: UnknownArticle}
 
 
 def link_id(article_id: str, url: str) -> str:
@@ -62,7 +61,7 @@ def set_links(
         keys=[keys.article(article_id), keys.article_links(article_id)],
         args=[json.dumps(stored, ensure_ascii=False)],
     )
-    result = scripts.raise_for_status(raw, _UNKNOWN_ARTICLE)
+    result = scripts.result(raw)
     removed = {link["id"] for link in _decode(result.values[0] or None)} - seen
     # The index is global (outside the slot); idempotent, rewritten by every PUT.
     pipe = store.redis.pipeline(transaction=False)
@@ -183,11 +182,6 @@ def for_articles(store: Store, article_ids: list[str]) -> dict[str, list[dict[st
     return fill(store, boxes, candidates)
 
 
-def article_of(store: Store, link_id_: str) -> str | None:
-    article_id: str | None = store.redis.hget(store.keys.linkindex, link_id_)
-    return article_id
-
-
 @dataclass(frozen=True)
 class Click:
     """Where a link goes, and why its click was not counted (None: it was)."""
@@ -204,9 +198,9 @@ PREFETCH = "prefetch"
 def click(
     store: Store, link_id_: str, address: str, refused: str | None = None,
     networks: budgets.Networks = budgets.NO_NETWORKS,
-) -> Click | None:
-    """Resolve a link and count one click from `address` (a hashed address group), or
-    None for an unknown link.
+) -> Click:
+    """Resolve a link and count one click from `address` (a hashed address group);
+    raises UnknownLink.
 
     A click is counted at most once per address group per link per CLICK_WINDOW, and
     up to each wider network's budget (`networks`, store/budgets.py): "duplicate" and
@@ -214,9 +208,9 @@ def click(
     Either way a click not counted is tallied as refused in the article's buckets, in
     the same script.
     """
-    article_id = article_of(store, link_id_)
+    article_id: str | None = store.redis.hget(store.keys.linkindex, link_id_)
     if article_id is None:
-        return None
+        raise UnknownLink()
     keys = store.keys
     owner = keys.article(article_id)
     now = store.now()
@@ -237,9 +231,7 @@ def click(
               article_id, int(store.config["CLICK_WINDOW"]),
               budgets.click_limits(store.config, networks)],
     )
-    result = scripts.parse(raw)
-    if result.status == Status.UNKNOWN:
-        return None
+    result = scripts.result(raw)
     why = str(result.values[1]) if result.status == Status.UNCHANGED else None
     return Click(str(result.values[0]), why)
 
@@ -268,7 +260,7 @@ def impressions(
               int(store.config["IMPRESSION_CAP"]), int(store.config["CLICK_WINDOW"]),
               *dict.fromkeys(link_ids)],
     )
-    result = scripts.raise_for_status(raw, _UNKNOWN_ARTICLE)
+    result = scripts.result(raw)
     return int(result.values[0]), int(result.values[1])
 
 

@@ -21,17 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from engage.errors import IdTaken, InvalidOptions, UnknownArticle
 from engage.store import Store, budgets, scripts
-from engage.store.exceptions import (
-    ClosesAtPassed,
-    IdTaken,
-    InvalidOptions,
-    PollClosed,
-    PollFinal,
-    Throttled,
-    UnknownArticle,
-    UnknownPoll,
-)
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -125,6 +116,12 @@ def _decode(
         voters=max(0, int(raw_counts.get("_voters", 0))),
         mine=mine_raw.split(",") if mine_raw else None,
     )
+
+
+def _own_keys(keys: Keys, poll_id: str) -> list[str]:
+    """The keys a poll's life begins and ends with: its hash, counts, voters, events."""
+    return [keys.poll(poll_id), keys.poll_counts(poll_id), keys.poll_voters(poll_id),
+            keys.poll_events(poll_id)]
 
 
 def _pairs(flat: list[Any]) -> dict[str, str]:
@@ -293,15 +290,10 @@ def create(
         assert poll_id is not None
         raw = store.run(
             "create_poll",
-            keys=[
-                keys.poll(poll_id),
-                keys.poll_counts(poll_id),
-                keys.poll_voters(poll_id),
-                keys.poll_events(poll_id),
-            ],
+            keys=_own_keys(keys, poll_id),
             args=[json.dumps(fields), store.min_event_id(now), poll_id, article or ""],
         )
-        if scripts.parse(raw).status == Status.CHANGED:
+        if int(raw[0]) == Status.CHANGED:
             break
     else:
         raise IdTaken()
@@ -364,7 +356,7 @@ def vote(
             poll_id,
         ],
     )
-    result = scripts.raise_for_status(raw, _VOTE_REFUSALS)
+    result = scripts.result(raw)
     mine = result.values[0] or None
     n_counts = int(result.values[1])
     counts = _pairs(result.values[2:2 + n_counts])
@@ -373,20 +365,6 @@ def vote(
     if poll.article:
         store.forget(poll.article)
     return poll, result.status == Status.CHANGED
-
-
-_VOTE_REFUSALS: scripts.Refusals = {
-    Status.UNKNOWN: UnknownPoll,
-    Status.THROTTLED: Throttled,
-    Status.CLOSED: PollClosed,
-    Status.INVALID: InvalidOptions,
-}
-_PATCH_REFUSALS: scripts.Refusals = {
-    Status.UNKNOWN: UnknownPoll,
-    Status.CLOSED: PollFinal,
-    Status.CLOSES_AT_PASSED: ClosesAtPassed,
-}
-_DELETE_REFUSALS: scripts.Refusals = {Status.UNKNOWN: UnknownPoll}
 
 
 def patch(
@@ -408,11 +386,7 @@ def patch(
         else:
             closes_at = _to_ms_precision(closes_at)
             closes_flag, closes_ms = closes_at.isoformat(), str(epoch_ms(closes_at))
-    edits: dict[str, str] = {}
-    if "question" in data:
-        edits["question"] = data["question"]
-    if "results" in data:
-        edits["results"] = data["results"]
+    edits: dict[str, str] = {k: data[k] for k in ("question", "results") if k in data}
     if "min_votes" in data:
         edits["min_votes"] = str(int(data["min_votes"] or 0))
     raw = store.run(
@@ -423,13 +397,13 @@ def patch(
             data.get("status") or "",
             closes_flag,
             closes_ms,
-            json.dumps(edits) if edits else "{}",
+            json.dumps(edits),
             now.isoformat(),
             store.min_event_id(now),
             poll_id,
         ],
     )
-    result = scripts.raise_for_status(raw, _PATCH_REFUSALS)
+    result = scripts.result(raw)
     meta = _pairs(result.values)
     counts = store.redis.hgetall(keys.poll_counts(poll_id))
     poll = _decode(poll_id, meta, counts, None, now)
@@ -445,15 +419,10 @@ def delete(store: Store, poll_id: str, now: datetime | None = None) -> None:
     retention = int(store.config["EVENT_RETENTION_DAYS"]) * 86400
     raw = store.run(
         "delete_poll",
-        keys=[
-            keys.poll(poll_id),
-            keys.poll_counts(poll_id),
-            keys.poll_voters(poll_id),
-            keys.poll_events(poll_id),
-        ],
+        keys=_own_keys(keys, poll_id),
         args=[store.min_event_id(now), poll_id, retention],
     )
-    result = scripts.raise_for_status(raw, _DELETE_REFUSALS)
+    result = scripts.result(raw)
     article = result.values[0]
     if article:
         store.redis.zrem(keys.article_polls(article), poll_id)
@@ -471,6 +440,3 @@ def events(store: Store, poll_id: str, batch: int = 500) -> Iterable[tuple[str, 
             return
         start = "(" + entries[-1][0]
 
-
-def exists(store: Store, poll_id: str) -> bool:
-    return bool(store.redis.exists(store.keys.poll(poll_id)))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from engage.store import Store, budgets, scripts
-from engage.store.exceptions import Throttled, UnknownArticle
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -22,6 +23,12 @@ class Reactions:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @cached_property
+    def counts_json(self) -> str:
+        """What anyone may see of them (CountsSchema), encoded once: the process keeps
+        them for every anonymous batch read within COUNTS_CACHE_SECONDS."""
+        return json.dumps({"counts": self.counts, "total": self.total}, separators=(",", ":"))
 
 
 def normalize_counts(store: Store, flat_or_map: Any) -> dict[str, int]:
@@ -58,17 +65,13 @@ def read_many(
     """
     if reader is not None:
         return _fetch(store, article_ids, reader)
-    with store.cache_lock:
-        cached = {aid: store.counts_cache.get(aid) for aid in article_ids}
-    missing = [aid for aid, found in cached.items() if found is None]
+    kept: dict[str, Reactions | None] = store.counts_cache.get_many(article_ids)
+    missing = [aid for aid in article_ids if aid not in kept]
     if not missing:
-        return cached
+        return kept
     fetched = _fetch(store, missing, None)
-    with store.cache_lock:
-        for aid, found in fetched.items():
-            if found is not None:
-                store.counts_cache[aid] = found
-    return {aid: cached[aid] or fetched[aid] for aid in article_ids}
+    store.counts_cache.put_many({aid: r for aid, r in fetched.items() if r is not None})
+    return kept | fetched
 
 
 def _fetch(
@@ -99,9 +102,6 @@ def take_read(store: Store, replies: Iterator[Any], reader: str | None = None
     return Reactions(normalize_counts(store, counts), choice, reason) if exists else None
 
 
-_VOTE_REFUSALS: scripts.Refusals = {Status.UNKNOWN: UnknownArticle, Status.THROTTLED: Throttled}
-
-
 def vote(
     store: Store,
     article_id: str,
@@ -128,7 +128,7 @@ def vote(
               hour_ttl, day_ttl, store.min_event_id(now), article_id],
     )
     store.forget(article_id)
-    result = scripts.raise_for_status(raw, _VOTE_REFUSALS)
+    result = scripts.result(raw)
     mine, mine_reason = _split_mine(result.values[0])
     counts = normalize_counts(store, result.values[1:])
     return Reactions(counts, mine, mine_reason), result.status == Status.CHANGED

@@ -4,34 +4,30 @@ Every script touches keys of one hash tag only (one article or one poll), so it 
 on a Redis Cluster slot unchanged. Scripts are registered once per client; redis-py
 sends EVALSHA and reloads the source itself after a NOSCRIPT (restart, failover).
 
-Return conventions: the first element is a `Status`, named the same in the Lua (every
-script opens with `_LUA_STATUSES`). CHANGED and UNCHANGED (an idempotent repeat) are
-results; a negative status is a refusal, which `raise_for_status` turns into the
-exception a wrapper's table names for it.
+Return conventions: the first element is a `Status` (CHANGED, or UNCHANGED for an
+idempotent repeat), or a refusal of `engage.errors.REFUSALS` named as its class is (every
+script opens with `_LUA_STATUSES`), which `result` raises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
+
+from engage import errors, formulas
 
 
 class Status(IntEnum):
     CHANGED = 1
     UNCHANGED = 0
-    UNKNOWN = -1  # the article or poll does not exist
-    THROTTLED = -2  # {THROTTLED, seconds left}: the address or its network used up a budget
-    CLOSED = -3  # the poll is closed
-    INVALID = -4  # {INVALID, 'unknown'|'single'|'max'}: options the poll does not take
-    TAKEN = -5  # the poll id is in use
-    CLOSES_AT_PASSED = -6  # reopening a poll whose closes_at has passed
 
 
-# Prepended to every script that returns a status, so the Lua names them as Python does.
-_LUA_STATUSES = "local {} = {}\n".format(
-    ", ".join(status.name for status in Status), ", ".join(str(int(s)) for s in Status)
+# Prepended to every script that returns a status, so the Lua names the statuses and the
+# refusals as Python does: refusal i of REFUSALS is -1 - i.
+_LUA_STATUSES = "local CHANGED, UNCHANGED, {} = 1, 0, {}\n".format(
+    ", ".join(refusal.__name__ for refusal in errors.REFUSALS),
+    ", ".join(str(-1 - i) for i in range(len(errors.REFUSALS))),
 )
 
 
@@ -41,20 +37,13 @@ class ScriptResult:
     values: list[Any]
 
 
-def parse(raw: list[Any]) -> ScriptResult:
-    return ScriptResult(int(raw[0]), list(raw[1:]))
-
-
-Refusals = Mapping[Status, Callable[..., Exception]]
-
-
-def raise_for_status(raw: list[Any], refusals: Refusals) -> ScriptResult:
-    """The script's result, or the exception `refusals` names for its status, built from
-    the values the script returned after the status (e.g. THROTTLED's seconds left)."""
-    result = parse(raw)
-    if result.status < 0:
-        raise refusals[Status(result.status)](*result.values)
-    return result
+def result(raw: list[Any]) -> ScriptResult:
+    """The script's result, or the refusal it returned raised with the values after it
+    (Throttled's seconds left, InvalidOptions' rule)."""
+    status = int(raw[0])
+    if status < 0:
+        raise errors.REFUSALS[-1 - status](*raw[1:])
+    return ScriptResult(status, list(raw[1:]))
 
 
 # Shared Lua helpers, prepended to scripts that need them.
@@ -114,9 +103,10 @@ VOTE_REACTION = _LUA_STATUSES + _LUA_THROTTLE + """
 -- ARGV[5] throttle window (s)
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] article id
--- Returns {CHANGED or UNCHANGED, mine, counts...}, or {UNKNOWN} or {THROTTLED, retry_after}.
+-- Returns {CHANGED or UNCHANGED, mine, counts...}, or {UnknownArticle} or
+-- {Throttled, retry_after}.
 -- A repeated choice and a throttled vote are counted as refused in the buckets.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UnknownArticle} end
 local reader, choice, reason = ARGV[1], ARGV[2], ARGV[3]
 local hour_ttl, day_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local old = redis.call('HGET', KEYS[4], reader)
@@ -132,7 +122,7 @@ end
 local wait = spend(budgets(5, 9, ARGV[4]), tonumber(ARGV[5]))
 if wait > 0 then
   bump(KEYS[7], KEYS[8], 'refused:votes_throttled', hour_ttl, day_ttl)
-  return {THROTTLED, wait}
+  return {Throttled, wait}
 end
 local old_choice, old_reason = '', ''
 if old then
@@ -161,6 +151,18 @@ redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[8], '*',
 return {CHANGED, new or '', unpack(redis.call('HGETALL', KEYS[2]))}
 """
 
+SPEND_BUDGET = _LUA_STATUSES + _LUA_THROTTLE + """
+-- Spend one from an address's budget for a request not tied to one article (minting a
+-- reader token, reporting impressions), and from each of its wider networks'.
+-- KEYS[1] budget string (this address group)
+-- KEYS[2..] budget strings of the address's wider networks (none or more)
+-- ARGV[1] limits, comma-joined: KEYS[1]'s, then KEYS[2..]'s   ARGV[2] window (s)
+-- Returns {CHANGED} or {RateLimited, retry_after}.
+local wait = spend(budgets(1, 2, ARGV[1]), tonumber(ARGV[2]))
+if wait > 0 then return {RateLimited, wait} end
+return {CHANGED}
+"""
+
 UPSERT_ARTICLE = """
 -- Create or update an article's metadata and log it.
 -- KEYS[1] article hash   KEYS[2] events stream
@@ -184,8 +186,8 @@ SET_LINKS = _LUA_STATUSES + """
 -- Replace an article's curated related links.
 -- KEYS[1] article hash (must exist)   KEYS[2] links string
 -- ARGV[1] links JSON [{id,title,url}]
--- Returns {CHANGED, previous links JSON or ''} or {UNKNOWN}.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
+-- Returns {CHANGED, previous links JSON or ''} or {UnknownArticle}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UnknownArticle} end
 local previous = redis.call('GET', KEYS[2]) or ''
 redis.call('SET', KEYS[2], ARGV[1])
 return {CHANGED, previous}
@@ -214,9 +216,9 @@ CLICK_LINK = _LUA_STATUSES + _LUA_THROTTLE + _LUA_FIND_LINK + """
 -- ARGV[5] oldest event id to keep (ms)   ARGV[6] article id   ARGV[7] window (s)
 -- ARGV[8] click limits, comma-joined: KEYS[6]'s (1), then KEYS[7..]'s
 -- Returns {CHANGED, url} for a counted click, {UNCHANGED, url, why} for one not counted,
--- or {UNKNOWN} when the article no longer has this link.
+-- or {UnknownLink} when the article no longer has this link.
 local url = find_link(KEYS[1], ARGV[1])
-if not url then return {UNKNOWN} end
+if not url then return {UnknownLink} end
 local hour_ttl, day_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local why = ARGV[2]
 if why == '' then
@@ -244,8 +246,8 @@ COUNT_IMPRESSIONS = _LUA_STATUSES + _LUA_THROTTLE + _LUA_FIND_LINK + """
 -- ARGV[1] hour bucket ttl (s)   ARGV[2] day bucket ttl (s)
 -- ARGV[3] oldest event id to keep (ms)   ARGV[4] article id   ARGV[5] cap
 -- ARGV[6] window (s)   ARGV[7..] link ids
--- Returns {CHANGED, counted, over the cap} or {UNKNOWN}.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
+-- Returns {CHANGED, counted, over the cap} or {UnknownArticle}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UnknownArticle} end
 local hour_ttl, day_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local cap = tonumber(ARGV[5])
 local counted, over = 0, 0
@@ -292,8 +294,8 @@ CREATE_POLL = _LUA_STATUSES + _LUA_SPLIT + """
 -- KEYS[1] poll hash   KEYS[2] counts hash   KEYS[3] voters hash   KEYS[4] events stream
 -- ARGV[1] JSON object of the poll's fields (string values)
 -- ARGV[2] oldest event id to keep (ms)   ARGV[3] poll id   ARGV[4] article id ('' none)
--- Returns {CHANGED} or {TAKEN}.
-if redis.call('EXISTS', KEYS[1]) == 1 then return {TAKEN} end
+-- Returns {CHANGED} or {IdTaken}.
+if redis.call('EXISTS', KEYS[1]) == 1 then return {IdTaken} end
 -- Leftovers of a deleted poll under the same id must not count for the new one.
 redis.call('DEL', KEYS[2], KEYS[3])
 for field, value in pairs(cjson.decode(ARGV[1])) do
@@ -317,22 +319,23 @@ VOTE_POLL = _LUA_STATUSES + _LUA_THROTTLE + _LUA_SPLIT + """
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] poll id
 -- Returns {CHANGED or UNCHANGED, mine, n, <n counts items>, <poll hash items>}, or
--- {UNKNOWN}, {THROTTLED, retry_after}, {CLOSED}, {INVALID, 'unknown'|'single'|'max'}.
+-- {UnknownPoll}, {Throttled, retry_after}, {PollClosed},
+-- {InvalidOptions, 'unknown'|'single'|'max'}.
 -- A repeated vote and a throttled one are counted as refused in the buckets.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UnknownPoll} end
 local meta = redis.call('HMGET', KEYS[1],
   'status', 'closes_ms', 'option_ids', 'multiple', 'max_choices', 'article')
-if is_closed(meta[1], meta[2], tonumber(ARGV[3])) then return {CLOSED} end
+if is_closed(meta[1], meta[2], tonumber(ARGV[3])) then return {PollClosed} end
 local new = ARGV[2]
 local picked = split(new)
 if #picked > 0 then
   local known = {}
   for _, id in ipairs(split(meta[3])) do known[id] = true end
   for _, id in ipairs(picked) do
-    if not known[id] then return {INVALID, 'unknown'} end
+    if not known[id] then return {InvalidOptions, 'unknown'} end
   end
-  if meta[4] ~= '1' and #picked > 1 then return {INVALID, 'single'} end
-  if #picked > tonumber(meta[5]) then return {INVALID, 'max'} end
+  if meta[4] ~= '1' and #picked > 1 then return {InvalidOptions, 'single'} end
+  if #picked > tonumber(meta[5]) then return {InvalidOptions, 'max'} end
 end
 local function reply(status, mine)
   local out = {status, mine}
@@ -351,7 +354,7 @@ end
 local wait = spend(budgets(4, 8, ARGV[4]), tonumber(ARGV[5]))
 if wait > 0 then
   bump(KEYS[6], KEYS[7], 'refused:poll_votes_throttled', hour_ttl, day_ttl)
-  return {THROTTLED, wait}
+  return {Throttled, wait}
 end
 local before, after = {}, {}
 for _, id in ipairs(split(old)) do before[id] = true end
@@ -396,9 +399,9 @@ PATCH_POLL = _LUA_STATUSES + _LUA_SPLIT + """
 -- ARGV[4] closes_at in epoch ms (with an ISO ARGV[3])
 -- ARGV[5] JSON object of edited fields (question, results, min_votes; string values)
 -- ARGV[6] updated_at (ISO)   ARGV[7] oldest event id to keep (ms)   ARGV[8] poll id
--- Returns {CHANGED or UNCHANGED, <poll hash items>}, or {UNKNOWN}, {CLOSED} editing a
--- closed poll, {CLOSES_AT_PASSED} reopening while closes_at is past.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
+-- Returns {CHANGED or UNCHANGED, <poll hash items>}, or {UnknownPoll}, {PollFinal}
+-- editing a closed poll, {ClosesAtPassed} reopening while closes_at is past.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UnknownPoll} end
 local now = tonumber(ARGV[1])
 local status = redis.call('HGET', KEYS[1], 'status')
 local closes_at = redis.call('HGET', KEYS[1], 'closes_at') or ''
@@ -413,9 +416,9 @@ elseif ARGV[3] ~= '' then
 end
 local edits = cjson.decode(ARGV[5])
 -- A closed poll's results are final: only reopening it allows editing it again.
-if next(edits) ~= nil and was_closed and ARGV[2] ~= 'open' then return {CLOSED} end
+if next(edits) ~= nil and was_closed and ARGV[2] ~= 'open' then return {PollFinal} end
 local now_closed = is_closed(new_status, new_closes_ms, now)
-if ARGV[2] == 'open' and now_closed then return {CLOSES_AT_PASSED} end
+if ARGV[2] == 'open' and now_closed then return {ClosesAtPassed} end
 local changed = new_status ~= status or new_closes_ms ~= closes_ms
 for field, value in pairs(edits) do
   if redis.call('HGET', KEYS[1], field) ~= value then
@@ -441,8 +444,8 @@ DELETE_POLL = _LUA_STATUSES + """
 -- Delete a poll and its votes; its event stream keeps the deletion and then expires.
 -- KEYS[1] poll hash   KEYS[2] counts hash   KEYS[3] voters hash   KEYS[4] events stream
 -- ARGV[1] oldest event id to keep (ms)   ARGV[2] poll id   ARGV[3] stream lifetime (s)
--- Returns {CHANGED, article id or ''} or {UNKNOWN}.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
+-- Returns {CHANGED, article id or ''} or {UnknownPoll}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UnknownPoll} end
 local article = redis.call('HGET', KEYS[1], 'article') or ''
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('XADD', KEYS[4], 'MINID', '~', ARGV[1], '*',
@@ -466,8 +469,8 @@ CLOSE_AT_DEADLINE = _LUA_STATUSES + """
 -- KEYS[1] poll hash   KEYS[2] events stream
 -- ARGV[1] now (epoch ms)   ARGV[2] oldest event id to keep (ms)   ARGV[3] poll id
 -- Returns {CHANGED} when it recorded the event; {UNCHANGED} when the poll is closed by
--- an editor, not due, or its deadline was already recorded; {UNKNOWN}.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {UNKNOWN} end
+-- an editor, not due, or its deadline was already recorded; {UnknownPoll}.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {UnknownPoll} end
 local meta = redis.call('HMGET', KEYS[1], 'status', 'closes_ms', 'closed_logged', 'article')
 local closes_ms = meta[2]
 if meta[1] ~= 'open' or not closes_ms or closes_ms == ''
@@ -481,11 +484,14 @@ redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*',
 return {CHANGED}
 """
 
-# The ranking keys of formulas.rank_keys, for the aggregate scripts: exact integers, so a
-# sorted set's order is the formula's order with ties broken by article id.
-_LUA_RANKING = """
-local Z = 1.959963984540054
-local STEPS, CAP = 1000000000, 8388607
+# formulas.rank_keys in Lua, for the aggregate scripts, which key an article as they
+# change its counts: exact integers, so a sorted set's order is the formula's order with
+# ties broken by article id. Its constants come from formulas.py; test_aggregates.py
+# checks that both give the same keys.
+LUA_RANKING = f"""
+local Z = {formulas.Z95!r}
+local STEPS, CAP, SHIFT = {formulas.SCORE_STEPS}, {formulas.TOTAL_CAP}, {formulas.VOTES_SHIFT}
+""" + """
 
 local function wilson(pos, n)
   if n <= 0 then return nil end
@@ -512,7 +518,7 @@ local function rank_into(prefix, a, sec, counts)
   if w then
     local q = math.floor(w * STEPS)
     approval = -(q * (CAP + 1) + capped)
-    votes = -(capped * 1073741824 + q)
+    votes = -(capped * SHIFT + q)
   end
   local suffixes = {''}
   if sec and sec ~= '' then suffixes[2] = ':s:' .. sec end
@@ -530,10 +536,6 @@ local function rank_from(prefix, read, a, sec, choices)
     counts[i] = tonumber(redis.call(read, prefix .. ':n:' .. c, a) or '0')
   end
   rank_into(prefix, a, sec, counts)
-end
-
-local function window_rank(wb, a, sec, choices)
-  rank_from(wb, 'ZSCORE', a, sec, choices)
 end
 
 -- File a member of a rolling window under its section's sets (`articles` counts them).
@@ -577,7 +579,7 @@ local function window_share(wb, a, choices)
 end
 """
 
-AGGREGATE = _LUA_RANKING + """
+AGGREGATE = LUA_RANKING + """
 -- Apply event-stream entries to the cross-article aggregates, each entry exactly once.
 -- KEYS[1] applied-position hash (stream key -> last applied entry id). Every other key
 -- is built from ARGV[1] and carries KEYS[1]'s hash tag (one slot on a cluster).
@@ -747,7 +749,7 @@ for _, item in ipairs(cjson.decode(ARGV[6])) do
 end
 for a in pairs(ranked) do rank(a, placed[a]) end
 for _, w in ipairs(windows) do
-  for a in pairs(w.ranked) do window_rank(w.base, a, placed[a], choices) end
+  for a in pairs(w.ranked) do rank_from(w.base, 'ZSCORE', a, placed[a], choices) end
 end
 for key, ttl in pairs(ttls) do redis.call('EXPIRE', key, ttl) end
 return stale
@@ -801,7 +803,7 @@ redis.call('HSET', KEYS[1], 'from', ARGV[4])
 return redis.call('ZCARD', wb .. ':pending')
 """
 
-FILE_WINDOW = _LUA_RANKING + """
+FILE_WINDOW = LUA_RANKING + """
 -- File up to ARGV[4] of a rolled window's pending articles: section sets, rankings and
 -- section sums, from the window's sums as they stand now (the aggregate script leaves
 -- pending articles to this script, so nothing is counted twice).
@@ -817,7 +819,7 @@ for _, a in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)) do
   local sec = redis.call('HGET', T .. ':sec', a) or ''
   if redis.call('ZSCORE', wb .. ':ids', a) then
     window_file(wb, a, sec)
-    window_rank(wb, a, sec, choices)
+    rank_from(wb, 'ZSCORE', a, sec, choices)
   end
   if sec ~= '' then
     for name, n in pairs(window_share(wb, a, choices)) do
@@ -830,6 +832,7 @@ return redis.call('ZCARD', KEYS[1])
 
 ALL = {
     "vote_reaction": VOTE_REACTION,
+    "spend_budget": SPEND_BUDGET,
     "upsert_article": UPSERT_ARTICLE,
     "set_links": SET_LINKS,
     "click_link": CLICK_LINK,

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from engage.store import Store, cluster
+from engage.store import Store
 
 GROUP = "engage-webhooks"
 DEAD_MAXLEN = 10_000
@@ -114,21 +114,15 @@ def _flatten(reply: Any) -> list[Entry]:
 
 def read(store: Store, consumer: str, stream_keys: list[str], count: int,
          pending: bool = False) -> list[Entry]:
-    """New entries (">"), or with `pending` this consumer's unacknowledged ones ("0")."""
-    if not stream_keys:
-        return []
+    """New entries (">"), or with `pending` this consumer's unacknowledged ones ("0").
+
+    One XREADGROUP per stream, pipelined: a cluster refuses one over several slots, and
+    one way serves both (redis-py sends one round trip per node)."""
     start = "0" if pending else ">"
-    if cluster.is_cluster(store.redis):
-        # A cluster refuses one XREADGROUP over several slots: one per stream, pipelined
-        # (redis-py sends one round trip per node).
-        pipe = store.redis.pipeline(transaction=False)
-        for key in stream_keys:
-            pipe.xreadgroup(GROUP, consumer, {key: start}, count=count)
-        return [entry for reply in pipe.execute() for entry in _flatten(reply)]
-    reply = store.redis.xreadgroup(
-        GROUP, consumer, {key: start for key in stream_keys}, count=count
-    )
-    return _flatten(reply)
+    pipe = store.redis.pipeline(transaction=False)
+    for key in stream_keys:
+        pipe.xreadgroup(GROUP, consumer, {key: start}, count=count)
+    return [entry for reply in pipe.execute() for entry in _flatten(reply)]
 
 
 def claim_idle(store: Store, consumer: str, stream_keys: list[str], min_idle_ms: int,

@@ -9,7 +9,7 @@ article's own keys, so no single round trip can hold them all.
 Kept by the process like anonymous counts (`Store.widget_cache`): at most
 COUNTS_CACHE_SECONDS old, dropped by a write to the article in this process
 (`Store.forget`), and never past the moment one of its open polls closes. What is kept
-is the caller's shape of it, so an answer is shaped once per fetch, not per request.
+is the caller's shape of it (the API's encoded JSON), made once per fetch, not per request.
 """
 
 from __future__ import annotations
@@ -52,16 +52,15 @@ def read_many(
     a moment later is found at once)."""
     now = store.now()
     now_ms = polls.epoch_ms(now)
-    with store.cache_lock:
-        kept: dict[str, _Kept | None] = {aid: store.widget_cache.get(aid) for aid in article_ids}
-    missing = [aid for aid, entry in kept.items() if entry is None or now_ms >= entry.until_ms]
+    kept: dict[str, _Kept | None] = store.widget_cache.get_many(article_ids)
+    missing = [aid for aid in article_ids if (entry := kept.get(aid)) is None
+               or now_ms >= entry.until_ms]
     if missing:
         fresh = {aid: _Kept(shape(found), found.first_close_ms())
                  for aid, found in fetch(store, missing, now).items() if found is not None}
-        with store.cache_lock:
-            store.widget_cache.update(fresh)
+        store.widget_cache.put_many(fresh)
         kept.update({aid: fresh.get(aid) for aid in missing})
-    return {aid: entry.shaped if entry else None for aid, entry in kept.items()}
+    return {aid: entry.shaped if (entry := kept.get(aid)) else None for aid in article_ids}
 
 
 def fetch(store: Store, article_ids: list[str], now: datetime) -> dict[str, WidgetArticle | None]:

@@ -6,8 +6,6 @@ from importlib import import_module
 
 from flask import Flask
 
-from engage.web import security
-
 # One module per page group, each exposing `bp`; one line each so rooms do not collide.
 WEB_MODULES = (
     "ops",
@@ -22,6 +20,5 @@ WEB_MODULES = (
 
 
 def init_app(app: Flask) -> None:
-    security.init_app(app)
     for name in WEB_MODULES:
         app.register_blueprint(import_module(f"engage.web.{name}").bp)

@@ -14,7 +14,7 @@ from flask import g, redirect, request, url_for
 
 from engage import destinations, schemas
 from engage.store import get_store, tokens, webhooks
-from engage.web import forms
+from engage.web import dashboard, forms
 from engage.web.forms import Errors
 
 bp = forms.staff_blueprint("admin", __name__)
@@ -24,7 +24,7 @@ bp = forms.staff_blueprint("admin", __name__)
 def _admins_only() -> Any:
     # Runs after the shared guard, which has signed the caller in (or sent them away).
     if g.get("staff") is not None and g.staff.get("role") != "admin":
-        return forms.refuse(403, "forbidden", "Only admins manage tokens and webhooks.")
+        return dashboard.refuse(403, "forbidden", "Only admins manage tokens and webhooks.")
     return None
 
 
@@ -54,7 +54,7 @@ def token_list() -> Any:
 @bp.post("/admin/tokens/<eid:token_id>/revoke")
 def token_revoke(token_id: str) -> Any:
     if not tokens.revoke(get_store(), token_id):
-        return forms.refuse(404, "not_found", "No token exists under this id.")
+        return dashboard.refuse(404, "not_found", "No token exists under this id.")
     return redirect(url_for("admin.token_list", notice=f"Token {token_id} revoked."))
 
 
@@ -100,5 +100,5 @@ def webhook_list() -> Any:
 @bp.post("/admin/webhooks/<eid:webhook_id>/delete")
 def webhook_delete(webhook_id: str) -> Any:
     if not webhooks.delete(get_store(), webhook_id):
-        return forms.refuse(404, "not_found", "No webhook exists under this id.")
+        return dashboard.refuse(404, "not_found", "No webhook exists under this id.")
     return redirect(url_for("admin.webhook_list", notice=f"Webhook {webhook_id} removed."))

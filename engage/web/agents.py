@@ -35,10 +35,6 @@ def _detector() -> CrawlerDetect:
     return CrawlerDetect()
 
 
-def is_prefetch(headers: Headers) -> bool:
-    return any(_PREFETCH_VALUE.search(headers.get(name, "")) for name in PREFETCH_HEADERS)
-
-
 def is_human_agent(user_agent: str) -> bool:
     agent = user_agent.strip()
     if not agent or len(agent) > MAX_AGENT_LENGTH or EXTRA_AGENTS.search(agent):
@@ -49,7 +45,7 @@ def is_human_agent(user_agent: str) -> bool:
 def why_not_counted(method: str, headers: Headers) -> str | None:
     """Why a request for a counting redirect must not count: "prefetch", "bot" (also a
     HEAD, which browsers do not send to follow a link), or None for a reader's click."""
-    if is_prefetch(headers):
+    if any(_PREFETCH_VALUE.search(headers.get(name, "")) for name in PREFETCH_HEADERS):
         return PREFETCH
     if method != "GET" or not is_human_agent(headers.get("User-Agent", "")):
         return NOT_HUMAN

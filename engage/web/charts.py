@@ -66,7 +66,7 @@ def reactions_chart(series: dict[str, Any]) -> Markup:
     ticks = min(5, len(points))
     for t in range(ticks):
         index = round(t * (len(points) - 1) / max(1, ticks - 1))
-        when = datetime.fromisoformat(points[index]["start"].replace("Z", "+00:00"))
+        when = datetime.fromisoformat(points[index]["start"])
         label = when.strftime("%d %b %H:00" if hourly else "%d %b")
         x = left + index * step + step / 2
         anchor = "start" if t == 0 else "end" if t == ticks - 1 else "middle"

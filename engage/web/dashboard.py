@@ -28,7 +28,6 @@ from engage import errors, timerange
 from engage.api.polls import poll_body
 from engage.api.stats import export_chunks, resolve_window
 from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
-from engage.store.exceptions import StoreRefusal, UnknownPoll
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
 from engage.web.formatting import fmt_time, pct
@@ -51,19 +50,18 @@ def _wants_json() -> bool:
     )
 
 
-def _refuse(status: int, code: str, message: str) -> Response:
+def refuse(status: int, code: str, message: str) -> Response:
     if _wants_json():
         return errors.error_response(status, code, message)
-    response = Response(
+    return Response(
         render_template("dashboard/error.html", title=message, status=status), status=status
     )
-    return response
 
 
 @bp.before_request
 def _guard() -> Any:
     if request.method == "POST" and not session.csrf_valid():
-        return _refuse(403, "csrf_failed", "The form expired or did not come from this site; "
+        return refuse(403, "csrf_failed", "The form expired or did not come from this site; "
                                            "reload the page and try again.")
     g.staff = session.signed_in()
     if g.staff is not None or request.endpoint in _PUBLIC_ENDPOINTS:
@@ -75,7 +73,7 @@ def _guard() -> Any:
 
 @bp.errorhandler(404)
 def _not_found(_exc: Exception) -> Response:
-    return _refuse(404, "not_found", "Nothing here: the article or poll may have been removed.")
+    return refuse(404, "not_found", "Nothing here: the article or poll may have been removed.")
 
 
 @bp.after_request
@@ -121,14 +119,6 @@ def signout() -> Any:
     return redirect(url_for("dashboard.signin"))
 
 
-def _window(range_key: str) -> timerange.Range | None:
-    span = timerange.PRESETS[range_key][1]
-    if span is None:
-        return None
-    store = get_store()
-    return resolve_window(store, store.now() - span, None)
-
-
 # -- pages --------------------------------------------------------------------------------
 @bp.get("")
 def overview() -> Any:
@@ -139,7 +129,8 @@ def overview() -> Any:
     if sort not in stats.SORTS:
         abort(404)
     store = get_store()
-    window = _window(range_key)
+    span = timerange.PRESETS[range_key][1]
+    window = None if span is None else resolve_window(store, store.now() - span, None)
     choices = list(store.config["CHOICES"])
     found = stats.overview(store, sort, window)
     return render_template(
@@ -150,12 +141,7 @@ def overview() -> Any:
         sort=sort,
         window=window,
         choices=choices,
-        totals=found["totals"],
-        ranked=found["ranked"],
-        top=found["top"],
-        bottom=found["bottom"],
-        trending=found["trending"],
-        sections=found["sections"],
+        **found,  # totals, ranked, top, bottom, trending, sections
         sections_svg=sections_chart(found["sections"], choices),
     )
 
@@ -168,15 +154,14 @@ def article(article_id: str) -> Any:
     store = get_store()
     window = resolve_window(store, None, None, bucket)
     series = stats.article_series(store, article_id, window)
-    figures = stats.article_figures(store, [article_id]).get(article_id)
-    if series is None or figures is None:
+    if series is None:
         abort(404)
     # Reasons of the "no" votes standing now (a changed vote takes its reason along).
     reasons = reactions.reasons(store, article_id)
     return render_template(
         "dashboard/article.html",
         page="article",
-        article=figures,
+        article=stats.figures(store, [article_id])[0],
         bucket=bucket,
         series=series,
         chart=reactions_chart(series),
@@ -203,15 +188,10 @@ def refused_rows(points: list[dict[str, Any]], bucket: str) -> list[dict[str, An
         repeated = r["votes_duplicate"] + r["poll_votes_duplicate"]
         clicks = (r["clicks_duplicate"] + r["clicks_throttled"] + r["clicks_bot"]
                   + r["clicks_prefetch"])
-        start = datetime.fromisoformat(point["start"].replace("Z", "+00:00"))
-        rows.append({
-            "label": start.strftime(label),
-            "votes": throttled + repeated, "throttled": throttled, "repeated": repeated,
-            "clicks": clicks, "clicks_duplicate": r["clicks_duplicate"],
-            "clicks_throttled": r["clicks_throttled"],
-            "clicks_bot": r["clicks_bot"], "clicks_prefetch": r["clicks_prefetch"],
-            "impressions_over_cap": r["impressions_over_cap"],
-        })
+        start = datetime.fromisoformat(point["start"])
+        # The refused counters themselves too (clicks by reason, impressions over cap).
+        rows.append({**r, "label": start.strftime(label), "votes": throttled + repeated,
+                     "throttled": throttled, "repeated": repeated, "clicks": clicks})
     return rows
 
 
@@ -242,7 +222,7 @@ def poll_list() -> Any:
 def poll_status(poll_id: str) -> Any:
     wanted = request.form.get("status")
     if wanted not in ("open", "closed"):
-        return _refuse(422, "validation_failed", "Status must be open or closed.")
+        return refuse(422, "validation_failed", "Status must be open or closed.")
     store = get_store()
     change: dict[str, Any] = {"status": wanted}
     if wanted == "open":
@@ -250,14 +230,14 @@ def poll_status(poll_id: str) -> Any:
         if poll is None:
             abort(404)
         closes_at = poll.closes_at
-        if closes_at and datetime.fromisoformat(closes_at.replace("Z", "+00:00")) <= store.now():
+        if closes_at and datetime.fromisoformat(closes_at) <= store.now():
             change["closes_at"] = None  # reopening a poll whose deadline passed clears it
     try:
         polls.patch(store, poll_id, change)
-    except UnknownPoll:
+    except errors.UnknownPoll:
         abort(404)
-    except StoreRefusal as exc:  # e.g. a schedule that no longer makes sense
-        return redirect(url_for("dashboard.poll_list", notice=errors.http_error(exc).message))
+    except errors.EngageError as exc:  # e.g. a schedule that no longer makes sense
+        return redirect(url_for("dashboard.poll_list", notice=exc.message))
     verb = "closed" if wanted == "closed" else "reopened"
     return redirect(url_for("dashboard.poll_list", notice=f"Poll {verb}."))
 
@@ -275,14 +255,14 @@ def live_json() -> Any:
     choices = list(store.config["CHOICES"])
     now = store.now()
     trend = stats.trend_inputs(store, now)
-    _, moving = stats.ranked_page(store, "trending", limit=20, now=now)
+    _, moving = stats.ranked_page(store, "trending", limit=20, now=now, trend=trend)
     feed = aggregates.feed_since(store, request.args.get("since") or None, 25)
     named = articles.get_many(store, sorted({f["article"] for _, f in feed if f.get("article")}))
     return jsonify(
         now=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         choices=choices,
         cursor=feed[0][0] if feed else request.args.get("since", ""),
-        totals=stats.site_totals(stats.section_rows(store, None, now, trend), choices),
+        totals=stats.site_totals(stats.sections(store, None, now, trend), choices),
         articles=[
             {k: a[k] for k in ("id", "title", "section", "counts", "total", "approval",
                                "score")} | {"last_hour": a["trending"]["last_hour"]}

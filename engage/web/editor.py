@@ -15,9 +15,9 @@ from marshmallow import ValidationError
 
 from engage import schemas
 from engage.api.polls import poll_body
+from engage.errors import EngageError, PollFinal, UnknownArticle, UnknownPoll
 from engage.store import articles, get_store, links, polls
-from engage.store.exceptions import PollFinal, StoreRefusal, UnknownArticle, UnknownPoll
-from engage.web import forms
+from engage.web import dashboard, forms
 from engage.web.forms import FORM_ERROR, Errors
 
 bp = forms.staff_blueprint("editor", __name__)
@@ -29,10 +29,6 @@ VISIBILITY = (
 )
 OPTION_FIELDS = 10
 UNKNOWN_ARTICLE = "No article is registered under this id."
-
-
-def _pickable_articles() -> list[dict[str, Any]]:
-    return articles.recent(get_store())
 
 
 # -- polls --------------------------------------------------------------------------------
@@ -78,7 +74,7 @@ def _poll_form(template_data: dict[str, Any], errors: Errors, status: int = 200,
         preview=preview,
         visibility=VISIBILITY,
         option_fields=OPTION_FIELDS,
-        picker=_pickable_articles(),
+        picker=articles.recent(get_store()),
         utc_label=forms.utc_label,
     )
 
@@ -94,18 +90,10 @@ def poll_new() -> Any:
         return _poll_form(empty, {})
     form = request.form
     raw = _poll_input(form)
-    shown = {
-        "question": form.get("question", ""),
-        "options": form.getlist("option"),
-        "kind": "multiple" if raw["multiple"] else "single",
-        "article": form.get("article", ""),
-        "results": raw["results"],
-        "closes_at": form.get("closes_at", ""),
-        "tz": form.get("tz", ""),
-        "min_votes": form.get("min_votes", ""),
-        "max_choices": form.get("max_choices", ""),
-        "closes_iso": raw["closes_at"],
-    }
+    shown = {**{k: form.get(k, "") for k in ("question", "article", "closes_at", "tz",
+                                              "min_votes", "max_choices")},
+             "options": form.getlist("option"), "kind": "multiple" if raw["multiple"] else "single",
+             "results": raw["results"], "closes_iso": raw["closes_at"]}
     data, errors = forms.load(schemas.PollInSchema(), raw)
     if not errors and data["article"] and articles.get(get_store(), data["article"]) is None:
         errors = {"article": [UNKNOWN_ARTICLE]}  # said before a preview, not only on publish
@@ -117,8 +105,8 @@ def poll_new() -> Any:
         poll = polls.create(get_store(), data)
     except UnknownArticle:
         return _poll_form(shown, {"article": [UNKNOWN_ARTICLE]}, 422)
-    except StoreRefusal as exc:
-        return _poll_form(shown, {FORM_ERROR: [forms.refusal_message(exc)]}, 422)
+    except EngageError as exc:
+        return _poll_form(shown, {FORM_ERROR: [exc.message]}, 422)
     return redirect(url_for("dashboard.poll_list", notice=f"Poll created: {poll.question}"))
 
 
@@ -158,8 +146,8 @@ def poll_edit(poll_id: str) -> Any:
     except PollFinal:
         return _edit_form(poll, shown, {FORM_ERROR: [
             "This poll is closed and its results are final; reopen it to edit it."]}, 409)
-    except StoreRefusal as exc:
-        return _edit_form(poll, shown, {FORM_ERROR: [forms.refusal_message(exc)]}, 422)
+    except EngageError as exc:
+        return _edit_form(poll, shown, {FORM_ERROR: [exc.message]}, 422)
     return redirect(url_for("dashboard.poll_list", notice="Poll saved."))
 
 
@@ -181,19 +169,16 @@ def _article_or_404(article_id: str) -> dict[str, Any]:
 
 def _links_page(article: dict[str, Any], rows: list[dict[str, str]], errors: dict[Any, Errors],
                 status: int = 200, notice: str | None = None) -> Any:
-    store = get_store()
-    box = links.for_articles(store, [article["id"]])[article["id"]]
-    curated = [link for link in box if not link.get("related")]
-    shown = int(current_app.config["LINKS_SHOWN"])
+    box = links.for_articles(get_store(), [article["id"]])[article["id"]]
     return forms.render(
         "dashboard/links_form.html", status,
         page="article",
         article=article,
         rows=rows,
         errors=errors,
-        curated=curated,
+        curated=[link for link in box if not link.get("related")],
         filled=[link for link in box if link.get("related")],
-        shown=shown,
+        shown=int(current_app.config["LINKS_SHOWN"]),
         max_links=schemas.MAX_LINKS,
         notice=notice,
     )
@@ -255,7 +240,7 @@ def links_order(article_id: str) -> Any:
     # refuses thousands of digits).
     change = re.fullmatch(r"(up|down|remove):([0-9]{1,4})", request.form.get("action", ""))
     if change is None or int(change[2]) >= len(rows):
-        return forms.refuse(422, "validation_failed", "Unknown change to the links.")
+        return dashboard.refuse(422, "validation_failed", "Unknown change to the links.")
     action, index = change[1], int(change[2])
     if action == "remove":
         del rows[index]

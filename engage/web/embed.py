@@ -6,6 +6,7 @@ import gzip
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,29 +30,24 @@ MAX_ALSO = 5
 
 @dataclass(frozen=True)
 class Asset:
-    mtime: float
     body: bytes
     gzipped: bytes
     version: str
 
 
-_asset_cache: dict[Path, Asset] = {}
-
-
 def widget_asset() -> Asset:
     """The script, its gzip and its content hash; reread only when the file changes."""
-    mtime = WIDGET_FILE.stat().st_mtime
-    asset = _asset_cache.get(WIDGET_FILE)
-    if asset is None or asset.mtime != mtime:
-        body = WIDGET_FILE.read_bytes()
-        asset = Asset(
-            mtime=mtime,
-            body=body,
-            gzipped=gzip.compress(body, compresslevel=9, mtime=0),
-            version=hashlib.sha256(body).hexdigest()[:12],
-        )
-        _asset_cache[WIDGET_FILE] = asset
-    return asset
+    return _read_asset(WIDGET_FILE.stat().st_mtime)
+
+
+@lru_cache(maxsize=1)
+def _read_asset(mtime: float) -> Asset:
+    body = WIDGET_FILE.read_bytes()
+    return Asset(
+        body=body,
+        gzipped=gzip.compress(body, compresslevel=9, mtime=0),
+        version=hashlib.sha256(body).hexdigest()[:12],
+    )
 
 
 @bp.get("/widget.js")
@@ -120,12 +116,10 @@ def redirect_link(link_id: str) -> Response:
     requests are not readers').
     """
     if not schemas.ID_RE.fullmatch(link_id):
-        raise errors.NotFound("No such link.")
+        raise errors.UnknownLink()
     refused = agents.why_not_counted(request.method, request.headers)
     found = links.click(get_store(), link_id, current_address_hash(), refused,
                         networks=current_network_hashes())
-    if found is None:
-        raise errors.NotFound("No such link.")
     if found.refused is None:
         metrics.link_event("click")
     else:

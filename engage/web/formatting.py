@@ -13,7 +13,7 @@ def fmt_time(value: str | None) -> str:
     if not value:
         return ""
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value)
     except ValueError:
         return value
     return when.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")

@@ -7,15 +7,14 @@ they name. Nothing here knows a rule of its own about what is valid.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, render_template
 from marshmallow import Schema, ValidationError
 
-from engage import errors, schemas
-from engage.store.exceptions import StoreRefusal
+from engage import schemas
 from engage.web import dashboard
 
 FORM_ERROR = "_form"  # messages about the whole form, shown above it
@@ -32,10 +31,6 @@ def staff_blueprint(name: str, import_name: str) -> Blueprint:
     bp.context_processor(dashboard._template_helpers)
     bp.register_error_handler(404, dashboard._not_found)
     return bp
-
-
-def refuse(status: int, code: str, message: str) -> Any:
-    return dashboard._refuse(status, code, message)
 
 
 def render(template: str, status: int, **context: Any) -> tuple[str, int]:
@@ -92,11 +87,6 @@ def flatten(messages: Any, field: str = FORM_ERROR) -> Errors:
     return out
 
 
-def refusal_message(exc: StoreRefusal) -> str:
-    """The message the API gives for this store refusal."""
-    return str(errors.http_error(exc).message)
-
-
 def number(value: str | None) -> Any:
     """A form's number as the JSON number the API takes; text the schema will refuse."""
     text = (value or "").strip()
@@ -108,20 +98,11 @@ def number(value: str | None) -> Any:
         return text
 
 
-def zone(name: str | None) -> ZoneInfo | None:
-    """The editor's time zone as the page's script reported it; None when unknown."""
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-
-
 def local_time(value: str | None, tz_name: str | None) -> Any:
     """A datetime-local field in the editor's zone as the ISO 8601 time the API takes.
 
-    Without a known zone (no script ran) the time is taken as UTC, which the form says.
+    `tz_name` is the editor's time zone as the page's script reported it; without a known
+    zone (no script ran) the time is taken as UTC, which the form says.
     Text that is not a time goes through as it is, for the schema to refuse.
     """
     text = (value or "").strip()
@@ -132,7 +113,11 @@ def local_time(value: str | None, tz_name: str | None) -> Any:
     except ValueError:
         return text
     if when.tzinfo is None:
-        when = when.replace(tzinfo=zone(tz_name) or UTC)
+        try:
+            zone: tzinfo = ZoneInfo(tz_name) if tz_name else UTC
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = UTC
+        when = when.replace(tzinfo=zone)
     return when.isoformat()
 
 
@@ -151,5 +136,5 @@ def local_input(iso: str | None) -> str:
     in the editor's zone)."""
     if not iso:
         return ""
-    when = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
+    when = datetime.fromisoformat(iso).astimezone(UTC)
     return when.strftime("%Y-%m-%dT%H:%M")

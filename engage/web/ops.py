@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
+from engage.errors import error_response
 from engage.store import get_store, health
 
 bp = Blueprint("ops", __name__)
@@ -21,8 +22,6 @@ def healthz() -> Any:
 def readyz() -> Any:
     if health.redis_answers(get_store()):
         return jsonify(status="ready")
-    response = jsonify(error={"code": "storage_unavailable", "message": "Redis does not answer."})
-    response.status_code = 503
-    response.headers["Retry-After"] = str(current_app.config["RETRY_AFTER"])
-    return response
+    return error_response(503, "storage_unavailable", "Redis does not answer.",
+                          headers={"Retry-After": str(current_app.config["RETRY_AFTER"])})
 

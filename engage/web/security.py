@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Response
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -21,17 +21,13 @@ _HTML_HEADERS = (
 )
 
 
-def _headers(response: Response) -> Response:
+def add_headers(response: Response) -> None:
+    """The headers of every answer (engage's after hook calls this)."""
     # Each header only when the view did not set its own (setdefault, with one lookup).
     headers = response.headers
     if "X-Content-Type-Options" not in headers:
         headers.add("X-Content-Type-Options", "nosniff")
-    if response.mimetype == "text/html":
+    if headers.get("Content-Type", "").startswith("text/html"):
         for name, value in _HTML_HEADERS:
             if name not in headers:
                 headers.add(name, value)
-    return response
-
-
-def init_app(app: Flask) -> None:
-    app.after_request(_headers)

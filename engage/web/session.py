@@ -37,7 +37,10 @@ class DashboardSessionInterface(SecureCookieSessionInterface):
     proxy that terminated TLS and said so in X-Forwarded-Proto."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
-        return request_is_https() or super().get_cookie_secure(app)
+        if request.is_secure or super().get_cookie_secure(app):
+            return True
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        return proto == "https" and get_identity().is_trusted(request.remote_addr or "")
 
     # The interface is app-wide, so it runs on every API and widget request, which never
     # carry a cookie: skip building a signing serializer for them (same empty session)
@@ -51,13 +54,6 @@ class DashboardSessionInterface(SecureCookieSessionInterface):
         if not session and not session.modified and not session.accessed:
             return
         super().save_session(app, session, response)
-
-
-def request_is_https() -> bool:
-    if request.is_secure:
-        return True
-    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-    return proto == "https" and get_identity().is_trusted(request.remote_addr or "")
 
 
 def init_app(app: Flask) -> None:

@@ -20,8 +20,8 @@ import pytest
 from flask import Flask
 
 from engage import seeds
+from engage.errors import Throttled
 from engage.store import Store, get_store, links, polls, reactions, tokens
-from engage.store.exceptions import Throttled
 from engage.worker import start_aggregates
 from tests.browser.conftest import wait_caught_up
 from tests.conftest import make_app
@@ -54,11 +54,8 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def dash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Our own live server (own Redis): the demo seeds plus two days of earlier traffic,
-    so the charts and the screenshots show a realistic history.
-
-    Lives as long as the session: the app's rate limiter is one object for the process
-    and keeps the storage of the app made last, which may be this one; its Redis must
-    outlast every live server that still answers requests."""
+    so the charts and the screenshots show a realistic history. Lives as long as the
+    session."""
     redis = RedisServer(tmp_path_factory.mktemp("dash-redis")).start()
     app = make_app(redis.url, tmp_path_factory.mktemp("dash-data"), DEMO=True,
                    THROTTLE_VOTES=100000, READER_MINT_LIMIT="100000 per minute")

@@ -6,10 +6,7 @@ tokens minted without going through the rate-limited endpoint, and timing helper
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import requests
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -27,7 +23,6 @@ import engage
 from engage.identity import get_identity
 from engage.store import get_store, tokens
 from tests.conftest import ARTICLE
-from tests.redis_server import free_port
 
 
 @contextmanager
@@ -122,64 +117,6 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.02) -> float:
 # The checkout the tests import engage from, so the subprocess runs the same code.
 REPO = Path(engage.__file__).resolve().parent.parent
 SECRET = "fault-tests-secret-key-0123456789"
-
-
-class Gunicorn:
-    """engage under gunicorn in a subprocess, as production runs it."""
-
-    def __init__(self, redis_url: str, directory: Path, workers: int = 1, threads: int = 4,
-                 **settings: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.directory = directory
-        self.env = dict(os.environ)
-        self.env.update({
-            "PYTHONPATH": str(REPO),
-            "ENGAGE_REDIS_URL": redis_url,
-            "ENGAGE_SECRET_KEY": SECRET,
-            "ENGAGE_DATA_DIR": str(directory),
-            "ENGAGE_LOG_JSON": "0",
-        })
-        self.env.update({f"ENGAGE_{k}": v for k, v in settings.items()})
-        self.args = [
-            sys.executable, "-m", "gunicorn",
-            "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(workers), "--threads", str(threads),
-            "--worker-class", "engage.server.ThreadWorker", "--timeout", "30",
-            "--log-level", "warning",
-            "engage:create_app()",
-        ]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 40.0) -> Gunicorn:
-        log = open(self.directory / "gunicorn.log", "wb")  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen(
-            self.args, cwd=self.directory, env=self.env, stdout=log, stderr=log
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("gunicorn exited: " + self.log())
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                time.sleep(0.05)
-        raise RuntimeError("gunicorn did not start: " + self.log())
-
-    def log(self) -> str:
-        path = self.directory / "gunicorn.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def worker_pids(self) -> list[int]:
-        assert self.process is not None
-        return [c.pid for c in psutil.Process(self.process.pid).children()]
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(15)
-        self.process = None
 
 
 class Load:

@@ -18,8 +18,9 @@ import requests
 
 from engage.store import COUNTS_CACHE_SECONDS
 from tests.conftest import make_app
-from tests.faults import SECRET, Gunicorn, Load, mint_readers, register_article, wait_for
+from tests.faults import SECRET, Load, mint_readers, register_article, wait_for
 from tests.redis_server import RedisServer
+from tests.test_server import Served
 
 pytestmark = pytest.mark.slow
 
@@ -37,28 +38,28 @@ SETTINGS = {
 
 def test_paused_redis_under_load(tmp_path: Path) -> None:
     redis = RedisServer(tmp_path / "redis").start()
-    gunicorn = None
+    served = None
     try:
         app = make_app(redis.url, tmp_path, SECRET_KEY=SECRET)
         register_article(app, "frozen")
         readers = mint_readers(app, 8_000)
-        gunicorn = Gunicorn(redis.url, tmp_path, workers=2, threads=4, **SETTINGS).start()
-        workers = sorted(gunicorn.worker_pids())
+        served = Served(redis.url, tmp_path, SECRET_KEY=SECRET, **SETTINGS)
+        workers = sorted(served.workers())
         probe = requests.Session()
-        with Load(gunicorn.url, "frozen", readers, threads=4) as load:
+        with Load(served.url, "frozen", readers, threads=4) as load:
             time.sleep(0.8)
             redis.pause()
             paused_at = time.monotonic()
             time.sleep(1.2)
             started = time.monotonic()
-            alive = probe.get(gunicorn.url + "/healthz", timeout=10)
+            alive = probe.get(served.url + "/healthz", timeout=10)
             health_latency = time.monotonic() - started
             time.sleep(3.0 + COUNTS_CACHE_SECONDS)
             resumed_at = time.monotonic()
             redis.resume()
             recovery = wait_for(
                 lambda: probe.get(
-                    gunicorn.url + "/api/v1/articles/frozen/reactions", timeout=5
+                    served.url + "/api/v1/articles/frozen/reactions", timeout=5
                 ).status_code == 200,
                 timeout=5.0,
             )
@@ -79,10 +80,10 @@ def test_paused_redis_under_load(tmp_path: Path) -> None:
         assert alive.status_code == 200 and health_latency < BOUND
         after = load.recorder.between(resumed_at + recovery + 0.3, float("inf"))
         assert after and all(o.status == 200 for o in after)
-        assert sorted(gunicorn.worker_pids()) == workers
+        assert sorted(served.workers()) == workers
     finally:
-        if gunicorn:
-            gunicorn.stop()
+        if served:
+            served.stop()
         redis.resume() if redis.process else None
         redis.stop()
 
@@ -100,11 +101,10 @@ def test_port_that_never_accepts(tmp_path: Path) -> None:
         filler.connect_ex(("127.0.0.1", port))
         fillers.append(filler)
     time.sleep(0.1)
-    gunicorn = None
+    served = None
     try:
-        gunicorn = Gunicorn(
-            f"redis://127.0.0.1:{port}/0", tmp_path, workers=1, threads=4, **SETTINGS
-        ).start()
+        served = Served(f"redis://127.0.0.1:{port}/0", tmp_path, workers=1, SECRET_KEY=SECRET,
+                        **SETTINGS)
         session = requests.Session()
         # Minting needs only the secret, not Redis.
         app = make_app(f"redis://127.0.0.1:{port}/0", tmp_path, SECRET_KEY=SECRET)
@@ -120,17 +120,17 @@ def test_port_that_never_accepts(tmp_path: Path) -> None:
         slowest = 0.0
         for method, path, kwargs in calls * 2:
             started = time.monotonic()
-            response = session.request(method, gunicorn.url + path, timeout=10, **kwargs)
+            response = session.request(method, served.url + path, timeout=10, **kwargs)
             elapsed = time.monotonic() - started
             slowest = max(slowest, elapsed)
             assert elapsed < BOUND, (path, elapsed)
             assert response.status_code == 503, (path, response.status_code, response.text)
             assert response.headers["Retry-After"]
         print(f"black-hole port: slowest request {slowest:.3f} s (bound {BOUND:.1f} s)")
-        assert session.get(gunicorn.url + "/healthz", timeout=2).status_code == 200
+        assert session.get(served.url + "/healthz", timeout=2).status_code == 200
     finally:
-        if gunicorn:
-            gunicorn.stop()
+        if served:
+            served.stop()
         for filler in fillers:
             filler.close()
         hole.close()

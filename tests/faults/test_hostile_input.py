@@ -1,4 +1,4 @@
-"""Hostile input against engage under gunicorn: clear 4xx, steady memory, nothing stored.
+"""Hostile input against `engage serve`: clear 4xx, steady memory, nothing stored.
 
 Every request here is one a careless or malicious client could send: bodies far over
 the limit, JSON nested a hundred thousand deep, bytes that are not UTF-8, enormous
@@ -23,8 +23,9 @@ from engage import create_app
 from engage.identity import get_identity
 from engage.store import get_store, tokens
 from tests.conftest import ARTICLE
-from tests.faults import Gunicorn, exchange
+from tests.faults import SECRET, exchange
 from tests.redis_server import RedisServer
+from tests.test_server import Served
 
 pytestmark = pytest.mark.slow
 
@@ -42,31 +43,28 @@ def server(redis_server: RedisServer, tmp_path: Path) -> Iterator[dict[str, Any]
     redis_server.client().flushall()
     app = create_app({
         "REDIS_URL": redis_server.url, "DATA_DIR": str(tmp_path), "LOG_JSON": False,
-        "SECRET_KEY": "fault-tests-secret-key-0123456789",
+        "SECRET_KEY": SECRET,
     })
     with app.app_context():
         editor = tokens.create(get_store(), "editor", "hostile")[0]
         reader = get_identity().mint_reader()
-    gunicorn = Gunicorn(redis_server.url, tmp_path, workers=1, threads=4)
-    # engage's worker: what gunicorn itself refuses gets engage's JSON error too.
-    gunicorn.args[gunicorn.args.index("--worker-class") + 1] = "engage.server.ThreadWorker"
-    gunicorn.start()
+    served = Served(redis_server.url, tmp_path, workers=1, SECRET_KEY=SECRET)
     headers = {"Authorization": f"Bearer {editor}"}
     created = requests.put(
-        f"{gunicorn.url}/api/v1/articles/target", json=ARTICLE, headers=headers, timeout=5
+        f"{served.url}/api/v1/articles/target", json=ARTICLE, headers=headers, timeout=5
     )
     assert created.status_code == 201, created.text
     # One honest vote, so the address key and a voter exist before the snapshot.
     voted = requests.put(
-        f"{gunicorn.url}/api/v1/articles/target/reactions/mine", json={"choice": "yes"},
+        f"{served.url}/api/v1/articles/target/reactions/mine", json={"choice": "yes"},
         headers={"X-Engage-Reader": reader}, timeout=5,
     )
     assert voted.status_code == 200, voted.text
     try:
-        yield {"url": gunicorn.url, "editor": headers, "reader": {"X-Engage-Reader": reader},
-               "gunicorn": gunicorn}
+        yield {"url": served.url, "editor": headers, "reader": {"X-Engage-Reader": reader},
+               "served": served}
     finally:
-        gunicorn.stop()
+        served.stop()
 
 
 def quote(raw: str) -> str:
@@ -243,24 +241,28 @@ def check_json_4xx(method: str, url: str, response: requests.Response) -> None:
     assert error["code"] and error["message"], where
 
 
-def snapshot(redis_server: RedisServer) -> tuple[int, str, dict[str, Any]]:
+def snapshot(redis_server: RedisServer) -> tuple[list[str], list[str], dict[str, Any]]:
     client = redis_server.client()
     # The rate limiter counts every request it sees, well-formed or not, by design.
     for key in client.scan_iter("*:rl:*"):
         client.delete(key)
-    voters = {k: client.hgetall(k) for k in client.keys("*:voters")}
-    return client.dbsize(), client.execute_command("DEBUG", "DIGEST"), voters
+    # Left out: the cross-article figures, which `engage serve`'s aggregates thread
+    # builds in its own time from the fixture's honest vote (and moves on every hour).
+    # Whatever a request stored would show in its article's own keys.
+    keys = sorted(k for k in client.scan_iter() if not k.startswith("engage:x:{stats}"))
+    voters = {k: client.hgetall(k) for k in keys if k.endswith(":voters")}
+    return keys, client.execute_command("DEBUG", "DIGEST-VALUE", *keys), voters
 
 
-def rss(gunicorn: Gunicorn) -> int:
-    return sum(psutil.Process(pid).memory_info().rss for pid in gunicorn.worker_pids())
+def rss(served: Served) -> int:
+    return sum(psutil.Process(pid).memory_info().rss for pid in served.workers())
 
 
 def test_hostile_requests_get_clear_4xx_and_store_nothing(
     server: dict[str, Any], redis_server: RedisServer
 ) -> None:
     before = snapshot(redis_server)
-    workers = server["gunicorn"].worker_pids()
+    workers = server["served"].workers()
     session = requests.Session()
     # A first round warms up the worker (imports, caches) before memory is measured.
     port = int(server["url"].rsplit(":", 1)[1])
@@ -272,7 +274,7 @@ def test_hostile_requests_get_clear_4xx_and_store_nothing(
         check_raw_413(exchange(port, head))
     for method, url, kwargs in hostile_queries(server):
         check_answered(method, url, session.request(method, url, timeout=10, **kwargs))
-    rss_before = rss(server["gunicorn"])
+    rss_before = rss(server["served"])
     sent = 0
     for _ in range(3):
         for method, url, kwargs in hostile_requests(server):
@@ -281,12 +283,12 @@ def test_hostile_requests_get_clear_4xx_and_store_nothing(
         for head in oversized_requests(server):
             check_raw_413(exchange(port, head))
             sent += 1
-    rss_after = rss(server["gunicorn"])
+    rss_after = rss(server["served"])
     print(f"hostile requests: {sent}; worker RSS {rss_before >> 20} MiB -> {rss_after >> 20} MiB")
     assert sent >= 300
     assert rss_after - rss_before < 8 * 1024 * 1024
     assert snapshot(redis_server) == before
-    assert server["gunicorn"].worker_pids() == workers  # no worker died and was replaced
+    assert server["served"].workers() == workers  # no worker died and was replaced
     health = session.get(server["url"] + "/api/v1/articles/target/reactions", timeout=5)
     assert health.status_code == 200 and health.json()["total"] == 1
 
@@ -309,36 +311,42 @@ def check_raw_413(raw: bytes) -> None:
     assert check_json_error(raw) == "payload_too_large"
 
 
-def test_huge_headers_are_refused_by_the_server(
+def test_huge_and_broken_heads_are_refused_or_answered(
     server: dict[str, Any], redis_server: RedisServer
 ) -> None:
-    """gunicorn refuses most of these before the app, engage's worker answers them with the
-    JSON error; the rest engage answers itself. The worker is unharmed."""
+    """granian refuses some of these before the app, with an empty answer (code None
+    below); engage answers the rest, a header of 100 KB included. Each within 2 s,
+    nothing stored, the worker unharmed."""
     before = snapshot(redis_server)
+    workers = server["served"].workers()
     port = int(server["url"].rsplit(":", 1)[1])
     path = b"/api/v1/articles/target/reactions"
     heads = [
         (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
-         431, "headers_too_large"),
+         200, ""),
         (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n" + b"".join(
-            b"X-H%d: v\r\n" % n for n in range(500)) + b"\r\n", 431, "headers_too_large"),
-        (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+            b"X-H%d: v\r\n" % n for n in range(500)) + b"\r\n", 431, None),
+        (b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not_found"),
         (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nX-Engage-Reader: " + b"\xff" * 3000
          + b"\r\n\r\n", 401, "invalid_reader"),
         (b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nX-Engage-Reader: a\x00b\r\n\r\n",
-         400, "bad_request"),
+         400, None),
         (b"GET /api/v1/reactions?" + b"&".join([b"article=a"] * 1000) + b" HTTP/1.1\r\n\r\n",
-         414, "uri_too_long"),
+         422, "validation_failed"),
         (b"PUT " + path + b"/mine HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-         b"Content-Length: 99999999999999999999\r\n\r\n{}", 413, "payload_too_large"),
+         b"Content-Length: 99999999999999999999\r\n\r\n{}", 400, None),
     ]
     for head, status, code in heads:
         started = time.monotonic()
         raw = exchange(port, head.replace(b"\r\n", b"\r\nConnection: close\r\n", 1))
         assert status_of(raw) == status, (head[:60], raw[:300])
-        assert check_json_error(raw) == code, head[:60]
+        if code is None:
+            assert raw.endswith(b"\r\n\r\n") and b"content-length: 0" in raw.lower(), raw
+        elif code:
+            assert check_json_error(raw) == code, head[:60]
         assert time.monotonic() - started < 2, head[:60]
     assert snapshot(redis_server) == before
+    assert server["served"].workers() == workers
     ok = requests.get(server["url"] + path.decode(), timeout=5)
     assert ok.status_code == 200
 
@@ -394,10 +402,10 @@ def test_what_the_server_sends_is_what_it_logs_and_counts(
         assert response.headers["Location"].endswith("/dashboard")
         assert "a=b" not in response.headers.get("Set-Cookie", "")
     metrics_text = requests.get(url + "/metrics", timeout=5).text
-    # Every route's 5xx series exists from the start, and stayed at zero.
+    # No route answered a 5xx (a route's 5xx series starts with its first).
     fives = [s.value for f in text_string_to_metric_families(metrics_text) for s in f.samples
              if s.name == "engage_http_requests_total" and s.labels["status"] == "5xx"]
-    assert fives and set(fives) == {0.0}
-    log = server["gunicorn"].log()
+    assert sum(fives) == 0, fives
+    log = server["served"].log()
     assert " 500 " not in log and "Traceback" not in log
     assert re.search(r"GET /r/\{link_id\} 404 ", log), log[-2000:]

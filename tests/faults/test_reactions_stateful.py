@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from engage.store import exceptions as refusals
+from engage import errors
 from engage.store import get_store, reactions
 from tests.conftest import make_app
 from tests.faults import register_article
@@ -43,7 +43,7 @@ def run_machine(redis_server: RedisServer, tmp_path: Path) -> None:
             self.store = get_store()
             # The flush above went behind the store's back: no anonymous counts it cached
             # in an earlier example may stand (its votes clear their own entries).
-            self.store.counts_cache.clear()
+            self.store.counts_cache.entries.clear()
             # article -> reader -> (choice, reason or None)
             self.model: dict[str, dict[str, tuple[str, str | None]]] = {
                 a: {} for a in ARTICLES
@@ -100,7 +100,7 @@ def run_machine(redis_server: RedisServer, tmp_path: Path) -> None:
 
         @rule(reader=st.sampled_from(READERS), choice=st.sampled_from(CHOICES))
         def vote_on_unknown_article(self, reader: str, choice: str) -> None:
-            with pytest.raises(refusals.UnknownArticle):
+            with pytest.raises(errors.UnknownArticle):
                 reactions.vote(self.store, "never-registered", reader, "addr-1", choice)
 
         @invariant()

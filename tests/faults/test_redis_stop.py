@@ -1,6 +1,6 @@
 """Redis stopped for five seconds under load, then started again.
 
-engage under gunicorn keeps answering: 503 with Retry-After while Redis is away, once
+engage under `engage serve` keeps answering: 503 with Retry-After while Redis is away, once
 the anonymous counts it holds (at most a second old) have aged out (never
 a 500, never a request longer than the Redis timeouts allow), and full service again
 within five seconds of Redis coming back, from the same workers.
@@ -16,8 +16,9 @@ import requests
 
 from engage.store import COUNTS_CACHE_SECONDS
 from tests.conftest import make_app
-from tests.faults import SECRET, Gunicorn, Load, mint_readers, register_article, wait_for
+from tests.faults import SECRET, Load, mint_readers, register_article, wait_for
 from tests.redis_server import RedisServer
+from tests.test_server import Served
 
 pytestmark = pytest.mark.slow
 
@@ -32,32 +33,32 @@ LATENCY_BOUND = SOCKET_TIMEOUT + (RETRIES + 1) * CONNECT_TIMEOUT + 0.8
 
 def test_redis_stopped_under_load(tmp_path: Path) -> None:
     redis = RedisServer(tmp_path / "redis", None, "--appendonly", "yes").start()
-    gunicorn = None
+    served = None
     try:
         app = make_app(redis.url, tmp_path, SECRET_KEY=SECRET, THROTTLE_VOTES=10**9)
         register_article(app, "outage")
         readers = mint_readers(app, 12_000)
-        gunicorn = Gunicorn(
-            redis.url, tmp_path, workers=2, threads=4, THROTTLE_VOTES="1000000000",
+        served = Served(
+            redis.url, tmp_path, SECRET_KEY=SECRET, THROTTLE_VOTES="1000000000",
             REDIS_SOCKET_TIMEOUT=str(SOCKET_TIMEOUT), REDIS_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
             REDIS_RETRIES=str(RETRIES),
-        ).start()
-        workers = sorted(gunicorn.worker_pids())
+        )
+        workers = sorted(served.workers())
         probe = requests.Session()
 
-        with Load(gunicorn.url, "outage", readers, threads=6) as load:
+        with Load(served.url, "outage", readers, threads=6) as load:
             time.sleep(1.0)
             redis.stop()  # SIGTERM: Redis flushes its AOF and exits
             stopped_at = time.monotonic()
             time.sleep(1.0)
-            ready = probe.get(gunicorn.url + "/readyz", timeout=5)
-            alive = probe.get(gunicorn.url + "/healthz", timeout=5)
+            ready = probe.get(served.url + "/readyz", timeout=5)
+            alive = probe.get(served.url + "/healthz", timeout=5)
             time.sleep(DOWN_FOR - 1.0)
             restarted_at = time.monotonic()
             redis.start()
             recovery = wait_for(
                 lambda: probe.get(
-                    gunicorn.url + "/api/v1/articles/outage/reactions", timeout=5
+                    served.url + "/api/v1/articles/outage/reactions", timeout=5
                 ).status_code == 200,
                 timeout=5.0,
             )
@@ -86,11 +87,11 @@ def test_redis_stopped_under_load(tmp_path: Path) -> None:
         # Once back, everything is served again, by the same workers.
         after = load.recorder.between(restarted_at + recovery + 0.5, float("inf"))
         assert after and all(o.status == 200 for o in after), {o.status for o in after}
-        assert sorted(gunicorn.worker_pids()) == workers
+        assert sorted(served.workers()) == workers
         counts = redis.client().hgetall("engage:a:{outage}:counts")
         voters = redis.client().hlen("engage:a:{outage}:voters")
         assert sum(int(n) for n in counts.values()) == voters
     finally:
-        if gunicorn:
-            gunicorn.stop()
+        if served:
+            served.stop()
         redis.stop()

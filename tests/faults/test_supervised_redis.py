@@ -89,9 +89,16 @@ class Serve:
         return (self.directory / "serve.log").read_text(errors="replace")
 
     def workers(self) -> list[int]:
+        """The live workers; one that exits while they are listed is not among them."""
         assert self.process is not None
-        return sorted(child.pid for child in psutil.Process(self.process.pid).children()
-                      if child.status() != psutil.STATUS_ZOMBIE)
+        alive = []
+        for child in psutil.Process(self.process.pid).children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(child.pid)
+            except psutil.NoSuchProcess:
+                continue
+        return sorted(alive)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
