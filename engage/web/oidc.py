@@ -20,7 +20,7 @@ import flask
 import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
-from flask import current_app, redirect, render_template, request
+from flask import current_app, redirect, request
 from joserfc.errors import JoseError
 
 from engage.web import dashboard, forms, session
@@ -72,14 +72,14 @@ def start() -> Any:
                                              + CALLBACK)
     except FAILURES as exc:
         return _failed(exc)
-    flask.session["oidc_next"] = dashboard._safe_next(request.args.get("next"))
+    flask.session["oidc_next"] = dashboard.safe_next(request.args.get("next"))
     return response
 
 
 @bp.get(CALLBACK.removeprefix("/dashboard"))
 def callback() -> Any:
     client = _client()
-    target = dashboard._safe_next(flask.session.pop("oidc_next", None))
+    target = dashboard.safe_next(flask.session.pop("oidc_next", None))
     try:
         claims = client.authorize_access_token().get("userinfo")
         if not claims:
@@ -90,9 +90,11 @@ def callback() -> Any:
     grant = staff_grant(claims.get(current_app.config["OIDC_CLAIM"]))
     if grant is None:
         current_app.logger.warning("oidc sign-in refused: no role mapped for %s", account)
-        page = render_template("dashboard/oidc_refused.html", account=account,
-                               claim=current_app.config["OIDC_CLAIM"])
-        return page, 403
+        return dashboard.refuse(
+            403, "no_role",
+            f"No engage role for {account}: none of its {current_app.config['OIDC_CLAIM']} "
+            "values is in ENGAGE_OIDC_ROLES. Ask an engage admin to map one of your "
+            "groups, or sign in with an API token.")
     session.sign_in_oidc(str(claims["sub"]), account, *grant)
     return redirect(target)
 
@@ -117,7 +119,7 @@ def staff_grant(values: Any) -> tuple[str, list[str] | None] | None:
 def _failed(exc: Exception) -> Any:
     current_app.logger.warning("oidc sign-in failed: %r", exc)
     unreachable = isinstance(exc, requests.RequestException)
-    return dashboard._refuse(
+    return dashboard.refuse(
         502 if unreachable else 400, "oidc_failed",
         "The identity provider did not answer; try again in a moment." if unreachable
         else "Signing in through the identity provider did not complete; start again.")
