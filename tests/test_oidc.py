@@ -9,7 +9,7 @@ import re
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import flask
 import pytest
@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from engage.config import ConfigError, load_config, role_map
 from engage.web import oidc, session
-from tests.conftest import Clock
+from tests.conftest import Clock, make_app
 from tests.live_server import serving
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
@@ -63,7 +63,7 @@ def app_config(provider: str) -> dict[str, Any]:
 def with_query(url: str, **changes: str) -> str:
     parts = urlsplit(url)
     query = {k: v[0] for k, v in parse_qs(parts.query).items()} | changes
-    return parts._replace(query=urlencode(query)).geturl()
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
 def sign_in(client: FlaskClient, user: str, next_page: str = "",
@@ -215,8 +215,6 @@ def test_tokens_still_sign_in(client: FlaskClient, editor_token: str) -> None:
 
 
 def test_provider_not_answering_is_a_clear_page(redis_server: Any, tmp_path: Any) -> None:
-    from tests.conftest import make_app
-
     with socket.socket() as closed:  # bound, never listening: connections are refused
         closed.bind(("127.0.0.1", 0))
         issuer = f"http://127.0.0.1:{closed.getsockname()[1]}"
@@ -227,8 +225,6 @@ def test_provider_not_answering_is_a_clear_page(redis_server: Any, tmp_path: Any
 
 
 def test_without_an_issuer_the_routes_are_absent(redis_server: Any, tmp_path: Any) -> None:
-    from tests.conftest import make_app
-
     client = make_app(redis_server.url, tmp_path).test_client()
     assert client.get("/dashboard/oidc/start").status_code == 404
     assert "Sign in with" not in client.get("/dashboard/signin").get_data(as_text=True)

@@ -99,13 +99,19 @@ def start_session(store: Store, owner: str, ttl: int) -> str:
     return session_id
 
 
-def session_owner(store: Store, session_id: str, ttl: int) -> str | None:
-    """The owner a live session was started for; its lifetime starts over."""
+def _touch_session(store: Store, session_id: str, ttl: int) -> Any:
+    """A pipeline that reads the owner of a session and starts its lifetime over; more
+    reads may join it, for one round trip."""
     key = _session_key(store, session_id)
     pipe = store.redis.pipeline(transaction=False)
     pipe.get(key)
     pipe.expire(key, ttl)
-    owner, _ = pipe.execute()
+    return pipe
+
+
+def session_owner(store: Store, session_id: str, ttl: int) -> str | None:
+    """The owner a live session was started for; its lifetime starts over."""
+    owner, _ = _touch_session(store, session_id, ttl).execute()
     return owner
 
 
@@ -122,10 +128,7 @@ def session_record(store: Store, session_id: str, token_id: str, digest: str,
     session signed out is gone from Redis; a revoked or re-issued token no longer
     matches: either ends the session at once, whatever cookie is shown.
     """
-    key = _session_key(store, session_id)
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.get(key)
-    pipe.expire(key, ttl)
+    pipe = _touch_session(store, session_id, ttl)
     pipe.hget(store.keys.tokens, token_id)
     owner, _, raw = pipe.execute()
     if not raw or not owner or not hmac.compare_digest(owner, token_id):
