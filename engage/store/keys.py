@@ -36,7 +36,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:polls                      | zset   | forever                 | poll id -> created (epoch s); a deleted poll stays listed so its event stream (kept EVENT_RETENTION_DAYS) stays reachable |
 | P:linkindex                  | hash   | forever                 | link id -> article id (for /r/<link id>)        |
 | P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at} |
-| P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session |
+| P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session, or JSON {id, role, name, sites, until} of one signed in through OpenID Connect (ends at `until` however used) |
 | P:rl:{N}:<what>:<addr hash>  | string | one minute              | requests counted from one address group, or wider network, for `what` (`mint`: reader tokens, `imp`: impression reports); N is the hash of the widest network the address is in (its group's when none), so one script finds them all in one slot (store/budgets.py) |
 | P:addrnonce:<YYYYMMDD>       | string | until the day ends + 10 min | random nonce of that UTC day's address-hash key (the key needs the app secret too) |
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
