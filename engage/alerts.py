@@ -35,7 +35,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from engage import metrics
 from engage.formulas import approval, percentages, trending_score, wilson_lower, wilson_upper
-from engage.store import UNAVAILABLE, Store, articles, polls, stats
+from engage.store import UNAVAILABLE, Store, articles, polls, stats, webhooks
 from engage.store import alerts as alert_store
 from engage.timerange import DAY, HOUR, Range, floor
 
@@ -450,13 +450,20 @@ class Alerter:
                           note_text(note))
 
     def _webhook(self, note: dict[str, Any]) -> str | None:
-        rule = note["rule"]
-        self.worker.send_event(f"alert:{note['id']}", f"alert.{note['status']}", note["at"], {
-            "alert": note["id"], "rule": rule["id"], "rule_name": rule["name"],
-            "kind": rule["kind"], "subject": note["subject"], "article": note["article"],
-            "title": note["title"], "figures": note["figures"], "dashboard_url": note["link"],
-            "text": note_text(note)})
-        return None  # a failed delivery is the webhook retries' from here
+        """Queued as the webhooks' test event is, due now: the worker's retries send it in
+        this pass, signed, and retry or dead-letter it as any delivery."""
+        rule, kind = note["rule"], f"alert.{note['status']}"
+        data = {"alert": note["id"], "rule": rule["id"], "rule_name": rule["name"],
+                "kind": rule["kind"], "subject": note["subject"], "article": note["article"],
+                "title": note["title"], "figures": note["figures"],
+                "dashboard_url": note["link"], "text": note_text(note)}
+        for hook in webhooks.list_all(self.store):
+            if webhooks.matches(hook["events"], kind):
+                event = {"id": f"{hook['id']}:alert:{note['id']}", "type": kind,
+                         "occurred_at": note["at"], "data": data}
+                webhooks.schedule_retry(self.store, webhooks.delivery(hook["id"], event),
+                                        time.time())
+        return None
 
     def _slack(self, note: dict[str, Any]) -> str | None:
         body = json.dumps({"text": note_text(note)}).encode()

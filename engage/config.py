@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from authlib.common.security import is_secure_transport
+
+from engage.schemas import ID_PATTERN
+from engage.store.tokens import ROLES
+
 ENV_PREFIX = "ENGAGE_"
 
 
@@ -75,6 +80,21 @@ def _zone(raw: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"not a known time zone: {raw!r}") from None
     return raw.strip()
+
+
+def role_map(raw: str) -> dict[str, tuple[str, list[str] | None]]:
+    """ENGAGE_OIDC_ROLES: `value=role[:site+site]`, comma-separated -> value -> (role,
+    sites). No sites is every site; an admin always has every site."""
+    mapping: dict[str, tuple[str, list[str] | None]] = {}
+    for item in _list(raw):
+        value, _, grant = item.rpartition("=")
+        role, colon, names = grant.partition(":")
+        sites = names.split("+") if colon else None
+        if not value.strip() or role not in ROLES or (sites is not None and (
+                role == "admin" or not all(re.fullmatch(ID_PATTERN, s) for s in sites))):
+            raise ValueError(f"not value=editor[:site+site] or value=admin: {item!r}")
+        mapping[value.strip()] = (role, sites)
+    return mapping
 
 
 def _seeds_dir() -> Path:
@@ -235,6 +255,24 @@ SETTINGS: tuple[Setting, ...] = (
             "IANA time zone of DIGEST_TIME and of the digest's day."),
     Setting("DIGEST_TO", [], _list,
             "Addresses the daily digest goes to, comma-separated."),
+    Setting("OIDC_ISSUER", None, str,
+            "Issuer URL of the newsroom's OpenID Connect provider (https, or http on "
+            "loopback); set, staff may sign in through it as well as with tokens "
+            "(docs/oidc.md)."),
+    Setting("OIDC_CLIENT_ID", None, str,
+            "engage's client id at the provider."),
+    Setting("OIDC_CLIENT_SECRET", None, str,
+            "engage's client secret at the provider."),
+    Setting("OIDC_NAME", None, str,
+            "The provider's name on the sign-in button; unset shows the issuer's host."),
+    Setting("OIDC_SCOPES", "openid email profile", str,
+            "Scopes asked for, openid among them; add the one that releases OIDC_CLAIM "
+            "where the provider wants it (often groups)."),
+    Setting("OIDC_CLAIM", "groups", str,
+            "The ID token claim whose values (groups or roles) OIDC_ROLES maps."),
+    Setting("OIDC_ROLES", None, role_map,
+            "Claim value -> engage role and sites: value=admin or value=editor[:site+site], "
+            "comma-separated; a value not listed gives no access."),
 )
 
 def load_config(
@@ -276,6 +314,21 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("ENGAGE_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
+    if config["OIDC_ISSUER"]:
+        _validate_oidc(config)
+
+
+def _validate_oidc(config: dict[str, Any]) -> None:
+    needed = ("OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_ROLES", "PUBLIC_URL")
+    missing = [ENV_PREFIX + name for name in needed if not config.get(name)]
+    if missing:
+        raise ConfigError(f"ENGAGE_OIDC_ISSUER needs {', '.join(missing)} too")
+    # The provider's keys come from there: over plain HTTP anyone on the way could
+    # swap them and sign in as anybody.
+    if not is_secure_transport(config["OIDC_ISSUER"]):
+        raise ConfigError("ENGAGE_OIDC_ISSUER must be https:// (http only on loopback)")
+    if "openid" not in config["OIDC_SCOPES"].split():
+        raise ConfigError("ENGAGE_OIDC_SCOPES must include openid")
 
 
 def resolve_secret(config: dict[str, Any]) -> str:

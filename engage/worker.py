@@ -206,32 +206,17 @@ class Worker:
         return len(entries)
 
     @staticmethod
-    def _job(hook: dict[str, Any], event: dict[str, Any]) -> Job:
-        delivery = {
-            "delivery": event["id"],
-            "webhook": hook["id"],
-            "attempts": 0,
-            # Serialised once and kept, so every retry sends the same bytes.
-            "body": json.dumps(event, separators=(",", ":")),
-        }
-        return delivery, hook, None
-
-    @classmethod
-    def _jobs(cls, entry: webhooks.Entry, hooks: list[dict[str, Any]]) -> list[Job]:
+    def _jobs(entry: webhooks.Entry, hooks: list[dict[str, Any]]) -> list[Job]:
         stream, entry_id, fields = entry
         millis = int(entry_id.split("-", 1)[0])
         kind = fields.get("type", "")
-        return [cls._job(hook, payload(hook["id"], stream, entry_id, fields)) for hook in hooks
-                if millis >= int(hook["created_ms"]) and webhooks.matches(hook["events"], kind)]
-
-    def send_event(self, event_id: str, kind: str, at: str, data: dict[str, Any]) -> None:
-        """Deliver an event that is in no stream (an alert) to every webhook taking its
-        type, as a stream entry is: signed, a failure retried, `id` "<webhook>:<event_id>"."""
-        self._run([
-            self._job(hook, {"id": f"{hook['id']}:{event_id}", "type": kind,
-                             "occurred_at": at, "data": data})
-            for hook in webhooks.list_all(self.store) if webhooks.matches(hook["events"], kind)
-        ])
+        jobs: list[Job] = []
+        for hook in hooks:
+            if millis < int(hook["created_ms"]) or not webhooks.matches(hook["events"], kind):
+                continue
+            event = payload(hook["id"], stream, entry_id, fields)
+            jobs.append((webhooks.delivery(hook["id"], event), hook, None))
+        return jobs
 
     # -- deliveries -----------------------------------------------------------------------
     def _run(self, jobs: list[Job]) -> None:
@@ -259,16 +244,17 @@ class Worker:
         started = time.perf_counter()
         error = self.send(hook["url"], body, headers, self.timeout)
         seconds = time.perf_counter() - started
+        outcome = ("delivered" if error is None else
+                   "dead" if delivery["attempts"] >= self.max_attempts else "failed")
+        metrics.webhook_attempt(outcome, seconds)
+        webhooks.record_attempt(self.store, delivery, outcome, error)
         if error is None:
-            metrics.webhook_attempt("delivered", seconds)
             if member is not None:
                 webhooks.finish_retry(self.store, member)
-        elif delivery["attempts"] >= self.max_attempts:
-            metrics.webhook_attempt("dead", seconds)
+        elif outcome == "dead":
             log.warning("webhook %s gave up on %s: %s", hook["id"], delivery["delivery"], error)
             webhooks.dead_letter(self.store, delivery, error, member)
         else:
-            metrics.webhook_attempt("failed", seconds)
             due = time.time() + self.backoff(delivery["attempts"])
             webhooks.schedule_retry(self.store, delivery, due, replaces=member)
 

@@ -87,6 +87,8 @@ def test_every_json_answer_matches_its_declared_schema(
         ("post", "/alert-rules", "/alert-rules", "editor", RULE),
         ("get", "/alert-rules", "/alert-rules", "editor", None),
         ("put", "/alert-rules/{rule_id}", "/alert-rules/nope", "editor", RULE),
+        ("get", "/webhooks/dead-letters", "/webhooks/dead-letters", "admin", None),
+        ("post", "/webhooks/{webhook_id}/test", "/webhooks/wh_nope/test", "admin", None),
     ]
     option = None
     checked: set[tuple[str, str, int]] = set()
@@ -99,6 +101,9 @@ def test_every_json_answer_matches_its_declared_schema(
                           "reader", {"options": [option]}))
             steps.append(("delete", "/polls/{poll_id}/votes/mine", "/polls/ties/votes/mine",
                           "reader", None))
+        if (method, doc_path) == ("post", "/webhooks"):
+            steps.append(("post", "/webhooks/{webhook_id}/test",
+                          f"/webhooks/{response.get_json()['id']}/test", "admin", None))
         answer = response.get_json()
         schema = _schema(spec, "/api/v1" + doc_path, method, response.status_code)
         with client.application.app_context():  # some schemas check against the settings

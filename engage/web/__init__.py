@@ -16,6 +16,7 @@ WEB_MODULES = (
     "editor",
     "admin",
     "alerts",
+    "oidc",
 )
 
 
