@@ -78,11 +78,11 @@ def _window_sums(store: Store, rule: dict[str, Any], now: datetime) -> dict[str,
     link activity in the window."""
     window = Range(floor(now, "hour") - HOUR * (rule["window_hours"] - 1), now, "hour")
     if rule.get("article"):
-        articles = [rule["article"]]
+        ids = [rule["article"]]
     else:
         active = stats.in_range(store, window)
-        articles = sorted(set(active.counts) | set(active.links))
-    return stats.bucket_sums(store, articles, window.segments())
+        ids = sorted(set(active.counts) | set(active.links))
+    return stats.bucket_sums(store, ids, window.segments())
 
 
 def reason_spike(store: Store, rule: dict[str, Any], now: datetime) -> Found:
@@ -207,10 +207,10 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
     window = Range(since, until - HOUR, "hour")
     in_range = stats.in_range(store, window)
     voted, links = sorted(in_range.counts), in_range.links
-    counts = [in_range.counts[a] for a in voted]
     first = store.config["CHOICES"][0]
     rows: list[dict[str, Any]] = []
-    for article_id, got in zip(voted, counts, strict=True):
+    for article_id in voted:
+        got = in_range.counts[article_id]
         total = sum(got.values())
         if total:
             rows.append({"id": article_id, "counts": got, "total": total,
