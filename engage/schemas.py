@@ -375,6 +375,9 @@ class SeriesPointSchema(Schema):
     poll_votes = fields.Integer(required=True)
     clicks = fields.Integer(required=True)
     impressions = fields.Integer(required=True)
+    channels = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                           metadata={"description": "Votes cast or moved, by the channel "
+                                     "they came through: web, email, nojs, amp."})
     refused = fields.Nested(RefusedSchema, required=True, metadata={
         "description": "Activity not counted in this bucket: what an editor sees when an "
                        "article is being stuffed."})

@@ -171,6 +171,8 @@ def article(article_id: str) -> Any:
                for poll in polls.for_articles(store, [article_id]).get(article_id, [])],
         links=links.stats(store, article_id),
         poll_votes=sum(p["poll_votes"] for p in series["points"]),
+        channels={ch: sum(p["channels"][ch] for p in series["points"])
+                  for ch in reactions.CHANNELS},
         refused=refused_rows(series["points"], bucket),
     )
 
