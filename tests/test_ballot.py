@@ -5,12 +5,14 @@ and record their channel."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from flask.testing import FlaskClient
 
+from engage.identity import get_identity
 from engage.store import stats
 from engage.timerange import Range
 from tests.conftest import ARTICLE, new_reader
@@ -94,8 +96,7 @@ def test_email_links_are_one_per_choice_with_the_merge_tag(client, editor, artic
     assert body["merge_tag"] == "*|UNIQID|*"
     assert all(link["url"].startswith("http://localhost/v/")
                and link["url"].endswith("?r=*|UNIQID|*") for link in body["links"])
-    assert body["expires_at"].startswith(
-        (clock() + __import__("datetime").timedelta(days=7)).strftime("%Y-%m-%dT%H:%M"))
+    assert body["expires_at"] == stats.iso((clock() + timedelta(days=7)).replace(microsecond=0))
 
 
 def test_opening_a_link_never_counts_scanners_heads_and_prefetches_included(
@@ -187,16 +188,20 @@ def test_expired_tampered_or_unfilled_links_get_a_clear_page(client, editor, art
     assert counts(client, article) == {"yes": 0, "no": 0}
 
 
-def test_a_link_of_a_deleted_article_and_a_throttled_vote_are_pages(client, editor, article,
-                                                                    app):
+def test_a_throttled_vote_and_an_unknown_article_are_pages(client, editor, article, app,
+                                                          clock):
     url = vote_links(client, editor, article)["links"][0]["url"]
     app.config["THROTTLE_VOTES"] = 1
     assert client.post(path_for(url, "a"), headers=BROWSER).status_code == 303
     throttled = client.post(path_for(url, "b"), headers=BROWSER)
     assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
-    assert throttled.mimetype == "text/html"
-    assert client.delete(f"/api/v1/articles/{article}", headers=editor).status_code in (
-        204, 405)
+    assert throttled.mimetype == "text/html" and b"Too many votes" in throttled.data
+    with app.app_context():
+        token = get_identity().sign_vote_link("no-such-article", int(clock().timestamp()) + 60)
+    for method in (client.get, client.post):
+        response = method(f"/v/{token}/yes?r=a", headers=BROWSER)
+        assert response.status_code == 404 and response.mimetype == "text/html"
+    assert counts(client, article) == {"yes": 1, "no": 0}
 
 
 # -- the widget's form without JavaScript ------------------------------------------------------
@@ -303,3 +308,17 @@ def test_the_channel_split_matches_the_events(client, editor, article, store, de
     page = desk.get(f"/dashboard/articles/{article}")
     for channel, n in from_events.items():
         assert f'data-channel="{channel}">{n}<'.encode() in page.data
+
+
+def test_the_dashboard_button_gives_the_apis_links(client, desk, editor, article, clock):
+    page = desk.get(f"/dashboard/articles/{article}")
+    assert b'name="merge_tag" value="{{recipient}}"' in page.data
+    page = desk.get(f"/dashboard/articles/{article}?merge_tag=%25recipient.id%25&days=3")
+    assert page.status_code == 200
+    api = vote_links(client, editor, article, merge_tag="%recipient.id%", days=3)
+    for link in api["links"]:
+        assert f'value="{link["url"]}"'.encode() in page.data
+    path = path_for(api["links"][0]["url"], "sub-9", "%recipient.id%")
+    assert client.post(path, headers=BROWSER).status_code == 303
+    assert counts(client, article) == {"yes": 1, "no": 0}
+    assert desk.get(f"/dashboard/articles/{article}?merge_tag=a+b").status_code == 422

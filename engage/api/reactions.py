@@ -89,6 +89,30 @@ class MyReaction(MethodView):
         return _body(article_id, result), PRIVATE
 
 
+def email_vote_links(article_id: str, query: dict[str, Any]) -> dict[str, Any]:
+    """What EmailLinksSchema dumps for EmailLinksQuerySchema's `query` (the API's answer
+    and the dashboard's)."""
+    store = get_store()
+    if articles.get(store, article_id) is None:
+        raise errors.UnknownArticle()
+    days = query.get("days") or current_app.config["EMAIL_LINK_DAYS"]
+    expires = (store.now() + timedelta(days=days)).replace(microsecond=0)
+    token = get_identity().sign_vote_link(article_id, int(expires.timestamp()))
+    # Links leave engage in an email, so they are absolute: under PUBLIC_URL, else the
+    # host the editor called (a private answer, never shared by a cache).
+    root = (current_app.config["PUBLIC_URL"] or request.host_url).rstrip("/")
+    tag = query["merge_tag"]
+    return {
+        "article": article_id,
+        "expires_at": stats.iso(expires),
+        "merge_tag": tag,
+        "links": [{"choice": choice,
+                   "url": root + url_for("ballot.email_vote", token=token, choice=choice)
+                   + "?r=" + tag}
+                  for choice in store.config["CHOICES"]],
+    }
+
+
 @blp.route("/articles/<eid:article_id>/email-links")
 class EmailVoteLinks(MethodView):
     @blp.arguments(schemas.EmailLinksQuerySchema(), location="query")
@@ -100,25 +124,7 @@ class EmailVoteLinks(MethodView):
         """Per-choice vote links for a newsletter (editor): signed, expiring, with the
         mailing tool's merge tag where each recipient's id goes. Opening one shows a
         confirmation page; only its button counts (docs/newsletters.md)."""
-        store = get_store()
-        if articles.get(store, article_id) is None:
-            raise errors.UnknownArticle()
-        days = query.get("days") or current_app.config["EMAIL_LINK_DAYS"]
-        expires = (store.now() + timedelta(days=days)).replace(microsecond=0)
-        token = get_identity().sign_vote_link(article_id, int(expires.timestamp()))
-        # Links leave engage in an email, so they are absolute: under PUBLIC_URL, else
-        # the host the editor called (a private answer, never shared by a cache).
-        root = (current_app.config["PUBLIC_URL"] or request.host_url).rstrip("/")
-        tag = query["merge_tag"]
-        return {
-            "article": article_id,
-            "expires_at": stats.iso(expires),
-            "merge_tag": tag,
-            "links": [{"choice": choice,
-                       "url": root + url_for("ballot.email_vote", token=token, choice=choice)
-                       + "?r=" + tag}
-                      for choice in store.config["CHOICES"]],
-        }, PRIVATE
+        return email_vote_links(article_id, query), PRIVATE
 
 
 @blp.route("/reactions")
