@@ -94,7 +94,7 @@ def test_email_links_are_one_per_choice_with_the_merge_tag(client, editor, artic
     body = vote_links(client, editor, article, days=7, merge_tag="*|UNIQID|*")
     assert [link["choice"] for link in body["links"]] == ["yes", "no"]
     assert body["merge_tag"] == "*|UNIQID|*"
-    assert all(link["url"].startswith("http://localhost/v/")
+    assert all(link["url"].startswith("/v/")
                and link["url"].endswith("?r=*|UNIQID|*") for link in body["links"])
     assert body["expires_at"] == stats.iso((clock() + timedelta(days=7)).replace(microsecond=0))
 

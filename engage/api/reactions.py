@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Response, current_app, request, url_for
+from flask import Response, current_app, url_for
 from flask.views import MethodView
 
 from engage import errors, metrics, schemas
@@ -98,9 +98,9 @@ def email_vote_links(article_id: str, query: dict[str, Any]) -> dict[str, Any]:
     days = query.get("days") or current_app.config["EMAIL_LINK_DAYS"]
     expires = (store.now() + timedelta(days=days)).replace(microsecond=0)
     token = get_identity().sign_vote_link(article_id, int(expires.timestamp()))
-    # Links leave engage in an email, so they are absolute: under PUBLIC_URL, else the
-    # host the editor called (a private answer, never shared by a cache).
-    root = (current_app.config["PUBLIC_URL"] or request.host_url).rstrip("/")
+    # Links leave engage in an email, so they need PUBLIC_URL to be absolute; never the
+    # request's Host, which anyone may send.
+    root = (current_app.config["PUBLIC_URL"] or "").rstrip("/")
     tag = query["merge_tag"]
     return {
         "article": article_id,
