@@ -277,6 +277,18 @@ def test_amp_form_votes_with_amp_cors_headers(client, article, store):
     assert channels(store, article)["amp"] == 1
 
 
+def test_amp_cache_origins_are_named_as_the_caches_name_them(client, editor):
+    # Expected names as @ampproject/toolbox-cache-url 2.10.1 builds them.
+    url = "https://my-news.example.co.uk/a"
+    client.put("/api/v1/articles/hyphen", json={**ARTICLE, "url": url}, headers=editor)
+    cache = "https://0-my--news-example-co-uk-0.cdn.ampproject.org"
+    for origin, status in ((cache, 200), ("https://my--news-example-co-uk.cdn.ampproject.org",
+                                          403)):
+        response = client.get("/vote/hyphen/amp?__amp_source_origin=https://my-news.example.co.uk",
+                              headers={"Origin": origin})
+        assert response.status_code == status, origin
+
+
 def test_amp_refuses_other_origins(client, article):
     for source, origin in ((PAGE, "https://evil.example"), ("https://evil.example", None),
                            ("", PAGE), (PAGE, "https://evil-example.cdn.ampproject.org")):

@@ -190,10 +190,13 @@ _AMP_CACHES = (".cdn.ampproject.org", ".bing-amp.com")
 
 
 def _amp_caches(source: str) -> set[str]:
-    """The AMP cache origins that serve pages of `source` (its host, dashes doubled and
-    dots made dashes, as the caches name them)."""
-    host = (urlsplit(source).hostname or "").replace("-", "--").replace(".", "-")
-    return {f"https://{host}{cache}" for cache in _AMP_CACHES}
+    """The AMP cache origins that serve pages of `source`: its host with dashes doubled
+    and dots made dashes, wrapped in 0- and -0 when that starts like a punycode label
+    (as the caches name them; hosts longer than a label get a hashed name, not served)."""
+    label = (urlsplit(source).hostname or "").replace("-", "--").replace(".", "-")
+    if label[2:4] == "--":
+        label = f"0-{label}-0"
+    return {f"https://{label}{cache}" for cache in _AMP_CACHES}
 
 
 _SOURCE_ORIGIN = re.compile(r"https?://[^/?#\s]+")
