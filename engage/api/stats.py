@@ -22,7 +22,7 @@ blp = Blueprint("stats", __name__, description="Editors' numbers and the event e
 
 EXPORT_COLUMNS = (
     "id", "time", "type", "article", "poll", "choice", "previous", "reason",
-    "options", "link", "reader", "channel",
+    "options", "link", "reader",
 )
 # Lines are sent in chunks of about this many bytes: fewer writes, still bounded memory.
 _CHUNK_BYTES = 64 * 1024
