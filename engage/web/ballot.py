@@ -8,7 +8,6 @@ one-vote-per-reader key and address budgets, and records its channel. A request
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -121,29 +120,37 @@ def email_vote(token: str, choice: str) -> Response:
 
 
 # -- the widget's form, without JavaScript -------------------------------------------------
-def _own_host(origin: str) -> bool:
-    """Whether `origin` is engage itself (its demo pages): a browser sends the real Host,
-    so a page elsewhere cannot pass for it."""
-    return urlsplit(origin).netloc == request.host
-
-
 def _article_origins(article: dict[str, Any]) -> set[str]:
     """The article page's origin and every allowed publisher origin."""
     parts = urlsplit(article["url"])
     return {f"{parts.scheme}://{parts.netloc}", *current_app.config["ALLOWED_ORIGINS"]}
 
 
-def _cookie_reader(mint: bool = True) -> tuple[str | None, str | None]:
-    """The reader of the request's cookie, else a new one (spent from the mint budgets)
-    with the token to set, or none when not `mint`."""
-    identity = get_identity()
+def _article(article_id: str) -> dict[str, Any]:
+    article = articles.get(get_store(), article_id)
+    if article is None:
+        raise errors.UnknownArticle()
+    return article
+
+
+def _cookie_reader() -> str | None:
+    """The reader of the request's READER_COOKIE; None without a valid one."""
     try:
-        return identity.reader_from_token(request.cookies.get(READER_COOKIE, "")), None
+        return get_identity().reader_from_token(request.cookies.get(READER_COOKIE, ""))
     except errors.InvalidReader:
-        if not mint:
-            return None, None
-        token = mint_for_client()
-        return identity.reader_from_token(token), token
+        return None
+
+
+def _form_vote(article_id: str, channel: str) -> tuple[reactions.Reactions, str | None]:
+    """Count the posted choice for the cookie's reader, or for a new reader minted from
+    the reader-token budgets; returns the counts and the new reader's token to keep."""
+    choice = _choice(request.form.get("choice"))
+    _readers_only()
+    reader, minted = _cookie_reader(), None
+    if reader is None:
+        minted = mint_for_client()
+        reader = get_identity().reader_from_token(minted)
+    return _vote(article_id, reader, choice, channel), minted
 
 
 def _keep_reader(response: Response, token: str | None) -> Response:
@@ -156,13 +163,6 @@ def _keep_reader(response: Response, token: str | None) -> Response:
     return response
 
 
-def _article(article_id: str) -> dict[str, Any]:
-    article = articles.get(get_store(), article_id)
-    if article is None:
-        raise errors.UnknownArticle()
-    return article
-
-
 @bp.post("/vote/<eid:article_id>")
 def form_vote(article_id: str) -> Response:
     """The widget's form on a page without JavaScript: count the vote, then back to the
@@ -172,16 +172,13 @@ def form_vote(article_id: str) -> Response:
     demo = current_app.config["DEMO"] and back == f"/demo/{article_id}"
     if back != article["url"] and not demo:
         raise errors.BadRequest("This form returns readers to its own article only.")
-    origin = request.headers.get("Origin")
     # The cookie is ambient, so a page of another site must not move its reader's vote.
-    if origin is not None and origin not in _article_origins(article) and not _own_host(
-            origin):
+    # engage's own pages (the demo) pass too: a browser sends the real Host.
+    origin = request.headers.get("Origin")
+    if origin is not None and origin not in _article_origins(article) and (
+            urlsplit(origin).netloc != request.host):
         raise errors.Forbidden("This form may only be sent from the article's own page.")
-    choice = _choice(request.form.get("choice"))
-    _readers_only()
-    reader, minted = _cookie_reader()
-    assert reader is not None
-    _vote(article_id, reader, choice, "nojs")
+    _, minted = _form_vote(article_id, "nojs")
     return _keep_reader(redirect(back, 303), minted)
 
 
@@ -199,9 +196,6 @@ def _amp_caches(source: str) -> set[str]:
     return {f"https://{label}{cache}" for cache in _AMP_CACHES}
 
 
-_SOURCE_ORIGIN = re.compile(r"https?://[^/?#\s]+")
-
-
 @bp.route("/vote/<eid:article_id>/amp", methods=["GET", "POST"])
 def amp_vote(article_id: str) -> Response:
     """amp-list reads (GET) and amp-form votes (POST) of an AMP page, with AMP's CORS:
@@ -210,18 +204,14 @@ def amp_vote(article_id: str) -> Response:
     article = _article(article_id)
     source = request.args.get("__amp_source_origin", "")
     origin = request.headers.get("Origin")
-    allowed = _article_origins(article)
-    if not _SOURCE_ORIGIN.fullmatch(source) or source not in allowed or (
+    if source not in _article_origins(article) or (
             origin is not None and origin not in {source, *_amp_caches(source)}):
         raise errors.Forbidden("This AMP page's origin is not allowed for this article.")
+    minted = None
     if request.method == "POST":
-        choice = _choice(request.form.get("choice"))
-        _readers_only()
-    reader, minted = _cookie_reader(mint=request.method == "POST")
-    if reader is not None and request.method == "POST":
-        result = _vote(article_id, reader, choice, "amp")
+        result, minted = _form_vote(article_id, "amp")
     else:
-        found = reactions.read(get_store(), article_id, reader)
+        found = reactions.read(get_store(), article_id, _cookie_reader())
         if found is None:
             raise errors.UnknownArticle()
         result = found
@@ -236,4 +226,3 @@ def amp_vote(article_id: str) -> Response:
         "Vary": "Origin, Cookie",
     })
     return _keep_reader(response, minted)
-
