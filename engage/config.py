@@ -142,6 +142,9 @@ SETTINGS: tuple[Setting, ...] = (
             "unset keeps them relative. Never taken from the request's Host."),
     Setting("ALLOWED_ORIGINS", [], _list,
             "Publisher origins allowed to call the API from a browser (CORS)."),
+    Setting("EMAIL_LINK_DAYS", 30, int,
+            "Days a newsletter's vote links stay valid: long enough for late readers, "
+            "short enough that an old forwarded email stops voting."),
     Setting("CHOICES", ["yes", "no"], _list,
             "Reaction choices, in display order."),
     Setting("REASON_CHOICE", "no", str,

@@ -202,6 +202,30 @@ class ReactionsSchema(CountsSchema):
     reason = fields.String(allow_none=True)
 
 
+class EmailLinksQuerySchema(Schema):
+    days = fields.Integer(validate=validate.Range(min=1, max=365), metadata={
+        "description": "Days the links stay valid (default EMAIL_LINK_DAYS)."})
+    merge_tag = fields.String(
+        load_default="{{recipient}}",
+        validate=[validate.Length(min=1, max=64), no_control_characters,
+                  validate.Regexp(r"^[^&#\s]*$", error="No spaces, & or #.")],
+        metadata={"description": "What the mailing tool replaces with each recipient's "
+                                 "id (docs/newsletters.md lists common tools' tags)."})
+
+
+class EmailLinkSchema(Schema):
+    choice = fields.String(required=True)
+    url = fields.String(required=True)
+
+
+class EmailLinksSchema(Schema):
+    article = fields.String(required=True)
+    expires_at = fields.String(required=True)
+    merge_tag = fields.String(required=True)
+    links = fields.List(fields.Nested(EmailLinkSchema), required=True, metadata={
+        "description": "One link per choice, in display order, for the email template."})
+
+
 class BatchQuerySchema(Schema):
     article = IdList(
         required=True, validate=validate.Length(min=1, max=100),
@@ -375,6 +399,9 @@ class SeriesPointSchema(Schema):
     poll_votes = fields.Integer(required=True)
     clicks = fields.Integer(required=True)
     impressions = fields.Integer(required=True)
+    channels = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                           metadata={"description": "Votes cast or moved, by the channel "
+                                     "they came through: web, email, nojs, amp."})
     refused = fields.Nested(RefusedSchema, required=True, metadata={
         "description": "Activity not counted in this bucket: what an editor sees when an "
                        "article is being stuffed."})

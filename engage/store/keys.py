@@ -16,7 +16,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:a:{A}:reasons              | hash   | with the article        | reason -> current number of "no" votes giving it |
 | P:a:{A}:voters               | hash   | with the article        | reader hash -> "choice" or "choice|reason" (the one-vote key) |
 | P:a:{A}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes in the window from one address group, or one wider network (IPv6 /56, /48, IPv4 /24; store/budgets.py) |
-| P:a:{A}:events               | stream | entries trimmed after EVENT_RETENTION_DAYS (MINID) | every accepted change on the article |
+| P:a:{A}:events               | stream | entries trimmed after EVENT_RETENTION_DAYS (MINID) | every accepted change on the article (a reaction's with its `channel`) |
 | P:a:{A}:h:<YYYYMMDDHH>       | hash   | HOUR_BUCKET_DAYS days   | stats counters of that UTC hour (see below)   |
 | P:a:{A}:d:<YYYYMMDD>         | hash   | DAY_BUCKET_DAYS days    | stats counters of that UTC day                 |
 | P:a:{A}:links                | string | with the article        | JSON list of curated links [{id,title,url}]   |
@@ -75,7 +75,8 @@ they all live in one slot and a range is merged there with ZUNION. Keys under
 a rule's subject to firing and queues its note together: store/alerts.py).
 
 Stats bucket fields: `+<choice>` / `-<choice>` votes taken / withdrawn from a choice,
-`reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
+`channel:<c>` votes cast or moved through channel c (web, email, nojs, amp:
+`reactions.CHANNELS`), `reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
 clicks and impressions, `click` / `imp` their totals, and `refused:<what>` activity
 not counted (`stats.REFUSED` names them: article buckets count reactions, clicks and
 impressions, poll buckets count poll votes).

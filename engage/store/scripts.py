@@ -103,6 +103,7 @@ VOTE_REACTION = _LUA_STATUSES + _LUA_THROTTLE + """
 -- ARGV[5] throttle window (s)
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] article id
+-- ARGV[10] channel the vote came through (web, email, nojs, amp)
 -- Returns {CHANGED or UNCHANGED, mine, counts...}, or {UnknownArticle} or
 -- {Throttled, retry_after}.
 -- A repeated choice and a throttled vote are counted as refused in the buckets.
@@ -137,6 +138,7 @@ if new then
   redis.call('HSET', KEYS[4], reader, new)
   redis.call('HINCRBY', KEYS[2], choice, 1)
   bump(KEYS[7], KEYS[8], '+' .. choice, hour_ttl, day_ttl)
+  bump(KEYS[7], KEYS[8], 'channel:' .. ARGV[10], hour_ttl, day_ttl)
   if reason ~= '' then
     redis.call('HINCRBY', KEYS[3], reason, 1)
     bump(KEYS[7], KEYS[8], 'reason:' .. reason, hour_ttl, day_ttl)
@@ -147,7 +149,8 @@ else
 end
 redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[8], '*',
   'type', 'reaction.' .. action, 'article', ARGV[9], 'choice', choice,
-  'previous', old_choice, 'reason', reason, 'reader', reader, 'hour', stamp(KEYS[7]))
+  'previous', old_choice, 'reason', reason, 'reader', reader, 'hour', stamp(KEYS[7]),
+  'channel', ARGV[10])
 return {CHANGED, new or '', unpack(redis.call('HGETALL', KEYS[2]))}
 """
 

@@ -11,6 +11,7 @@ WEB_MODULES = (
     "ops",
     "api_docs",
     "embed",
+    "ballot",
     "metrics_view",
     "dashboard",
     "editor",
