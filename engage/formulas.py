@@ -4,7 +4,8 @@
 - score: the Wilson lower bound (95 %) of that share, so 5 of 5 ranks below 480 of 500;
 - worst: the Wilson upper bound (95 %), lowest first: an article is listed among the least
   approved only when even the most its votes allow is low (confidently bad), so 0 of 1
-  ranks above 40 of 500 there, and 5 of 5 is never near the bottom;
+  ranks above 40 of 500 there, and 5 of 5 is never near the bottom (the daily digest's
+  bottom list too);
 - trending: (recent + 1) / (baseline + 1), votes in the last hour against the hourly
   average before it (store/stats.py reads both); the +1s spare an article without
   history a division by zero;
@@ -23,24 +24,25 @@ def approval(positive: int, total: int) -> float | None:
     return positive / total if total else None
 
 
-def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
-    """Lower bound of the Wilson score interval of positive/total; None without votes."""
-    return _wilson(positive, total, z, -1.0)
-
-
-def wilson_upper(positive: int, total: int, z: float = Z95) -> float | None:
-    """Upper bound of the Wilson score interval of positive/total; None without votes."""
-    return _wilson(positive, total, z, 1.0)
-
-
-def _wilson(positive: int, total: int, z: float, side: float) -> float | None:
+def _wilson(positive: int, total: int, z: float, sign: int) -> float | None:
     if total <= 0:
         return None
     p = positive / total
     z2 = z * z
     centre = p + z2 / (2 * total)
     margin = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
-    return min(1.0, max(0.0, (centre + side * margin) / (1 + z2 / total)))
+    return min(1.0, max(0.0, (centre + sign * margin) / (1 + z2 / total)))
+
+
+def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
+    """Lower bound of the Wilson score interval of positive/total; None without votes."""
+    return _wilson(positive, total, z, -1)
+
+
+def wilson_upper(positive: int, total: int, z: float = Z95) -> float | None:
+    """Upper bound of that interval: the worst approved are those whose best case is low
+    (the least approved lists), so 0 of 2 ranks above 0 of 200."""
+    return _wilson(positive, total, z, 1)
 
 
 # Ranking keys are whole numbers a Redis sorted set holds exactly (below 2**53): the

@@ -57,6 +57,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from engage.schemas import ALERT_KINDS
+
 REJECT_REASONS = ("duplicate", "throttled", "closed", "invalid", "unknown", "unavailable")
 VOTE_KINDS = ("reaction", "poll")
 LINK_EVENT_NAMES = ("click", "impression")
@@ -64,6 +66,8 @@ LINK_REFUSALS = ("click_duplicate", "click_throttled", "click_bot", "click_prefe
                  "impression_over_cap")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dead", "dropped")
+ALERTS_FIRED = (*ALERT_KINDS, "digest")
+ALERT_CHANNELS = ("email", "webhook", "slack")
 REDIS_ERROR_KINDS = ("connection", "timeout", "response", "other")
 
 # Few buckets on purpose: a scrape reads every bucket of every label set from every
@@ -143,6 +147,15 @@ class WorkerFamilies(_Families):
             "engage_webhook_events", "Stream events the worker has read and acknowledged.",
             registry=None,
         )
+        self.alerts_fired = Counter(
+            "engage_alerts_fired", "Alerts fired, by rule kind (engage/alerts.py).", ["kind"],
+            registry=None,
+        )
+        self.alert_failures = Counter(
+            "engage_alert_delivery_failures",
+            "Failed attempts to deliver an alert or digest, by channel: email, webhook, slack.",
+            ["channel"], registry=None,
+        )
 
 
 class SharedFamilies(_Families):
@@ -201,7 +214,10 @@ def worker_registry() -> CollectorRegistry:
 # Vote views report what a vote did (`vote_outcome`); every refusal, from the schema,
 # the limiter, the store or a Redis outage, is counted under the reason its error
 # answer recorded (engage.errors).
-VOTE_ENDPOINTS = {"reactions.MyReaction": "reaction", "polls.MyPollVote": "poll"}
+VOTE_ENDPOINTS = {"reactions.MyReaction": "reaction", "polls.MyPollVote": "poll",
+                  # newsletters, pages without JavaScript, AMP (engage/web/ballot.py)
+                  "ballot.email_vote": "reaction", "ballot.form_vote": "reaction",
+                  "ballot.amp_vote": "reaction"}
 
 
 def _counted() -> None:
@@ -283,6 +299,10 @@ def prime_worker() -> None:
     families = worker_families()
     for outcome in WEBHOOK_OUTCOMES:
         families.deliveries.labels(outcome=outcome)
+    for kind in ALERTS_FIRED:
+        families.alerts_fired.labels(kind=kind)
+    for channel in ALERT_CHANNELS:
+        families.alert_failures.labels(channel=channel)
 
 
 def prime_redis_ops(ops: Iterable[str]) -> None:
@@ -323,7 +343,7 @@ def request_answered(status: int, route: str, method: str, endpoint: str | None,
     if seconds is not None:
         families.http_duration.labels(route).observe(seconds)
     kind = VOTE_ENDPOINTS.get(endpoint or "")
-    if kind and method in ("PUT", "DELETE") and not g.pop("vote_counted", False):
+    if kind and method in ("PUT", "DELETE", "POST") and not g.pop("vote_counted", False):
         reason = g.get("refusal_reason")
         if reason:
             vote_rejected(kind, reason)

@@ -25,6 +25,12 @@ PUBLIC = {
     ("/widget.js", "GET"),
     ("/demo/<eid:article_id>", "GET"),
     ("/r/<path:link_id>", "GET"),
+    # Votes from newsletters (the signed link is the credential), forms and AMP pages.
+    ("/v/<token>/<choice>", "GET"),
+    ("/v/<token>/<choice>", "POST"),
+    ("/vote/<eid:article_id>", "POST"),
+    ("/vote/<eid:article_id>/amp", "GET"),
+    ("/vote/<eid:article_id>/amp", "POST"),
     ("/api/v1/readers", "POST"),
     ("/api/v1/articles/<eid:article_id>", "GET"),
     ("/api/v1/articles/<eid:article_id>/reactions", "GET"),
@@ -41,6 +47,9 @@ PUBLIC = {
     ("/api/v1/widget/mine", "GET"),
     ("/dashboard/signin", "GET"),
     ("/dashboard/signin", "POST"),
+    # Sign-in through OpenID Connect (a 404 unless ENGAGE_OIDC_ISSUER is set).
+    ("/dashboard/oidc/start", "GET"),
+    ("/dashboard/oidc/callback", "GET"),
 }
 # Dashboard answers for JSON clients are 401; pages redirect to the sign-in form.
 DASHBOARD_JSON = {"/dashboard/live.json", "/dashboard/export"}
