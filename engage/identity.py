@@ -24,10 +24,10 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Request, current_app, g, request
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature, BadTimeSignature, Signer, TimestampSigner
 
 from engage import errors
-from engage.store import get_store, tokens
+from engage.store import get_store, readers, tokens
 
 READER_HEADER = "X-Engage-Reader"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,7 +74,11 @@ class Identity:
 
     def __init__(self, secret: str, trusted_proxies: Iterable[str], prefix_v4: int = 32,
                  prefix_v6: int = 64) -> None:
-        self.signer = Signer(secret, salt="engage.reader", digest_method=hashlib.sha256)
+        # Timestamped: a token carries its issue time (docs/privacy.md, token lifetime).
+        self.signer = TimestampSigner(secret, salt="engage.reader",
+                                      digest_method=hashlib.sha256)
+        # Tokens minted before they carried a time; each can be renewed once.
+        self.untimed = Signer(secret, salt="engage.reader", digest_method=hashlib.sha256)
         self.reader_key = hashlib.sha256(b"engage.reader-hash:" + secret.encode()).digest()
         self.address_secret = hashlib.sha256(b"engage.address-key:" + secret.encode()).digest()
         self.prefix_v4 = prefix_v4
@@ -86,19 +90,36 @@ class Identity:
         self._lock = threading.Lock()
 
     # -- readers ------------------------------------------------------------------
-    def mint_reader(self) -> str:
-        return self.signer.sign(secrets.token_urlsafe(12)).decode()
+    def mint_reader(self, reader_id: bytes | None = None) -> str:
+        """A new token: for a new reader, or (renewal) for `reader_id`, issued now; a
+        renewal's carries a nonce after `~`, so no two tokens are ever the same."""
+        if reader_id is None:
+            return self.signer.sign(secrets.token_urlsafe(12)).decode()
+        return self.signer.sign(reader_id + b"~" + secrets.token_urlsafe(6).encode()).decode()
 
-    def reader_from_token(self, token: str) -> str:
-        """The reader's opaque hash, or InvalidReader for a forged or malformed token."""
+    def read_token(self, token: str) -> tuple[bytes, str, int]:
+        """(reader id, the reader's opaque hash, issue time in epoch s), or InvalidReader
+        for a forged or malformed token. A token minted before tokens carried a time
+        (signed alike, without one) reads as issued at 0."""
         if not token or len(token) > 128:
             raise errors.InvalidReader()
         try:
-            reader_id = self.signer.unsign(token.encode())
+            reader_id, issued = self.signer.unsign(token.encode(), return_timestamp=True)
+            issued_at = int(issued.timestamp())
+        except BadTimeSignature:
+            try:
+                reader_id, issued_at = self.untimed.unsign(token.encode()), 0
+            except (BadSignature, UnicodeError, ValueError):
+                raise errors.InvalidReader() from None
         except (BadSignature, UnicodeError, ValueError):
             raise errors.InvalidReader() from None
+        reader_id = reader_id.partition(b"~")[0]
         digest = hashlib.blake2b(reader_id, key=self.reader_key, digest_size=9).digest()
-        return base64.urlsafe_b64encode(digest).decode()
+        return reader_id, base64.urlsafe_b64encode(digest).decode(), issued_at
+
+    def reader_from_token(self, token: str) -> str:
+        """The reader's opaque hash, or InvalidReader for a forged or malformed token."""
+        return self.read_token(token)[1]
 
     # -- addresses ----------------------------------------------------------------
     def is_trusted(self, address: str) -> bool:
@@ -177,17 +198,34 @@ def get_identity() -> Identity:
     return identity
 
 
+def reader_token(renewing: bool = False) -> tuple[bytes, str, int] | None:
+    """The caller's `X-Engage-Reader` token read (identity.read_token), or None without
+    one. Refused: a token renewed since or erased, and one older than READER_TOKEN_DAYS
+    (ReaderExpired) unless `renewing`, which takes one up to READER_RETENTION_DAYS old."""
+    token = request.headers.get(READER_HEADER)
+    if token is None:
+        return None
+    read = get_identity().read_token(token)
+    store = get_store()
+    days = store.config["READER_RETENTION_DAYS" if renewing else "READER_TOKEN_DAYS"]
+    if store.now().timestamp() - read[2] > int(days) * 86400 and not (renewing and not read[2]):
+        raise errors.InvalidReader() if renewing else errors.ReaderExpired()
+    if readers.is_revoked(store, read[1], token):
+        raise errors.InvalidReader("This reader token was renewed or its data erased.")
+    return read
+
+
 def current_reader(required: bool = True) -> str | None:
     """The calling reader's hash from `X-Engage-Reader`; None when absent and optional."""
     if "reader" in g:
         return g.reader
-    token = request.headers.get(READER_HEADER)
-    if token is None:
+    read = reader_token()
+    if read is None:
         if required:
             raise errors.InvalidReader("Send a reader token in the X-Engage-Reader header.")
         return None
-    reader = g.reader = get_identity().reader_from_token(token)
-    return reader
+    g.reader = read[1]
+    return read[1]
 
 
 def current_address_hash() -> str:

@@ -135,6 +135,19 @@ class ReaderSchema(Schema):
     reader = fields.String(required=True, metadata={"description": "Opaque signed token."})
 
 
+class ReaderDataSchema(Schema):
+    reactions = fields.List(fields.Dict(), required=True, metadata={
+        "description": "{article, choice, reason, at, history: [{ts_ms, type, choice, "
+                       "previous, reason}]} per article the reader voted on."})
+    poll_answers = fields.List(fields.Dict(), required=True, metadata={
+        "description": "{poll, options, at, history} per poll the reader answered."})
+
+
+class ErasedSchema(Schema):
+    erased = fields.Integer(required=True, metadata={
+        "description": "Articles and polls that held something of the reader's."})
+
+
 # -- articles ------------------------------------------------------------------------
 class ArticleInSchema(Schema):
     title = Text(max=300, required=True)

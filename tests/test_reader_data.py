@@ -1,0 +1,185 @@
+"""Readers own their data: export, erasure, token lifetime and retention (issue 26)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from engage.config import ConfigError, load_config
+from engage.store import aggregates, readers
+from tests.conftest import ARTICLE, new_reader
+from tests.test_articles import assert_error
+from tests.test_polls import create, put_vote
+from tests.test_privacy import everything_in
+
+DATA = "/api/v1/readers/me/data"
+RENEW = "/api/v1/readers/renew"
+IDS = ("a-one", "a-two", "a-three")
+
+
+@pytest.fixture
+def site(client: FlaskClient, editor: dict[str, str]) -> dict[str, Any]:
+    for article_id in IDS:
+        assert client.put(f"/api/v1/articles/{article_id}", json=ARTICLE,
+                          headers=editor).status_code == 201
+    polls = [create(client, editor, article="a-one"), create(client, editor, multiple=True)]
+    return {"polls": polls}
+
+
+def act(client: FlaskClient, site: dict[str, Any], reader: dict[str, str]) -> None:
+    """Three reactions (one with a reason) and two poll answers."""
+    for article_id, body in zip(IDS, ({"choice": "yes"}, {"choice": "no", "reason": "outdated"},
+                                      {"choice": "yes"}), strict=True):
+        response = client.put(f"/api/v1/articles/{article_id}/reactions/mine", json=body,
+                              headers=reader)
+        assert response.status_code == 200, response.json
+    first, second = site["polls"]
+    assert put_vote(client, first["id"], reader, [first["options"][0]["id"]]).status_code == 200
+    assert put_vote(client, second["id"], reader,
+                    [o["id"] for o in second["options"][:2]]).status_code == 200
+
+
+def snapshot(client: FlaskClient, site: dict[str, Any], store: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {a: client.get(f"/api/v1/articles/{a}/reactions").json["counts"]
+                           for a in IDS}
+    for poll in site["polls"]:
+        out[poll["id"]] = client.get(f"/api/v1/polls/{poll['id']}").json["results"]
+    redis = store.redis
+    # Every all-time figure, ranking and hour and day series (rolling windows move on
+    # with the clock, whatever the readers do).
+    for key in sorted(redis.scan_iter(match=store.keys.agg("*"))):
+        kind = redis.type(key)
+        if ":w:" in key:
+            continue
+        if kind == "zset":
+            out[key] = redis.zrange(key, 0, -1, withscores=True)
+        elif kind == "hash" and not key.endswith(":seen"):
+            out[key] = redis.hgetall(key)
+    return out
+
+
+def test_export_lists_every_action_with_times(client: FlaskClient, site: dict[str, Any],
+                                              reader: dict[str, str]) -> None:
+    act(client, site, reader)
+    body = client.get(DATA, headers=reader)
+    assert body.status_code == 200 and body.headers["Cache-Control"] == "private, no-store"
+    data = body.json
+    assert [(r["article"], r["choice"], r["reason"]) for r in data["reactions"]] == [
+        ("a-one", "yes", None), ("a-three", "yes", None), ("a-two", "no", "outdated")]
+    assert sorted(len(p["options"]) for p in data["poll_answers"]) == [1, 2]
+    for item in data["reactions"] + data["poll_answers"]:
+        assert item["at"].endswith("+00:00")
+        assert len(item["history"]) == 1 and item["history"][0]["ts_ms"] > 0
+    # Another reader's export holds nothing of the first's.
+    assert client.get(DATA, headers=new_reader(client)).json == {
+        "reactions": [], "poll_answers": []}
+
+
+def test_erasure_withdraws_exactly_and_leaves_no_trace(
+    client: FlaskClient, site: dict[str, Any], store: Any, redis_server: Any,
+    catch_up: Any,
+) -> None:
+    other = new_reader(client)
+    act(client, site, other)
+    catch_up()
+    before = snapshot(client, site, store)
+    reader = new_reader(client)
+    act(client, site, reader)
+    catch_up()
+    token = reader["X-Engage-Reader"]
+    with client.application.app_context():
+        from engage.identity import get_identity
+        reader_id, reader_hash, _ = get_identity().read_token(token)
+    response = client.delete(DATA, headers=reader)
+    assert response.status_code == 200 and response.json == {"erased": 5}
+    catch_up()
+
+    def standing() -> dict[str, Any]:
+        # `cast` counts votes as they were cast: a vote cast and later withdrawn was cast.
+        return {k: v for k, v in snapshot(client, site, store).items()
+                if not k.endswith(":cast")}
+
+    expected = {k: v for k, v in before.items() if not k.endswith(":cast")}
+    assert standing() == expected
+    # The figures rebuilt from the streams agree with the live ones.
+    aggregates.rebuild(store)
+    assert standing() == expected
+    trace = b"\n".join(everything_in(redis.Redis(host="127.0.0.1", port=redis_server.port)))
+    for needle in (token.encode(), reader_hash.encode(), reader_id):
+        assert needle not in trace
+    assert_error(client.get(DATA, headers=reader), 401, "invalid_reader")
+    assert_error(client.put("/api/v1/articles/a-one/reactions/mine", json={"choice": "no"},
+                            headers=reader), 401, "invalid_reader")
+    assert_error(client.post(RENEW, headers=reader), 401, "invalid_reader")
+    # The other reader's votes stand.
+    assert client.get("/api/v1/articles/a-two/reactions", headers=other).json["mine"] == "no"
+
+
+def test_bad_tokens_get_clear_errors_and_change_nothing(
+    client: FlaskClient, site: dict[str, Any], store: Any, reader: dict[str, str],
+) -> None:
+    act(client, site, reader)
+    before = sorted(store.redis.scan_iter())
+    for headers in ({}, {"X-Engage-Reader": "forged.token"},
+                    {"X-Engage-Reader": reader["X-Engage-Reader"] + "x"}):
+        for method in (client.get, client.delete):
+            assert_error(method(DATA, headers=headers), 401, "invalid_reader")
+        assert_error(client.post(RENEW, headers=headers), 401, "invalid_reader")
+    assert sorted(store.redis.scan_iter()) == before
+    assert len(client.get(DATA, headers=reader).json["reactions"]) == 3
+
+
+def test_an_expired_token_is_renewed_keeping_the_votes(
+    client: FlaskClient, site: dict[str, Any], clock: Any, reader: dict[str, str],
+) -> None:
+    vote = "/api/v1/articles/a-one/reactions/mine"
+    start = clock()
+    assert client.put(vote, json={"choice": "yes"}, headers=reader).status_code == 200
+    clock.advance(timedelta(days=31).total_seconds())
+    assert_error(client.put(vote, json={"choice": "yes"}, headers=reader), 401,
+                 "reader_expired")
+    renewed = client.post(RENEW, headers=reader)
+    assert renewed.status_code == 201
+    fresh = {"X-Engage-Reader": renewed.json["reader"]}
+    clock.set(start)  # the new token is issued at the real time: judge it there
+    again = client.put(vote, json={"choice": "yes"}, headers=fresh)
+    assert again.status_code == 200, again.json
+    assert again.json["mine"] == "yes" and again.json["counts"]["yes"] == 1
+    # The old token cannot be replayed, for voting or for another renewal.
+    assert_error(client.post(RENEW, headers=reader), 401, "invalid_reader")
+    assert_error(client.get(DATA, headers=reader), 401, "invalid_reader")
+    # Past the retention a token cannot be renewed either.
+    clock.advance(timedelta(days=366).total_seconds())
+    assert_error(client.post(RENEW, headers=fresh), 401, "invalid_reader")
+    assert_error(client.get(DATA, headers=fresh), 401, "reader_expired")
+
+
+def test_retention_unlinks_readers_and_keeps_every_count(
+    client: FlaskClient, site: dict[str, Any], store: Any, clock: Any, catch_up: Any,
+    redis_server: Any,
+) -> None:
+    store.config["READER_RETENTION_DAYS"] = 1
+    store.config["READER_TOKEN_DAYS"] = 1
+    reader = new_reader(client)
+    act(client, site, reader)
+    catch_up()
+    before = snapshot(client, site, store)
+    with client.application.app_context():
+        from engage.identity import get_identity
+        _, reader_hash, _ = get_identity().read_token(reader["X-Engage-Reader"])
+    assert readers.forget_inactive(store) == 0  # not yet a day old
+    clock.advance(timedelta(days=2).total_seconds())
+    assert readers.forget_inactive(store) == 1
+    catch_up()
+    assert snapshot(client, site, store) == before
+    assert reader_hash.encode() not in b"\n".join(everything_in(redis.Redis(host="127.0.0.1", port=redis_server.port)))
+
+
+def test_retention_cannot_be_shorter_than_a_token() -> None:
+    with pytest.raises(ConfigError, match="READER_TOKEN_DAYS"):
+        load_config({"ENGAGE_READER_TOKEN_DAYS": "30", "ENGAGE_READER_RETENTION_DAYS": "7",
+                     "ENGAGE_SECRET_KEY": "x" * 32})
