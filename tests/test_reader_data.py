@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -183,3 +184,27 @@ def test_retention_cannot_be_shorter_than_a_token() -> None:
     with pytest.raises(ConfigError, match="READER_TOKEN_DAYS"):
         load_config({"ENGAGE_READER_TOKEN_DAYS": "30", "ENGAGE_READER_RETENTION_DAYS": "7",
                      "ENGAGE_SECRET_KEY": "x" * 32})
+
+
+def test_the_worker_enforces_the_retention(
+    client: FlaskClient, site: dict[str, Any], store: Any, clock: Any,
+) -> None:
+    from engage.worker import start_aggregates
+
+    store.config["READER_RETENTION_DAYS"] = store.config["READER_TOKEN_DAYS"] = 1
+    reader = new_reader(client)
+    act(client, site, reader)
+    start = clock()
+    clock.advance(timedelta(days=2).total_seconds())
+    thread, stop = start_aggregates(store)
+    try:
+        deadline = time.monotonic() + 10
+        while store.redis.zcard(store.keys.readers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert store.redis.zcard(store.keys.readers) == 0
+    assert client.get("/api/v1/articles/a-one/reactions").json["counts"]["yes"] == 1
+    clock.set(start)  # refused as unlinked, not only as old
+    assert_error(client.get(DATA, headers=reader), 401, "invalid_reader")

@@ -27,6 +27,7 @@ from engage.errors import REFUSALS, PollClosed, UnknownArticle, UnknownPoll
 from engage.store import Store, aggregates, events, polls, reactions
 
 SCAN = 1000  # stream entries per XRANGE
+FORGET_BATCH = 500  # readers unlinked per call of forget_inactive
 
 
 def _revoked_key(store: Store, reader: str) -> str:
@@ -176,7 +177,8 @@ def forget_inactive(store: Store, now: datetime | None = None) -> int:
     is refused (the widget mints a new one). Returns how many readers were unlinked."""
     cutoff = (now or store.now()) - timedelta(seconds=_retention(store))
     stale = store.redis.zrangebyscore(store.keys.readers, "-inf",
-                                      int(cutoff.timestamp() * 1000), start=0, num=500)
+                                      int(cutoff.timestamp() * 1000), start=0,
+                                      num=FORGET_BATCH)
     for reader in stale:
         revoke(store, reader)
         _unlink(store, reader, sorted(_items(store, reader)), withdraw=False)
