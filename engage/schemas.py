@@ -272,6 +272,8 @@ class WidgetBundleSchema(Schema):
     reason_choice = fields.String(allow_none=True, required=True)
     reasons = fields.List(fields.String(), required=True)
     locale = fields.String(required=True)
+    consent = fields.Boolean(required=True, metadata={
+        "description": "Mint no reader token before the page's consent (READER_CONSENT)."})
     articles = fields.Dict(
         keys=fields.String(), values=fields.Nested(WidgetArticleSchema), required=True
     )
