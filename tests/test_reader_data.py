@@ -109,7 +109,8 @@ def test_erasure_withdraws_exactly_and_leaves_no_trace(
     # The figures rebuilt from the streams agree with the live ones.
     aggregates.rebuild(store)
     assert standing() == expected
-    trace = b"\n".join(everything_in(redis.Redis(host="127.0.0.1", port=redis_server.port)))
+    raw = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    trace = b"\n".join(everything_in(raw))
     for needle in (token.encode(), reader_hash.encode(), reader_id):
         assert needle not in trace
     assert_error(client.get(DATA, headers=reader), 401, "invalid_reader")
@@ -177,7 +178,8 @@ def test_retention_unlinks_readers_and_keeps_every_count(
     assert readers.forget_inactive(store) == 1
     catch_up()
     assert snapshot(client, site, store) == before
-    assert reader_hash.encode() not in b"\n".join(everything_in(redis.Redis(host="127.0.0.1", port=redis_server.port)))
+    raw = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    assert reader_hash.encode() not in b"\n".join(everything_in(raw))
 
 
 def test_retention_cannot_be_shorter_than_a_token() -> None:
