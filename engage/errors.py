@@ -82,6 +82,10 @@ class ReaderExpired(InvalidReader):
                "POST /api/v1/readers/renew.")
 
 
+class ReaderRevoked(InvalidReader):
+    message = "This reader token was renewed since, or its reader's data erased."
+
+
 class Unauthorized(EngageError):
     code = 401
     error_code = "unauthorized"

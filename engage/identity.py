@@ -198,10 +198,12 @@ def get_identity() -> Identity:
     return identity
 
 
-def reader_token(renewing: bool = False) -> tuple[bytes, str, int] | None:
+def reader_token(renewing: bool = False, voting: bool = False
+                 ) -> tuple[bytes, str, int] | None:
     """The caller's `X-Engage-Reader` token read (identity.read_token), or None without
-    one. Refused: a token renewed since or erased, and one older than READER_TOKEN_DAYS
-    (ReaderExpired) unless `renewing`, which takes one up to READER_RETENTION_DAYS old."""
+    one. Refused: one older than READER_TOKEN_DAYS (ReaderExpired) unless `renewing`,
+    which takes one up to READER_RETENTION_DAYS old; one renewed since or erased
+    (ReaderRevoked), which a vote's own first round trip checks when `voting`."""
     token = request.headers.get(READER_HEADER)
     if token is None:
         return None
@@ -210,22 +212,28 @@ def reader_token(renewing: bool = False) -> tuple[bytes, str, int] | None:
     days = store.config["READER_RETENTION_DAYS" if renewing else "READER_TOKEN_DAYS"]
     if store.now().timestamp() - read[2] > int(days) * 86400 and not (renewing and not read[2]):
         raise errors.InvalidReader() if renewing else errors.ReaderExpired()
-    if readers.is_revoked(store, read[1], token):
-        raise errors.InvalidReader("This reader token was renewed or its data erased.")
+    if not voting and readers.is_revoked(store, read[1], token):
+        raise errors.ReaderRevoked()
     return read
 
 
-def current_reader(required: bool = True) -> str | None:
-    """The calling reader's hash from `X-Engage-Reader`; None when absent and optional."""
+def current_reader(required: bool = True, voting: bool = False) -> str | None:
+    """The calling reader's hash from `X-Engage-Reader`; None when absent and optional.
+    With `voting`, the vote's store call must check the token (`voter_token()`)."""
     if "reader" in g:
         return g.reader
-    read = reader_token()
+    read = reader_token(voting=voting)
     if read is None:
         if required:
             raise errors.InvalidReader("Send a reader token in the X-Engage-Reader header.")
         return None
     g.reader = read[1]
     return read[1]
+
+
+def voter_token() -> str:
+    """The token of `current_reader(voting=True)`, for the vote to check it is current."""
+    return request.headers[READER_HEADER]
 
 
 def current_address_hash() -> str:

@@ -210,3 +210,21 @@ def test_the_worker_enforces_the_retention(
     assert client.get("/api/v1/articles/a-one/reactions").json["counts"]["yes"] == 1
     clock.set(start)  # refused as unlinked, not only as old
     assert_error(client.get(DATA, headers=reader), 401, "invalid_reader")
+
+
+def test_a_revoked_token_votes_nowhere_and_leaves_nothing(
+    client: FlaskClient, site: dict[str, Any], store: Any, reader: dict[str, str],
+) -> None:
+    """The vote paths check revocation in the index's own round trip: an erased token's
+    vote is refused before its script, and its index entry is taken back."""
+    assert client.delete(DATA, headers=reader).json == {"erased": 0}
+    before = sorted(store.redis.scan_iter())
+    poll = site["polls"][0]
+    for response in (
+        client.put("/api/v1/articles/a-one/reactions/mine", json={"choice": "yes"},
+                   headers=reader),
+        put_vote(client, poll["id"], reader, [poll["options"][0]["id"]]),
+    ):
+        error = assert_error(response, 401, "invalid_reader")
+        assert "erased" in error["message"]
+    assert sorted(store.redis.scan_iter()) == before

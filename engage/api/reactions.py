@@ -12,7 +12,12 @@ from engage.api import Blueprint
 from engage.api.caching import PRIVATE, Answer, conditional, shared
 from engage.api.spec import READER, READER_OPTIONAL
 from engage.api.widget_bundle import articles_answer
-from engage.identity import current_address_hash, current_network_hashes, current_reader
+from engage.identity import (
+    current_address_hash,
+    current_network_hashes,
+    current_reader,
+    voter_token,
+)
 from engage.store import get_store, reactions
 from engage.store.reactions import Reactions
 
@@ -72,11 +77,11 @@ class MyReaction(MethodView):
 
     @staticmethod
     def _vote(article_id: str, choice: str | None, reason: str | None) -> Answer:
-        reader = current_reader()
+        reader = current_reader(voting=True)
         assert reader is not None
         result, changed = reactions.vote(
             get_store(), article_id, reader, current_address_hash(), choice, reason,
-            networks=current_network_hashes(),
+            networks=current_network_hashes(), token=voter_token(),
         )
         metrics.vote_outcome("reaction", changed)  # refusals are counted from their status
         return _body(article_id, result), PRIVATE

@@ -316,6 +316,7 @@ def vote(
     options: Iterable[str] | None,
     now: datetime | None = None,
     networks: budgets.Networks = budgets.NO_NETWORKS,
+    token: str | None = None,
     erasing: bool = False,
 ) -> tuple[Poll, bool]:
     """Cast, change or withdraw (options None or empty) a reader's vote, spending from
@@ -324,7 +325,9 @@ def vote(
     Returns the poll with this reader's vote and whether anything changed. Raises
     UnknownPoll, PollClosed, InvalidOptions (unknown option, several on a single-choice
     poll, more than max_choices) or Throttled. Repeating a vote is a no-op.
-    `erasing` withdraws for an erasure (store/readers.py): no budget, no reader logged.
+    `token`, the reader's, is refused (ReaderRevoked) when renewed since or erased (the
+    API checks it here, in the index's round trip); `erasing` withdraws for an erasure
+    (store/readers.py): no budget, no reader logged, no token.
     """
     now = now or store.now()
     keys = store.keys
@@ -334,7 +337,7 @@ def vote(
         # The script receives the ids comma-joined; "o1,o2" must not pass as two.
         raise InvalidOptions("unknown")
     hour_ttl, day_ttl = store.bucket_ttls()
-    with readers.noting(store, reader, "p", poll_id, now):
+    with readers.noting(store, reader, "p", poll_id, now, token):
         raw = store.run(
             "vote_poll",
             keys=[

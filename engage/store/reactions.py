@@ -110,6 +110,7 @@ def vote(
     choice: str | None,
     reason: str | None = None,
     networks: budgets.Networks = budgets.NO_NETWORKS,
+    token: str | None = None,
     erasing: bool = False,
 ) -> tuple[Reactions, bool]:
     """Cast, move or withdraw (choice None) a reader's vote: one script, one round trip.
@@ -118,11 +119,13 @@ def vote(
     wider networks (store/budgets.py): a vote spends from each of their budgets.
     Returns the new counts and whether anything changed. Raises UnknownArticle or
     Throttled. Repeating a call is a no-op, so a retried request cannot double-count.
-    `erasing` withdraws for an erasure (store/readers.py): no budget, no reader logged.
+    `token`, the reader's, is refused (ReaderRevoked) when renewed since or erased (the
+    API checks it here, in the index's round trip); `erasing` withdraws for an erasure
+    (store/readers.py): no budget, no reader logged, no token.
     """
     now = store.now()
     hour_ttl, day_ttl = store.bucket_ttls()
-    with readers.noting(store, reader, "a", article_id, now):
+    with readers.noting(store, reader, "a", article_id, now, token):
         raw = store.run(
             "vote_reaction",
             keys=vote_keys(store.keys, article_id, address, now, networks),

@@ -23,11 +23,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engage.errors import REFUSALS, PollClosed, UnknownArticle, UnknownPoll
+from engage.errors import REFUSALS, PollClosed, ReaderRevoked, UnknownArticle, UnknownPoll
 from engage.store import Store, aggregates, events, polls, reactions
 
 SCAN = 1000  # stream entries per XRANGE
 FORGET_BATCH = 500  # readers unlinked per call of forget_inactive
+_TAKEN_BACK: tuple[type[Exception], ...] = (*REFUSALS, ReaderRevoked)
 
 
 def _revoked_key(store: Store, reader: str) -> str:
@@ -40,20 +41,24 @@ def _retention(store: Store) -> int:
 
 
 @contextmanager
-def noting(store: Store, reader: str, kind: str, owner_id: str, now: datetime
-           ) -> Iterator[None]:
+def noting(store: Store, reader: str, kind: str, owner_id: str, now: datetime,
+           token: str | None) -> Iterator[None]:
     """Index the article ("a") or poll ("p") before the reader's vote there is cast (the
-    body); a refused vote takes back what the index did not hold before."""
+    body), in one round trip with the check that `token` (None: the erasure's own) is
+    not revoked (ReaderRevoked); a refused vote takes back what the index did not hold."""
     ms = int(now.timestamp() * 1000)
     index, item = store.keys.reader_index(reader), f"{kind}:{owner_id}"
     pipe = store.redis.pipeline(transaction=False)
+    pipe.get(_revoked_key(store, reader))
     pipe.hset(index, item, ms)
     pipe.expire(index, _retention(store))
     pipe.zadd(store.keys.readers, {reader: ms})
-    new_item, _, new_reader = pipe.execute()
+    current, new_item, _, new_reader = pipe.execute()
     try:
+        if token is not None and _refused(current, token):
+            raise ReaderRevoked()
         yield
-    except REFUSALS:
+    except _TAKEN_BACK:
         pipe = store.redis.pipeline(transaction=False)
         if new_item:
             pipe.hdel(index, item)
@@ -67,10 +72,13 @@ def _token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
+def _refused(current: str | None, token: str) -> bool:
+    return current is not None and current != _token_digest(token)
+
+
 def is_revoked(store: Store, reader: str, token: str) -> bool:
     """Whether the reader's tokens were erased, or renewed to another than `token`."""
-    current = store.redis.get(_revoked_key(store, reader))
-    return current is not None and current != _token_digest(token)
+    return _refused(store.redis.get(_revoked_key(store, reader)), token)
 
 
 def revoke(store: Store, reader: str, keep: str = "") -> None:
@@ -147,17 +155,18 @@ def _unlink(store: Store, reader: str, items: list[tuple[str, str]], withdraw: b
         except (UnknownArticle, UnknownPoll):
             pass  # deleted since: nothing left to withdraw
     streams = [_owner_keys(store, kind, owner_id)[1] for kind, owner_id in items]
-    aggregates.Aggregator(store, feed=False).catch_up(streams)
-    applied = store.redis.hmget(store.keys.agg("seen"), streams) if streams else []
-    for (kind, owner_id), stream, until in zip(items, streams, applied, strict=True):
-        gone = [i for i, _ in _history(store, stream, reader, until or "0-0")]
-        gone += [i for i, f in _history(store, stream, "", until or "0-0")
-                 if f.get("type", "").endswith(".withdraw")]
-        pipe = store.redis.pipeline(transaction=False)
-        pipe.hdel(_owner_keys(store, kind, owner_id)[0], reader)
-        if gone:
-            pipe.xdel(stream, *gone)
-        pipe.execute()
+    if streams:
+        aggregates.Aggregator(store, feed=False).catch_up(streams)
+        applied = store.redis.hmget(store.keys.agg("seen"), streams)
+        for (kind, owner_id), stream, until in zip(items, streams, applied, strict=True):
+            gone = [i for i, _ in _history(store, stream, reader, until or "0-0")]
+            gone += [i for i, f in _history(store, stream, "", until or "0-0")
+                     if f.get("type", "").endswith(".withdraw")]
+            pipe = store.redis.pipeline(transaction=False)
+            pipe.hdel(_owner_keys(store, kind, owner_id)[0], reader)
+            if gone:
+                pipe.xdel(stream, *gone)
+            pipe.execute()
     store.redis.delete(store.keys.reader_index(reader))
     store.redis.zrem(store.keys.readers, reader)
 
