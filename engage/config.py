@@ -14,6 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from authlib.common.security import is_secure_transport
+
+from engage.schemas import ID_PATTERN
+from engage.store.tokens import ROLES
 
 ENV_PREFIX = "ENGAGE_"
 
@@ -61,6 +67,36 @@ def _dns_servers(raw: str) -> list[tuple[str, int]]:
     return servers
 
 
+def _clock_time(raw: str) -> str:
+    text = raw.strip()
+    if text and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
+        raise ValueError(f"not HH:MM: {raw!r}")
+    return text
+
+
+def _zone(raw: str) -> str:
+    try:
+        ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"not a known time zone: {raw!r}") from None
+    return raw.strip()
+
+
+def role_map(raw: str) -> dict[str, tuple[str, list[str] | None]]:
+    """ENGAGE_OIDC_ROLES: `value=role[:site+site]`, comma-separated -> value -> (role,
+    sites). No sites is every site; an admin always has every site."""
+    mapping: dict[str, tuple[str, list[str] | None]] = {}
+    for item in _list(raw):
+        value, _, grant = item.rpartition("=")
+        role, colon, names = grant.partition(":")
+        sites = names.split("+") if colon else None
+        if not value.strip() or role not in ROLES or (sites is not None and (
+                role == "admin" or not all(re.fullmatch(ID_PATTERN, s) for s in sites))):
+            raise ValueError(f"not value=editor[:site+site] or value=admin: {item!r}")
+        mapping[value.strip()] = (role, sites)
+    return mapping
+
+
 def _seeds_dir() -> Path:
     """The demo fixtures: the copy an installed wheel carries in the package, else the
     repository's seeds/ (a checkout, or an editable install)."""
@@ -106,6 +142,9 @@ SETTINGS: tuple[Setting, ...] = (
             "unset keeps them relative. Never taken from the request's Host."),
     Setting("ALLOWED_ORIGINS", [], _list,
             "Publisher origins allowed to call the API from a browser (CORS)."),
+    Setting("EMAIL_LINK_DAYS", 30, int,
+            "Days a newsletter's vote links stay valid: long enough for late readers, "
+            "short enough that an old forwarded email stops voting."),
     Setting("CHOICES", ["yes", "no"], _list,
             "Reaction choices, in display order."),
     Setting("REASON_CHOICE", "no", str,
@@ -212,6 +251,41 @@ SETTINGS: tuple[Setting, ...] = (
             "Tries a cluster client makes across a failover before answering 503."),
     Setting("WEBHOOK_CONCURRENCY", 8, int,
             "Deliveries the worker sends at once; a slow endpoint costs a timeout per batch."),
+    Setting("SMTP_URL", None, str,
+            "smtp://[user:password@]host[:port] (STARTTLS when the server offers it) or "
+            "smtps://... (TLS from the start) that alert and digest emails go through; "
+            "unset sends no email."),
+    Setting("SMTP_TIMEOUT", 10.0, float,
+            "Seconds one email may take to hand over before it counts as failed."),
+    Setting("MAIL_FROM", "engage@localhost", str,
+            "Sender of the digest, and of alert rules that name none."),
+    Setting("ALERT_INTERVAL", 10.0, float,
+            "Seconds between two looks of the worker at the alert rules: an alert goes "
+            "out within this (plus the aggregates' second) of the vote that fired it."),
+    Setting("DIGEST_TIME", "", _clock_time,
+            "Local time (HH:MM) the worker sends yesterday's digest at; empty sends none."),
+    Setting("DIGEST_TIMEZONE", "UTC", _zone,
+            "IANA time zone of DIGEST_TIME and of the digest's day."),
+    Setting("DIGEST_TO", [], _list,
+            "Addresses the daily digest goes to, comma-separated."),
+    Setting("OIDC_ISSUER", None, str,
+            "Issuer URL of the newsroom's OpenID Connect provider (https, or http on "
+            "loopback); set, staff may sign in through it as well as with tokens "
+            "(docs/oidc.md)."),
+    Setting("OIDC_CLIENT_ID", None, str,
+            "engage's client id at the provider."),
+    Setting("OIDC_CLIENT_SECRET", None, str,
+            "engage's client secret at the provider."),
+    Setting("OIDC_NAME", None, str,
+            "The provider's name on the sign-in button; unset shows the issuer's host."),
+    Setting("OIDC_SCOPES", "openid email profile", str,
+            "Scopes asked for, openid among them; add the one that releases OIDC_CLAIM "
+            "where the provider wants it (often groups)."),
+    Setting("OIDC_CLAIM", "groups", str,
+            "The ID token claim whose values (groups or roles) OIDC_ROLES maps."),
+    Setting("OIDC_ROLES", None, role_map,
+            "Claim value -> engage role and sites: value=admin or value=editor[:site+site], "
+            "comma-separated; a value not listed gives no access."),
 )
 
 def load_config(
@@ -251,8 +325,26 @@ def _validate(config: dict[str, Any]) -> None:
     public_url = config.get("PUBLIC_URL")
     if public_url and not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", str(public_url)):
         raise ConfigError("ENGAGE_PUBLIC_URL must be http(s)://host[:port][/path]")
+    smtp_url = config.get("SMTP_URL")
+    if smtp_url and not re.fullmatch(r"smtps?://[^/?#\s]+/?", str(smtp_url)):
+        raise ConfigError("ENGAGE_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
+    if config["OIDC_ISSUER"]:
+        _validate_oidc(config)
+
+
+def _validate_oidc(config: dict[str, Any]) -> None:
+    needed = ("OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_ROLES", "PUBLIC_URL")
+    missing = [ENV_PREFIX + name for name in needed if not config.get(name)]
+    if missing:
+        raise ConfigError(f"ENGAGE_OIDC_ISSUER needs {', '.join(missing)} too")
+    # The provider's keys come from there: over plain HTTP anyone on the way could
+    # swap them and sign in as anybody.
+    if not is_secure_transport(config["OIDC_ISSUER"]):
+        raise ConfigError("ENGAGE_OIDC_ISSUER must be https:// (http only on loopback)")
+    if "openid" not in config["OIDC_SCOPES"].split():
+        raise ConfigError("ENGAGE_OIDC_SCOPES must include openid")
 
 
 def resolve_secret(config: dict[str, Any]) -> str:

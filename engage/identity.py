@@ -24,10 +24,16 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Request, current_app, g, request
-from itsdangerous import BadSignature, BadTimeSignature, Signer, TimestampSigner
+from itsdangerous import (
+    BadSignature,
+    BadTimeSignature,
+    Signer,
+    TimestampSigner,
+    URLSafeSerializer,
+)
 
 from engage import errors
-from engage.store import get_store, readers, tokens
+from engage.store import budgets, get_store, readers, tokens
 
 READER_HEADER = "X-Engage-Reader"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,6 +85,8 @@ class Identity:
                                       digest_method=hashlib.sha256)
         # Tokens minted before they carried a time; each can be renewed once.
         self.untimed = Signer(secret, salt="engage.reader", digest_method=hashlib.sha256)
+        self.vote_links = URLSafeSerializer(secret, salt="engage.email-vote",
+                                            signer_kwargs={"digest_method": hashlib.sha256})
         self.reader_key = hashlib.sha256(b"engage.reader-hash:" + secret.encode()).digest()
         self.address_secret = hashlib.sha256(b"engage.address-key:" + secret.encode()).digest()
         self.prefix_v4 = prefix_v4
@@ -120,6 +128,28 @@ class Identity:
     def reader_from_token(self, token: str) -> str:
         """The reader's opaque hash, or InvalidReader for a forged or malformed token."""
         return self.read_token(token)[1]
+
+    def sign_vote_link(self, article_id: str, expires: int) -> str:
+        """A newsletter's vote link for an article, valid until `expires` (epoch s)."""
+        return self.vote_links.dumps([article_id, expires])
+
+    def vote_link(self, token: str, now: float) -> str:
+        """The article a vote link names; BadVoteLink when it was altered,
+        ExpiredVoteLink when its time is over."""
+        try:
+            article_id, expires = self.vote_links.loads(token)
+        except (BadSignature, TypeError, ValueError):
+            raise errors.BadVoteLink() from None
+        if now >= expires:
+            raise errors.ExpiredVoteLink()
+        return str(article_id)
+
+    def mail_reader(self, article_id: str, recipient: str) -> str:
+        """The reader a newsletter recipient votes as on an article: the same from every
+        link and device that recipient opens, and unlike any widget reader's."""
+        seed = f"mail\0{article_id}\0{recipient}".encode()
+        digest = hashlib.blake2b(seed, key=self.reader_key, digest_size=9).digest()
+        return base64.urlsafe_b64encode(digest).decode()
 
     # -- addresses ----------------------------------------------------------------
     def is_trusted(self, address: str) -> bool:
@@ -198,13 +228,14 @@ def get_identity() -> Identity:
     return identity
 
 
-def reader_token(renewing: bool = False, voting: bool = False
+def reader_token(renewing: bool = False, voting: bool = False, token: str | None = None
                  ) -> tuple[bytes, str, int] | None:
-    """The caller's `X-Engage-Reader` token read (identity.read_token), or None without
-    one. Refused: one older than READER_TOKEN_DAYS (ReaderExpired) unless `renewing`,
-    which takes one up to READER_RETENTION_DAYS old; one renewed since or erased
-    (ReaderRevoked), which a vote's own first round trip checks when `voting`."""
-    token = request.headers.get(READER_HEADER)
+    """The caller's `X-Engage-Reader` token (or `token`, a form's cookie) read
+    (identity.read_token), or None without one. Refused: one older than READER_TOKEN_DAYS
+    (ReaderExpired) unless `renewing`, which takes one up to READER_RETENTION_DAYS old;
+    one renewed since or erased (ReaderRevoked), which a vote's own first round trip
+    checks when `voting`."""
+    token = token or request.headers.get(READER_HEADER)
     if token is None:
         return None
     read = get_identity().read_token(token)
@@ -215,6 +246,14 @@ def reader_token(renewing: bool = False, voting: bool = False
     if not voting and readers.is_revoked(store, read[1], token):
         raise errors.ReaderRevoked()
     return read
+
+
+def renew_reader(read: tuple[bytes, str, int]) -> str:
+    """A new token for the reader of `read` (their votes stay theirs); every other token
+    of theirs is refused from now on."""
+    token = get_identity().mint_reader(read[0])
+    readers.revoke(get_store(), read[1], keep=token)
+    return token
 
 
 def current_reader(required: bool = True, voting: bool = False) -> str | None:
@@ -265,6 +304,15 @@ def _hash_client_address() -> None:
 
     g.address_hash = identity.address_hash(address, day, fetch)
     g.network_hashes = identity.network_hashes(address, day, fetch)
+
+
+def mint_for_client() -> str:
+    """A new reader token, spent from the client's mint budgets (its address group's and
+    its wider networks'); RateLimited when one is used up."""
+    networks = current_network_hashes()
+    budgets.spend(get_store(), "mint", current_address_hash(), networks,
+                  budgets.mint_limits(current_app.config, networks), budgets.MINUTE)
+    return get_identity().mint_reader()
 
 
 def bearer_token() -> str | None:

@@ -1,4 +1,5 @@
-"""`engage worker`: delivers the event streams to registered webhooks, and keeps the
+"""`engage worker`: delivers the event streams to registered webhooks, judges and
+delivers the alerts and the daily digest (engage/alerts.py), and keeps the
 cross-article aggregates (`run_aggregates`, also started by `engage serve`).
 
 Each pass: read new entries of every event stream through the consumer group, POST
@@ -31,7 +32,7 @@ from typing import Any
 
 import urllib3
 
-from engage import __version__, destinations, metrics
+from engage import __version__, alerts, destinations, metrics
 from engage.store import UNAVAILABLE, Store, aggregates, events, polls, readers, webhooks
 
 log = logging.getLogger("engage.worker")
@@ -120,12 +121,14 @@ class Worker:
         self.claimed_at = 0.0
         self.recovered = False
         metrics.prime_worker()  # every outcome at zero before the first delivery
+        self.alerts = alerts.Alerter(store, self)
 
     # -- one pass ---------------------------------------------------------------------
     def step(self) -> int:
         """Do what is due now; returns how many deliveries and entries it handled."""
+        done = self.alerts.step()
         hooks = webhooks.list_all(self.store)
-        done = self._retries({h["id"]: h for h in hooks})
+        done += self._retries({h["id"]: h for h in hooks})
         if hooks:
             self._refresh_streams(hooks)
             batches = [
@@ -212,14 +215,7 @@ class Worker:
             if millis < int(hook["created_ms"]) or not webhooks.matches(hook["events"], kind):
                 continue
             event = payload(hook["id"], stream, entry_id, fields)
-            delivery = {
-                "delivery": event["id"],
-                "webhook": hook["id"],
-                "attempts": 0,
-                # Serialised once and kept, so every retry sends the same bytes.
-                "body": json.dumps(event, separators=(",", ":")),
-            }
-            jobs.append((delivery, hook, None))
+            jobs.append((webhooks.delivery(hook["id"], event), hook, None))
         return jobs
 
     # -- deliveries -----------------------------------------------------------------------
@@ -248,16 +244,17 @@ class Worker:
         started = time.perf_counter()
         error = self.send(hook["url"], body, headers, self.timeout)
         seconds = time.perf_counter() - started
+        outcome = ("delivered" if error is None else
+                   "dead" if delivery["attempts"] >= self.max_attempts else "failed")
+        metrics.webhook_attempt(outcome, seconds)
+        webhooks.record_attempt(self.store, delivery, outcome, error)
         if error is None:
-            metrics.webhook_attempt("delivered", seconds)
             if member is not None:
                 webhooks.finish_retry(self.store, member)
-        elif delivery["attempts"] >= self.max_attempts:
-            metrics.webhook_attempt("dead", seconds)
+        elif outcome == "dead":
             log.warning("webhook %s gave up on %s: %s", hook["id"], delivery["delivery"], error)
             webhooks.dead_letter(self.store, delivery, error, member)
         else:
-            metrics.webhook_attempt("failed", seconds)
             due = time.time() + self.backoff(delivery["attempts"])
             webhooks.schedule_retry(self.store, delivery, due, replaces=member)
 

@@ -26,6 +26,12 @@ PUBLIC = {
     ("/demo/<eid:article_id>", "GET"),
     ("/r/<path:link_id>", "GET"),
     ("/your-data", "GET"),
+    # Votes from newsletters (the signed link is the credential), forms and AMP pages.
+    ("/v/<token>/<choice>", "GET"),
+    ("/v/<token>/<choice>", "POST"),
+    ("/vote/<eid:article_id>", "POST"),
+    ("/vote/<eid:article_id>/amp", "GET"),
+    ("/vote/<eid:article_id>/amp", "POST"),
     ("/api/v1/readers", "POST"),
     ("/api/v1/readers/renew", "POST"),
     ("/api/v1/readers/me/data", "GET"),
@@ -45,6 +51,9 @@ PUBLIC = {
     ("/api/v1/widget/mine", "GET"),
     ("/dashboard/signin", "GET"),
     ("/dashboard/signin", "POST"),
+    # Sign-in through OpenID Connect (a 404 unless ENGAGE_OIDC_ISSUER is set).
+    ("/dashboard/oidc/start", "GET"),
+    ("/dashboard/oidc/callback", "GET"),
 }
 # Dashboard answers for JSON clients are 401; pages redirect to the sign-in form.
 DASHBOARD_JSON = {"/dashboard/live.json", "/dashboard/export"}

@@ -31,7 +31,7 @@ OPERATIONS = {
     "readers": {"create_reader", "renew_reader", "export_my_data", "erase_my_data"},
     "articles": {"get_article", "put_article"},
     "reactions": {"get_reactions", "put_my_reaction", "delete_my_reaction",
-                  "get_reactions_batch"},
+                  "get_reactions_batch", "get_email_vote_links"},
     "links": {"get_links", "put_links", "record_link_impressions"},
     "widget": {"get_widget_bundle", "get_my_widget_bundle"},
     "stats": {"list_article_stats", "get_section_stats", "get_article_stats",
@@ -39,7 +39,10 @@ OPERATIONS = {
     "polls": {"create_poll", "list_polls", "get_poll", "patch_poll", "delete_poll",
               "put_my_poll_vote", "delete_my_poll_vote", "list_article_polls",
               "export_poll"},
-    "webhooks": {"list_webhooks", "create_webhook", "delete_webhook"},
+    "webhooks": {"list_webhooks", "create_webhook", "delete_webhook", "test_webhook",
+                 "list_dead_letters"},
+    "alerts": {"list_alert_rules", "create_alert_rule", "update_alert_rule",
+               "delete_alert_rule"},
 }
 
 

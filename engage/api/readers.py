@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 
 from engage import errors, schemas
 from engage.api import Blueprint
 from engage.api.caching import PRIVATE, Answer
 from engage.api.spec import READER
-from engage.identity import (
-    current_address_hash,
-    current_network_hashes,
-    current_reader,
-    get_identity,
-    reader_token,
-)
-from engage.store import budgets, get_store, readers
+from engage.identity import current_reader, mint_for_client, reader_token, renew_reader
+from engage.store import get_store, readers
 
 blp = Blueprint("readers", __name__, description="Anonymous reader tokens for the widget.")
 
@@ -30,10 +23,7 @@ class Readers(MethodView):
     @blp.doc(operationId="createReader")
     def post(self) -> dict[str, Any]:
         """Mint a reader token (rate limited per client address and its wider networks)."""
-        networks = current_network_hashes()
-        budgets.spend(get_store(), "mint", current_address_hash(), networks,
-                      budgets.mint_limits(current_app.config, networks), budgets.MINUTE)
-        return {"reader": get_identity().mint_reader()}
+        return {"reader": mint_for_client()}
 
 
 @blp.route("/readers/renew")
@@ -48,9 +38,7 @@ class RenewReader(MethodView):
         read = reader_token(renewing=True)
         if read is None:
             raise errors.InvalidReader("Send a reader token in the X-Engage-Reader header.")
-        token = get_identity().mint_reader(read[0])
-        readers.revoke(get_store(), read[1], keep=token)
-        return {"reader": token}
+        return {"reader": renew_reader(read)}
 
 
 @blp.route("/readers/me/data")

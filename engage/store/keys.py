@@ -16,7 +16,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:a:{A}:reasons              | hash   | with the article        | reason -> current number of "no" votes giving it |
 | P:a:{A}:voters               | hash   | with the article        | reader hash -> "choice" or "choice|reason" (the one-vote key) |
 | P:a:{A}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes in the window from one address group, or one wider network (IPv6 /56, /48, IPv4 /24; store/budgets.py) |
-| P:a:{A}:events               | stream | entries trimmed after EVENT_RETENTION_DAYS (MINID) | every accepted change on the article |
+| P:a:{A}:events               | stream | entries trimmed after EVENT_RETENTION_DAYS (MINID) | every accepted change on the article (a reaction's with its `channel`) |
 | P:a:{A}:h:<YYYYMMDDHH>       | hash   | HOUR_BUCKET_DAYS days   | stats counters of that UTC hour (see below)   |
 | P:a:{A}:d:<YYYYMMDD>         | hash   | DAY_BUCKET_DAYS days    | stats counters of that UTC day                 |
 | P:a:{A}:links                | string | with the article        | JSON list of curated links [{id,title,url}]   |
@@ -39,12 +39,13 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:polls                      | zset   | forever                 | poll id -> created (epoch s); a deleted poll stays listed so its event stream (kept EVENT_RETENTION_DAYS) stays reachable |
 | P:linkindex                  | hash   | forever                 | link id -> article id (for /r/<link id>)        |
 | P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at} |
-| P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session |
+| P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session, or JSON {id, role, name, sites, until} of one signed in through OpenID Connect (ends at `until` however used) |
 | P:rl:{N}:<what>:<addr hash>  | string | one minute              | requests counted from one address group, or wider network, for `what` (`mint`: reader tokens, `imp`: impression reports); N is the hash of the widest network the address is in (its group's when none), so one script finds them all in one slot (store/budgets.py) |
 | P:addrnonce:<YYYYMMDD>       | string | until the day ends + 10 min | random nonce of that UTC day's address-hash key (the key needs the app secret too) |
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
-| P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s) |
+| P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s); a test delivery starts here |
+| P:webhooks:status            | hash   | until the webhook is deleted | webhook id -> JSON {at, outcome, error, attempts, delivery} of its last attempt |
 | P:x:{stats}:seen            | hash   | forever                 | events stream key -> last entry id applied to the aggregates |
 | P:x:{stats}:sec             | hash   | forever                 | article id -> section (as the aggregates file it) |
 | P:x:{stats}:n:<choice>      | hash   | forever                 | article id -> standing reactions of that choice |
@@ -62,16 +63,23 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:x:{stats}:w:<W>:sectot    | hash   | until the next roll     | "<section>\t<articles|c:<choice>|click|imp>" -> sum in W |
 | P:x:{stats}:w:<W>:pending   | zset   | while a roll files its articles | article -> 0: articles a roll has summed but not yet filed (readers sum the buckets meanwhile) |
 | P:x:{stats}:feed            | stream | trimmed to ~1,000       | the newest events applied (the live view's feed) |
+| P:x:{alerts}:rules          | hash   | until deleted           | alert rule id -> JSON rule (store/alerts.py)    |
+| P:x:{alerts}:state          | hash   | while firing (a poll milestone or a digest day: forever) | "<rule id>|<article or poll id>" or "digest|<YYYY-MM-DD>" -> JSON {at, figures} |
+| P:x:{alerts}:pending        | hash   | until delivered or given up | note id -> JSON note (fired, resolved or digest) with the channels still to do |
+| P:x:{alerts}:due            | zset   | as :pending             | note id -> when to try it next (epoch s); a claim moves it to the lease end |
 | (group on every events stream) | consumer group `engage-webhooks` | with the stream | the worker's read position and unacknowledged entries |
 
 Keys under `P:x:{stats}` are the cross-article aggregates (rankings, section and site
 figures). They are never written by a per-article script: the aggregator
 (`store/aggregates.py`, run by `engage worker` and `engage serve`) keeps them from the
 event streams with one script of its own. They share one hash tag, so on a Redis Cluster
-they all live in one slot and a range is merged there with ZUNION.
+they all live in one slot and a range is merged there with ZUNION. Keys under
+`P:x:{alerts}` are the alert rules and their state (one slot too, so one script moves
+a rule's subject to firing and queues its note together: store/alerts.py).
 
 Stats bucket fields: `+<choice>` / `-<choice>` votes taken / withdrawn from a choice,
-`reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
+`channel:<c>` votes cast or moved through channel c (web, email, nojs, amp:
+`reactions.CHANNELS`), `reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
 clicks and impressions, `click` / `imp` their totals, and `refused:<what>` activity
 not counted (`stats.REFUSED` names them: article buckets count reactions, clicks and
 impressions, poll buckets count poll votes).
@@ -104,6 +112,7 @@ class Keys:
         self.webhooks = f"{prefix}:webhooks"
         self.webhook_dead = f"{prefix}:webhooks:dead"
         self.webhook_retry = f"{prefix}:webhooks:retry"
+        self.webhook_status = f"{prefix}:webhooks:status"
 
     # -- articles -----------------------------------------------------------------
     def article(self, article_id: str) -> str:
@@ -187,6 +196,9 @@ class Keys:
     # -- cross-article aggregates (one hash tag: one cluster slot) --------------------
     def agg(self, part: str) -> str:
         return f"{self.agg_base}:{part}"
+
+    def alerts(self, part: str) -> str:
+        return f"{self.prefix}:x:{{alerts}}:{part}"
 
     # -- global -------------------------------------------------------------------
     def section(self, name: str) -> str:

@@ -13,6 +13,10 @@ from engage.store import Store, budgets, readers, scripts
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
+# How a vote reached engage: the widget, a newsletter's vote link, the widget's form
+# without JavaScript, an AMP page's form. Each vote and its event carry one.
+CHANNELS = ("web", "email", "nojs", "amp")
+
 
 @dataclass(frozen=True)
 class Reactions:
@@ -110,10 +114,12 @@ def vote(
     choice: str | None,
     reason: str | None = None,
     networks: budgets.Networks = budgets.NO_NETWORKS,
+    channel: str = "web",
     token: str | None = None,
     erasing: bool = False,
 ) -> tuple[Reactions, bool]:
-    """Cast, move or withdraw (choice None) a reader's vote: one script, one round trip.
+    """Cast, move or withdraw (choice None) a reader's vote: one script, one round trip,
+    whichever of CHANNELS it came through.
 
     `address` is the hash of the client's address group and `networks` those of its
     wider networks (store/budgets.py): a vote spends from each of their budgets.
@@ -132,7 +138,7 @@ def vote(
             args=[reader, choice or "", (reason or "") if choice else "",
                   "" if erasing else budgets.vote_limits(store.config, networks),
                   store.config["THROTTLE_WINDOW"], hour_ttl, day_ttl,
-                  store.min_event_id(now), article_id, "1" if erasing else ""],
+                  store.min_event_id(now), article_id, channel, "1" if erasing else ""],
         )
         store.forget(article_id)
         result = scripts.result(raw)

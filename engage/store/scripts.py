@@ -103,7 +103,8 @@ VOTE_REACTION = _LUA_STATUSES + _LUA_THROTTLE + """
 -- ARGV[5] throttle window (s)
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] article id
--- ARGV[10] '1' logs the event without the reader (an erasure's withdrawal), else ''
+-- ARGV[10] channel the vote came through (web, email, nojs, amp)
+-- ARGV[11] '1' logs the event without the reader (an erasure's withdrawal), else ''
 -- Returns {CHANGED or UNCHANGED, mine, counts...}, or {UnknownArticle} or
 -- {Throttled, retry_after}.
 -- A repeated choice and a throttled vote are counted as refused in the buckets.
@@ -138,6 +139,7 @@ if new then
   redis.call('HSET', KEYS[4], reader, new)
   redis.call('HINCRBY', KEYS[2], choice, 1)
   bump(KEYS[7], KEYS[8], '+' .. choice, hour_ttl, day_ttl)
+  bump(KEYS[7], KEYS[8], 'channel:' .. ARGV[10], hour_ttl, day_ttl)
   if reason ~= '' then
     redis.call('HINCRBY', KEYS[3], reason, 1)
     bump(KEYS[7], KEYS[8], 'reason:' .. reason, hour_ttl, day_ttl)
@@ -148,8 +150,8 @@ else
 end
 redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[8], '*',
   'type', 'reaction.' .. action, 'article', ARGV[9], 'choice', choice,
-  'previous', old_choice, 'reason', reason, 'reader', ARGV[10] == '1' and '' or reader,
-  'hour', stamp(KEYS[7]))
+  'previous', old_choice, 'reason', reason, 'reader', ARGV[11] == '1' and '' or reader,
+  'hour', stamp(KEYS[7]), 'channel', ARGV[10])
 return {CHANGED, new or '', unpack(redis.call('HGETALL', KEYS[2]))}
 """
 
@@ -833,6 +835,26 @@ end
 return redis.call('ZCARD', KEYS[1])
 """
 
+ALERT_TRANSITION = """
+-- Move one alert rule's subject to firing (or back), and queue the note of it, at once:
+-- of any number of workers that see the same condition, one queues it, once.
+-- KEYS[1] alert state hash   KEYS[2] pending notes hash   KEYS[3] due zset
+-- ARGV[1] state field   ARGV[2] 'fire' or 'resolve'   ARGV[3] state value (JSON, firing)
+-- ARGV[4] note id   ARGV[5] note (JSON)   ARGV[6] due (epoch s)
+-- Returns 1 when it queued the note, 0 when the subject was already in that state.
+local firing = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
+if ARGV[2] == 'fire' then
+  if firing then return 0 end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+else
+  if not firing then return 0 end
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[4])
+return 1
+"""
+
 ALL = {
     "vote_reaction": VOTE_REACTION,
     "spend_budget": SPEND_BUDGET,
@@ -849,4 +871,5 @@ ALL = {
     "aggregate": AGGREGATE,
     "roll_window": ROLL_WINDOW,
     "file_window": FILE_WINDOW,
+    "alert_transition": ALERT_TRANSITION,
 }

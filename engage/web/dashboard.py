@@ -15,6 +15,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     g,
     jsonify,
     redirect,
@@ -23,9 +24,11 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from marshmallow import ValidationError
 
-from engage import errors, timerange
+from engage import errors, schemas, timerange
 from engage.api.polls import poll_body
+from engage.api.reactions import email_vote_links
 from engage.api.stats import export_chunks, resolve_window
 from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
 from engage.web import session
@@ -34,7 +37,7 @@ from engage.web.formatting import fmt_time, pct
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-_PUBLIC_ENDPOINTS = {"dashboard.signin"}
+_PUBLIC_ENDPOINTS = {"dashboard.signin", "oidc.start", "oidc.callback"}
 _JSON_ENDPOINTS = {"dashboard.live_json", "dashboard.export"}
 
 
@@ -92,7 +95,7 @@ def _template_helpers() -> dict[str, Any]:
 _UNSAFE_IN_NEXT = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only a path on this dashboard: never an open redirect."""
     if not target or _UNSAFE_IN_NEXT.search(target):
         return url_for("dashboard.overview")
@@ -107,7 +110,7 @@ def signin() -> Any:
     error = None
     if request.method == "POST":
         if session.sign_in((request.form.get("token") or "").strip()):
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")))
         error = "That token is not valid. Create one with `engage token create --role editor`."
     status = 401 if error else 200
     return render_template("dashboard/signin.html", error=error), status
@@ -158,6 +161,15 @@ def article(article_id: str) -> Any:
         abort(404)
     # Reasons of the "no" votes standing now (a changed vote takes its reason along).
     reasons = reactions.reasons(store, article_id)
+    email_links = None
+    if "merge_tag" in request.args:  # the newsletter button
+        try:
+            query = schemas.EmailLinksQuerySchema().load(request.args)
+        except ValidationError as exc:
+            return refuse(422, "validation_failed", " ".join(
+                f"{field}: {' '.join(messages)}" for field, messages in exc.normalized_messages()
+                .items()))
+        email_links = email_vote_links(article_id, query)
     return render_template(
         "dashboard/article.html",
         page="article",
@@ -171,7 +183,11 @@ def article(article_id: str) -> Any:
                for poll in polls.for_articles(store, [article_id]).get(article_id, [])],
         links=links.stats(store, article_id),
         poll_votes=sum(p["poll_votes"] for p in series["points"]),
+        channels={ch: sum(p["channels"][ch] for p in series["points"])
+                  for ch in reactions.CHANNELS},
         refused=refused_rows(series["points"], bucket),
+        email_links=email_links,
+        email_link_days=current_app.config["EMAIL_LINK_DAYS"],
     )
 
 
