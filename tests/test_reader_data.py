@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from engage.config import ConfigError, load_config
 from engage.store import aggregates, readers
 from tests.conftest import ARTICLE, new_reader
+from tests.test_ballot import BROWSER, path_for, vote_links
 from tests.test_articles import assert_error
 from tests.test_polls import create, put_vote
 from tests.test_privacy import everything_in
@@ -228,3 +229,52 @@ def test_a_revoked_token_votes_nowhere_and_leaves_nothing(
         error = assert_error(response, 401, "invalid_reader")
         assert "erased" in error["message"]
     assert sorted(store.redis.scan_iter()) == before
+
+
+def test_form_votes_are_the_readers_own_and_erased_alike(
+    client: FlaskClient, site: dict[str, Any], store: Any, clock: Any,
+) -> None:
+    """The form without JavaScript keeps the reader's token in a cookie: the same token,
+    read, renewed and refused as the widget's, and the same index, export and erasure."""
+    def form(choice: str) -> dict[str, str]:
+        assert client.post("/vote/a-one", data={"choice": choice},
+                           headers=BROWSER).status_code == 303
+        cookie = client.get_cookie("engage_reader", path="/vote/")
+        assert cookie is not None
+        return {"X-Engage-Reader": cookie.value}
+
+    def counts() -> dict[str, int]:
+        return dict(client.get("/api/v1/articles/a-one/reactions").json["counts"])
+
+    start = clock()
+    first = form("yes")
+    data = client.get(DATA, headers=first).json
+    assert [(r["article"], r["choice"]) for r in data["reactions"]] == [("a-one", "yes")]
+    assert data["reactions"][0]["history"][0]["channel"] == "nojs"
+    # Past READER_TOKEN_DAYS the form renews the cookie for the same reader: moved, not
+    # counted twice, and the old token is refused.
+    clock.advance(timedelta(days=31).total_seconds())
+    renewed = form("no")
+    clock.set(start)
+    assert renewed != first and counts() == {"yes": 0, "no": 1}
+    assert_error(client.get(DATA, headers=first), 401, "invalid_reader")
+    assert client.delete(DATA, headers=renewed).json == {"erased": 1}
+    assert counts() == {"yes": 0, "no": 0}
+    # An erased reader's cookie votes as a new reader.
+    fresh = form("yes")
+    assert fresh != renewed and counts() == {"yes": 1, "no": 0}
+    assert [r["choice"] for r in client.get(DATA, headers=fresh).json["reactions"]] == ["yes"]
+
+
+def test_newsletter_votes_are_indexed_for_the_retention(
+    client: FlaskClient, site: dict[str, Any], store: Any, editor: dict[str, str],
+    clock: Any, catch_up: Any,
+) -> None:
+    yes = vote_links(client, editor, "a-two")["links"][0]["url"]
+    assert client.post(path_for(yes, "sub-1"), headers=BROWSER).status_code == 303
+    catch_up()
+    assert store.redis.zcard(store.keys.readers) == 1
+    clock.advance(timedelta(days=366).total_seconds())
+    assert readers.forget_inactive(store) == 1
+    assert store.redis.hvals(store.keys.article_voters("a-two")) == []
+    assert client.get("/api/v1/articles/a-two/reactions").json["counts"]["yes"] == 1
