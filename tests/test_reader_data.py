@@ -7,14 +7,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import redis
 from flask.testing import FlaskClient
 
 from engage.config import ConfigError, load_config
 from engage.store import aggregates, readers
 from tests.conftest import ARTICLE, new_reader
-from tests.test_ballot import BROWSER, path_for, vote_links
 from tests.test_articles import assert_error
+from tests.test_ballot import BROWSER, path_for, vote_links
 from tests.test_polls import create, put_vote
 from tests.test_privacy import everything_in
 
@@ -110,7 +109,7 @@ def test_erasure_withdraws_exactly_and_leaves_no_trace(
     # The figures rebuilt from the streams agree with the live ones.
     aggregates.rebuild(store)
     assert standing() == expected
-    raw = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    raw = redis_server.client(decode_responses=False)
     trace = b"\n".join(everything_in(raw))
     for needle in (token.encode(), reader_hash.encode(), reader_id):
         assert needle not in trace
@@ -179,7 +178,7 @@ def test_retention_unlinks_readers_and_keeps_every_count(
     assert readers.forget_inactive(store) == 1
     catch_up()
     assert snapshot(client, site, store) == before
-    raw = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    raw = redis_server.client(decode_responses=False)
     assert reader_hash.encode() not in b"\n".join(everything_in(raw))
 
 
