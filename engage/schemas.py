@@ -141,11 +141,14 @@ class ReaderDataSchema(Schema):
                        "previous, reason}]} per article the reader voted on."})
     poll_answers = fields.List(fields.Dict(), required=True, metadata={
         "description": "{poll, options, at, history} per poll the reader answered."})
+    clicks = fields.List(fields.Dict(), required=True, metadata={
+        "description": "{link, article, at} per curated link the reader followed (the "
+                       "last counted click), once they held a token."})
 
 
 class ErasedSchema(Schema):
     erased = fields.Integer(required=True, metadata={
-        "description": "Articles and polls that held something of the reader's."})
+        "description": "Articles, polls and links that held something of the reader's."})
 
 
 # -- articles ------------------------------------------------------------------------

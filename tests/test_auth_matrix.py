@@ -25,6 +25,7 @@ PUBLIC = {
     ("/widget.js", "GET"),
     ("/demo/<eid:article_id>", "GET"),
     ("/r/<path:link_id>", "GET"),
+    ("/r/<path:link_id>", "POST"),  # the widget's click, crediting a reader's token
     ("/your-data", "GET"),
     # Votes from newsletters (the signed link is the credential), forms and AMP pages.
     ("/v/<token>/<choice>", "GET"),

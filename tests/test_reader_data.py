@@ -14,6 +14,7 @@ from engage.store import aggregates, readers
 from tests.conftest import ARTICLE, new_reader
 from tests.test_articles import assert_error
 from tests.test_ballot import BROWSER, path_for, vote_links
+from tests.test_clicks import LINKS
 from tests.test_polls import create, put_vote
 from tests.test_privacy import everything_in
 
@@ -28,11 +29,15 @@ def site(client: FlaskClient, editor: dict[str, str]) -> dict[str, Any]:
         assert client.put(f"/api/v1/articles/{article_id}", json=ARTICLE,
                           headers=editor).status_code == 201
     polls = [create(client, editor, article="a-one"), create(client, editor, multiple=True)]
-    return {"polls": polls}
+    links = client.put("/api/v1/articles/a-two/links", json=LINKS, headers=editor).json
+    return {"polls": polls, "links": [link["id"] for link in links["links"]]}
 
 
-def act(client: FlaskClient, site: dict[str, Any], reader: dict[str, str]) -> None:
-    """Three reactions (one with a reason) and two poll answers."""
+def act(client: FlaskClient, site: dict[str, Any], reader: dict[str, str],
+        address: str = "198.51.100.7") -> None:
+    """Three reactions (one with a reason), two poll answers and two link clicks, the
+    clicks as the widget sends them for a reader holding a token (from `address`: a
+    click counts once per address group)."""
     for article_id, body in zip(IDS, ({"choice": "yes"}, {"choice": "no", "reason": "outdated"},
                                       {"choice": "yes"}), strict=True):
         response = client.put(f"/api/v1/articles/{article_id}/reactions/mine", json=body,
@@ -42,6 +47,11 @@ def act(client: FlaskClient, site: dict[str, Any], reader: dict[str, str]) -> No
     assert put_vote(client, first["id"], reader, [first["options"][0]["id"]]).status_code == 200
     assert put_vote(client, second["id"], reader,
                     [o["id"] for o in second["options"][:2]]).status_code == 200
+    for link in site["links"]:
+        response = client.post(f"/r/{link}", data={"reader": reader["X-Engage-Reader"]},
+                               headers=BROWSER, environ_base={"REMOTE_ADDR": address})
+        assert response.status_code == 303 and response.headers["Location"].startswith(
+            "https://news.example.com/")
 
 
 def snapshot(client: FlaskClient, site: dict[str, Any], store: Any) -> dict[str, Any]:
@@ -72,12 +82,32 @@ def test_export_lists_every_action_with_times(client: FlaskClient, site: dict[st
     assert [(r["article"], r["choice"], r["reason"]) for r in data["reactions"]] == [
         ("a-one", "yes", None), ("a-three", "yes", None), ("a-two", "no", "outdated")]
     assert sorted(len(p["options"]) for p in data["poll_answers"]) == [1, 2]
+    assert sorted((c["article"], c["link"]) for c in data["clicks"]) == sorted(
+        ("a-two", link) for link in site["links"])
+    assert sum(len(data[kind]) for kind in ("reactions", "poll_answers", "clicks")) == 7
     for item in data["reactions"] + data["poll_answers"]:
-        assert item["at"].endswith("+00:00")
         assert len(item["history"]) == 1 and item["history"][0]["ts_ms"] > 0
+    for item in data["reactions"] + data["poll_answers"] + data["clicks"]:
+        assert item["at"].endswith("+00:00")
     # Another reader's export holds nothing of the first's.
     assert client.get(DATA, headers=new_reader(client)).json == {
-        "reactions": [], "poll_answers": []}
+        "reactions": [], "poll_answers": [], "clicks": []}
+
+
+def test_a_click_is_credited_only_through_a_token_in_the_body(
+    client: FlaskClient, site: dict[str, Any], reader: dict[str, str], store: Any,
+) -> None:
+    link = site["links"][0]
+    # A plain click (no token), or one with a token too old or forged, counts uncredited.
+    assert client.get(f"/r/{link}", headers=BROWSER).status_code == 302
+    forged = client.post(f"/r/{link}", data={"reader": "forged.token"}, headers=BROWSER,
+                         environ_base={"REMOTE_ADDR": "203.0.113.5"})
+    assert forged.status_code == 303
+    assert client.get(DATA, headers=reader).json["clicks"] == []
+    # A click not counted (the address group's second in the window) is not credited.
+    client.post(f"/r/{link}", data={"reader": reader["X-Engage-Reader"]}, headers=BROWSER)
+    assert client.get(DATA, headers=reader).json["clicks"] == []
+    assert store.redis.hget(store.keys.article_linkstats("a-two"), f"{link}:clicks") == "2"
 
 
 def test_erasure_withdraws_exactly_and_leaves_no_trace(
@@ -85,18 +115,19 @@ def test_erasure_withdraws_exactly_and_leaves_no_trace(
     catch_up: Any,
 ) -> None:
     other = new_reader(client)
-    act(client, site, other)
+    act(client, site, other, address="203.0.113.9")
     catch_up()
     before = snapshot(client, site, store)
     reader = new_reader(client)
     act(client, site, reader)
     catch_up()
+    acted = snapshot(client, site, store)
     token = reader["X-Engage-Reader"]
     with client.application.app_context():
         from engage.identity import get_identity
         reader_id, reader_hash, _ = get_identity().read_token(token)
     response = client.delete(DATA, headers=reader)
-    assert response.status_code == 200 and response.json == {"erased": 5}
+    assert response.status_code == 200 and response.json == {"erased": 7}
     catch_up()
 
     def standing() -> dict[str, Any]:
@@ -104,11 +135,29 @@ def test_erasure_withdraws_exactly_and_leaves_no_trace(
         return {k: v for k, v in snapshot(client, site, store).items()
                 if not k.endswith(":cast")}
 
+    def clicks(figures: dict[str, Any], only: bool) -> dict[str, Any]:
+        """The click figures (`only`), or all the others."""
+        out = {}
+        for key, value in figures.items():
+            if "click" in key:
+                if only:
+                    out[key] = value
+            elif isinstance(value, dict):
+                part = {f: v for f, v in value.items() if ("click" in f) == only}
+                if part:
+                    out[key] = part
+            elif not only:
+                out[key] = value
+        return out
+
+    # The votes drop by exactly the reader's; their clicks stay counted, credited to no one.
     expected = {k: v for k, v in before.items() if not k.endswith(":cast")}
-    assert standing() == expected
+    assert clicks(standing(), False) == clicks(expected, False)
+    assert clicks(standing(), True) == clicks(acted, True) != clicks(before, True)
     # The figures rebuilt from the streams agree with the live ones.
     aggregates.rebuild(store)
-    assert standing() == expected
+    assert clicks(standing(), False) == clicks(expected, False)
+    assert clicks(standing(), True) == clicks(acted, True)
     raw = redis_server.client(decode_responses=False)
     trace = b"\n".join(everything_in(raw))
     for needle in (token.encode(), reader_hash.encode(), reader_id):

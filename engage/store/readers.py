@@ -46,13 +46,10 @@ def noting(store: Store, reader: str, kind: str, owner_id: str, now: datetime,
     """Index the article ("a") or poll ("p") before the reader's vote there is cast (the
     body), in one round trip with the check that `token` (None: the erasure's own) is
     not revoked (ReaderRevoked); a refused vote takes back what the index did not hold."""
-    ms = int(now.timestamp() * 1000)
     index, item = store.keys.reader_index(reader), f"{kind}:{owner_id}"
     pipe = store.redis.pipeline(transaction=False)
     pipe.get(_revoked_key(store, reader))
-    pipe.hset(index, item, ms)
-    pipe.expire(index, _retention(store))
-    pipe.zadd(store.keys.readers, {reader: ms})
+    _queue_note(pipe, store, reader, item, now)
     current, new_item, _, new_reader = pipe.execute()
     try:
         if token is not None and _refused(current, token):
@@ -66,6 +63,23 @@ def noting(store: Store, reader: str, kind: str, owner_id: str, now: datetime,
             pipe.zrem(store.keys.readers, reader)
         pipe.execute()
         raise
+
+
+def _queue_note(pipe: Any, store: Store, reader: str, item: str, now: datetime) -> None:
+    """Queue the index's entry for `item` and the reader's last action, at `now`."""
+    ms = int(now.timestamp() * 1000)
+    index = store.keys.reader_index(reader)
+    pipe.hset(index, item, ms)
+    pipe.expire(index, _retention(store))
+    pipe.zadd(store.keys.readers, {reader: ms})
+
+
+def note_click(store: Store, reader: str, link_id: str, now: datetime) -> None:
+    """Credit a counted click on a link to the reader. The index entry is the click's
+    only link to the reader (its event names no one), written once the click counted."""
+    pipe = store.redis.pipeline(transaction=False)
+    _queue_note(pipe, store, reader, f"c:{link_id}", now)
+    pipe.execute()
 
 
 def _token_digest(token: str) -> str:
@@ -118,10 +132,15 @@ def _history(store: Store, stream: str, reader: str, until: str = "+"
 
 
 def export(store: Store, reader: str) -> dict[str, Any]:
-    """Every reaction, reason and poll answer of the reader, and each change they made
-    still in the event streams (EVENT_RETENTION_DAYS), with times."""
-    out: dict[str, list[dict[str, Any]]] = {"reactions": [], "poll_answers": []}
+    """Every reaction, reason, poll answer and link click of the reader, and each change
+    they made still in the event streams (EVENT_RETENTION_DAYS), with times."""
+    out: dict[str, list[dict[str, Any]]] = {"reactions": [], "poll_answers": [], "clicks": []}
     for (kind, owner_id), ms in sorted(_items(store, reader).items()):
+        at = datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+        if kind == "c":
+            out["clicks"].append({"link": owner_id, "at": at, "article": store.redis.hget(
+                store.keys.linkindex, owner_id)})
+            continue
         voters, stream = _owner_keys(store, kind, owner_id)
         held = store.redis.hget(voters, reader)
         history = [{k: v for k, v in events.decode(i, f).items()
@@ -129,7 +148,6 @@ def export(store: Store, reader: str) -> dict[str, Any]:
                    for i, f in _history(store, stream, reader)]
         if held is None and not history:
             continue  # indexed before a vote the script refused
-        at = datetime.fromtimestamp(ms / 1000, UTC).isoformat()
         if kind == "a":
             choice, _, reason = (held or "").partition("|")
             out["reactions"].append({"article": owner_id, "choice": choice or None,
@@ -142,8 +160,9 @@ def export(store: Store, reader: str) -> dict[str, Any]:
 
 def _unlink(store: Store, reader: str, items: list[tuple[str, str]], withdraw: bool) -> None:
     """Withdraw (erasure) or keep (retention) the reader's votes, then remove every entry
-    naming the reader: voters' fields, stream entries, the index."""
+    naming the reader: voters' fields, stream entries, the index (a click's only one)."""
     now = store.now()
+    items = [(kind, owner_id) for kind, owner_id in items if kind != "c"]
     for kind, owner_id in items if withdraw else []:
         try:
             if kind == "a":
@@ -173,7 +192,7 @@ def _unlink(store: Store, reader: str, items: list[tuple[str, str]], withdraw: b
 
 def erase(store: Store, reader: str) -> int:
     """Withdraw and remove everything of the reader's, and refuse their tokens from now
-    on; returns how many articles and polls held something of theirs."""
+    on; returns how many articles, polls and links held something of theirs."""
     revoke(store, reader)
     items = sorted(_items(store, reader))
     _unlink(store, reader, items, withdraw=True)

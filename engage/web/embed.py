@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
 from engage import errors, metrics, schemas, seeds
-from engage.identity import current_address_hash, current_network_hashes
+from engage.identity import current_address_hash, current_network_hashes, reader_token
 from engage.store import articles, get_store, links, reactions
 from engage.web import agents
 
@@ -156,20 +156,25 @@ def demo(article_id: str) -> Any:
     )
 
 
-@bp.route("/r/<path:link_id>", methods=["GET", "HEAD"], merge_slashes=False)
+@bp.route("/r/<path:link_id>", methods=["GET", "HEAD", "POST"], merge_slashes=False)
 def redirect_link(link_id: str) -> Response:
-    """302 to the stored URL of a link, counting a reader's click.
+    """302 (303 to a POST) to the stored URL of a link, counting a reader's click.
 
-    The target comes from the store only; the request supplies nothing but the id.
-    Every request that finds the link is redirected; only a reader's first click from
-    an address group in the click window counts (agents.why_not_counted says which
-    requests are not readers').
+    The target comes from the store only; the request supplies nothing but the id, and
+    in a POST (the widget's, for a reader who has acted) the reader token as `reader`,
+    never in the address. Every request that finds the link is redirected; only a
+    reader's first click from an address group in the click window counts
+    (agents.why_not_counted says which requests are not readers').
     """
     if not schemas.ID_RE.fullmatch(link_id):
         raise errors.UnknownLink()
     refused = agents.why_not_counted(request.method, request.headers)
+    try:
+        read = reader_token(token=request.form.get("reader") or None)
+    except errors.InvalidReader:
+        read = None  # expired or erased: the click counts, credited to no one
     found = links.click(get_store(), link_id, current_address_hash(), refused,
-                        networks=current_network_hashes())
+                        networks=current_network_hashes(), reader=read and read[1])
     if found.refused is None:
         metrics.link_event("click")
     else:
@@ -177,7 +182,7 @@ def redirect_link(link_id: str) -> Response:
     if not schemas.is_usable_url(found.url):
         # Stored before URLs were checked this strictly: the server could not send it.
         raise errors.NotFound("This link's address is not valid.")
-    response = Response(status=302)
+    response = Response(status=303 if request.method == "POST" else 302)
     response.headers["Location"] = found.url
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Robots-Tag"] = "noindex, nofollow"

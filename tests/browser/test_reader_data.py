@@ -131,3 +131,32 @@ def test_an_expired_token_is_renewed_on_the_next_vote_keeping_the_vote(
         assert live_server.counts(aid) == {"yes": 0, "no": 1}
     finally:
         context.close()
+
+
+def test_a_click_after_a_vote_is_the_readers_and_a_plain_one_nobodys(
+    tab: Tab, live_server: LiveServer,
+) -> None:
+    aid = live_server.article()
+    target = live_server.article(title="Where the link goes")
+    first, second = live_server.links(aid, [
+        {"title": "Before voting", "url": f"{live_server.url}/demo/{target}"},
+        {"title": "After voting", "url": f"{live_server.url}/demo/{target}?again"},
+    ])
+    page = tab.page
+    page.goto(publish(live_server, aid, "clicks"))
+    # No token yet: the plain link, counted and credited to no one.
+    widget(page, aid).get_by_role("link", name="Before voting").click()
+    page.wait_for_url(f"{live_server.url}/demo/{target}")
+    assert live_server.linkstats(aid).get(f"{first['id']}:clicks") == "1"
+    page.go_back()
+    button(page, aid, "Yes").click()
+    expect_vote(page, aid, 1, 0, "Yes")
+    token = page.evaluate("localStorage.getItem('engage.reader')")
+    widget(page, aid).get_by_role("link", name="After voting").click()
+    page.wait_for_url(f"{live_server.url}/demo/{target}?again")
+    assert token and token not in page.url  # the token never in an address
+    assert live_server.linkstats(aid).get(f"{second['id']}:clicks") == "1"
+    status, data = live_server.api("GET", "/api/v1/readers/me/data",
+                                   headers={"X-Engage-Reader": token})
+    assert status == 200 and [(c["article"], c["link"]) for c in data["clicks"]] == [
+        (aid, second["id"])]

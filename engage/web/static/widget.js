@@ -214,7 +214,16 @@
       // API saw behind a proxy.
       try { url = new URL(l.related ? l.href : '/r/' + enc(l.id), API); } catch (e) { return; }
       if (!/^https?:$/.test(url.protocol)) return;
-      var li = h('li', {}, [h('a', {href: url.href, 'data-k': 'l:' + l.id, text: l.title})]);
+      var li = h('li', {}, [h('a', {href: url.href, 'data-k': 'l:' + l.id, text: l.title, on: l.related ? null : function (e) {
+        // A reader who has acted is credited with the click: the token goes in a form's
+        // body, never in the address. A click with a modifier opens the plain link.
+        var tok = getTok();
+        if (!tok || e.button || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+        e.preventDefault();
+        var f = h('form', {method: 'post', action: url.href, hidden: ''}, [h('input', {type: 'hidden', name: 'reader', value: tok})]);
+        d.body.appendChild(f);
+        f.submit();
+      }})]);
       if (!l.related) { li.__w = w; li.__l = l.id; w.obs.push(li); }
       items.push(li);
     });
