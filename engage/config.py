@@ -173,6 +173,16 @@ SETTINGS: tuple[Setting, ...] = (
             "Reader tokens one IPv6 /48 may mint a minute."),
     Setting("READER_MINT_LIMIT_V4_24", 240, per_minute,
             "Reader tokens one IPv4 /24 may mint a minute; twice the /48's, for carrier NAT."),
+    Setting("READER_TOKEN_DAYS", 30, int,
+            "Days a reader token is accepted; the widget then renews it for the same "
+            "reader (votes kept), and the old one is refused (docs/privacy.md)."),
+    Setting("READER_RETENTION_DAYS", 365, int,
+            "Days after a reader's last action that their link to votes and answers is "
+            "kept; then the worker unlinks it, counts unchanged, and their token cannot "
+            "be renewed."),
+    Setting("READER_CONSENT", False, _bool,
+            "The widget mints no reader token until the page calls engage.consent() or "
+            "its script tag carries data-engage-consent (a consent manager's signal)."),
     Setting("MAX_CONTENT_LENGTH", 64 * 1024, int,
             "Largest request body in bytes; larger gets 413 before parsing."),
     Setting("RETRY_AFTER", 5, int,
@@ -307,6 +317,9 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("ENGAGE_ADDRESS_PREFIX_V4 must be between 0 and 32")
     if not 0 <= int(config["ADDRESS_PREFIX_V6"]) <= 128:
         raise ConfigError("ENGAGE_ADDRESS_PREFIX_V6 must be between 0 and 128")
+    if not 1 <= int(config["READER_TOKEN_DAYS"]) <= int(config["READER_RETENTION_DAYS"]):
+        raise ConfigError("ENGAGE_READER_TOKEN_DAYS must be at least 1 and at most "
+                          "ENGAGE_READER_RETENTION_DAYS")
     if float(config["WEBHOOK_DNS_TIMEOUT"]) <= 0:
         raise ConfigError("ENGAGE_WEBHOOK_DNS_TIMEOUT must be above 0")
     public_url = config.get("PUBLIC_URL")

@@ -76,6 +76,16 @@ class InvalidReader(EngageError):
     message = "The reader token is missing, malformed or forged."
 
 
+class ReaderExpired(InvalidReader):
+    error_code = "reader_expired"
+    message = ("The reader token is older than ENGAGE_READER_TOKEN_DAYS: renew it with "
+               "POST /api/v1/readers/renew.")
+
+
+class ReaderRevoked(InvalidReader):
+    message = "This reader token was renewed since, or its reader's data erased."
+
+
 class Unauthorized(EngageError):
     code = 401
     error_code = "unauthorized"

@@ -135,6 +135,22 @@ class ReaderSchema(Schema):
     reader = fields.String(required=True, metadata={"description": "Opaque signed token."})
 
 
+class ReaderDataSchema(Schema):
+    reactions = fields.List(fields.Dict(), required=True, metadata={
+        "description": "{article, choice, reason, at, history: [{ts_ms, type, choice, "
+                       "previous, reason}]} per article the reader voted on."})
+    poll_answers = fields.List(fields.Dict(), required=True, metadata={
+        "description": "{poll, options, at, history} per poll the reader answered."})
+    clicks = fields.List(fields.Dict(), required=True, metadata={
+        "description": "{link, article, at} per curated link the reader followed (the "
+                       "last counted click), once they held a token."})
+
+
+class ErasedSchema(Schema):
+    erased = fields.Integer(required=True, metadata={
+        "description": "Articles, polls and links that held something of the reader's."})
+
+
 # -- articles ------------------------------------------------------------------------
 class ArticleInSchema(Schema):
     title = Text(max=300, required=True)
@@ -283,6 +299,8 @@ class WidgetBundleSchema(Schema):
     reason_choice = fields.String(allow_none=True, required=True)
     reasons = fields.List(fields.String(), required=True)
     locale = fields.String(required=True)
+    consent = fields.Boolean(required=True, metadata={
+        "description": "Mint no reader token before the page's consent (READER_CONSENT)."})
     articles = fields.Dict(
         keys=fields.String(), values=fields.Nested(WidgetArticleSchema), required=True
     )

@@ -28,7 +28,7 @@ PACKAGE = "engage_generated_client"
 
 # Every operation, by its operationId as a generated module name (snake_case), per tag.
 OPERATIONS = {
-    "readers": {"create_reader"},
+    "readers": {"create_reader", "renew_reader", "export_my_data", "erase_my_data"},
     "articles": {"get_article", "put_article"},
     "reactions": {"get_reactions", "put_my_reaction", "delete_my_reaction",
                   "get_reactions_batch", "get_email_vote_links"},

@@ -63,6 +63,9 @@ def test_stopped_redis_answers_503_then_recovers(outage_app: Flask,
     assert_unavailable(timed(lambda: client.delete(READ + "/mine", headers=reader)))
     assert_unavailable(timed(lambda: client.get("/api/v1/articles/korea-china-reset")))
     assert_unavailable(timed(lambda: client.post("/api/v1/readers")))
+    assert_unavailable(timed(lambda: client.get("/api/v1/readers/me/data", headers=reader)))
+    assert_unavailable(timed(lambda: client.delete("/api/v1/readers/me/data", headers=reader)))
+    assert_unavailable(timed(lambda: client.post("/api/v1/readers/renew", headers=reader)))
     assert_unavailable(timed(lambda: client.get("/api/v1/reactions?article=korea-china-reset")))
     assert_unavailable(timed(lambda: client.put("/api/v1/articles/korea-china-reset",
                                                 json=ARTICLE, headers=editor)))

@@ -23,6 +23,7 @@ from engage.identity import (
     current_reader,
     current_staff,
     require_role,
+    voter_token,
 )
 from engage.store import articles, events, get_store, polls
 
@@ -195,10 +196,10 @@ class MyPollVote(MethodView):
 
 
 def _vote(poll_id: str, options: list[str] | None) -> Answer:
-    reader = current_reader()
+    reader = current_reader(voting=True)
     assert reader is not None
     poll, changed = polls.vote(get_store(), poll_id, reader, current_address_hash(), options,
-                               networks=current_network_hashes())
+                               networks=current_network_hashes(), token=voter_token())
     metrics.vote_outcome("poll", changed)  # refusals are counted from their status
     return poll_body(poll), PRIVATE
 

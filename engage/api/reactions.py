@@ -19,6 +19,7 @@ from engage.identity import (
     current_reader,
     get_identity,
     require_role,
+    voter_token,
 )
 from engage.store import articles, get_store, reactions, stats
 from engage.store.reactions import Reactions
@@ -79,11 +80,11 @@ class MyReaction(MethodView):
 
     @staticmethod
     def _vote(article_id: str, choice: str | None, reason: str | None) -> Answer:
-        reader = current_reader()
+        reader = current_reader(voting=True)
         assert reader is not None
         result, changed = reactions.vote(
             get_store(), article_id, reader, current_address_hash(), choice, reason,
-            networks=current_network_hashes(),
+            networks=current_network_hashes(), token=voter_token(),
         )
         metrics.vote_outcome("reaction", changed)  # refusals are counted from their status
         return _body(article_id, result), PRIVATE

@@ -67,7 +67,8 @@ class WidgetBundle(MethodView):
         return articles_answer(
             widget.read_many(get_store(), ids, _shape),
             choices=list(config["CHOICES"]), reason_choice=config["REASON_CHOICE"] or None,
-            reasons=list(config["REASONS"]), locale=config["LOCALE"])
+            reasons=list(config["REASONS"]), locale=config["LOCALE"],
+            consent=config["READER_CONSENT"])
 
 
 @blp.route("/widget/mine")

@@ -30,6 +30,9 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:p:{Q}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes in the window from one address group or wider network |
 | P:p:{Q}:events               | stream | as article events       | every accepted poll vote and state change      |
 | P:p:{Q}:h:<YYYYMMDDHH> / :d: | hash   | as article buckets      | poll vote counters per bucket: `votes` (votes and changes), `+<option id>`, `-<option id>` |
+| P:r:{R}                      | hash   | READER_RETENTION_DAYS after the last write | per-reader index (R = reader hash): "a:<article id>" / "p:<poll id>" -> epoch ms of the reader's last action there, written before the vote script (docs/privacy.md) |
+| P:readers                    | zset   | until the reader is erased or unlinked | reader hash -> epoch ms of the last action (the retention job's list) |
+| P:rv:<digest>                | string | READER_RETENTION_DAYS   | the reader's one accepted token after a renewal (a SHA-256 of it; any other is refused), or "erased" (all refused). Digest = SHA-256 of "revoked:" + reader hash, so no reader hash is left |
 | P:articles                   | zset   | forever                 | article id -> published_at (epoch s)           |
 | P:section:<name>             | zset   | forever                 | article id -> published_at, per section        |
 | P:sections                   | set    | forever                 | every section name an article has used         |
@@ -105,6 +108,7 @@ class Keys:
         self.polls = f"{prefix}:polls"
         self.linkindex = f"{prefix}:linkindex"
         self.tokens = f"{prefix}:tokens"
+        self.readers = f"{prefix}:readers"
         self.webhooks = f"{prefix}:webhooks"
         self.webhook_dead = f"{prefix}:webhooks:dead"
         self.webhook_retry = f"{prefix}:webhooks:retry"
@@ -165,6 +169,13 @@ class Keys:
 
     def poll_throttle(self, poll_id: str, addr_hash: str) -> str:
         return self.poll_part(poll_id, f"thr:{addr_hash}")
+
+    # -- readers ------------------------------------------------------------------
+    def reader_index(self, reader: str) -> str:
+        return f"{self.prefix}:r:{{{reader}}}"
+
+    def reader_revoked(self, digest: str) -> str:
+        return f"{self.prefix}:rv:{digest}"
 
     # -- time buckets -------------------------------------------------------------
     @staticmethod

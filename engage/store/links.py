@@ -16,7 +16,7 @@ from typing import Any
 
 from engage.errors import UnknownLink
 from engage.formulas import wilson_lower
-from engage.store import Store, budgets, reactions, scripts
+from engage.store import Store, budgets, reactions, readers, scripts
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -197,10 +197,10 @@ PREFETCH = "prefetch"
 
 def click(
     store: Store, link_id_: str, address: str, refused: str | None = None,
-    networks: budgets.Networks = budgets.NO_NETWORKS,
+    networks: budgets.Networks = budgets.NO_NETWORKS, reader: str | None = None,
 ) -> Click:
     """Resolve a link and count one click from `address` (a hashed address group);
-    raises UnknownLink.
+    raises UnknownLink. A counted click is credited to `reader` (store/readers.py).
 
     A click is counted at most once per address group per link per CLICK_WINDOW, and
     up to each wider network's budget (`networks`, store/budgets.py): "duplicate" and
@@ -233,6 +233,8 @@ def click(
     )
     result = scripts.result(raw)
     why = str(result.values[1]) if result.status == Status.UNCHANGED else None
+    if reader is not None and why is None:
+        readers.note_click(store, reader, link_id_, now)
     return Click(str(result.values[0]), why)
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from engage.store import Store, budgets, scripts
+from engage.store import Store, budgets, readers, scripts
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -115,6 +115,8 @@ def vote(
     reason: str | None = None,
     networks: budgets.Networks = budgets.NO_NETWORKS,
     channel: str = "web",
+    token: str | None = None,
+    erasing: bool = False,
 ) -> tuple[Reactions, bool]:
     """Cast, move or withdraw (choice None) a reader's vote: one script, one round trip,
     whichever of CHANNELS it came through.
@@ -123,18 +125,23 @@ def vote(
     wider networks (store/budgets.py): a vote spends from each of their budgets.
     Returns the new counts and whether anything changed. Raises UnknownArticle or
     Throttled. Repeating a call is a no-op, so a retried request cannot double-count.
+    `token`, the reader's, is refused (ReaderRevoked) when renewed since or erased (the
+    API checks it here, in the index's round trip); `erasing` withdraws for an erasure
+    (store/readers.py): no budget, no reader logged, no token.
     """
     now = store.now()
     hour_ttl, day_ttl = store.bucket_ttls()
-    raw = store.run(
-        "vote_reaction",
-        keys=vote_keys(store.keys, article_id, address, now, networks),
-        args=[reader, choice or "", (reason or "") if choice else "",
-              budgets.vote_limits(store.config, networks), store.config["THROTTLE_WINDOW"],
-              hour_ttl, day_ttl, store.min_event_id(now), article_id, channel],
-    )
-    store.forget(article_id)
-    result = scripts.result(raw)
+    with readers.noting(store, reader, "a", article_id, now, token):
+        raw = store.run(
+            "vote_reaction",
+            keys=vote_keys(store.keys, article_id, address, now, networks),
+            args=[reader, choice or "", (reason or "") if choice else "",
+                  "" if erasing else budgets.vote_limits(store.config, networks),
+                  store.config["THROTTLE_WINDOW"], hour_ttl, day_ttl,
+                  store.min_event_id(now), article_id, channel, "1" if erasing else ""],
+        )
+        store.forget(article_id)
+        result = scripts.result(raw)
     mine, mine_reason = _split_mine(result.values[0])
     counts = normalize_counts(store, result.values[1:])
     return Reactions(counts, mine, mine_reason), result.status == Status.CHANGED

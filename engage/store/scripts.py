@@ -104,6 +104,7 @@ VOTE_REACTION = _LUA_STATUSES + _LUA_THROTTLE + """
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] article id
 -- ARGV[10] channel the vote came through (web, email, nojs, amp)
+-- ARGV[11] '1' logs the event without the reader (an erasure's withdrawal), else ''
 -- Returns {CHANGED or UNCHANGED, mine, counts...}, or {UnknownArticle} or
 -- {Throttled, retry_after}.
 -- A repeated choice and a throttled vote are counted as refused in the buckets.
@@ -149,8 +150,8 @@ else
 end
 redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[8], '*',
   'type', 'reaction.' .. action, 'article', ARGV[9], 'choice', choice,
-  'previous', old_choice, 'reason', reason, 'reader', reader, 'hour', stamp(KEYS[7]),
-  'channel', ARGV[10])
+  'previous', old_choice, 'reason', reason, 'reader', ARGV[11] == '1' and '' or reader,
+  'hour', stamp(KEYS[7]), 'channel', ARGV[10])
 return {CHANGED, new or '', unpack(redis.call('HGETALL', KEYS[2]))}
 """
 
@@ -321,6 +322,7 @@ VOTE_POLL = _LUA_STATUSES + _LUA_THROTTLE + _LUA_SPLIT + """
 -- KEYS[8..]'s   ARGV[5] throttle window (s)
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] poll id
+-- ARGV[10] '1' logs the event without the reader (an erasure's withdrawal), else ''
 -- Returns {CHANGED or UNCHANGED, mine, n, <n counts items>, <poll hash items>}, or
 -- {UnknownPoll}, {Throttled, retry_after}, {PollClosed},
 -- {InvalidOptions, 'unknown'|'single'|'max'}.
@@ -390,7 +392,7 @@ else
 end
 redis.call('XADD', KEYS[5], 'MINID', '~', ARGV[8], '*',
   'type', 'poll.' .. action, 'poll', ARGV[9], 'article', meta[6] or '',
-  'options', new, 'previous', old, 'reader', ARGV[1])
+  'options', new, 'previous', old, 'reader', ARGV[10] == '1' and '' or ARGV[1])
 return reply(CHANGED, new)
 """
 
