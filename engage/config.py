@@ -104,10 +104,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PUBLIC_URL", None, str,
             "https://host[/path] readers reach engage at, for absolute links in answers; "
             "unset keeps them relative. Never taken from the request's Host."),
+    Setting("DEFAULT_SITE", "default", str,
+            "Name of the site that articles without a site belong to, whose values are "
+            "the settings below until an admin stores it (docs/sites.md)."),
     Setting("ALLOWED_ORIGINS", [], _list,
-            "Publisher origins allowed to call the API from a browser (CORS)."),
+            "Publisher origins allowed to call the API from a browser (CORS): the "
+            "default site's."),
     Setting("CHOICES", ["yes", "no"], _list,
-            "Reaction choices, in display order."),
+            "Reaction choices, in display order (the default site's)."),
     Setting("REASON_CHOICE", "no", str,
             "The choice that may carry a reason."),
     Setting("REASONS", ["outdated", "inaccurate", "biased", "unclear", "not_relevant"], _list,

@@ -150,6 +150,11 @@ class UnknownPoll(NotFound):
     message = "No poll exists under this id."
 
 
+class UnknownSite(NotFound):
+    error_code = "unknown_site"
+    message = "No site exists under this name."
+
+
 class UnknownLink(NotFound):
     message = "No such link."
 

@@ -587,6 +587,65 @@ class PollListQuerySchema(Schema):
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
+# -- sites ---------------------------------------------------------------------------
+# Each pattern ends in `$`, which OpenAPI's regex dialect reads like Python's `\Z` only
+# without a trailing newline: no_control_characters refuses that one.
+SITE_NAME = [validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,39}$", error="1-40 characters of "
+                             "a-z 0-9 -, starting with a letter or digit."), no_control_characters]
+# A choice or reason is stored in counts and bucket fields and in a voter's "choice|reason":
+# never a comma (lists of them are comma-joined for the scripts), a bar or a space.
+CHOICE = [validate.Regexp(r"^[^\s,|]{1,32}$",
+                          error="1-32 characters, none of them a space, comma or bar."),
+          no_control_characters]
+MAX_CHOICES = 8
+
+
+class ReactionSetSchema(Schema):
+    """The choices readers pick from, in display order, and the reasons one of them takes."""
+
+    choices = fields.List(fields.String(validate=CHOICE), required=True,
+                          validate=validate.Length(min=2, max=MAX_CHOICES))
+    reason_choice = fields.String(allow_none=True, load_default=None, validate=CHOICE)
+    reasons = fields.List(fields.String(validate=CHOICE), load_default=list,
+                          validate=validate.Length(max=20))
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_: Any) -> None:
+        if len(set(data["choices"])) != len(data["choices"]):
+            raise ValidationError("Each choice once.", field_name="choices")
+        if data.get("reason_choice") not in (None, *data["choices"]):
+            raise ValidationError("Must be one of the choices, or null.",
+                                  field_name="reason_choice")
+
+
+class SiteChangesSchema(Schema):
+    """What `updateSite` may change; `createSite` adds the name."""
+
+    origins = fields.List(fields.String(validate=[validate.Regexp(
+        r"^https?://[^/?#@\s]+$", error="An origin: http(s)://host[:port], no path."),
+        no_control_characters]),
+        validate=validate.Length(max=50))
+    locale = fields.String(validate=[validate.Regexp(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
+                                                     error="A language tag such as en or fr-CA."),
+                                     no_control_characters])
+    reactions = fields.Nested(ReactionSetSchema)
+    links_shown = fields.Integer(validate=validate.Range(min=0, max=MAX_LINKS))
+    cache_max_age = fields.Integer(validate=validate.Range(min=0, max=3600))
+    cache_stale = fields.Integer(validate=validate.Range(min=0, max=86400))
+
+
+class SiteInSchema(SiteChangesSchema):
+    name = fields.String(required=True, validate=SITE_NAME)
+
+
+class SiteSchema(SiteInSchema):
+    """A site; values not given when it was made are the default site's settings."""
+
+
+class SitesSchema(Schema):
+    sites = fields.List(fields.Nested(SiteSchema), required=True)
+
+
 # -- API tokens (dashboard admin pages; the CLI makes them too) ------------------------
 TOKEN_ROLES = ("editor", "admin")
 

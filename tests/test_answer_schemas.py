@@ -83,6 +83,12 @@ def test_every_json_answer_matches_its_declared_schema(
           "secret": "a-webhook-secret-of-some-length"}),
         ("get", "/webhooks", "/webhooks", "admin", None),
         ("get", "/webhooks", "/webhooks", "editor", None),
+        ("post", "/sites", "/sites", "admin", {"name": "regional", "locale": "fr"}),
+        ("post", "/sites", "/sites", "admin", {"name": "regional"}),
+        ("get", "/sites", "/sites", "admin", None),
+        ("get", "/sites/{name}", "/sites/regional", "admin", None),
+        ("patch", "/sites/{name}", "/sites/regional", "admin", {"links_shown": 2}),
+        ("patch", "/sites/{name}", "/sites/nope", "admin", {"links_shown": 2}),
     ]
     option = None
     checked: set[tuple[str, str, int]] = set()

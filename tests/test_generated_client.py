@@ -40,6 +40,7 @@ OPERATIONS = {
               "put_my_poll_vote", "delete_my_poll_vote", "list_article_polls",
               "export_poll"},
     "webhooks": {"list_webhooks", "create_webhook", "delete_webhook"},
+    "sites": {"list_sites", "create_site", "get_site", "update_site"},
 }
 
 

@@ -31,6 +31,7 @@ API_MODULES = (
     "stats",
     "polls",
     "webhooks",
+    "sites",
 )
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 

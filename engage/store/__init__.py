@@ -110,6 +110,7 @@ class Store:
         # anyone of it (store/widget.py).
         self.counts_cache = ReadCache(counts_cache_articles, lambda: self.timer())
         self.widget_cache = ReadCache(counts_cache_articles, lambda: self.timer())
+        self.sites_cache = ReadCache(1, lambda: self.timer())  # "" -> the sites (store/sites.py)
 
     def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self.scripts[name](keys=keys, args=args)

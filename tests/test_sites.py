@@ -1,0 +1,99 @@
+"""Sites: admins define them through the API and the CLI; with none stored, the default
+site is today's settings (docs/sites.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+
+from engage.cli import main
+from tests.redis_server import RedisServer
+
+EMOJI = ["😀", "😂", "😮", "😢", "😡", "👍", "👎", "❤️"]
+REGIONAL = {"name": "regional", "origins": ["https://regional.example.com"],
+            "locale": "fr", "reactions": {"choices": EMOJI, "reason_choice": None,
+                                          "reasons": []}}
+
+
+def test_default_site_is_the_settings(client: FlaskClient, admin: dict[str, str]) -> None:
+    response = client.get("/api/v1/sites", headers=admin)
+    assert response.status_code == 200
+    assert response.json == {"sites": [{
+        "name": "default", "origins": [], "locale": "en",
+        "reactions": {"choices": ["yes", "no"], "reason_choice": "no",
+                      "reasons": ["outdated", "inaccurate", "biased", "unclear", "not_relevant"]},
+        "links_shown": 4, "cache_max_age": 5, "cache_stale": 30,
+    }]}
+
+
+def test_create_get_update(client: FlaskClient, admin: dict[str, str], store: Any) -> None:
+    created = client.post("/api/v1/sites", json=REGIONAL, headers=admin)
+    assert created.status_code == 201, created.json
+    assert created.json["reactions"]["choices"] == EMOJI
+    assert created.json["links_shown"] == 4  # left out: the default's
+    assert client.post("/api/v1/sites", json=REGIONAL, headers=admin).status_code == 409
+    assert client.post("/api/v1/sites", json={"name": "default"},
+                       headers=admin).json["error"]["code"] == "id_taken"
+
+    changed = client.patch("/api/v1/sites/regional", json={"links_shown": 2}, headers=admin)
+    assert changed.status_code == 200
+    assert changed.json["links_shown"] == 2 and changed.json["locale"] == "fr"
+    assert client.get("/api/v1/sites/regional", headers=admin).json == changed.json
+    names = [s["name"] for s in client.get("/api/v1/sites", headers=admin).json["sites"]]
+    assert names == ["default", "regional"]
+    assert json.loads(store.redis.hget("engage:sites", "regional"))["links_shown"] == 2
+
+
+def test_unknown_site(client: FlaskClient, admin: dict[str, str]) -> None:
+    response = client.patch("/api/v1/sites/nowhere", json={"locale": "de"}, headers=admin)
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "unknown_site"
+
+
+@pytest.mark.parametrize("body", [
+    {"name": "Bad Name"},
+    {"name": "x", "origins": ["https://a.example.com/path"]},
+    {"name": "x", "reactions": {"choices": ["yes"]}},
+    {"name": "x", "reactions": {"choices": ["yes", "yes"]}},
+    {"name": "x", "reactions": {"choices": ["a,b", "c"]}},
+    {"name": "x", "reactions": {"choices": [str(n) for n in range(9)]}},
+    {"name": "x", "reactions": {"choices": ["yes", "no"], "reason_choice": "maybe"}},
+])
+def test_bad_site_refused(client: FlaskClient, admin: dict[str, str], store: Any,
+                          body: dict[str, Any]) -> None:
+    response = client.post("/api/v1/sites", json=body, headers=admin)
+    assert response.status_code == 422, response.json
+    assert response.json["error"]["fields"]
+    assert not store.redis.exists("engage:sites")
+
+
+def test_editors_cannot_manage_sites(client: FlaskClient, editor: dict[str, str]) -> None:
+    assert client.get("/api/v1/sites", headers=editor).status_code == 403
+    assert client.post("/api/v1/sites", json=REGIONAL, headers=editor).status_code == 403
+
+
+def test_cli(own_redis: RedisServer, tmp_path: Path) -> None:
+    env = {name: None for name in os.environ if name.startswith("ENGAGE_")}
+    env.update({"ENGAGE_REDIS_URL": own_redis.url, "ENGAGE_LOG_JSON": "0",
+                "ENGAGE_SECRET_KEY": "cli-test-secret-long-enough"})
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+    made = run("site", "create", "magazine", "--origins", "https://mag.example.com",
+               "--choices", "yes,no,unsure", "--reason-choice", "no", "--reasons", "dull")
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["reactions"]["choices"] == ["yes", "no", "unsure"]
+    assert run("site", "create", "magazine").exit_code != 0
+    assert run("site", "update", "magazine", "--links-shown", "9").exit_code == 0
+    assert run("site", "update", "magazine", "--links-shown", "99").exit_code != 0
+    assert run("site", "update", "nowhere", "--locale", "de").exit_code != 0
+    listed = [json.loads(line) for line in run("site", "list").stdout.splitlines()]
+    assert [s["name"] for s in listed] == ["default", "magazine"]
+    assert listed[1]["links_shown"] == 9
