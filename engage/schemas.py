@@ -71,6 +71,17 @@ def Text(*, max: int, min: int | None = 1, **kwargs: Any) -> fields.String:  # n
         validate=[validate.Length(min=min, max=max), no_control_characters], **kwargs)
 
 
+# Each pattern ends in `$`, which OpenAPI's regex dialect reads like Python's `\Z` only
+# without a trailing newline: no_control_characters refuses that one.
+SITE_NAME = [validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,39}$", error="1-40 characters of "
+                             "a-z 0-9 -, starting with a letter or digit."), no_control_characters]
+# A choice or reason is stored in counts and bucket fields and in a voter's "choice|reason":
+# never a comma (lists of them are comma-joined for the scripts), a bar or a space.
+CHOICE = [validate.Regexp(r"^[^\s,|]{1,32}$",
+                          error="1-32 characters, none of them a space, comma or bar."),
+          no_control_characters]
+
+
 def is_usable_url(value: str) -> bool:
     """A URL the server can send in a Location header and a client can connect to: its
     port, if any, is 1-65535 and it survives conversion to ASCII (werkzeug's, as the
@@ -146,6 +157,8 @@ class ArticleInSchema(Schema):
         load_default=list,
         validate=validate.Length(max=20),
     )
+    site = fields.String(validate=SITE_NAME, metadata={
+        "description": "The site it belongs to; the default site when left out."})
 
 
 class ArticleIdSchema(Schema):
@@ -166,6 +179,7 @@ class ArticleSchema(Schema):
     section = fields.String(required=True)
     published_at = fields.String(required=True)
     tags = fields.List(fields.String(), required=True)
+    site = fields.String(required=True)
     created_at = fields.String(allow_none=True)
     updated_at = fields.String(allow_none=True)
     reactions = fields.Nested(CountsSchema)
@@ -588,15 +602,6 @@ class PollListQuerySchema(Schema):
 
 
 # -- sites ---------------------------------------------------------------------------
-# Each pattern ends in `$`, which OpenAPI's regex dialect reads like Python's `\Z` only
-# without a trailing newline: no_control_characters refuses that one.
-SITE_NAME = [validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,39}$", error="1-40 characters of "
-                             "a-z 0-9 -, starting with a letter or digit."), no_control_characters]
-# A choice or reason is stored in counts and bucket fields and in a voter's "choice|reason":
-# never a comma (lists of them are comma-joined for the scripts), a bar or a space.
-CHOICE = [validate.Regexp(r"^[^\s,|]{1,32}$",
-                          error="1-32 characters, none of them a space, comma or bar."),
-          no_control_characters]
 MAX_CHOICES = 8
 
 

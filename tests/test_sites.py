@@ -13,19 +13,26 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from engage.cli import main
+from tests.conftest import ARTICLE
 from tests.redis_server import RedisServer
 
+NEWS = "https://news.example.com"
 EMOJI = ["😀", "😂", "😮", "😢", "😡", "👍", "👎", "❤️"]
 REGIONAL = {"name": "regional", "origins": ["https://regional.example.com"],
             "locale": "fr", "reactions": {"choices": EMOJI, "reason_choice": None,
                                           "reasons": []}}
 
 
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    return {"ALLOWED_ORIGINS": [NEWS + "/", "null"]}
+
+
 def test_default_site_is_the_settings(client: FlaskClient, admin: dict[str, str]) -> None:
     response = client.get("/api/v1/sites", headers=admin)
     assert response.status_code == 200
     assert response.json == {"sites": [{
-        "name": "default", "origins": [], "locale": "en",
+        "name": "default", "origins": [NEWS], "locale": "en",
         "reactions": {"choices": ["yes", "no"], "reason_choice": "no",
                       "reasons": ["outdated", "inaccurate", "biased", "unclear", "not_relevant"]},
         "links_shown": 4, "cache_max_age": 5, "cache_stale": 30,
@@ -97,3 +104,68 @@ def test_cli(own_redis: RedisServer, tmp_path: Path) -> None:
     listed = [json.loads(line) for line in run("site", "list").stdout.splitlines()]
     assert [s["name"] for s in listed] == ["default", "magazine"]
     assert listed[1]["links_shown"] == 9
+
+
+# -- articles belong to one site; CORS answers a site's origins for its articles ----------
+
+
+@pytest.fixture
+def regional(client: FlaskClient, admin: dict[str, str]) -> str:
+    assert client.post("/api/v1/sites", json=REGIONAL, headers=admin).status_code == 201
+    return "regional"
+
+
+def put_article(client: FlaskClient, editor: dict[str, str], article_id: str,
+                **fields: Any) -> Any:
+    return client.put(f"/api/v1/articles/{article_id}", json={**ARTICLE, **fields},
+                      headers=editor)
+
+
+def test_articles_belong_to_one_site(client: FlaskClient, editor: dict[str, str],
+                                     regional: str, store: Any) -> None:
+    assert put_article(client, editor, "home").json["site"] == "default"
+    assert not store.redis.hexists("engage:a:{home}", "site")  # as before sites
+    placed = put_article(client, editor, "local", site=regional)
+    assert placed.status_code == 201 and placed.json["site"] == regional
+    # A PUT that leaves the site out keeps it.
+    assert put_article(client, editor, "local").json["site"] == regional
+    assert client.get("/api/v1/articles/local").json["site"] == regional
+
+    refused = put_article(client, editor, "elsewhere", site="nowhere")
+    assert refused.status_code == 422
+    assert refused.json["error"]["fields"] == {"site": ["No site exists under this name."]}
+    assert not store.redis.exists("engage:a:{elsewhere}")
+
+
+def cors(response: Any) -> str | None:
+    value: str | None = response.headers.get("Access-Control-Allow-Origin")
+    return value
+
+
+def test_cors_per_site(client: FlaskClient, editor: dict[str, str], regional: str) -> None:
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site=regional)
+    local = REGIONAL["origins"][0]
+    for path in ["/api/v1/articles/{}/reactions", "/api/v1/widget?article={}"]:
+        assert cors(client.get(path.format("home"), headers={"Origin": NEWS})) == NEWS
+        assert cors(client.get(path.format("local"), headers={"Origin": local})) == local
+        assert cors(client.get(path.format("home"), headers={"Origin": local})) is None
+        assert cors(client.get(path.format("local"), headers={"Origin": NEWS})) is None
+    preflight = client.options("/api/v1/articles/home/reactions/mine", headers={
+        "Origin": local, "Access-Control-Request-Method": "PUT"})
+    assert cors(preflight) is None
+    # One page may not read another site's article alongside its own.
+    both = client.get("/api/v1/widget?article=local&article=home", headers={"Origin": local})
+    assert cors(both) is None
+    # Minting a reader token names no article: every site's origin may.
+    assert cors(client.post("/api/v1/readers", headers={"Origin": local})) == local
+
+
+def test_site_origins_change_while_running(client: FlaskClient, editor: dict[str, str],
+                                           admin: dict[str, str], regional: str,
+                                           store: Any) -> None:
+    put_article(client, editor, "local", site=regional)
+    added = "https://m.regional.example.com"
+    assert cors(client.get("/api/v1/articles/local", headers={"Origin": added})) is None
+    client.patch(f"/api/v1/sites/{regional}", json={"origins": [added]}, headers=admin)
+    assert cors(client.get("/api/v1/articles/local", headers={"Origin": added})) == added

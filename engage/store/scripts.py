@@ -168,17 +168,19 @@ UPSERT_ARTICLE = """
 -- KEYS[1] article hash   KEYS[2] events stream
 -- ARGV[1] title  ARGV[2] url  ARGV[3] section  ARGV[4] published_at  ARGV[5] tags JSON
 -- ARGV[6] now (ISO 8601)  ARGV[7] oldest event id to keep (ms)  ARGV[8] article id
--- Returns {created (1|0), previous section or '', created_at}.
+-- ARGV[9] site ('' keeps the article's; an article without one is the default site's)
+-- Returns {created (1|0), previous section or '', created_at, site or ''}.
 local existed = redis.call('EXISTS', KEYS[1])
 local previous = redis.call('HGET', KEYS[1], 'section') or ''
 if existed == 0 then redis.call('HSET', KEYS[1], 'created_at', ARGV[6]) end
 redis.call('HSET', KEYS[1], 'title', ARGV[1], 'url', ARGV[2], 'section', ARGV[3],
   'published_at', ARGV[4], 'tags', ARGV[5], 'updated_at', ARGV[6])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'site', ARGV[9]) end
 local action = 'updated'
 if existed == 0 then action = 'created' end
 redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*',
   'type', 'article.' .. action, 'article', ARGV[8])
-return {1 - existed, previous, redis.call('HGET', KEYS[1], 'created_at')}
+return {1 - existed, previous, unpack(redis.call('HMGET', KEYS[1], 'created_at', 'site'))}
 """
 
 

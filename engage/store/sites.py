@@ -5,8 +5,9 @@ default site (ENGAGE_DEFAULT_SITE) is made of today's ENGAGE_* settings, and an 
 with no `site` field belongs to it: data written before sites existed needs no migration.
 Storing a site under the default's name (`updateSite`) takes over from the settings.
 
-Every process keeps the listing for COUNTS_CACHE_SECONDS (CORS reads it on every
-cross-origin request), so a change reaches the other processes within that time.
+Every process keeps the listing, and the site of each article it was asked about, for
+COUNTS_CACHE_SECONDS (CORS reads them on every cross-origin request), so a change reaches
+the other processes within that time.
 """
 
 from __future__ import annotations
@@ -73,3 +74,19 @@ def update(store: Store, name: str, changes: dict[str, Any]) -> dict[str, Any]:
     store.redis.hset(store.keys.sites, name, json.dumps(site))
     store.sites_cache.pop("")
     return site
+
+
+def of_articles(store: Store, article_ids: list[str]) -> dict[str, str | None]:
+    """Article id -> its site's name, None for an unknown article (never kept)."""
+    kept: dict[str, str | None] = store.sites_cache.get_many(article_ids)
+    missing = [aid for aid in article_ids if aid not in kept]
+    if missing:
+        pipe = store.redis.pipeline(transaction=False)
+        for article_id in missing:
+            pipe.hmget(store.keys.article(article_id), "title", "site")
+        default = store.config["DEFAULT_SITE"]
+        found = {aid: site or default for aid, (title, site) in zip(missing, pipe.execute(),
+                                                                   strict=True) if title}
+        store.sites_cache.put_many(found)
+        kept.update(dict.fromkeys(missing) | found)
+    return kept
