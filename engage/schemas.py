@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app
 from marshmallow import (
     Schema,
     ValidationError,
@@ -158,7 +157,11 @@ class ArticleInSchema(Schema):
         validate=validate.Length(max=20),
     )
     site = fields.String(validate=SITE_NAME, metadata={
-        "description": "The site it belongs to; the default site when left out."})
+        "description": "The site it belongs to; left out, a new article is the default "
+                       "site's and an existing one keeps its site."})
+    reaction_set = fields.Nested("ReactionSetSchema", allow_none=True, metadata={
+        "description": "Its own reaction set instead of its site's; null returns to the "
+                       "site's, left out keeps what it has."})
 
 
 class ArticleIdSchema(Schema):
@@ -180,6 +183,8 @@ class ArticleSchema(Schema):
     published_at = fields.String(required=True)
     tags = fields.List(fields.String(), required=True)
     site = fields.String(required=True)
+    reaction_set = fields.Nested("ReactionSetSchema", required=True,
+                                 metadata={"description": "What readers may choose."})
     created_at = fields.String(allow_none=True)
     updated_at = fields.String(allow_none=True)
     reactions = fields.Nested(CountsSchema)
@@ -187,27 +192,11 @@ class ArticleSchema(Schema):
 
 # -- reactions -----------------------------------------------------------------------
 class ReactionInSchema(Schema):
-    choice = fields.String(required=True, validate=validate.Length(min=1, max=32))
-    reason = fields.String(allow_none=True, validate=validate.Length(min=1, max=32))
+    """Whether the choice and reason are the article's is checked by the vote itself
+    (store/reactions.py), which reads the article's reaction set anyway."""
 
-    @validates_schema
-    def _known_choice(self, data: dict[str, Any], **_: Any) -> None:
-        config = current_app.config
-        if data["choice"] not in config["CHOICES"]:
-            raise ValidationError(
-                f"Must be one of: {', '.join(config['CHOICES'])}.", field_name="choice"
-            )
-        reason = data.get("reason")
-        if reason is None:
-            return
-        if data["choice"] != config["REASON_CHOICE"]:
-            raise ValidationError(
-                f"Only a '{config['REASON_CHOICE']}' may carry a reason.", field_name="reason"
-            )
-        if reason not in config["REASONS"]:
-            raise ValidationError(
-                f"Must be one of: {', '.join(config['REASONS'])}.", field_name="reason"
-            )
+    choice = fields.String(required=True, validate=CHOICE)
+    reason = fields.String(allow_none=True, validate=CHOICE)
 
 
 class ReactionsSchema(CountsSchema):
@@ -264,6 +253,9 @@ class ImpressionsSchema(Schema):
 
 # -- widget bundle -------------------------------------------------------------------
 class WidgetArticleSchema(CountsSchema):
+    reaction_set = fields.Nested("ReactionSetSchema", metadata={
+        "description": "What readers may choose on this article, when not the bundle's "
+                       "own `choices`, `reason_choice` and `reasons` (the default site's)."})
     links = fields.List(fields.Nested(LinkSchema), required=True)
     polls = fields.List(fields.Nested("PollSchema"), required=True)
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from engage.cli import main
-from tests.conftest import ARTICLE
+from tests.conftest import ARTICLE, new_reader
 from tests.redis_server import RedisServer
 
 NEWS = "https://news.example.com"
@@ -169,3 +169,86 @@ def test_site_origins_change_while_running(client: FlaskClient, editor: dict[str
     assert cors(client.get("/api/v1/articles/local", headers={"Origin": added})) is None
     client.patch(f"/api/v1/sites/{regional}", json={"origins": [added]}, headers=admin)
     assert cors(client.get("/api/v1/articles/local", headers={"Origin": added})) == added
+
+
+# -- reaction sets by site, an article's own set, counts kept by choice name --------------
+def vote(client: FlaskClient, article_id: str, reader: dict[str, str], **body: Any) -> Any:
+    return client.put(f"/api/v1/articles/{article_id}/reactions/mine", json=body,
+                      headers=reader)
+
+
+def test_emoji_set_of_eight(client: FlaskClient, editor: dict[str, str],
+                            regional: str) -> None:
+    put_article(client, editor, "local", site=regional)
+    for n, choice in enumerate(EMOJI):
+        for _ in range(n % 3):
+            assert vote(client, "local", new_reader(client), choice=choice).status_code == 200
+    counts = client.get("/api/v1/articles/local/reactions").json["counts"]
+    assert list(counts) == EMOJI  # display order
+    assert counts == {c: n % 3 for n, c in enumerate(EMOJI)}
+    bundle = client.get("/api/v1/widget?article=local").json
+    assert bundle["articles"]["local"]["reaction_set"]["choices"] == EMOJI
+
+
+def test_another_sites_choice_is_refused(client: FlaskClient, editor: dict[str, str],
+                                        regional: str, store: Any) -> None:
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site=regional)
+    reader = new_reader(client)
+    assert vote(client, "local", reader, choice="😀").status_code == 200
+    before = {key: store.redis.dump(key) for key in store.redis.keys("*")}
+
+    refused = vote(client, "home", reader, choice="😀")
+    assert refused.status_code == 422
+    assert refused.json["error"]["fields"] == {"choice": ["Must be one of: yes, no."]}
+    refused = vote(client, "local", reader, choice="yes")
+    assert refused.json["error"]["fields"]["choice"][0].startswith("Must be one of: 😀, 😂")
+    refused = vote(client, "local", reader, choice="😀", reason="outdated")
+    assert refused.json["error"]["fields"] == {
+        "reason": ["This article's choices take no reason."]}
+    refused = vote(client, "home", reader, choice="yes", reason="outdated")
+    assert refused.json["error"]["fields"] == {"reason": ["Only a 'no' may carry a reason."]}
+    refused = vote(client, "home", reader, choice="no", reason="dull")
+    assert refused.status_code == 422 and "reason" in refused.json["error"]["fields"]
+    assert {key: store.redis.dump(key) for key in store.redis.keys("*")} == before
+
+
+def test_an_article_may_have_its_own_set(client: FlaskClient, editor: dict[str, str]) -> None:
+    quiz = {"choices": ["🔥", "🧊"], "reason_choice": None, "reasons": []}
+    assert put_article(client, editor, "quiz", reaction_set=quiz).json["reaction_set"] == quiz
+    reader = new_reader(client)
+    assert vote(client, "quiz", reader, choice="yes").status_code == 422
+    assert vote(client, "quiz", reader, choice="🔥").json["counts"] == {"🔥": 1, "🧊": 0}
+    # Left out, the set is kept; null returns to the site's, keeping the counts by name.
+    assert put_article(client, editor, "quiz").json["reaction_set"] == quiz
+    back = put_article(client, editor, "quiz", reaction_set=None).json["reaction_set"]
+    assert back["choices"] == ["yes", "no"]
+    assert client.get("/api/v1/articles/quiz").json["reactions"]["counts"] == {"yes": 0, "no": 0}
+    assert vote(client, "quiz", new_reader(client), choice="🔥").status_code == 422
+
+
+def test_changing_a_set_moves_no_count(client: FlaskClient, editor: dict[str, str],
+                                       admin: dict[str, str], store: Any,
+                                       catch_up: Any) -> None:
+    put_article(client, editor, "home")
+    for choice in ["yes", "yes", "no"]:
+        vote(client, "home", new_reader(client), choice=choice)
+    changed = {"reactions": {"choices": ["yes", "no", "unsure"], "reason_choice": "no",
+                             "reasons": ["outdated"]}}
+    assert client.patch("/api/v1/sites/default", json=changed, headers=admin).status_code == 200
+    assert client.get("/api/v1/articles/home/reactions").json["counts"] == {
+        "yes": 2, "no": 1, "unsure": 0}
+    assert vote(client, "home", new_reader(client), choice="unsure").status_code == 200
+    bundle = client.get("/api/v1/widget?article=home").json
+    assert bundle["choices"] == ["yes", "no", "unsure"]
+    assert "reaction_set" not in bundle["articles"]["home"]  # the bundle's own
+
+    # "no" retired: hidden from the counts, kept in Redis, in stats and exports.
+    retired = {"reactions": {"choices": ["yes", "unsure"]}}
+    client.patch("/api/v1/sites/default", json=retired, headers=admin)
+    assert client.get("/api/v1/articles/home/reactions").json["counts"] == {
+        "yes": 2, "unsure": 1}
+    assert store.redis.hget("engage:a:{home}:counts", "no") == "1"
+    export = client.get("/api/v1/events/export?format=ndjson", headers=editor)
+    assert sum('"choice": "no"' in line or '"choice":"no"' in line
+               for line in export.get_data(as_text=True).splitlines()) == 1

@@ -27,7 +27,7 @@ class Article(MethodView):
         article, raw_counts = articles.get_with_counts(store, article_id)
         if article is None:
             raise errors.UnknownArticle()
-        counts = normalize_counts(store, raw_counts)
+        counts = normalize_counts(article["reaction_set"]["choices"], raw_counts)
         article["reactions"] = {"counts": counts, "total": sum(counts.values())}
         return article
 

@@ -35,9 +35,11 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
             store.min_event_id(now),
             article_id,
             data.get("site") or "",
+            _own_set(data),
         ],
     )
-    created, previous_section, created_at, site = bool(int(raw[0])), raw[1], raw[2], raw[3]
+    created, previous_section, created_at, site, own = (
+        bool(int(raw[0])), raw[1], raw[2], raw[3], raw[4])
     # Global indexes live outside the article's slot; idempotent, rewritten every PUT.
     pipe = store.redis.pipeline(transaction=False)
     pipe.zadd(keys.articles, {article_id: _epoch(published)})
@@ -55,10 +57,20 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
         "published_at": published.isoformat(),
         "tags": list(data.get("tags", [])),
         "site": site or store.config["DEFAULT_SITE"],
+        "reaction_set": sites.reaction_set(store, site, own),
         "created_at": created_at,
         "updated_at": now.isoformat(),
     }
     return article, created
+
+
+def _own_set(data: dict[str, Any]) -> str:
+    """UPSERT_ARTICLE's ARGV for the article's own reaction set: left out keeps it, null
+    drops it for its site's."""
+    if "reaction_set" not in data:
+        return ""
+    own = data["reaction_set"]
+    return "-" if own is None else sites.encode_set(own)
 
 
 def decode(store: Store, article_id: str, raw: dict[str, str]) -> dict[str, Any]:
@@ -71,6 +83,7 @@ def decode(store: Store, article_id: str, raw: dict[str, str]) -> dict[str, Any]
         "tags": json.loads(raw.get("tags") or "[]"),
         # Articles stored before sites existed have none: the default site's.
         "site": raw.get("site") or store.config["DEFAULT_SITE"],
+        "reaction_set": sites.reaction_set(store, raw.get("site"), raw.get("reactions")),
         "created_at": raw.get("created_at"),
         "updated_at": raw.get("updated_at"),
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 from engage.errors import UnknownLink
 from engage.formulas import wilson_lower
-from engage.store import Store, budgets, reactions, scripts
+from engage.store import Store, budgets, reactions, scripts, sites
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -140,13 +140,14 @@ def fill(
     replies = iter(pipe.execute())
     # candidate -> (title, url, ranking score); gone articles drop out.
     found: dict[str, tuple[str, str, float]] = {}
-    approve = store.config["CHOICES"][0]
     for aid in ids:
         meta, raw_counts = next(replies), next(replies)
         if meta:
-            counts = reactions.normalize_counts(store, raw_counts)
+            # Approval is the share of the article's first choice.
+            choices = sites.reaction_set(store, meta.get("site"), meta.get("reactions"))["choices"]
+            counts = reactions.normalize_counts(choices, raw_counts)
             found[aid] = (meta.get("title", ""), meta.get("url", ""),
-                          wilson_lower(counts[approve], sum(counts.values())) or 0.0)
+                          wilson_lower(counts[choices[0]], sum(counts.values())) or 0.0)
     for article_id, box in boxes.items():
         wanted = shown - len(box.curated)
         if not box.section or wanted <= 0:

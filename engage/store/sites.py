@@ -36,18 +36,54 @@ def default_site(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def listing(store: Store) -> dict[str, dict[str, Any]]:
-    """Name -> site, the default first, the others by name."""
+def encode_set(reaction_set: dict[str, Any]) -> str:
+    """A reaction set as the vote script reads it: `choices<TAB>reason choice<TAB>reasons`,
+    lists comma-joined (no choice or reason holds a comma or a space: schemas.CHOICE)."""
+    return "\t".join([",".join(reaction_set["choices"]), reaction_set["reason_choice"] or "",
+                      ",".join(reaction_set["reasons"])])
+
+
+def decode_set(line: str) -> dict[str, Any]:
+    choices, reason_choice, reasons = line.split("\t")
+    return {"choices": choices.split(","), "reason_choice": reason_choice or None,
+            "reasons": reasons.split(",") if reasons else []}
+
+
+def _kept(store: Store) -> tuple[dict[str, dict[str, Any]], str]:
+    """The sites, and their reaction sets as the vote script reads them: a line per site
+    (its name, a tab, its `encode_set`), the default's first, each line begun and ended
+    by a newline."""
     kept = store.sites_cache.get_many([""])
     if "" in kept:
-        found: dict[str, dict[str, Any]] = kept[""]
+        found: tuple[dict[str, dict[str, Any]], str] = kept[""]
         return found
     stored = {name: json.loads(raw) for name, raw in store.redis.hgetall(store.keys.sites).items()}
     default = default_site(store.config)
-    found = {default["name"]: stored.pop(default["name"], default)}
-    found.update(sorted(stored.items()))
-    store.sites_cache.put_many({"": found})
-    return found
+    sites = {default["name"]: stored.pop(default["name"], default)}
+    sites.update(sorted(stored.items()))
+    table = "".join(f"\n{name}\t{encode_set(site['reactions'])}" for name, site in sites.items())
+    store.sites_cache.put_many({"": (sites, table + "\n")})
+    return sites, table + "\n"
+
+
+def listing(store: Store) -> dict[str, dict[str, Any]]:
+    """Name -> site, the default first, the others by name."""
+    return _kept(store)[0]
+
+
+def sets_table(store: Store) -> str:
+    """Every site's reaction set for the vote script (`_kept`)."""
+    return _kept(store)[1]
+
+
+def reaction_set(store: Store, site: str | None, own: str | None) -> dict[str, Any]:
+    """An article's reaction set: its own (`own`, encoded) or its site's; an article
+    without a site, or whose site is unknown, is the default site's."""
+    if own:
+        return decode_set(own)
+    found = listing(store)
+    chosen = found.get(site or "") or found[store.config["DEFAULT_SITE"]]
+    return dict(chosen["reactions"])
 
 
 def get(store: Store, name: str) -> dict[str, Any]:
