@@ -187,7 +187,9 @@ def token() -> None:
 @token.command("create")
 @click.option("--role", type=click.Choice(["editor", "admin"]), required=True)
 @click.option("--name", default="", help="Who or what the token is for.")
-def token_create(role: str, name: str) -> None:
+@click.option("--site", "sites", multiple=True,
+              help="Limit an editor token to this site (repeat for several).")
+def token_create(role: str, name: str, sites: tuple[str, ...]) -> None:
     """Create a token; it is shown once and stored only as a hash."""
     from marshmallow import ValidationError
 
@@ -199,8 +201,16 @@ def token_create(role: str, name: str) -> None:
     except ValidationError as exc:
         raise click.BadParameter(" ".join(exc.normalized_messages().get("name", [])),
                                  param_hint="'--name'") from None
+    if sites and role != "editor":
+        raise click.BadParameter("only editor tokens are limited to sites", param_hint="'--site'")
     with _store() as store:
-        value, record = tokens.create(store, role, name)
+        from engage.store import sites as known
+
+        unknown = set(sites) - set(known.listing(store))
+        if unknown:
+            raise click.BadParameter(f"no site {', '.join(sorted(unknown))}",
+                                     param_hint="'--site'")
+        value, record = tokens.create(store, role, name, list(sites) if sites else None)
     click.echo(value)
     click.echo(f"created {record['role']} token {record['id']} {record['name']}".rstrip(), err=True)
 
@@ -212,7 +222,8 @@ def token_list() -> None:
 
     with _store() as store:
         for record in tokens.list_all(store):
-            click.echo(f"{record['id']}\t{record['role']}\t{record['created_at']}\t{record['name']}")
+            click.echo(f"{record['id']}\t{record['role']}\t{record['created_at']}\t{record['name']}"
+                       + (f"\tsites={','.join(record['sites'])}" if "sites" in record else ""))
 
 
 @token.command("revoke")

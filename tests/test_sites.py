@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from flask import Flask
 from flask.testing import FlaskClient
 
 from engage.cli import main
+from engage.store import tokens
 from tests.conftest import ARTICLE, new_reader
+from tests.desk import Desk
+from tests.test_auth_matrix import PUBLIC, call, routes
 from tests.redis_server import RedisServer
 
 NEWS = "https://news.example.com"
@@ -104,6 +109,12 @@ def test_cli(own_redis: RedisServer, tmp_path: Path) -> None:
     listed = [json.loads(line) for line in run("site", "list").stdout.splitlines()]
     assert [s["name"] for s in listed] == ["default", "magazine"]
     assert listed[1]["links_shown"] == 9
+
+    made = run("token", "create", "--role", "editor", "--site", "magazine")
+    assert made.exit_code == 0, made.output
+    assert "sites=magazine" in run("token", "list").stdout
+    assert run("token", "create", "--role", "editor", "--site", "nowhere").exit_code != 0
+    assert run("token", "create", "--role", "admin", "--site", "magazine").exit_code != 0
 
 
 # -- articles belong to one site; CORS answers a site's origins for its articles ----------
@@ -252,3 +263,95 @@ def test_changing_a_set_moves_no_count(client: FlaskClient, editor: dict[str, st
     export = client.get("/api/v1/events/export?format=ndjson", headers=editor)
     assert sum('"choice": "no"' in line or '"choice":"no"' in line
                for line in export.get_data(as_text=True).splitlines()) == 1
+
+
+# -- scoped staff: an editor of one site gets 403 on another's ----------------------------
+@pytest.fixture
+def scoped_token(store: Any, regional: str) -> str:
+    return tokens.create(store, "editor", "regional desk", [regional])[0]
+
+
+def test_scoped_editor_is_refused_on_another_sites_routes(
+        app: Flask, client: FlaskClient, editor: dict[str, str], admin: dict[str, str],
+        scoped_token: str) -> None:
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site="regional")
+    made = {}
+    for article_id in ("home", "local"):
+        poll = {"question": "Agreed?", "options": ["Yes", "No"], "article": article_id}
+        made[article_id] = client.post("/api/v1/polls", json=poll, headers=admin).json["id"]
+    scoped = {"Authorization": f"Bearer {scoped_token}"}
+    desk = Desk(app.test_client(), scoped_token)
+
+    checked = []
+    for rule, method, _ in routes(app):
+        if (rule, method) in PUBLIC or not re.search(r"<eid:(article|poll)_id>", rule):
+            continue
+        answers = {}
+        for article_id in ("home", "local"):
+            path = rule.replace("<eid:article_id>", article_id).replace(
+                "<eid:poll_id>", made[article_id])
+            if path.startswith("/api/"):
+                answers[article_id] = call(client, method, path, scoped).status_code
+            else:
+                page = desk.get(path) if method == "GET" else desk.post(path, {})
+                answers[article_id] = page.status_code
+        assert answers["home"] == 403, (rule, method, answers)
+        if not (rule, method) == ("/api/v1/polls/<eid:poll_id>", "DELETE"):  # admins only
+            assert answers["local"] != 403, (rule, method, answers)
+        checked.append((rule, method))
+    assert len(checked) >= 12, checked
+
+    # Writes that name a site, or an article, of another site.
+    assert put_article(client, scoped, "new-home").status_code == 403
+    assert put_article(client, scoped, "local", site="default").status_code == 403
+    assert put_article(client, scoped, "new-local", site="regional").status_code == 201
+    poll = {"question": "Agreed?", "options": ["Yes", "No"], "article": "home"}
+    assert client.post("/api/v1/polls", json=poll, headers=scoped).status_code == 403
+    page = desk.post("/dashboard/polls/new", {"question": "Agreed?", "option": ["Yes", "No"],
+                                              "article": "home", "results": "always"})
+    assert page.status_code == 403
+    export = client.get("/api/v1/events/export?article=home", headers=scoped)
+    assert export.status_code == 403
+
+
+def test_scoped_lists_show_their_sites_only(
+        app: Flask, client: FlaskClient, editor: dict[str, str], admin: dict[str, str],
+        scoped_token: str, catch_up: Any) -> None:
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site="regional")
+    for article_id in ("home", "local"):
+        poll = {"question": f"On {article_id}?", "options": ["Yes", "No"], "article": article_id}
+        client.post("/api/v1/polls", json=poll, headers=admin)
+    vote(client, "home", new_reader(client), choice="yes")
+    vote(client, "local", new_reader(client), choice="😀")
+    catch_up()
+    scoped = {"Authorization": f"Bearer {scoped_token}"}
+
+    polls_seen = client.get("/api/v1/polls", headers=scoped).json["polls"]
+    assert [p["article"] for p in polls_seen] == ["local"]
+    ranked = client.get("/api/v1/stats/articles", headers=scoped).json["articles"]
+    assert [row["id"] for row in ranked] == ["local"]
+    export = client.get("/api/v1/events/export?format=ndjson", headers=scoped)
+    assert {json.loads(line)["article"] for line in export.get_data(as_text=True).split()} \
+        == {"local"}
+    # Figures summed across every site are not theirs to see.
+    assert client.get("/api/v1/stats/sections", headers=scoped).status_code == 403
+    desk = Desk(app.test_client(), scoped_token)
+    for path in ("/dashboard", "/dashboard/live", "/dashboard/live.json"):
+        assert desk.get(path).status_code == 403, path
+    page = desk.get("/dashboard/polls").get_data(as_text=True)
+    assert "On local?" in page and "On home?" not in page
+    exported = desk.get("/dashboard/export?format=ndjson").get_data(as_text=True)
+    assert {json.loads(line)["article"] for line in exported.split()} == {"local"}
+
+    # Admins, and editors not limited to sites, see all.
+    for who in (admin, editor):
+        seen = client.get("/api/v1/polls", headers=who).json["polls"]
+        assert sorted(p["article"] for p in seen) == ["home", "local"]
+        assert client.get("/api/v1/stats/sections", headers=who).status_code == 200
+
+
+def test_only_editor_tokens_take_sites(store: Any) -> None:
+    with pytest.raises(ValueError, match="only editor tokens"):
+        tokens.create(store, "admin", "x", ["regional"])

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from engage import errors, schemas
 from engage.api import Blueprint
 from engage.api.spec import EDITOR
-from engage.identity import require_role
+from engage.identity import check_article_site, require_role
 from engage.store import articles, get_store
 from engage.store.reactions import normalize_counts
 
@@ -38,5 +38,6 @@ class Article(MethodView):
     @require_role("editor")
     def put(self, data: dict[str, Any], article_id: str) -> tuple[dict[str, Any], int]:
         """Register or update an article (editor)."""
+        check_article_site(article_id, data.get("site"))
         article, created = articles.upsert(get_store(), article_id, data)
         return article, 201 if created else 200

@@ -126,3 +126,25 @@ def of_articles(store: Store, article_ids: list[str]) -> dict[str, str | None]:
         store.sites_cache.put_many(found)
         kept.update(dict.fromkeys(missing) | found)
     return kept
+
+
+def owner(store: Store, article_id: str | None = None, poll_id: str | None = None
+          ) -> str | None:
+    """The site of an article, or of a poll (its article's; the default site's for a poll
+    of no article); None when unknown."""
+    if poll_id:
+        meta = store.redis.hmget(store.keys.poll(poll_id), "question", "article")
+        if meta[0] is None:
+            return None
+        if not meta[1]:
+            return str(store.config["DEFAULT_SITE"])
+        article_id = meta[1]
+    return of_articles(store, [article_id])[article_id] if article_id else None
+
+
+def articles_of(store: Store, names: list[str]) -> set[str]:
+    """Every article of these sites, and `""` (what a poll of no article names) when the
+    default site is one of them: one pipeline over the article index."""
+    ids = list(store.redis.zrange(store.keys.articles, 0, -1))
+    found = {aid for aid, site in of_articles(store, ids).items() if site in names}
+    return found | ({""} if store.config["DEFAULT_SITE"] in names else set())

@@ -26,7 +26,8 @@ from flask import (
 
 from engage import errors, timerange
 from engage.api.polls import poll_body
-from engage.api.stats import export_chunks, resolve_window
+from engage.api.stats import export_chunks, resolve_window, scoped_events
+from engage.identity import check_every_site, check_scope, visible_articles
 from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
@@ -64,7 +65,10 @@ def _guard() -> Any:
         return refuse(403, "csrf_failed", "The form expired or did not come from this site; "
                                            "reload the page and try again.")
     g.staff = session.signed_in()
-    if g.staff is not None or request.endpoint in _PUBLIC_ENDPOINTS:
+    if g.staff is not None:
+        check_scope()
+        return None
+    if request.endpoint in _PUBLIC_ENDPOINTS:
         return None
     if _wants_json():
         return errors.error_response(401, "unauthorized", "Sign in to the dashboard first.")
@@ -74,6 +78,11 @@ def _guard() -> Any:
 @bp.errorhandler(404)
 def _not_found(_exc: Exception) -> Response:
     return refuse(404, "not_found", "Nothing here: the article or poll may have been removed.")
+
+
+@bp.errorhandler(errors.Forbidden)
+def _forbidden(exc: errors.Forbidden) -> Response:
+    return refuse(403, exc.error_code, exc.message)
 
 
 @bp.after_request
@@ -128,6 +137,7 @@ def overview() -> Any:
     sort = request.args.get("sort", "approval")
     if sort not in stats.SORTS:
         abort(404)
+    check_every_site()
     store = get_store()
     span = timerange.PRESETS[range_key][1]
     window = None if span is None else resolve_window(store, store.now() - span, None)
@@ -205,7 +215,9 @@ def poll_list() -> Any:
         abort(404)
     found, more = polls.list_page(get_store(), None, (page - 1) * POLLS_PER_PAGE,
                                   POLLS_PER_PAGE)
-    shown = [poll_body(poll, staff=True) for poll in found]
+    visible = visible_articles(poll.article or "" for poll in found)
+    shown = [poll_body(poll, staff=True) for poll in found
+             if visible is None or (poll.article or "") in visible]
     return render_template(
         "dashboard/polls.html",
         page="polls",
@@ -244,6 +256,7 @@ def poll_status(poll_id: str) -> Any:
 
 @bp.get("/live")
 def live() -> Any:
+    check_every_site()
     return render_template("dashboard/live.html", page="live")
 
 
@@ -251,6 +264,7 @@ def live() -> Any:
 def live_json() -> Any:
     """What the live page polls every few seconds: standings and the events applied
     since the cursor it sends back (`since`), newest first."""
+    check_every_site()
     store = get_store()
     choices = list(store.config["CHOICES"])
     now = store.now()
@@ -287,7 +301,8 @@ def export() -> Response:
     if fmt not in ("csv", "ndjson"):
         return errors.error_response(422, "validation_failed", "Format is csv or ndjson.",
                                      {"format": ["Must be csv or ndjson."]})
-    found = events.iter_events(get_store())
+    store = get_store()
+    found = scoped_events(store, events.iter_events(store))
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     response = Response(stream_with_context(export_chunks(found, fmt)), mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="engage-events.{fmt}"'
