@@ -7,6 +7,7 @@ document what the API promises and feed the OpenAPI document.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,13 +73,16 @@ def Text(*, max: int, min: int | None = 1, **kwargs: Any) -> fields.String:  # n
 
 # Each pattern ends in `$`, which OpenAPI's regex dialect reads like Python's `\Z` only
 # without a trailing newline: no_control_characters refuses that one.
-SITE_NAME = [validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,39}$", error="1-40 characters of "
-                             "a-z 0-9 -, starting with a letter or digit."), no_control_characters]
+SITE_NAME: list[Callable[[Any], Any]] = [
+    validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,39}$",
+                    error="1-40 characters of a-z 0-9 -, starting with a letter or digit."),
+    no_control_characters]
 # A choice or reason is stored in counts and bucket fields and in a voter's "choice|reason":
 # never a comma (lists of them are comma-joined for the scripts), a bar or a space.
-CHOICE = [validate.Regexp(r"^[^\s,|]{1,32}$",
-                          error="1-32 characters, none of them a space, comma or bar."),
-          no_control_characters]
+CHOICE: list[Callable[[Any], Any]] = [
+    validate.Regexp(r"^[^\s,|]{1,32}$",
+                    error="1-32 characters, none of them a space, comma or bar."),
+    no_control_characters]
 
 
 def is_usable_url(value: str) -> bool:

@@ -18,8 +18,8 @@ from engage.cli import main
 from engage.store import tokens
 from tests.conftest import ARTICLE, new_reader
 from tests.desk import Desk
-from tests.test_auth_matrix import PUBLIC, call, routes
 from tests.redis_server import RedisServer
+from tests.test_auth_matrix import PUBLIC, call, routes
 
 NEWS = "https://news.example.com"
 EMOJI = ["😀", "😂", "😮", "😢", "😡", "👍", "👎", "❤️"]

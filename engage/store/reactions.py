@@ -122,7 +122,8 @@ def vote(
     `address` is the hash of the client's address group and `networks` those of its
     wider networks (store/budgets.py): a vote spends from each of their budgets.
     Returns the new counts and whether anything changed. Raises UnknownArticle,
-    InvalidChoice (a choice or reason outside the article's set) or Throttled. Repeating a call is a no-op, so a retried request cannot double-count.
+    InvalidChoice (a choice or reason outside the article's set) or Throttled.
+    Repeating a call is a no-op, so a retried request cannot double-count.
     """
     now = store.now()
     hour_ttl, day_ttl = store.bucket_ttls()

@@ -38,7 +38,7 @@ def create(store: Store, role: str, name: str = "",
         raise ValueError("only editor tokens are limited to sites")
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(24)
-    record = {
+    record: dict[str, Any] = {
         "id": token_id,
         "role": role,
         "name": name,
