@@ -355,3 +355,22 @@ def test_scoped_lists_show_their_sites_only(
 def test_only_editor_tokens_take_sites(store: Any) -> None:
     with pytest.raises(ValueError, match="only editor tokens"):
         tokens.create(store, "admin", "x", ["regional"])
+
+
+def test_article_stats_follow_its_set(client: FlaskClient, editor: dict[str, str],
+                                      admin: dict[str, str], regional: str) -> None:
+    put_article(client, editor, "local", site=regional)
+    poll = {"question": "Agreed?", "options": ["Yes", "No"], "article": "local"}
+    made = client.post("/api/v1/polls", json=poll, headers=admin).json
+    client.put(f"/api/v1/polls/{made['id']}/votes/mine", headers=new_reader(client),
+               json={"options": [made["options"][0]["id"]]})
+    vote(client, "local", new_reader(client), choice="😀")
+    series = client.get("/api/v1/articles/local/stats", headers=editor).json
+    assert series["choices"] == EMOJI
+    assert sum(p["added"]["😀"] for p in series["points"]) == 1
+    # A retired choice stays in the article's stats.
+    client.patch(f"/api/v1/sites/{regional}", headers=admin,
+                 json={"reactions": {"choices": ["👍", "👎"]}})
+    series = client.get("/api/v1/articles/local/stats", headers=editor).json
+    assert series["choices"] == ["👍", "👎", "😀"]
+    assert sum(p["added"]["😀"] for p in series["points"]) == 1

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engage.formulas import approval, rank_keys, trending_score, wilson_lower
-from engage.store import Store, windows
+from engage.store import Store, sites, windows
 from engage.timerange import HOUR, Range, floor
 
 TRENDING_BASELINE_HOURS = 24
@@ -445,10 +445,10 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
     keys = store.keys
     owner = keys.article(article_id)
     pipe = store.redis.pipeline(transaction=False)
-    pipe.exists(owner)
+    pipe.hmget(owner, "title", "site", "reactions")
     pipe.zrange(keys.article_polls(article_id), 0, -1)
-    exists, poll_ids = pipe.execute()
-    if not exists:
+    (title, site, own), poll_ids = pipe.execute()
+    if title is None:
         return None
     starts = window.starts()
     pipe = store.redis.pipeline(transaction=False)
@@ -456,8 +456,13 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
         pipe.hgetall(_bucket_key(store, owner, window.bucket, start))
         for poll_id in poll_ids:
             pipe.hgetall(_bucket_key(store, keys.poll(poll_id), window.bucket, start))
-    replies = iter(pipe.execute())
-    choices = list(store.config["CHOICES"])
+    replies = list(pipe.execute())
+    # The article's current choices, then any retired one its buckets still hold (each
+    # start's article bucket comes before its polls').
+    choices = list(sites.reaction_set(store, site, own)["choices"])
+    for fields in replies[::1 + len(poll_ids)]:
+        choices += [k[1:] for k in fields if k[:1] in "+-" and k[1:] not in choices]
+    replies = iter(replies)
     points = []
     for start in starts:
         fields = next(replies)
