@@ -456,13 +456,13 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
         pipe.hgetall(_bucket_key(store, owner, window.bucket, start))
         for poll_id in poll_ids:
             pipe.hgetall(_bucket_key(store, keys.poll(poll_id), window.bucket, start))
-    replies = list(pipe.execute())
+    found = pipe.execute()
     # The article's current choices, then any retired one its buckets still hold (each
     # start's article bucket comes before its polls').
     choices = list(sites.reaction_set(store, site, own)["choices"])
-    for fields in replies[::1 + len(poll_ids)]:
+    for fields in found[::1 + len(poll_ids)]:
         choices += [k[1:] for k in fields if k[:1] in "+-" and k[1:] not in choices]
-    replies = iter(replies)
+    replies = iter(found)
     points = []
     for start in starts:
         fields = next(replies)
