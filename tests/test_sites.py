@@ -365,12 +365,15 @@ def test_article_stats_follow_its_set(client: FlaskClient, editor: dict[str, str
     client.put(f"/api/v1/polls/{made['id']}/votes/mine", headers=new_reader(client),
                json={"options": [made["options"][0]["id"]]})
     vote(client, "local", new_reader(client), choice="😀")
+    moved = new_reader(client)
+    vote(client, "local", moved, choice="😀")
+    vote(client, "local", moved, choice="😂")
     series = client.get("/api/v1/articles/local/stats", headers=editor).json
     assert series["choices"] == EMOJI
-    assert sum(p["added"]["😀"] for p in series["points"]) == 1
+    assert sum(p["added"]["😀"] for p in series["points"]) == 2
     # A retired choice stays in the article's stats.
     client.patch(f"/api/v1/sites/{regional}", headers=admin,
                  json={"reactions": {"choices": ["👍", "👎"]}})
     series = client.get("/api/v1/articles/local/stats", headers=editor).json
-    assert series["choices"] == ["👍", "👎", "😀"]
-    assert sum(p["added"]["😀"] for p in series["points"]) == 1
+    assert series["choices"] == ["👍", "👎", "😀", "😂"]
+    assert sum(p["added"]["😀"] - p["removed"]["😀"] for p in series["points"]) == 1

@@ -459,9 +459,8 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
     found = pipe.execute()
     # The article's current choices, then any retired one its buckets still hold (each
     # start's article bucket comes before its polls').
-    choices = list(sites.reaction_set(store, site, own)["choices"])
-    for fields in found[::1 + len(poll_ids)]:
-        choices += [k[1:] for k in fields if k[:1] in "+-" and k[1:] not in choices]
+    choices = list(dict.fromkeys(sites.reaction_set(store, site, own)["choices"] + [
+        k[1:] for fields in found[::1 + len(poll_ids)] for k in fields if k[:1] in "+-"]))
     replies = iter(found)
     points = []
     for start in starts:
