@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from authlib.common.security import is_secure_transport
+
+from engage.schemas import ID_PATTERN
+from engage.store.tokens import ROLES
+
 ENV_PREFIX = "ENGAGE_"
 
 
@@ -59,6 +64,21 @@ def _dns_servers(raw: str) -> list[tuple[str, int]]:
         servers.append((str(ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))),
                         int(port)))
     return servers
+
+
+def role_map(raw: str) -> dict[str, tuple[str, list[str] | None]]:
+    """ENGAGE_OIDC_ROLES: `value=role[:site+site]`, comma-separated -> value -> (role,
+    sites). No sites is every site; an admin always has every site."""
+    mapping: dict[str, tuple[str, list[str] | None]] = {}
+    for item in _list(raw):
+        value, _, grant = item.rpartition("=")
+        role, colon, names = grant.partition(":")
+        sites = names.split("+") if colon else None
+        if not value.strip() or role not in ROLES or (sites is not None and (
+                role == "admin" or not all(re.fullmatch(ID_PATTERN, s) for s in sites))):
+            raise ValueError(f"not value=editor[:site+site] or value=admin: {item!r}")
+        mapping[value.strip()] = (role, sites)
+    return mapping
 
 
 def _seeds_dir() -> Path:
@@ -206,6 +226,24 @@ SETTINGS: tuple[Setting, ...] = (
             "Tries a cluster client makes across a failover before answering 503."),
     Setting("WEBHOOK_CONCURRENCY", 8, int,
             "Deliveries the worker sends at once; a slow endpoint costs a timeout per batch."),
+    Setting("OIDC_ISSUER", None, str,
+            "Issuer URL of the newsroom's OpenID Connect provider (https, or http on "
+            "loopback); set, staff may sign in through it as well as with tokens "
+            "(docs/oidc.md)."),
+    Setting("OIDC_CLIENT_ID", None, str,
+            "engage's client id at the provider."),
+    Setting("OIDC_CLIENT_SECRET", None, str,
+            "engage's client secret at the provider."),
+    Setting("OIDC_NAME", None, str,
+            "The provider's name on the sign-in button; unset shows the issuer's host."),
+    Setting("OIDC_SCOPES", "openid email profile", str,
+            "Scopes asked for, openid among them; add the one that releases OIDC_CLAIM "
+            "where the provider wants it (often groups)."),
+    Setting("OIDC_CLAIM", "groups", str,
+            "The ID token claim whose values (groups or roles) OIDC_ROLES maps."),
+    Setting("OIDC_ROLES", None, role_map,
+            "Claim value -> engage role and sites: value=admin or value=editor[:site+site], "
+            "comma-separated; a value not listed gives no access."),
 )
 
 def load_config(
@@ -244,6 +282,21 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("ENGAGE_PUBLIC_URL must be http(s)://host[:port][/path]")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
+    if config["OIDC_ISSUER"]:
+        _validate_oidc(config)
+
+
+def _validate_oidc(config: dict[str, Any]) -> None:
+    needed = ("OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_ROLES", "PUBLIC_URL")
+    missing = [ENV_PREFIX + name for name in needed if not config.get(name)]
+    if missing:
+        raise ConfigError(f"ENGAGE_OIDC_ISSUER needs {', '.join(missing)} too")
+    # The provider's keys come from there: over plain HTTP anyone on the way could
+    # swap them and sign in as anybody.
+    if not is_secure_transport(config["OIDC_ISSUER"]):
+        raise ConfigError("ENGAGE_OIDC_ISSUER must be https:// (http only on loopback)")
+    if "openid" not in config["OIDC_SCOPES"].split():
+        raise ConfigError("ENGAGE_OIDC_SCOPES must include openid")
 
 
 def resolve_secret(config: dict[str, Any]) -> str:

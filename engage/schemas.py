@@ -688,13 +688,46 @@ class WebhookInSchema(Schema):
     )
 
 
+WEBHOOK_OUTCOMES = ("delivered", "failed", "dead")
+
+
+class WebhookAttemptSchema(Schema):
+    at = fields.String(required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(WEBHOOK_OUTCOMES), metadata={
+        "description": "`failed` is retried later; `dead`: given up after the last retry."})
+    error = fields.String(allow_none=True, required=True)
+    attempts = fields.Integer(required=True)
+    delivery = fields.String(required=True, metadata={"description": "The idempotency id."})
+
+
 class WebhookSchema(Schema):
     id = fields.String(required=True)
     url = fields.String(required=True)
     events = fields.List(fields.String(), required=True)
     created_at = fields.String(required=True)
+    last_attempt = fields.Nested(WebhookAttemptSchema, allow_none=True, dump_default=None,
+                                 metadata={"description": "The newest delivery attempt."})
 
 
 class WebhookListSchema(Schema):
     webhooks = fields.List(fields.Nested(WebhookSchema), required=True)
+
+
+class WebhookTestSchema(Schema):
+    delivery = fields.String(required=True, metadata={
+        "description": "The test delivery's idempotency id, as the receiver will see it."})
+
+
+class DeadLetterSchema(Schema):
+    id = fields.String(required=True, metadata={"description": "The dead-letter entry."})
+    at = fields.String(required=True)
+    delivery = fields.String(required=True)
+    webhook = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    error = fields.String(required=True)
+    body = fields.String(required=True, metadata={"description": "The exact body sent."})
+
+
+class DeadLetterListSchema(Schema):
+    dead_letters = fields.List(fields.Nested(DeadLetterSchema), required=True)
 

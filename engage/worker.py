@@ -212,14 +212,7 @@ class Worker:
             if millis < int(hook["created_ms"]) or not webhooks.matches(hook["events"], kind):
                 continue
             event = payload(hook["id"], stream, entry_id, fields)
-            delivery = {
-                "delivery": event["id"],
-                "webhook": hook["id"],
-                "attempts": 0,
-                # Serialised once and kept, so every retry sends the same bytes.
-                "body": json.dumps(event, separators=(",", ":")),
-            }
-            jobs.append((delivery, hook, None))
+            jobs.append((webhooks.delivery(hook["id"], event), hook, None))
         return jobs
 
     # -- deliveries -----------------------------------------------------------------------
@@ -248,16 +241,17 @@ class Worker:
         started = time.perf_counter()
         error = self.send(hook["url"], body, headers, self.timeout)
         seconds = time.perf_counter() - started
+        outcome = ("delivered" if error is None else
+                   "dead" if delivery["attempts"] >= self.max_attempts else "failed")
+        metrics.webhook_attempt(outcome, seconds)
+        webhooks.record_attempt(self.store, delivery, outcome, error)
         if error is None:
-            metrics.webhook_attempt("delivered", seconds)
             if member is not None:
                 webhooks.finish_retry(self.store, member)
-        elif delivery["attempts"] >= self.max_attempts:
-            metrics.webhook_attempt("dead", seconds)
+        elif outcome == "dead":
             log.warning("webhook %s gave up on %s: %s", hook["id"], delivery["delivery"], error)
             webhooks.dead_letter(self.store, delivery, error, member)
         else:
-            metrics.webhook_attempt("failed", seconds)
             due = time.time() + self.backoff(delivery["attempts"])
             webhooks.schedule_retry(self.store, delivery, due, replaces=member)
 

@@ -89,6 +89,8 @@ def test_every_json_answer_matches_its_declared_schema(
         ("get", "/sites/{name}", "/sites/regional", "admin", None),
         ("patch", "/sites/{name}", "/sites/regional", "admin", {"links_shown": 2}),
         ("patch", "/sites/{name}", "/sites/nope", "admin", {"links_shown": 2}),
+        ("get", "/webhooks/dead-letters", "/webhooks/dead-letters", "admin", None),
+        ("post", "/webhooks/{webhook_id}/test", "/webhooks/wh_nope/test", "admin", None),
     ]
     option = None
     checked: set[tuple[str, str, int]] = set()
@@ -101,6 +103,9 @@ def test_every_json_answer_matches_its_declared_schema(
                           "reader", {"options": [option]}))
             steps.append(("delete", "/polls/{poll_id}/votes/mine", "/polls/ties/votes/mine",
                           "reader", None))
+        if (method, doc_path) == ("post", "/webhooks"):
+            steps.append(("post", "/webhooks/{webhook_id}/test",
+                          f"/webhooks/{response.get_json()['id']}/test", "admin", None))
         answer = response.get_json()
         schema = _schema(spec, "/api/v1" + doc_path, method, response.status_code)
         assert schema.validate(answer) == {}, (method, path, response.status_code, answer)

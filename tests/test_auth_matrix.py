@@ -41,6 +41,9 @@ PUBLIC = {
     ("/api/v1/widget/mine", "GET"),
     ("/dashboard/signin", "GET"),
     ("/dashboard/signin", "POST"),
+    # Sign-in through OpenID Connect (a 404 unless ENGAGE_OIDC_ISSUER is set).
+    ("/dashboard/oidc/start", "GET"),
+    ("/dashboard/oidc/callback", "GET"),
 }
 # Dashboard answers for JSON clients are 401; pages redirect to the sign-in form.
 DASHBOARD_JSON = {"/dashboard/live.json", "/dashboard/export"}

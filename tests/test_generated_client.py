@@ -39,7 +39,8 @@ OPERATIONS = {
     "polls": {"create_poll", "list_polls", "get_poll", "patch_poll", "delete_poll",
               "put_my_poll_vote", "delete_my_poll_vote", "list_article_polls",
               "export_poll"},
-    "webhooks": {"list_webhooks", "create_webhook", "delete_webhook"},
+    "webhooks": {"list_webhooks", "create_webhook", "delete_webhook", "test_webhook",
+                 "list_dead_letters"},
     "sites": {"list_sites", "create_site", "get_site", "update_site"},
 }
 

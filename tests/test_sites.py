@@ -338,8 +338,15 @@ def test_scoped_lists_show_their_sites_only(
     # Figures summed across every site are not theirs to see.
     assert client.get("/api/v1/stats/sections", headers=scoped).status_code == 403
     desk = Desk(app.test_client(), scoped_token)
-    for path in ("/dashboard", "/dashboard/live", "/dashboard/live.json"):
+    for path in ("/dashboard/live", "/dashboard/live.json"):
         assert desk.get(path).status_code == 403, path
+    overview = desk.get("/dashboard")  # their articles, no figures summed across sites
+    assert overview.status_code == 200
+    page = overview.get_data(as_text=True)
+    assert "/dashboard/articles/local" in page and "/dashboard/articles/home" not in page
+    assert 'aria-label="Totals"' not in page
+    assert 'aria-label="Totals"' in Desk(app.test_client(), editor["Authorization"][7:]).get(
+        "/dashboard").get_data(as_text=True)
     page = desk.get("/dashboard/polls").get_data(as_text=True)
     assert "On local?" in page and "On home?" not in page
     exported = desk.get("/dashboard/export?format=ndjson").get_data(as_text=True)

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,8 @@ def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 10.0) -
 def test_admin_registers_lists_and_deletes(client: FlaskClient, admin: dict[str, str],
                                            store: Any) -> None:
     created = register(client, admin, HOOK, ["reaction.*"])
-    assert set(created) == {"id", "url", "events", "created_at"}
+    assert set(created) == {"id", "url", "events", "created_at", "last_attempt"}
+    assert created["last_attempt"] is None
     assert created["events"] == ["reaction.*"]
     listed = client.get("/api/v1/webhooks", headers=admin)
     assert listed.status_code == 200
@@ -400,3 +402,81 @@ def test_worker_outlives_a_redis_outage(
             thread.join(10)
             server.stop()
     assert not thread.is_alive()
+
+
+# -- what admins see: a test delivery, the last attempt, dead letters -------------------
+def test_a_test_event_is_delivered_signed_and_shows_as_the_last_attempt(
+    client: FlaskClient, admin: dict[str, str], store: Any,
+) -> None:
+    with Receiver() as receiver:
+        hook = register(client, admin, receiver.url, ["poll.closed"])  # not a test type
+        queued = client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=admin)
+        assert queued.status_code == 202
+        delivery = queued.json["delivery"]
+        assert delivery.startswith(hook["id"] + ":test_")
+        run_until(Worker(store, "test"), lambda: len(receiver.delivered) == 1)
+        [body] = receiver.delivered_bodies()
+        assert body["type"] == "webhook.test" and body["id"] == delivery
+        assert body["data"] == {"webhook": hook["id"]}
+        assert signature_ok(SECRET, receiver.delivered[0])
+    [listed] = client.get("/api/v1/webhooks", headers=admin).json["webhooks"]
+    last = listed["last_attempt"]
+    assert (last["outcome"], last["attempts"], last["delivery"], last["error"]) == (
+        "delivered", 1, delivery, None)
+    assert webhooks.retry_count(store) == 0
+
+
+def test_a_failing_endpoint_shows_failed_then_dead_and_is_listed_dead(
+    app: Flask, client: FlaskClient, admin: dict[str, str], admin_desk: Any, store: Any,
+) -> None:
+    with Receiver(fail=lambda n: True) as receiver:
+        hook = register(client, admin, receiver.url, ["*"])
+        client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=admin)
+        worker = Worker(store, "test")
+        run_until(worker, lambda: len(receiver.requests) >= 1)
+        last = client.get("/api/v1/webhooks", headers=admin).json["webhooks"][0]["last_attempt"]
+        assert last["outcome"] in ("failed", "dead") and last["error"] == "http 500"
+        run_until(worker, lambda: bool(webhooks.dead_letters(store)))
+    last = client.get("/api/v1/webhooks", headers=admin).json["webhooks"][0]["last_attempt"]
+    assert (last["outcome"], last["attempts"]) == ("dead", app.config["WEBHOOK_MAX_ATTEMPTS"])
+    [dead] = client.get("/api/v1/webhooks/dead-letters", headers=admin).json["dead_letters"]
+    assert dead["webhook"] == hook["id"] and dead["error"] == "http 500"
+    assert dead["attempts"] == app.config["WEBHOOK_MAX_ATTEMPTS"]
+    assert json.loads(dead["body"])["type"] == "webhook.test"
+    assert abs(time.time() - datetime.fromisoformat(dead["at"]).timestamp()) < 60
+    page = admin_desk.get("/dashboard/admin/webhooks").get_data(as_text=True)
+    assert "Gave up" in page and dead["delivery"] in page and "http 500" in page
+
+
+def test_the_dashboard_queues_a_test_event(
+    client: FlaskClient, admin: dict[str, str], admin_desk: Any, store: Any,
+) -> None:
+    with Receiver() as receiver:
+        hook = register(client, admin, receiver.url, ["*"])
+        page = admin_desk.get("/dashboard/admin/webhooks").get_data(as_text=True)
+        assert "None yet" in page and "Send test" in page
+        sent = admin_desk.post(f"/dashboard/admin/webhooks/{hook['id']}/test", {})
+        assert sent.status_code == 302 and "queued" in sent.headers["Location"]
+        run_until(Worker(store, "test"), lambda: len(receiver.delivered) == 1)
+    page = admin_desk.get("/dashboard/admin/webhooks").get_data(as_text=True)
+    assert "Delivered" in page
+    assert admin_desk.post("/dashboard/admin/webhooks/wh_nope/test", {}).status_code == 404
+
+
+def test_test_and_dead_letters_are_for_admins_and_known_webhooks(
+    client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
+) -> None:
+    hook = register(client, admin, HOOK, ["*"])
+    for method, path in (("post", f"/api/v1/webhooks/{hook['id']}/test"),
+                         ("get", "/api/v1/webhooks/dead-letters")):
+        assert getattr(client, method)(path).status_code == 401
+        assert getattr(client, method)(path, headers=editor).status_code == 403
+    unknown = client.post("/api/v1/webhooks/wh_0000000000000000/test", headers=admin)
+    assert unknown.status_code == 404 and unknown.json["error"]["code"] == "not_found"
+    assert webhooks.retry_count(store) == 0  # nothing queued for it
+    assert client.get("/api/v1/webhooks/dead-letters", headers=admin).json == {
+        "dead_letters": []}
+    # Removing the webhook removes its last attempt too.
+    webhooks.record_attempt(store, webhooks.delivery(hook["id"], {"id": "x"}), "delivered", None)
+    client.delete(f"/api/v1/webhooks/{hook['id']}", headers=admin)
+    assert webhooks.last_attempts(store) == {}

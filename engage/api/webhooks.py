@@ -13,6 +13,7 @@ from engage.identity import require_role
 from engage.store import get_store, webhooks
 
 blp = Blueprint("webhooks", __name__, description="Signed event deliveries (admin).")
+UNKNOWN = "No webhook exists under this id."
 
 
 @blp.route("/webhooks")
@@ -24,7 +25,7 @@ class Webhooks(MethodView):
     @require_role("admin")
     def get(self) -> dict[str, Any]:
         """Registered webhooks (never their secrets)."""
-        return {"webhooks": [webhooks.public(r) for r in webhooks.list_all(get_store())]}
+        return {"webhooks": webhooks.listed(get_store())}
 
     @blp.arguments(schemas.WebhookInSchema())
     @blp.response(201, schemas.WebhookSchema)
@@ -64,4 +65,36 @@ class Webhook(MethodView):
     def delete(self, webhook_id: str) -> None:
         """Stop deliveries to this endpoint (pending retries are dropped)."""
         if not webhooks.delete(get_store(), webhook_id):
-            raise errors.NotFound("No webhook exists under this id.")
+            raise errors.NotFound(UNKNOWN)
+
+
+@blp.route("/webhooks/<eid:webhook_id>/test")
+class WebhookTest(MethodView):
+    @blp.response(202, schemas.WebhookTestSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
+    @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown webhook.")
+    @blp.doc(operationId="testWebhook", security=ADMIN)
+    @require_role("admin")
+    def post(self, webhook_id: str) -> dict[str, Any]:
+        """Send this endpoint a signed `webhook.test` event (`data`: `{"webhook": id}`).
+
+        The worker delivers it as any event, retries included; its outcome shows as the
+        webhook's `last_attempt` in `listWebhooks`.
+        """
+        store = get_store()
+        if not webhooks.exists(store, webhook_id):
+            raise errors.NotFound(UNKNOWN)
+        return {"delivery": webhooks.queue_test(store, webhook_id)}
+
+
+@blp.route("/webhooks/dead-letters")
+class DeadLetters(MethodView):
+    @blp.response(200, schemas.DeadLetterListSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
+    @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
+    @blp.doc(operationId="listDeadLetters", security=ADMIN)
+    @require_role("admin")
+    def get(self) -> dict[str, Any]:
+        """The newest 100 deliveries given up after the last retry, newest first."""
+        return {"dead_letters": webhooks.dead_letters(get_store())}

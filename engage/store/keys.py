@@ -36,13 +36,14 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:polls                      | zset   | forever                 | poll id -> created (epoch s); a deleted poll stays listed so its event stream (kept EVENT_RETENTION_DAYS) stays reachable |
 | P:linkindex                  | hash   | forever                 | link id -> article id (for /r/<link id>)        |
 | P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at} |
-| P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session |
+| P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session, or JSON {id, role, name, sites, until} of one signed in through OpenID Connect (ends at `until` however used) |
 | P:rl:{N}:<what>:<addr hash>  | string | one minute              | requests counted from one address group, or wider network, for `what` (`mint`: reader tokens, `imp`: impression reports); N is the hash of the widest network the address is in (its group's when none), so one script finds them all in one slot (store/budgets.py) |
 | P:addrnonce:<YYYYMMDD>       | string | until the day ends + 10 min | random nonce of that UTC day's address-hash key (the key needs the app secret too) |
 | P:sites                      | hash   | until the site is changed | site name -> JSON {name, origins, locale, reactions, links_shown, cache_max_age, cache_stale} (store/sites.py) |
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
-| P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s) |
+| P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s); a test delivery starts here |
+| P:webhooks:status            | hash   | until the webhook is deleted | webhook id -> JSON {at, outcome, error, attempts, delivery} of its last attempt |
 | P:x:{stats}:seen            | hash   | forever                 | events stream key -> last entry id applied to the aggregates |
 | P:x:{stats}:sec             | hash   | forever                 | article id -> section (as the aggregates file it) |
 | P:x:{stats}:n:<choice>      | hash   | forever                 | article id -> standing reactions of that choice |
@@ -102,6 +103,7 @@ class Keys:
         self.webhooks = f"{prefix}:webhooks"
         self.webhook_dead = f"{prefix}:webhooks:dead"
         self.webhook_retry = f"{prefix}:webhooks:retry"
+        self.webhook_status = f"{prefix}:webhooks:status"
 
     # -- articles -----------------------------------------------------------------
     def article(self, article_id: str) -> str:

@@ -97,12 +97,29 @@ def _session_key(store: Store, session_id: str) -> str:
     return store.keys.session(hashlib.sha256(session_id.encode()).hexdigest()[:32])
 
 
-def start_session(store: Store, token_id: str, ttl: int) -> str:
-    """A new dashboard session of the token: its id, live on the server for `ttl` seconds
-    after its last use or until `end_session`."""
+def start_session(store: Store, owner: str, ttl: int) -> str:
+    """A new dashboard session of `owner` (a token's id, or what engage/web/session.py
+    keeps of a sign-in through OpenID Connect): its id, live on the server for `ttl`
+    seconds after its last use or until `end_session`."""
     session_id = secrets.token_urlsafe(24)
-    store.redis.set(_session_key(store, session_id), token_id, ex=ttl)
+    store.redis.set(_session_key(store, session_id), owner, ex=ttl)
     return session_id
+
+
+def _touch_session(store: Store, session_id: str, ttl: int) -> Any:
+    """A pipeline that reads the owner of a session and starts its lifetime over; more
+    reads may join it, for one round trip."""
+    key = _session_key(store, session_id)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.get(key)
+    pipe.expire(key, ttl)
+    return pipe
+
+
+def session_owner(store: Store, session_id: str, ttl: int) -> str | None:
+    """The owner a live session was started for; its lifetime starts over."""
+    owner, _ = _touch_session(store, session_id, ttl).execute()
+    return owner
 
 
 def end_session(store: Store, session_id: str) -> None:
@@ -118,10 +135,7 @@ def session_record(store: Store, session_id: str, token_id: str, digest: str,
     session signed out is gone from Redis; a revoked or re-issued token no longer
     matches: either ends the session at once, whatever cookie is shown.
     """
-    key = _session_key(store, session_id)
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.get(key)
-    pipe.expire(key, ttl)
+    pipe = _touch_session(store, session_id, ttl)
     pipe.hget(store.keys.tokens, token_id)
     owner, _, raw = pipe.execute()
     if not raw or not owner or not hmac.compare_digest(owner, token_id):

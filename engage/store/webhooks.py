@@ -8,7 +8,8 @@ Delivery state, all in Redis so a worker can die at any moment:
   group until every matching webhook has either received it or has a retry scheduled;
 - `P:webhooks:retry` zset: one member per delivery waiting for a retry (the exact body,
   so a retry is byte-identical and carries the same idempotency id), scored by due time;
-- `P:webhooks:dead` stream: deliveries given up after WEBHOOK_MAX_ATTEMPTS.
+- `P:webhooks:dead` stream: deliveries given up after WEBHOOK_MAX_ATTEMPTS;
+- `P:webhooks:status` hash: webhook id -> JSON of its last attempt, for the admins.
 """
 
 from __future__ import annotations
@@ -25,8 +26,14 @@ from engage.store import Store
 
 GROUP = "engage-webhooks"
 DEAD_MAXLEN = 10_000
+# The event a test delivery carries: sent to the one webhook asked, whatever it takes.
+TEST_EVENT = "webhook.test"
 
 _STREAM_OWNER_RE = re.compile(r":(a|p):\{([^}]*)\}:events$")
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 # -- registry ---------------------------------------------------------------------------
@@ -36,16 +43,25 @@ def matches(patterns: list[str], event_type: str) -> bool:
     return any(p == "*" or p == event_type or p == family + ".*" for p in patterns)
 
 
-def public(record: dict[str, Any]) -> dict[str, Any]:
-    """What the API shows: everything but the secret."""
+def public(record: dict[str, Any], last_attempt: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the API shows: everything but the secret, with its last delivery attempt."""
     return {
         "id": record["id"],
         "url": record["url"],
         "events": record["events"],
-        "created_at": time.strftime(
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(record["created_ms"]) / 1000)
-        ),
+        "created_at": _iso(int(record["created_ms"]) / 1000),
+        "last_attempt": last_attempt,
     }
+
+
+def listed(store: Store) -> list[dict[str, Any]]:
+    """Every webhook as the API and the dashboard show it, oldest first."""
+    attempts = last_attempts(store)
+    return [public(r, attempts.get(r["id"])) for r in list_all(store)]
+
+
+def exists(store: Store, webhook_id: str) -> bool:
+    return bool(store.redis.hexists(store.keys.webhooks, webhook_id))
 
 
 def create(store: Store, url: str, events: list[str], secret: str) -> dict[str, Any]:
@@ -68,7 +84,44 @@ def list_all(store: Store) -> list[dict[str, Any]]:
 
 
 def delete(store: Store, webhook_id: str) -> bool:
-    return bool(store.redis.hdel(store.keys.webhooks, webhook_id))
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hdel(store.keys.webhooks, webhook_id)
+    pipe.hdel(store.keys.webhook_status, webhook_id)
+    return bool(pipe.execute()[0])
+
+
+def delivery(webhook_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A delivery of `event` to a webhook, as the retry set keeps it: the body is
+    serialised once, so every retry sends the same bytes."""
+    return {"delivery": event["id"], "webhook": webhook_id, "attempts": 0,
+            "body": json.dumps(event, separators=(",", ":"))}
+
+
+def queue_test(store: Store, webhook_id: str) -> str:
+    """A `webhook.test` delivery to this webhook, put in the retry set due now: the
+    worker sends it as it sends any (signed, retried, dead-lettered), and its outcome
+    shows as the webhook's last attempt. Returns the delivery id."""
+    event = {"id": f"{webhook_id}:test_{secrets.token_hex(8)}", "type": TEST_EVENT,
+             "occurred_at": _iso(time.time()),
+             "data": {"webhook": webhook_id}}
+    schedule_retry(store, delivery(webhook_id, event), time.time())
+    return str(event["id"])
+
+
+# -- what admins see of the deliveries ------------------------------------------------------
+def record_attempt(store: Store, delivery: dict[str, Any], outcome: str,
+                   error: str | None) -> None:
+    """Keep the webhook's last attempt (`delivered`, `failed`: retried later, `dead`)."""
+    store.redis.hset(store.keys.webhook_status, delivery["webhook"], json.dumps({
+        "at": _iso(time.time()), "outcome": outcome,
+        "error": error, "attempts": delivery["attempts"], "delivery": delivery["delivery"],
+    }))
+
+
+def last_attempts(store: Store) -> dict[str, dict[str, Any]]:
+    """Webhook id -> its last attempt, for every webhook that had one."""
+    raw = store.redis.hgetall(store.keys.webhook_status)
+    return {webhook_id: json.loads(value) for webhook_id, value in raw.items()}
 
 
 # -- reading the event streams ------------------------------------------------------------
@@ -207,5 +260,7 @@ def dead_letter(store: Store, delivery: dict[str, Any], error: str,
 
 
 def dead_letters(store: Store, count: int = 100) -> list[dict[str, Any]]:
+    """The newest deliveries given up on, newest first, with when (from the entry id)."""
     raw = store.redis.xrevrange(store.keys.webhook_dead, count=count)
-    return [{"id": entry_id, **fields} for entry_id, fields in raw]
+    return [{"id": entry_id, "at": _iso(int(entry_id.split("-", 1)[0]) / 1000), **fields}
+            for entry_id, fields in raw]

@@ -15,6 +15,7 @@ WEB_MODULES = (
     "dashboard",
     "editor",
     "admin",
+    "oidc",
 )
 
 

@@ -18,6 +18,7 @@ from engage.web import dashboard, forms
 from engage.web.forms import Errors
 
 bp = forms.staff_blueprint("admin", __name__)
+DEAD_SHOWN = 20  # dead letters listed on the webhooks page; the API lists 100
 
 
 @bp.before_request
@@ -61,9 +62,10 @@ def token_revoke(token_id: str) -> Any:
 # -- webhooks -----------------------------------------------------------------------------
 def _webhooks_page(form: dict[str, Any], errors: Errors, status: int = 200,
                    notice: str | None = None) -> Any:
-    listed = [webhooks.public(r) for r in webhooks.list_all(get_store())]
+    store = get_store()
     return forms.render(
-        "dashboard/admin_webhooks.html", status, page="admin", webhooks=listed,
+        "dashboard/admin_webhooks.html", status, page="admin", webhooks=webhooks.listed(store),
+        dead=webhooks.dead_letters(store, DEAD_SHOWN),
         patterns=schemas.WEBHOOK_EVENT_PATTERNS, form=form, errors=errors,
         notice=notice or request.args.get("notice"),
     )
@@ -102,3 +104,14 @@ def webhook_delete(webhook_id: str) -> Any:
     if not webhooks.delete(get_store(), webhook_id):
         return dashboard.refuse(404, "not_found", "No webhook exists under this id.")
     return redirect(url_for("admin.webhook_list", notice=f"Webhook {webhook_id} removed."))
+
+
+@bp.post("/admin/webhooks/<eid:webhook_id>/test")
+def webhook_test(webhook_id: str) -> Any:
+    store = get_store()
+    if not webhooks.exists(store, webhook_id):
+        return dashboard.refuse(404, "not_found", "No webhook exists under this id.")
+    delivery = webhooks.queue_test(store, webhook_id)
+    return redirect(url_for(
+        "admin.webhook_list", notice=f"Test event {delivery} queued: the worker sends it within "
+        "seconds, and its outcome shows under Last delivery (reload the page)."))

@@ -35,7 +35,7 @@ from engage.web.formatting import fmt_time, pct
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-_PUBLIC_ENDPOINTS = {"dashboard.signin"}
+_PUBLIC_ENDPOINTS = {"dashboard.signin", "oidc.start", "oidc.callback"}
 _JSON_ENDPOINTS = {"dashboard.live_json", "dashboard.export"}
 
 
@@ -101,7 +101,7 @@ def _template_helpers() -> dict[str, Any]:
 _UNSAFE_IN_NEXT = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only a path on this dashboard: never an open redirect."""
     if not target or _UNSAFE_IN_NEXT.search(target):
         return url_for("dashboard.overview")
@@ -116,7 +116,7 @@ def signin() -> Any:
     error = None
     if request.method == "POST":
         if session.sign_in((request.form.get("token") or "").strip()):
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")))
         error = "That token is not valid. Create one with `engage token create --role editor`."
     status = 401 if error else 200
     return render_template("dashboard/signin.html", error=error), status
@@ -137,12 +137,17 @@ def overview() -> Any:
     sort = request.args.get("sort", "approval")
     if sort not in stats.SORTS:
         abort(404)
-    check_every_site()
     store = get_store()
     span = timerange.PRESETS[range_key][1]
     window = None if span is None else resolve_window(store, store.now() - span, None)
     choices = list(store.config["CHOICES"])
     found = stats.overview(store, sort, window)
+    shown = visible_articles(a["id"] for key in ("ranked", "top", "bottom", "trending")
+                             for a in found[key])
+    if shown is not None:  # limited to sites: their articles, no figures summed across all
+        found = {key: [a for a in found[key] if a["id"] in shown]
+                 for key in ("ranked", "top", "bottom", "trending")}
+        found.update(totals=None, sections=[])
     return render_template(
         "dashboard/overview.html",
         page="overview",

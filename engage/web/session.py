@@ -3,7 +3,9 @@
 Sessions keep a session id, the token's id and its stored digest (never the secret)
 and are checked against the store on every request: signing out deletes the session
 on the server, so a copy of the cookie stops working too, and revoking a token signs
-its sessions out.
+its sessions out. A sign-in through OpenID Connect (oidc.py) keeps its role, sites and
+name on the server under the session id, and ends SESSION_HOURS after sign-in however
+much it is used: engage cannot revoke it, so the provider is asked again.
 Every POST carries a CSRF token: a per-session nonce signed with itsdangerous, sent in
 a hidden form field or the `X-CSRF-Token` header.
 """
@@ -11,6 +13,7 @@ a hidden form field or the `X-CSRF-Token` header.
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -24,6 +27,7 @@ from engage.identity import get_identity
 from engage.store import get_store, tokens
 
 SESSION_HOURS = 12
+SESSION_TTL = SESSION_HOURS * 3600
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -77,7 +81,7 @@ def csrf_valid() -> bool:
     if not sent or not expected:
         return False
     try:
-        nonce = _csrf_serializer().loads(sent, max_age=SESSION_HOURS * 3600)
+        nonce = _csrf_serializer().loads(sent, max_age=SESSION_TTL)
     except BadData:
         return False
     return isinstance(nonce, str) and hmac.compare_digest(nonce, expected)
@@ -85,14 +89,30 @@ def csrf_valid() -> bool:
 
 # -- who is signed in --------------------------------------------------------------------
 def signed_in() -> dict[str, Any] | None:
-    """The token record of the signed-in editor; a revoked token ends its sessions here."""
+    """The record of the signed-in staff member (a token's, or what a sign-in through
+    OpenID Connect left); a revoked token ends its sessions here."""
     data = session.get("staff")
     if not isinstance(data, dict) or not data.get("sid"):
         return None
-    record = tokens.session_record(get_store(), str(data["sid"]), str(data.get("id", "")),
-                                   str(data.get("digest", "")), SESSION_HOURS * 3600)
+    if data.get("oidc"):
+        record = _oidc_record(str(data["sid"]))
+    else:
+        record = tokens.session_record(get_store(), str(data["sid"]), str(data.get("id", "")),
+                                       str(data.get("digest", "")), SESSION_TTL)
     if record is None or record.get("role") not in tokens.ROLES:
         session.pop("staff", None)
+        return None
+    return record
+
+
+def _oidc_record(session_id: str) -> dict[str, Any] | None:
+    store = get_store()
+    owner = tokens.session_owner(store, session_id, SESSION_TTL)
+    try:
+        record = json.loads(owner) if owner else None
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("until", 0) <= store.now().timestamp():
         return None
     return record
 
@@ -102,12 +122,23 @@ def sign_in(token: str) -> bool:
     record = tokens.verify(get_store(), token) if token else None
     if record is None:
         return False
+    _start(record["id"], id=record["id"], digest=record["hash"])
+    return True
+
+
+def sign_in_oidc(subject: str, name: str, role: str, sites: list[str] | None) -> None:
+    """Start a session for someone the OpenID Connect provider vouched for, with the role
+    and sites their claim maps to (oidc.py)."""
+    record = {"id": f"oidc:{subject}", "role": role, "name": name, "sites": sites,
+              "until": get_store().now().timestamp() + SESSION_TTL}
+    _start(json.dumps(record), oidc=True)
+
+
+def _start(owner: str, **cookie: Any) -> None:
     store = get_store()
     sign_out()  # a fresh session (and CSRF nonce) after signing in
     session.permanent = True
-    session_id = tokens.start_session(store, record["id"], SESSION_HOURS * 3600)
-    session["staff"] = {"id": record["id"], "digest": record["hash"], "sid": session_id}
-    return True
+    session["staff"] = {"sid": tokens.start_session(store, owner, SESSION_TTL), **cookie}
 
 
 def sign_out() -> None:
