@@ -384,3 +384,19 @@ def test_article_stats_follow_its_set(client: FlaskClient, editor: dict[str, str
     series = client.get("/api/v1/articles/local/stats", headers=editor).json
     assert series["choices"] == ["👍", "👎", "😀", "😂"]
     assert sum(p["added"]["😀"] - p["removed"]["😀"] for p in series["points"]) == 1
+
+
+def test_related_links_stay_in_the_site(client: FlaskClient, editor: dict[str, str],
+                                        admin: dict[str, str], regional: str) -> None:
+    client.patch(f"/api/v1/sites/{regional}", json={"links_shown": 2}, headers=admin)
+    for n in range(4):
+        put_article(client, editor, f"home-{n}")
+        put_article(client, editor, f"local-{n}", site=regional)
+    for reader_path in ("/api/v1/articles/{}/links", "/api/v1/widget?article={}"):
+        answer = client.get(reader_path.format("local-0")).json
+        found = answer.get("links") or answer["articles"]["local-0"]["links"]
+        ids = [link["id"] for link in found]
+        assert len(ids) == 2 and all(i.startswith("article:local-") for i in ids), ids
+        answer = client.get(reader_path.format("home-0")).json
+        found = answer.get("links") or answer["articles"]["home-0"]["links"]
+        assert {link["id"] for link in found} == {f"article:home-{n}" for n in (1, 2, 3)}

@@ -81,9 +81,14 @@ def reaction_set(store: Store, site: str | None, own: str | None) -> dict[str, A
     without a site, or whose site is unknown, is the default site's."""
     if own:
         return decode_set(own)
+    return dict(site_or_default(store, site)["reactions"])
+
+
+def site_or_default(store: Store, name: str | None) -> dict[str, Any]:
+    """The named site; the default for none (an article stored before sites) or one
+    unknown."""
     found = listing(store)
-    chosen = found.get(site or "") or found[store.config["DEFAULT_SITE"]]
-    return dict(chosen["reactions"])
+    return found.get(name or "") or found[store.config["DEFAULT_SITE"]]
 
 
 def get(store: Store, name: str) -> dict[str, Any]:
