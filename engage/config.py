@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from authlib.common.security import is_secure_transport
 
@@ -64,6 +65,21 @@ def _dns_servers(raw: str) -> list[tuple[str, int]]:
         servers.append((str(ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))),
                         int(port)))
     return servers
+
+
+def _clock_time(raw: str) -> str:
+    text = raw.strip()
+    if text and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
+        raise ValueError(f"not HH:MM: {raw!r}")
+    return text
+
+
+def _zone(raw: str) -> str:
+    try:
+        ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"not a known time zone: {raw!r}") from None
+    return raw.strip()
 
 
 def role_map(raw: str) -> dict[str, tuple[str, list[str] | None]]:
@@ -130,6 +146,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ALLOWED_ORIGINS", [], _list,
             "Publisher origins allowed to call the API from a browser (CORS): the "
             "default site's."),
+    Setting("EMAIL_LINK_DAYS", 30, int,
+            "Days a newsletter's vote links stay valid: long enough for late readers, "
+            "short enough that an old forwarded email stops voting."),
     Setting("CHOICES", ["yes", "no"], _list,
             "Reaction choices, in display order (the default site's)."),
     Setting("REASON_CHOICE", "no", str,
@@ -226,6 +245,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Tries a cluster client makes across a failover before answering 503."),
     Setting("WEBHOOK_CONCURRENCY", 8, int,
             "Deliveries the worker sends at once; a slow endpoint costs a timeout per batch."),
+    Setting("SMTP_URL", None, str,
+            "smtp://[user:password@]host[:port] (STARTTLS when the server offers it) or "
+            "smtps://... (TLS from the start) that alert and digest emails go through; "
+            "unset sends no email."),
+    Setting("SMTP_TIMEOUT", 10.0, float,
+            "Seconds one email may take to hand over before it counts as failed."),
+    Setting("MAIL_FROM", "engage@localhost", str,
+            "Sender of the digest, and of alert rules that name none."),
+    Setting("ALERT_INTERVAL", 10.0, float,
+            "Seconds between two looks of the worker at the alert rules: an alert goes "
+            "out within this (plus the aggregates' second) of the vote that fired it."),
+    Setting("DIGEST_TIME", "", _clock_time,
+            "Local time (HH:MM) the worker sends yesterday's digest at; empty sends none."),
+    Setting("DIGEST_TIMEZONE", "UTC", _zone,
+            "IANA time zone of DIGEST_TIME and of the digest's day."),
+    Setting("DIGEST_TO", [], _list,
+            "Addresses the daily digest goes to, comma-separated."),
     Setting("OIDC_ISSUER", None, str,
             "Issuer URL of the newsroom's OpenID Connect provider (https, or http on "
             "loopback); set, staff may sign in through it as well as with tokens "
@@ -280,6 +316,9 @@ def _validate(config: dict[str, Any]) -> None:
     public_url = config.get("PUBLIC_URL")
     if public_url and not re.fullmatch(r"https?://[^/?#@\s]+(/[^?#\s]*)?", str(public_url)):
         raise ConfigError("ENGAGE_PUBLIC_URL must be http(s)://host[:port][/path]")
+    smtp_url = config.get("SMTP_URL")
+    if smtp_url and not re.fullmatch(r"smtps?://[^/?#\s]+/?", str(smtp_url)):
+        raise ConfigError("ENGAGE_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
     if config["OIDC_ISSUER"]:

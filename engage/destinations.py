@@ -162,11 +162,17 @@ def resolve(url: str, rules: Rules = DEFAULT_RULES) -> tuple[str, int]:
     return str(addresses[0]), port
 
 
-def check(url: str, rules: Rules) -> None:
-    """Refuse a webhook URL whose host is, or resolves to, a non-public address. A name
-    that does not resolve yet (or not in time) is let through: every delivery checks
+def refused(url: str | None, config: Mapping[str, Any]) -> str | None:
+    """Why a webhook URL (or an alert rule's Slack address, if any) is refused when it is
+    saved: its host is, or resolves to, a non-public address; None lets it through. A
+    name that does not resolve yet (or not in time) is let through: every delivery checks
     again."""
+    if not url:
+        return None
     try:
-        resolve(url, rules)
+        resolve(url, rules(config))
+    except RefusedDestination as exc:
+        return str(exc)
     except OSError:
         pass
+    return None

@@ -145,6 +145,19 @@ class StorageUnavailable(EngageError):
     reason = "unavailable"
 
 
+class BadVoteLink(BadRequest):
+    error_code = "bad_vote_link"
+    message = ("This vote link is not valid: it was changed or cut short. Open the link "
+               "from the newsletter again.")
+
+
+class ExpiredVoteLink(EngageError):
+    code = 410
+    error_code = "vote_link_expired"
+    message = "This vote link has expired: votes by email close a while after sending."
+    reason = "invalid"
+
+
 class UnknownPoll(NotFound):
     error_code = "unknown_poll"
     message = "No poll exists under this id."
@@ -157,6 +170,10 @@ class UnknownSite(NotFound):
 
 class UnknownLink(NotFound):
     message = "No such link."
+
+
+class UnknownAlertRule(NotFound):
+    message = "No alert rule exists under this id."
 
 
 class PollClosed(Conflict):

@@ -1,7 +1,8 @@
 """The arithmetic behind editors' figures and poll results: plain numbers in and out.
 
 - approval: share of the first configured choice ("yes") among all reactions;
-- score: the Wilson lower bound (95 %) of that share, so 5 of 5 ranks below 480 of 500;
+- score: the Wilson lower bound (95 %) of that share, so 5 of 5 ranks below 480 of 500
+  (the upper bound ranks the least approved, in the daily digest);
 - trending: (recent + 1) / (baseline + 1), votes in the last hour against the hourly
   average before it (store/stats.py reads both); the +1s spare an article without
   history a division by zero;
@@ -20,15 +21,25 @@ def approval(positive: int, total: int) -> float | None:
     return positive / total if total else None
 
 
-def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
-    """Lower bound of the Wilson score interval of positive/total; None without votes."""
+def _wilson(positive: int, total: int, z: float, sign: int) -> float | None:
     if total <= 0:
         return None
     p = positive / total
     z2 = z * z
     centre = p + z2 / (2 * total)
     margin = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
-    return max(0.0, (centre - margin) / (1 + z2 / total))
+    return min(1.0, max(0.0, (centre + sign * margin) / (1 + z2 / total)))
+
+
+def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
+    """Lower bound of the Wilson score interval of positive/total; None without votes."""
+    return _wilson(positive, total, z, -1)
+
+
+def wilson_upper(positive: int, total: int, z: float = Z95) -> float | None:
+    """Upper bound of that interval: the worst approved are those whose best case is low
+    (the daily digest's bottom list), so 0 of 2 ranks above 0 of 200."""
+    return _wilson(positive, total, z, 1)
 
 
 # Ranking keys are whole numbers a Redis sorted set holds exactly (below 2**53): the

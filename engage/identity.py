@@ -24,10 +24,10 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Request, current_app, g, request
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature, Signer, URLSafeSerializer
 
 from engage import errors
-from engage.store import get_store, sites, tokens
+from engage.store import budgets, get_store, sites, tokens
 
 READER_HEADER = "X-Engage-Reader"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,6 +75,8 @@ class Identity:
     def __init__(self, secret: str, trusted_proxies: Iterable[str], prefix_v4: int = 32,
                  prefix_v6: int = 64) -> None:
         self.signer = Signer(secret, salt="engage.reader", digest_method=hashlib.sha256)
+        self.vote_links = URLSafeSerializer(secret, salt="engage.email-vote",
+                                            signer_kwargs={"digest_method": hashlib.sha256})
         self.reader_key = hashlib.sha256(b"engage.reader-hash:" + secret.encode()).digest()
         self.address_secret = hashlib.sha256(b"engage.address-key:" + secret.encode()).digest()
         self.prefix_v4 = prefix_v4
@@ -98,6 +100,28 @@ class Identity:
         except (BadSignature, UnicodeError, ValueError):
             raise errors.InvalidReader() from None
         digest = hashlib.blake2b(reader_id, key=self.reader_key, digest_size=9).digest()
+        return base64.urlsafe_b64encode(digest).decode()
+
+    def sign_vote_link(self, article_id: str, expires: int) -> str:
+        """A newsletter's vote link for an article, valid until `expires` (epoch s)."""
+        return self.vote_links.dumps([article_id, expires])
+
+    def vote_link(self, token: str, now: float) -> str:
+        """The article a vote link names; BadVoteLink when it was altered,
+        ExpiredVoteLink when its time is over."""
+        try:
+            article_id, expires = self.vote_links.loads(token)
+        except (BadSignature, TypeError, ValueError):
+            raise errors.BadVoteLink() from None
+        if now >= expires:
+            raise errors.ExpiredVoteLink()
+        return str(article_id)
+
+    def mail_reader(self, article_id: str, recipient: str) -> str:
+        """The reader a newsletter recipient votes as on an article: the same from every
+        link and device that recipient opens, and unlike any widget reader's."""
+        seed = f"mail\0{article_id}\0{recipient}".encode()
+        digest = hashlib.blake2b(seed, key=self.reader_key, digest_size=9).digest()
         return base64.urlsafe_b64encode(digest).decode()
 
     # -- addresses ----------------------------------------------------------------
@@ -219,6 +243,15 @@ def _hash_client_address() -> None:
 
     g.address_hash = identity.address_hash(address, day, fetch)
     g.network_hashes = identity.network_hashes(address, day, fetch)
+
+
+def mint_for_client() -> str:
+    """A new reader token, spent from the client's mint budgets (its address group's and
+    its wider networks'); RateLimited when one is used up."""
+    networks = current_network_hashes()
+    budgets.spend(get_store(), "mint", current_address_hash(), networks,
+                  budgets.mint_limits(current_app.config, networks), budgets.MINUTE)
+    return get_identity().mint_reader()
 
 
 def bearer_token() -> str | None:

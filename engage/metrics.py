@@ -57,6 +57,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from engage.schemas import ALERT_KINDS
+
 REJECT_REASONS = ("duplicate", "throttled", "closed", "invalid", "unknown", "unavailable")
 VOTE_KINDS = ("reaction", "poll")
 LINK_EVENT_NAMES = ("click", "impression")
@@ -64,6 +66,8 @@ LINK_REFUSALS = ("click_duplicate", "click_throttled", "click_bot", "click_prefe
                  "impression_over_cap")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dead", "dropped")
+ALERTS_FIRED = (*ALERT_KINDS, "digest")
+ALERT_CHANNELS = ("email", "webhook", "slack")
 REDIS_ERROR_KINDS = ("connection", "timeout", "response", "other")
 
 # Few buckets on purpose: a scrape reads every bucket of every label set from every
@@ -142,6 +146,15 @@ class WorkerFamilies(_Families):
         self.events = Counter(
             "engage_webhook_events", "Stream events the worker has read and acknowledged.",
             registry=None,
+        )
+        self.alerts_fired = Counter(
+            "engage_alerts_fired", "Alerts fired, by rule kind (engage/alerts.py).", ["kind"],
+            registry=None,
+        )
+        self.alert_failures = Counter(
+            "engage_alert_delivery_failures",
+            "Failed attempts to deliver an alert or digest, by channel: email, webhook, slack.",
+            ["channel"], registry=None,
         )
 
 
@@ -283,6 +296,10 @@ def prime_worker() -> None:
     families = worker_families()
     for outcome in WEBHOOK_OUTCOMES:
         families.deliveries.labels(outcome=outcome)
+    for kind in ALERTS_FIRED:
+        families.alerts_fired.labels(kind=kind)
+    for channel in ALERT_CHANNELS:
+        families.alert_failures.labels(channel=channel)
 
 
 def prime_redis_ops(ops: Iterable[str]) -> None:

@@ -209,6 +209,30 @@ class ReactionsSchema(CountsSchema):
     reason = fields.String(allow_none=True)
 
 
+class EmailLinksQuerySchema(Schema):
+    days = fields.Integer(validate=validate.Range(min=1, max=365), metadata={
+        "description": "Days the links stay valid (default EMAIL_LINK_DAYS)."})
+    merge_tag = fields.String(
+        load_default="{{recipient}}",
+        validate=[validate.Length(min=1, max=64), no_control_characters,
+                  validate.Regexp(r"^[^&#\s]*$", error="No spaces, & or #.")],
+        metadata={"description": "What the mailing tool replaces with each recipient's "
+                                 "id (docs/newsletters.md lists common tools' tags)."})
+
+
+class EmailLinkSchema(Schema):
+    choice = fields.String(required=True)
+    url = fields.String(required=True)
+
+
+class EmailLinksSchema(Schema):
+    article = fields.String(required=True)
+    expires_at = fields.String(required=True)
+    merge_tag = fields.String(required=True)
+    links = fields.List(fields.Nested(EmailLinkSchema), required=True, metadata={
+        "description": "One link per choice, in display order, for the email template."})
+
+
 class BatchQuerySchema(Schema):
     article = IdList(
         required=True, validate=validate.Length(min=1, max=100),
@@ -385,6 +409,9 @@ class SeriesPointSchema(Schema):
     poll_votes = fields.Integer(required=True)
     clicks = fields.Integer(required=True)
     impressions = fields.Integer(required=True)
+    channels = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                           metadata={"description": "Votes cast or moved, by the channel "
+                                     "they came through: web, email, nojs, amp."})
     refused = fields.Nested(RefusedSchema, required=True, metadata={
         "description": "Activity not counted in this bucket: what an editor sees when an "
                        "article is being stuffed."})
@@ -664,6 +691,7 @@ WEBHOOK_EVENT_TYPES = (
     "poll.created", "poll.vote", "poll.change", "poll.withdraw",
     "poll.closed", "poll.opened", "poll.deleted",
     "poll.updated",
+    "alert.fired", "alert.resolved",
 )
 WEBHOOK_EVENT_PATTERNS = (
     "*",
@@ -731,3 +759,101 @@ class DeadLetterSchema(Schema):
 class DeadLetterListSchema(Schema):
     dead_letters = fields.List(fields.Nested(DeadLetterSchema), required=True)
 
+
+# -- alert rules (engage/alerts.py) ---------------------------------------------------------
+ALERT_KINDS = ("reason_spike", "approval_drop", "surge", "refused", "poll_milestone")
+# What each kind needs besides its threshold; the rest must be left out (null).
+ALERT_NEEDS = {
+    "reason_spike": ("reason",),
+    "approval_drop": ("points",),
+    "surge": ("factor",),
+    "refused": (),
+    "poll_milestone": (),
+}
+_ALERT_OPTIONAL = ("reason", "points", "factor", "poll", "on_close")
+
+
+class AlertRuleInSchema(Schema):
+    name = Text(max=100, required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(
+        ALERT_KINDS, error="Must be one of: " + ", ".join(ALERT_KINDS) + "."))
+    site = fields.String(
+        load_default=None, allow_none=True,
+        metadata={"description": "Which site the rule watches; null (the only value until "
+                                 "sites exist) watches every article."})
+    article = IdField(load_default=None, allow_none=True,
+                      metadata={"description": "Watch only this article; null: every one."})
+    poll = IdField(load_default=None, allow_none=True,
+                   metadata={"description": "poll_milestone: only this poll; null: every one."})
+    threshold = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=1_000_000),
+        metadata={"description": "reason_spike: reasons in the window; approval_drop: votes "
+                                 "the article has at least; surge: votes in the last hour at "
+                                 "least; refused: refused actions in the window; "
+                                 "poll_milestone: answers."})
+    window_hours = fields.Integer(
+        load_default=1, strict=True, validate=validate.Range(min=1, max=168),
+        metadata={"description": "Whole UTC hours counted: the current one and those "
+                                 "before it."})
+    reason = fields.String(load_default=None, allow_none=True,
+                           metadata={"description": "reason_spike: the reason counted."})
+    points = fields.Float(
+        load_default=None, allow_none=True, validate=validate.Range(min=1, max=100),
+        metadata={"description": "approval_drop: percentage points lost in the window."})
+    factor = fields.Float(
+        load_default=None, allow_none=True,
+        validate=validate.Range(min=1, max=10_000, min_inclusive=False),
+        metadata={"description": "surge: trending score (last hour against the hourly "
+                                 "average) at least."})
+    on_close = fields.Boolean(
+        load_default=False,
+        metadata={"description": "poll_milestone: also tell when the poll closes."})
+    email_to = fields.List(fields.Email(validate=validate.Length(max=254)),
+                           load_default=list, validate=validate.Length(max=10))
+    email_from = fields.Email(load_default=None, allow_none=True,
+                              validate=validate.Length(max=254),
+                              metadata={"description": "Sender; null: ENGAGE_MAIL_FROM."})
+    webhook = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Send `alert.fired` / `alert.resolved` to the webhooks that "
+                                 "take them."})
+    slack_url = HttpUrl(load_default=None, allow_none=True,
+                        metadata={"description": "Slack-compatible incoming webhook."})
+    enabled = fields.Boolean(load_default=True)
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_: Any) -> None:
+        if _blank(data["name"]):
+            raise ValidationError("Must not be blank.", field_name="name")
+        if data["site"] is not None:
+            raise ValidationError("There are no sites yet: leave it null (every article).",
+                                  field_name="site")
+        kind = data["kind"]
+        needs = ALERT_NEEDS[kind]
+        errors: dict[str, list[str]] = {}
+        for name in needs:
+            if data.get(name) is None:
+                errors[name] = [f"Required for a {kind.replace('_', ' ')} rule."]
+        for name in _ALERT_OPTIONAL:
+            wanted = name in needs or (kind == "poll_milestone" and name in ("poll", "on_close"))
+            if not wanted and data.get(name) not in (None, False):
+                errors[name] = [f"Not used by a {kind.replace('_', ' ')} rule; leave it out."]
+        if kind == "poll_milestone" and data["article"] is not None:
+            errors["article"] = ["A poll milestone names a poll, not an article."]
+        reasons = current_app.config["REASONS"]
+        if data.get("reason") is not None and data["reason"] not in reasons:
+            errors["reason"] = [f"Must be one of: {', '.join(reasons)}."]
+        if not (data["email_to"] or data["webhook"] or data["slack_url"]):
+            errors["_schema"] = ["Choose where it goes: email, webhooks or a Slack address."]
+        if errors:
+            raise ValidationError(errors)
+
+
+class AlertRuleSchema(AlertRuleInSchema):
+    id = fields.String(required=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+
+
+class AlertRuleListSchema(Schema):
+    rules = fields.List(fields.Nested(AlertRuleSchema), required=True)

@@ -1,4 +1,5 @@
-"""`engage worker`: delivers the event streams to registered webhooks, and keeps the
+"""`engage worker`: delivers the event streams to registered webhooks, judges and
+delivers the alerts and the daily digest (engage/alerts.py), and keeps the
 cross-article aggregates (`run_aggregates`, also started by `engage serve`).
 
 Each pass: read new entries of every event stream through the consumer group, POST
@@ -31,7 +32,7 @@ from typing import Any
 
 import urllib3
 
-from engage import __version__, destinations, metrics
+from engage import __version__, alerts, destinations, metrics
 from engage.store import UNAVAILABLE, Store, aggregates, events, polls, webhooks
 
 log = logging.getLogger("engage.worker")
@@ -120,12 +121,14 @@ class Worker:
         self.claimed_at = 0.0
         self.recovered = False
         metrics.prime_worker()  # every outcome at zero before the first delivery
+        self.alerts = alerts.Alerter(store, self)
 
     # -- one pass ---------------------------------------------------------------------
     def step(self) -> int:
         """Do what is due now; returns how many deliveries and entries it handled."""
+        done = self.alerts.step()
         hooks = webhooks.list_all(self.store)
-        done = self._retries({h["id"]: h for h in hooks})
+        done += self._retries({h["id"]: h for h in hooks})
         if hooks:
             self._refresh_streams(hooks)
             batches = [

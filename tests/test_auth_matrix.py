@@ -25,6 +25,12 @@ PUBLIC = {
     ("/widget.js", "GET"),
     ("/demo/<eid:article_id>", "GET"),
     ("/r/<path:link_id>", "GET"),
+    # Votes from newsletters (the signed link is the credential), forms and AMP pages.
+    ("/v/<token>/<choice>", "GET"),
+    ("/v/<token>/<choice>", "POST"),
+    ("/vote/<eid:article_id>", "POST"),
+    ("/vote/<eid:article_id>/amp", "GET"),
+    ("/vote/<eid:article_id>/amp", "POST"),
     ("/api/v1/readers", "POST"),
     ("/api/v1/articles/<eid:article_id>", "GET"),
     ("/api/v1/articles/<eid:article_id>/reactions", "GET"),

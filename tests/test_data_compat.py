@@ -39,6 +39,9 @@ def stable(path: str, body: Any) -> Any:
     moment of the export."""
     if isinstance(body, list):
         return [re.sub(r"^result,[^,]*,", "result,(exported),", line) for line in body]
+    if isinstance(body, dict):
+        for point in body.get("points", []):
+            point.pop("channels", None)  # added after the set was written (issue 29)
     if path.startswith("/api/v1/stats/"):
         for row in body.get("articles", []) + body.get("sections", []):
             row.pop("trending", None)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 METHODS = {"get", "put", "post", "patch", "delete"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def spec_of(client: FlaskClient) -> dict[str, Any]:
@@ -107,6 +109,10 @@ def test_every_operation_has_a_short_camel_case_id(client: FlaskClient) -> None:
     assert found["put", "/api/v1/articles/{article_id}/reactions/mine"]["operationId"] == \
         "putMyReaction"
     assert found["get", "/api/v1/reactions"]["operationId"] == "getReactionsBatch"
+    alert_rules = {"listAlertRules", "createAlertRule", "updateAlertRule", "deleteAlertRule"}
+    assert alert_rules <= set(ids)
+    api_doc = (ROOT / "docs" / "api.md").read_text()
+    assert all(f"`{i}`" in api_doc for i in alert_rules)
 
 
 def header(operation: dict[str, Any], name: str) -> dict[str, Any] | None:

@@ -191,6 +191,7 @@ def stored_texts(client: FlaskClient, editor: dict[str, str], admin: dict[str, s
         walk(client.get(f"/api/v1/articles/{article['id']}/links").json)
     walk(client.get("/api/v1/polls?limit=200", headers=editor).json)
     walk(client.get("/api/v1/webhooks", headers=admin).json)
+    walk(client.get("/api/v1/alert-rules", headers=editor).json)
     walk(tokens.list_all(store))
     walk(articles.sections(store))
     return found
@@ -318,6 +319,31 @@ def test_revoke_and_delete_forms(fuzz: Fuzz, admin_desk: Desk, store: Any) -> No
                         st.one_of(st.just(spare), st.from_regex(schemas.ID_RE, fullmatch=True)))
     fuzz.run(targets, 100, lambda drawn: fuzz.post(
         admin_desk, "/dashboard/admin/" + drawn[0].format(drawn[1]), {}))
+
+
+# -- alert rules --------------------------------------------------------------------------
+@pytest.mark.usefixtures("loopback_only")
+def test_alert_rule_form(fuzz: Fuzz, desk: Desk, article: str) -> None:
+    checkbox = one_of_or_text("1", "")
+    strategy = form({
+        "name": text(),
+        "kind": one_of_or_text(*schemas.ALERT_KINDS),
+        "threshold": numbers(),
+        "window_hours": numbers(),
+        "email_to": st.one_of(text(), st.just("desk@example.test, night@example.test")),
+    }, {
+        "reason": one_of_or_text("inaccurate", "outdated"),
+        "points": numbers(),
+        "factor": numbers(),
+        "article": one_of_or_text(article),
+        "poll": ids(),
+        "on_close": checkbox,
+        "email_from": one_of_or_text("engage@example.test"),
+        "webhook": checkbox,
+        "slack_url": urls(st.sampled_from(["hooks.engage.test", *LITERAL_HOSTS])),
+        "enabled": checkbox,
+    })
+    fuzz.run(strategy, 300, lambda data: fuzz.post(desk, "/dashboard/alerts", data))
 
 
 class SignInForm:

@@ -31,7 +31,7 @@ OPERATIONS = {
     "readers": {"create_reader"},
     "articles": {"get_article", "put_article"},
     "reactions": {"get_reactions", "put_my_reaction", "delete_my_reaction",
-                  "get_reactions_batch"},
+                  "get_reactions_batch", "get_email_vote_links"},
     "links": {"get_links", "put_links", "record_link_impressions"},
     "widget": {"get_widget_bundle", "get_my_widget_bundle"},
     "stats": {"list_article_stats", "get_section_stats", "get_article_stats",
@@ -42,6 +42,8 @@ OPERATIONS = {
     "webhooks": {"list_webhooks", "create_webhook", "delete_webhook", "test_webhook",
                  "list_dead_letters"},
     "sites": {"list_sites", "create_site", "get_site", "update_site"},
+    "alerts": {"list_alert_rules", "create_alert_rule", "update_alert_rule",
+               "delete_alert_rule"},
 }
 
 

@@ -45,6 +45,9 @@ def path_values(app: Flask, store: Any, admin: dict[str, str],
         "filename": "widget.js",
         "name": "swagger-ui.css",  # /api/docs serves Swagger UI's files by name
         "token_id": tokens.create(store, "editor", "spare")[1]["id"],
+        # A newsletter's vote link (its recipient comes in the query, here none).
+        "token": app.extensions["engage.identity"].sign_vote_link("korea-china-reset", 2**40),
+        "choice": "yes",
     }
 
 

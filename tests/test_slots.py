@@ -122,6 +122,7 @@ BUILDERS: dict[str, Builder] = {
     "aggregate": lambda k, rng: [k.agg("seen")],
     "roll_window": lambda k, rng: [k.agg(f"w:{rng.choice(['24h', '7d', '30d'])}:meta")],
     "file_window": lambda k, rng: [k.agg(f"w:{rng.choice(['24h', '7d', '30d'])}:pending")],
+    "alert_transition": lambda k, rng: [k.alerts("state"), k.alerts("pending"), k.alerts("due")],
 }
 
 

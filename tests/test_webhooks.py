@@ -277,7 +277,8 @@ def test_unacknowledged_entries_are_delivered_after_a_restart(
 
 
 # -- restart safety under load ----------------------------------------------------------------
-def _start_worker(redis_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(redis_url: str, tmp_path: Path, **settings: str) -> subprocess.Popen[bytes]:
+    """`engage worker` as consumer w1, with these ENGAGE_* settings over the ones here."""
     env = {
         **os.environ,
         "ENGAGE_REDIS_URL": redis_url,
@@ -292,6 +293,7 @@ def _start_worker(redis_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
         "ENGAGE_LOG_JSON": "0",
         "ENGAGE_WEBHOOK_ALLOW_PRIVATE": "1",
         "ENGAGE_WEBHOOK_DNS": "{}:{}".format(*suite_dns().address),
+        **{f"ENGAGE_{name}": value for name, value in settings.items()},
     }
     return subprocess.Popen(
         [sys.executable, "-m", "engage.cli", "worker", "--consumer", "w1", "--metrics-port", "0"],
@@ -311,7 +313,7 @@ def test_every_event_arrives_once_per_id_through_kills_and_failures(
             put_article(client, editor, article_id)
         readers = [mint(app) for _ in range(50)]
         votes = [(a, r) for r in readers for a in articles]  # 1,000 votes
-        worker = _start_worker(redis_server.url, tmp_path)
+        worker = start_worker(redis_server.url, tmp_path)
         in_flight: list[int] = []  # index of the request the worker was waiting on
         try:
             for index, (article_id, reader) in enumerate(votes):
@@ -328,7 +330,7 @@ def test_every_event_arrives_once_per_id_through_kills_and_failures(
                     in_flight.append(len(receiver.requests) - 1)
                     worker.wait(10)
                     receiver.delay = 0.0
-                    worker = _start_worker(redis_server.url, tmp_path)
+                    worker = start_worker(redis_server.url, tmp_path)
             expected = set()
             for article_id in articles:
                 for entry_id, fields in store.redis.xrange(store.keys.article_events(article_id)):

@@ -64,7 +64,9 @@ def test_demo_page_embeds_the_widget_like_a_publisher(client, article):
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     html = response.get_data(as_text=True)
-    assert f'<div data-engage-article="{article}"></div>' in html
+    # Without JavaScript the same markup is a form that votes (docs/widget.md).
+    assert re.search(rf'<div data-engage-article="{article}">\s*<noscript>\s*<form '
+                     rf'class="engage-nojs" method="post" action="/vote/{article}">', html)
     assert '<script src="/widget.js" async></script>' in html
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     # Nothing inline: every script has a src, no event-handler attributes.

@@ -32,6 +32,7 @@ API_MODULES = (
     "polls",
     "webhooks",
     "sites",
+    "alerts",
 )
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 

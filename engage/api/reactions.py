@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from flask import Response
+from flask import Response, current_app, url_for
 from flask.views import MethodView
 
 from engage import errors, metrics, schemas
 from engage.api import Blueprint
 from engage.api.caching import PRIVATE, Answer, conditional, shared
-from engage.api.spec import READER, READER_OPTIONAL
+from engage.api.spec import EDITOR, READER, READER_OPTIONAL
 from engage.api.widget_bundle import articles_answer
-from engage.identity import current_address_hash, current_network_hashes, current_reader
-from engage.store import get_store, reactions
+from engage.identity import (
+    current_address_hash,
+    current_network_hashes,
+    current_reader,
+    get_identity,
+    require_role,
+)
+from engage.store import articles, get_store, reactions, stats
 from engage.store.reactions import Reactions
 
 blp = Blueprint("reactions", __name__, description="Reader reactions on articles.")
@@ -80,6 +87,45 @@ class MyReaction(MethodView):
         )
         metrics.vote_outcome("reaction", changed)  # refusals are counted from their status
         return _body(article_id, result), PRIVATE
+
+
+def email_vote_links(article_id: str, query: dict[str, Any]) -> dict[str, Any]:
+    """What EmailLinksSchema dumps for EmailLinksQuerySchema's `query` (the API's answer
+    and the dashboard's)."""
+    store = get_store()
+    article = articles.get(store, article_id)
+    if article is None:
+        raise errors.UnknownArticle()
+    days = query.get("days") or current_app.config["EMAIL_LINK_DAYS"]
+    expires = (store.now() + timedelta(days=days)).replace(microsecond=0)
+    token = get_identity().sign_vote_link(article_id, int(expires.timestamp()))
+    # Links leave engage in an email, so they need PUBLIC_URL to be absolute; never the
+    # request's Host, which anyone may send.
+    root = (current_app.config["PUBLIC_URL"] or "").rstrip("/")
+    tag = query["merge_tag"]
+    return {
+        "article": article_id,
+        "expires_at": stats.iso(expires),
+        "merge_tag": tag,
+        "links": [{"choice": choice,
+                   "url": root + url_for("ballot.email_vote", token=token, choice=choice)
+                   + "?r=" + tag}
+                  for choice in article["reaction_set"]["choices"]],
+    }
+
+
+@blp.route("/articles/<eid:article_id>/email-links")
+class EmailVoteLinks(MethodView):
+    @blp.arguments(schemas.EmailLinksQuerySchema(), location="query")
+    @blp.response(200, schemas.EmailLinksSchema)
+    @blp.alt_response(404, schema=schemas.ErrorSchema, description="Unknown article.")
+    @blp.doc(operationId="getEmailVoteLinks", security=EDITOR)
+    @require_role("editor")
+    def get(self, query: dict[str, Any], article_id: str) -> Answer:
+        """Per-choice vote links for a newsletter (editor): signed, expiring, with the
+        mailing tool's merge tag where each recipient's id goes. Opening one shows a
+        confirmation page; only its button counts (docs/newsletters.md)."""
+        return email_vote_links(article_id, query), PRIVATE
 
 
 @blp.route("/reactions")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 
 from engage import schemas
 from engage.api import Blueprint
-from engage.identity import current_address_hash, current_network_hashes, get_identity
-from engage.store import budgets, get_store
+from engage.identity import mint_for_client
 
 blp = Blueprint("readers", __name__, description="Anonymous reader tokens for the widget.")
 
@@ -22,7 +20,4 @@ class Readers(MethodView):
     @blp.doc(operationId="createReader")
     def post(self) -> dict[str, Any]:
         """Mint a reader token (rate limited per client address and its wider networks)."""
-        networks = current_network_hashes()
-        budgets.spend(get_store(), "mint", current_address_hash(), networks,
-                      budgets.mint_limits(current_app.config, networks), budgets.MINUTE)
-        return {"reader": get_identity().mint_reader()}
+        return {"reader": mint_for_client()}

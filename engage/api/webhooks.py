@@ -46,10 +46,8 @@ class Webhooks(MethodView):
         and other internal ones), and every delivery checks the address again.
         """
         store = get_store()
-        try:
-            destinations.check(data["url"], destinations.rules(store.config))
-        except destinations.RefusedDestination as exc:
-            raise errors.ValidationFailed(fields={"url": [str(exc)]}) from None
+        if why := destinations.refused(data["url"], store.config):
+            raise errors.ValidationFailed(fields={"url": [why]})
         record = webhooks.create(store, data["url"], data["events"], data["secret"])
         return webhooks.public(record)
 

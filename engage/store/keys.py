@@ -16,7 +16,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:a:{A}:reasons              | hash   | with the article        | reason -> current number of "no" votes giving it |
 | P:a:{A}:voters               | hash   | with the article        | reader hash -> "choice" or "choice|reason" (the one-vote key) |
 | P:a:{A}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes in the window from one address group, or one wider network (IPv6 /56, /48, IPv4 /24; store/budgets.py) |
-| P:a:{A}:events               | stream | entries trimmed after EVENT_RETENTION_DAYS (MINID) | every accepted change on the article |
+| P:a:{A}:events               | stream | entries trimmed after EVENT_RETENTION_DAYS (MINID) | every accepted change on the article (a reaction's with its `channel`) |
 | P:a:{A}:h:<YYYYMMDDHH>       | hash   | HOUR_BUCKET_DAYS days   | stats counters of that UTC hour (see below)   |
 | P:a:{A}:d:<YYYYMMDD>         | hash   | DAY_BUCKET_DAYS days    | stats counters of that UTC day                 |
 | P:a:{A}:links                | string | with the article        | JSON list of curated links [{id,title,url}]   |
@@ -61,16 +61,23 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:x:{stats}:w:<W>:sectot    | hash   | until the next roll     | "<section>\t<articles|c:<choice>|click|imp>" -> sum in W |
 | P:x:{stats}:w:<W>:pending   | zset   | while a roll files its articles | article -> 0: articles a roll has summed but not yet filed (readers sum the buckets meanwhile) |
 | P:x:{stats}:feed            | stream | trimmed to ~1,000       | the newest events applied (the live view's feed) |
+| P:x:{alerts}:rules          | hash   | until deleted           | alert rule id -> JSON rule (store/alerts.py)    |
+| P:x:{alerts}:state          | hash   | while firing (a poll milestone or a digest day: forever) | "<rule id>|<article or poll id>" or "digest|<YYYY-MM-DD>" -> JSON {at, figures} |
+| P:x:{alerts}:pending        | hash   | until delivered or given up | note id -> JSON note (fired, resolved or digest) with the channels still to do |
+| P:x:{alerts}:due            | zset   | as :pending             | note id -> when to try it next (epoch s); a claim moves it to the lease end |
 | (group on every events stream) | consumer group `engage-webhooks` | with the stream | the worker's read position and unacknowledged entries |
 
 Keys under `P:x:{stats}` are the cross-article aggregates (rankings, section and site
 figures). They are never written by a per-article script: the aggregator
 (`store/aggregates.py`, run by `engage worker` and `engage serve`) keeps them from the
 event streams with one script of its own. They share one hash tag, so on a Redis Cluster
-they all live in one slot and a range is merged there with ZUNION.
+they all live in one slot and a range is merged there with ZUNION. Keys under
+`P:x:{alerts}` are the alert rules and their state (one slot too, so one script moves
+a rule's subject to firing and queues its note together: store/alerts.py).
 
 Stats bucket fields: `+<choice>` / `-<choice>` votes taken / withdrawn from a choice,
-`reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
+`channel:<c>` votes cast or moved through channel c (web, email, nojs, amp:
+`reactions.CHANNELS`), `reason:<r>` reasons given, `poll` poll ticks, `click:<link>` / `imp:<link>` link
 clicks and impressions, `click` / `imp` their totals, and `refused:<what>` activity
 not counted (`stats.REFUSED` names them: article buckets count reactions, clicks and
 impressions, poll buckets count poll votes).
@@ -180,6 +187,9 @@ class Keys:
     # -- cross-article aggregates (one hash tag: one cluster slot) --------------------
     def agg(self, part: str) -> str:
         return f"{self.agg_base}:{part}"
+
+    def alerts(self, part: str) -> str:
+        return f"{self.prefix}:x:{{alerts}}:{part}"
 
     # -- global -------------------------------------------------------------------
     def section(self, name: str) -> str:

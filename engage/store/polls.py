@@ -223,12 +223,17 @@ def list_page(
     return matched[offset:offset + limit], len(matched) > offset + limit
 
 
+def ids(store: Store) -> list[str]:
+    """Every poll ever made, oldest first (deleted ones too: `get_many` leaves them out)."""
+    return list(store.redis.zrange(store.keys.polls, 0, -1))
+
+
 def close_due(store: Store, now: datetime | None = None) -> int:
     """Record `poll.closed` for every open poll whose closes_at has passed (once per
     deadline, however often this runs); returns how many it recorded."""
     now = now or store.now()
     keys = store.keys
-    poll_ids = list(store.redis.zrange(keys.polls, 0, -1))
+    poll_ids = ids(store)
     pipe = store.redis.pipeline(transaction=False)
     for poll_id in poll_ids:
         pipe.hmget(keys.poll(poll_id), "status", "closes_ms", "closed_logged")

@@ -13,6 +13,10 @@ from engage.store import Store, budgets, scripts, sites
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
+# How a vote reached engage: the widget, a newsletter's vote link, the widget's form
+# without JavaScript, an AMP page's form. Each vote and its event carry one.
+CHANNELS = ("web", "email", "nojs", "amp")
+
 
 @dataclass(frozen=True)
 class Reactions:
@@ -116,8 +120,10 @@ def vote(
     choice: str | None,
     reason: str | None = None,
     networks: budgets.Networks = budgets.NO_NETWORKS,
+    channel: str = "web",
 ) -> tuple[Reactions, bool]:
-    """Cast, move or withdraw (choice None) a reader's vote: one script, one round trip.
+    """Cast, move or withdraw (choice None) a reader's vote: one script, one round trip,
+    whichever of CHANNELS it came through.
 
     `address` is the hash of the client's address group and `networks` those of its
     wider networks (store/budgets.py): a vote spends from each of their budgets.
@@ -132,7 +138,8 @@ def vote(
         keys=vote_keys(store.keys, article_id, address, now, networks),
         args=[reader, choice or "", (reason or "") if choice else "",
               budgets.vote_limits(store.config, networks), store.config["THROTTLE_WINDOW"],
-              hour_ttl, day_ttl, store.min_event_id(now), article_id, sites.sets_table(store)],
+              hour_ttl, day_ttl, store.min_event_id(now), article_id, channel,
+              sites.sets_table(store)],
     )
     store.forget(article_id)
     result = scripts.result(raw)

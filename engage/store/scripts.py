@@ -103,7 +103,8 @@ VOTE_REACTION = _LUA_STATUSES + _LUA_THROTTLE + """
 -- ARGV[5] throttle window (s)
 -- ARGV[6] hour bucket ttl (s)   ARGV[7] day bucket ttl (s)
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] article id
--- ARGV[10] every site's reaction set, a line each: "\\n<site>\\t<choices>\\t<reason
+-- ARGV[10] channel the vote came through (web, email, nojs, amp)
+-- ARGV[11] every site's reaction set, a line each: "\\n<site>\\t<choices>\\t<reason
 --   choice>\\t<reasons>\\n", lists comma-joined, the default site's first (sites.py)
 -- Returns {CHANGED or UNCHANGED, mine, the article's set, counts...}, or
 -- {UnknownArticle}, {InvalidChoice, field, allowed[, reason choice]} or
@@ -115,9 +116,9 @@ local reader, choice, reason = ARGV[1], ARGV[2], ARGV[3]
 -- The article's own set, else its site's line, else (no site: stored before sites) the
 -- default's, the first line.
 if not set then
-  local from = site and string.find(ARGV[10], '\\n' .. site .. '\\t', 1, true)
-  if from then from = from + #site + 2 else from = string.find(ARGV[10], '\\t', 1, true) + 1 end
-  set = string.sub(ARGV[10], from, string.find(ARGV[10], '\\n', from, true) - 1)
+  local from = site and string.find(ARGV[11], '\\n' .. site .. '\\t', 1, true)
+  if from then from = from + #site + 2 else from = string.find(ARGV[11], '\\t', 1, true) + 1 end
+  set = string.sub(ARGV[11], from, string.find(ARGV[11], '\\n', from, true) - 1)
 end
 if choice ~= '' then
   local choices, reason_choice, reasons = string.match(set, '^([^\\t]*)\\t([^\\t]*)\\t(.*)$')
@@ -160,6 +161,7 @@ if new then
   redis.call('HSET', KEYS[4], reader, new)
   redis.call('HINCRBY', KEYS[2], choice, 1)
   bump(KEYS[7], KEYS[8], '+' .. choice, hour_ttl, day_ttl)
+  bump(KEYS[7], KEYS[8], 'channel:' .. ARGV[10], hour_ttl, day_ttl)
   if reason ~= '' then
     redis.call('HINCRBY', KEYS[3], reason, 1)
     bump(KEYS[7], KEYS[8], 'reason:' .. reason, hour_ttl, day_ttl)
@@ -170,7 +172,8 @@ else
 end
 redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[8], '*',
   'type', 'reaction.' .. action, 'article', ARGV[9], 'choice', choice,
-  'previous', old_choice, 'reason', reason, 'reader', reader, 'hour', stamp(KEYS[7]))
+  'previous', old_choice, 'reason', reason, 'reader', reader, 'hour', stamp(KEYS[7]),
+  'channel', ARGV[10])
 return {CHANGED, new or '', set, unpack(redis.call('HGETALL', KEYS[2]))}
 """
 
@@ -860,6 +863,26 @@ end
 return redis.call('ZCARD', KEYS[1])
 """
 
+ALERT_TRANSITION = """
+-- Move one alert rule's subject to firing (or back), and queue the note of it, at once:
+-- of any number of workers that see the same condition, one queues it, once.
+-- KEYS[1] alert state hash   KEYS[2] pending notes hash   KEYS[3] due zset
+-- ARGV[1] state field   ARGV[2] 'fire' or 'resolve'   ARGV[3] state value (JSON, firing)
+-- ARGV[4] note id   ARGV[5] note (JSON)   ARGV[6] due (epoch s)
+-- Returns 1 when it queued the note, 0 when the subject was already in that state.
+local firing = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
+if ARGV[2] == 'fire' then
+  if firing then return 0 end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+else
+  if not firing then return 0 end
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[4])
+return 1
+"""
+
 ALL = {
     "vote_reaction": VOTE_REACTION,
     "spend_budget": SPEND_BUDGET,
@@ -876,4 +899,5 @@ ALL = {
     "aggregate": AGGREGATE,
     "roll_window": ROLL_WINDOW,
     "file_window": FILE_WINDOW,
+    "alert_transition": ALERT_TRANSITION,
 }

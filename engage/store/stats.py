@@ -35,6 +35,7 @@ from typing import Any
 
 from engage.formulas import approval, rank_keys, trending_score, wilson_lower
 from engage.store import Store, sites, windows
+from engage.store.reactions import CHANNELS
 from engage.timerange import HOUR, Range, floor
 
 TRENDING_BASELINE_HOURS = 24
@@ -439,9 +440,21 @@ def _sum(hashes: Iterable[dict[str, str]]) -> Counter[str]:
     return total
 
 
+def bucket_sums(store: Store, article_ids: list[str],
+                segments: list[tuple[str, datetime]]) -> dict[str, Counter[str]]:
+    """Each article's bucket fields (as `article_series` reads them) summed over the
+    segments ("hour" or "day", start), in one round trip."""
+    pipe = store.redis.pipeline(transaction=False)
+    for article_id in article_ids:
+        for bucket, start in segments:
+            pipe.hgetall(_bucket_key(store, store.keys.article(article_id), bucket, start))
+    replies = iter(pipe.execute())
+    return {article_id: _sum(next(replies) for _ in segments) for article_id in article_ids}
+
+
 def article_series(store: Store, article_id: str, window: Range) -> dict[str, Any] | None:
-    """Per bucket: reactions taken/withdrawn per choice, reasons, poll votes, links, and
-    the activity refused (REFUSED)."""
+    """Per bucket: reactions taken/withdrawn per choice, votes cast by channel, reasons,
+    poll votes, links, and the activity refused (REFUSED)."""
     keys = store.keys
     owner = keys.article(article_id)
     pipe = store.redis.pipeline(transaction=False)
@@ -481,6 +494,7 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
                 "poll_votes": poll_fields.get("votes", 0),
                 "clicks": int(fields.get("click", 0)),
                 "impressions": int(fields.get("imp", 0)),
+                "channels": {ch: int(fields.get("channel:" + ch, 0)) for ch in CHANNELS},
                 "refused": refused,
             }
         )

@@ -11,10 +11,12 @@ WEB_MODULES = (
     "ops",
     "api_docs",
     "embed",
+    "ballot",
     "metrics_view",
     "dashboard",
     "editor",
     "admin",
+    "alerts",
     "oidc",
 )
 

@@ -84,11 +84,9 @@ def webhook_list() -> Any:
              "secret": request.form.get("secret", "")}
     data, errors = forms.load(schemas.WebhookInSchema(), shown)
     store = get_store()
-    if not errors:  # the API's second rule: deliveries go to public addresses only
-        try:
-            destinations.check(data["url"], destinations.rules(store.config))
-        except destinations.RefusedDestination as exc:
-            errors = {"url": [str(exc)]}
+    # the API's second rule: deliveries go to public addresses only
+    if not errors and (why := destinations.refused(data["url"], store.config)):
+        errors = {"url": [why]}
     if errors:
         return _webhooks_page(shown, errors, 422)
     record = webhooks.create(store, data["url"], data["events"], data["secret"])

@@ -43,10 +43,10 @@ def is_human_agent(user_agent: str) -> bool:
 
 
 def why_not_counted(method: str, headers: Headers) -> str | None:
-    """Why a request for a counting redirect must not count: "prefetch", "bot" (also a
-    HEAD, which browsers do not send to follow a link), or None for a reader's click."""
+    """Why a request for a counting redirect or vote must not count: "prefetch", "bot"
+    (also a HEAD, which browsers do not send to follow a link), or None for a reader's."""
     if any(_PREFETCH_VALUE.search(headers.get(name, "")) for name in PREFETCH_HEADERS):
         return PREFETCH
-    if method != "GET" or not is_human_agent(headers.get("User-Agent", "")):
+    if method == "HEAD" or not is_human_agent(headers.get("User-Agent", "")):
         return NOT_HUMAN
     return None

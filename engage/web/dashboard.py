@@ -15,6 +15,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     g,
     jsonify,
     redirect,
@@ -23,9 +24,11 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from marshmallow import ValidationError
 
-from engage import errors, timerange
+from engage import errors, schemas, timerange
 from engage.api.polls import poll_body
+from engage.api.reactions import email_vote_links
 from engage.api.stats import export_chunks, resolve_window, scoped_events
 from engage.identity import check_every_site, check_scope, visible_articles
 from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
@@ -173,6 +176,15 @@ def article(article_id: str) -> Any:
         abort(404)
     # Reasons of the "no" votes standing now (a changed vote takes its reason along).
     reasons = reactions.reasons(store, article_id)
+    email_links = None
+    if "merge_tag" in request.args:  # the newsletter button
+        try:
+            query = schemas.EmailLinksQuerySchema().load(request.args)
+        except ValidationError as exc:
+            return refuse(422, "validation_failed", " ".join(
+                f"{field}: {' '.join(messages)}" for field, messages in exc.normalized_messages()
+                .items()))
+        email_links = email_vote_links(article_id, query)
     return render_template(
         "dashboard/article.html",
         page="article",
@@ -186,7 +198,11 @@ def article(article_id: str) -> Any:
                for poll in polls.for_articles(store, [article_id]).get(article_id, [])],
         links=links.stats(store, article_id),
         poll_votes=sum(p["poll_votes"] for p in series["points"]),
+        channels={ch: sum(p["channels"][ch] for p in series["points"])
+                  for ch in reactions.CHANNELS},
         refused=refused_rows(series["points"], bucket),
+        email_links=email_links,
+        email_link_days=current_app.config["EMAIL_LINK_DAYS"],
     )
 
 

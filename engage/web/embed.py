@@ -14,7 +14,7 @@ from flask import Blueprint, Response, abort, current_app, render_template, requ
 
 from engage import errors, metrics, schemas, seeds
 from engage.identity import current_address_hash, current_network_hashes
-from engage.store import articles, get_store, links
+from engage.store import articles, get_store, links, reactions
 from engage.web import agents
 
 bp = Blueprint("embed", __name__)
@@ -103,6 +103,7 @@ def demo(article_id: str) -> Any:
         summary=seed.get("summary"),
         paragraphs=seed.get("body") or [],
         also=also,
+        reactions=reactions.read(store, article_id),  # the form shown without JavaScript
     )
 
 
