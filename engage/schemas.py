@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
 from marshmallow import (
     Schema,
     ValidationError,
