@@ -20,6 +20,7 @@ from tests.conftest import ARTICLE, new_reader
 from tests.desk import Desk
 from tests.redis_server import RedisServer
 from tests.test_auth_matrix import PUBLIC, call, routes
+from tests.test_ballot import BROWSER, path_for
 
 NEWS = "https://news.example.com"
 EMOJI = ["😀", "😂", "😮", "😢", "😡", "👍", "👎", "❤️"]
@@ -400,3 +401,13 @@ def test_related_links_stay_in_the_site(client: FlaskClient, editor: dict[str, s
         answer = client.get(reader_path.format("home-0")).json
         found = answer.get("links") or answer["articles"]["home-0"]["links"]
         assert {link["id"] for link in found} == {f"article:home-{n}" for n in (1, 2, 3)}
+
+
+def test_newsletter_links_offer_the_articles_set(client: FlaskClient,
+                                                 editor: dict[str, str]) -> None:
+    quiz = {"choices": ["🔥", "🧊"], "reason_choice": None, "reasons": []}
+    put_article(client, editor, "quiz", reaction_set=quiz)
+    links = client.get("/api/v1/articles/quiz/email-links", headers=editor).json["links"]
+    assert [link["choice"] for link in links] == ["🔥", "🧊"]
+    assert client.post(path_for(links[0]["url"], "sub-1"), headers=BROWSER).status_code == 303
+    assert client.get("/api/v1/articles/quiz/reactions").json["counts"] == {"🔥": 1, "🧊": 0}
