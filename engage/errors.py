@@ -284,15 +284,20 @@ def _flatten(value: Any) -> list[str]:
     return [str(value)]
 
 
+def note_refusal(exc: HTTPException) -> None:
+    """Record why the request was refused, for the vote metrics (engage.metrics)."""
+    g.refusal_reason = (exc.reason if isinstance(exc, EngageError)
+                        else _FOREIGN_REASONS.get(exc.code or 500))
+
+
 def handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
+    note_refusal(exc)
     if isinstance(exc, EngageError):
-        g.refusal_reason = exc.reason
         return error_response(status, exc.error_code, exc.message, exc.fields, exc.extra_headers)
     headers = {k: v for k, v in exc.get_headers() if k.lower() not in {"content-type"}}
     fields = _fields_from_webargs(exc)
     code = _STATUS_CODES.get(status, "http_" + str(status))
-    g.refusal_reason = _FOREIGN_REASONS.get(status)
     message = exc.description or "The request could not be handled."
     if status == 404:
         message = "No such resource."

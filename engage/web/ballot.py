@@ -54,6 +54,7 @@ def _refused(exc: HTTPException) -> Any:
     """A page a person can read (or JSON for an AMP form), with the error's status."""
     if request.endpoint == "ballot.amp_vote":
         return errors.handle_http_exception(exc)
+    errors.note_refusal(exc)
     if not isinstance(exc, errors.EngageError):
         return _page("ballot.html", exc.code or 400, error=exc.description)
     response = _page("ballot.html", exc.code or 400, error=exc.message)
