@@ -319,6 +319,9 @@ def _validate(config: dict[str, Any]) -> None:
     smtp_url = config.get("SMTP_URL")
     if smtp_url and not re.fullmatch(r"smtps?://[^/?#\s]+/?", str(smtp_url)):
         raise ConfigError("ENGAGE_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", str(config["DEFAULT_SITE"])):
+        raise ConfigError("ENGAGE_DEFAULT_SITE must be 1-40 characters of a-z 0-9 -, "
+                          "starting with a letter or digit")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
     if config["OIDC_ISSUER"]:

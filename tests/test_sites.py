@@ -411,3 +411,11 @@ def test_newsletter_links_offer_the_articles_set(client: FlaskClient,
     assert [link["choice"] for link in links] == ["🔥", "🧊"]
     assert client.post(path_for(links[0]["url"], "sub-1"), headers=BROWSER).status_code == 303
     assert client.get("/api/v1/articles/quiz/reactions").json["counts"] == {"🔥": 1, "🧊": 0}
+
+
+def test_default_site_name_is_checked() -> None:
+    from engage.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="ENGAGE_DEFAULT_SITE"):
+        load_config({"ENGAGE_DEFAULT_SITE": "The Daily"})
+    assert load_config({"ENGAGE_DEFAULT_SITE": "daily"})["DEFAULT_SITE"] == "daily"
