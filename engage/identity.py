@@ -317,16 +317,23 @@ def check_every_site() -> None:
         raise errors.Forbidden("These figures span every site; your token covers only some.")
 
 
-def visible_articles(article_ids: Iterable[str]) -> set[str] | None:
+def visible_articles(article_ids: Iterable[str], only: str | None = None) -> set[str] | None:
     """Of these articles (`""`: none, as a poll may have, the default site's), those the
-    caller may see; None when the caller sees every site."""
-    scope = site_scope()
+    caller may see, of site `only` when named (one the caller may see); None when the
+    caller sees every site and names none."""
+    scope = site_scope() if only is None else [only]
     if scope is None:
         return None
     store = get_store()
     found = sites.of_articles(store, [a for a in dict.fromkeys(article_ids) if a])
     found[""] = store.config["DEFAULT_SITE"]
     return {article for article, site in found.items() if site in scope}
+
+
+def visible_sites() -> list[str]:
+    """The names of the sites the caller may see, the default first."""
+    scope = site_scope()
+    return [name for name in sites.listing(get_store()) if scope is None or name in scope]
 
 
 def check_scope() -> None:

@@ -419,3 +419,25 @@ def test_default_site_name_is_checked() -> None:
     with pytest.raises(ConfigError, match="ENGAGE_DEFAULT_SITE"):
         load_config({"ENGAGE_DEFAULT_SITE": "The Daily"})
     assert load_config({"ENGAGE_DEFAULT_SITE": "daily"})["DEFAULT_SITE"] == "daily"
+
+
+def test_dashboard_site_switcher(app: Flask, client: FlaskClient, editor: dict[str, str],
+                                 admin_token: str, scoped_token: str, catch_up: Any) -> None:
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site="regional")
+    vote(client, "home", new_reader(client), choice="yes")
+    vote(client, "local", new_reader(client), choice="😀")
+    catch_up()
+    desk = Desk(app.test_client(), admin_token)
+    page = desk.get("/dashboard").get_data(as_text=True)
+    assert 'id="site-switcher"' in page and "site=regional" in page
+    assert "/dashboard/articles/home" in page and "/dashboard/articles/local" in page
+    one = desk.get("/dashboard?site=regional").get_data(as_text=True)
+    assert "/dashboard/articles/local" in one and "/dashboard/articles/home" not in one
+    assert 'aria-label="Totals"' not in one  # totals span every site
+    assert "range=24h&amp;sort=approval&amp;site=regional" in one  # the choice is kept
+    assert desk.get("/dashboard?site=nowhere").status_code == 404
+    # One site only: nothing to switch, and no other site to name.
+    limited = Desk(app.test_client(), scoped_token)
+    assert 'id="site-switcher"' not in limited.get("/dashboard").get_data(as_text=True)
+    assert limited.get("/dashboard?site=default").status_code == 404

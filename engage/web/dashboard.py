@@ -30,7 +30,7 @@ from engage import errors, schemas, timerange
 from engage.api.polls import poll_body
 from engage.api.reactions import email_vote_links
 from engage.api.stats import export_chunks, resolve_window, scoped_events
-from engage.identity import check_every_site, check_scope, visible_articles
+from engage.identity import check_every_site, check_scope, visible_articles, visible_sites
 from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
@@ -145,9 +145,13 @@ def overview() -> Any:
     window = None if span is None else resolve_window(store, store.now() - span, None)
     choices = list(store.config["CHOICES"])
     found = stats.overview(store, sort, window)
-    shown = visible_articles(a["id"] for key in ("ranked", "top", "bottom", "trending")
-                             for a in found[key])
-    if shown is not None:  # limited to sites: their articles, no figures summed across all
+    # The site switcher: one of the caller's sites, or all they may see.
+    names, site = visible_sites(), request.args.get("site") or None
+    if site is not None and site not in names:
+        abort(404)
+    shown = visible_articles((a["id"] for key in ("ranked", "top", "bottom", "trending")
+                              for a in found[key]), site)
+    if shown is not None:  # some sites: their articles, no figures summed across all
         found = {key: [a for a in found[key] if a["id"] in shown]
                  for key in ("ranked", "top", "bottom", "trending")}
         found.update(totals=None, sections=[])
@@ -159,6 +163,8 @@ def overview() -> Any:
         sort=sort,
         window=window,
         choices=choices,
+        sites=names if len(names) > 1 else [],
+        site=site,
         **found,  # totals, ranked, top, bottom, trending, sections
         sections_svg=sections_chart(found["sections"], choices),
     )
