@@ -173,6 +173,11 @@ class UnknownPoll(NotFound):
     message = "No poll exists under this id."
 
 
+class UnknownSite(NotFound):
+    error_code = "unknown_site"
+    message = "No site exists under this name."
+
+
 class UnknownLink(NotFound):
     message = "No such link."
 
@@ -210,6 +215,21 @@ class InvalidOptions(ValidationFailed):
         super().__init__(fields={"options": [self.RULES[rule]]})
 
 
+class InvalidChoice(ValidationFailed):
+    """A choice, or reason, outside the article's reaction set: `field` is `choice` or
+    `reason`, `allowed` the comma-joined ones it may be, and `reason_choice` (when
+    given) the only choice a reason may come with."""
+
+    def __init__(self, field: str, allowed: str, reason_choice: str = "") -> None:
+        if reason_choice:
+            message = f"Only a '{reason_choice}' may carry a reason."
+        elif allowed:
+            message = f"Must be one of: {', '.join(allowed.split(','))}."
+        else:
+            message = "This article's choices take no reason."
+        super().__init__(fields={field: [message]})
+
+
 class ClosesAtPassed(ValidationFailed):
     def __init__(self) -> None:
         super().__init__(fields={"closes_at": [
@@ -220,7 +240,7 @@ class ClosesAtPassed(ValidationFailed):
 # (store/scripts.py) followed by the values its constructor takes, and the store raises it.
 REFUSALS: tuple[type[EngageError], ...] = (
     UnknownArticle, UnknownPoll, UnknownLink, IdTaken, Throttled, PollClosed, PollFinal,
-    InvalidOptions, ClosesAtPassed, RateLimited,
+    InvalidOptions, ClosesAtPassed, RateLimited, InvalidChoice,
 )
 
 
