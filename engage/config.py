@@ -140,13 +140,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PUBLIC_URL", None, str,
             "https://host[/path] readers reach engage at, for absolute links in answers; "
             "unset keeps them relative. Never taken from the request's Host."),
+    Setting("DEFAULT_SITE", "default", str,
+            "Name of the site that articles without a site belong to, whose values are "
+            "the settings below until an admin stores it (docs/sites.md)."),
     Setting("ALLOWED_ORIGINS", [], _list,
-            "Publisher origins allowed to call the API from a browser (CORS)."),
+            "Publisher origins allowed to call the API from a browser (CORS): the "
+            "default site's."),
     Setting("EMAIL_LINK_DAYS", 30, int,
             "Days a newsletter's vote links stay valid: long enough for late readers, "
             "short enough that an old forwarded email stops voting."),
     Setting("CHOICES", ["yes", "no"], _list,
-            "Reaction choices, in display order."),
+            "Reaction choices, in display order (the default site's)."),
     Setting("REASON_CHOICE", "no", str,
             "The choice that may carry a reason."),
     Setting("REASONS", ["outdated", "inaccurate", "biased", "unclear", "not_relevant"], _list,
@@ -173,6 +177,16 @@ SETTINGS: tuple[Setting, ...] = (
             "Reader tokens one IPv6 /48 may mint a minute."),
     Setting("READER_MINT_LIMIT_V4_24", 240, per_minute,
             "Reader tokens one IPv4 /24 may mint a minute; twice the /48's, for carrier NAT."),
+    Setting("READER_TOKEN_DAYS", 30, int,
+            "Days a reader token is accepted; the widget then renews it for the same "
+            "reader (votes kept), and the old one is refused (docs/privacy.md)."),
+    Setting("READER_RETENTION_DAYS", 365, int,
+            "Days after a reader's last action that their link to votes and answers is "
+            "kept; then the worker unlinks it, counts unchanged, and their token cannot "
+            "be renewed."),
+    Setting("READER_CONSENT", False, _bool,
+            "The widget mints no reader token until the page calls engage.consent() or "
+            "its script tag carries data-engage-consent (a consent manager's signal)."),
     Setting("MAX_CONTENT_LENGTH", 64 * 1024, int,
             "Largest request body in bytes; larger gets 413 before parsing."),
     Setting("RETRY_AFTER", 5, int,
@@ -307,6 +321,9 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError("ENGAGE_ADDRESS_PREFIX_V4 must be between 0 and 32")
     if not 0 <= int(config["ADDRESS_PREFIX_V6"]) <= 128:
         raise ConfigError("ENGAGE_ADDRESS_PREFIX_V6 must be between 0 and 128")
+    if not 1 <= int(config["READER_TOKEN_DAYS"]) <= int(config["READER_RETENTION_DAYS"]):
+        raise ConfigError("ENGAGE_READER_TOKEN_DAYS must be at least 1 and at most "
+                          "ENGAGE_READER_RETENTION_DAYS")
     if float(config["WEBHOOK_DNS_TIMEOUT"]) <= 0:
         raise ConfigError("ENGAGE_WEBHOOK_DNS_TIMEOUT must be above 0")
     public_url = config.get("PUBLIC_URL")
@@ -315,6 +332,9 @@ def _validate(config: dict[str, Any]) -> None:
     smtp_url = config.get("SMTP_URL")
     if smtp_url and not re.fullmatch(r"smtps?://[^/?#\s]+/?", str(smtp_url)):
         raise ConfigError("ENGAGE_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", str(config["DEFAULT_SITE"])):
+        raise ConfigError("ENGAGE_DEFAULT_SITE must be 1-40 characters of a-z 0-9 -, "
+                          "starting with a letter or digit")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
     if config["OIDC_ISSUER"]:

@@ -76,6 +76,16 @@ class InvalidReader(EngageError):
     message = "The reader token is missing, malformed or forged."
 
 
+class ReaderExpired(InvalidReader):
+    error_code = "reader_expired"
+    message = ("The reader token is older than ENGAGE_READER_TOKEN_DAYS: renew it with "
+               "POST /api/v1/readers/renew.")
+
+
+class ReaderRevoked(InvalidReader):
+    message = "This reader token was renewed since, or its reader's data erased."
+
+
 class Unauthorized(EngageError):
     code = 401
     error_code = "unauthorized"
@@ -163,6 +173,11 @@ class UnknownPoll(NotFound):
     message = "No poll exists under this id."
 
 
+class UnknownSite(NotFound):
+    error_code = "unknown_site"
+    message = "No site exists under this name."
+
+
 class UnknownLink(NotFound):
     message = "No such link."
 
@@ -200,6 +215,21 @@ class InvalidOptions(ValidationFailed):
         super().__init__(fields={"options": [self.RULES[rule]]})
 
 
+class InvalidChoice(ValidationFailed):
+    """A choice, or reason, outside the article's reaction set: `field` is `choice` or
+    `reason`, `allowed` the comma-joined ones it may be, and `reason_choice` (when
+    given) the only choice a reason may come with."""
+
+    def __init__(self, field: str, allowed: str, reason_choice: str = "") -> None:
+        if reason_choice:
+            message = f"Only a '{reason_choice}' may carry a reason."
+        elif allowed:
+            message = f"Must be one of: {', '.join(allowed.split(','))}."
+        else:
+            message = "This article's choices take no reason."
+        super().__init__(fields={field: [message]})
+
+
 class ClosesAtPassed(ValidationFailed):
     def __init__(self) -> None:
         super().__init__(fields={"closes_at": [
@@ -210,7 +240,7 @@ class ClosesAtPassed(ValidationFailed):
 # (store/scripts.py) followed by the values its constructor takes, and the store raises it.
 REFUSALS: tuple[type[EngageError], ...] = (
     UnknownArticle, UnknownPoll, UnknownLink, IdTaken, Throttled, PollClosed, PollFinal,
-    InvalidOptions, ClosesAtPassed, RateLimited,
+    InvalidOptions, ClosesAtPassed, RateLimited, InvalidChoice,
 )
 
 

@@ -24,10 +24,16 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Request, current_app, g, request
-from itsdangerous import BadSignature, Signer, URLSafeSerializer
+from itsdangerous import (
+    BadSignature,
+    BadTimeSignature,
+    Signer,
+    TimestampSigner,
+    URLSafeSerializer,
+)
 
 from engage import errors
-from engage.store import budgets, get_store, tokens
+from engage.store import budgets, get_store, readers, sites, tokens
 
 READER_HEADER = "X-Engage-Reader"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,7 +80,11 @@ class Identity:
 
     def __init__(self, secret: str, trusted_proxies: Iterable[str], prefix_v4: int = 32,
                  prefix_v6: int = 64) -> None:
-        self.signer = Signer(secret, salt="engage.reader", digest_method=hashlib.sha256)
+        # Timestamped: a token carries its issue time (docs/privacy.md, token lifetime).
+        self.signer = TimestampSigner(secret, salt="engage.reader",
+                                      digest_method=hashlib.sha256)
+        # Tokens minted before they carried a time; each can be renewed once.
+        self.untimed = Signer(secret, salt="engage.reader", digest_method=hashlib.sha256)
         self.vote_links = URLSafeSerializer(secret, salt="engage.email-vote",
                                             signer_kwargs={"digest_method": hashlib.sha256})
         self.reader_key = hashlib.sha256(b"engage.reader-hash:" + secret.encode()).digest()
@@ -88,19 +98,36 @@ class Identity:
         self._lock = threading.Lock()
 
     # -- readers ------------------------------------------------------------------
-    def mint_reader(self) -> str:
-        return self.signer.sign(secrets.token_urlsafe(12)).decode()
+    def mint_reader(self, reader_id: bytes | None = None) -> str:
+        """A new token: for a new reader, or (renewal) for `reader_id`, issued now; a
+        renewal's carries a nonce after `~`, so no two tokens are ever the same."""
+        if reader_id is None:
+            return self.signer.sign(secrets.token_urlsafe(12)).decode()
+        return self.signer.sign(reader_id + b"~" + secrets.token_urlsafe(6).encode()).decode()
 
-    def reader_from_token(self, token: str) -> str:
-        """The reader's opaque hash, or InvalidReader for a forged or malformed token."""
+    def read_token(self, token: str) -> tuple[bytes, str, int]:
+        """(reader id, the reader's opaque hash, issue time in epoch s), or InvalidReader
+        for a forged or malformed token. A token minted before tokens carried a time
+        (signed alike, without one) reads as issued at 0."""
         if not token or len(token) > 128:
             raise errors.InvalidReader()
         try:
-            reader_id = self.signer.unsign(token.encode())
+            reader_id, issued = self.signer.unsign(token.encode(), return_timestamp=True)
+            issued_at = int(issued.timestamp())
+        except BadTimeSignature:
+            try:
+                reader_id, issued_at = self.untimed.unsign(token.encode()), 0
+            except (BadSignature, UnicodeError, ValueError):
+                raise errors.InvalidReader() from None
         except (BadSignature, UnicodeError, ValueError):
             raise errors.InvalidReader() from None
+        reader_id = reader_id.partition(b"~")[0]
         digest = hashlib.blake2b(reader_id, key=self.reader_key, digest_size=9).digest()
-        return base64.urlsafe_b64encode(digest).decode()
+        return reader_id, base64.urlsafe_b64encode(digest).decode(), issued_at
+
+    def reader_from_token(self, token: str) -> str:
+        """The reader's opaque hash, or InvalidReader for a forged or malformed token."""
+        return self.read_token(token)[1]
 
     def sign_vote_link(self, article_id: str, expires: int) -> str:
         """A newsletter's vote link for an article, valid until `expires` (epoch s)."""
@@ -201,17 +228,51 @@ def get_identity() -> Identity:
     return identity
 
 
-def current_reader(required: bool = True) -> str | None:
-    """The calling reader's hash from `X-Engage-Reader`; None when absent and optional."""
+def reader_token(renewing: bool = False, voting: bool = False, token: str | None = None
+                 ) -> tuple[bytes, str, int] | None:
+    """The caller's `X-Engage-Reader` token (or `token`, a form's cookie) read
+    (identity.read_token), or None without one. Refused: one older than READER_TOKEN_DAYS
+    (ReaderExpired) unless `renewing`, which takes one up to READER_RETENTION_DAYS old;
+    one renewed since or erased (ReaderRevoked), which a vote's own first round trip
+    checks when `voting`."""
+    token = token or request.headers.get(READER_HEADER)
+    if token is None:
+        return None
+    read = get_identity().read_token(token)
+    store = get_store()
+    days = store.config["READER_RETENTION_DAYS" if renewing else "READER_TOKEN_DAYS"]
+    if store.now().timestamp() - read[2] > int(days) * 86400 and not (renewing and not read[2]):
+        raise errors.InvalidReader() if renewing else errors.ReaderExpired()
+    if not voting and readers.is_revoked(store, read[1], token):
+        raise errors.ReaderRevoked()
+    return read
+
+
+def renew_reader(read: tuple[bytes, str, int]) -> str:
+    """A new token for the reader of `read` (their votes stay theirs); every other token
+    of theirs is refused from now on."""
+    token = get_identity().mint_reader(read[0])
+    readers.revoke(get_store(), read[1], keep=token)
+    return token
+
+
+def current_reader(required: bool = True, voting: bool = False) -> str | None:
+    """The calling reader's hash from `X-Engage-Reader`; None when absent and optional.
+    With `voting`, the vote's store call must check the token (`voter_token()`)."""
     if "reader" in g:
         return g.reader
-    token = request.headers.get(READER_HEADER)
-    if token is None:
+    read = reader_token(voting=voting)
+    if read is None:
         if required:
             raise errors.InvalidReader("Send a reader token in the X-Engage-Reader header.")
         return None
-    reader = g.reader = get_identity().reader_from_token(token)
-    return reader
+    g.reader = read[1]
+    return read[1]
+
+
+def voter_token() -> str:
+    """The token of `current_reader(voting=True)`, for the vote to check it is current."""
+    return request.headers[READER_HEADER]
 
 
 def current_address_hash() -> str:
@@ -284,6 +345,63 @@ def check_role(role: str) -> None:
     """401 without a valid staff token, 403 when its role does not cover `role`."""
     if current_staff()["role"] not in _ROLES_ALLOWED[role]:
         raise errors.Forbidden(f"This needs the {role} role.")
+
+
+def site_scope() -> list[str] | None:
+    """The sites the calling staff member (API token or dashboard session) may see; None
+    is every site. Admins see every site."""
+    staff = g.get("staff") or {}
+    sites = staff.get("sites")
+    return None if sites is None or staff.get("role") == "admin" else list(sites)
+
+
+def check_site(site: str | None) -> None:
+    """403 when the caller is limited to sites and `site` (known) is not one of them."""
+    scope = site_scope()
+    if scope is not None and site is not None and site not in scope:
+        raise errors.Forbidden("This belongs to a site your token does not cover.")
+
+
+def check_article_site(article_id: str | None, site: str | None = None) -> None:
+    """`check_site` for what a write puts in a site: the site it names, else the
+    article's (the default site's for none, or a new article)."""
+    if site_scope() is None:
+        return
+    store = get_store()
+    check_site(site or (sites.owner(store, article_id) if article_id else None)
+               or store.config["DEFAULT_SITE"])
+
+
+def check_every_site() -> None:
+    """403 for a caller limited to sites on a view of figures summed across every site."""
+    if site_scope() is not None:
+        raise errors.Forbidden("These figures span every site; your token covers only some.")
+
+
+def visible_articles(article_ids: Iterable[str], only: str | None = None) -> set[str] | None:
+    """Of these articles (`""`: none, as a poll may have, the default site's), those the
+    caller may see, of site `only` when named (one the caller may see); None when the
+    caller sees every site and names none."""
+    scope = site_scope() if only is None else [only]
+    if scope is None:
+        return None
+    store = get_store()
+    found = sites.of_articles(store, [a for a in dict.fromkeys(article_ids) if a])
+    found[""] = store.config["DEFAULT_SITE"]
+    return {article for article, site in found.items() if site in scope}
+
+
+def visible_sites() -> list[str]:
+    """The names of the sites the caller may see, the default first."""
+    scope = site_scope()
+    return [name for name in sites.listing(get_store()) if scope is None or name in scope]
+
+
+def check_scope() -> None:
+    """`check_site` for the article or poll the request's path names, if any."""
+    args = request.view_args or {}
+    if site_scope() is not None and (args.get("article_id") or args.get("poll_id")):
+        check_site(sites.owner(get_store(), args.get("article_id"), args.get("poll_id")))
 
 
 def require_role(role: str) -> Callable[[F], F]:

@@ -33,7 +33,7 @@ from typing import Any
 import urllib3
 
 from engage import __version__, alerts, destinations, metrics
-from engage.store import UNAVAILABLE, Store, aggregates, events, polls, webhooks
+from engage.store import UNAVAILABLE, Store, aggregates, events, polls, readers, webhooks
 
 log = logging.getLogger("engage.worker")
 
@@ -280,21 +280,27 @@ class Worker:
 # -- aggregates and poll deadlines --------------------------------------------------------
 AGGREGATE_INTERVAL = 1.0  # seconds between passes when nothing was new
 POLL_DEADLINE_INTERVAL = 2.0  # seconds between looks for polls whose closes_at passed
+RETENTION_INTERVAL = 3600.0  # seconds between looks for readers past READER_RETENTION_DAYS
 
 
 def run_aggregates(store: Store, stop: threading.Event,
                    interval: float = AGGREGATE_INTERVAL) -> None:
     """Keep the rankings, section and site figures from the event streams, and record
-    `poll.closed` when a deadline passes, until `stop` is set. Safe to run in several
-    processes at once (each entry is applied once; a deadline is recorded once)."""
+    `poll.closed` when a deadline passes, and unlink readers past their retention, until
+    `stop` is set. Safe to run in several processes at once (each entry is applied once;
+    a deadline is recorded once; unlinking a reader twice finds nothing the second time)."""
     aggregator = aggregates.Aggregator(store)
-    deadlines_at = 0.0
+    deadlines_at, retention_at = 0.0, -RETENTION_INTERVAL  # the first pass looks at once
     log.info("aggregates started")
     while not stop.is_set():
         try:
             if time.monotonic() - deadlines_at >= POLL_DEADLINE_INTERVAL:
                 deadlines_at = time.monotonic()
                 polls.close_due(store)
+            if time.monotonic() - retention_at >= RETENTION_INTERVAL:
+                retention_at = time.monotonic()
+                while readers.forget_inactive(store) == readers.FORGET_BATCH:
+                    pass
             applied = aggregator.step()
         except UNAVAILABLE as exc:
             log.warning("redis unavailable: %s", exc)

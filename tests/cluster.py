@@ -138,7 +138,8 @@ class LocalCluster:
         """A cluster client; the no-argument one is shared (the per-test flush uses it)."""
         if kwargs or self._client is None:
             live = self.live_nodes()[0]
-            made = RedisCluster(host="127.0.0.1", port=live.port, decode_responses=True, **kwargs)
+            made = RedisCluster(host="127.0.0.1", port=live.port,
+                                **{"decode_responses": True, **kwargs})
             if kwargs:
                 return made
             self._client = made

@@ -39,7 +39,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self, **kwargs: object) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, **kwargs)
+        return redis.Redis(host="127.0.0.1", port=self.port, **{"decode_responses": True, **kwargs})
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         args = [

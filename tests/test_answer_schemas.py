@@ -41,7 +41,9 @@ def test_every_json_answer_matches_its_declared_schema(
 ) -> None:
     spec = client.get("/api/v1/openapi.json").get_json()
     reader = new_reader(client)
-    staff = {"editor": editor, "admin": admin, "reader": reader, None: {}}
+    # Renewal and erasure refuse the token they were sent: each has its own reader.
+    staff = {"editor": editor, "admin": admin, "reader": reader, None: {},
+             "renewing": new_reader(client), "erasing": new_reader(client)}
     link = {"title": "Background", "url": "https://news.example.com/background"}
     a = f"/articles/{article}"
     # (method, document path, path, who, body); later steps use what earlier ones made.
@@ -87,11 +89,21 @@ def test_every_json_answer_matches_its_declared_schema(
           "secret": "a-webhook-secret-of-some-length"}),
         ("get", "/webhooks", "/webhooks", "admin", None),
         ("get", "/webhooks", "/webhooks", "editor", None),
+        ("post", "/sites", "/sites", "admin", {"name": "regional", "locale": "fr"}),
+        ("post", "/sites", "/sites", "admin", {"name": "regional"}),
+        ("get", "/sites", "/sites", "admin", None),
+        ("get", "/sites/{name}", "/sites/regional", "admin", None),
+        ("patch", "/sites/{name}", "/sites/regional", "admin", {"links_shown": 2}),
+        ("patch", "/sites/{name}", "/sites/nope", "admin", {"links_shown": 2}),
         ("post", "/alert-rules", "/alert-rules", "editor", RULE),
         ("get", "/alert-rules", "/alert-rules", "editor", None),
         ("put", "/alert-rules/{rule_id}", "/alert-rules/nope", "editor", RULE),
         ("get", "/webhooks/dead-letters", "/webhooks/dead-letters", "admin", None),
         ("post", "/webhooks/{webhook_id}/test", "/webhooks/wh_nope/test", "admin", None),
+        ("get", "/readers/me/data", "/readers/me/data", "reader", None),
+        ("get", "/readers/me/data", "/readers/me/data", None, None),
+        ("post", "/readers/renew", "/readers/renew", "renewing", None),
+        ("delete", "/readers/me/data", "/readers/me/data", "erasing", None),
     ]
     option = None
     checked: set[tuple[str, str, int]] = set()

@@ -25,6 +25,8 @@ PUBLIC = {
     ("/widget.js", "GET"),
     ("/demo/<eid:article_id>", "GET"),
     ("/r/<path:link_id>", "GET"),
+    ("/r/<path:link_id>", "POST"),  # the widget's click, crediting a reader's token
+    ("/your-data", "GET"),
     # Votes from newsletters (the signed link is the credential), forms and AMP pages.
     ("/v/<token>/<choice>", "GET"),
     ("/v/<token>/<choice>", "POST"),
@@ -32,6 +34,9 @@ PUBLIC = {
     ("/vote/<eid:article_id>/amp", "GET"),
     ("/vote/<eid:article_id>/amp", "POST"),
     ("/api/v1/readers", "POST"),
+    ("/api/v1/readers/renew", "POST"),
+    ("/api/v1/readers/me/data", "GET"),
+    ("/api/v1/readers/me/data", "DELETE"),
     ("/api/v1/articles/<eid:article_id>", "GET"),
     ("/api/v1/articles/<eid:article_id>/reactions", "GET"),
     ("/api/v1/articles/<eid:article_id>/reactions/mine", "PUT"),

@@ -287,3 +287,23 @@ def test_reader_minting_is_rate_limited_in_the_cluster(shared_cluster: LocalClus
         assert any(n.client().keys("engage:rl*") for n in local_cluster.primaries())
     finally:
         get_store_of(app).close()
+
+
+def test_a_reader_exports_and_erases_on_a_cluster(shared_app: Flask) -> None:
+    """The per-reader index lives in the reader's slot, written apart from the article
+    scripts (each in its own slot): export and erasure still find every vote."""
+    ids = ["story", "other-story", "third"]  # spread over slots
+    for article_id in ids:
+        put_article(shared_app, article_id)
+    assert len({key_slot(Keys().article(a).encode()) for a in ids}) == 3
+    client = shared_app.test_client()
+    reader = {"X-Engage-Reader": client.post("/api/v1/readers").json["reader"]}
+    for article_id in ids:
+        assert client.put(f"/api/v1/articles/{article_id}/reactions/mine",
+                          json={"choice": "yes"}, headers=reader).status_code == 200
+    assert [r["article"] for r in client.get("/api/v1/readers/me/data", headers=reader)
+            .json["reactions"]] == sorted(ids)
+    assert client.delete("/api/v1/readers/me/data", headers=reader).json == {"erased": 3}
+    for article_id in ids:
+        assert client.get(f"/api/v1/articles/{article_id}/reactions").json["total"] == 0
+    assert client.get("/api/v1/readers/me/data", headers=reader).status_code == 401

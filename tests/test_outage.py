@@ -63,6 +63,9 @@ def test_stopped_redis_answers_503_then_recovers(outage_app: Flask,
     assert_unavailable(timed(lambda: client.delete(READ + "/mine", headers=reader)))
     assert_unavailable(timed(lambda: client.get("/api/v1/articles/korea-china-reset")))
     assert_unavailable(timed(lambda: client.post("/api/v1/readers")))
+    assert_unavailable(timed(lambda: client.get("/api/v1/readers/me/data", headers=reader)))
+    assert_unavailable(timed(lambda: client.delete("/api/v1/readers/me/data", headers=reader)))
+    assert_unavailable(timed(lambda: client.post("/api/v1/readers/renew", headers=reader)))
     assert_unavailable(timed(lambda: client.get("/api/v1/reactions?article=korea-china-reset")))
     assert_unavailable(timed(lambda: client.put("/api/v1/articles/korea-china-reset",
                                                 json=ARTICLE, headers=editor)))
@@ -71,8 +74,9 @@ def test_stopped_redis_answers_503_then_recovers(outage_app: Flask,
     assert ready.get_json()["error"]["code"] == "storage_unavailable"
     assert "Retry-After" in ready.headers
     assert timed(lambda: client.get("/healthz")).status_code == 200
-    # Bad input is still a 4xx, not a 503 or a 500, when it can be judged without Redis.
-    assert_error(client.put(READ + "/mine", json={"choice": "maybe"}, headers=reader), 422)
+    # Bad input is still a 4xx, not a 503 or a 500, when it can be judged without Redis
+    # (whether a well-formed choice is the article's needs its reaction set: docs/sites.md).
+    assert_error(client.put(READ + "/mine", json={"choice": "may be"}, headers=reader), 422)
 
     # The same port comes back (without persistence, so the data is gone; that is fine
     # for this test: it is about the connection, not the data).

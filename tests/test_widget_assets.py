@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engage.web.embed import WIDGET_FILE, widget_asset
+from engage.web.embed import WIDGET_FILE, shipped, widget_asset
 
 # Raised from 6 KiB for plural vote totals and the thanks shown in the block answered.
 GZIP_BUDGET = 6400
@@ -32,7 +32,8 @@ def test_widget_is_served_gzipped_when_asked(client):
     response = client.get("/widget.js", headers={"Accept-Encoding": "gzip, br"})
     assert response.headers["Content-Encoding"] == "gzip"
     assert "Accept-Encoding" in response.headers["Vary"]
-    assert gzip.decompress(response.get_data()) == WIDGET_FILE.read_bytes()
+    assert gzip.decompress(response.get_data()) == shipped(WIDGET_FILE.read_bytes())
+    assert gzip.decompress(response.get_data()) == client.get("/widget.js").get_data()
     assert len(response.get_data()) <= GZIP_BUDGET
 
 
@@ -49,6 +50,11 @@ def test_widget_caching_etag_and_versioned_url(client):
     stale = client.get("/widget.js?v=000000000000")
     assert stale.headers["Cache-Control"].startswith("public, max-age=300")
     assert first.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+
+
+def test_the_shipped_widget_drops_only_comments_and_indentation():
+    source = b"  var a = 1;\n  // why\n\n  if (a) { f('//x'); } // kept\n"
+    assert shipped(source) == b"var a = 1;\nif (a) { f('//x'); } // kept\n"
 
 
 def test_widget_source_never_writes_html_from_data():

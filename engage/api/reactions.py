@@ -19,6 +19,7 @@ from engage.identity import (
     current_reader,
     get_identity,
     require_role,
+    voter_token,
 )
 from engage.store import articles, get_store, reactions, stats
 from engage.store.reactions import Reactions
@@ -79,11 +80,11 @@ class MyReaction(MethodView):
 
     @staticmethod
     def _vote(article_id: str, choice: str | None, reason: str | None) -> Answer:
-        reader = current_reader()
+        reader = current_reader(voting=True)
         assert reader is not None
         result, changed = reactions.vote(
             get_store(), article_id, reader, current_address_hash(), choice, reason,
-            networks=current_network_hashes(),
+            networks=current_network_hashes(), token=voter_token(),
         )
         metrics.vote_outcome("reaction", changed)  # refusals are counted from their status
         return _body(article_id, result), PRIVATE
@@ -93,7 +94,8 @@ def email_vote_links(article_id: str, query: dict[str, Any]) -> dict[str, Any]:
     """What EmailLinksSchema dumps for EmailLinksQuerySchema's `query` (the API's answer
     and the dashboard's)."""
     store = get_store()
-    if articles.get(store, article_id) is None:
+    article = articles.get(store, article_id)
+    if article is None:
         raise errors.UnknownArticle()
     days = query.get("days") or current_app.config["EMAIL_LINK_DAYS"]
     expires = (store.now() + timedelta(days=days)).replace(microsecond=0)
@@ -109,7 +111,7 @@ def email_vote_links(article_id: str, query: dict[str, Any]) -> dict[str, Any]:
         "links": [{"choice": choice,
                    "url": root + url_for("ballot.email_vote", token=token, choice=choice)
                    + "?r=" + tag}
-                  for choice in store.config["CHOICES"]],
+                  for choice in article["reaction_set"]["choices"]],
     }
 
 

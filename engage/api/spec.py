@@ -8,9 +8,7 @@ generated client can send it), `If-None-Match` and the `ETag` of the 200, the 40
 answers of staff operations and one "Token:" line in the description, which the
 reference page and generated clients show. It also writes a nullable nested schema as
 `allOf` its one reference plus `nullable` (apispec writes an `anyOf` with an anonymous
-object, which generated clients turn into a class of its own, `PollResultsType1Type0`),
-and `configured_enum` lists a field's configured values (`metadata={"enum_setting":
-"CHOICES"}`) as its enum.
+object, which generated clients turn into a class of its own, `PollResultsType1Type0`).
 """
 
 from __future__ import annotations
@@ -68,14 +66,6 @@ def _header(name: str, required: bool, description: str) -> dict[str, Any]:
 
 
 _ANONYMOUS_NULL = {"type": "object", "nullable": True}
-
-
-def configured_enum(config: Any) -> Any:
-    """An apispec attribute function: the enum of a field whose values are configured."""
-    def enum(_converter: Any, field: Any, **_: Any) -> dict[str, Any]:
-        setting = field.metadata.get("enum_setting")
-        return {"enum": list(config[setting])} if setting else {}
-    return enum
 
 
 class ApiConventions(BasePlugin):

@@ -15,8 +15,14 @@ from flask.views import MethodView
 from engage import errors, schemas, timerange
 from engage.api import Blueprint
 from engage.api.spec import EDITOR
-from engage.identity import require_role
-from engage.store import Store, events, get_store, stats
+from engage.identity import (
+    check_article_site,
+    check_every_site,
+    require_role,
+    site_scope,
+    visible_articles,
+)
+from engage.store import Store, events, get_store, sites, stats
 
 blp = Blueprint("stats", __name__, description="Editors' numbers and the event export.")
 
@@ -92,6 +98,9 @@ class RankedArticles(MethodView):
         search = {k: query.get(name) for k, name in SEARCH.items() if query.get(name)}
         total, page = stats.ranked_page(store, query["sort"], query.get("section"), window,
                                         offset, limit, search=search)
+        # Limited to some sites, a page shows theirs only (`total` still counts all).
+        shown = visible_articles(row["id"] for row in page)
+        page = page if shown is None else [row for row in page if row["id"] in shown]
         return {"sort": "newest" if search else query["sort"], **window_fields(window),
                 "total": total, "limit": limit, "offset": offset, "articles": page}
 
@@ -107,6 +116,7 @@ class SectionFigures(MethodView):
     @require_role("editor")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Each section's figures: the sums of its articles', most votes first (editor)."""
+        check_every_site()
         store = get_store()
         window = query_window(store, query)
         return {**window_fields(window), "sections": stats.sections(store, window)}
@@ -160,6 +170,17 @@ def export_chunks(found: Iterator[dict[str, Any]], fmt: str) -> Iterator[str]:
     yield buffer.getvalue()
 
 
+def scoped_events(store: Store, found: Iterator[dict[str, Any]]
+                  ) -> Iterator[dict[str, Any]]:
+    """The events of the articles (and polls) of the caller's sites: all for a caller
+    who sees every site."""
+    scope = site_scope()
+    if scope is None:
+        return found
+    shown = sites.articles_of(store, scope)
+    return (event for event in found if event.get("article", "") in shown)
+
+
 @blp.route("/events/export")
 class EventExport(MethodView):
     @blp.arguments(schemas.ExportQuerySchema(), location="query")
@@ -179,13 +200,16 @@ class EventExport(MethodView):
         id a page at a time.
         """
         fmt = query["format"]
-        found = events.iter_events(
-            get_store(),
+        store = get_store()
+        if query.get("article"):
+            check_article_site(query["article"])
+        found = scoped_events(store, events.iter_events(
+            store,
             since_ms=_millis(query.get("since")),
             until_ms=_millis(query.get("until")),
             types=query["type"],
             article=query.get("article"),
-        )
+        ))
         mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         response = Response(stream_with_context(export_chunks(found, fmt)), mimetype=mimetype)

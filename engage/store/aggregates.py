@@ -82,6 +82,16 @@ class Aggregator:
         windows.roll(self.store, self.store.now())
         return applied
 
+    def catch_up(self, streams: list[str]) -> None:
+        """Apply everything `streams` hold now, so entries may then be removed from them
+        (store/readers.py) without the aggregates missing them."""
+        seen = self.store.redis.hmget(self.store.keys.agg("seen"), streams)
+        self.positions.update({k: pos or "0-0" for k, pos in zip(streams, seen, strict=True)})
+        found = self._read(streams)
+        while found:
+            self._apply(found)
+            found = self._read([stream for stream, _ in found])
+
     def _sections(self, article_ids: Iterable[str]) -> dict[str, str]:
         ids = sorted(set(article_ids))
         pipe = self.store.redis.pipeline(transaction=False)

@@ -3,7 +3,7 @@
 All keys start with the configured prefix (default `engage`). Keys that one Lua
 script touches together carry the same hash tag, so each script runs in one slot of
 a Redis Cluster unchanged: `{<article_id>}` for an article, `{<poll_id>}` for a poll.
-Global keys (indexes, tokens, webhooks) are only written by editor/admin paths (and
+Global keys (indexes, sites, tokens, webhooks) are only written by editor/admin paths (and
 the webhook worker, for its retry and dead-letter keys), never inside a per-article
 script.
 
@@ -30,16 +30,20 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:p:{Q}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes in the window from one address group or wider network |
 | P:p:{Q}:events               | stream | as article events       | every accepted poll vote and state change      |
 | P:p:{Q}:h:<YYYYMMDDHH> / :d: | hash   | as article buckets      | poll vote counters per bucket: `votes` (votes and changes), `+<option id>`, `-<option id>` |
+| P:r:{R}                      | hash   | READER_RETENTION_DAYS after the last write | per-reader index (R = reader hash): "a:<article id>" / "p:<poll id>" -> epoch ms of the reader's last action there, written before the vote script (docs/privacy.md) |
+| P:readers                    | zset   | until the reader is erased or unlinked | reader hash -> epoch ms of the last action (the retention job's list) |
+| P:rv:<digest>                | string | READER_RETENTION_DAYS   | the reader's one accepted token after a renewal (a SHA-256 of it; any other is refused), or "erased" (all refused). Digest = SHA-256 of "revoked:" + reader hash, so no reader hash is left |
 | P:articles                   | zset   | forever                 | article id -> published_at (epoch s)           |
 | P:section:<name>             | zset   | forever                 | article id -> published_at, per section        |
 | P:sections                   | set    | forever                 | every section name an article has used         |
 | P:polls                      | zset   | forever                 | poll id -> created (epoch s); a deleted poll stays listed so its event stream (kept EVENT_RETENTION_DAYS) stays reachable |
 | P:linkindex                  | hash   | forever                 | link id -> article id (for /r/<link id>)        |
-| P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at, expires_at} |
+| P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at, expires_at, sites (an editor's, when limited)} |
 | P:tokens:used                | hash   | until revoked           | token id -> when it was last used (ISO 8601, to the minute) |
 | P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session, or JSON {id, role, name, sites, until} of one signed in through OpenID Connect (ends at `until` however used) |
 | P:rl:{N}:<what>:<addr hash>  | string | one minute              | requests counted from one address group, or wider network, for `what` (`mint`: reader tokens, `imp`: impression reports); N is the hash of the widest network the address is in (its group's when none), so one script finds them all in one slot (store/budgets.py) |
 | P:addrnonce:<YYYYMMDD>       | string | until the day ends + 10 min | random nonce of that UTC day's address-hash key (the key needs the app secret too) |
+| P:sites                      | hash   | until the site is changed | site name -> JSON {name, origins, locale, reactions, links_shown, cache_max_age, cache_stale} (store/sites.py) |
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s); a test delivery starts here |
@@ -112,6 +116,8 @@ class Keys:
         self.linkindex = f"{prefix}:linkindex"
         self.tokens = f"{prefix}:tokens"
         self.tokens_used = f"{prefix}:tokens:used"
+        self.readers = f"{prefix}:readers"
+        self.sites = f"{prefix}:sites"
         self.webhooks = f"{prefix}:webhooks"
         self.webhook_dead = f"{prefix}:webhooks:dead"
         self.webhook_retry = f"{prefix}:webhooks:retry"
@@ -172,6 +178,13 @@ class Keys:
 
     def poll_throttle(self, poll_id: str, addr_hash: str) -> str:
         return self.poll_part(poll_id, f"thr:{addr_hash}")
+
+    # -- readers ------------------------------------------------------------------
+    def reader_index(self, reader: str) -> str:
+        return f"{self.prefix}:r:{{{reader}}}"
+
+    def reader_revoked(self, digest: str) -> str:
+        return f"{self.prefix}:rv:{digest}"
 
     # -- time buckets -------------------------------------------------------------
     @staticmethod

@@ -29,13 +29,18 @@ def _digest(secret: str) -> str:
 
 
 def create(store: Store, role: str, name: str = "",
+           sites: list[str] | None = None,
            expires_days: int | None = None) -> tuple[str, dict[str, Any]]:
+    """A new token, shown once. An editor's may be limited to `sites` (None: every
+    site); an admin's covers every site. With `expires_days` it is refused after."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if sites is not None and role != "editor":
+        raise ValueError("only editor tokens are limited to sites")
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(24)
     now = store.now()
-    record = {
+    record: dict[str, Any] = {
         "id": token_id,
         "role": role,
         "name": name,
@@ -43,6 +48,8 @@ def create(store: Store, role: str, name: str = "",
         "created_at": now.isoformat(),
         "expires_at": (now + timedelta(days=expires_days)).isoformat() if expires_days else None,
     }
+    if sites is not None:
+        record["sites"] = list(sites)
     store.redis.hset(store.keys.tokens, token_id, json.dumps(record))
     return f"eng_{token_id}.{secret}", record
 

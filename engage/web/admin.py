@@ -51,7 +51,8 @@ def token_list() -> Any:
                               {**shown, "expires_days": forms.number(shown["expires_days"])})
     if errors:
         return _tokens_page(shown, errors, 422)
-    token, _ = tokens.create(get_store(), data["role"], data["name"], data["expires_days"])
+    token, _ = tokens.create(get_store(), data["role"], data["name"],
+                             expires_days=data["expires_days"])
     # The answer itself shows the token: never a redirect that would carry it in a URL.
     return _tokens_page(NEW_TOKEN, {}, 201, created=token)
 

@@ -29,8 +29,10 @@ from engage.identity import (
     current_network_hashes,
     get_identity,
     mint_for_client,
+    reader_token,
+    renew_reader,
 )
-from engage.store import articles, get_store, reactions
+from engage.store import articles, get_store, reactions, sites
 from engage.web import agents
 
 bp = Blueprint("ballot", __name__)
@@ -83,8 +85,9 @@ def _vote(article_id: str, reader: str, choice: str, channel: str) -> reactions.
     return result
 
 
-def _choice(choice: str | None) -> str:
-    choices = get_store().config["CHOICES"]
+def _choice(article_id: str, choice: str | None) -> str:
+    """One of the article's choices (its reaction set: docs/sites.md)."""
+    choices = _article(article_id)["reaction_set"]["choices"]
     if choice is None or choice not in choices:
         raise errors.ValidationFailed(f"Choose one of: {', '.join(choices)}.")
     return choice
@@ -101,7 +104,7 @@ def email_vote(token: str, choice: str) -> Response:
     """
     store, identity = get_store(), get_identity()
     article_id = identity.vote_link(token, store.now().timestamp())
-    choice = _choice(choice)
+    choice = _choice(article_id, choice)
     recipient = request.args.get("r", "")
     if not recipient or len(recipient) > MAX_RECIPIENT or schemas.CONTROL_CHARACTERS.search(
             recipient):
@@ -122,9 +125,10 @@ def email_vote(token: str, choice: str) -> Response:
 
 # -- the widget's form, without JavaScript -------------------------------------------------
 def _article_origins(article: dict[str, Any]) -> set[str]:
-    """The article page's origin and every allowed publisher origin."""
+    """The article page's origin and its site's publisher origins."""
     parts = urlsplit(article["url"])
-    return {f"{parts.scheme}://{parts.netloc}", *current_app.config["ALLOWED_ORIGINS"]}
+    site = sites.site_or_default(get_store(), article["site"])
+    return {f"{parts.scheme}://{parts.netloc}", *site["origins"]}
 
 
 def _article(article_id: str) -> dict[str, Any]:
@@ -134,24 +138,35 @@ def _article(article_id: str) -> dict[str, Any]:
     return article
 
 
-def _cookie_reader() -> str | None:
-    """The reader of the request's READER_COOKIE; None without a valid one."""
+def _cookie_reader(renew: bool = False) -> tuple[str | None, str | None]:
+    """(reader, token to keep) of the request's READER_COOKIE, read as the widget's token
+    is (erased or renewed since: none); one past READER_TOKEN_DAYS is none either, or
+    with `renew` (a vote) renewed for the same reader, as the widget does."""
+    token = request.cookies.get(READER_COOKIE)
     try:
-        return get_identity().reader_from_token(request.cookies.get(READER_COOKIE, ""))
+        read = reader_token(token=token) if token else None
+        return (read[1] if read else None), None
+    except errors.ReaderExpired:
+        if not renew:
+            return None, None
+        read = reader_token(renewing=True, token=token)
+        assert read is not None
+        return read[1], renew_reader(read)
     except errors.InvalidReader:
-        return None
+        return None, None
 
 
 def _form_vote(article_id: str, channel: str) -> tuple[reactions.Reactions, str | None]:
     """Count the posted choice for the cookie's reader, or for a new reader minted from
-    the reader-token budgets; returns the counts and the new reader's token to keep."""
-    choice = _choice(request.form.get("choice"))
+    the reader-token budgets; returns the counts and the reader's token to keep when it
+    is new."""
+    choice = _choice(article_id, request.form.get("choice"))
     _readers_only()
-    reader, minted = _cookie_reader(), None
+    reader, kept = _cookie_reader(renew=True)
     if reader is None:
-        minted = mint_for_client()
-        reader = get_identity().reader_from_token(minted)
-    return _vote(article_id, reader, choice, channel), minted
+        kept = mint_for_client()
+        reader = get_identity().reader_from_token(kept)
+    return _vote(article_id, reader, choice, channel), kept
 
 
 def _keep_reader(response: Response, token: str | None) -> Response:
@@ -179,8 +194,8 @@ def form_vote(article_id: str) -> Response:
     if origin is not None and origin not in _article_origins(article) and (
             urlsplit(origin).netloc != request.host):
         raise errors.Forbidden("This form may only be sent from the article's own page.")
-    _, minted = _form_vote(article_id, "nojs")
-    return _keep_reader(redirect(back, 303), minted)
+    _, kept = _form_vote(article_id, "nojs")
+    return _keep_reader(redirect(back, 303), kept)
 
 
 # -- AMP -----------------------------------------------------------------------------------
@@ -208,11 +223,11 @@ def amp_vote(article_id: str) -> Response:
     if source not in _article_origins(article) or (
             origin is not None and origin not in {source, *_amp_caches(source)}):
         raise errors.Forbidden("This AMP page's origin is not allowed for this article.")
-    minted = None
+    kept = None
     if request.method == "POST":
-        result, minted = _form_vote(article_id, "amp")
+        result, kept = _form_vote(article_id, "amp")
     else:
-        found = reactions.read(get_store(), article_id, _cookie_reader())
+        found = reactions.read(get_store(), article_id, _cookie_reader()[0])
         if found is None:
             raise errors.UnknownArticle()
         result = found
@@ -226,4 +241,4 @@ def amp_vote(article_id: str) -> Response:
         "Cache-Control": "private, no-store",
         "Vary": "Origin, Cookie",
     })
-    return _keep_reader(response, minted)
+    return _keep_reader(response, kept)

@@ -29,7 +29,8 @@ from marshmallow import ValidationError
 from engage import errors, schemas, timerange
 from engage.api.polls import poll_body, poll_export
 from engage.api.reactions import email_vote_links
-from engage.api.stats import SEARCH, export_chunks, resolve_window
+from engage.api.stats import SEARCH, export_chunks, resolve_window, scoped_events
+from engage.identity import check_every_site, check_scope, visible_articles, visible_sites
 from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
@@ -69,7 +70,10 @@ def _guard() -> Any:
         return refuse(403, "csrf_failed", "The form expired or did not come from this site; "
                                            "reload the page and try again.")
     g.staff = session.signed_in()
-    if g.staff is not None or request.endpoint in _PUBLIC_ENDPOINTS:
+    if g.staff is not None:
+        check_scope()
+        return None
+    if request.endpoint in _PUBLIC_ENDPOINTS:
         return None
     if _wants_json():
         return errors.error_response(401, "unauthorized", "Sign in to the dashboard first.")
@@ -79,6 +83,11 @@ def _guard() -> Any:
 @bp.errorhandler(404)
 def _not_found(_exc: Exception) -> Response:
     return refuse(404, "not_found", "Nothing here: the article or poll may have been removed.")
+
+
+@bp.errorhandler(errors.Forbidden)
+def _forbidden(exc: errors.Forbidden) -> Response:
+    return refuse(403, exc.error_code, exc.message)
 
 
 @bp.after_request
@@ -155,7 +164,17 @@ def overview() -> Any:
     total, ranked = stats.ranked_page(store, sort, query.get("section"), window,
                                       (page - 1) * ARTICLES_PER_PAGE, ARTICLES_PER_PAGE,
                                       search=search)
-    found = stats.overview(store, window)
+    found = {**stats.overview(store, window), "ranked": ranked}
+    # The site switcher: one of the caller's sites, or all they may see.
+    names, site = visible_sites(), request.args.get("site") or None
+    if site is not None and site not in names:
+        abort(404)
+    shown = visible_articles((a["id"] for key in ("ranked", "top", "bottom", "trending")
+                              for a in found[key]), site)
+    if shown is not None:  # some sites: their articles, no figures summed across all
+        found = {key: [a for a in found[key] if a["id"] in shown]
+                 for key in ("ranked", "top", "bottom", "trending")}
+        found.update(totals=None, sections=[])
     return render_template(
         "dashboard/overview.html",
         page="overview",
@@ -164,8 +183,9 @@ def overview() -> Any:
         sort=sort,
         window=window,
         choices=choices,
-        **found,  # totals, top, bottom, trending, sections
-        ranked=ranked,
+        sites=names if len(names) > 1 else [],
+        site=site,
+        **found,  # totals, ranked, top, bottom, trending, sections
         asked=asked,
         searching=bool(search),
         section_names=articles.sections(store),
@@ -249,7 +269,9 @@ def poll_list() -> Any:
     found, more = polls.list_page(get_store(), None, (page - 1) * POLLS_PER_PAGE,
                                   POLLS_PER_PAGE)
     store = get_store()
-    shown = [poll_body(poll, staff=True) for poll in found]
+    visible = visible_articles(poll.article or "" for poll in found)
+    shown = [poll_body(poll, staff=True) for poll in found
+             if visible is None or (poll.article or "") in visible]
     named = articles.get_many(store, sorted({p["article"] for p in shown if p["article"]}))
     now = store.now()
     for p in shown:
@@ -314,6 +336,7 @@ def poll_delete(poll_id: str) -> Any:
 
 @bp.get("/live")
 def live() -> Any:
+    check_every_site()
     return render_template("dashboard/live.html", page="live")
 
 
@@ -321,6 +344,7 @@ def live() -> Any:
 def live_json() -> Any:
     """What the live page polls every few seconds: standings and the events applied
     since the cursor it sends back (`since`), newest first."""
+    check_every_site()
     store = get_store()
     choices = list(store.config["CHOICES"])
     now = store.now()
@@ -366,7 +390,8 @@ def export() -> Response:
     if article is not None and not schemas.ID_RE.fullmatch(article):
         return errors.error_response(422, "validation_failed", "Unknown article id.",
                                      {"article": ["Not an article id."]})
-    found = events.iter_events(get_store(), article=article)
+    store = get_store()
+    found = scoped_events(store, events.iter_events(store, article=article))
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     response = Response(stream_with_context(export_chunks(found, fmt)), mimetype=mimetype)
     name = f"engage-events-{article}" if article else "engage-events"

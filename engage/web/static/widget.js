@@ -1,5 +1,6 @@
 /* engage widget: "Do you like this article?", polls and related links.
    Embed: <div data-engage-article="ID"></div><script src="https://HOST/widget.js" async></script>
+   With ENGAGE_READER_CONSENT no token is minted before engage.consent() or data-engage-consent.
    Plain JS, no build step. Data is only ever set with textContent. */
 (function () {
   'use strict';
@@ -7,32 +8,33 @@
   var me = d.currentScript || d.querySelector('script[src*="widget.js"]');
   if (!me || !d.head.attachShadow) return;
   var API = new URL(me.src, location.href).origin + '/api/v1';
-  var KEY = 'engage.reader', memTok = null, minting = null, seen = {}, B = null, sheet = null, warned = 0;
+  var KEY = 'engage.reader', memTok = null, minting = null, seen = {}, B = null, sheet = null, warned = 0,
+    agreed = me.hasAttribute('data-engage-consent');
   var T = {
     en: {question: 'Do you like this article?', yes: 'Yes', no: 'No',
       why: 'What could be better? (optional)', thanks: 'Thanks, your vote is counted.',
       removed: 'Your vote was removed.', retry: 'Could not save that just now. Please try again in a moment.',
       related: 'Related', closed: 'This poll is closed.', vote: 'Vote', votes_one: 'vote', votes: 'votes',
       outdated: 'Outdated', inaccurate: 'Inaccurate', biased: 'Biased', unclear: 'Unclear',
-      not_relevant: 'Not relevant'},
+      not_relevant: 'Not relevant', data: 'Your data'},
     ko: {question: '이 기사가 마음에 드시나요?', yes: '예', no: '아니요',
       why: '어떤 점이 아쉬웠나요? (선택)', thanks: '감사합니다. 투표가 반영되었습니다.',
       removed: '투표를 취소했습니다.', retry: '지금은 저장하지 못했습니다. 잠시 후 다시 시도해 주세요.',
       related: '관련 기사', closed: '마감된 투표입니다.', vote: '투표', votes: '표',
       outdated: '오래된 정보', inaccurate: '부정확함', biased: '편향됨', unclear: '이해하기 어려움',
-      not_relevant: '관련 없음'},
+      not_relevant: '관련 없음', data: '내 데이터'},
     zh: {question: '您喜欢这篇文章吗？', yes: '喜欢', no: '不喜欢',
       why: '哪里可以改进？（可选）', thanks: '谢谢，您的投票已记录。',
       removed: '您的投票已撤回。', retry: '暂时无法保存，请稍后再试。',
       related: '相关内容', closed: '投票已结束。', vote: '投票', votes: '票',
       outdated: '内容过时', inaccurate: '不准确', biased: '有偏见', unclear: '不清楚',
-      not_relevant: '不相关'},
+      not_relevant: '不相关', data: '我的数据'},
     es: {question: '¿Te gusta este artículo?', yes: 'Sí', no: 'No',
       why: '¿Qué podríamos mejorar? (opcional)', thanks: 'Gracias, tu voto se ha registrado.',
       removed: 'Tu voto se ha retirado.', retry: 'No se pudo guardar. Inténtalo de nuevo en un momento.',
       related: 'Relacionados', closed: 'Esta encuesta está cerrada.', vote: 'Votar', votes_one: 'voto', votes: 'votos',
       outdated: 'Desactualizado', inaccurate: 'Inexacto', biased: 'Sesgado', unclear: 'Poco claro',
-      not_relevant: 'No relevante'}
+      not_relevant: 'No relevante', data: 'Tus datos'}
   };
   var DARK = '{color:#ece9e4;--bg:#202227;--bd:#464a52;--ac:#8cc2ff;--on:#10243a;--mu:#b0aca6;--bar:#2f4d70}';
   var CSS = ':host{display:block;font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;' +
@@ -85,6 +87,7 @@
   function token() {
     var tok = getTok();
     if (tok) return Promise.resolve(tok);
+    if (B.consent && !agreed) return Promise.reject(0);
     minting = minting || call('POST', '/readers').then(function (r) {
       minting = null; setTok(r.reader); return r.reader;
     }, function (e) { minting = null; throw e; });
@@ -111,12 +114,17 @@
     setTimeout(function () { w.live.textContent = text; }, 30);
   }
 
-  // One write: mint a token on first use, retry once with a fresh one if it was refused.
+  // One write: mint a token on first use. One refused is renewed for the same reader (it
+  // expired: votes kept), else replaced by a fresh one (erased, forged), and sent again.
   function send(w, method, path, body, ok, fail, again) {
     token().then(function (tok) { return call(method, path, body, tok); }).then(function (res) {
       ok(res); render(w);
     }, function (e) {
-      if (e === 401 && !again) { setTok(null); return send(w, method, path, body, ok, fail, 1); }
+      if (e === 401 && !again) {
+        return call('POST', '/readers/renew', null, getTok()).then(function (r) { setTok(r.reader); }, function () {
+          setTok(null);
+        }).then(function () { send(w, method, path, body, ok, fail, 1); });
+      }
       if (fail) fail(e);
       say(w, t(w, e === 409 ? 'closed' : 'retry'));
       render(w);
@@ -149,15 +157,15 @@
   }
 
   function reactions(w) {
-    var a = w.data, kids = [h('h2', {text: t(w, 'question')})];
-    B.choices.forEach(function (c) {
+    var a = w.data, s = a.reaction_set || B, kids = [h('h2', {text: t(w, 'question')})];
+    s.choices.forEach(function (c) {
       kids.push(btn(t(w, c), 'c:' + c, w.mine === c, function () {
         react(w, w.mine === c ? null : c);
       }, h('span', {'class': 'n', text: String(a.counts[c] || 0)})));
     });
-    if (w.mine && w.mine === B.reason_choice && B.reasons.length) {
+    if (w.mine && w.mine === s.reason_choice && s.reasons.length) {
       kids.push(h('p', {'class': 'm', text: t(w, 'why')}));
-      B.reasons.forEach(function (r) {
+      s.reasons.forEach(function (r) {
         kids.push(btn(t(w, r), 'r:' + r, w.reason === r, function () {
           react(w, w.mine, w.reason === r ? null : r);
         }));
@@ -216,7 +224,16 @@
       // API saw behind a proxy.
       try { url = new URL(l.related ? l.href : '/r/' + enc(l.id), API); } catch (e) { return; }
       if (!/^https?:$/.test(url.protocol)) return;
-      var li = h('li', {}, [h('a', {href: url.href, 'data-k': 'l:' + l.id, text: l.title})]);
+      var li = h('li', {}, [h('a', {href: url.href, 'data-k': 'l:' + l.id, text: l.title, on: l.related ? null : function (e) {
+        // A reader who has acted is credited with the click: the token goes in a form's
+        // body, never in the address. A click with a modifier opens the plain link.
+        var tok = getTok();
+        if (!tok || e.button || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+        e.preventDefault();
+        var f = h('form', {method: 'post', action: url.href, hidden: ''}, [h('input', {type: 'hidden', name: 'reader', value: tok})]);
+        d.body.appendChild(f);
+        f.submit();
+      }})]);
       if (!l.related) { li.__w = w; li.__l = l.id; w.obs.push(li); }
       items.push(li);
     });
@@ -228,7 +245,11 @@
     var f = w.root.activeElement, k = f && f.getAttribute('data-k');
     if (io) w.obs.forEach(function (n) { io.unobserve(n); clearTimeout(n.__t); });
     w.obs = [];
-    var kids = [reactions(w)].concat(w.data.polls.map(function (p) { return poll(w, p); }), [related(w)]);
+    var kids = [reactions(w)].concat(w.data.polls.map(function (p) { return poll(w, p); }), [related(w),
+      h('a', {'class': 'm', href: '#', target: '_blank', rel: 'noopener', 'data-k': 'd', text: t(w, 'data'), on: function (e) {
+        // The token rides in the fragment: the browser never sends it to any server.
+        e.target.href = API.slice(0, -7) + '/your-data?lang=' + w.lang + '#' + (getTok() || '');
+      }})]);
     w.box.textContent = '';
     w.box.lang = w.lang;
     kids.forEach(function (n) { if (n) w.box.appendChild(n); });
@@ -287,10 +308,9 @@
     if (!ws.length) return;
     var q = ids.slice(0, 20).map(function (i) { return 'article=' + enc(i); }).join('&');
     var tok = getTok();
-    var mine = tok ? call('GET', '/widget/mine?' + q, null, tok).catch(function (e) {
-      if (e === 401) setTok(null);
-      return null;
-    }) : Promise.resolve(null);
+    // A refused token is kept: the reader's next action renews or replaces it.
+    var mine = tok ? call('GET', '/widget/mine?' + q, null, tok).catch(function () { return null; })
+      : Promise.resolve(null);
     call('GET', '/widget?' + q).then(function (b) {
       B = b;
       return mine.then(function (m) {
@@ -321,7 +341,8 @@
     });
   }
 
-  W.engage = {scan: function () { try { scan(); } catch (e) { /* never break the host page */ } }};
+  W.engage = {scan: function () { try { scan(); } catch (e) { /* never break the host page */ } },
+    consent: function () { agreed = 1; }};
   if (d.readyState === 'loading') d.addEventListener('DOMContentLoaded', W.engage.scan);
   else W.engage.scan();
 })();
