@@ -103,12 +103,6 @@
     return w.el.getAttribute('data-engage-' + k.replace(/_/g, '-')) || T[w.lang][k] || T.en[k] || k;
   }
 
-  // "1 vote": votes_<plural category> where the language has that form, else votes.
-  function tally(w, n) {
-    var k = 'votes_' + new Intl.PluralRules(w.lang).select(n);
-    return n + ' ' + t(w, T[w.lang][k] ? k : 'votes');
-  }
-
   function say(w, text) {
     w.live.textContent = '';
     setTimeout(function () { w.live.textContent = text; }, 30);
@@ -209,7 +203,9 @@
         kids.push(h('div', {'class': 'r'}, [h('span', {text: o.label}), h('span', {text: n + '%'})]),
           h('div', {'class': 't', 'aria-hidden': 'true'}, [bar]));
       });
-      kids.push(h('p', {'class': 'm', text: tally(w, res.total)}));
+      // "1 vote": votes_<plural category> where the language has that form, else votes.
+      var k = 'votes_' + new Intl.PluralRules(w.lang).select(res.total);
+      kids.push(h('p', {'class': 'm', text: res.total + ' ' + t(w, T[w.lang][k] ? k : 'votes')}));
     }
     if (!open) kids.push(h('p', {'class': 'm', text: t(w, 'closed')}));
     if (w.at === p.id) kids.push(w.live);
