@@ -114,8 +114,9 @@ def test_cli(own_redis: RedisServer, tmp_path: Path) -> None:
     made = run("token", "create", "--name", "desk", "--role", "editor", "--site", "magazine")
     assert made.exit_code == 0, made.output
     assert "sites=magazine" in run("token", "list").stdout
-    assert run("token", "create", "--name", "desk", "--role", "editor", "--site", "nowhere").exit_code != 0
-    assert run("token", "create", "--name", "desk", "--role", "admin", "--site", "magazine").exit_code != 0
+    create = ("token", "create", "--name", "desk", "--role")
+    assert run(*create, "editor", "--site", "nowhere").exit_code != 0
+    assert run(*create, "admin", "--site", "magazine").exit_code != 0
 
 
 # -- articles belong to one site; CORS answers a site's origins for its articles ----------
