@@ -817,9 +817,10 @@ class AlertRuleInSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(
         ALERT_KINDS, error="Must be one of: " + ", ".join(ALERT_KINDS) + "."))
     site = fields.String(
-        load_default=None, allow_none=True,
-        metadata={"description": "Which site the rule watches; null (the only value until "
-                                 "sites exist) watches every article."})
+        load_default=None, allow_none=True, validate=SITE_NAME,
+        metadata={"description": "Which site the rule watches (its articles and their "
+                                 "polls); null watches every site, for staff who see every "
+                                 "site."})
     article = IdField(load_default=None, allow_none=True,
                       metadata={"description": "Watch only this article; null: every one."})
     poll = IdField(load_default=None, allow_none=True,
@@ -864,9 +865,6 @@ class AlertRuleInSchema(Schema):
     def _consistent(self, data: dict[str, Any], **_: Any) -> None:
         if _blank(data["name"]):
             raise ValidationError("Must not be blank.", field_name="name")
-        if data["site"] is not None:
-            raise ValidationError("There are no sites yet: leave it null (every article).",
-                                  field_name="site")
         kind = data["kind"]
         needs = ALERT_NEEDS[kind]
         errors: dict[str, list[str]] = {}
