@@ -256,12 +256,15 @@ def renew_reader(read: tuple[bytes, str, int]) -> str:
     return token
 
 
-def current_reader(required: bool = True, voting: bool = False) -> str | None:
+def current_reader(required: bool = True, voting: bool = False,
+                   reading: bool = False) -> str | None:
     """The calling reader's hash from `X-Engage-Reader`; None when absent and optional.
-    With `voting`, the vote's store call must check the token (`voter_token()`)."""
+    With `voting`, the vote's store call must check the token (`voter_token()`). With
+    `reading` (counts, the reader's own votes) an erased token is not looked up: it finds
+    nothing of the reader's left, and a read costs no round trip for it."""
     if "reader" in g:
         return g.reader
-    read = reader_token(voting=voting)
+    read = reader_token(voting=voting or reading)
     if read is None:
         if required:
             raise errors.InvalidReader("Send a reader token in the X-Engage-Reader header.")

@@ -61,7 +61,8 @@ class LinkImpressions(MethodView):
     @blp.doc(operationId="recordLinkImpressions", security=READER_OPTIONAL)
     def post(self, data: dict[str, Any], article_id: str) -> dict[str, Any]:
         """Links a reader actually saw (half visible for a second), once per page view."""
-        current_reader(required=False)  # optional, but a forged one is still refused
+        # Optional, but a forged one is still refused.
+        current_reader(required=False, reading=True)
         # Anonymous: the address's own budget keeps one client from flooding the
         # endpoint; the store counts at most IMPRESSION_CAP per link per address group.
         store, address = get_store(), current_address_hash()

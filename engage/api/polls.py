@@ -149,7 +149,7 @@ class Poll(MethodView):
     @blp.doc(operationId="getPoll", security=READER_OR_STAFF_OPTIONAL)
     def get(self, poll_id: str) -> Answer:
         """The poll, with results when its visibility allows them for this caller."""
-        reader = current_reader(required=False)
+        reader = current_reader(required=False, reading=True)
         staff = _staff()
         poll = polls.get(get_store(), poll_id, reader=reader)
         if poll is None:
@@ -221,7 +221,7 @@ class ArticlePolls(MethodView):
     def get(self, article_id: str) -> Answer:
         """The polls attached to an article, as this caller may see them."""
         store = get_store()
-        reader = current_reader(required=False)
+        reader = current_reader(required=False, reading=True)
         staff = _staff()
         if articles.get(store, article_id) is None:
             raise errors.UnknownArticle()

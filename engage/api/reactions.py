@@ -51,7 +51,7 @@ class ArticleReactions(MethodView):
     @blp.doc(operationId="getReactions", security=READER_OPTIONAL)
     def get(self, article_id: str) -> Answer:
         """Counts, and the reader's own vote when a reader token is sent."""
-        reader = current_reader(required=False)
+        reader = current_reader(required=False, reading=True)
         result = reactions.read(get_store(), article_id, reader)
         if result is None:
             raise errors.UnknownArticle()

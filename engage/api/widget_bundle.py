@@ -88,7 +88,7 @@ class WidgetMine(MethodView):
     @blp.doc(operationId="getMyWidgetBundle", security=READER)
     def get(self, query: dict[str, Any]) -> Response:
         """The reader's own reaction and poll votes (with the results they may see)."""
-        reader = current_reader()
+        reader = current_reader(reading=True)
         if reader is None:  # pragma: no cover - current_reader() raises instead
             raise errors.InvalidReader()
         store = get_store()
