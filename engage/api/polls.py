@@ -25,7 +25,7 @@ from engage.identity import (
     require_role,
     voter_token,
 )
-from engage.store import articles, events, get_store, polls
+from engage.store import articles, audit, events, get_store, polls
 
 blp = Blueprint("polls", __name__, description="Reader polls on articles.")
 
@@ -254,6 +254,7 @@ class PollExport(MethodView):
         poll = polls.get(store, poll_id)
         if poll is None:
             raise errors.UnknownPoll()
+        audit.record(store, current_staff(), "poll.export", "api", {"poll": poll_id})
         view = poll_body(poll, staff=True)
 
         def rows() -> Iterator[str]:

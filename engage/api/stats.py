@@ -14,9 +14,9 @@ from flask.views import MethodView
 
 from engage import errors, schemas, timerange
 from engage.api import Blueprint
-from engage.api.spec import EDITOR
-from engage.identity import require_role
-from engage.store import Store, events, get_store, stats
+from engage.api.spec import ADMIN, EDITOR
+from engage.identity import current_staff, require_role
+from engage.store import Store, audit, events, get_store, stats
 
 blp = Blueprint("stats", __name__, description="Editors' numbers and the event export.")
 
@@ -174,6 +174,7 @@ class EventExport(MethodView):
         id a page at a time.
         """
         fmt = query["format"]
+        audit.record(get_store(), current_staff(), "events.export", "api", query)
         found = events.iter_events(
             get_store(),
             since_ms=_millis(query.get("since")),
@@ -189,3 +190,16 @@ class EventExport(MethodView):
         )
         response.headers["Cache-Control"] = "private, no-store"
         return response
+
+
+@blp.route("/audit-log")
+class AuditLog(MethodView):
+    @blp.response(200, schemas.AuditLogSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
+    @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
+    @blp.doc(operationId="listAuditLog", security=ADMIN)
+    @require_role("admin")
+    def get(self) -> dict[str, Any]:
+        """The newest 100 staff actions on reader data (event and poll exports), newest
+        first (admin)."""
+        return {"entries": audit.entries(get_store())}

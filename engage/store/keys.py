@@ -44,6 +44,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:addrnonce:<YYYYMMDD>       | string | until the day ends + 10 min | random nonce of that UTC day's address-hash key (the key needs the app secret too) |
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
+| P:audit                      | stream | trimmed to 10,000       | staff actions on reader data (event and poll exports): who, what, when (store/audit.py) |
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s); a test delivery starts here |
 | P:webhooks:status            | hash   | until the webhook is deleted | webhook id -> JSON {at, outcome, error, attempts, delivery} of its last attempt |
 | P:x:{stats}:seen            | hash   | forever                 | events stream key -> last entry id applied to the aggregates |
@@ -111,6 +112,7 @@ class Keys:
         self.readers = f"{prefix}:readers"
         self.webhooks = f"{prefix}:webhooks"
         self.webhook_dead = f"{prefix}:webhooks:dead"
+        self.audit = f"{prefix}:audit"
         self.webhook_retry = f"{prefix}:webhooks:retry"
         self.webhook_status = f"{prefix}:webhooks:status"
 

@@ -30,7 +30,17 @@ from engage import errors, schemas, timerange
 from engage.api.polls import poll_body
 from engage.api.reactions import email_vote_links
 from engage.api.stats import export_chunks, resolve_window
-from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
+from engage.store import (
+    aggregates,
+    articles,
+    audit,
+    events,
+    get_store,
+    links,
+    polls,
+    reactions,
+    stats,
+)
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
 from engage.web.formatting import fmt_time, pct
@@ -303,6 +313,7 @@ def export() -> Response:
     if fmt not in ("csv", "ndjson"):
         return errors.error_response(422, "validation_failed", "Format is csv or ndjson.",
                                      {"format": ["Must be csv or ndjson."]})
+    audit.record(get_store(), g.staff, "events.export", "dashboard", {"format": fmt})
     found = events.iter_events(get_store())
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     response = Response(stream_with_context(export_chunks(found, fmt)), mimetype=mimetype)
