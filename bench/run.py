@@ -64,6 +64,10 @@ ARTICLE = {
     "published_at": "2026-01-08T09:00:00Z",
     "tags": ["China", "South Korea"],
 }
+# --two-sites: the second site's publisher origin, and the label of that install's figures.
+ARTICLE_ORIGIN = "https://news.example.com"
+SECOND_ORIGIN = "https://second.example"
+TWO_SITES = "engage two sites"
 # What `--headline` measures: engage's page-view requests, its vote and /metrics, and the
 # two bare views they are held against.
 HEADLINE_SCENARIOS = ("widget_bundle", "reactions_read", "batch_100", "vote_new_reader",
@@ -406,20 +410,32 @@ def engage_env(redis_url: str, work: Path) -> dict[str, str]:
 
 
 class EngageData:
-    """Articles, tokens and links the scenarios use, written through engage itself."""
+    """Articles, tokens and links the scenarios use, written through engage itself.
 
-    def __init__(self, redis_url: str, work: Path) -> None:
+    With `site`, under their own key prefix (`prefix`), the articles belong to a second
+    site with its own origin and a three-choice set, beside the default site's (the
+    two-site install `--two-sites` measures against the one-site one)."""
+
+    def __init__(self, redis_url: str, work: Path, prefix: str = "engage",
+                 site: str | None = None) -> None:
         self.app = create_app({
             "REDIS_URL": redis_url, "SECRET_KEY": SECRET, "DATA_DIR": str(work),
-            "THROTTLE_VOTES": 10**9, "LOG_JSON": False,
+            "THROTTLE_VOTES": 10**9, "LOG_JSON": False, "REDIS_PREFIX": prefix,
         })
         # The fixtures' requests are not what is measured: no line for each.
         logging.getLogger("engage.request").setLevel(logging.WARNING)
         self.work = work
+        self.site = site
         self.client = self.app.test_client()
         with self.app.app_context():
             self.admin = tokens.create(get_store(), "admin", "bench")[0]
         self.staff = {"Authorization": f"Bearer {self.admin}"}
+        if site:
+            response = self.client.post("/api/v1/sites", headers=self.staff, json={
+                "name": site, "origins": [SECOND_ORIGIN],
+                "reactions": {"choices": ["yes", "no", "unsure"], "reason_choice": "no",
+                              "reasons": ["outdated", "inaccurate"]}})
+            assert response.status_code == 201, response.json
         self.batch_ids = [f"b{n:03d}" for n in range(100)]
         for article_id in ["bench-read", "bench-vote", *self.batch_ids]:
             self.put_article(article_id)
@@ -447,7 +463,8 @@ class EngageData:
                 polls.vote(store, poll_id, f"seed{n}", "seed", [f"o{n % 3 + 1}"])
 
     def put_article(self, article_id: str) -> None:
-        response = self.client.put(f"/api/v1/articles/{article_id}", json=ARTICLE,
+        body = {**ARTICLE, "site": self.site} if self.site else ARTICLE
+        response = self.client.put(f"/api/v1/articles/{article_id}", json=body,
                                    headers=self.staff)
         assert response.status_code in (200, 201), response.json
 
@@ -470,8 +487,9 @@ class EngageData:
                 reactions.vote(store, article_id, identity.reader_from_token(token),
                                "bench", "yes")
 
-    def etag(self, base: str) -> str:
-        response = requests.get(f"{base}/api/v1/articles/bench-read/reactions", timeout=5)
+    def etag(self, base: str, headers: dict[str, str]) -> str:
+        response = requests.get(f"{base}/api/v1/articles/bench-read/reactions",
+                                headers=headers, timeout=5)
         return response.headers["ETag"]
 
 
@@ -614,6 +632,10 @@ def main() -> int:
                         help="only the CPU headline: engage's bundle, read, batch, vote and "
                              "/metrics, the two bare views (no isso, layers, half peak, memory)")
     parser.add_argument("--out", default=str(BENCH / "results"))
+    parser.add_argument("--two-sites", action="store_true",
+                        help="also run engage with its articles on a second site (its own "
+                             "origin and reaction set), every request from a publisher page, "
+                             "and report it side by side with the one-site install")
     parser.add_argument("--compare", metavar="REF",
                         help="also run this git commit's engage, as its own `engage serve` "
                              "runs it, and report it side by side with the working tree")
@@ -622,6 +644,9 @@ def main() -> int:
         args.runs, args.duration = 3, 3.0
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    if args.compare and args.two_sites:
+        print("--compare and --two-sites: one comparison per run", file=sys.stderr)
         return 2
     compare_sha = resolve_commit(args.compare) if args.compare else None
     if args.compare and compare_sha is None:
@@ -637,13 +662,16 @@ def main() -> int:
     memory: dict[str, Any] = {}
     servers: list[Server] = []
     started = time.time()
-    compare_label = f"engage@{compare_sha[:7]}" if compare_sha else None
+    compare_label = (f"engage@{compare_sha[:7]}" if compare_sha
+                     else TWO_SITES if args.two_sites else None)
     try:
         with redis_server(work) as (redis_url, _redis_process):
             data = EngageData(redis_url, work)
             rclient = redis.Redis.from_url(redis_url, decode_responses=True)
             bench = Bench(args, work, rclient)
             env = engage_env(redis_url, work)
+            if args.two_sites:  # the default site's origin: where the one-site requests come from
+                env["ENGAGE_ALLOWED_ORIGINS"] = ARTICLE_ORIGIN
             # Every vote run gets a file of readers never seen before (enough for 5,000
             # votes/s), minted before wrk starts, so every vote request is a first vote.
             est_tokens = int(args.duration * 5000) + 1000
@@ -654,40 +682,50 @@ def main() -> int:
                 path = data.token_file(f"vote{next(fresh)}", est_tokens)
                 return [str(path), str(args.threads)]
 
-            def change_tokens(article: str) -> Callable[[int], list[str]]:
+            def change_tokens(article: str, fixtures: EngageData) -> Callable[[int], list[str]]:
                 def before_run(run: int) -> list[str]:
                     # Each run moves the votes of the pool on its own, freshly voted article.
-                    data.prevote(f"{article}-{run}", change_pool)
+                    fixtures.prevote(f"{article}-{run}", change_pool)
                     return [str(change_pool), str(args.threads)]
                 return before_run
 
-            def engage_target(label: str, tree: Path, *options: str) -> list[Item]:
-                """engage from `tree`, as that tree's `engage serve` runs it."""
+            def engage_target(label: str, tree: Path, *options: str,
+                              fixtures: EngageData = data) -> list[Item]:
+                """engage from `tree`, as that tree's `engage serve` runs it, on the
+                articles of `fixtures` (and their key prefix)."""
                 slug = re.sub(r"[^a-z0-9]+", "-", label.lower())
                 metrics_dir = work / f"metrics-{slug}"
                 metrics_dir.mkdir()
+                prefix = fixtures.app.config["REDIS_PREFIX"]
                 server = start_server(
                     slug, engage_serve_args(args.workers, *options),
-                    {**env, "PYTHONPATH": str(tree), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+                    {**env, "PYTHONPATH": str(tree), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                     "ENGAGE_REDIS_PREFIX": prefix},
                     work, ready_path="/healthz")
                 servers.append(server)
                 base, api = server.url, server.url + "/api/v1"
+                # With --two-sites, every request comes from its site's publisher page
+                # (CORS answered), in the one-site install as in the two-site one.
+                origin = ({"Origin": SECOND_ORIGIN if fixtures.site else ARTICLE_ORIGIN}
+                          if args.two_sites else {})
                 scenarios = [
-                    Scenario("reactions_read", f"{api}/articles/bench-read/reactions"),
+                    Scenario("reactions_read", f"{api}/articles/bench-read/reactions",
+                             headers=origin),
                     Scenario("revalidate_304", f"{api}/articles/bench-read/reactions",
-                             headers={"If-None-Match": data.etag(base)}),
+                             headers={**origin, "If-None-Match": fixtures.etag(base, origin)}),
                     Scenario("batch_100", f"{api}/reactions?" + "&".join(
-                        f"article={a}" for a in data.batch_ids)),
+                        f"article={a}" for a in fixtures.batch_ids), headers=origin),
                     Scenario("vote_new_reader", f"{api}/articles/bench-vote/reactions/mine",
-                             lua=LUA_VOTE, before_run=vote_tokens),
+                             lua=LUA_VOTE, before_run=vote_tokens, headers=origin),
                     Scenario("vote_change",
                              f"{api}/articles/bench-change-{slug}-{{run}}/reactions/mine",
-                             lua=LUA_CHANGE, before_run=change_tokens(f"bench-change-{slug}")),
+                             lua=LUA_CHANGE, headers=origin,
+                             before_run=change_tokens(f"bench-change-{slug}", fixtures)),
                 ]
                 bundle = f"{api}/widget?article=bench-read"
                 if requests.get(bundle, timeout=5).status_code == 200:
                     # What every page view asks: one article with its links and a poll.
-                    scenarios.append(Scenario("widget_bundle", bundle))
+                    scenarios.append(Scenario("widget_bundle", bundle, headers=origin))
                 if data.link_id:
                     scenarios.append(Scenario("redirect_r", f"{base}/r/{data.link_id}"))
                 if requests.get(base + "/metrics", timeout=5).status_code == 200:
@@ -697,7 +735,7 @@ def main() -> int:
                 if args.headline:
                     scenarios = [sc for sc in scenarios if sc.name in HEADLINE_SCENARIOS]
                 def voters() -> int:
-                    return int(rclient.hlen("engage:a:{bench-vote}:voters"))
+                    return int(rclient.hlen(f"{prefix}:a:{{bench-vote}}:voters"))
 
                 return [Item(label, sc, server,
                              stored=voters if sc.name == "vote_new_reader" else None)
@@ -705,6 +743,10 @@ def main() -> int:
 
             # Every server up at once; idle ones cost nothing while another is measured.
             items = engage_target("engage", REPO)
+            if args.two_sites:
+                log("two sites: the same engage with the articles on a second site")
+                items += engage_target(TWO_SITES, REPO, fixtures=EngageData(
+                    redis_url, work, prefix="engage2", site="second"))
             if compare_sha and compare_label:
                 short, tree = unpack_commit(compare_sha, work)
                 log(f"comparing with {args.compare} ({short}), unpacked in {tree}")
@@ -910,7 +952,10 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
         "the bare Flask views and isso under gunicorn sync; `engage layers` is engage's app "
         "with all its app-wide layers and two bench-only views (a constant body, one bare "
         "EVALSHA vote; bench/engage_layers.py) under the same granian settings"
-        + (f"; `{compare_label}` is that commit under its own `engage serve`" if compare_label
+        + (f"; `{TWO_SITES}` is the same engage with its articles on a second site (own "
+           "origin and reaction set), and with it every request carries its site's Origin"
+           if compare_label == TWO_SITES else
+           f"; `{compare_label}` is that commit under its own `engage serve`" if compare_label
            else "")
         + f". Redis {info['redis_server'].split()[2]} with AOF (fsync every second).",
         "",
@@ -975,13 +1020,19 @@ def build_report(args: argparse.Namespace, info: dict[str, Any], figures: list[F
     compared = compare_rows(figures, compare_label) if compare_label else []
     if compared:
         then = compare_label
-        lines += [
+        lines += ["", "## One site vs two sites (`--two-sites`)", "",
+                  f"Same run, same Redis, same workers, same code. `engage` serves one site, "
+                  f"`{then}` the same articles on a second site beside the default one. The "
+                  "ratio is one / two (req/s above 1: the one-site install is faster); server "
+                  "CPU per request is given for both.", ""] if then == TWO_SITES else [
             "", f"## Working tree vs {then} (`--compare {args.compare}`)", "",
             f"Same run, same Redis, same workers. `engage` is the working tree under "
             f"`engage serve`, `{then}` that commit as its own `engage serve` ran it. The ratio "
             "is now / then (req/s above 1 is faster now); server CPU per request is given for "
-            "both.", "",
-            f"| scenario | req/s engage | req/s {then} | now / then | p99 ms engage | "
+            "both.", ""]
+        lines += [
+            f"| scenario | req/s engage | req/s {then} | "
+            f"{'one / two' if then == TWO_SITES else 'now / then'} | p99 ms engage | "
             f"p99 ms {then} | CPU µs engage | CPU µs {then} | failed |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]

@@ -10,8 +10,8 @@ __version__ = "0.1.0"
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build an app: config -> store -> identity -> extensions -> blueprints -> errors."""
-    from engage import api, errors, extensions, identity, metrics, store, web
+    """Build an app: config -> store -> identity -> blueprints -> errors."""
+    from engage import api, errors, identity, metrics, store, web
     from engage.config import load_config, resolve_secret
 
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
@@ -30,7 +30,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _hooks(app)  # first: even early refusals are logged and counted
     store.init_app(app)
     identity.init_app(app)
-    extensions.init_app(app)
     api.init_app(app)
     web.init_app(app)
     errors.init_app(app)
@@ -42,8 +41,8 @@ def _hooks(app: Flask) -> None:
     """engage's one hook of each kind, doing each app-wide thing once per request.
 
     Registered before any extension's: the after hook, registered first, runs last, so
-    it sees flask-cors's Vary line and the response it counts and logs is final. The
-    teardown runs even when no response was made, so the in-progress gauge cannot leak.
+    the response it counts and logs is final. The teardown runs even when no response
+    was made, so the in-progress gauge cannot leak.
     """
     from time import perf_counter
 
@@ -75,7 +74,7 @@ def _hooks(app: Flask) -> None:
     @app.after_request
     def answer(response: Response) -> Response:
         security.add_headers(response)
-        extensions.vary_on_origin(response)
+        extensions.answer_cors(response)
         # Popped: should a later hook fail, the error response passes here again.
         started = g.pop("started", None)
         if "Location" in response.headers or "Content-Location" in response.headers:

@@ -33,9 +33,9 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from engage import metrics
+from engage import errors, metrics
 from engage.formulas import approval, percentages, trending_score, wilson_lower, wilson_upper
-from engage.store import UNAVAILABLE, Store, articles, polls, stats, webhooks
+from engage.store import UNAVAILABLE, Store, articles, polls, sites, stats, webhooks
 from engage.store import alerts as alert_store
 from engage.timerange import DAY, HOUR, Range, floor
 
@@ -51,6 +51,28 @@ DIGEST_TOP = 5
 _templates = Environment(loader=PackageLoader("engage", "web/templates"),
                          autoescape=select_autoescape(["html"]), trim_blocks=True,
                          lstrip_blocks=True)
+
+
+# -- rules and sites ----------------------------------------------------------------------
+def check_rule_site(store: Store, rule: dict[str, Any], scope: list[str] | None) -> None:
+    """A rule staff who see `scope` (None: every site) may save: its site known and one of
+    theirs (a rule on every site, `null`, only for those who see every site), its article
+    on that site. Raises ValidationFailed or Forbidden."""
+    site = rule.get("site")
+    if site is not None and site not in sites.listing(store):
+        raise errors.ValidationFailed(fields={"site": ["No such site."]})
+    if scope is not None and site not in scope:
+        raise errors.Forbidden("Your rules watch your sites only: name one of "
+                               + ", ".join(scope) + ".")
+    article = rule.get("article")
+    if site is not None and article and sites.of_articles(store, [article])[article] not in (
+            None, site):
+        raise errors.ValidationFailed(fields={"article": ["This article is on another site."]})
+
+
+def visible_rules(rules: list[dict[str, Any]], scope: list[str] | None) -> list[dict[str, Any]]:
+    """The rules staff who see `scope` may see: those watching one of their sites."""
+    return rules if scope is None else [r for r in rules if r.get("site") in scope]
 
 
 def dashboard_url(config: dict[str, Any], path: str) -> str:
@@ -355,6 +377,8 @@ class Alerter:
     # -- judging ----------------------------------------------------------------------
     def judge(self, rule: dict[str, Any], now: datetime) -> None:
         holds = CHECKS[rule["kind"]](self.store, rule, now)
+        if rule.get("site"):
+            holds = self._on_site(rule, holds)
         was = alert_store.firing(self.store, rule["id"])
         fresh = {s: f for s, f in holds.items() if s not in was}
         cleared = {s: st["figures"] for s, st in was.items() if s not in holds}
@@ -369,6 +393,14 @@ class Alerter:
                 metrics.worker_families().alerts_fired.labels(kind=rule["kind"]).inc()
         for subject, figures in cleared.items():
             self._queue(rule, subject, figures, titles, now, fire=False)
+
+    def _on_site(self, rule: dict[str, Any], holds: Found) -> Found:
+        """What holds on the rule's site: its articles, and its polls' (a poll of no
+        article is the default site's)."""
+        of = {s: self._article(rule, s, f) for s, f in holds.items()}
+        owners: dict[str | None, str | None] = {None: self.config["DEFAULT_SITE"]}
+        owners.update(sites.of_articles(self.store, [a for a in of.values() if a]))
+        return {s: f for s, f in holds.items() if owners[of[s]] == rule["site"]}
 
     @staticmethod
     def _article(rule: dict[str, Any], subject: str, figures: dict[str, Any]) -> str | None:

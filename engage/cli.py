@@ -1,4 +1,4 @@
-"""The `engage` command: serve | seed | token."""
+"""The `engage` command: serve | seed | token | site."""
 
 from __future__ import annotations
 
@@ -187,7 +187,9 @@ def token() -> None:
 @token.command("create")
 @click.option("--role", type=click.Choice(["editor", "admin"]), required=True)
 @click.option("--name", default="", help="Who or what the token is for.")
-def token_create(role: str, name: str) -> None:
+@click.option("--site", "sites", multiple=True,
+              help="Limit an editor token to this site (repeat for several).")
+def token_create(role: str, name: str, sites: tuple[str, ...]) -> None:
     """Create a token; it is shown once and stored only as a hash."""
     from marshmallow import ValidationError
 
@@ -199,8 +201,16 @@ def token_create(role: str, name: str) -> None:
     except ValidationError as exc:
         raise click.BadParameter(" ".join(exc.normalized_messages().get("name", [])),
                                  param_hint="'--name'") from None
+    if sites and role != "editor":
+        raise click.BadParameter("only editor tokens are limited to sites", param_hint="'--site'")
     with _store() as store:
-        value, record = tokens.create(store, role, name)
+        from engage.store import sites as known
+
+        unknown = set(sites) - set(known.listing(store))
+        if unknown:
+            raise click.BadParameter(f"no site {', '.join(sorted(unknown))}",
+                                     param_hint="'--site'")
+        value, record = tokens.create(store, role, name, list(sites) if sites else None)
     click.echo(value)
     click.echo(f"created {record['role']} token {record['id']} {record['name']}".rstrip(), err=True)
 
@@ -212,7 +222,8 @@ def token_list() -> None:
 
     with _store() as store:
         for record in tokens.list_all(store):
-            click.echo(f"{record['id']}\t{record['role']}\t{record['created_at']}\t{record['name']}")
+            click.echo(f"{record['id']}\t{record['role']}\t{record['created_at']}\t{record['name']}"
+                       + (f"\tsites={','.join(record['sites'])}" if "sites" in record else ""))
 
 
 @token.command("revoke")
@@ -225,6 +236,95 @@ def token_revoke(token_id: str) -> None:
         if not tokens.revoke(store, token_id):
             raise click.ClickException(f"no token {token_id}")
     click.echo(f"revoked {token_id}")
+
+
+@main.group()
+def site() -> None:
+    """Sites: origins, reaction set and settings of each title (docs/sites.md)."""
+
+
+def _site_options(command: Any) -> Any:
+    for option in reversed([
+        click.option("--origins", help="Publisher origins, comma-separated."),
+        click.option("--locale", help="Widget language, such as en or fr-CA."),
+        click.option("--choices", help="Reaction choices in display order, comma-separated."),
+        click.option("--reason-choice", help="The choice that may carry a reason."),
+        click.option("--reasons", help="Reasons, comma-separated (with --choices)."),
+        click.option("--links-shown", type=int, help="Links the related box shows."),
+        click.option("--cache-max-age", type=int, help="Seconds a count read may be reused."),
+        click.option("--cache-stale", type=int, help="Seconds a stale count may be served."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _site_values(options: dict[str, Any], schema: Any) -> dict[str, Any]:
+    """The options given, loaded through the API's schema."""
+    from marshmallow import ValidationError
+
+    from engage.config import _list
+
+    data = {k: v for k, v in options.items()
+            if v is not None and k not in {"choices", "reason_choice", "reasons"}}
+    if "origins" in data:
+        data["origins"] = _list(data["origins"])
+    if options["choices"] is not None:
+        data["reactions"] = {"choices": _list(options["choices"]),
+                             "reason_choice": options["reason_choice"],
+                             "reasons": _list(options["reasons"] or "")}
+    try:
+        loaded: dict[str, Any] = schema.load(data)
+    except ValidationError as exc:
+        raise click.UsageError(str(exc.normalized_messages())) from None
+    return loaded
+
+
+@site.command("create")
+@click.argument("name")
+@_site_options
+def site_create(name: str, **options: Any) -> None:
+    """Define a site; values left out are the default site's settings."""
+    import json
+
+    from engage import errors, schemas
+    from engage.store import sites
+
+    data = _site_values({"name": name, **options}, schemas.SiteInSchema())
+    with _store() as store:
+        try:
+            click.echo(json.dumps(sites.create(store, data)))
+        except errors.IdTaken:
+            raise click.ClickException(f"a site {name} exists; use `engage site update`") from None
+
+
+@site.command("update")
+@click.argument("name")
+@_site_options
+def site_update(name: str, **options: Any) -> None:
+    """Change some of a site's values; the others are kept."""
+    import json
+
+    from engage import errors, schemas
+    from engage.store import sites
+
+    data = _site_values(options, schemas.SiteChangesSchema())
+    with _store() as store:
+        try:
+            click.echo(json.dumps(sites.update(store, name, data)))
+        except errors.UnknownSite:
+            raise click.ClickException(f"no site {name}") from None
+
+
+@site.command("list")
+def site_list() -> None:
+    """Every site, one JSON object a line, the default first."""
+    import json
+
+    from engage.store import sites
+
+    with _store() as store:
+        for found in sites.listing(store).values():
+            click.echo(json.dumps(found))
 
 
 @main.command()

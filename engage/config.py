@@ -140,13 +140,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PUBLIC_URL", None, str,
             "https://host[/path] readers reach engage at, for absolute links in answers; "
             "unset keeps them relative. Never taken from the request's Host."),
+    Setting("DEFAULT_SITE", "default", str,
+            "Name of the site that articles without a site belong to, whose values are "
+            "the settings below until an admin stores it (docs/sites.md)."),
     Setting("ALLOWED_ORIGINS", [], _list,
-            "Publisher origins allowed to call the API from a browser (CORS)."),
+            "Publisher origins allowed to call the API from a browser (CORS): the "
+            "default site's."),
     Setting("EMAIL_LINK_DAYS", 30, int,
             "Days a newsletter's vote links stay valid: long enough for late readers, "
             "short enough that an old forwarded email stops voting."),
     Setting("CHOICES", ["yes", "no"], _list,
-            "Reaction choices, in display order."),
+            "Reaction choices, in display order (the default site's)."),
     Setting("REASON_CHOICE", "no", str,
             "The choice that may carry a reason."),
     Setting("REASONS", ["outdated", "inaccurate", "biased", "unclear", "not_relevant"], _list,
@@ -328,6 +332,9 @@ def _validate(config: dict[str, Any]) -> None:
     smtp_url = config.get("SMTP_URL")
     if smtp_url and not re.fullmatch(r"smtps?://[^/?#\s]+/?", str(smtp_url)):
         raise ConfigError("ENGAGE_SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", str(config["DEFAULT_SITE"])):
+        raise ConfigError("ENGAGE_DEFAULT_SITE must be 1-40 characters of a-z 0-9 -, "
+                          "starting with a letter or digit")
     if config["REASON_CHOICE"] and config["REASON_CHOICE"] not in config["CHOICES"]:
         raise ConfigError("ENGAGE_REASON_CHOICE must be one of ENGAGE_CHOICES")
     if config["OIDC_ISSUER"]:

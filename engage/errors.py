@@ -173,6 +173,11 @@ class UnknownPoll(NotFound):
     message = "No poll exists under this id."
 
 
+class UnknownSite(NotFound):
+    error_code = "unknown_site"
+    message = "No site exists under this name."
+
+
 class UnknownLink(NotFound):
     message = "No such link."
 
@@ -210,6 +215,21 @@ class InvalidOptions(ValidationFailed):
         super().__init__(fields={"options": [self.RULES[rule]]})
 
 
+class InvalidChoice(ValidationFailed):
+    """A choice, or reason, outside the article's reaction set: `field` is `choice` or
+    `reason`, `allowed` the comma-joined ones it may be, and `reason_choice` (when
+    given) the only choice a reason may come with."""
+
+    def __init__(self, field: str, allowed: str, reason_choice: str = "") -> None:
+        if reason_choice:
+            message = f"Only a '{reason_choice}' may carry a reason."
+        elif allowed:
+            message = f"Must be one of: {', '.join(allowed.split(','))}."
+        else:
+            message = "This article's choices take no reason."
+        super().__init__(fields={field: [message]})
+
+
 class ClosesAtPassed(ValidationFailed):
     def __init__(self) -> None:
         super().__init__(fields={"closes_at": [
@@ -220,7 +240,7 @@ class ClosesAtPassed(ValidationFailed):
 # (store/scripts.py) followed by the values its constructor takes, and the store raises it.
 REFUSALS: tuple[type[EngageError], ...] = (
     UnknownArticle, UnknownPoll, UnknownLink, IdTaken, Throttled, PollClosed, PollFinal,
-    InvalidOptions, ClosesAtPassed, RateLimited,
+    InvalidOptions, ClosesAtPassed, RateLimited, InvalidChoice,
 )
 
 
@@ -274,15 +294,20 @@ def _flatten(value: Any) -> list[str]:
     return [str(value)]
 
 
+def note_refusal(exc: HTTPException) -> None:
+    """Record why the request was refused, for the vote metrics (engage.metrics)."""
+    g.refusal_reason = (exc.reason if isinstance(exc, EngageError)
+                        else _FOREIGN_REASONS.get(exc.code or 500))
+
+
 def handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
+    note_refusal(exc)
     if isinstance(exc, EngageError):
-        g.refusal_reason = exc.reason
         return error_response(status, exc.error_code, exc.message, exc.fields, exc.extra_headers)
     headers = {k: v for k, v in exc.get_headers() if k.lower() not in {"content-type"}}
     fields = _fields_from_webargs(exc)
     code = _STATUS_CODES.get(status, "http_" + str(status))
-    g.refusal_reason = _FOREIGN_REASONS.get(status)
     message = exc.description or "The request could not be handled."
     if status == 404:
         message = "No such resource."

@@ -33,7 +33,7 @@ from itsdangerous import (
 )
 
 from engage import errors
-from engage.store import budgets, get_store, readers, tokens
+from engage.store import budgets, get_store, readers, sites, tokens
 
 READER_HEADER = "X-Engage-Reader"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -345,6 +345,63 @@ def check_role(role: str) -> None:
     """401 without a valid staff token, 403 when its role does not cover `role`."""
     if current_staff()["role"] not in _ROLES_ALLOWED[role]:
         raise errors.Forbidden(f"This needs the {role} role.")
+
+
+def site_scope() -> list[str] | None:
+    """The sites the calling staff member (API token or dashboard session) may see; None
+    is every site. Admins see every site."""
+    staff = g.get("staff") or {}
+    sites = staff.get("sites")
+    return None if sites is None or staff.get("role") == "admin" else list(sites)
+
+
+def check_site(site: str | None) -> None:
+    """403 when the caller is limited to sites and `site` (known) is not one of them."""
+    scope = site_scope()
+    if scope is not None and site is not None and site not in scope:
+        raise errors.Forbidden("This belongs to a site your token does not cover.")
+
+
+def check_article_site(article_id: str | None, site: str | None = None) -> None:
+    """`check_site` for what a write puts in a site: the site it names, else the
+    article's (the default site's for none, or a new article)."""
+    if site_scope() is None:
+        return
+    store = get_store()
+    check_site(site or (sites.owner(store, article_id) if article_id else None)
+               or store.config["DEFAULT_SITE"])
+
+
+def check_every_site() -> None:
+    """403 for a caller limited to sites on a view of figures summed across every site."""
+    if site_scope() is not None:
+        raise errors.Forbidden("These figures span every site; your token covers only some.")
+
+
+def visible_articles(article_ids: Iterable[str], only: str | None = None) -> set[str] | None:
+    """Of these articles (`""`: none, as a poll may have, the default site's), those the
+    caller may see, of site `only` when named (one the caller may see); None when the
+    caller sees every site and names none."""
+    scope = site_scope() if only is None else [only]
+    if scope is None:
+        return None
+    store = get_store()
+    found = sites.of_articles(store, [a for a in dict.fromkeys(article_ids) if a])
+    found[""] = store.config["DEFAULT_SITE"]
+    return {article for article, site in found.items() if site in scope}
+
+
+def visible_sites() -> list[str]:
+    """The names of the sites the caller may see, the default first."""
+    scope = site_scope()
+    return [name for name in sites.listing(get_store()) if scope is None or name in scope]
+
+
+def check_scope() -> None:
+    """`check_site` for the article or poll the request's path names, if any."""
+    args = request.view_args or {}
+    if site_scope() is not None and (args.get("article_id") or args.get("poll_id")):
+        check_site(sites.owner(get_store(), args.get("article_id"), args.get("poll_id")))
 
 
 def require_role(role: str) -> Callable[[F], F]:

@@ -214,7 +214,10 @@ def worker_registry() -> CollectorRegistry:
 # Vote views report what a vote did (`vote_outcome`); every refusal, from the schema,
 # the limiter, the store or a Redis outage, is counted under the reason its error
 # answer recorded (engage.errors).
-VOTE_ENDPOINTS = {"reactions.MyReaction": "reaction", "polls.MyPollVote": "poll"}
+VOTE_ENDPOINTS = {"reactions.MyReaction": "reaction", "polls.MyPollVote": "poll",
+                  # newsletters, pages without JavaScript, AMP (engage/web/ballot.py)
+                  "ballot.email_vote": "reaction", "ballot.form_vote": "reaction",
+                  "ballot.amp_vote": "reaction"}
 
 
 def _counted() -> None:
@@ -337,7 +340,7 @@ def request_answered(status: int, route: str, method: str, endpoint: str | None,
     if seconds is not None:
         families.http_duration.labels(route).observe(seconds)
     kind = VOTE_ENDPOINTS.get(endpoint or "")
-    if kind and method in ("PUT", "DELETE") and not g.pop("vote_counted", False):
+    if kind and method in ("PUT", "DELETE", "POST") and not g.pop("vote_counted", False):
         reason = g.get("refusal_reason")
         if reason:
             vote_rejected(kind, reason)

@@ -7,6 +7,7 @@ document what the API promises and feed the OpenAPI document.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,6 +70,20 @@ def Text(*, max: int, min: int | None = 1, **kwargs: Any) -> fields.String:  # n
     control one."""
     return fields.String(
         validate=[validate.Length(min=min, max=max), no_control_characters], **kwargs)
+
+
+# Each pattern ends in `$`, which OpenAPI's regex dialect reads like Python's `\Z` only
+# without a trailing newline: no_control_characters refuses that one.
+SITE_NAME: list[Callable[[Any], Any]] = [
+    validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,39}$",
+                    error="1-40 characters of a-z 0-9 -, starting with a letter or digit."),
+    no_control_characters]
+# A choice or reason is stored in counts and bucket fields and in a voter's "choice|reason":
+# never a comma (lists of them are comma-joined for the scripts), a bar or a space.
+CHOICE: list[Callable[[Any], Any]] = [
+    validate.Regexp(r"^[^\s,|]{1,32}$",
+                    error="1-32 characters, none of them a space, comma or bar."),
+    no_control_characters]
 
 
 def is_usable_url(value: str) -> bool:
@@ -162,6 +177,12 @@ class ArticleInSchema(Schema):
         load_default=list,
         validate=validate.Length(max=20),
     )
+    site = fields.String(validate=SITE_NAME, metadata={
+        "description": "The site it belongs to; left out, a new article is the default "
+                       "site's and an existing one keeps its site."})
+    reaction_set = fields.Nested("ReactionSetSchema", allow_none=True, metadata={
+        "description": "Its own reaction set instead of its site's; null returns to the "
+                       "site's, left out keeps what it has."})
 
 
 class ArticleIdSchema(Schema):
@@ -182,6 +203,9 @@ class ArticleSchema(Schema):
     section = fields.String(required=True)
     published_at = fields.String(required=True)
     tags = fields.List(fields.String(), required=True)
+    site = fields.String(required=True)
+    reaction_set = fields.Nested("ReactionSetSchema", required=True,
+                                 metadata={"description": "What readers may choose."})
     created_at = fields.String(allow_none=True)
     updated_at = fields.String(allow_none=True)
     reactions = fields.Nested(CountsSchema)
@@ -189,27 +213,11 @@ class ArticleSchema(Schema):
 
 # -- reactions -----------------------------------------------------------------------
 class ReactionInSchema(Schema):
-    choice = fields.String(required=True, validate=validate.Length(min=1, max=32))
-    reason = fields.String(allow_none=True, validate=validate.Length(min=1, max=32))
+    """Whether the choice and reason are the article's is checked by the vote itself
+    (store/reactions.py), which reads the article's reaction set anyway."""
 
-    @validates_schema
-    def _known_choice(self, data: dict[str, Any], **_: Any) -> None:
-        config = current_app.config
-        if data["choice"] not in config["CHOICES"]:
-            raise ValidationError(
-                f"Must be one of: {', '.join(config['CHOICES'])}.", field_name="choice"
-            )
-        reason = data.get("reason")
-        if reason is None:
-            return
-        if data["choice"] != config["REASON_CHOICE"]:
-            raise ValidationError(
-                f"Only a '{config['REASON_CHOICE']}' may carry a reason.", field_name="reason"
-            )
-        if reason not in config["REASONS"]:
-            raise ValidationError(
-                f"Must be one of: {', '.join(config['REASONS'])}.", field_name="reason"
-            )
+    choice = fields.String(required=True, validate=CHOICE)
+    reason = fields.String(allow_none=True, validate=CHOICE)
 
 
 class ReactionsSchema(CountsSchema):
@@ -290,6 +298,9 @@ class ImpressionsSchema(Schema):
 
 # -- widget bundle -------------------------------------------------------------------
 class WidgetArticleSchema(CountsSchema):
+    reaction_set = fields.Nested("ReactionSetSchema", metadata={
+        "description": "What readers may choose on this article, when not the bundle's "
+                       "own `choices`, `reason_choice` and `reasons` (the default site's)."})
     links = fields.List(fields.Nested(LinkSchema), required=True)
     polls = fields.List(fields.Nested("PollSchema"), required=True)
 
@@ -632,6 +643,56 @@ class PollListQuerySchema(Schema):
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
+# -- sites ---------------------------------------------------------------------------
+MAX_CHOICES = 8
+
+
+class ReactionSetSchema(Schema):
+    """The choices readers pick from, in display order, and the reasons one of them takes."""
+
+    choices = fields.List(fields.String(validate=CHOICE), required=True,
+                          validate=validate.Length(min=2, max=MAX_CHOICES))
+    reason_choice = fields.String(allow_none=True, load_default=None, validate=CHOICE)
+    reasons = fields.List(fields.String(validate=CHOICE), load_default=list,
+                          validate=validate.Length(max=20))
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **_: Any) -> None:
+        if len(set(data["choices"])) != len(data["choices"]):
+            raise ValidationError("Each choice once.", field_name="choices")
+        if data.get("reason_choice") not in (None, *data["choices"]):
+            raise ValidationError("Must be one of the choices, or null.",
+                                  field_name="reason_choice")
+
+
+class SiteChangesSchema(Schema):
+    """What `updateSite` may change; `createSite` adds the name."""
+
+    origins = fields.List(fields.String(validate=[validate.Regexp(
+        r"^https?://[^/?#@\s]+$", error="An origin: http(s)://host[:port], no path."),
+        no_control_characters]),
+        validate=validate.Length(max=50))
+    locale = fields.String(validate=[validate.Regexp(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
+                                                     error="A language tag such as en or fr-CA."),
+                                     no_control_characters])
+    reactions = fields.Nested(ReactionSetSchema)
+    links_shown = fields.Integer(validate=validate.Range(min=0, max=MAX_LINKS))
+    cache_max_age = fields.Integer(validate=validate.Range(min=0, max=3600))
+    cache_stale = fields.Integer(validate=validate.Range(min=0, max=86400))
+
+
+class SiteInSchema(SiteChangesSchema):
+    name = fields.String(required=True, validate=SITE_NAME)
+
+
+class SiteSchema(SiteInSchema):
+    """A site; values not given when it was made are the default site's settings."""
+
+
+class SitesSchema(Schema):
+    sites = fields.List(fields.Nested(SiteSchema), required=True)
+
+
 # -- API tokens (dashboard admin pages; the CLI makes them too) ------------------------
 TOKEN_ROLES = ("editor", "admin")
 
@@ -753,9 +814,10 @@ class AlertRuleInSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(
         ALERT_KINDS, error="Must be one of: " + ", ".join(ALERT_KINDS) + "."))
     site = fields.String(
-        load_default=None, allow_none=True,
-        metadata={"description": "Which site the rule watches; null (the only value until "
-                                 "sites exist) watches every article."})
+        load_default=None, allow_none=True, validate=SITE_NAME,
+        metadata={"description": "Which site the rule watches (its articles and their "
+                                 "polls); null watches every site, for staff who see every "
+                                 "site."})
     article = IdField(load_default=None, allow_none=True,
                       metadata={"description": "Watch only this article; null: every one."})
     poll = IdField(load_default=None, allow_none=True,
@@ -800,9 +862,6 @@ class AlertRuleInSchema(Schema):
     def _consistent(self, data: dict[str, Any], **_: Any) -> None:
         if _blank(data["name"]):
             raise ValidationError("Must not be blank.", field_name="name")
-        if data["site"] is not None:
-            raise ValidationError("There are no sites yet: leave it null (every article).",
-                                  field_name="site")
         kind = data["kind"]
         needs = ALERT_NEEDS[kind]
         errors: dict[str, list[str]] = {}

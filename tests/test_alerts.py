@@ -25,10 +25,10 @@ from engage.alerts import CHECKS
 from engage.formulas import approval, wilson_lower, wilson_upper
 from engage.schemas import ALERT_KINDS
 from engage.store import alerts as alert_store
-from engage.store import webhooks
+from engage.store import tokens, webhooks
 from engage.timerange import floor
 from engage.worker import Worker
-from tests.conftest import Clock, make_app
+from tests.conftest import ARTICLE, Clock, make_app
 from tests.desk import Desk, field_error
 from tests.redis_server import RedisServer, free_port
 from tests.smtp_server import MailServer, parts
@@ -595,3 +595,67 @@ def test_mail_settings_are_checked_at_start(name: str, value: str) -> None:
     assert load_config({"ENGAGE_SMTP_URL": "smtps://u%40x:p@mail.example.test:465",
                         "ENGAGE_DIGEST_TIME": "07:30",
                         "ENGAGE_DIGEST_TIMEZONE": "Europe/Berlin"})["DIGEST_TIME"] == "07:30"
+
+
+# -- rules by site -------------------------------------------------------------------------
+def test_a_sites_rule_fires_for_that_sites_articles_only(
+    app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str],
+    store: Any, clock: Clock, catch_up: Any, mail: MailServer,
+) -> None:
+    clock.set(floor(clock(), "hour") + timedelta(minutes=10))
+    assert client.post("/api/v1/sites", json={"name": "regional"},
+                       headers=admin).status_code == 201
+    put_article(client, editor, "national")  # the default site's
+    response = client.put("/api/v1/articles/local", json={**ARTICLE, "site": "regional"},
+                          headers=editor)
+    assert response.status_code == 201, response.json
+    rule = create_rule(client, editor, site="regional", threshold=2, webhook=False)
+    worker = Worker(store, "test")
+    for article in ("national", "local"):
+        for _ in range(2):
+            react(client, article, mint(app))
+    catch_up()
+    worker.step()
+    assert alert_store.firing(store, rule["id"]).keys() == {"local"}
+    [message] = mail.received()
+    assert "/dashboard/articles/local" in parts(message)[0]
+
+
+def test_staff_limited_to_a_site_see_and_change_its_rules_only(
+    client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
+) -> None:
+    assert client.post("/api/v1/sites", json={"name": "regional"},
+                       headers=admin).status_code == 201
+    everywhere = create_rule(client, editor, name="Every site")
+    ours = create_rule(client, editor, name="Regional", site="regional")
+    limited = {"Authorization": "Bearer "
+               + tokens.create(store, "editor", "regional desk", sites=["regional"])[0]}
+    listed = client.get("/api/v1/alert-rules", headers=limited).json["rules"]
+    assert [r["id"] for r in listed] == [ours["id"]]
+    before = alert_store.list_rules(store)
+    for body in ({**RULE}, {**RULE, "site": "default"}):  # every site; another site
+        refused = client.post("/api/v1/alert-rules", json=body, headers=limited)
+        assert refused.status_code == 403 and "regional" in refused.json["error"]["message"]
+    unknown = client.post("/api/v1/alert-rules", json={**RULE, "site": "nowhere"},
+                          headers=editor)
+    assert unknown.status_code == 422 and unknown.json["error"]["fields"] == {
+        "site": ["No such site."]}
+    put_article(client, editor, "national")
+    elsewhere = client.post("/api/v1/alert-rules", headers=editor,
+                            json={**RULE, "site": "regional", "article": "national"})
+    assert elsewhere.status_code == 422 and "article" in elsewhere.json["error"]["fields"]
+    url = f"/api/v1/alert-rules/{everywhere['id']}"
+    assert client.put(url, json={**RULE, "site": "regional"},
+                      headers=limited).status_code == 403
+    assert client.delete(url, headers=limited).status_code == 403
+    assert alert_store.list_rules(store) == before  # nothing changed
+    assert client.put(f"/api/v1/alert-rules/{ours['id']}", json={**RULE, "site": "regional",
+                      "threshold": 9}, headers=limited).status_code == 200
+    desk = Desk(client.application.test_client(), limited["Authorization"].split()[1])
+    page = desk.get("/dashboard/alerts").get_data(as_text=True)
+    assert ours["id"] in page and everywhere["id"] not in page
+    assert "Every site" not in page  # neither the other rule nor the choice to watch all
+    assert desk.get(f"/dashboard/alerts/{everywhere['id']}").status_code == 403
+    assert desk.post(f"/dashboard/alerts/{everywhere['id']}/delete", {}).status_code == 403
+    assert desk.post("/dashboard/alerts", {**FORM, "site": "default"}).status_code == 403
+    assert len(alert_store.list_rules(store)) == 2

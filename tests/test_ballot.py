@@ -17,6 +17,7 @@ from engage.store import stats
 from engage.timerange import Range
 from tests.conftest import ARTICLE, new_reader
 from tests.test_clicks import CHROME, FIREFOX, NOT_HUMAN, PREFETCHES
+from tests.test_metrics import scrape, value
 
 # Mail scanners (Office and Outlook's link checks, Proofpoint, Mimecast, Barracuda),
 # link previewers and unfurlers (chat apps, social networks, fediverse servers), crawlers.
@@ -172,10 +173,16 @@ def test_a_throttled_vote_and_an_unknown_article_are_pages(client, editor, artic
                                                           clock):
     url = vote_links(client, editor, article)["links"][0]["url"]
     app.config["THROTTLE_VOTES"] = 1
+    before = scrape(client)
     assert client.post(path_for(url, "a"), headers=BROWSER).status_code == 303
     throttled = client.post(path_for(url, "b"), headers=BROWSER)
     assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
     assert throttled.mimetype == "text/html" and b"Too many votes" in throttled.data
+    after = scrape(client)  # counted as the widget's votes are
+    for name, labels in (("engage_votes_accepted_total", {"kind": "reaction"}),
+                         ("engage_votes_rejected_total", {"kind": "reaction",
+                                                          "reason": "throttled"})):
+        assert value(after, name, **labels) - value(before, name, **labels) == 1
     with app.app_context():
         token = get_identity().sign_vote_link("no-such-article", int(clock().timestamp()) + 60)
     for method in (client.get, client.post):

@@ -32,6 +32,8 @@ ANSWERS: list[tuple[list[object], int, str, str, dict[str, list[str]] | None, st
                     "reopen it."]}, "invalid"),
     (["RateLimited", 7], 429, "rate_limited", "Too many requests; slow down and retry later.",
      None, "throttled"),
+    (["InvalidChoice", "choice", "yes,no"], 422, "validation_failed", "Some fields are invalid.",
+     {"choice": ["Must be one of: yes, no."]}, "invalid"),
 ]
 
 

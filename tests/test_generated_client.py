@@ -41,6 +41,7 @@ OPERATIONS = {
               "export_poll"},
     "webhooks": {"list_webhooks", "create_webhook", "delete_webhook", "test_webhook",
                  "list_dead_letters"},
+    "sites": {"list_sites", "create_site", "get_site", "update_site"},
     "alerts": {"list_alert_rules", "create_alert_rule", "update_alert_rule",
                "delete_alert_rule"},
 }

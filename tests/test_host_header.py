@@ -37,11 +37,16 @@ def path_values(app: Flask, store: Any, admin: dict[str, str],
         "url": "https://hooks.engage.test/x", "events": ["*"], "secret": "s" * 20,
     })
     assert hook.status_code == 201, hook.json
+    rule = client.post("/api/v1/alert-rules", headers=admin, json={
+        "name": "Spike", "kind": "reason_spike", "reason": "inaccurate", "threshold": 5,
+        "window_hours": 1, "webhook": True})
+    assert rule.status_code == 201, rule.json
     return {
         "article_id": "korea-china-reset",
         "poll_id": store.redis.zrange(store.keys.polls, 0, 0)[0],
         "link_id": next(iter(store.redis.hkeys(store.keys.linkindex))),
         "webhook_id": hook.json["id"],
+        "rule_id": rule.json["id"],
         "filename": "widget.js",
         "name": "swagger-ui.css",  # /api/docs serves Swagger UI's files by name
         "token_id": tokens.create(store, "editor", "spare")[1]["id"],

@@ -18,7 +18,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from engage.config import ConfigError, load_config, role_map
-from engage.web import oidc, session
+from engage.identity import site_scope
+from engage.web import oidc
 from tests.conftest import Clock, make_app
 from tests.live_server import serving
 
@@ -119,7 +120,7 @@ def test_admin_group_signs_in_and_reaches_admin_pages(app: Flask, client: FlaskC
     assert "chief@example.com" in page.get_data(as_text=True)
     with client:
         assert client.get("/dashboard/admin/webhooks").status_code == 200
-        assert flask.g.staff["role"] == "admin" and session.scope() is None
+        assert flask.g.staff["role"] == "admin" and site_scope() is None
     # Neither the cookie nor the server keeps the provider's tokens or the flow's state.
     cookie = client.get_cookie("engage_session")
     assert cookie is not None
@@ -142,7 +143,7 @@ def test_editor_gets_the_sites_of_their_groups(client: FlaskClient, user: str,
     with client:
         assert client.get("/dashboard").status_code == 200
         assert flask.g.staff["role"] == "editor"
-        assert session.scope() == scope
+        assert site_scope() == scope
     assert client.get("/dashboard/admin/tokens").status_code == 403
 
 

@@ -74,8 +74,9 @@ def test_stopped_redis_answers_503_then_recovers(outage_app: Flask,
     assert ready.get_json()["error"]["code"] == "storage_unavailable"
     assert "Retry-After" in ready.headers
     assert timed(lambda: client.get("/healthz")).status_code == 200
-    # Bad input is still a 4xx, not a 503 or a 500, when it can be judged without Redis.
-    assert_error(client.put(READ + "/mine", json={"choice": "maybe"}, headers=reader), 422)
+    # Bad input is still a 4xx, not a 503 or a 500, when it can be judged without Redis
+    # (whether a well-formed choice is the article's needs its reaction set: docs/sites.md).
+    assert_error(client.put(READ + "/mine", json={"choice": "may be"}, headers=reader), 422)
 
     # The same port comes back (without persistence, so the data is gone; that is fine
     # for this test: it is about the connection, not the data).

@@ -17,7 +17,7 @@ from werkzeug.routing import BaseConverter
 
 from engage import errors, schemas
 from engage.api.spec import SECURITY_SCHEMES, ApiConventions
-from engage.identity import check_role
+from engage.identity import check_role, check_scope
 
 API_PREFIX = "/api/v1"
 
@@ -31,6 +31,7 @@ API_MODULES = (
     "stats",
     "polls",
     "webhooks",
+    "sites",
     "alerts",
 )
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -111,7 +112,8 @@ class Blueprint(SmorestBlueprint):
 def check_request() -> None:
     """Before any view (engage's before hook): who may call, then what body came.
 
-    Staff routes check the token before anything reads the body or the query:
+    Staff routes check the token, and the site of the article or poll in the path,
+    before anything reads the body or the query:
     `require_role` sits innermost under flask-smorest's decorators, which parse and
     validate first, so without this a caller with no token would learn the schema
     (422) before hearing 401. The decorator stays on the view as the declaration.
@@ -121,6 +123,7 @@ def check_request() -> None:
         role = _required_role(request.endpoint, method)
         if role:
             check_role(role)
+            check_scope()
     if method in _BODY_METHODS:
         _require_json()
 

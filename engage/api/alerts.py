@@ -10,10 +10,10 @@ from typing import Any
 
 from flask.views import MethodView
 
-from engage import destinations, errors, schemas
+from engage import alerts, destinations, errors, schemas
 from engage.api import Blueprint
 from engage.api.spec import EDITOR
-from engage.identity import require_role
+from engage.identity import require_role, site_scope
 from engage.store import alerts as alert_store
 from engage.store import get_store
 
@@ -23,9 +23,20 @@ _AUTH = {401: "No or invalid token.", 403: "Not an editor or admin."}
 
 
 def _checked(data: dict[str, Any]) -> dict[str, Any]:
-    if why := destinations.refused(data["slack_url"], get_store().config):
+    store = get_store()
+    if why := destinations.refused(data["slack_url"], store.config):
         raise errors.ValidationFailed(fields={"slack_url": [why]})
+    alerts.check_rule_site(store, data, site_scope())
     return data
+
+
+def _own(rule_id: str) -> None:
+    """Unknown rule: 404; another site's, for staff limited to sites: 403."""
+    rule = alert_store.get_rule(get_store(), rule_id)
+    if rule is None:
+        raise errors.UnknownAlertRule()
+    if not alerts.visible_rules([rule], site_scope()):
+        raise errors.Forbidden("This rule watches a site you do not edit.")
 
 
 @blp.route("/alert-rules")
@@ -36,8 +47,8 @@ class AlertRules(MethodView):
     @blp.doc(operationId="listAlertRules", security=EDITOR)
     @require_role("editor")
     def get(self) -> dict[str, Any]:
-        """Every alert rule, oldest first."""
-        return {"rules": alert_store.list_rules(get_store())}
+        """Every alert rule, oldest first (for staff limited to sites, those of their sites)."""
+        return {"rules": alerts.visible_rules(alert_store.list_rules(get_store()), site_scope())}
 
     @blp.arguments(schemas.AlertRuleInSchema())
     @blp.response(201, schemas.AlertRuleSchema)
@@ -68,6 +79,7 @@ class AlertRule(MethodView):
     def put(self, data: dict[str, Any], rule_id: str) -> dict[str, Any]:
         """Replace a rule (every field, as when creating it); what it fires for stays
         firing until its condition clears."""
+        _own(rule_id)
         record = alert_store.save_rule(get_store(), _checked(data), rule_id)
         if record is None:
             raise errors.UnknownAlertRule()
@@ -81,5 +93,6 @@ class AlertRule(MethodView):
     @require_role("editor")
     def delete(self, rule_id: str) -> None:
         """Delete a rule; notes already queued are still delivered."""
+        _own(rule_id)
         if not alert_store.delete_rule(get_store(), rule_id):
             raise errors.UnknownAlertRule()

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from engage import errors, schemas
 from engage.api import Blueprint
 from engage.api.spec import EDITOR
-from engage.identity import require_role
+from engage.identity import check_article_site, require_role
 from engage.store import articles, get_store
 from engage.store.reactions import normalize_counts
 
@@ -27,7 +27,7 @@ class Article(MethodView):
         article, raw_counts = articles.get_with_counts(store, article_id)
         if article is None:
             raise errors.UnknownArticle()
-        counts = normalize_counts(store, raw_counts)
+        counts = normalize_counts(article["reaction_set"]["choices"], raw_counts)
         article["reactions"] = {"counts": counts, "total": sum(counts.values())}
         return article
 
@@ -38,5 +38,6 @@ class Article(MethodView):
     @require_role("editor")
     def put(self, data: dict[str, Any], article_id: str) -> tuple[dict[str, Any], int]:
         """Register or update an article (editor)."""
+        check_article_site(article_id, data.get("site"))
         article, created = articles.upsert(get_store(), article_id, data)
         return article, 201 if created else 200

@@ -18,11 +18,13 @@ from engage.api.spec import ADMIN, EDITOR, READER, READER_OR_STAFF_OPTIONAL
 from engage.formulas import percentages
 from engage.identity import (
     bearer_token,
+    check_article_site,
     current_address_hash,
     current_network_hashes,
     current_reader,
     current_staff,
     require_role,
+    visible_articles,
     voter_token,
 )
 from engage.store import articles, audit, events, get_store, polls
@@ -112,7 +114,9 @@ class Polls(MethodView):
     @require_role("editor")
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
         """Create a poll (editor), optionally attached to a registered article."""
-        poll = polls.create(get_store(), data, poll_id=data.pop("id", None))
+        store = get_store()
+        check_article_site(data.get("article"))
+        poll = polls.create(store, data, poll_id=data.pop("id", None))
         return poll_body(poll, staff=True)
 
     @blp.arguments(schemas.PollListQuerySchema(), location="query")
@@ -124,6 +128,9 @@ class Polls(MethodView):
         filter by status."""
         offset, limit = query["offset"], query["limit"]
         found, more = polls.list_page(get_store(), query.get("status"), offset, limit)
+        # Limited to some sites, a page shows theirs only: it may hold fewer than `limit`.
+        shown = visible_articles(poll.article or "" for poll in found)
+        found = found if shown is None else [p for p in found if (p.article or "") in shown]
         return {
             "polls": [poll_body(poll, staff=True) for poll in found],
             "limit": limit,

@@ -94,7 +94,8 @@ def email_vote_links(article_id: str, query: dict[str, Any]) -> dict[str, Any]:
     """What EmailLinksSchema dumps for EmailLinksQuerySchema's `query` (the API's answer
     and the dashboard's)."""
     store = get_store()
-    if articles.get(store, article_id) is None:
+    article = articles.get(store, article_id)
+    if article is None:
         raise errors.UnknownArticle()
     days = query.get("days") or current_app.config["EMAIL_LINK_DAYS"]
     expires = (store.now() + timedelta(days=days)).replace(microsecond=0)
@@ -110,7 +111,7 @@ def email_vote_links(article_id: str, query: dict[str, Any]) -> dict[str, Any]:
         "links": [{"choice": choice,
                    "url": root + url_for("ballot.email_vote", token=token, choice=choice)
                    + "?r=" + tag}
-                  for choice in store.config["CHOICES"]],
+                  for choice in article["reaction_set"]["choices"]],
     }
 
 

@@ -15,8 +15,15 @@ from flask.views import MethodView
 from engage import errors, schemas, timerange
 from engage.api import Blueprint
 from engage.api.spec import ADMIN, EDITOR
-from engage.identity import current_staff, require_role
-from engage.store import Store, audit, events, get_store, stats
+from engage.identity import (
+    check_article_site,
+    check_every_site,
+    current_staff,
+    require_role,
+    site_scope,
+    visible_articles,
+)
+from engage.store import Store, audit, events, get_store, sites, stats
 
 blp = Blueprint("stats", __name__, description="Editors' numbers and the event export.")
 
@@ -87,6 +94,9 @@ class RankedArticles(MethodView):
         offset, limit = query["offset"], query["limit"]
         total, page = stats.ranked_page(store, query["sort"], query.get("section"), window,
                                         offset, limit)
+        # Limited to some sites, a page shows theirs only (`total` still counts all).
+        shown = visible_articles(row["id"] for row in page)
+        page = page if shown is None else [row for row in page if row["id"] in shown]
         return {"sort": query["sort"], **window_fields(window), "total": total,
                 "limit": limit, "offset": offset, "articles": page}
 
@@ -102,6 +112,7 @@ class SectionFigures(MethodView):
     @require_role("editor")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Each section's figures: the sums of its articles', most votes first (editor)."""
+        check_every_site()
         store = get_store()
         window = query_window(store, query)
         return {**window_fields(window), "sections": stats.sections(store, window)}
@@ -155,6 +166,17 @@ def export_chunks(found: Iterator[dict[str, Any]], fmt: str) -> Iterator[str]:
     yield buffer.getvalue()
 
 
+def scoped_events(store: Store, found: Iterator[dict[str, Any]]
+                  ) -> Iterator[dict[str, Any]]:
+    """The events of the articles (and polls) of the caller's sites: all for a caller
+    who sees every site."""
+    scope = site_scope()
+    if scope is None:
+        return found
+    shown = sites.articles_of(store, scope)
+    return (event for event in found if event.get("article", "") in shown)
+
+
 @blp.route("/events/export")
 class EventExport(MethodView):
     @blp.arguments(schemas.ExportQuerySchema(), location="query")
@@ -174,14 +196,17 @@ class EventExport(MethodView):
         id a page at a time.
         """
         fmt = query["format"]
-        audit.record(get_store(), current_staff(), "events.export", "api", query)
-        found = events.iter_events(
-            get_store(),
+        store = get_store()
+        if query.get("article"):
+            check_article_site(query["article"])
+        audit.record(store, current_staff(), "events.export", "api", query)
+        found = scoped_events(store, events.iter_events(
+            store,
             since_ms=_millis(query.get("since")),
             until_ms=_millis(query.get("until")),
             types=query["type"],
             article=query.get("article"),
-        )
+        ))
         mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         response = Response(stream_with_context(export_chunks(found, fmt)), mimetype=mimetype)

@@ -20,7 +20,7 @@ from engage.api.links import public_hrefs
 from engage.api.polls import poll_body
 from engage.api.spec import READER
 from engage.identity import current_reader
-from engage.store import get_store, polls, reactions, widget
+from engage.store import get_store, polls, reactions, sites, widget
 
 # Named "widget": that is the tag the OpenAPI document lists these reads under.
 blp = Blueprint("widget", __name__, description="Batched reads for the embeddable widget.")
@@ -32,13 +32,23 @@ _ARTICLE_SCHEMA = schemas.WidgetArticleSchema()
 
 def _shape(found: widget.WidgetArticle) -> str:
     """An article's part of the anonymous bundle, encoded; the store keeps it for as long
-    as it keeps the article, so it is shaped and encoded once per fetch, not per request."""
-    return json.dumps(_ARTICLE_SCHEMA.dump({
+    as it keeps the article, so it is shaped and encoded once per fetch, not per request.
+    Its reaction set is in it only when not the bundle's own (the default site's)."""
+    part = {
         "counts": found.reactions.counts,
         "total": found.reactions.total,
         "links": public_hrefs(found.links),
         "polls": [poll_body(poll) for poll in found.polls],
-    }), separators=(",", ":"))
+    }
+    if found.reactions.reaction_set != _default_set():
+        part["reaction_set"] = found.reactions.reaction_set
+    return json.dumps(_ARTICLE_SCHEMA.dump(part), separators=(",", ":"))
+
+
+def _default_set() -> dict[str, Any]:
+    store = get_store()
+    found: dict[str, Any] = sites.listing(store)[store.config["DEFAULT_SITE"]]["reactions"]
+    return found
 
 
 def articles_answer(parts: dict[str, str | None], **rest: Any) -> Response:
@@ -62,13 +72,12 @@ class WidgetBundle(MethodView):
     def get(self, query: dict[str, Any]) -> Response:
         """Counts, related links and polls of up to 100 articles (anonymous view)."""
         ids = list(dict.fromkeys(query["article"]))
-        config = current_app.config
+        store = get_store()
+        default = sites.listing(store)[store.config["DEFAULT_SITE"]]
         # Anonymous only (no Vary on a token): the reader's part is /widget/mine.
-        return articles_answer(
-            widget.read_many(get_store(), ids, _shape),
-            choices=list(config["CHOICES"]), reason_choice=config["REASON_CHOICE"] or None,
-            reasons=list(config["REASONS"]), locale=config["LOCALE"],
-            consent=config["READER_CONSENT"])
+        return articles_answer(widget.read_many(store, ids, _shape),
+                               **default["reactions"], locale=default["locale"],
+                               consent=store.config["READER_CONSENT"])
 
 
 @blp.route("/widget/mine")

@@ -110,6 +110,8 @@ class Store:
         # anyone of it (store/widget.py).
         self.counts_cache = ReadCache(counts_cache_articles, lambda: self.timer())
         self.widget_cache = ReadCache(counts_cache_articles, lambda: self.timer())
+        # The sites, under "", and an article's site, under its id (store/sites.py).
+        self.sites_cache = ReadCache(counts_cache_articles, lambda: self.timer())
 
     def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self.scripts[name](keys=keys, args=args)
@@ -120,6 +122,7 @@ class Store:
         COUNTS_CACHE_SECONDS)."""
         self.counts_cache.pop(article_id)
         self.widget_cache.pop(article_id)
+        self.sites_cache.pop(article_id)
 
     # -- time helpers shared by the write paths -----------------------------------
     def now(self) -> datetime:

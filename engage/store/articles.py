@@ -6,7 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from engage.store import Store
+from engage import errors
+from engage.store import Store, sites
 
 
 def _epoch(value: datetime) -> float:
@@ -19,6 +20,8 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
     now = store.now()
     # The contract's times are UTC; an offset given on input is converted, not kept.
     published: datetime = data["published_at"].astimezone(UTC)
+    if data.get("site") and data["site"] not in sites.listing(store):
+        raise errors.ValidationFailed(fields={"site": [errors.UnknownSite.message]})
     raw = store.run(
         "upsert_article",
         keys=[keys.article(article_id), keys.article_events(article_id)],
@@ -31,9 +34,12 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
             now.isoformat(),
             store.min_event_id(now),
             article_id,
+            data.get("site") or "",
+            _own_set(data),
         ],
     )
-    created, previous_section, created_at = bool(int(raw[0])), raw[1], raw[2]
+    created, previous_section, created_at, site, own = (
+        bool(int(raw[0])), raw[1], raw[2], raw[3], raw[4])
     # Global indexes live outside the article's slot; idempotent, rewritten every PUT.
     pipe = store.redis.pipeline(transaction=False)
     pipe.zadd(keys.articles, {article_id: _epoch(published)})
@@ -50,13 +56,24 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
         "section": data["section"],
         "published_at": published.isoformat(),
         "tags": list(data.get("tags", [])),
+        "site": site or store.config["DEFAULT_SITE"],
+        "reaction_set": sites.reaction_set(store, site, own),
         "created_at": created_at,
         "updated_at": now.isoformat(),
     }
     return article, created
 
 
-def decode(article_id: str, raw: dict[str, str]) -> dict[str, Any]:
+def _own_set(data: dict[str, Any]) -> str:
+    """UPSERT_ARTICLE's ARGV for the article's own reaction set: left out keeps it, null
+    drops it for its site's."""
+    if "reaction_set" not in data:
+        return ""
+    own = data["reaction_set"]
+    return "-" if own is None else sites.encode_set(own)
+
+
+def decode(store: Store, article_id: str, raw: dict[str, str]) -> dict[str, Any]:
     return {
         "id": article_id,
         "title": raw.get("title", ""),
@@ -64,6 +81,9 @@ def decode(article_id: str, raw: dict[str, str]) -> dict[str, Any]:
         "section": raw.get("section", ""),
         "published_at": raw.get("published_at"),
         "tags": json.loads(raw.get("tags") or "[]"),
+        # Articles stored before sites existed have none: the default site's.
+        "site": raw.get("site") or store.config["DEFAULT_SITE"],
+        "reaction_set": sites.reaction_set(store, raw.get("site"), raw.get("reactions")),
         "created_at": raw.get("created_at"),
         "updated_at": raw.get("updated_at"),
     }
@@ -71,7 +91,7 @@ def decode(article_id: str, raw: dict[str, str]) -> dict[str, Any]:
 
 def get(store: Store, article_id: str) -> dict[str, Any] | None:
     raw = store.redis.hgetall(store.keys.article(article_id))
-    return decode(article_id, raw) if raw else None
+    return decode(store, article_id, raw) if raw else None
 
 
 def get_with_counts(
@@ -82,7 +102,7 @@ def get_with_counts(
     pipe.hgetall(store.keys.article(article_id))
     pipe.hgetall(store.keys.article_counts(article_id))
     meta, counts = pipe.execute()
-    return (decode(article_id, meta) if meta else None), counts
+    return (decode(store, article_id, meta) if meta else None), counts
 
 
 def get_many(store: Store, article_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -90,7 +110,7 @@ def get_many(store: Store, article_ids: list[str]) -> dict[str, dict[str, Any]]:
     for article_id in article_ids:
         pipe.hgetall(store.keys.article(article_id))
     return {
-        article_id: decode(article_id, raw)
+        article_id: decode(store, article_id, raw)
         for article_id, raw in zip(article_ids, pipe.execute(), strict=True)
         if raw
     }

@@ -3,7 +3,7 @@
 All keys start with the configured prefix (default `engage`). Keys that one Lua
 script touches together carry the same hash tag, so each script runs in one slot of
 a Redis Cluster unchanged: `{<article_id>}` for an article, `{<poll_id>}` for a poll.
-Global keys (indexes, tokens, webhooks) are only written by editor/admin paths (and
+Global keys (indexes, sites, tokens, webhooks) are only written by editor/admin paths (and
 the webhook worker, for its retry and dead-letter keys), never inside a per-article
 script.
 
@@ -42,6 +42,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session, or JSON {id, role, name, sites, until} of one signed in through OpenID Connect (ends at `until` however used) |
 | P:rl:{N}:<what>:<addr hash>  | string | one minute              | requests counted from one address group, or wider network, for `what` (`mint`: reader tokens, `imp`: impression reports); N is the hash of the widest network the address is in (its group's when none), so one script finds them all in one slot (store/budgets.py) |
 | P:addrnonce:<YYYYMMDD>       | string | until the day ends + 10 min | random nonce of that UTC day's address-hash key (the key needs the app secret too) |
+| P:sites                      | hash   | until the site is changed | site name -> JSON {name, origins, locale, reactions, links_shown, cache_max_age, cache_stale} (store/sites.py) |
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
 | P:audit                      | stream | trimmed to 10,000       | staff actions on reader data (event and poll exports): who, what, when (store/audit.py) |
@@ -110,6 +111,7 @@ class Keys:
         self.linkindex = f"{prefix}:linkindex"
         self.tokens = f"{prefix}:tokens"
         self.readers = f"{prefix}:readers"
+        self.sites = f"{prefix}:sites"
         self.webhooks = f"{prefix}:webhooks"
         self.webhook_dead = f"{prefix}:webhooks:dead"
         self.audit = f"{prefix}:audit"

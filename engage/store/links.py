@@ -16,7 +16,7 @@ from typing import Any
 
 from engage.errors import UnknownLink
 from engage.formulas import wilson_lower
-from engage.store import Store, budgets, reactions, readers, scripts
+from engage.store import Store, budgets, reactions, readers, scripts, sites
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -81,28 +81,32 @@ def curated(store: Store, article_id: str) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Box:
-    """An article's link box as stored: its section and its curated links."""
+    """An article's link box as stored: its section, its curated links, its site and how
+    many links it shows (its site's links_shown)."""
 
     section: str | None
     curated: list[dict[str, Any]]
+    site: str
+    shown: int
 
 
 def queue_box(pipe: Any, keys: Keys, article_id: str) -> None:
     """Queue on a pipeline what `take_box` reads back."""
-    pipe.hget(keys.article(article_id), "section")
+    pipe.hmget(keys.article(article_id), "section", "site")
     pipe.get(keys.article_links(article_id))
 
 
-def take_box(replies: Iterator[Any]) -> Box:
-    section, raw = next(replies), next(replies)
-    return Box(section or None, [_public(link) for link in _decode(raw)])
+def take_box(store: Store, replies: Iterator[Any]) -> Box:
+    (section, site), raw = next(replies), next(replies)
+    found = sites.site_or_default(store, site)
+    return Box(section or None, [_public(link) for link in _decode(raw)], found["name"],
+               int(found["links_shown"]))
 
 
 def sections_to_fill(store: Store, boxes: Iterable[Box]) -> list[str]:
-    """The sections whose related articles fill boxes with fewer than LINKS_SHOWN links."""
-    shown = int(store.config["LINKS_SHOWN"])
+    """The sections whose related articles fill boxes with fewer links than they show."""
     return list(dict.fromkeys(box.section for box in boxes
-                              if box.section and len(box.curated) < shown))
+                              if box.section and len(box.curated) < box.shown))
 
 
 def queue_candidates(pipe: Any, keys: Keys, sections: list[str]) -> None:
@@ -119,15 +123,15 @@ def take_candidates(replies: Iterator[Any], sections: list[str]) -> dict[str, li
 def fill(
     store: Store, boxes: dict[str, Box], candidates: dict[str, list[str]]
 ) -> dict[str, list[dict[str, Any]]]:
-    """Each article's box: its curated links, then related articles of its section up to
-    LINKS_SHOWN (one round trip for their titles and counts, when any box needs them).
+    """Each article's box: its curated links, then related articles of its section and
+    site up to the links it shows (one round trip for their titles and counts, when any
+    box needs them).
 
     Related articles are ranked by reader approval (the Wilson lower bound the stats rank
     by, so few votes rank below many at the same share), newest first among equals; an
     article without votes scores 0. They link straight to their URL (they have no click
     counter).
     """
-    shown = int(store.config["LINKS_SHOWN"])
     out = {aid: list(box.curated) for aid, box in boxes.items()}
     ids = list(dict.fromkeys(aid for section in candidates.values() for aid in section))
     if not ids:
@@ -138,17 +142,19 @@ def fill(
         pipe.hgetall(keys.article(aid))
         pipe.hgetall(keys.article_counts(aid))
     replies = iter(pipe.execute())
-    # candidate -> (title, url, ranking score); gone articles drop out.
-    found: dict[str, tuple[str, str, float]] = {}
-    approve = store.config["CHOICES"][0]
+    # candidate -> (title, url, ranking score, site); gone articles drop out.
+    found: dict[str, tuple[str, str, float, str]] = {}
     for aid in ids:
         meta, raw_counts = next(replies), next(replies)
         if meta:
-            counts = reactions.normalize_counts(store, raw_counts)
+            # Approval is the share of the article's first choice.
+            choices = sites.reaction_set(store, meta.get("site"), meta.get("reactions"))["choices"]
+            counts = reactions.normalize_counts(choices, raw_counts)
             found[aid] = (meta.get("title", ""), meta.get("url", ""),
-                          wilson_lower(counts[approve], sum(counts.values())) or 0.0)
+                          wilson_lower(counts[choices[0]], sum(counts.values())) or 0.0,
+                          sites.site_or_default(store, meta.get("site"))["name"])
     for article_id, box in boxes.items():
-        wanted = shown - len(box.curated)
+        wanted = box.shown - len(box.curated)
         if not box.section or wanted <= 0:
             continue
         exclude = {article_id} | {link["url"] for link in box.curated}
@@ -156,6 +162,7 @@ def fill(
             (-found[aid][2], order, aid)
             for order, aid in enumerate(candidates.get(box.section, []))
             if aid in found and aid not in exclude and found[aid][1] not in exclude
+            and found[aid][3] == box.site
         )
         out[article_id] += [
             {"id": "article:" + aid, "title": found[aid][0], "url": found[aid][1],
@@ -172,7 +179,7 @@ def for_articles(store: Store, article_ids: list[str]) -> dict[str, list[dict[st
     for article_id in article_ids:
         queue_box(pipe, store.keys, article_id)
     replies = iter(pipe.execute())
-    boxes = {article_id: take_box(replies) for article_id in article_ids}
+    boxes = {article_id: take_box(store, replies) for article_id in article_ids}
     sections = sections_to_fill(store, boxes.values())
     candidates: dict[str, list[str]] = {}
     if sections:

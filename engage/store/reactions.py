@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from engage.store import Store, budgets, readers, scripts
+from engage.store import Store, budgets, readers, scripts, sites
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -23,6 +23,7 @@ class Reactions:
     counts: dict[str, int]
     mine: str | None
     reason: str | None = None
+    reaction_set: dict[str, Any] | None = None  # what readers may choose (sites.py)
 
     @property
     def total(self) -> int:
@@ -35,13 +36,14 @@ class Reactions:
         return json.dumps({"counts": self.counts, "total": self.total}, separators=(",", ":"))
 
 
-def normalize_counts(store: Store, flat_or_map: Any) -> dict[str, int]:
-    """Configured choices in order, zero-filled; counts of retired choices are hidden."""
+def normalize_counts(choices: list[str], flat_or_map: Any) -> dict[str, int]:
+    """The article's current choices in order, zero-filled; counts of retired choices
+    are kept in Redis (and in stats and exports) but not shown."""
     if isinstance(flat_or_map, dict):
         raw = flat_or_map
     else:
         raw = dict(zip(flat_or_map[::2], flat_or_map[1::2], strict=True))
-    return {choice: max(0, int(raw.get(choice, 0))) for choice in store.config["CHOICES"]}
+    return {choice: max(0, int(raw.get(choice, 0))) for choice in choices}
 
 
 def _split_mine(value: str | None) -> tuple[str | None, str | None]:
@@ -90,8 +92,8 @@ def _fetch(
 
 def queue_read(pipe: Any, keys: Keys, article_id: str, reader: str | None = None) -> None:
     """Queue on a pipeline what `take_read` reads back: whether the article exists, its
-    counts and the reader's vote."""
-    pipe.exists(keys.article(article_id))
+    site and own reaction set, its counts and the reader's vote."""
+    pipe.hmget(keys.article(article_id), "title", "site", "reactions")
     pipe.hgetall(keys.article_counts(article_id))
     if reader:
         pipe.hget(keys.article_voters(article_id), reader)
@@ -101,9 +103,13 @@ def take_read(store: Store, replies: Iterator[Any], reader: str | None = None
               ) -> Reactions | None:
     """The replies of one `queue_read`, taken from the pipeline's; None for an unknown
     article."""
-    exists, counts = next(replies), next(replies)
+    (title, site, own), counts = next(replies), next(replies)
     choice, reason = _split_mine(next(replies) if reader else None)
-    return Reactions(normalize_counts(store, counts), choice, reason) if exists else None
+    if title is None:
+        return None
+    reaction_set = sites.reaction_set(store, site, own)
+    return Reactions(normalize_counts(reaction_set["choices"], counts), choice, reason,
+                     reaction_set)
 
 
 def vote(
@@ -123,8 +129,9 @@ def vote(
 
     `address` is the hash of the client's address group and `networks` those of its
     wider networks (store/budgets.py): a vote spends from each of their budgets.
-    Returns the new counts and whether anything changed. Raises UnknownArticle or
-    Throttled. Repeating a call is a no-op, so a retried request cannot double-count.
+    Returns the new counts and whether anything changed. Raises UnknownArticle,
+    InvalidChoice (a choice or reason outside the article's set) or Throttled.
+    Repeating a call is a no-op, so a retried request cannot double-count.
     `token`, the reader's, is refused (ReaderRevoked) when renewed since or erased (the
     API checks it here, in the index's round trip); `erasing` withdraws for an erasure
     (store/readers.py): no budget, no reader logged, no token.
@@ -138,13 +145,16 @@ def vote(
             args=[reader, choice or "", (reason or "") if choice else "",
                   "" if erasing else budgets.vote_limits(store.config, networks),
                   store.config["THROTTLE_WINDOW"], hour_ttl, day_ttl,
-                  store.min_event_id(now), article_id, channel, "1" if erasing else ""],
+                  store.min_event_id(now), article_id, channel, "1" if erasing else "",
+                  sites.sets_table(store)],
         )
         store.forget(article_id)
         result = scripts.result(raw)
     mine, mine_reason = _split_mine(result.values[0])
-    counts = normalize_counts(store, result.values[1:])
-    return Reactions(counts, mine, mine_reason), result.status == Status.CHANGED
+    reaction_set = sites.decode_set(result.values[1])
+    counts = normalize_counts(reaction_set["choices"], result.values[2:])
+    return (Reactions(counts, mine, mine_reason, reaction_set),
+            result.status == Status.CHANGED)
 
 
 def vote_keys(

@@ -45,22 +45,32 @@ def noting(store: Store, reader: str, kind: str, owner_id: str, now: datetime,
            token: str | None) -> Iterator[None]:
     """Index the article ("a") or poll ("p") before the reader's vote there is cast (the
     body), in one round trip with the check that `token` (None: the erasure's own) is
-    not revoked (ReaderRevoked); a refused vote takes back what the index did not hold."""
+    not revoked (ReaderRevoked); a refused vote puts the index back as it was, so a
+    refusal changes nothing."""
     index, item = store.keys.reader_index(reader), f"{kind}:{owner_id}"
     pipe = store.redis.pipeline(transaction=False)
     pipe.get(_revoked_key(store, reader))
+    pipe.hget(index, item)
+    pipe.zscore(store.keys.readers, reader)
+    pipe.pttl(index)
     _queue_note(pipe, store, reader, item, now)
-    current, new_item, _, new_reader = pipe.execute()
+    current, old_item, old_score, old_ttl = pipe.execute()[:4]
     try:
         if token is not None and _refused(current, token):
             raise ReaderRevoked()
         yield
     except _TAKEN_BACK:
         pipe = store.redis.pipeline(transaction=False)
-        if new_item:
+        if old_item is None:
             pipe.hdel(index, item)
-        if new_reader:
+        else:
+            pipe.hset(index, item, old_item)
+        if old_score is None:
             pipe.zrem(store.keys.readers, reader)
+        else:
+            pipe.zadd(store.keys.readers, {reader: old_score})
+        if old_ttl > 0:
+            pipe.pexpire(index, old_ttl)
         pipe.execute()
         raise
 

@@ -105,11 +105,34 @@ VOTE_REACTION = _LUA_STATUSES + _LUA_THROTTLE + """
 -- ARGV[8] oldest event id to keep (ms)   ARGV[9] article id
 -- ARGV[10] channel the vote came through (web, email, nojs, amp)
 -- ARGV[11] '1' logs the event without the reader (an erasure's withdrawal), else ''
--- Returns {CHANGED or UNCHANGED, mine, counts...}, or {UnknownArticle} or
+-- ARGV[12] every site's reaction set, a line each: "\\n<site>\\t<choices>\\t<reason
+--   choice>\\t<reasons>\\n", lists comma-joined, the default site's first (sites.py)
+-- Returns {CHANGED or UNCHANGED, mine, the article's set, counts...}, or
+-- {UnknownArticle}, {InvalidChoice, field, allowed[, reason choice]} or
 -- {Throttled, retry_after}.
 -- A repeated choice and a throttled vote are counted as refused in the buckets.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {UnknownArticle} end
+local title, site, set = unpack(redis.call('HMGET', KEYS[1], 'title', 'site', 'reactions'))
+if not title then return {UnknownArticle} end
 local reader, choice, reason = ARGV[1], ARGV[2], ARGV[3]
+-- The article's own set, else its site's line, else (no site: stored before sites) the
+-- default's, the first line.
+if not set then
+  local from = site and string.find(ARGV[12], '\\n' .. site .. '\\t', 1, true)
+  if from then from = from + #site + 2 else from = string.find(ARGV[12], '\\t', 1, true) + 1 end
+  set = string.sub(ARGV[12], from, string.find(ARGV[12], '\\n', from, true) - 1)
+end
+if choice ~= '' then
+  local choices, reason_choice, reasons = string.match(set, '^([^\\t]*)\\t([^\\t]*)\\t(.*)$')
+  if not string.find(',' .. choices .. ',', ',' .. choice .. ',', 1, true) then
+    return {InvalidChoice, 'choice', choices}
+  end
+  if reason ~= '' then
+    if choice ~= reason_choice then return {InvalidChoice, 'reason', '', reason_choice} end
+    if not string.find(',' .. reasons .. ',', ',' .. reason .. ',', 1, true) then
+      return {InvalidChoice, 'reason', reasons}
+    end
+  end
+end
 local hour_ttl, day_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local old = redis.call('HGET', KEYS[4], reader)
 local new = false
@@ -119,7 +142,7 @@ if choice ~= '' then
 end
 if old == new then
   if new then bump(KEYS[7], KEYS[8], 'refused:votes_duplicate', hour_ttl, day_ttl) end
-  return {UNCHANGED, old or '', unpack(redis.call('HGETALL', KEYS[2]))}
+  return {UNCHANGED, old or '', set, unpack(redis.call('HGETALL', KEYS[2]))}
 end
 local wait = spend(budgets(5, 9, ARGV[4]), tonumber(ARGV[5]))
 if wait > 0 then
@@ -152,7 +175,7 @@ redis.call('XADD', KEYS[6], 'MINID', '~', ARGV[8], '*',
   'type', 'reaction.' .. action, 'article', ARGV[9], 'choice', choice,
   'previous', old_choice, 'reason', reason, 'reader', ARGV[11] == '1' and '' or reader,
   'hour', stamp(KEYS[7]), 'channel', ARGV[10])
-return {CHANGED, new or '', unpack(redis.call('HGETALL', KEYS[2]))}
+return {CHANGED, new or '', set, unpack(redis.call('HGETALL', KEYS[2]))}
 """
 
 SPEND_BUDGET = _LUA_STATUSES + _LUA_THROTTLE + """
@@ -172,17 +195,24 @@ UPSERT_ARTICLE = """
 -- KEYS[1] article hash   KEYS[2] events stream
 -- ARGV[1] title  ARGV[2] url  ARGV[3] section  ARGV[4] published_at  ARGV[5] tags JSON
 -- ARGV[6] now (ISO 8601)  ARGV[7] oldest event id to keep (ms)  ARGV[8] article id
--- Returns {created (1|0), previous section or '', created_at}.
+-- ARGV[9] site ('' keeps the article's; an article without one is the default site's)
+-- ARGV[10] its own reaction set, encoded (sites.encode_set; '' keeps it, '-' drops it
+-- for its site's)
+-- Returns {created (1|0), previous section or '', created_at, site or '', own set or ''}.
 local existed = redis.call('EXISTS', KEYS[1])
 local previous = redis.call('HGET', KEYS[1], 'section') or ''
 if existed == 0 then redis.call('HSET', KEYS[1], 'created_at', ARGV[6]) end
 redis.call('HSET', KEYS[1], 'title', ARGV[1], 'url', ARGV[2], 'section', ARGV[3],
   'published_at', ARGV[4], 'tags', ARGV[5], 'updated_at', ARGV[6])
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'site', ARGV[9]) end
+if ARGV[10] == '-' then redis.call('HDEL', KEYS[1], 'reactions')
+elseif ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'reactions', ARGV[10]) end
 local action = 'updated'
 if existed == 0 then action = 'created' end
 redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*',
   'type', 'article.' .. action, 'article', ARGV[8])
-return {1 - existed, previous, redis.call('HGET', KEYS[1], 'created_at')}
+return {1 - existed, previous,
+  unpack(redis.call('HMGET', KEYS[1], 'created_at', 'site', 'reactions'))}
 """
 
 

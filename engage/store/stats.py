@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engage.formulas import approval, rank_keys, trending_score, wilson_lower
-from engage.store import Store, windows
+from engage.store import Store, sites, windows
 from engage.store.reactions import CHANNELS
 from engage.timerange import HOUR, Range, floor
 
@@ -458,10 +458,10 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
     keys = store.keys
     owner = keys.article(article_id)
     pipe = store.redis.pipeline(transaction=False)
-    pipe.exists(owner)
+    pipe.hmget(owner, "title", "site", "reactions")
     pipe.zrange(keys.article_polls(article_id), 0, -1)
-    exists, poll_ids = pipe.execute()
-    if not exists:
+    (title, site, own), poll_ids = pipe.execute()
+    if title is None:
         return None
     starts = window.starts()
     pipe = store.redis.pipeline(transaction=False)
@@ -469,8 +469,12 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
         pipe.hgetall(_bucket_key(store, owner, window.bucket, start))
         for poll_id in poll_ids:
             pipe.hgetall(_bucket_key(store, keys.poll(poll_id), window.bucket, start))
-    replies = iter(pipe.execute())
-    choices = list(store.config["CHOICES"])
+    found = pipe.execute()
+    # The article's current choices, then any retired one its buckets still hold (each
+    # start's article bucket comes before its polls').
+    choices = list(dict.fromkeys(sites.reaction_set(store, site, own)["choices"] + [
+        k[1:] for fields in found[::1 + len(poll_ids)] for k in fields if k[:1] in "+-"]))
+    replies = iter(found)
     points = []
     for start in starts:
         fields = next(replies)

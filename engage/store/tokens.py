@@ -28,18 +28,25 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create(store: Store, role: str, name: str = "") -> tuple[str, dict[str, Any]]:
+def create(store: Store, role: str, name: str = "",
+           sites: list[str] | None = None) -> tuple[str, dict[str, Any]]:
+    """A new token, shown once. An editor's may be limited to `sites` (None: every
+    site); an admin's covers every site."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if sites is not None and role != "editor":
+        raise ValueError("only editor tokens are limited to sites")
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(24)
-    record = {
+    record: dict[str, Any] = {
         "id": token_id,
         "role": role,
         "name": name,
         "hash": _digest(secret),
         "created_at": store.now().isoformat(),
     }
+    if sites is not None:
+        record["sites"] = list(sites)
     store.redis.hset(store.keys.tokens, token_id, json.dumps(record))
     return f"eng_{token_id}.{secret}", record
 

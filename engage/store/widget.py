@@ -77,7 +77,7 @@ def fetch(store: Store, article_ids: list[str], now: datetime) -> dict[str, Widg
     poll_ids: dict[str, list[str]] = {}
     for article_id in article_ids:
         found = reactions.take_read(store, replies)
-        box, ids = links.take_box(replies), list(next(replies))
+        box, ids = links.take_box(store, replies), list(next(replies))
         if found is not None:
             counts[article_id], boxes[article_id], poll_ids[article_id] = found, box, ids
 

@@ -32,7 +32,7 @@ from engage.identity import (
     reader_token,
     renew_reader,
 )
-from engage.store import articles, get_store, reactions
+from engage.store import articles, get_store, reactions, sites
 from engage.web import agents
 
 bp = Blueprint("ballot", __name__)
@@ -56,6 +56,7 @@ def _refused(exc: HTTPException) -> Any:
     """A page a person can read (or JSON for an AMP form), with the error's status."""
     if request.endpoint == "ballot.amp_vote":
         return errors.handle_http_exception(exc)
+    errors.note_refusal(exc)
     if not isinstance(exc, errors.EngageError):
         return _page("ballot.html", exc.code or 400, error=exc.description)
     response = _page("ballot.html", exc.code or 400, error=exc.message)
@@ -84,8 +85,9 @@ def _vote(article_id: str, reader: str, choice: str, channel: str) -> reactions.
     return result
 
 
-def _choice(choice: str | None) -> str:
-    choices = get_store().config["CHOICES"]
+def _choice(article_id: str, choice: str | None) -> str:
+    """One of the article's choices (its reaction set: docs/sites.md)."""
+    choices = _article(article_id)["reaction_set"]["choices"]
     if choice is None or choice not in choices:
         raise errors.ValidationFailed(f"Choose one of: {', '.join(choices)}.")
     return choice
@@ -102,7 +104,7 @@ def email_vote(token: str, choice: str) -> Response:
     """
     store, identity = get_store(), get_identity()
     article_id = identity.vote_link(token, store.now().timestamp())
-    choice = _choice(choice)
+    choice = _choice(article_id, choice)
     recipient = request.args.get("r", "")
     if not recipient or len(recipient) > MAX_RECIPIENT or schemas.CONTROL_CHARACTERS.search(
             recipient):
@@ -123,9 +125,10 @@ def email_vote(token: str, choice: str) -> Response:
 
 # -- the widget's form, without JavaScript -------------------------------------------------
 def _article_origins(article: dict[str, Any]) -> set[str]:
-    """The article page's origin and every allowed publisher origin."""
+    """The article page's origin and its site's publisher origins."""
     parts = urlsplit(article["url"])
-    return {f"{parts.scheme}://{parts.netloc}", *current_app.config["ALLOWED_ORIGINS"]}
+    site = sites.site_or_default(get_store(), article["site"])
+    return {f"{parts.scheme}://{parts.netloc}", *site["origins"]}
 
 
 def _article(article_id: str) -> dict[str, Any]:
@@ -157,7 +160,7 @@ def _form_vote(article_id: str, channel: str) -> tuple[reactions.Reactions, str 
     """Count the posted choice for the cookie's reader, or for a new reader minted from
     the reader-token budgets; returns the counts and the reader's token to keep when it
     is new."""
-    choice = _choice(request.form.get("choice"))
+    choice = _choice(article_id, request.form.get("choice"))
     _readers_only()
     reader, kept = _cookie_reader(renew=True)
     if reader is None:

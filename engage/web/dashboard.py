@@ -29,7 +29,8 @@ from marshmallow import ValidationError
 from engage import errors, schemas, timerange
 from engage.api.polls import poll_body
 from engage.api.reactions import email_vote_links
-from engage.api.stats import export_chunks, resolve_window
+from engage.api.stats import export_chunks, resolve_window, scoped_events
+from engage.identity import check_every_site, check_scope, visible_articles, visible_sites
 from engage.store import (
     aggregates,
     articles,
@@ -77,7 +78,10 @@ def _guard() -> Any:
         return refuse(403, "csrf_failed", "The form expired or did not come from this site; "
                                            "reload the page and try again.")
     g.staff = session.signed_in()
-    if g.staff is not None or request.endpoint in _PUBLIC_ENDPOINTS:
+    if g.staff is not None:
+        check_scope()
+        return None
+    if request.endpoint in _PUBLIC_ENDPOINTS:
         return None
     if _wants_json():
         return errors.error_response(401, "unauthorized", "Sign in to the dashboard first.")
@@ -87,6 +91,11 @@ def _guard() -> Any:
 @bp.errorhandler(404)
 def _not_found(_exc: Exception) -> Response:
     return refuse(404, "not_found", "Nothing here: the article or poll may have been removed.")
+
+
+@bp.errorhandler(errors.Forbidden)
+def _forbidden(exc: errors.Forbidden) -> Response:
+    return refuse(403, exc.error_code, exc.message)
 
 
 @bp.after_request
@@ -146,6 +155,16 @@ def overview() -> Any:
     window = None if span is None else resolve_window(store, store.now() - span, None)
     choices = list(store.config["CHOICES"])
     found = stats.overview(store, sort, window)
+    # The site switcher: one of the caller's sites, or all they may see.
+    names, site = visible_sites(), request.args.get("site") or None
+    if site is not None and site not in names:
+        abort(404)
+    shown = visible_articles((a["id"] for key in ("ranked", "top", "bottom", "trending")
+                              for a in found[key]), site)
+    if shown is not None:  # some sites: their articles, no figures summed across all
+        found = {key: [a for a in found[key] if a["id"] in shown]
+                 for key in ("ranked", "top", "bottom", "trending")}
+        found.update(totals=None, sections=[])
     return render_template(
         "dashboard/overview.html",
         page="overview",
@@ -154,6 +173,8 @@ def overview() -> Any:
         sort=sort,
         window=window,
         choices=choices,
+        sites=names if len(names) > 1 else [],
+        site=site,
         **found,  # totals, ranked, top, bottom, trending, sections
         sections_svg=sections_chart(found["sections"], choices),
     )
@@ -231,7 +252,9 @@ def poll_list() -> Any:
         abort(404)
     found, more = polls.list_page(get_store(), None, (page - 1) * POLLS_PER_PAGE,
                                   POLLS_PER_PAGE)
-    shown = [poll_body(poll, staff=True) for poll in found]
+    visible = visible_articles(poll.article or "" for poll in found)
+    shown = [poll_body(poll, staff=True) for poll in found
+             if visible is None or (poll.article or "") in visible]
     return render_template(
         "dashboard/polls.html",
         page="polls",
@@ -270,6 +293,7 @@ def poll_status(poll_id: str) -> Any:
 
 @bp.get("/live")
 def live() -> Any:
+    check_every_site()
     return render_template("dashboard/live.html", page="live")
 
 
@@ -277,6 +301,7 @@ def live() -> Any:
 def live_json() -> Any:
     """What the live page polls every few seconds: standings and the events applied
     since the cursor it sends back (`since`), newest first."""
+    check_every_site()
     store = get_store()
     choices = list(store.config["CHOICES"])
     now = store.now()
@@ -313,8 +338,9 @@ def export() -> Response:
     if fmt not in ("csv", "ndjson"):
         return errors.error_response(422, "validation_failed", "Format is csv or ndjson.",
                                      {"format": ["Must be csv or ndjson."]})
-    audit.record(get_store(), g.staff, "events.export", "dashboard", {"format": fmt})
-    found = events.iter_events(get_store())
+    store = get_store()
+    audit.record(store, g.staff, "events.export", "dashboard", {"format": fmt})
+    found = scoped_events(store, events.iter_events(store))
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     response = Response(stream_with_context(export_chunks(found, fmt)), mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="engage-events.{fmt}"'

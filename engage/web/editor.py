@@ -16,6 +16,7 @@ from marshmallow import ValidationError
 from engage import schemas
 from engage.api.polls import poll_body
 from engage.errors import EngageError, PollFinal, UnknownArticle, UnknownPoll
+from engage.identity import check_article_site
 from engage.store import articles, get_store, links, polls
 from engage.web import dashboard, forms
 from engage.web.forms import FORM_ERROR, Errors
@@ -101,6 +102,7 @@ def poll_new() -> Any:
         return _poll_form(shown, errors, 422)
     if form.get("action") == "preview":
         return _poll_form(shown, {}, preview=_preview(data))
+    check_article_site(data["article"])
     try:
         poll = polls.create(get_store(), data)
     except UnknownArticle:
@@ -296,6 +298,7 @@ def article_new() -> Any:
         errors = {"id": ["An article is already registered under this id; edit it instead."]}
     if errors:
         return _article_form(None, shown, errors, 422)
+    check_article_site(None)  # the form's articles are the default site's
     articles.upsert(get_store(), ids["id"], data)
     return redirect(url_for("dashboard.article", article_id=ids["id"]))
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask import Blueprint, render_template
 from marshmallow import Schema, ValidationError
 
-from engage import schemas
+from engage import errors, schemas
 from engage.web import dashboard
 
 FORM_ERROR = "_form"  # messages about the whole form, shown above it
@@ -30,6 +30,7 @@ def staff_blueprint(name: str, import_name: str) -> Blueprint:
     bp.after_request(dashboard._private)
     bp.context_processor(dashboard._template_helpers)
     bp.register_error_handler(404, dashboard._not_found)
+    bp.register_error_handler(errors.Forbidden, dashboard._forbidden)
     return bp
 
 

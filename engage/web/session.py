@@ -18,7 +18,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request, session
+from flask import Flask, Response, current_app, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from flask.wrappers import Request
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -115,13 +115,6 @@ def _oidc_record(session_id: str) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("until", 0) <= store.now().timestamp():
         return None
     return record
-
-
-def scope() -> list[str] | None:
-    """The sites the signed-in staff member may see; None is every site. Only sign-ins
-    through OpenID Connect carry sites so far (ENGAGE_OIDC_ROLES); admins have None."""
-    sites = g.staff.get("sites")
-    return None if sites is None else list(sites)
 
 
 def sign_in(token: str) -> bool:

@@ -502,3 +502,25 @@ def test_poll_vote_shows_result_bars(tab: Tab, live_server: LiveServer) -> None:
     expect(group.get_by_text("This poll is closed.")).to_be_visible()
     expect(group.get_by_role("checkbox", name="Trade")).to_be_disabled()
     assert tab.errors == []
+
+
+def test_an_article_with_its_own_emoji_set(tab: Tab, live_server: LiveServer) -> None:
+    """Eight emoji choices (docs/sites.md): shown in order beside a yes/no article, each
+    a labelled toggle; a vote counts under its own name."""
+    emoji = ["😀", "😂", "😮", "😢", "😡", "👍", "👎", "🔥"]
+    quiz = live_server.article(reaction_set={"choices": emoji, "reason_choice": None,
+                                             "reasons": []})
+    plain = live_server.article()
+    html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"></head><body>
+      <div data-engage-article="{quiz}"></div><div data-engage-article="{plain}"></div>
+      <script src="{live_server.url}/widget.js" async></script></body></html>"""
+    page = tab.page
+    page.goto(live_server.publish("/quiz.html", html))
+    shown = widget(page, quiz).get_by_role("button")
+    expect(shown).to_have_count(len(emoji))
+    assert [name.split(" ")[0] for name in shown.all_inner_texts()] == emoji
+    button(page, quiz, "🔥").click()
+    expect(button(page, quiz, "🔥")).to_have_attribute("aria-pressed", "true")
+    expect_vote(page, plain, 0, 0, None)
+    assert live_server.counts(quiz) == {c: int(c == "🔥") for c in emoji}
+    assert tab.errors == []

@@ -149,15 +149,15 @@
   }
 
   function reactions(w) {
-    var a = w.data, kids = [h('h2', {text: t(w, 'question')})];
-    B.choices.forEach(function (c) {
+    var a = w.data, s = a.reaction_set || B, kids = [h('h2', {text: t(w, 'question')})];
+    s.choices.forEach(function (c) {
       kids.push(btn(t(w, c), 'c:' + c, w.mine === c, function () {
         react(w, w.mine === c ? null : c);
       }, h('span', {'class': 'n', text: String(a.counts[c] || 0)})));
     });
-    if (w.mine && w.mine === B.reason_choice && B.reasons.length) {
+    if (w.mine && w.mine === s.reason_choice && s.reasons.length) {
       kids.push(h('p', {'class': 'm', text: t(w, 'why')}));
-      B.reasons.forEach(function (r) {
+      s.reasons.forEach(function (r) {
         kids.push(btn(t(w, r), 'r:' + r, w.reason === r, function () {
           react(w, w.mine, w.reason === r ? null : r);
         }));

@@ -1,0 +1,443 @@
+"""Sites: admins define them through the API and the CLI; with none stored, the default
+site is today's settings (docs/sites.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+
+from engage.cli import main
+from engage.store import tokens
+from tests.conftest import ARTICLE, new_reader
+from tests.desk import Desk
+from tests.redis_server import RedisServer
+from tests.test_auth_matrix import PUBLIC, call, routes
+from tests.test_ballot import BROWSER, path_for
+
+NEWS = "https://news.example.com"
+EMOJI = ["😀", "😂", "😮", "😢", "😡", "👍", "👎", "❤️"]
+REGIONAL = {"name": "regional", "origins": ["https://regional.example.com"],
+            "locale": "fr", "reactions": {"choices": EMOJI, "reason_choice": None,
+                                          "reasons": []}}
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    return {"ALLOWED_ORIGINS": [NEWS + "/", "null"]}
+
+
+def test_default_site_is_the_settings(client: FlaskClient, admin: dict[str, str]) -> None:
+    response = client.get("/api/v1/sites", headers=admin)
+    assert response.status_code == 200
+    assert response.json == {"sites": [{
+        "name": "default", "origins": [NEWS], "locale": "en",
+        "reactions": {"choices": ["yes", "no"], "reason_choice": "no",
+                      "reasons": ["outdated", "inaccurate", "biased", "unclear", "not_relevant"]},
+        "links_shown": 4, "cache_max_age": 5, "cache_stale": 30,
+    }]}
+
+
+def test_create_get_update(client: FlaskClient, admin: dict[str, str], store: Any) -> None:
+    created = client.post("/api/v1/sites", json=REGIONAL, headers=admin)
+    assert created.status_code == 201, created.json
+    assert created.json["reactions"]["choices"] == EMOJI
+    assert created.json["links_shown"] == 4  # left out: the default's
+    assert client.post("/api/v1/sites", json=REGIONAL, headers=admin).status_code == 409
+    assert client.post("/api/v1/sites", json={"name": "default"},
+                       headers=admin).json["error"]["code"] == "id_taken"
+
+    changed = client.patch("/api/v1/sites/regional", json={"links_shown": 2}, headers=admin)
+    assert changed.status_code == 200
+    assert changed.json["links_shown"] == 2 and changed.json["locale"] == "fr"
+    assert client.get("/api/v1/sites/regional", headers=admin).json == changed.json
+    names = [s["name"] for s in client.get("/api/v1/sites", headers=admin).json["sites"]]
+    assert names == ["default", "regional"]
+    assert json.loads(store.redis.hget("engage:sites", "regional"))["links_shown"] == 2
+
+
+def test_unknown_site(client: FlaskClient, admin: dict[str, str]) -> None:
+    response = client.patch("/api/v1/sites/nowhere", json={"locale": "de"}, headers=admin)
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "unknown_site"
+
+
+@pytest.mark.parametrize("body", [
+    {"name": "Bad Name"},
+    {"name": "x", "origins": ["https://a.example.com/path"]},
+    {"name": "x", "reactions": {"choices": ["yes"]}},
+    {"name": "x", "reactions": {"choices": ["yes", "yes"]}},
+    {"name": "x", "reactions": {"choices": ["a,b", "c"]}},
+    {"name": "x", "reactions": {"choices": [str(n) for n in range(9)]}},
+    {"name": "x", "reactions": {"choices": ["yes", "no"], "reason_choice": "maybe"}},
+])
+def test_bad_site_refused(client: FlaskClient, admin: dict[str, str], store: Any,
+                          body: dict[str, Any]) -> None:
+    response = client.post("/api/v1/sites", json=body, headers=admin)
+    assert response.status_code == 422, response.json
+    assert response.json["error"]["fields"]
+    assert not store.redis.exists("engage:sites")
+
+
+def test_editors_cannot_manage_sites(client: FlaskClient, editor: dict[str, str]) -> None:
+    assert client.get("/api/v1/sites", headers=editor).status_code == 403
+    assert client.post("/api/v1/sites", json=REGIONAL, headers=editor).status_code == 403
+
+
+def test_cli(own_redis: RedisServer, tmp_path: Path) -> None:
+    env = {name: None for name in os.environ if name.startswith("ENGAGE_")}
+    env.update({"ENGAGE_REDIS_URL": own_redis.url, "ENGAGE_LOG_JSON": "0",
+                "ENGAGE_SECRET_KEY": "cli-test-secret-long-enough"})
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+    made = run("site", "create", "magazine", "--origins", "https://mag.example.com",
+               "--choices", "yes,no,unsure", "--reason-choice", "no", "--reasons", "dull")
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["reactions"]["choices"] == ["yes", "no", "unsure"]
+    assert run("site", "create", "magazine").exit_code != 0
+    assert run("site", "update", "magazine", "--links-shown", "9").exit_code == 0
+    assert run("site", "update", "magazine", "--links-shown", "99").exit_code != 0
+    assert run("site", "update", "nowhere", "--locale", "de").exit_code != 0
+    listed = [json.loads(line) for line in run("site", "list").stdout.splitlines()]
+    assert [s["name"] for s in listed] == ["default", "magazine"]
+    assert listed[1]["links_shown"] == 9
+
+    made = run("token", "create", "--role", "editor", "--site", "magazine")
+    assert made.exit_code == 0, made.output
+    assert "sites=magazine" in run("token", "list").stdout
+    assert run("token", "create", "--role", "editor", "--site", "nowhere").exit_code != 0
+    assert run("token", "create", "--role", "admin", "--site", "magazine").exit_code != 0
+
+
+# -- articles belong to one site; CORS answers a site's origins for its articles ----------
+
+
+@pytest.fixture
+def regional(client: FlaskClient, admin: dict[str, str]) -> str:
+    assert client.post("/api/v1/sites", json=REGIONAL, headers=admin).status_code == 201
+    return "regional"
+
+
+def put_article(client: FlaskClient, editor: dict[str, str], article_id: str,
+                **fields: Any) -> Any:
+    return client.put(f"/api/v1/articles/{article_id}", json={**ARTICLE, **fields},
+                      headers=editor)
+
+
+def test_articles_belong_to_one_site(client: FlaskClient, editor: dict[str, str],
+                                     regional: str, store: Any) -> None:
+    assert put_article(client, editor, "home").json["site"] == "default"
+    assert not store.redis.hexists("engage:a:{home}", "site")  # as before sites
+    placed = put_article(client, editor, "local", site=regional)
+    assert placed.status_code == 201 and placed.json["site"] == regional
+    # A PUT that leaves the site out keeps it.
+    assert put_article(client, editor, "local").json["site"] == regional
+    assert client.get("/api/v1/articles/local").json["site"] == regional
+
+    refused = put_article(client, editor, "elsewhere", site="nowhere")
+    assert refused.status_code == 422
+    assert refused.json["error"]["fields"] == {"site": ["No site exists under this name."]}
+    assert not store.redis.exists("engage:a:{elsewhere}")
+
+
+def cors(response: Any) -> str | None:
+    value: str | None = response.headers.get("Access-Control-Allow-Origin")
+    return value
+
+
+def test_cors_per_site(client: FlaskClient, editor: dict[str, str], regional: str) -> None:
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site=regional)
+    local = REGIONAL["origins"][0]
+    for path in ["/api/v1/articles/{}/reactions", "/api/v1/widget?article={}"]:
+        assert cors(client.get(path.format("home"), headers={"Origin": NEWS})) == NEWS
+        assert cors(client.get(path.format("local"), headers={"Origin": local})) == local
+        assert cors(client.get(path.format("home"), headers={"Origin": local})) is None
+        assert cors(client.get(path.format("local"), headers={"Origin": NEWS})) is None
+    preflight = client.options("/api/v1/articles/home/reactions/mine", headers={
+        "Origin": local, "Access-Control-Request-Method": "PUT"})
+    assert cors(preflight) is None
+    # One page may not read another site's article alongside its own.
+    both = client.get("/api/v1/widget?article=local&article=home", headers={"Origin": local})
+    assert cors(both) is None
+    # Minting a reader token names no article: every site's origin may.
+    assert cors(client.post("/api/v1/readers", headers={"Origin": local})) == local
+
+
+def test_site_origins_change_while_running(client: FlaskClient, editor: dict[str, str],
+                                           admin: dict[str, str], regional: str,
+                                           store: Any) -> None:
+    put_article(client, editor, "local", site=regional)
+    added = "https://m.regional.example.com"
+    assert cors(client.get("/api/v1/articles/local", headers={"Origin": added})) is None
+    client.patch(f"/api/v1/sites/{regional}", json={"origins": [added]}, headers=admin)
+    assert cors(client.get("/api/v1/articles/local", headers={"Origin": added})) == added
+
+
+# -- reaction sets by site, an article's own set, counts kept by choice name --------------
+def vote(client: FlaskClient, article_id: str, reader: dict[str, str], **body: Any) -> Any:
+    return client.put(f"/api/v1/articles/{article_id}/reactions/mine", json=body,
+                      headers=reader)
+
+
+def test_emoji_set_of_eight(client: FlaskClient, editor: dict[str, str],
+                            regional: str) -> None:
+    put_article(client, editor, "local", site=regional)
+    for n, choice in enumerate(EMOJI):
+        for _ in range(n % 3):
+            assert vote(client, "local", new_reader(client), choice=choice).status_code == 200
+    counts = client.get("/api/v1/articles/local/reactions").json["counts"]
+    assert list(counts) == EMOJI  # display order
+    assert counts == {c: n % 3 for n, c in enumerate(EMOJI)}
+    bundle = client.get("/api/v1/widget?article=local").json
+    assert bundle["articles"]["local"]["reaction_set"]["choices"] == EMOJI
+
+
+def test_another_sites_choice_is_refused(client: FlaskClient, editor: dict[str, str],
+                                        regional: str, store: Any) -> None:
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site=regional)
+    reader = new_reader(client)
+    assert vote(client, "local", reader, choice="😀").status_code == 200
+    before = {key: store.redis.dump(key) for key in store.redis.keys("*")}
+
+    refused = vote(client, "home", reader, choice="😀")
+    assert refused.status_code == 422
+    assert refused.json["error"]["fields"] == {"choice": ["Must be one of: yes, no."]}
+    refused = vote(client, "local", reader, choice="yes")
+    assert refused.json["error"]["fields"]["choice"][0].startswith("Must be one of: 😀, 😂")
+    refused = vote(client, "local", reader, choice="😀", reason="outdated")
+    assert refused.json["error"]["fields"] == {
+        "reason": ["This article's choices take no reason."]}
+    refused = vote(client, "home", reader, choice="yes", reason="outdated")
+    assert refused.json["error"]["fields"] == {"reason": ["Only a 'no' may carry a reason."]}
+    refused = vote(client, "home", reader, choice="no", reason="dull")
+    assert refused.status_code == 422 and "reason" in refused.json["error"]["fields"]
+    assert {key: store.redis.dump(key) for key in store.redis.keys("*")} == before
+
+
+def test_an_article_may_have_its_own_set(client: FlaskClient, editor: dict[str, str]) -> None:
+    quiz = {"choices": ["🔥", "🧊"], "reason_choice": None, "reasons": []}
+    assert put_article(client, editor, "quiz", reaction_set=quiz).json["reaction_set"] == quiz
+    reader = new_reader(client)
+    assert vote(client, "quiz", reader, choice="yes").status_code == 422
+    assert vote(client, "quiz", reader, choice="🔥").json["counts"] == {"🔥": 1, "🧊": 0}
+    # Left out, the set is kept; null returns to the site's, keeping the counts by name.
+    assert put_article(client, editor, "quiz").json["reaction_set"] == quiz
+    back = put_article(client, editor, "quiz", reaction_set=None).json["reaction_set"]
+    assert back["choices"] == ["yes", "no"]
+    assert client.get("/api/v1/articles/quiz").json["reactions"]["counts"] == {"yes": 0, "no": 0}
+    assert vote(client, "quiz", new_reader(client), choice="🔥").status_code == 422
+
+
+def test_changing_a_set_moves_no_count(client: FlaskClient, editor: dict[str, str],
+                                       admin: dict[str, str], store: Any,
+                                       catch_up: Any) -> None:
+    put_article(client, editor, "home")
+    for choice in ["yes", "yes", "no"]:
+        vote(client, "home", new_reader(client), choice=choice)
+    changed = {"reactions": {"choices": ["yes", "no", "unsure"], "reason_choice": "no",
+                             "reasons": ["outdated"]}}
+    assert client.patch("/api/v1/sites/default", json=changed, headers=admin).status_code == 200
+    assert client.get("/api/v1/articles/home/reactions").json["counts"] == {
+        "yes": 2, "no": 1, "unsure": 0}
+    assert vote(client, "home", new_reader(client), choice="unsure").status_code == 200
+    bundle = client.get("/api/v1/widget?article=home").json
+    assert bundle["choices"] == ["yes", "no", "unsure"]
+    assert "reaction_set" not in bundle["articles"]["home"]  # the bundle's own
+
+    # "no" retired: hidden from the counts, kept in Redis, in stats and exports.
+    retired = {"reactions": {"choices": ["yes", "unsure"]}}
+    client.patch("/api/v1/sites/default", json=retired, headers=admin)
+    assert client.get("/api/v1/articles/home/reactions").json["counts"] == {
+        "yes": 2, "unsure": 1}
+    assert store.redis.hget("engage:a:{home}:counts", "no") == "1"
+    export = client.get("/api/v1/events/export?format=ndjson", headers=editor)
+    assert sum('"choice": "no"' in line or '"choice":"no"' in line
+               for line in export.get_data(as_text=True).splitlines()) == 1
+
+
+# -- scoped staff: an editor of one site gets 403 on another's ----------------------------
+@pytest.fixture
+def scoped_token(store: Any, regional: str) -> str:
+    return tokens.create(store, "editor", "regional desk", [regional])[0]
+
+
+def test_scoped_editor_is_refused_on_another_sites_routes(
+        app: Flask, client: FlaskClient, editor: dict[str, str], admin: dict[str, str],
+        scoped_token: str) -> None:
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site="regional")
+    made = {}
+    for article_id in ("home", "local"):
+        poll = {"question": "Agreed?", "options": ["Yes", "No"], "article": article_id}
+        made[article_id] = client.post("/api/v1/polls", json=poll, headers=admin).json["id"]
+    scoped = {"Authorization": f"Bearer {scoped_token}"}
+    desk = Desk(app.test_client(), scoped_token)
+
+    checked = []
+    for rule, method, _ in routes(app):
+        if (rule, method) in PUBLIC or not re.search(r"<eid:(article|poll)_id>", rule):
+            continue
+        answers = {}
+        for article_id in ("home", "local"):
+            path = rule.replace("<eid:article_id>", article_id).replace(
+                "<eid:poll_id>", made[article_id])
+            if path.startswith("/api/"):
+                answers[article_id] = call(client, method, path, scoped).status_code
+            else:
+                page = desk.get(path) if method == "GET" else desk.post(path, {})
+                answers[article_id] = page.status_code
+        assert answers["home"] == 403, (rule, method, answers)
+        if not (rule, method) == ("/api/v1/polls/<eid:poll_id>", "DELETE"):  # admins only
+            assert answers["local"] != 403, (rule, method, answers)
+        checked.append((rule, method))
+    assert len(checked) >= 12, checked
+
+    # Writes that name a site, or an article, of another site.
+    assert put_article(client, scoped, "new-home").status_code == 403
+    assert put_article(client, scoped, "local", site="default").status_code == 403
+    assert put_article(client, scoped, "new-local", site="regional").status_code == 201
+    poll = {"question": "Agreed?", "options": ["Yes", "No"], "article": "home"}
+    assert client.post("/api/v1/polls", json=poll, headers=scoped).status_code == 403
+    page = desk.post("/dashboard/polls/new", {"question": "Agreed?", "option": ["Yes", "No"],
+                                              "article": "home", "results": "always"})
+    assert page.status_code == 403
+    export = client.get("/api/v1/events/export?article=home", headers=scoped)
+    assert export.status_code == 403
+
+
+def test_scoped_lists_show_their_sites_only(
+        app: Flask, client: FlaskClient, editor: dict[str, str], admin: dict[str, str],
+        scoped_token: str, catch_up: Any) -> None:
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site="regional")
+    for article_id in ("home", "local"):
+        poll = {"question": f"On {article_id}?", "options": ["Yes", "No"], "article": article_id}
+        client.post("/api/v1/polls", json=poll, headers=admin)
+    vote(client, "home", new_reader(client), choice="yes")
+    vote(client, "local", new_reader(client), choice="😀")
+    catch_up()
+    scoped = {"Authorization": f"Bearer {scoped_token}"}
+
+    polls_seen = client.get("/api/v1/polls", headers=scoped).json["polls"]
+    assert [p["article"] for p in polls_seen] == ["local"]
+    ranked = client.get("/api/v1/stats/articles", headers=scoped).json["articles"]
+    assert [row["id"] for row in ranked] == ["local"]
+    export = client.get("/api/v1/events/export?format=ndjson", headers=scoped)
+    assert {json.loads(line)["article"] for line in export.get_data(as_text=True).split()} \
+        == {"local"}
+    # Figures summed across every site are not theirs to see.
+    assert client.get("/api/v1/stats/sections", headers=scoped).status_code == 403
+    desk = Desk(app.test_client(), scoped_token)
+    for path in ("/dashboard/live", "/dashboard/live.json"):
+        assert desk.get(path).status_code == 403, path
+    overview = desk.get("/dashboard")  # their articles, no figures summed across sites
+    assert overview.status_code == 200
+    page = overview.get_data(as_text=True)
+    assert "/dashboard/articles/local" in page and "/dashboard/articles/home" not in page
+    assert 'aria-label="Totals"' not in page
+    assert 'aria-label="Totals"' in Desk(app.test_client(), editor["Authorization"][7:]).get(
+        "/dashboard").get_data(as_text=True)
+    page = desk.get("/dashboard/polls").get_data(as_text=True)
+    assert "On local?" in page and "On home?" not in page
+    exported = desk.get("/dashboard/export?format=ndjson").get_data(as_text=True)
+    assert {json.loads(line)["article"] for line in exported.split()} == {"local"}
+
+    # Admins, and editors not limited to sites, see all.
+    for who in (admin, editor):
+        seen = client.get("/api/v1/polls", headers=who).json["polls"]
+        assert sorted(p["article"] for p in seen) == ["home", "local"]
+        assert client.get("/api/v1/stats/sections", headers=who).status_code == 200
+
+
+def test_only_editor_tokens_take_sites(store: Any) -> None:
+    with pytest.raises(ValueError, match="only editor tokens"):
+        tokens.create(store, "admin", "x", ["regional"])
+
+
+def test_article_stats_follow_its_set(client: FlaskClient, editor: dict[str, str],
+                                      admin: dict[str, str], regional: str) -> None:
+    put_article(client, editor, "local", site=regional)
+    poll = {"question": "Agreed?", "options": ["Yes", "No"], "article": "local"}
+    made = client.post("/api/v1/polls", json=poll, headers=admin).json
+    client.put(f"/api/v1/polls/{made['id']}/votes/mine", headers=new_reader(client),
+               json={"options": [made["options"][0]["id"]]})
+    vote(client, "local", new_reader(client), choice="😀")
+    moved = new_reader(client)
+    vote(client, "local", moved, choice="😀")
+    vote(client, "local", moved, choice="😂")
+    series = client.get("/api/v1/articles/local/stats", headers=editor).json
+    assert series["choices"] == EMOJI
+    assert sum(p["added"]["😀"] for p in series["points"]) == 2
+    # A retired choice stays in the article's stats.
+    client.patch(f"/api/v1/sites/{regional}", headers=admin,
+                 json={"reactions": {"choices": ["👍", "👎"]}})
+    series = client.get("/api/v1/articles/local/stats", headers=editor).json
+    assert series["choices"] == ["👍", "👎", "😀", "😂"]
+    assert sum(p["added"]["😀"] - p["removed"]["😀"] for p in series["points"]) == 1
+
+
+def test_related_links_stay_in_the_site(client: FlaskClient, editor: dict[str, str],
+                                        admin: dict[str, str], regional: str) -> None:
+    client.patch(f"/api/v1/sites/{regional}", json={"links_shown": 2}, headers=admin)
+    for n in range(4):
+        put_article(client, editor, f"home-{n}")
+        put_article(client, editor, f"local-{n}", site=regional)
+    for reader_path in ("/api/v1/articles/{}/links", "/api/v1/widget?article={}"):
+        answer = client.get(reader_path.format("local-0")).json
+        found = answer.get("links") or answer["articles"]["local-0"]["links"]
+        ids = [link["id"] for link in found]
+        assert len(ids) == 2 and all(i.startswith("article:local-") for i in ids), ids
+        answer = client.get(reader_path.format("home-0")).json
+        found = answer.get("links") or answer["articles"]["home-0"]["links"]
+        assert {link["id"] for link in found} == {f"article:home-{n}" for n in (1, 2, 3)}
+
+
+def test_newsletter_links_offer_the_articles_set(client: FlaskClient,
+                                                 editor: dict[str, str]) -> None:
+    quiz = {"choices": ["🔥", "🧊"], "reason_choice": None, "reasons": []}
+    put_article(client, editor, "quiz", reaction_set=quiz)
+    links = client.get("/api/v1/articles/quiz/email-links", headers=editor).json["links"]
+    assert [link["choice"] for link in links] == ["🔥", "🧊"]
+    assert client.post(path_for(links[0]["url"], "sub-1"), headers=BROWSER).status_code == 303
+    assert client.get("/api/v1/articles/quiz/reactions").json["counts"] == {"🔥": 1, "🧊": 0}
+
+
+def test_default_site_name_is_checked() -> None:
+    from engage.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="ENGAGE_DEFAULT_SITE"):
+        load_config({"ENGAGE_DEFAULT_SITE": "The Daily"})
+    assert load_config({"ENGAGE_DEFAULT_SITE": "daily"})["DEFAULT_SITE"] == "daily"
+
+
+def test_dashboard_site_switcher(app: Flask, client: FlaskClient, editor: dict[str, str],
+                                 admin_token: str, scoped_token: str, catch_up: Any) -> None:
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site="regional")
+    vote(client, "home", new_reader(client), choice="yes")
+    vote(client, "local", new_reader(client), choice="😀")
+    catch_up()
+    desk = Desk(app.test_client(), admin_token)
+    page = desk.get("/dashboard").get_data(as_text=True)
+    assert 'id="site-switcher"' in page and "site=regional" in page
+    assert "/dashboard/articles/home" in page and "/dashboard/articles/local" in page
+    one = desk.get("/dashboard?site=regional").get_data(as_text=True)
+    assert "/dashboard/articles/local" in one and "/dashboard/articles/home" not in one
+    assert 'aria-label="Totals"' not in one  # totals span every site
+    assert "range=24h&amp;sort=approval&amp;site=regional" in one  # the choice is kept
+    assert desk.get("/dashboard?site=nowhere").status_code == 404
+    # One site only: nothing to switch, and no other site to name.
+    limited = Desk(app.test_client(), scoped_token)
+    assert 'id="site-switcher"' not in limited.get("/dashboard").get_data(as_text=True)
+    assert limited.get("/dashboard?site=default").status_code == 404
