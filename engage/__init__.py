@@ -50,6 +50,7 @@ def _hooks(app: Flask) -> None:
     from werkzeug.exceptions import RequestEntityTooLarge
 
     from engage import api, errors, extensions, logs, metrics
+    from engage.store import get_store, tokens
     from engage.web import security
 
     logs.init_app(app)
@@ -91,6 +92,9 @@ def _hooks(app: Flask) -> None:
         metrics.request_answered(response.status_code, route, method, request.endpoint,
                                  seconds)
         logs.request_answered(response, route, method, seconds)
+        # A staff token's last use: a request refused (bad input) changes nothing.
+        if g.get("staff") and response.status_code < 400:
+            tokens.mark_used(get_store(), g.staff)
         return response
 
     @app.teardown_request

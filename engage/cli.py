@@ -82,7 +82,8 @@ def main() -> None:
 @main.command()
 @click.option("--bind", default="127.0.0.1:8000", envvar="ENGAGE_BIND", show_default=True)
 @click.option("--workers", default=2, envvar="ENGAGE_WORKERS", show_default=True, type=int)
-@click.option("--demo", is_flag=True, help="Load seeds/ and print a demo editor token.")
+@click.option("--demo", is_flag=True,
+              help="Load seeds/ and print an admin token for the dashboard.")
 @click.option("--dev", is_flag=True, help="Flask's reloading development server.")
 def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
     """Run engage under granian, with the embedded Redis unless configured."""
@@ -186,10 +187,13 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--role", type=click.Choice(["editor", "admin"]), required=True)
-@click.option("--name", default="", help="Who or what the token is for.")
+@click.option("--name", required=True, help="Who or what the token is for.")
+@click.option("--expires-days", type=int, default=None,
+              help="Refuse the token after this many days (default: never).")
 @click.option("--site", "sites", multiple=True,
               help="Limit an editor token to this site (repeat for several).")
-def token_create(role: str, name: str, sites: tuple[str, ...]) -> None:
+def token_create(role: str, name: str, expires_days: int | None,
+                 sites: tuple[str, ...]) -> None:
     """Create a token; it is shown once and stored only as a hash."""
     from marshmallow import ValidationError
 
@@ -197,10 +201,12 @@ def token_create(role: str, name: str, sites: tuple[str, ...]) -> None:
     from engage.store import tokens
 
     try:  # the dashboard's rules for a token's name
-        name = schemas.TokenInSchema().load({"role": role, "name": name})["name"]
+        data = schemas.TokenInSchema().load(
+            {"role": role, "name": name, "expires_days": expires_days})
     except ValidationError as exc:
-        raise click.BadParameter(" ".join(exc.normalized_messages().get("name", [])),
-                                 param_hint="'--name'") from None
+        field = "name" if "name" in exc.messages else "expires_days"
+        raise click.BadParameter(" ".join(exc.normalized_messages().get(field, [])),
+                                 param_hint=f"'--{field.replace('_', '-')}'") from None
     if sites and role != "editor":
         raise click.BadParameter("only editor tokens are limited to sites", param_hint="'--site'")
     with _store() as store:
@@ -210,7 +216,8 @@ def token_create(role: str, name: str, sites: tuple[str, ...]) -> None:
         if unknown:
             raise click.BadParameter(f"no site {', '.join(sorted(unknown))}",
                                      param_hint="'--site'")
-        value, record = tokens.create(store, role, name, list(sites) if sites else None)
+        value, record = tokens.create(store, role, data["name"], list(sites) if sites else None,
+                                      data["expires_days"])
     click.echo(value)
     click.echo(f"created {record['role']} token {record['id']} {record['name']}".rstrip(), err=True)
 
@@ -371,13 +378,15 @@ def stats() -> None:
 
 @stats.command("rebuild")
 def stats_rebuild() -> None:
-    """Recompute the aggregates from the event streams (idempotent; for upgrades and
-    repairs). Running workers carry on from the rebuilt state."""
-    from engage.store import aggregates
+    """Recompute the aggregates from the event streams, and the article search index
+    (idempotent; for upgrades and repairs). Running workers carry on from the rebuilt
+    state."""
+    from engage.store import aggregates, articles
 
     with _store() as store:
         replayed = aggregates.rebuild(store)
-    click.echo(f"aggregates rebuilt from {replayed} events")
+        indexed = articles.reindex(store)
+    click.echo(f"aggregates rebuilt from {replayed} events; {indexed} articles indexed")
 
 
 def _millis(value: str | None, option: str) -> int | None:

@@ -277,7 +277,13 @@ def _fields_from_webargs(exc: HTTPException) -> dict[str, list[str]] | None:
     for location_messages in messages.values():
         if isinstance(location_messages, dict):
             for name, value in location_messages.items():
-                fields[str(name)] = _flatten(value)
+                if isinstance(name, int) and isinstance(value, dict):
+                    # A list body (the links): keyed by field, the item counted from 1.
+                    for field, inner in value.items():
+                        fields.setdefault(str(field), []).extend(
+                            f"Item {name + 1}: {m}" for m in _flatten(inner))
+                else:
+                    fields[str(name)] = _flatten(value)
         elif isinstance(location_messages, list):
             fields.setdefault("_schema", []).extend(str(m) for m in location_messages)
     return fields or None
@@ -312,7 +318,8 @@ def handle_http_exception(exc: HTTPException) -> Response:
     if status == 404:
         message = "No such resource."
     elif status == 422:
-        message = "Some fields are invalid."
+        named = sorted(name for name in fields or {} if name != "_schema")
+        message = "Some fields are invalid" + (f": {', '.join(named)}." if named else ".")
     return error_response(status, code, message, fields, headers)
 
 

@@ -1,8 +1,11 @@
 """The arithmetic behind editors' figures and poll results: plain numbers in and out.
 
 - approval: share of the first configured choice ("yes") among all reactions;
-- score: the Wilson lower bound (95 %) of that share, so 5 of 5 ranks below 480 of 500
-  (the upper bound ranks the least approved, in the daily digest);
+- score: the Wilson lower bound (95 %) of that share, so 5 of 5 ranks below 480 of 500;
+- worst: the Wilson upper bound (95 %), lowest first: an article is listed among the least
+  approved only when even the most its votes allow is low (confidently bad), so 0 of 1
+  ranks above 40 of 500 there, and 5 of 5 is never near the bottom (the daily digest's
+  bottom list too);
 - trending: (recent + 1) / (baseline + 1), votes in the last hour against the hourly
   average before it (store/stats.py reads both); the +1s spare an article without
   history a division by zero;
@@ -38,7 +41,7 @@ def wilson_lower(positive: int, total: int, z: float = Z95) -> float | None:
 
 def wilson_upper(positive: int, total: int, z: float = Z95) -> float | None:
     """Upper bound of that interval: the worst approved are those whose best case is low
-    (the daily digest's bottom list), so 0 of 2 ranks above 0 of 200."""
+    (the least approved lists), so 0 of 2 ranks above 0 of 200."""
     return _wilson(positive, total, z, 1)
 
 
@@ -51,14 +54,16 @@ TOTAL_CAP = 2**23 - 1
 VOTES_SHIFT = 2**30
 
 
-def rank_keys(positive: int, total: int) -> tuple[int, int]:
-    """(approval key, votes key), higher ranks first. Approval: the lower bound, then
-    more votes, unrated (-1) last; votes: more votes, then the lower bound."""
-    score = wilson_lower(positive, total)
-    if score is None:
-        return -1, 0
+def rank_keys(positive: int, total: int) -> tuple[int, int, int]:
+    """(approval key, votes key, worst key), higher ranks first. Approval: the lower
+    bound, then more votes; votes: more votes, then the lower bound; worst: the lowest
+    upper bound, then more votes. Unrated: (-1, 0, -1), last."""
+    score, upper = wilson_lower(positive, total), wilson_upper(positive, total)
+    if score is None or upper is None:
+        return -1, 0, -1
     steps, capped = math.floor(score * SCORE_STEPS), min(total, TOTAL_CAP)
-    return steps * (TOTAL_CAP + 1) + capped, capped * VOTES_SHIFT + steps
+    return (steps * (TOTAL_CAP + 1) + capped, capped * VOTES_SHIFT + steps,
+            (SCORE_STEPS - math.floor(upper * SCORE_STEPS)) * (TOTAL_CAP + 1) + capped)
 
 
 def trending_score(recent: float, baseline: float) -> float:

@@ -43,7 +43,7 @@ import re
 from collections.abc import Callable, Iterable
 from functools import cache
 
-from flask import Flask, g, has_request_context
+from flask import Flask, g, has_request_context, request
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -326,6 +326,9 @@ def route_label(rule: str) -> str:
 
 
 def request_started() -> None:
+    # A scrape counting itself would never let the gauge read 0 on an idle server.
+    if request.endpoint == "metrics.metrics_endpoint":
+        return
     g.metrics_live = True
     app_families().http_in_progress.inc()
 

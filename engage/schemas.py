@@ -357,6 +357,12 @@ class StatsQuerySchema(_RangeQuerySchema):
     section = Text(max=64)
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
+    q = Text(max=200, metadata={"description": (
+        "Words the title, id or URL path must all contain (whole words, any case). With "
+        "q, tag or a published range the matches are listed newest first (sort: newest).")})
+    tag = Text(max=64)
+    published_since = UtcDateTime(metadata={"description": "Published at or after (ISO 8601)."})
+    published_until = UtcDateTime(metadata={"description": "Published at or before (ISO 8601)."})
 
 
 class TrendingSchema(Schema):
@@ -488,6 +494,11 @@ def _blank(value: str) -> bool:
     return not value.strip()
 
 
+def _not_blank(value: str) -> None:
+    if _blank(value):
+        raise ValidationError("Must not be blank.")
+
+
 def _in_future(when: datetime) -> None:
     """closes_at must lie ahead; compared in whole milliseconds, as the store keeps it."""
     ms = timedelta(milliseconds=1)
@@ -608,9 +619,9 @@ class PollSchema(Schema):
     multiple = fields.Boolean(required=True)
     max_choices = fields.Integer(required=True)
     closes_at = fields.String(allow_none=True, required=True)
-    results_visibility = fields.String(required=True)
+    results_visibility = fields.String(required=True, validate=POLL_VISIBILITY)
     min_votes = fields.Integer(allow_none=True, required=True)
-    status = fields.String(required=True)
+    status = fields.String(required=True, validate=POLL_STATUS)
     created_at = fields.String(allow_none=True)
     updated_at = fields.String(allow_none=True)
     results = fields.Nested(
@@ -699,7 +710,16 @@ TOKEN_ROLES = ("editor", "admin")
 
 class TokenInSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf(TOKEN_ROLES))
-    name = Text(min=None, max=100, load_default="")
+    # A token without a name cannot be told apart in the list when it is to be revoked.
+    name = fields.String(required=True, validate=[
+        validate.Length(max=100), no_control_characters, _not_blank])
+    expires_days = fields.Integer(load_default=None, allow_none=True,
+                                  validate=validate.Range(min=1, max=3650))
+
+    @post_load
+    def _strip(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        data["name"] = data["name"].strip()
+        return data
 
 
 # -- webhooks ------------------------------------------------------------------------

@@ -308,8 +308,9 @@ def test_the_ranking_sets_hold_the_keys_of_formulas(store: Store) -> None:
     # The sets it writes are declared, so a cluster client sends it to their slot's node.
     store.redis.eval(LUA_RANKING + """
 for i, counts in ipairs(cjson.decode(ARGV[2])) do rank_into(ARGV[1], tostring(i), '', counts) end
-""", 2, f"{base}:rank:approval", f"{base}:rank:votes", base, json.dumps(cases))
-    for pick, sort in enumerate(("approval", "votes")):
+""", 3, f"{base}:rank:approval", f"{base}:rank:votes", f"{base}:rank:worst", base,
+                      json.dumps(cases))
+    for pick, sort in enumerate(("approval", "votes", "worst")):
         stored = dict(store.redis.zrange(f"{base}:rank:{sort}", 0, -1, withscores=True))
         assert {i: -int(stored[str(i)]) for i in range(1, len(cases) + 1)} == {
             i: formulas.rank_keys(yes, yes + no)[pick] for i, (yes, no) in enumerate(cases, 1)}

@@ -34,10 +34,13 @@ def test_exports_are_logged_with_who_how_and_what(
     assert client.get("/api/v1/events/export?format=xml", headers=editor).status_code == 422
     assert client.get(f"/api/v1/polls/{poll['id']}/export.csv", headers=editor).status_code == 200
     assert desk.get("/dashboard/export?format=csv").status_code == 200
+    assert desk.get(f"/dashboard/polls/{poll['id']}/export.csv").status_code == 200
 
-    entries = client.get(LOG, headers=admin).json["entries"]
+    entries = client.get(LOG, headers=admin).json["entries"][1:]
     assert [(e["action"], e["via"]) for e in entries] == [
         ("events.export", "dashboard"), ("poll.export", "api"), ("events.export", "api")]
+    newest = client.get(LOG, headers=admin).json["entries"][0]
+    assert (newest["action"], newest["via"]) == ("poll.export", "dashboard")
     for entry in entries:
         assert (entry["staff"], entry["name"], entry["role"]) == (
             token_id(editor), "test editor", "editor")

@@ -79,8 +79,14 @@ def test_token_lifecycle(run: Any, own_redis: RedisServer, tmp_path: Path) -> No
     assert "no token" in again.output
 
 
+def test_serve_help_says_the_demo_prints_an_admin_token(run: Any) -> None:
+    shown = run("serve", "--help")
+    text = " ".join(shown.output.split())
+    assert "print an admin token" in text and "editor token" not in text
+
+
 def test_token_roles(run: Any) -> None:
-    assert run("token", "create", "--role", "admin").exit_code == 0
+    assert run("token", "create", "--role", "admin", "--name", "ops").exit_code == 0
     bad = run("token", "create", "--role", "owner")
     assert bad.exit_code != 0
 
@@ -92,6 +98,8 @@ def test_token_roles(run: Any) -> None:
     ("next\x85line", "Must not contain control characters."),
     ("bell\x07", "Must not contain control characters."),
     ("x" * 101, "Longer than maximum length 100."),
+    ("", "Must not be blank."),
+    ("   ", "Must not be blank."),
 ])
 def test_token_names_follow_the_dashboards_rules(run: Any, own_redis: RedisServer, name: str,
                                                  message: str) -> None:
@@ -289,6 +297,9 @@ def test_serve_demo_with_embedded_redis() -> None:
     assert process.returncode == 0, err[-2000:]
     assert "korea-china-reset" in out
     assert "admin token" in out
+    # granian's warning about the Python threads it may spawn is not printed on every
+    # start: the ASGI interface runs the app on engage's own pool (engage.server).
+    assert "Python threads" not in err
     # The embedded Redis went down with engage, and its data stayed on disk.
     assert not embedded.is_running()
     assert not _alive(redis_pid)

@@ -75,7 +75,7 @@ def test_polls_links_and_webhooks_refuse_control_characters(
         response = client.put(f"/api/v1/articles/{article}/links", headers=editor,
                               json=[{**link, field: with_control(link[field], char)}])
         assert response.status_code == 422
-        assert f"{field}: {MESSAGE}" in response.json["error"]["fields"]["0"]
+        assert f"Item 1: {MESSAGE}" in response.json["error"]["fields"][field]
     assert client.get(f"/api/v1/articles/{article}/links").json["links"] == []
 
     hook = {"url": "https://93.184.215.14/hook", "events": ["*"], "secret": "s" * 24}

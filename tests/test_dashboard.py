@@ -317,6 +317,26 @@ def test_live_json_reports_new_votes(
     assert quiet["events"] == [] and quiet["cursor"] == after["cursor"]
 
 
+def test_live_json_names_polls_and_counts_impressions_apart(
+    signed_in: FlaskClient, store: Any, catch_up: Any
+) -> None:
+    from engage.store import reactions
+
+    cursor = signed_in.get("/dashboard/live.json").json["cursor"]
+    poll = polls.list_page(store)[0][0]
+    polls.vote(store, poll.id, "newcomer", "addr-1", [poll.options[0]["id"]])
+    curated = links.curated(store, "korea-china-reset")
+    for n in range(30):  # page views: each reader sees the related links
+        links.impressions(store, "korea-china-reset", f"addr-{n}", [curated[0]["id"]])
+    reactions.vote(store, "thaad-ten-years-on", "newcomer", "addr-1", "yes")
+    catch_up()
+    after = signed_in.get("/dashboard/live.json?since=" + cursor).json
+    by_type = {e["type"]: e for e in after["events"]}
+    assert sorted(by_type) == ["poll.vote", "reaction.vote"] and len(after["events"]) == 2
+    assert by_type["poll.vote"]["question"] == poll.question
+    assert after["impressions"] == 30
+
+
 def test_dashboard_export_streams_every_event(signed_in: FlaskClient, store: Any) -> None:
     response = signed_in.get("/dashboard/export?format=ndjson")
     assert response.status_code == 200
@@ -395,3 +415,58 @@ def test_poll_list_pages_fifty_at_a_time(signed_in: FlaskClient, store: Any) -> 
     assert second.count('class="poll"') == 6 and "Newer polls" in second
     assert "Older polls" not in second
     assert signed_in.get("/dashboard/polls?page=0").status_code == 404
+
+
+def test_polls_page_names_the_article_and_a_poll_closed_early(
+        signed_in: FlaskClient, store: Any) -> None:
+    poll = polls.create(store, {"question": "Early close?", "options": ["A", "B"],
+                                "article": "korea-china-reset", "multiple": False,
+                                "closes_at": datetime(2099, 12, 7, 17, 0, tzinfo=UTC)})
+    page = signed_in.get("/dashboard/polls").get_data(as_text=True)
+    block = page[page.index(f'data-poll="{poll.id}"'):]
+    block = block[:block.index("</p>")]
+    assert "China" in block and ">korea-china-reset<" not in block  # the title, not the id
+    assert "closes <time datetime=" in block and "07 Dec 2099 17:00 UTC" in block
+    polls.patch(store, poll.id, {"status": "closed"})
+    page = signed_in.get("/dashboard/polls").get_data(as_text=True)
+    block = page[page.index(f'data-poll="{poll.id}"'):]
+    block = block[:block.index("</p>")]
+    assert "closed early by an editor" in block and "2099" not in block
+
+
+def test_polls_export_and_delete_from_the_dashboard(
+        signed_in: FlaskClient, client: FlaskClient, admin_token: str, store: Any) -> None:
+    poll = polls.create(store, {"question": "Keep or delete?", "options": ["Keep", "Delete"],
+                                "article": "korea-china-reset", "multiple": False})
+    polls.vote(store, poll.id, "r1", "addr-1", [poll.options[0]["id"]])
+    page = signed_in.get("/dashboard/polls").get_data(as_text=True)
+    assert f"/dashboard/polls/{poll.id}/export.csv" in page
+    assert f"/dashboard/polls/{poll.id}/delete" not in page  # an editor: no delete
+    exported = signed_in.get(f"/dashboard/polls/{poll.id}/export.csv")
+    assert exported.status_code == 200 and exported.mimetype == "text/csv"
+    assert ",,o1,Keep,1,100," in exported.get_data(as_text=True)
+    assert signed_in.get(f"/dashboard/polls/{poll.id}/delete").status_code == 403
+
+    sign_in(client, admin_token)
+    asked = client.get(f"/dashboard/polls/{poll.id}/delete")
+    assert asked.status_code == 200 and "Delete the poll “Keep or delete?”?" in asked.get_data(
+        as_text=True)
+    assert polls.get(store, poll.id) is not None  # asking deletes nothing
+    token = csrf_of(client, f"/dashboard/polls/{poll.id}/delete")
+    done = client.post(f"/dashboard/polls/{poll.id}/delete", data={"csrf_token": token})
+    assert done.status_code == 302 and polls.get(store, poll.id) is None
+    assert "Poll deleted: Keep or delete?" in client.get(done.headers["Location"]).get_data(
+        as_text=True)
+
+
+def test_one_articles_events_export_from_its_page(signed_in: FlaskClient, store: Any) -> None:
+    from engage.store import events
+
+    page = signed_in.get("/dashboard/articles/korea-china-reset").get_data(as_text=True)
+    assert "/dashboard/export?format=ndjson&amp;article=korea-china-reset" in page
+    response = signed_in.get("/dashboard/export?format=ndjson&article=korea-china-reset")
+    lines = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert lines and {line["article"] for line in lines} == {"korea-china-reset"}
+    assert len(lines) == len(list(events.iter_events(store, article="korea-china-reset")))
+    assert "engage-events-korea-china-reset.ndjson" in response.headers["Content-Disposition"]
+    assert signed_in.get("/dashboard/export?article=bad%20id").status_code == 422

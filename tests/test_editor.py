@@ -204,8 +204,12 @@ def test_links_are_added_reordered_and_removed(
     assert response.status_code == 302
     assert api_links(client, article) == [LINK_A, LINK_B, LINK_C]
     order = f"/dashboard/articles/{article}/links/order"
-    assert desk.post(order, {"action": "down:0"}).status_code == 302
+    moved = desk.post(order, {"action": "down:0"})
+    assert moved.status_code == 302
     assert api_links(client, article) == [LINK_B, LINK_A, LINK_C]
+    # The editor is told the widget may show the old order for a while (public cache).
+    told = desk.get(moved.headers["Location"]).get_data(as_text=True)
+    assert "Links reordered. Readers may see the previous links for up to 35 seconds" in told
     assert desk.post(order, {"action": "up:2"}).status_code == 302
     assert api_links(client, article) == [LINK_B, LINK_C, LINK_A]
     assert desk.post(order, {"action": "remove:1"}).status_code == 302
@@ -303,6 +307,20 @@ def test_an_invalid_article_stores_nothing(
     assert client.get("/api/v1/articles/harbour-expansion").status_code == 404
 
 
+def test_a_title_over_the_limit_is_refused_by_name_not_cut(
+        desk: Desk, client: FlaskClient) -> None:
+    """No maxlength cuts a pasted title silently: the server refuses it and says which
+    field, above the form and under the field."""
+    page = desk.get("/dashboard/articles/new").get_data(as_text=True)
+    assert "maxlength" not in page
+    response = desk.post("/dashboard/articles/new", {**ARTICLE_FORM, "title": "t" * 2000})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert '<a href="#title">Title</a>: Length must be between 1 and 300.' in html
+    assert "Length must be between 1 and 300." in field_error(html, "title")
+    assert client.get("/api/v1/articles/harbour-expansion").status_code == 404
+
+
 def test_an_invalid_article_edit_stores_nothing(
     desk: Desk, client: FlaskClient, article: str
 ) -> None:
@@ -347,6 +365,12 @@ def test_admin_creates_a_token_shown_once_and_revokes_it(
     listing = admin_desk.get("/dashboard/admin/tokens").get_data(as_text=True)
     assert token.group(1) not in listing and "CMS" in listing  # shown once
     [record] = [t for t in tokens.list_all(store) if t["name"] == "CMS"]
+    # The list's Revoke asks first; nothing is revoked until the confirmation is posted.
+    asked = admin_desk.get(f"/dashboard/admin/tokens/{record['id']}/revoke")
+    assert asked.status_code == 200
+    page = asked.get_data(as_text=True)
+    assert "Revoke the token CMS?" in page and "signed out" not in page
+    assert client.get("/api/v1/stats/articles", headers=headers).status_code == 200
     revoked = admin_desk.post(f"/dashboard/admin/tokens/{record['id']}/revoke", {})
     assert revoked.status_code == 302
     assert client.get("/api/v1/stats/articles", headers=headers).status_code == 401
@@ -357,6 +381,8 @@ def test_admin_creates_a_token_shown_once_and_revokes_it(
 @pytest.mark.parametrize("form, field, message", [
     ({"role": "owner", "name": "x"}, "role", "Must be one of: editor, admin."),
     ({"role": "editor", "name": "n" * 101}, "name", "Longer than maximum length 100."),
+    ({"role": "editor", "name": ""}, "name", "Must not be blank."),
+    ({"role": "editor", "name": "   "}, "name", "Must not be blank."),
 ])
 def test_an_invalid_token_form_creates_nothing(
     admin_desk: Desk, store: Any, form: dict[str, str], field: str, message: str
@@ -409,6 +435,20 @@ def test_an_invalid_webhook_registers_nothing(
     assert client.get("/api/v1/webhooks", headers=admin).json["webhooks"] == []
 
 
+def test_an_admin_revoking_their_own_token_is_told_why_they_are_signed_out(
+        admin_desk: Desk, admin_token: str, store: Any) -> None:
+    me = tokens.verify(store, admin_token)
+    assert me is not None
+    page = admin_desk.get(f"/dashboard/admin/tokens/{me['id']}/revoke").get_data(as_text=True)
+    assert "It is the token you are signed in with: you will be signed out." in page
+    response = admin_desk.post(f"/dashboard/admin/tokens/{me['id']}/revoke", {})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/dashboard/signin?revoked=1"
+    signin = admin_desk.get(response.headers["Location"]).get_data(as_text=True)
+    assert "You revoked the token you were signed in with" in signin
+    assert admin_desk.get("/dashboard/admin/tokens").status_code == 302  # signed out
+
+
 def test_token_roles_are_the_stores(admin_desk: Desk) -> None:
     assert schemas.TOKEN_ROLES == tokens.ROLES
 
@@ -437,3 +477,32 @@ def test_signed_out_forms_send_to_sign_in(client: FlaskClient) -> None:
     response = client.get("/dashboard/polls/new")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/dashboard/signin")
+
+
+def test_tokens_show_their_last_use_and_expire(
+    admin_desk: Desk, client: FlaskClient, store: Any, clock: Any
+) -> None:
+    response = admin_desk.post("/dashboard/admin/tokens",
+                               {"name": "Short-lived", "role": "editor", "expires_days": "2"})
+    assert response.status_code == 201
+    secret = re.search(r'id="created-token" type="text" readonly value="([^"]+)"',
+                       response.get_data(as_text=True))
+    assert secret
+    headers = {"Authorization": f"Bearer {secret.group(1)}"}
+    [record] = [t for t in tokens.list_all(store) if t["name"] == "Short-lived"]
+    assert record["last_used"] is None and record["expires_at"]
+    assert client.get("/api/v1/stats/articles", headers=headers).status_code == 200
+    [record] = [t for t in tokens.list_all(store) if t["name"] == "Short-lived"]
+    used = datetime.fromisoformat(record["last_used"])
+    assert used == clock().replace(second=0, microsecond=0)
+    row = admin_desk.get("/dashboard/admin/tokens").get_data(as_text=True)
+    row = row[row.index(f'data-token="{record["id"]}"'):]
+    row = row[:row.index("</tr>")]
+    assert used.strftime("%d %b %Y %H:%M UTC") in row and "never" not in row
+    clock.advance(2 * 86400)
+    assert client.get("/api/v1/stats/articles", headers=headers).status_code == 401
+    refused = admin_desk.post("/dashboard/admin/tokens",
+                              {"name": "x", "role": "editor", "expires_days": "0"})
+    assert refused.status_code == 422
+    assert "Must be greater than or equal to 1" in field_error(
+        refused.get_data(as_text=True), "expires_days")

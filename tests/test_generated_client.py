@@ -119,7 +119,8 @@ def test_reader_and_editor_flows_through_the_generated_client(
 
     reader = op("readers.create_reader").sync(client=anonymous).reader
     voted = op("reactions.put_my_reaction").sync(
-        "gen-article", client=anonymous, body=model("ReactionIn")(choice="yes"),
+        "gen-article", client=anonymous,
+        body=model("ReactionIn")(choice="yes"),
         x_engage_reader=reader)
     assert voted.mine == "yes" and voted.total == 1
 
@@ -165,3 +166,24 @@ def test_reader_and_editor_flows_through_the_generated_client(
     assert refused.status_code == 403 and refused.parsed.error.code == "forbidden"
     admin = client_module.AuthenticatedClient(base_url=base_url, token=admin_token)
     assert op("polls.delete_poll").sync_detailed(poll.id, client=admin).status_code == 204
+
+
+def test_the_generated_types_have_enums_and_name_every_model(generated: Path) -> None:
+    """A poll's `status` and `results_visibility` are enums, not plain strings (a
+    reaction's `choice` stays a string: an article may have its own set); a nullable
+    nested schema is its own model or None, never an anonymous class."""
+    models = importlib.import_module(f"{PACKAGE}.models")
+    names = set(dir(models))
+    assert not [n for n in names if re.search(r"Type\d", n)], sorted(names)
+    assert {s.value for s in model("PollStatus")} == {"open", "closed"}
+    assert {v.value for v in model("PollResultsVisibility")} == {
+        "always", "after_vote", "after_close"}
+    assert "ReactionInChoice" not in names
+    poll = model("Poll").from_dict({
+        "id": "p1", "question": "Q?", "options": [{"id": "o1", "label": "A"}],
+        "article": None, "multiple": False, "max_choices": 1, "closes_at": None,
+        "results_visibility": "after_vote", "min_votes": None, "status": "closed",
+        "results": None, "mine": None})
+    assert poll.status is model("PollStatus").CLOSED and poll.results is None
+    source = (generated / "models" / "poll.py").read_text()
+    assert re.search(r"results: (None \| PollResults|PollResults \| None)\b", source), source[:3000]

@@ -60,14 +60,14 @@ def test_editor_sets_links_with_server_ids(client, editor, article, store):
 
 
 @pytest.mark.parametrize("items,field", [
-    ([{"title": "x", "url": "javascript:alert(1)"}], "0"),
-    ([{"title": "x", "url": "ftp://example.com/a"}], "0"),
-    ([{"title": "x", "url": "//evil.com/a"}], "0"),
-    ([{"title": "x", "url": "https://example.com:99999/a"}], "0"),
-    ([{"title": "x", "url": "https://example.com:0/a"}], "0"),
-    ([{"title": "x", "url": "http://[::1/a"}], "0"),
-    ([{"title": "", "url": "https://example.com/a"}], "0"),
-    ([{"title": "x", "url": "https://example.com/a", "extra": 1}], "0"),
+    ([{"title": "x", "url": "javascript:alert(1)"}], "url"),
+    ([{"title": "x", "url": "ftp://example.com/a"}], "url"),
+    ([{"title": "x", "url": "//evil.com/a"}], "url"),
+    ([{"title": "x", "url": "https://example.com:99999/a"}], "url"),
+    ([{"title": "x", "url": "https://example.com:0/a"}], "url"),
+    ([{"title": "x", "url": "http://[::1/a"}], "url"),
+    ([{"title": "", "url": "https://example.com/a"}], "title"),
+    ([{"title": "x", "url": "https://example.com/a", "extra": 1}], "extra"),
     ([{"title": f"t{i}", "url": f"https://example.com/{i}"} for i in range(21)], "_schema"),
     ({"title": "x", "url": "https://example.com/a"}, "_schema"),
 ])
@@ -75,6 +75,11 @@ def test_bad_links_are_refused_and_nothing_stored(client, editor, article, store
     response = put_links(client, editor, items)
     assert response.status_code == 422, response.json
     assert response.json["error"]["code"] == "validation_failed"
+    # Keyed by the field, not the list index; the message says which item.
+    assert list(response.json["error"]["fields"]) == [field]
+    if field != "_schema":
+        assert response.json["error"]["fields"][field][0].startswith("Item 1: ")
+        assert response.json["error"]["message"] == f"Some fields are invalid: {field}."
     assert store.redis.get(store.keys.article_links(article)) is None
     assert store.redis.hlen(store.keys.linkindex) == 0
 

@@ -311,3 +311,8 @@ def test_ten_thousand_articles_stay_out_of_labels(tmp_path: Path) -> None:
     accepted = [s.value for s in series
                 if s.name == "engage_votes_accepted_total" and s.labels == {"kind": "reaction"}]
     assert accepted == [10_000]
+
+
+def test_a_scrape_does_not_count_itself_in_progress(client: FlaskClient) -> None:
+    """An idle server reads 0 requests in progress, not 1 for the scrape asking."""
+    assert value(scrape(client), "engage_http_requests_in_progress") == 0.0

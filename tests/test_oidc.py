@@ -121,6 +121,7 @@ def test_admin_group_signs_in_and_reaches_admin_pages(app: Flask, client: FlaskC
     with client:
         assert client.get("/dashboard/admin/webhooks").status_code == 200
         assert flask.g.staff["role"] == "admin" and site_scope() is None
+    assert store.redis.hlen(store.keys.tokens_used) == 0  # no token's last use to note
     # Neither the cookie nor the server keeps the provider's tokens or the flow's state.
     cookie = client.get_cookie("engage_session")
     assert cookie is not None

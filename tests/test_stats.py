@@ -515,3 +515,36 @@ def test_rolling_windows_follow_the_clock_and_never_serve_a_stale_week(
     rows = stats.sections(store, windows.current(store, clock())["7d"], clock())
     assert [(r["section"], r["articles"], r["counts"]) for r in rows] == [
         ("News", 2, {"yes": 1, "no": 1})]
+
+
+# -- least approved ------------------------------------------------------------------------
+def _votes(store: Any, aid: str, yes: int, no: int) -> None:
+    for n in range(yes + no):
+        reactions.vote(store, aid, f"{aid}-r{n}", f"addr-{aid}-{n}", "yes" if n < yes else "no")
+
+
+@pytest.mark.parametrize("span", [None, timedelta(days=7), timedelta(hours=3)])
+def test_least_approved_lists_the_confidently_disliked(
+        client: FlaskClient, editor: dict[str, str], store: Any, catch_up: Any,
+        clock: Clock, span: timedelta | None) -> None:
+    """The rule: "Least approved" ranks by the Wilson upper bound, lowest first, so an
+    article with a few happy votes (5 of 5: the case seen) is never there, and no article
+    above the median approval is listed while ten or more are rated, as here. All time,
+    a rolling window's sets and a range's sums rank alike."""
+    from engage.api.stats import resolve_window
+    from engage.store import stats
+
+    cases = {"happy-few": (5, 0), "one-no": (0, 1), "loved": (90, 10), "liked": (60, 20),
+             "split": (40, 40), "cool": (25, 45), "disliked": (10, 60), "hated": (5, 95),
+             "fine": (30, 10), "meh": (20, 25), "good": (45, 15), "bad": (8, 30)}
+    for aid, (yes, no) in cases.items():
+        put_article(client, editor, aid, "Testing")
+        _votes(store, aid, yes, no)
+    catch_up()
+    now = clock()
+    window = None if span is None else resolve_window(store, now - span, None)
+    bottom = [a["id"] for a in stats.overview(store, window, now)["bottom"]]
+    assert bottom == ["hated", "disliked", "bad", "cool", "meh"]
+    shares = sorted(yes / (yes + no) for yes, no in cases.values())
+    median = (shares[5] + shares[6]) / 2
+    assert all(cases[a][0] / sum(cases[a]) <= median for a in bottom)

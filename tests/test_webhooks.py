@@ -482,3 +482,30 @@ def test_test_and_dead_letters_are_for_admins_and_known_webhooks(
     webhooks.record_attempt(store, webhooks.delivery(hook["id"], {"id": "x"}), "delivered", None)
     client.delete(f"/api/v1/webhooks/{hook['id']}", headers=admin)
     assert webhooks.last_attempts(store) == {}
+
+
+def test_the_dashboard_retries_a_dead_letter_with_its_exact_body(
+    app: Flask, client: FlaskClient, admin: dict[str, str], admin_desk: Any, store: Any,
+) -> None:
+    attempts = app.config["WEBHOOK_MAX_ATTEMPTS"]
+    with Receiver(fail=lambda n: n < attempts) as receiver:  # down, then back
+        hook = register(client, admin, receiver.url, ["*"])
+        client.post(f"/api/v1/webhooks/{hook['id']}/test", headers=admin)
+        worker = Worker(store, "test")
+        run_until(worker, lambda: bool(webhooks.dead_letters(store)))
+        [dead] = webhooks.dead_letters(store)
+        page = admin_desk.get("/dashboard/admin/webhooks").get_data(as_text=True)
+        assert f"/dashboard/admin/webhooks/dead/{dead['id']}/retry" in page
+
+        retried = admin_desk.post(f"/dashboard/admin/webhooks/dead/{dead['id']}/retry", {})
+        assert retried.status_code == 302 and "queued" in retried.headers["Location"]
+        assert webhooks.dead_letters(store) == []
+        run_until(worker, lambda: len(receiver.delivered) == 1)
+        assert receiver.delivered[0]["body"] == dead["body"].encode()
+        assert signature_ok(SECRET, receiver.delivered[0])
+    last = client.get("/api/v1/webhooks", headers=admin).json["webhooks"][0]["last_attempt"]
+    assert (last["outcome"], last["attempts"], last["delivery"]) == (
+        "delivered", 1, dead["delivery"])
+    for gone in (dead["id"], "not-an-id"):
+        assert admin_desk.post(f"/dashboard/admin/webhooks/dead/{gone}/retry",
+                               {}).status_code == 404

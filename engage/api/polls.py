@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, current_app, g, stream_with_context
 from flask.views import MethodView
 
 from engage import errors, metrics, schemas
@@ -257,40 +257,46 @@ class PollExport(MethodView):
     @require_role("editor")
     def get(self, poll_id: str) -> Response:
         """Results per option (record `result`), then the vote events over time (`event`)."""
-        store = get_store()
-        poll = polls.get(store, poll_id)
-        if poll is None:
-            raise errors.UnknownPoll()
-        audit.record(store, current_staff(), "poll.export", "api", {"poll": poll_id})
-        view = poll_body(poll, staff=True)
+        return poll_export(poll_id, "api")
 
-        def rows() -> Iterator[str]:
-            yield _csv_line({name: name for name in _CSV_FIELDS})
-            results = view["results"] or {"counts": {}, "percentages": {}, "total": 0}
-            now = store.now().isoformat()
-            for option in view["options"]:
-                yield _csv_line({
-                    "record": "result", "time": now, "option": option["id"],
-                    "label": option["label"], "votes": results["counts"].get(option["id"], 0),
-                    "percentage": results["percentages"].get(option["id"], 0),
-                })
+
+def poll_export(poll_id: str, via: str) -> Response:
+    """The CSV of one poll (the API's and the dashboard's, `via`), in the audit log: its
+    events name their readers."""
+    store = get_store()
+    poll = polls.get(store, poll_id)
+    if poll is None:
+        raise errors.UnknownPoll()
+    audit.record(store, g.staff, "poll.export", via, {"poll": poll_id})
+    view = poll_body(poll, staff=True)
+
+    def rows() -> Iterator[str]:
+        yield _csv_line({name: name for name in _CSV_FIELDS})
+        results = view["results"] or {"counts": {}, "percentages": {}, "total": 0}
+        now = store.now().isoformat()
+        for option in view["options"]:
             yield _csv_line({
-                "record": "result", "time": now, "option": "_voters",
-                "label": "distinct voters", "votes": results["total"],
+                "record": "result", "time": now, "option": option["id"],
+                "label": option["label"], "votes": results["counts"].get(option["id"], 0),
+                "percentage": results["percentages"].get(option["id"], 0),
             })
-            for entry_id, fields in polls.events(store, poll_id):
-                event = events.decode(entry_id, fields)
-                yield _csv_line({
-                    "record": "event", "time": _iso_ms(event["ts_ms"]),
-                    "type": event.get("type"), "options": event.get("options"),
-                    "previous": event.get("previous"), "reader": event.get("reader"),
-                })
+        yield _csv_line({
+            "record": "result", "time": now, "option": "_voters",
+            "label": "distinct voters", "votes": results["total"],
+        })
+        for entry_id, fields in polls.events(store, poll_id):
+            event = events.decode(entry_id, fields)
+            yield _csv_line({
+                "record": "event", "time": _iso_ms(event["ts_ms"]),
+                "type": event.get("type"), "options": event.get("options"),
+                "previous": event.get("previous"), "reader": event.get("reader"),
+            })
 
-        response = Response(stream_with_context(rows()), mimetype="text/csv")
-        response.headers["Content-Type"] = "text/csv; charset=utf-8"
-        response.headers["Content-Disposition"] = f'attachment; filename="poll-{poll_id}.csv"'
-        response.headers["Cache-Control"] = "private, no-store"
-        return response
+    response = Response(stream_with_context(rows()), mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="poll-{poll_id}.csv"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _iso_ms(millis: int) -> str:

@@ -6,7 +6,9 @@ response. `ApiConventions`, an apispec plugin, writes what follows from those tw
 declarations into every operation the same way: the `X-Engage-Reader` header (so a
 generated client can send it), `If-None-Match` and the `ETag` of the 200, the 401/403
 answers of staff operations and one "Token:" line in the description, which the
-reference page and generated clients show.
+reference page and generated clients show. It also writes a nullable nested schema as
+`allOf` its one reference plus `nullable` (apispec writes an `anyOf` with an anonymous
+object, which generated clients turn into a class of its own, `PollResultsType1Type0`).
 """
 
 from __future__ import annotations
@@ -63,8 +65,27 @@ def _header(name: str, required: bool, description: str) -> dict[str, Any]:
             "schema": {"type": "string"}, "description": description}
 
 
+_ANONYMOUS_NULL = {"type": "object", "nullable": True}
+
+
 class ApiConventions(BasePlugin):
-    """Completes each operation from its declared security and its 304 response."""
+    """Completes each operation from its declared security and its 304 response, and
+    names the schema of every nullable nested field."""
+
+    def schema_helper(self, name: str, definition: dict[str, Any],
+                      **kwargs: Any) -> dict[str, Any] | None:
+        properties = definition.get("properties")
+        if not properties:
+            return None
+        named = {}
+        for key, prop in properties.items():
+            choices = prop.get("anyOf", [])
+            if len(choices) == 2 and _ANONYMOUS_NULL in choices:
+                ref = next(c for c in choices if c != _ANONYMOUS_NULL)
+                prop = {k: v for k, v in prop.items() if k != "anyOf"}
+                prop.update(allOf=[ref], nullable=True)
+            named[key] = prop
+        return {"properties": named}
 
     def operation_helper(self, path: str | None = None,
                          operations: dict[str, Any] | None = None, **kwargs: Any) -> None:

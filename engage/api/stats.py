@@ -62,6 +62,10 @@ def query_window(store: Store, query: dict[str, Any]) -> timerange.Range | None:
     return resolve_window(store, query.get("since"), query.get("until"), default_span=longest)
 
 
+# The stats query's search fields, as stats.ranked_page's `search` names them.
+SEARCH = {"q": "q", "tag": "tag", "since": "published_since", "until": "published_until"}
+
+
 def window_fields(window: timerange.Range | None) -> dict[str, Any]:
     """The range a figure covers, as the stats replies show it (all None: standings)."""
     return {
@@ -92,13 +96,14 @@ class RankedArticles(MethodView):
         store = get_store()
         window = query_window(store, query)
         offset, limit = query["offset"], query["limit"]
+        search = {k: query.get(name) for k, name in SEARCH.items() if query.get(name)}
         total, page = stats.ranked_page(store, query["sort"], query.get("section"), window,
-                                        offset, limit)
+                                        offset, limit, search=search)
         # Limited to some sites, a page shows theirs only (`total` still counts all).
         shown = visible_articles(row["id"] for row in page)
         page = page if shown is None else [row for row in page if row["id"] in shown]
-        return {"sort": query["sort"], **window_fields(window), "total": total,
-                "limit": limit, "offset": offset, "articles": page}
+        return {"sort": "newest" if search else query["sort"], **window_fields(window),
+                "total": total, "limit": limit, "offset": offset, "articles": page}
 
 
 @blp.route("/stats/sections")

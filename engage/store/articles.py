@@ -1,13 +1,27 @@
-"""Articles: the registry that reactions, polls and links hang from."""
+"""Articles: the registry that reactions, polls and links hang from, and its search.
+
+Search (`find`) reads an index kept on every write (`_index`): a sorted set per word of
+the title, id and URL path, per tag and per section, each scored by the publication
+time, all under one hash tag. A search intersects the sets of its terms (ZINTERSTORE:
+its cost grows with the smallest set, not the archive) and pages the result by date.
+Redis's own search module would do more, but is not on every Redis engage supports.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from engage import errors
 from engage.store import Store, sites
+
+WORD = re.compile(r"\w+")
+FOUND_TTL = 30  # seconds a search's intersection is kept: it is only read as it is made
 
 
 def _epoch(value: datetime) -> float:
@@ -47,6 +61,7 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
     pipe.sadd(keys.sections, data["section"])
     if previous_section and previous_section != data["section"]:
         pipe.zrem(keys.section(previous_section), article_id)
+    _index(store, pipe, article_id, {**data, "published_at": published})
     pipe.execute()
     store.forget(article_id)
     article = {
@@ -125,3 +140,64 @@ def recent(store: Store, limit: int = 200) -> list[dict[str, Any]]:
 
 def sections(store: Store) -> list[str]:
     return sorted(store.redis.smembers(store.keys.sections))
+
+
+# -- search --------------------------------------------------------------------------------
+def terms(text: str) -> set[str]:
+    """The words a search matches: casefolded, compatibility forms folded (full-width
+    letters, ligatures), split on anything not a letter or digit."""
+    return {w.casefold() for w in WORD.findall(unicodedata.normalize("NFKC", text))}
+
+
+def _index(store: Store, pipe: Any, article_id: str, data: dict[str, Any]) -> None:
+    """Queue the article's search index entries on `pipe`, dropping those an edit left."""
+    find = store.keys.find
+    words = terms(data["title"]) | terms(article_id) | terms(urlsplit(data["url"]).path)
+    parts = sorted({f"w:{w}" for w in words} | {f"s:{data['section']}"}
+                   | {f"t:{t.casefold()}" for t in data.get("tags", [])})
+    old = json.loads(store.redis.hget(find("doc"), article_id) or "[]")
+    score = data["published_at"].timestamp()
+    for part in set(old) - set(parts):
+        pipe.zrem(find(part), article_id)
+    for part in ["all", *parts]:
+        pipe.zadd(find(part), {article_id: score})
+    pipe.hset(find("doc"), article_id, json.dumps(parts))
+
+
+def reindex(store: Store, batch: int = 500) -> int:
+    """Index every article (after an upgrade); returns how many."""
+    done = 0
+    while ids := store.redis.zrange(store.keys.articles, done, done + batch - 1):
+        pipe = store.redis.pipeline(transaction=False)
+        for article in get_many(store, ids).values():
+            published = datetime.fromisoformat(article["published_at"])
+            _index(store, pipe, article["id"], {**article, "published_at": published})
+        pipe.execute()
+        done += len(ids)
+    return done
+
+
+def find(
+    store: Store, q: str = "", section: str | None = None, tag: str | None = None,
+    since: datetime | None = None, until: datetime | None = None,
+    offset: int = 0, limit: int = 50,
+) -> tuple[int, list[str]]:
+    """(how many articles match, a page of their ids newest first): every word of `q` in
+    the title, id or URL path, in `section`, tagged `tag`, published in [since, until]."""
+    find_key = store.keys.find
+    parts = [f"w:{w}" for w in sorted(terms(q))]
+    parts += [f"s:{section}"] if section else []
+    parts += [f"t:{tag.casefold()}"] if tag else []
+    low = since.timestamp() if since else "-inf"
+    high = until.timestamp() if until else "+inf"
+    pipe = store.redis.pipeline(transaction=False)
+    key = find_key(parts[0] if parts else "all")
+    if len(parts) > 1:
+        key = find_key("q:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32])
+        # Every set scores an article by its publication time: MAX keeps it.
+        pipe.zinterstore(key, [find_key(p) for p in parts], aggregate="MAX")
+        pipe.expire(key, FOUND_TTL)
+    pipe.zcount(key, low, high)
+    pipe.zrevrangebyscore(key, high, low, start=offset, num=limit)
+    *_, total, ids = pipe.execute()
+    return int(total), list(ids)

@@ -38,7 +38,8 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:sections                   | set    | forever                 | every section name an article has used         |
 | P:polls                      | zset   | forever                 | poll id -> created (epoch s); a deleted poll stays listed so its event stream (kept EVENT_RETENTION_DAYS) stays reachable |
 | P:linkindex                  | hash   | forever                 | link id -> article id (for /r/<link id>)        |
-| P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at} |
+| P:tokens                     | hash   | until revoked           | token id -> JSON {role, name, hash, created_at, expires_at, sites (an editor's, when limited)} |
+| P:tokens:used                | hash   | until revoked           | token id -> when it was last used (ISO 8601, to the minute) |
 | P:session:<id digest>       | string | 12 hours after last use, or until sign-out | token id of a signed-in dashboard session, or JSON {id, role, name, sites, until} of one signed in through OpenID Connect (ends at `until` however used) |
 | P:rl:{N}:<what>:<addr hash>  | string | one minute              | requests counted from one address group, or wider network, for `what` (`mint`: reader tokens, `imp`: impression reports); N is the hash of the widest network the address is in (its group's when none), so one script finds them all in one slot (store/budgets.py) |
 | P:addrnonce:<YYYYMMDD>       | string | until the day ends + 10 min | random nonce of that UTC day's address-hash key (the key needs the app secret too) |
@@ -48,19 +49,23 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:audit                      | stream | trimmed to 10,000       | staff actions on reader data (event and poll exports): who, what, when (store/audit.py) |
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s); a test delivery starts here |
 | P:webhooks:status            | hash   | until the webhook is deleted | webhook id -> JSON {at, outcome, error, attempts, delivery} of its last attempt |
+| P:f:{find}:all              | zset   | forever                 | article id -> published_at (epoch s): the search index's every article |
+| P:f:{find}:<w|t|s>:<term>   | zset   | forever                 | article id -> published_at, per title/id/URL-path word (`w:`, casefolded), tag (`t:`, casefolded), section (`s:`) |
+| P:f:{find}:doc              | hash   | forever                 | article id -> JSON list of the index sets it is in (so an edit leaves the old ones) |
+| P:f:{find}:q:<digest>       | zset   | 30 seconds              | a search's intersection, paged while it lasts   |
 | P:x:{stats}:seen            | hash   | forever                 | events stream key -> last entry id applied to the aggregates |
 | P:x:{stats}:sec             | hash   | forever                 | article id -> section (as the aggregates file it) |
 | P:x:{stats}:n:<choice>      | hash   | forever                 | article id -> standing reactions of that choice |
 | P:x:{stats}:click / :imp    | hash   | forever                 | article id -> all-time link clicks / impressions |
 | P:x:{stats}:sectot          | hash   | forever                 | "<section>\t<articles|c:<choice>|click|imp>" -> all-time sum |
 | P:x:{stats}:ids[:s:<sec>]   | zset   | forever                 | article id -> 0 (lexical order), all or one section |
-| P:x:{stats}:rank:<approval|votes>[:s:<sec>] | zset | forever    | article id -> negated ranking key (formulas.rank_keys) |
+| P:x:{stats}:rank:<approval|votes|worst>[:s:<sec>] | zset | forever    | article id -> negated ranking key (formulas.rank_keys) |
 | P:x:{stats}:h:<YYYYMMDDHH>:<field> | zset | HOUR_BUCKET_DAYS days | article id -> that hour's `n:<choice>` (net reactions), `cast` (votes cast), `click`, `imp` |
 | P:x:{stats}:d:<YYYYMMDD>:<field>   | zset | DAY_BUCKET_DAYS days  | the same per UTC day                             |
 | P:x:{stats}:w:<W>:meta      | hash   | forever (rolled)        | rolling window W (24h, 7d, 30d, store/windows.py): `from`, the first hour it covers |
 | P:x:{stats}:w:<W>:n:<choice> / :click / :imp | zset | until the next roll | article -> net reactions / clicks / impressions in W |
 | P:x:{stats}:w:<W>:ids[:s:<sec>] | zset | until the next roll   | article -> 0: the articles that received votes in W |
-| P:x:{stats}:w:<W>:rank:<approval|votes>[:s:<sec>] | zset | until the next roll | as the all-time ranking sets, over W |
+| P:x:{stats}:w:<W>:rank:<approval|votes|worst>[:s:<sec>] | zset | until the next roll | as the all-time ranking sets, over W |
 | P:x:{stats}:w:<W>:secs      | set    | until the next roll     | the sections filed in W                        |
 | P:x:{stats}:w:<W>:sectot    | hash   | until the next roll     | "<section>\t<articles|c:<choice>|click|imp>" -> sum in W |
 | P:x:{stats}:w:<W>:pending   | zset   | while a roll files its articles | article -> 0: articles a roll has summed but not yet filed (readers sum the buckets meanwhile) |
@@ -105,11 +110,13 @@ class Keys:
         self.prefix = prefix
         # Keys without an id: built once.
         self.agg_base = f"{prefix}:x:{{stats}}"  # the aggregates' one hash tag (one slot)
+        self.find_base = f"{prefix}:f:{{find}}"  # the article search index's (one slot)
         self.articles = f"{prefix}:articles"
         self.sections = f"{prefix}:sections"
         self.polls = f"{prefix}:polls"
         self.linkindex = f"{prefix}:linkindex"
         self.tokens = f"{prefix}:tokens"
+        self.tokens_used = f"{prefix}:tokens:used"
         self.readers = f"{prefix}:readers"
         self.sites = f"{prefix}:sites"
         self.webhooks = f"{prefix}:webhooks"
@@ -200,6 +207,9 @@ class Keys:
     # -- cross-article aggregates (one hash tag: one cluster slot) --------------------
     def agg(self, part: str) -> str:
         return f"{self.agg_base}:{part}"
+
+    def find(self, part: str) -> str:
+        return f"{self.find_base}:{part}"
 
     def alerts(self, part: str) -> str:
         return f"{self.prefix}:x:{{alerts}}:{part}"

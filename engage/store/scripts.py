@@ -528,13 +528,17 @@ local Z = {formulas.Z95!r}
 local STEPS, CAP, SHIFT = {formulas.SCORE_STEPS}, {formulas.TOTAL_CAP}, {formulas.VOTES_SHIFT}
 """ + """
 
-local function wilson(pos, n)
+-- The ranking sets, as formulas.rank_keys orders its keys.
+local RANKS = {'approval', 'votes', 'worst'}
+
+-- The Wilson bound of pos/n: side -1 the lower, 1 the upper.
+local function wilson(pos, n, side)
   if n <= 0 then return nil end
   local p = pos / n
   local z2 = Z * Z
   local centre = p + z2 / (2 * n)
   local margin = Z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-  return math.max(0, (centre - margin) / (1 + z2 / n))
+  return math.min(1, math.max(0, (centre + side * margin) / (1 + z2 / n)))
 end
 
 local function num(x) return string.format('%.0f', x) end
@@ -547,19 +551,20 @@ local function rank_into(prefix, a, sec, counts)
     total = total + n
     if i == 1 then yes = n end
   end
-  local w = wilson(yes, total)
+  local w = wilson(yes, total, -1)
   local capped = math.min(total, CAP)
-  local approval, votes = 1, 0
+  local ranked = {1, 0, 1}
   if w then
     local q = math.floor(w * STEPS)
-    approval = -(q * (CAP + 1) + capped)
-    votes = -(capped * SHIFT + q)
+    local up = STEPS - math.floor(wilson(yes, total, 1) * STEPS)
+    ranked = {-(q * (CAP + 1) + capped), -(capped * SHIFT + q), -(up * (CAP + 1) + capped)}
   end
   local suffixes = {''}
   if sec and sec ~= '' then suffixes[2] = ':s:' .. sec end
   for _, suffix in ipairs(suffixes) do
-    redis.call('ZADD', prefix .. ':rank:approval' .. suffix, num(approval), a)
-    redis.call('ZADD', prefix .. ':rank:votes' .. suffix, num(votes), a)
+    for i, r in ipairs(RANKS) do
+      redis.call('ZADD', prefix .. ':rank:' .. r .. suffix, num(ranked[i]), a)
+    end
   end
 end
 
@@ -666,8 +671,7 @@ local function window_move(w, a, old, sec)
   end
   if redis.call('ZREM', w.base .. ':ids:s:' .. old, a) == 1 then
     redis.call('HINCRBY', w.base .. ':sectot', old .. '\\tarticles', -1)
-    redis.call('ZREM', w.base .. ':rank:approval:s:' .. old, a)
-    redis.call('ZREM', w.base .. ':rank:votes:s:' .. old, a)
+    for _, r in ipairs(RANKS) do redis.call('ZREM', w.base .. ':rank:' .. r .. ':s:' .. old, a) end
     window_file(w.base, a, sec)
     w.ranked[a] = true
   end
@@ -679,9 +683,8 @@ local function place(a, sec)
   if sec == '' or old == sec then return old end
   if old then
     contribute(a, old, -1)
-    for _, z in ipairs({':rank:approval:s:', ':rank:votes:s:', ':ids:s:'}) do
-      redis.call('ZREM', T .. z .. old, a)
-    end
+    for _, r in ipairs(RANKS) do redis.call('ZREM', T .. ':rank:' .. r .. ':s:' .. old, a) end
+    redis.call('ZREM', T .. ':ids:s:' .. old, a)
     for _, w in ipairs(windows) do window_move(w, a, old, sec) end
   else
     redis.call('ZADD', T .. ':ids', 0, a)
@@ -790,7 +793,7 @@ for key, ttl in pairs(ttls) do redis.call('EXPIRE', key, ttl) end
 return stale
 """
 
-ROLL_WINDOW = """
+ROLL_WINDOW = LUA_RANKING + """
 -- Recompute one rolling window (e.g. the last 7 days) from the hour and day sets that
 -- cover it, when its first hour moves on; the aggregate script keeps it up to date after.
 -- KEYS[1] the window's meta hash (`from`: first hour covered, YYYYMMDDHH)
@@ -807,11 +810,11 @@ local T, wb = ARGV[1], ARGV[3]
 local choices = {}
 for c in string.gmatch(ARGV[2], '[^,]+') do choices[#choices + 1] = c end
 for _, sec in ipairs(redis.call('SMEMBERS', wb .. ':secs')) do
-  redis.call('DEL', wb .. ':ids:s:' .. sec, wb .. ':rank:approval:s:' .. sec,
-             wb .. ':rank:votes:s:' .. sec)
+  redis.call('DEL', wb .. ':ids:s:' .. sec)
+  for _, r in ipairs(RANKS) do redis.call('DEL', wb .. ':rank:' .. r .. ':s:' .. sec) end
 end
-redis.call('DEL', wb .. ':secs', wb .. ':ids', wb .. ':rank:approval', wb .. ':rank:votes',
-           wb .. ':sectot', wb .. ':pending')
+for _, r in ipairs(RANKS) do redis.call('DEL', wb .. ':rank:' .. r) end
+redis.call('DEL', wb .. ':secs', wb .. ':ids', wb .. ':sectot', wb .. ':pending')
 
 local fields = {}
 for _, c in ipairs(choices) do fields[#fields + 1] = 'n:' .. c end

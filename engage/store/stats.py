@@ -17,6 +17,7 @@ Formulas (formulas.py, documented in docs/dashboard.md):
 
 - approval = share of the first configured choice ("yes") among all reactions;
 - score = Wilson lower bound (95 %) of that share, so 5 of 5 ranks below 480 of 500;
+- least approved = lowest Wilson upper bound first (confidently bad);
 - trending = (recent + 1) / (baseline + 1), where `recent` is an estimate of the
   votes cast in the last 60 minutes (the current UTC hour plus the previous hour's
   votes weighted by the part of it still inside the window) and `baseline` is the
@@ -34,12 +35,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engage.formulas import approval, rank_keys, trending_score, wilson_lower
-from engage.store import Store, sites, windows
+from engage.store import Store, articles, sites, windows
 from engage.store.reactions import CHANNELS
 from engage.timerange import HOUR, Range, floor
 
 TRENDING_BASELINE_HOURS = 24
 SORTS = ("approval", "votes", "trending")
+# The ranking sets (`rank:<name>`), in the order of formulas.rank_keys; "worst" lists the
+# least approved, by the upper bound.
+RANKS = ("approval", "votes", "worst")
 # Activity refused for an article, as its buckets count it (`refused:<name>`): reaction
 # votes over an address budget (the group's or a wider network's) or repeating the
 # reader's choice, the same for the article's polls (in the polls' buckets), clicks not
@@ -269,7 +273,7 @@ def _order(
                 assert trend is not None
                 ids.sort(key=functools.partial(_by_trend, trend))
             else:
-                pick, first = SORTS.index(sort), store.config["CHOICES"][0]
+                pick, first = RANKS.index(sort), store.config["CHOICES"][0]
 
                 def key(a: str) -> tuple[int, str]:
                     counts = scope.counts[a]
@@ -299,14 +303,20 @@ def ranked_page(
     limit: int = 20,
     now: datetime | None = None,
     trend: Trend | None = None,
+    search: dict[str, Any] | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """(how many articles are in scope, the page of them best first by `sort`); `trend`
-    when the caller has read every active article's.
+    when the caller has read every active article's. With `search` (articles.find's
+    q, tag, since, until: the publication time) the articles found, newest first.
 
     All time: every article. A range: every article that received votes in it.
     """
     now = now or store.now()
     scope = _scope(store, window, now)
+    if search:
+        total, ids = articles.find(store, search.get("q") or "", section, search.get("tag"),
+                                   search.get("since"), search.get("until"), offset, limit)
+        return total, figures(store, ids, now, trend, scope)
     if sort == "trending" and trend is None:
         trend = trend_inputs(store, now)
     total, ids = _order(store, sort, section, scope, trend, offset, limit)
@@ -388,11 +398,10 @@ def site_totals(rows: Iterable[dict[str, Any]], choices: list[str]) -> dict[str,
 
 
 def overview(
-    store: Store, sort: str, window: Range | None, now: datetime | None = None,
-    listed: int = 50, ends: int = 5,
+    store: Store, window: Range | None, now: datetime | None = None, ends: int = 5,
 ) -> dict[str, Any]:
-    """What the dashboard's overview shows: totals, the first `listed` by `sort`, the
-    best and worst `ends` rated, the `ends` moving now, and the sections."""
+    """What the dashboard's overview shows besides its article table (`ranked_page`):
+    totals, the best and worst `ends` rated, the `ends` moving now, and the sections."""
     now = now or store.now()
     trend = trend_inputs(store, now)
     scope = _scope(store, window, now)
@@ -408,18 +417,15 @@ def overview(
             present = store.redis.zmscore(f"{scope}:ids", hot)
             hot = [a for a, score in zip(hot, present, strict=True) if score is not None]
     top_n, bottom_n = min(ends, (n_rated + 1) // 2), min(ends, n_rated // 2)
-    ranked = _order(store, sort, None, scope, trend, 0, listed)[1]
     top = _order(store, "approval", None, scope, trend, 0, top_n)[1] if top_n else []
-    bottom = _order(store, "approval", None, scope, trend, n_rated - bottom_n,
-                    bottom_n)[1] if bottom_n else []
+    bottom = _order(store, "worst", None, scope, trend, 0, bottom_n)[1] if bottom_n else []
     moving = hot[:ends]
-    shown = list(dict.fromkeys(ranked + top + bottom + moving))
+    shown = list(dict.fromkeys(top + bottom + moving))
     by_id = {f["id"]: f for f in figures(store, shown, now, trend, scope)}
     return {
         "totals": site_totals(rows, list(store.config["CHOICES"])),
-        "ranked": [by_id[a] for a in ranked],
         "top": [by_id[a] for a in top],
-        "bottom": [by_id[a] for a in reversed(bottom)],
+        "bottom": [by_id[a] for a in bottom],
         "trending": [by_id[a] for a in moving],
         "sections": rows,
     }

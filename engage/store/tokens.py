@@ -29,21 +29,24 @@ def _digest(secret: str) -> str:
 
 
 def create(store: Store, role: str, name: str = "",
-           sites: list[str] | None = None) -> tuple[str, dict[str, Any]]:
+           sites: list[str] | None = None,
+           expires_days: int | None = None) -> tuple[str, dict[str, Any]]:
     """A new token, shown once. An editor's may be limited to `sites` (None: every
-    site); an admin's covers every site."""
+    site); an admin's covers every site. With `expires_days` it is refused after."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if sites is not None and role != "editor":
         raise ValueError("only editor tokens are limited to sites")
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(24)
+    now = store.now()
     record: dict[str, Any] = {
         "id": token_id,
         "role": role,
         "name": name,
         "hash": _digest(secret),
-        "created_at": store.now().isoformat(),
+        "created_at": now.isoformat(),
+        "expires_at": (now + timedelta(days=expires_days)).isoformat() if expires_days else None,
     }
     if sites is not None:
         record["sites"] = list(sites)
@@ -51,31 +54,59 @@ def create(store: Store, role: str, name: str = "",
     return f"eng_{token_id}.{secret}", record
 
 
+def _live(store: Store, record: dict[str, Any], last_used: str | None) -> dict[str, Any] | None:
+    """The record, with when it was last used, unless it has expired."""
+    expires = record.get("expires_at")
+    if expires and datetime.fromisoformat(expires) <= store.now():
+        return None
+    return {**record, "last_used": last_used}
+
+
+def mark_used(store: Store, record: dict[str, Any]) -> None:
+    """Note a request the token was answered for; written at most once a minute, so
+    most requests write nothing (`verify` read the last use in its round trip)."""
+    if "hash" not in record:  # a sign-in through OpenID Connect: no token was used
+        return
+    minute = store.now().astimezone(UTC).replace(second=0, microsecond=0).isoformat()
+    if record.get("last_used") != minute:
+        store.redis.hset(store.keys.tokens_used, record["id"], minute)
+
+
 def verify(store: Store, token: str) -> dict[str, Any] | None:
-    """The token's record when it is valid, else None."""
+    """The token's record when it is valid (and not expired), else None."""
     if not token.startswith("eng_") or "." not in token:
         return None
     token_id, _, secret = token[4:].partition(".")
     if not token_id or not secret or len(token) > 200:
         return None
-    raw = store.redis.hget(store.keys.tokens, token_id)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hget(store.keys.tokens, token_id)
+    pipe.hget(store.keys.tokens_used, token_id)
+    raw, last_used = pipe.execute()
     if not raw:
         return None
     record: dict[str, Any] = json.loads(raw)
     if not hmac.compare_digest(record["hash"], _digest(secret)):
         return None
-    return record
+    return _live(store, record, last_used)
 
 
 def list_all(store: Store) -> list[dict[str, Any]]:
-    records = [json.loads(v) for v in store.redis.hgetall(store.keys.tokens).values()]
+    """Every token (no digests), oldest first, with when it was last used."""
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hgetall(store.keys.tokens)
+    pipe.hgetall(store.keys.tokens_used)
+    raw, used = pipe.execute()
+    records = [json.loads(v) for v in raw.values()]
     return sorted(
-        ({k: v for k, v in r.items() if k != "hash"} for r in records),
+        ({**{k: v for k, v in r.items() if k != "hash"}, "last_used": used.get(r["id"])}
+         for r in records),
         key=lambda r: r["created_at"],
     )
 
 
 def revoke(store: Store, token_id: str) -> bool:
+    store.redis.hdel(store.keys.tokens_used, token_id)
     return bool(store.redis.hdel(store.keys.tokens, token_id))
 
 
@@ -137,10 +168,11 @@ def session_record(store: Store, session_id: str, token_id: str, digest: str,
     """
     pipe = _touch_session(store, session_id, ttl)
     pipe.hget(store.keys.tokens, token_id)
-    owner, _, raw = pipe.execute()
+    pipe.hget(store.keys.tokens_used, token_id)
+    owner, _, raw, last_used = pipe.execute()
     if not raw or not owner or not hmac.compare_digest(owner, token_id):
         return None
     record: dict[str, Any] = json.loads(raw)
     if not hmac.compare_digest(record["hash"], digest):
         return None
-    return record
+    return _live(store, record, last_used)

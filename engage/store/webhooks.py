@@ -258,3 +258,16 @@ def dead_letter(store: Store, delivery: dict[str, Any], error: str,
 def dead_letters(store: Store, count: int = 100) -> list[dict[str, Any]]:
     """The newest deliveries given up on, newest first, with when (from the entry id)."""
     return events.newest(store, store.keys.webhook_dead, count)
+
+
+def retry_dead(store: Store, entry_id: str) -> bool:
+    """Queue a dead letter again, due now, with its exact body and its attempts counted
+    afresh, then drop it from the dead letters; False when it is gone."""
+    found = store.redis.xrange(store.keys.webhook_dead, entry_id, entry_id)
+    if not found:
+        return False
+    fields = found[0][1]
+    schedule_retry(store, {"delivery": fields["delivery"], "webhook": fields["webhook"],
+                           "attempts": 0, "body": fields["body"]}, time.time())
+    store.redis.xdel(store.keys.webhook_dead, entry_id)
+    return True

@@ -7,6 +7,7 @@ it and never again.
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -14,7 +15,7 @@ from flask import g, redirect, request, url_for
 
 from engage import destinations, schemas
 from engage.store import audit, get_store, tokens, webhooks
-from engage.web import dashboard, forms
+from engage.web import dashboard, forms, session
 from engage.web.forms import Errors
 
 bp = forms.staff_blueprint("admin", __name__)
@@ -30,32 +31,45 @@ def _admins_only() -> Any:
 
 
 # -- tokens -------------------------------------------------------------------------------
+NEW_TOKEN = {"role": "editor", "name": "", "expires_days": ""}  # the empty form
 def _tokens_page(form: dict[str, Any], errors: Errors, status: int = 200,
-                 created: str | None = None) -> Any:
+                 created: str | None = None, confirm: dict[str, Any] | None = None) -> Any:
     return forms.render(
         "dashboard/admin_tokens.html", status, page="admin", tokens=tokens.list_all(get_store()),
         roles=schemas.TOKEN_ROLES, form=form, errors=errors, created=created,
-        notice=request.args.get("notice"), me=g.staff["id"],
+        notice=request.args.get("notice"), me=g.staff["id"], confirm=confirm,
     )
 
 
 @bp.route("/admin/tokens", methods=["GET", "POST"])
 def token_list() -> Any:
     if request.method == "GET":
-        return _tokens_page({"role": "editor", "name": ""}, {})
-    shown = {"role": request.form.get("role", ""), "name": request.form.get("name", "")}
-    data, errors = forms.load(schemas.TokenInSchema(), shown)
+        return _tokens_page(NEW_TOKEN, {})
+    shown = {"role": request.form.get("role", ""), "name": request.form.get("name", ""),
+             "expires_days": request.form.get("expires_days", "")}
+    data, errors = forms.load(schemas.TokenInSchema(),
+                              {**shown, "expires_days": forms.number(shown["expires_days"])})
     if errors:
         return _tokens_page(shown, errors, 422)
-    token, _ = tokens.create(get_store(), data["role"], data["name"].strip())
+    token, _ = tokens.create(get_store(), data["role"], data["name"],
+                             expires_days=data["expires_days"])
     # The answer itself shows the token: never a redirect that would carry it in a URL.
-    return _tokens_page({"role": "editor", "name": ""}, {}, 201, created=token)
+    return _tokens_page(NEW_TOKEN, {}, 201, created=token)
 
 
-@bp.post("/admin/tokens/<eid:token_id>/revoke")
+@bp.route("/admin/tokens/<eid:token_id>/revoke", methods=["GET", "POST"])
 def token_revoke(token_id: str) -> Any:
+    """GET asks to confirm (a revoked token cannot be restored); POST revokes."""
+    if request.method == "GET":
+        found = [t for t in tokens.list_all(get_store()) if t["id"] == token_id]
+        if not found:
+            return dashboard.refuse(404, "not_found", "No token exists under this id.")
+        return _tokens_page(NEW_TOKEN, {}, confirm=found[0])
     if not tokens.revoke(get_store(), token_id):
         return dashboard.refuse(404, "not_found", "No token exists under this id.")
+    if token_id == g.staff["id"]:  # this session went with it
+        session.sign_out()
+        return redirect(url_for("dashboard.signin", revoked=1))
     return redirect(url_for("admin.token_list", notice=f"Token {token_id} revoked."))
 
 
@@ -113,6 +127,16 @@ def webhook_test(webhook_id: str) -> Any:
     return redirect(url_for(
         "admin.webhook_list", notice=f"Test event {delivery} queued: the worker sends it within "
         "seconds, and its outcome shows under Last delivery (reload the page)."))
+
+
+@bp.post("/admin/webhooks/dead/<entry_id>/retry")
+def webhook_retry(entry_id: str) -> Any:
+    # a stream entry id, checked before it reaches XRANGE (which refuses a malformed one)
+    if not re.fullmatch(r"[0-9]{1,20}-[0-9]{1,20}", entry_id) or not webhooks.retry_dead(
+            get_store(), entry_id):
+        return dashboard.refuse(404, "not_found", "No such dead letter.")
+    return redirect(url_for("admin.webhook_list", notice="Delivery queued again: the worker "
+                            "sends it within seconds, and its outcome shows under Last delivery."))
 
 
 # -- audit log ----------------------------------------------------------------------------

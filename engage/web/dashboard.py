@@ -27,9 +27,9 @@ from flask import (
 from marshmallow import ValidationError
 
 from engage import errors, schemas, timerange
-from engage.api.polls import poll_body
+from engage.api.polls import poll_body, poll_export
 from engage.api.reactions import email_vote_links
-from engage.api.stats import export_chunks, resolve_window, scoped_events
+from engage.api.stats import SEARCH, export_chunks, resolve_window, scoped_events
 from engage.identity import check_every_site, check_scope, visible_articles, visible_sites
 from engage.store import (
     aggregates,
@@ -49,6 +49,8 @@ from engage.web.formatting import fmt_time, pct
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 _PUBLIC_ENDPOINTS = {"dashboard.signin", "oidc.start", "oidc.callback"}
+ARTICLES_PER_PAGE = 50
+FEED_READ = 200  # feed entries the live page reads a poll, impressions among them
 _JSON_ENDPOINTS = {"dashboard.live_json", "dashboard.export"}
 
 
@@ -130,7 +132,8 @@ def signin() -> Any:
     if request.method == "POST":
         if session.sign_in((request.form.get("token") or "").strip()):
             return redirect(safe_next(request.args.get("next")))
-        error = "That token is not valid. Create one with `engage token create --role editor`."
+        error = ("That token is not valid. Create one with "
+                 "`engage token create --role editor --name NAME`.")
     status = 401 if error else 200
     return render_template("dashboard/signin.html", error=error), status
 
@@ -150,11 +153,28 @@ def overview() -> Any:
     sort = request.args.get("sort", "approval")
     if sort not in stats.SORTS:
         abort(404)
+    page = request.args.get("page", 1, type=int)
+    if page < 1:
+        abort(404)
     store = get_store()
     span = timerange.PRESETS[range_key][1]
     window = None if span is None else resolve_window(store, store.now() - span, None)
     choices = list(store.config["CHOICES"])
-    found = stats.overview(store, sort, window)
+    asked = {k: request.args.get(k, "").strip() for k in ("q", "section", "tag", "from", "to")}
+    try:  # the stats API's rules for a search; a day's range runs to its last second
+        query = schemas.StatsQuerySchema().load({
+            **{k: asked[k] for k in ("q", "section", "tag") if asked[k]},
+            **({"published_since": asked["from"] + "T00:00:00Z"} if asked["from"] else {}),
+            **({"published_until": asked["to"] + "T23:59:59Z"} if asked["to"] else {}),
+        })
+    except ValidationError as exc:
+        named = ", ".join(sorted(exc.messages))
+        return refuse(422, "validation_failed", f"The search could not be read: {named}.")
+    search = {k: query.get(name) for k, name in SEARCH.items() if query.get(name)}
+    total, ranked = stats.ranked_page(store, sort, query.get("section"), window,
+                                      (page - 1) * ARTICLES_PER_PAGE, ARTICLES_PER_PAGE,
+                                      search=search)
+    found = {**stats.overview(store, window), "ranked": ranked}
     # The site switcher: one of the caller's sites, or all they may see.
     names, site = visible_sites(), request.args.get("site") or None
     if site is not None and site not in names:
@@ -176,6 +196,12 @@ def overview() -> Any:
         sites=names if len(names) > 1 else [],
         site=site,
         **found,  # totals, ranked, top, bottom, trending, sections
+        asked=asked,
+        searching=bool(search),
+        section_names=articles.sections(store),
+        page_number=page,
+        pages=max(1, -(-total // ARTICLES_PER_PAGE)),
+        total=total,
         sections_svg=sections_chart(found["sections"], choices),
     )
 
@@ -252,9 +278,17 @@ def poll_list() -> Any:
         abort(404)
     found, more = polls.list_page(get_store(), None, (page - 1) * POLLS_PER_PAGE,
                                   POLLS_PER_PAGE)
+    store = get_store()
     visible = visible_articles(poll.article or "" for poll in found)
     shown = [poll_body(poll, staff=True) for poll in found
              if visible is None or (poll.article or "") in visible]
+    named = articles.get_many(store, sorted({p["article"] for p in shown if p["article"]}))
+    now = store.now()
+    for p in shown:
+        p["article_title"] = named.get(p["article"] or "", {}).get("title", "")
+        # Closed by an editor before its deadline: the planned time no longer applies.
+        p["closed_early"] = p["status"] == "closed" and bool(p["closes_at"]) and (
+            datetime.fromisoformat(p["closes_at"]) > now)
     return render_template(
         "dashboard/polls.html",
         page="polls",
@@ -291,6 +325,25 @@ def poll_status(poll_id: str) -> Any:
     return redirect(url_for("dashboard.poll_list", notice=f"Poll {verb}."))
 
 
+@bp.get("/polls/<eid:poll_id>/export.csv")
+def poll_csv(poll_id: str) -> Response:
+    return poll_export(poll_id, "dashboard")
+
+
+@bp.route("/polls/<eid:poll_id>/delete", methods=["GET", "POST"])
+def poll_delete(poll_id: str) -> Any:
+    """GET asks to confirm (votes and results go with the poll); POST deletes (admins)."""
+    if g.staff.get("role") != "admin":
+        return refuse(403, "forbidden", "Only admins delete polls.")
+    poll = polls.get(get_store(), poll_id)
+    if poll is None:
+        abort(404)
+    if request.method == "GET":
+        return render_template("dashboard/poll_delete.html", page="polls", poll=poll)
+    polls.delete(get_store(), poll_id)
+    return redirect(url_for("dashboard.poll_list", notice=f"Poll deleted: {poll.question}"))
+
+
 @bp.get("/live")
 def live() -> Any:
     check_every_site()
@@ -307,12 +360,16 @@ def live_json() -> Any:
     now = store.now()
     trend = stats.trend_inputs(store, now)
     _, moving = stats.ranked_page(store, "trending", limit=20, now=now, trend=trend)
-    feed = aggregates.feed_since(store, request.args.get("since") or None, 25)
+    read = aggregates.feed_since(store, request.args.get("since") or None, FEED_READ)
+    # Impressions come by the dozen for every page view: counted, not listed.
+    feed = [(i, f) for i, f in read if f.get("type") != "link.impression"][:25]
     named = articles.get_many(store, sorted({f["article"] for _, f in feed if f.get("article")}))
+    asked = polls.get_many(store, sorted({f["poll"] for _, f in feed if f.get("poll")}), None, now)
     return jsonify(
         now=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         choices=choices,
-        cursor=feed[0][0] if feed else request.args.get("since", ""),
+        cursor=read[0][0] if read else request.args.get("since", ""),
+        impressions=len(read) - sum(1 for _, f in read if f.get("type") != "link.impression"),
         totals=stats.site_totals(stats.sections(store, None, now, trend), choices),
         articles=[
             {k: a[k] for k in ("id", "title", "section", "counts", "total", "approval",
@@ -325,7 +382,8 @@ def live_json() -> Any:
             | {"id": fields.get("src", feed_id),
                "time": datetime.fromtimestamp(int(fields.get("src", feed_id).split("-")[0])
                                               / 1000, UTC).strftime("%H:%M:%S"),
-               "title": named.get(fields.get("article", ""), {}).get("title", "")}
+               "title": named.get(fields.get("article", ""), {}).get("title", ""),
+               "question": asked[fields["poll"]].question if fields.get("poll") in asked else ""}
             for feed_id, fields in feed
         ],
     )
@@ -338,10 +396,16 @@ def export() -> Response:
     if fmt not in ("csv", "ndjson"):
         return errors.error_response(422, "validation_failed", "Format is csv or ndjson.",
                                      {"format": ["Must be csv or ndjson."]})
+    article = request.args.get("article") or None  # one article's events
+    if article is not None and not schemas.ID_RE.fullmatch(article):
+        return errors.error_response(422, "validation_failed", "Unknown article id.",
+                                     {"article": ["Not an article id."]})
     store = get_store()
-    audit.record(store, g.staff, "events.export", "dashboard", {"format": fmt})
-    found = scoped_events(store, events.iter_events(store))
+    audit.record(store, g.staff, "events.export", "dashboard",
+                 {"format": fmt, "article": article})
+    found = scoped_events(store, events.iter_events(store, article=article))
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     response = Response(stream_with_context(export_chunks(found, fmt)), mimetype=mimetype)
-    response.headers["Content-Disposition"] = f'attachment; filename="engage-events.{fmt}"'
+    name = f"engage-events-{article}" if article else "engage-events"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
     return response

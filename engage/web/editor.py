@@ -183,6 +183,7 @@ def _links_page(article: dict[str, Any], rows: list[dict[str, str]], errors: dic
         shown=int(current_app.config["LINKS_SHOWN"]),
         max_links=schemas.MAX_LINKS,
         notice=notice,
+        cache=(int(current_app.config["CACHE_MAX_AGE"]), int(current_app.config["CACHE_STALE"])),
     )
 
 

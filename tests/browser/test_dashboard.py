@@ -239,6 +239,15 @@ def test_sign_in_rank_article_live_sign_out(desk: Any, dash_server: LiveServer) 
     newest = page.locator("#live-feed li").first.inner_text()
     assert "THAAD, ten years on" in newest and "voted no (outdated)" in newest
     assert page.evaluate("window.__stillSamePage") is True
+    # Poll answers read by the question; impressions are counted, never listed; the
+    # filter hides a kind of event.
+    feed = page.locator("#live-feed li")
+    assert "saw related links" not in " ".join(feed.all_inner_texts())
+    assert not any(" poll vote p" in t for t in feed.all_inner_texts())
+    page.get_by_label("Reactions").uncheck()
+    assert not any("voted" in t for t in feed.all_inner_texts())
+    page.get_by_label("Reactions").check()
+    assert "voted no (outdated)" in feed.first.inner_text()
 
     # a dashboard action without the CSRF token is refused, with the session cookie sent
     refused = page.request.post(f"{live_server.url}/dashboard/polls/korea-china-2026/status",
@@ -296,3 +305,58 @@ def test_article_page_shows_refused_activity(desk: Any, dash_server: LiveServer)
     page.locator("#refused").scroll_into_view_if_needed()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dashboard-refused.png"), full_page=True)
+
+
+def test_poll_close_time_shown_in_the_editors_time_with_utc(
+        browser: Any, dash_server: LiveServer) -> None:
+    poll = polls.create(dash_server.store, {
+        "question": "Shown in Seoul time?", "options": ["A", "B"], "article": DEMO,
+        "multiple": False, "closes_at": datetime(2099, 12, 7, 17, 0, tzinfo=UTC)})
+    context = browser.new_context(base_url=dash_server.url, timezone_id="Asia/Seoul",
+                                  locale="en-US")
+    try:
+        page = context.new_page()
+        sign_in(page, dash_server)
+        page.goto("/dashboard/polls")
+        shown = page.locator(f'[data-poll="{poll.id}"] time').text_content()
+        assert shown == "Dec 8, 2099, 2:00 AM your time (07 Dec 2099 17:00 UTC)"
+    finally:
+        context.close()
+        polls.delete(dash_server.store, poll.id)
+
+
+def test_find_filter_and_page_articles_by_keyboard(desk: Any, dash_server: LiveServer) -> None:
+    from engage import schemas
+    from engage.store import articles
+
+    for n in range(55):
+        articles.upsert(dash_server.store, f"kbd-brief-{n:02d}", schemas.ArticleInSchema().load({
+            "title": f"Keyboard brief {n}", "url": f"https://news.example.com/kbd/{n}",
+            "section": "Business", "published_at": f"2026-02-{1 + n % 28:02d}T08:00:00Z"}))
+    page = desk
+    sign_in(page, dash_server)
+    page.focus("#q")
+    page.keyboard.type("keyboard brief")
+    page.keyboard.press("Tab")  # the section list: chosen with the keyboard
+    page.keyboard.press("B")
+    assert page.eval_on_selector("#section", "s => s.value") == "Business"
+    page.keyboard.press("Tab")  # tag
+    page.keyboard.press("Tab")  # from
+    page.keyboard.type("2026-02-01")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**q=keyboard+brief**")
+    expect_caption = page.locator("table.data caption").inner_text()
+    assert expect_caption == "55 articles found, newest first"
+    assert page.locator("text=Page 1 of 2").is_visible()
+    page.get_by_role("link", name="Next page").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**page=2**")
+    assert page.locator("tr[data-article^='kbd-brief-']").count() == 5
+    page.keyboard.press("Tab")
+    page.focus("#to")
+    page.keyboard.type("2026-02-01")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**to=2026-02-01**")
+    # Published on 1 February only: briefs 0 and 28 (page 1 again: a new search)
+    assert sorted(page.locator("tr[data-article^='kbd-brief-']").evaluate_all(
+        "rows => rows.map(r => r.dataset.article)")) == ["kbd-brief-00", "kbd-brief-28"]

@@ -200,7 +200,7 @@ def test_related_links_added_reordered_removed_and_the_widget_follows(
             page.get_by_label("New link: title").fill(title)
             page.get_by_label("New link: address").fill(url)
             page.get_by_role("button", name="Save links").click()
-            expect(page.get_by_role("status")).to_have_text("Links saved.")
+            expect(page.get_by_role("status")).to_have_text(re.compile(r"^Links saved\. "))
         assert curated_titles(live_server, article_id) == [
             "Dredging explained", "Who pays for the quays"]
         # Two curated slots, then the section's fill-in (one other article).
@@ -220,14 +220,15 @@ def test_related_links_added_reordered_removed_and_the_widget_follows(
 
         page.goto(f"/dashboard/articles/{article_id}/links")
         page.get_by_role("button", name="Move link 2 up").click()
-        expect(page.get_by_role("status")).to_have_text("Links reordered.")
+        expect(page.get_by_role("status")).to_have_text(re.compile(
+            r"^Links reordered\. Readers may see the previous links for up to \d+ seconds"))
         assert widget_titles()[:2] == ["Who pays for the quays", "Dredging explained"]
         shot(page, "editor-links.png")
 
         remove = page.get_by_role("button", name="Remove link 1")
         remove.focus()
         page.keyboard.press("Enter")
-        expect(page.get_by_role("status")).to_have_text("Link removed.")
+        expect(page.get_by_role("status")).to_have_text(re.compile(r"^Link removed\. "))
         assert curated_titles(live_server, article_id) == ["Dredging explained"]
         assert widget_titles() == ["Dredging explained", "The ferry timetable changes"]
 
@@ -271,7 +272,11 @@ def test_admin_creates_and_revokes_a_token(
         assert live_server.api("GET", "/api/v1/stats/articles", headers=headers)[0] == 200
         page.goto("/dashboard/admin/tokens")
         expect(page.get_by_label("New token")).to_have_count(0)  # shown once
-        page.get_by_role("button", name="Revoke token Newsroom CMS").click()
+        page.get_by_role("link", name="Revoke token Newsroom CMS").click()
+        # Asked first: nothing is revoked until the confirmation.
+        expect(page.get_by_role("alertdialog")).to_contain_text("Revoke the token Newsroom CMS?")
+        assert live_server.api("GET", "/api/v1/stats/articles", headers=headers)[0] == 200
+        page.get_by_role("button", name="Revoke token").click()
         expect(page.get_by_role("status")).to_have_text(re.compile("revoked"))
         assert live_server.api("GET", "/api/v1/stats/articles", headers=headers)[0] == 401
 

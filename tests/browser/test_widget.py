@@ -478,7 +478,9 @@ def test_poll_vote_shows_result_bars(tab: Tab, live_server: LiveServer) -> None:
     expect(single.locator(".r")).to_have_text(["Yes, soon0%", "Not this year100%"])
     widths = single.locator(".bar").evaluate_all("bars => bars.map(b => b.style.width)")
     assert widths == ["0%", "100%"]
-    expect(single.get_by_text("1 votes")).to_be_visible()
+    expect(single.get_by_text("1 vote", exact=True)).to_be_visible()
+    # The thanks shows in the poll answered, not under the related links.
+    expect(single.get_by_role("status")).to_have_text(re.compile("Thanks"))
 
     group = box.get_by_role("group", name="Which topics should we follow?")
     group.get_by_role("checkbox", name="Trade").check()
@@ -501,6 +503,32 @@ def test_poll_vote_shows_result_bars(tab: Tab, live_server: LiveServer) -> None:
     page.reload()
     expect(group.get_by_text("This poll is closed.")).to_be_visible()
     expect(group.get_by_role("checkbox", name="Trade")).to_be_disabled()
+    assert tab.errors == []
+
+
+@pytest.mark.parametrize(("lang", "one", "two"), [
+    ("en", "1 vote", "2 votes"), ("es", "1 voto", "2 votos"), ("ko", "1 표", "2 표"),
+    ("zh", "1 票", "2 票"),
+])
+def test_vote_totals_follow_the_locales_plural_rules(tab: Tab, live_server: LiveServer,
+                                                     lang: str, one: str, two: str) -> None:
+    aid = live_server.article()
+    poll = create_poll(live_server, aid, question="Which one?", options=["A", "B"])
+    page = tab.page
+    path = live_server.publish(f"/plural-{lang}.html", f"<html lang='{lang}'><body>"
+                               f"<div data-engage-article='{aid}'></div>"
+                               f"<script src='{live_server.url}/widget.js'></script></body></html>")
+    page.goto(path)
+    group = widget(page, aid).get_by_role("group", name="Which one?")
+    group.get_by_role("button", name="A").click()
+    expect(group.get_by_text(one, exact=True)).to_be_visible()
+    reader = live_server.api("POST", "/api/v1/readers")[1]["reader"]
+    status, _ = live_server.api("PUT", f"/api/v1/polls/{poll['id']}/votes/mine",
+                                {"options": [poll["options"][1]["id"]]},
+                                headers={"X-Engage-Reader": reader})
+    assert status == 200
+    page.reload()
+    expect(group.get_by_text(two, exact=True)).to_be_visible()
     assert tab.errors == []
 
 

@@ -24,9 +24,12 @@
       else what = "withdrew " + event.previous;
       if (event.reason) what += " (" + event.reason.replace(/_/g, " ") + ")";
     } else if (event.type.indexOf("poll.") === 0) {
-      what = event.type.replace("poll.", "poll ") + (event.poll ? " " + event.poll : "");
-    } else if (event.type.indexOf("link.") === 0) {
-      what = event.type === "link.click" ? "clicked a related link" : "saw related links";
+      var poll = event.question ? "“" + event.question + "”" : event.poll;
+      if (event.type === "poll.vote" || event.type === "poll.change") what = "answered the poll " + poll;
+      else if (event.type === "poll.withdraw") what = "withdrew an answer to the poll " + poll;
+      else what = event.type.replace("poll.", "poll ") + " " + poll;
+    } else if (event.type === "link.click") {
+      what = "clicked a related link";
     }
     return what;
   }
@@ -40,17 +43,18 @@
     var first = true;
     var cursor = "";
     var shown = [];
+    var impressions = 0;
+    var filters = document.querySelectorAll("#live-filter input[type=checkbox]");
 
-    function render(data) {
-      document.getElementById("live-total").textContent = data.totals.total;
-      document.getElementById("live-hour").textContent = String(Math.round(data.totals.last_hour));
-      document.getElementById("live-approval").textContent = pct(data.totals.approval);
+    function wanted(event) {
+      return Array.prototype.every.call(filters, function (box) {
+        return box.checked || event.type.indexOf(box.value) !== 0;
+      });
+    }
 
-      // The server sends only the events after our cursor: keep the newest 25 here.
-      shown = data.events.concat(shown).slice(0, 25);
-      cursor = data.cursor || cursor;
+    function drawFeed() {
       var items = [];
-      shown.forEach(function (event) {
+      shown.filter(wanted).forEach(function (event) {
         var li = el("li");
         li.setAttribute("data-event", event.id);
         var time = el("time", "", event.time);
@@ -66,6 +70,23 @@
         items.push(li);
       });
       feed.replaceChildren.apply(feed, items);
+    }
+
+    Array.prototype.forEach.call(filters, function (box) {
+      box.addEventListener("change", drawFeed);
+    });
+
+    function render(data) {
+      document.getElementById("live-total").textContent = data.totals.total;
+      document.getElementById("live-hour").textContent = String(Math.round(data.totals.last_hour));
+      document.getElementById("live-approval").textContent = pct(data.totals.approval);
+      if (!first) impressions += data.impressions || 0;  // the first read is history
+      document.getElementById("live-impressions").textContent = String(impressions);
+
+      // The server sends only the events after our cursor: keep the newest 25 here.
+      shown = data.events.concat(shown).slice(0, 25);
+      cursor = data.cursor || cursor;
+      drawFeed();
 
       var rows = data.articles.map(function (a) {
         var tr = el("tr");
@@ -112,7 +133,17 @@
     tick();
   }
 
+  // Times are written in UTC; a reader with scripts sees their own time first.
+  function localTimes() {
+    var format = new Intl.DateTimeFormat(undefined, {dateStyle: "medium", timeStyle: "short"});
+    Array.prototype.forEach.call(document.querySelectorAll("time[data-local]"), function (node) {
+      var when = new Date(node.getAttribute("datetime"));
+      if (!isNaN(when.getTime())) node.textContent = format.format(when) + " your time (" + node.textContent + ")";
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    localTimes();
     var status = document.getElementById("live-status");
     if (status) startLive(status);
   });

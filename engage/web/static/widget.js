@@ -14,7 +14,7 @@
     en: {question: 'Do you like this article?', yes: 'Yes', no: 'No',
       why: 'What could be better? (optional)', thanks: 'Thanks, your vote is counted.',
       removed: 'Your vote was removed.', retry: 'Could not save that just now. Please try again in a moment.',
-      related: 'Related', closed: 'This poll is closed.', vote: 'Vote', votes: 'votes',
+      related: 'Related', closed: 'This poll is closed.', vote: 'Vote', votes_one: 'vote', votes: 'votes',
       outdated: 'Outdated', inaccurate: 'Inaccurate', biased: 'Biased', unclear: 'Unclear',
       not_relevant: 'Not relevant', data: 'Your data'},
     ko: {question: '이 기사가 마음에 드시나요?', yes: '예', no: '아니요',
@@ -32,7 +32,7 @@
     es: {question: '¿Te gusta este artículo?', yes: 'Sí', no: 'No',
       why: '¿Qué podríamos mejorar? (opcional)', thanks: 'Gracias, tu voto se ha registrado.',
       removed: 'Tu voto se ha retirado.', retry: 'No se pudo guardar. Inténtalo de nuevo en un momento.',
-      related: 'Relacionados', closed: 'Esta encuesta está cerrada.', vote: 'Votar', votes: 'votos',
+      related: 'Relacionados', closed: 'Esta encuesta está cerrada.', vote: 'Votar', votes_one: 'voto', votes: 'votos',
       outdated: 'Desactualizado', inaccurate: 'Inexacto', biased: 'Sesgado', unclear: 'Poco claro',
       not_relevant: 'No relevante', data: 'Tus datos'}
   };
@@ -128,6 +128,7 @@
   function react(w, choice, reason) {
     var body = choice ? {choice: choice} : null;
     if (body && reason) body.reason = reason;
+    w.at = 1;  // the message shows in the block answered
     send(w, choice ? 'PUT' : 'DELETE', '/articles/' + enc(w.id) + '/reactions/mine', body, function (r) {
       w.data.counts = r.counts; w.data.total = r.total; w.mine = r.mine; w.reason = r.reason || null;
       say(w, t(w, r.mine ? 'thanks' : 'removed'));
@@ -135,6 +136,7 @@
   }
 
   function pollVote(w, p, options) {
+    w.at = p.id;
     send(w, options.length ? 'PUT' : 'DELETE', '/polls/' + enc(p.id) + '/votes/mine',
       options.length ? {options: options} : null, function (r) {
         w.data.polls = w.data.polls.map(function (q) { return q.id === r.id ? r : q; });
@@ -163,6 +165,7 @@
         }));
       });
     }
+    if (w.at === 1) kids.push(w.live);
     return h('div', {'class': 'b', role: 'group', 'aria-label': t(w, 'question')}, kids);
   }
 
@@ -200,9 +203,12 @@
         kids.push(h('div', {'class': 'r'}, [h('span', {text: o.label}), h('span', {text: n + '%'})]),
           h('div', {'class': 't', 'aria-hidden': 'true'}, [bar]));
       });
-      kids.push(h('p', {'class': 'm', text: res.total + ' ' + t(w, 'votes')}));
+      // "1 vote": votes_<plural category> where the language has that form, else votes.
+      var k = 'votes_' + new Intl.PluralRules(w.lang).select(res.total);
+      kids.push(h('p', {'class': 'm', text: res.total + ' ' + t(w, T[w.lang][k] ? k : 'votes')}));
     }
     if (!open) kids.push(h('p', {'class': 'm', text: t(w, 'closed')}));
+    if (w.at === p.id) kids.push(w.live);
     return h('div', {'class': 'b poll', role: 'group', 'aria-label': p.question}, kids);
   }
 

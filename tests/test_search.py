@@ -1,0 +1,114 @@
+"""Finding articles: words of the title, id and URL path, section, tag and publication
+dates, paged newest first, through the stats API and the dashboard's article table."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from engage.store import articles
+
+STORIES = [
+    ("harbour-expansion", "Busan harbour expansion approved", "Economy", ["ports", "trade"], 1),
+    ("harbour-strike", "Dockers strike at the harbour", "Economy", ["labour"], 2),
+    ("korea-china-reset", "Seoul and Beijing seek a reset", "Diplomacy", ["china"], 3),
+    ("film-festival", "Busan film festival opens", "Culture", ["film"], 4),
+]
+
+
+def put(client: FlaskClient, editor: dict[str, str], aid: str, title: str, section: str,
+        tags: list[str], day: int, url: str | None = None) -> None:
+    response = client.put(f"/api/v1/articles/{aid}", headers=editor, json={
+        "title": title, "url": url or f"https://news.example.com/2026/{aid}",
+        "section": section, "tags": tags, "published_at": f"2026-03-0{day}T09:00:00Z"})
+    assert response.status_code in (200, 201), response.json
+
+
+@pytest.fixture
+def stories(client: FlaskClient, editor: dict[str, str]) -> None:
+    for story in STORIES:
+        put(client, editor, *story)
+
+
+def found(client: FlaskClient, editor: dict[str, str], **query: Any) -> list[str]:
+    response = client.get("/api/v1/stats/articles", headers=editor, query_string=query)
+    assert response.status_code == 200, response.json
+    assert response.json["sort"] == "newest"
+    return [a["id"] for a in response.json["articles"]]
+
+
+@pytest.mark.usefixtures("stories")
+def test_search_by_words_section_tag_and_dates(client: FlaskClient,
+                                               editor: dict[str, str]) -> None:
+    assert found(client, editor, q="harbour") == ["harbour-strike", "harbour-expansion"]
+    assert found(client, editor, q="BUSAN") == ["film-festival", "harbour-expansion"]
+    assert found(client, editor, q="busan harbour") == ["harbour-expansion"]
+    assert found(client, editor, q="korea-china-reset") == ["korea-china-reset"]  # the id
+    assert found(client, editor, q="2026") == [s[0] for s in reversed(STORIES)]  # URL path
+    assert found(client, editor, q="busan", section="Economy") == ["harbour-expansion"]
+    assert found(client, editor, tag="Trade") == ["harbour-expansion"]
+    assert found(client, editor, q="harbour", published_since="2026-03-02T00:00:00Z") == [
+        "harbour-strike"]
+    assert found(client, editor, published_until="2026-03-01T23:59:59Z") == [
+        "harbour-expansion"]
+    assert found(client, editor, q="nothing-like-this") == []
+    paged = client.get("/api/v1/stats/articles", headers=editor,
+                       query_string={"q": "2026", "limit": 2, "offset": 2}).json
+    assert paged["total"] == 4 and [a["id"] for a in paged["articles"]] == [
+        "harbour-strike", "harbour-expansion"]
+
+
+@pytest.mark.usefixtures("stories")
+def test_an_edit_leaves_the_old_words_and_tags(client: FlaskClient,
+                                               editor: dict[str, str]) -> None:
+    put(client, editor, "film-festival", "Busan cinema week begins", "Culture", ["cinema"], 4)
+    assert found(client, editor, q="opens") == []
+    assert found(client, editor, tag="film") == []
+    assert found(client, editor, q="cinema", tag="cinema") == ["film-festival"]
+
+
+@pytest.mark.usefixtures("stories")
+def test_the_dashboard_table_finds_filters_and_pages(desk: Any, client: FlaskClient,
+                                                      editor: dict[str, str]) -> None:
+    page = desk.get("/dashboard?q=busan&section=Economy").get_data(as_text=True)
+    assert "1 articles found, newest first" in page
+    assert 'data-article="harbour-expansion"' in page and 'data-article="film-festival"' not in page
+    dated = desk.get("/dashboard?from=2026-03-02&to=2026-03-03").get_data(as_text=True)
+    assert 'data-article="harbour-strike"' in dated and 'data-article="korea-china-reset"' in dated
+    assert 'data-article="harbour-expansion"' not in dated
+    for n in range(55):
+        put(client, editor, f"brief-{n:02d}", f"Market brief {n}", "Economy", [], 5)
+    first = desk.get("/dashboard?q=brief").get_data(as_text=True)
+    assert first.count('<tr data-article="brief-') == 50 and "Page 1 of 2" in first
+    second = desk.get("/dashboard?q=brief&page=2").get_data(as_text=True)
+    assert second.count('<tr data-article="brief-') == 5 and "Previous page" in second
+    assert desk.get("/dashboard?from=yesterday").status_code == 422
+
+
+@pytest.mark.slow
+def test_a_title_word_is_found_among_100000_articles_in_under_300_ms(store: Any) -> None:
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    words = ["harbour", "election", "market", "festival", "summit", "weather", "court"]
+    for first in range(0, 100_000, 2_000):
+        pipe = store.redis.pipeline(transaction=False)
+        for n in range(first, first + 2_000):
+            articles._index(store, pipe, f"a{n}", {  # the index writer the upsert uses
+                "title": f"{words[n % 7]} {words[n * 3 % 7]} report {n}",
+                "url": f"https://news.example.com/{n}", "section": f"s{n % 12}",
+                "tags": [f"t{n % 40}"], "published_at": start + timedelta(minutes=n)})
+        pipe.execute()
+    timings = []
+    for _ in range(5):
+        began = time.perf_counter()
+        total, ids = articles.find(store, "harbour report", section="s3",
+                                   since=start + timedelta(days=10), limit=50)
+        timings.append(time.perf_counter() - began)
+        assert total > 1000 and len(ids) == 50
+    began = time.perf_counter()
+    assert articles.find(store, "99999")[1] == ["a99999"]
+    timings.append(time.perf_counter() - began)
+    assert max(timings) < 0.3, timings
