@@ -799,6 +799,23 @@ class DeadLetterListSchema(Schema):
     dead_letters = fields.List(fields.Nested(DeadLetterSchema), required=True)
 
 
+class AuditEntrySchema(Schema):
+    id = fields.String(required=True, metadata={"description": "The audit log entry."})
+    at = fields.String(required=True)
+    action = fields.String(required=True, metadata={
+        "description": "What was done: events.export or poll.export."})
+    via = fields.String(required=True, metadata={"description": "api or dashboard."})
+    staff = fields.String(required=True, metadata={"description": "The staff member's id."})
+    name = fields.String(required=True)
+    role = fields.String(required=True)
+    detail = fields.String(required=True, metadata={
+        "description": "The export's query, as JSON."})
+
+
+class AuditLogSchema(Schema):
+    entries = fields.List(fields.Nested(AuditEntrySchema), required=True)
+
+
 # -- alert rules (engage/alerts.py) ---------------------------------------------------------
 ALERT_KINDS = ("reason_spike", "approval_drop", "surge", "refused", "poll_milestone")
 # What each kind needs besides its threshold; the rest must be left out (null).

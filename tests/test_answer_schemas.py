@@ -99,6 +99,7 @@ def test_every_json_answer_matches_its_declared_schema(
         ("get", "/alert-rules", "/alert-rules", "editor", None),
         ("put", "/alert-rules/{rule_id}", "/alert-rules/nope", "editor", RULE),
         ("get", "/webhooks/dead-letters", "/webhooks/dead-letters", "admin", None),
+        ("get", "/audit-log", "/audit-log", "admin", None),
         ("post", "/webhooks/{webhook_id}/test", "/webhooks/wh_nope/test", "admin", None),
         ("get", "/readers/me/data", "/readers/me/data", "reader", None),
         ("get", "/readers/me/data", "/readers/me/data", None, None),

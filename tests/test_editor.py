@@ -336,7 +336,8 @@ def test_an_invalid_article_edit_stores_nothing(
 ADMIN_PAGES = [("GET", "/dashboard/admin/tokens"), ("POST", "/dashboard/admin/tokens"),
                ("POST", "/dashboard/admin/tokens/abc123/revoke"),
                ("GET", "/dashboard/admin/webhooks"), ("POST", "/dashboard/admin/webhooks"),
-               ("POST", "/dashboard/admin/webhooks/wh_1/delete")]
+               ("POST", "/dashboard/admin/webhooks/wh_1/delete"),
+               ("GET", "/dashboard/admin/audit")]
 
 
 @pytest.mark.parametrize("method, path", ADMIN_PAGES)

@@ -35,7 +35,7 @@ OPERATIONS = {
     "links": {"get_links", "put_links", "record_link_impressions"},
     "widget": {"get_widget_bundle", "get_my_widget_bundle"},
     "stats": {"list_article_stats", "get_section_stats", "get_article_stats",
-              "export_events"},
+              "export_events", "list_audit_log"},
     "polls": {"create_poll", "list_polls", "get_poll", "patch_poll", "delete_poll",
               "put_my_poll_vote", "delete_my_poll_vote", "list_article_polls",
               "export_poll"},

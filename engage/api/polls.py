@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, current_app, g, stream_with_context
 from flask.views import MethodView
 
 from engage import errors, metrics, schemas
@@ -27,7 +27,7 @@ from engage.identity import (
     visible_articles,
     voter_token,
 )
-from engage.store import articles, events, get_store, polls
+from engage.store import articles, audit, events, get_store, polls
 
 blp = Blueprint("polls", __name__, description="Reader polls on articles.")
 
@@ -257,15 +257,17 @@ class PollExport(MethodView):
     @require_role("editor")
     def get(self, poll_id: str) -> Response:
         """Results per option (record `result`), then the vote events over time (`event`)."""
-        return poll_export(poll_id)
+        return poll_export(poll_id, "api")
 
 
-def poll_export(poll_id: str) -> Response:
-    """The CSV of one poll (the API's and the dashboard's)."""
+def poll_export(poll_id: str, via: str) -> Response:
+    """The CSV of one poll (the API's and the dashboard's, `via`), in the audit log: its
+    events name their readers."""
     store = get_store()
     poll = polls.get(store, poll_id)
     if poll is None:
         raise errors.UnknownPoll()
+    audit.record(store, g.staff, "poll.export", via, {"poll": poll_id})
     view = poll_body(poll, staff=True)
 
     def rows() -> Iterator[str]:

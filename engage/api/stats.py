@@ -14,15 +14,16 @@ from flask.views import MethodView
 
 from engage import errors, schemas, timerange
 from engage.api import Blueprint
-from engage.api.spec import EDITOR
+from engage.api.spec import ADMIN, EDITOR
 from engage.identity import (
     check_article_site,
     check_every_site,
+    current_staff,
     require_role,
     site_scope,
     visible_articles,
 )
-from engage.store import Store, events, get_store, sites, stats
+from engage.store import Store, audit, events, get_store, sites, stats
 
 blp = Blueprint("stats", __name__, description="Editors' numbers and the event export.")
 
@@ -203,6 +204,7 @@ class EventExport(MethodView):
         store = get_store()
         if query.get("article"):
             check_article_site(query["article"])
+        audit.record(store, current_staff(), "events.export", "api", query)
         found = scoped_events(store, events.iter_events(
             store,
             since_ms=_millis(query.get("since")),
@@ -218,3 +220,16 @@ class EventExport(MethodView):
         )
         response.headers["Cache-Control"] = "private, no-store"
         return response
+
+
+@blp.route("/audit-log")
+class AuditLog(MethodView):
+    @blp.response(200, schemas.AuditLogSchema)
+    @blp.alt_response(401, schema=schemas.ErrorSchema, description="No or invalid token.")
+    @blp.alt_response(403, schema=schemas.ErrorSchema, description="Not an admin.")
+    @blp.doc(operationId="listAuditLog", security=ADMIN)
+    @require_role("admin")
+    def get(self) -> dict[str, Any]:
+        """The newest 100 staff actions on reader data (event and poll exports), newest
+        first (admin)."""
+        return {"entries": audit.entries(get_store())}

@@ -8,6 +8,7 @@ the streams through the article and poll indexes.
 from __future__ import annotations
 
 import heapq
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -25,6 +26,19 @@ def stream_keys(store: Store) -> list[str]:
     return [keys.article_events(a) for a in article_ids] + [
         keys.poll_events(p) for p in poll_ids
     ]
+
+
+def iso(epoch: float) -> str:
+    """A time as the capped logs show it: UTC to the second, with a Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def newest(store: Store, key: str, count: int = 100) -> list[dict[str, Any]]:
+    """The newest entries of a capped log stream (dead letters, the audit log), newest
+    first, with when (from the entry id)."""
+    raw = store.redis.xrevrange(key, count=count)
+    return [{"id": entry_id, "at": iso(int(entry_id.split("-", 1)[0]) / 1000), **fields}
+            for entry_id, fields in raw]
 
 
 def decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:

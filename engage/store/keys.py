@@ -46,6 +46,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:sites                      | hash   | until the site is changed | site name -> JSON {name, origins, locale, reactions, links_shown, cache_max_age, cache_stale} (store/sites.py) |
 | P:webhooks                   | hash   | until deleted           | webhook id -> JSON {url, events, secret, ...}  |
 | P:webhooks:dead              | stream | trimmed to 10,000       | deliveries that failed after every retry       |
+| P:audit                      | stream | trimmed to 10,000       | staff actions on reader data (event and poll exports): who, what, when (store/audit.py) |
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s); a test delivery starts here |
 | P:webhooks:status            | hash   | until the webhook is deleted | webhook id -> JSON {at, outcome, error, attempts, delivery} of its last attempt |
 | P:f:{find}:all              | zset   | forever                 | article id -> published_at (epoch s): the search index's every article |
@@ -120,6 +121,7 @@ class Keys:
         self.sites = f"{prefix}:sites"
         self.webhooks = f"{prefix}:webhooks"
         self.webhook_dead = f"{prefix}:webhooks:dead"
+        self.audit = f"{prefix}:audit"
         self.webhook_retry = f"{prefix}:webhooks:retry"
         self.webhook_status = f"{prefix}:webhooks:status"
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from engage.store import Store
+from engage.store import Store, events
 
 GROUP = "engage-webhooks"
 DEAD_MAXLEN = 10_000
@@ -30,10 +30,6 @@ DEAD_MAXLEN = 10_000
 TEST_EVENT = "webhook.test"
 
 _STREAM_OWNER_RE = re.compile(r":(a|p):\{([^}]*)\}:events$")
-
-
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 # -- registry ---------------------------------------------------------------------------
@@ -49,7 +45,7 @@ def public(record: dict[str, Any], last_attempt: dict[str, Any] | None = None) -
         "id": record["id"],
         "url": record["url"],
         "events": record["events"],
-        "created_at": _iso(int(record["created_ms"]) / 1000),
+        "created_at": events.iso(int(record["created_ms"]) / 1000),
         "last_attempt": last_attempt,
     }
 
@@ -102,7 +98,7 @@ def queue_test(store: Store, webhook_id: str) -> str:
     worker sends it as it sends any (signed, retried, dead-lettered), and its outcome
     shows as the webhook's last attempt. Returns the delivery id."""
     event = {"id": f"{webhook_id}:test_{secrets.token_hex(8)}", "type": TEST_EVENT,
-             "occurred_at": _iso(time.time()),
+             "occurred_at": events.iso(time.time()),
              "data": {"webhook": webhook_id}}
     schedule_retry(store, delivery(webhook_id, event), time.time())
     return str(event["id"])
@@ -113,7 +109,7 @@ def record_attempt(store: Store, delivery: dict[str, Any], outcome: str,
                    error: str | None) -> None:
     """Keep the webhook's last attempt (`delivered`, `failed`: retried later, `dead`)."""
     store.redis.hset(store.keys.webhook_status, delivery["webhook"], json.dumps({
-        "at": _iso(time.time()), "outcome": outcome,
+        "at": events.iso(time.time()), "outcome": outcome,
         "error": error, "attempts": delivery["attempts"], "delivery": delivery["delivery"],
     }))
 
@@ -261,9 +257,7 @@ def dead_letter(store: Store, delivery: dict[str, Any], error: str,
 
 def dead_letters(store: Store, count: int = 100) -> list[dict[str, Any]]:
     """The newest deliveries given up on, newest first, with when (from the entry id)."""
-    raw = store.redis.xrevrange(store.keys.webhook_dead, count=count)
-    return [{"id": entry_id, "at": _iso(int(entry_id.split("-", 1)[0]) / 1000), **fields}
-            for entry_id, fields in raw]
+    return events.newest(store, store.keys.webhook_dead, count)
 
 
 def retry_dead(store: Store, entry_id: str) -> bool:

@@ -1,4 +1,4 @@
-"""Admin pages: API tokens and webhooks. Editors are refused (403).
+"""Admin pages: API tokens, webhooks and the audit log. Editors are refused (403).
 
 A token's secret is shown once, in the answer to the form that created it; the store
 keeps only its digest. A webhook's signing secret is shown in the form that registers
@@ -14,7 +14,7 @@ from typing import Any
 from flask import g, redirect, request, url_for
 
 from engage import destinations, schemas
-from engage.store import get_store, tokens, webhooks
+from engage.store import audit, get_store, tokens, webhooks
 from engage.web import dashboard, forms, session
 from engage.web.forms import Errors
 
@@ -137,3 +137,10 @@ def webhook_retry(entry_id: str) -> Any:
         return dashboard.refuse(404, "not_found", "No such dead letter.")
     return redirect(url_for("admin.webhook_list", notice="Delivery queued again: the worker "
                             "sends it within seconds, and its outcome shows under Last delivery."))
+
+
+# -- audit log ----------------------------------------------------------------------------
+@bp.get("/admin/audit")
+def audit_log() -> Any:
+    return forms.render("dashboard/admin_audit.html", 200, page="admin",
+                        entries=audit.entries(get_store()))

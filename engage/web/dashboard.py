@@ -31,7 +31,17 @@ from engage.api.polls import poll_body, poll_export
 from engage.api.reactions import email_vote_links
 from engage.api.stats import SEARCH, export_chunks, resolve_window, scoped_events
 from engage.identity import check_every_site, check_scope, visible_articles, visible_sites
-from engage.store import aggregates, articles, events, get_store, links, polls, reactions, stats
+from engage.store import (
+    aggregates,
+    articles,
+    audit,
+    events,
+    get_store,
+    links,
+    polls,
+    reactions,
+    stats,
+)
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
 from engage.web.formatting import fmt_time, pct
@@ -317,7 +327,7 @@ def poll_status(poll_id: str) -> Any:
 
 @bp.get("/polls/<eid:poll_id>/export.csv")
 def poll_csv(poll_id: str) -> Response:
-    return poll_export(poll_id)
+    return poll_export(poll_id, "dashboard")
 
 
 @bp.route("/polls/<eid:poll_id>/delete", methods=["GET", "POST"])
@@ -391,6 +401,8 @@ def export() -> Response:
         return errors.error_response(422, "validation_failed", "Unknown article id.",
                                      {"article": ["Not an article id."]})
     store = get_store()
+    audit.record(store, g.staff, "events.export", "dashboard",
+                 {"format": fmt, "article": article})
     found = scoped_events(store, events.iter_events(store, article=article))
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     response = Response(stream_with_context(export_chunks(found, fmt)), mimetype=mimetype)

@@ -174,7 +174,7 @@ def redirect_link(link_id: str) -> Response:
     except errors.InvalidReader:
         read = None  # expired or erased: the click counts, credited to no one
     found = links.click(get_store(), link_id, current_address_hash(), refused,
-                        networks=current_network_hashes(), reader=read and read[1])
+                        networks=current_network_hashes(), reader=read[1] if read else None)
     if found.refused is None:
         metrics.link_event("click")
     else:
