@@ -47,6 +47,7 @@ def path_values(app: Flask, store: Any, admin: dict[str, str],
         "link_id": next(iter(store.redis.hkeys(store.keys.linkindex))),
         "webhook_id": hook.json["id"],
         "rule_id": rule.json["id"],
+        "entry_id": "1-0",  # a dead letter's (none is there: the retry answers 404)
         "filename": "widget.js",
         "name": "swagger-ui.css",  # /api/docs serves Swagger UI's files by name
         "token_id": tokens.create(store, "editor", "spare")[1]["id"],
