@@ -183,6 +183,37 @@ def test_site_origins_change_while_running(client: FlaskClient, editor: dict[str
     assert cors(client.get("/api/v1/articles/local", headers={"Origin": added})) == added
 
 
+def test_reads_use_their_sites_locale_and_cache_lifetimes(
+        client: FlaskClient, editor: dict[str, str], admin: dict[str, str],
+        regional: str) -> None:
+    client.patch(f"/api/v1/sites/{regional}", json={"cache_max_age": 2, "cache_stale": 9},
+                 headers=admin)
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site=regional)
+    client.post("/api/v1/polls", json={"question": "Q?", "options": ["a", "b"],
+                                       "article": "local", "id": "local-poll"}, headers=editor)
+    default, local = "public, max-age=5, stale-while-revalidate=30", \
+        "public, max-age=2, stale-while-revalidate=9"
+    for path, expected in [
+        ("/api/v1/articles/home/reactions", default),
+        ("/api/v1/articles/local/reactions", local),
+        ("/api/v1/widget?article=home", default),
+        ("/api/v1/widget?article=local", local),
+        ("/api/v1/reactions?article=home&article=nowhere", default),
+        ("/api/v1/polls/local-poll", local),
+        ("/api/v1/articles/local/polls", local),
+    ]:
+        assert client.get(path).headers["Cache-Control"] == expected, path
+    # A batch of several sites' articles: the shortest of their lifetimes.
+    client.patch(f"/api/v1/sites/{regional}", json={"cache_max_age": 60}, headers=admin)
+    both = client.get("/api/v1/reactions?article=home&article=local")
+    assert both.headers["Cache-Control"] == "public, max-age=5, stale-while-revalidate=9"
+
+    assert client.get("/api/v1/widget?article=home").json["locale"] == "en"
+    assert client.get("/api/v1/widget?article=local").json["locale"] == "fr"
+    assert client.get("/api/v1/widget?article=nowhere&article=local").json["locale"] == "fr"
+
+
 # -- reaction sets by site, an article's own set, counts kept by choice name --------------
 def vote(client: FlaskClient, article_id: str, reader: dict[str, str], **body: Any) -> Any:
     return client.put(f"/api/v1/articles/{article_id}/reactions/mine", json=body,

@@ -59,7 +59,7 @@ def articles_answer(parts: dict[str, str | None], **rest: Any) -> Response:
     rest["unknown"] = [aid for aid, part in parts.items() if part is None]
     # `rest` encoded is a non-empty object: its members follow the articles'.
     body = f'{{"articles":{{{known}}},{json.dumps(rest, separators=(",", ":"))[1:]}'
-    return current_app.response_class(body, mimetype="application/json", headers=shared(()))
+    return current_app.response_class(body, mimetype="application/json", headers=shared([aid for aid, part in parts.items() if part is not None], ()))
 
 
 @blp.route("/widget")
@@ -74,9 +74,11 @@ class WidgetBundle(MethodView):
         ids = list(dict.fromkeys(query["article"]))
         store = get_store()
         default = sites.listing(store)[store.config["DEFAULT_SITE"]]
+        # A page is one site's: the first known article's site says its language.
+        first = next((site for site in sites.of_articles(store, ids).values() if site), None)
         # Anonymous only (no Vary on a token): the reader's part is /widget/mine.
-        return articles_answer(widget.read_many(store, ids, _shape),
-                               **default["reactions"], locale=default["locale"],
+        return articles_answer(widget.read_many(store, ids, _shape), **default["reactions"],
+                               locale=sites.site_or_default(store, first)["locale"],
                                consent=store.config["READER_CONSENT"])
 
 
