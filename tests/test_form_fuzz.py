@@ -300,7 +300,8 @@ def test_token_form(fuzz: Fuzz, admin_desk: Desk) -> None:
 
 
 def test_site_forms(fuzz: Fuzz, admin_desk: Desk) -> None:
-    listed = st.lists(st.sampled_from(["yes", "no", "😀", "a,b", "", " "]), max_size=10).map(",".join)
+    listed = st.lists(st.sampled_from(["yes", "no", "😀", "a,b", "", " "]),
+                      max_size=10).map(",".join)
     strategy = form({
         "name": st.one_of(st.just("default"), ids(), text()),
         "origins": st.one_of(text(), urls(st.sampled_from(["a.example", "é.example", "x:1"]))),

@@ -2,7 +2,8 @@
 
 An anonymous read is the same for every caller: a CDN or reverse proxy may serve it
 for its site's `cache_max_age` seconds and a stale copy for `cache_stale` while it
-revalidates (docs/sites.md), and a client that has it gets a 304 without a body. An answer a reader or staff token shaped is private.
+revalidates (docs/sites.md), and a client that has it gets a 304 without a body. An
+answer a reader or staff token shaped is private.
 
 A view returns its data with the headers of one of the two (`shared`, `PRIVATE`);
 flask-smorest dumps the data through the declared schema, and `conditional`, above
