@@ -60,40 +60,33 @@ def test_two_sites_each_with_its_origin_and_set(tab: Tab, browser: Any,
         feature = live_server.article("Ten recipes for winter", section="Food", site=magazine)
         pages["/feature.html"] = page_html(live_server, feature, "The Magazine")
 
-        # The daily's page, on the default site's origin: yes/no, in English.
+        # The daily's page, on the default site's origin: yes/no, in English; the
+        # magazine's, on its own origin: its five emoji, in Spanish (its locale).
         page = tab.page
-        page.goto(live_server.publish("/daily.html", page_html(live_server, daily, "The Daily")))
-        box = page.locator(f'[data-engage-article="{daily}"]')
-        expect(box.get_by_role("heading", name="Do you like this article?")).to_be_visible()
-        expect(box.get_by_role("button")).to_have_count(2)
-        box.get_by_role("button", name=re.compile(r"^Yes \d+$")).click()
-        expect(box.get_by_role("button", name=re.compile(r"^Yes"))).to_have_attribute(
-            "aria-pressed", "true")
-        page.screenshot(path=str(SCREENSHOTS / "sites-widget-daily.png"),
-                        clip={"x": 0, "y": 0, "width": 1100, "height": 300})
-        # This origin may read its own site's article, not the magazine's.
-        assert fetch_status(page, f"{live_server.url}/api/v1/articles/{daily}/reactions") == 200
-        assert fetch_status(
-            page, f"{live_server.url}/api/v1/articles/{feature}/reactions") == "blocked"
-
-        # The magazine's page, on its own origin: its five emoji, in Spanish.
-        page.goto(origin + "/feature.html")
-        box = page.locator(f'[data-engage-article="{feature}"]')
-        expect(box.get_by_role("heading", name="¿Te gusta este artículo?")).to_be_visible()
-        shown = box.get_by_role("button")
-        expect(shown).to_have_count(len(EMOJI))
-        assert [text.split()[0] for text in shown.all_inner_texts()] == EMOJI
-        box.get_by_role("button", name=re.compile(r"^👍 \d+$")).click()
-        expect(box.get_by_role("button", name=re.compile(r"^👍"))).to_have_attribute(
-            "aria-pressed", "true")
-        page.screenshot(path=str(SCREENSHOTS / "sites-widget-magazine.png"),
-                        clip={"x": 0, "y": 0, "width": 1100, "height": 300})
-        assert fetch_status(page, f"{live_server.url}/api/v1/articles/{feature}/reactions") == 200
-        assert fetch_status(
-            page, f"{live_server.url}/api/v1/articles/{daily}/reactions") == "blocked"
+        daily_page = live_server.publish("/daily.html", page_html(live_server, daily, "The Daily"))
+        for url, own, other, heading, choices, name in [
+            (daily_page, daily, feature, "Do you like this article?", ["Yes", "No"], "daily"),
+            (origin + "/feature.html", feature, daily, "¿Te gusta este artículo?", EMOJI,
+             "magazine"),
+        ]:
+            page.goto(url)
+            box = page.locator(f'[data-engage-article="{own}"]')
+            expect(box.get_by_role("heading", name=heading)).to_be_visible()
+            shown = box.get_by_role("button")
+            expect(shown).to_have_count(len(choices))
+            assert [text.split()[0] for text in shown.all_inner_texts()] == choices
+            picked = box.get_by_role("button", name=re.compile(rf"^{choices[-1]} \d+$"))
+            picked.click()
+            expect(picked).to_have_attribute("aria-pressed", "true")
+            page.screenshot(path=str(SCREENSHOTS / f"sites-widget-{name}.png"),
+                            clip={"x": 0, "y": 0, "width": 1100, "height": 300})
+            # This origin may read its own site's article, not the other site's.
+            assert fetch_status(page, f"{live_server.url}/api/v1/articles/{own}/reactions") == 200
+            assert fetch_status(
+                page, f"{live_server.url}/api/v1/articles/{other}/reactions") == "blocked"
         assert tab.errors == []
 
-    assert live_server.counts(daily) == {"yes": 1, "no": 0}
+    assert live_server.counts(daily) == {"yes": 0, "no": 1}
     assert live_server.counts(feature) == {c: int(c == "👍") for c in EMOJI}
     # A choice of the other site's set is refused, and counts nothing.
     status, minted = live_server.api("POST", "/api/v1/readers")
@@ -103,7 +96,7 @@ def test_two_sites_each_with_its_origin_and_set(tab: Tab, browser: Any,
         status, body = live_server.api("PUT", f"/api/v1/articles/{article_id}/reactions/mine",
                                        {"choice": choice}, reader)
         assert status == 422 and list(body["error"]["fields"]) == ["choice"], body
-    assert live_server.counts(daily) == {"yes": 1, "no": 0}
+    assert live_server.counts(daily) == {"yes": 0, "no": 1}
     assert live_server.counts(feature) == {c: int(c == "👍") for c in EMOJI}
 
     # The dashboard with two sites: the admins' list, and the overview's switcher.
