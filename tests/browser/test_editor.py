@@ -283,11 +283,12 @@ def test_editors_do_not_see_the_admin_pages(browser: Any, live_server: LiveServe
     with signed_in(browser, live_server, editor_token(live_server)) as page:
         expect(page.get_by_role("navigation", name="Dashboard").get_by_role(
             "link", name="Admin")).to_have_count(0)
-        for path in ("/dashboard/admin/tokens", "/dashboard/admin/webhooks"):
+        for path in ("/dashboard/admin/tokens", "/dashboard/admin/webhooks",
+                     "/dashboard/admin/sites"):
             response = page.goto(path)
             assert response is not None and response.status == 403
             expect(page.get_by_role("heading", level=1)).to_have_text(
-                "Only admins manage tokens and webhooks.")
+                "Only admins manage tokens, webhooks and sites.")
 
 
 # -- every new page: axe-core, light and dark, and 375 px --------------------------------
@@ -306,6 +307,7 @@ def _pages(live_server: LiveServer) -> list[tuple[str, str]]:
         ("editor", f"/dashboard/articles/{article_id}/edit"),
         ("admin", "/dashboard/admin/tokens"),
         ("admin", "/dashboard/admin/webhooks"),
+        ("admin", "/dashboard/admin/sites"),
     ]
 
 
