@@ -34,8 +34,8 @@ def lifetimes(article_ids: list[str]) -> tuple[int, int]:
     the shortest of their sites' (one site's change must not wait for another's longer
     lifetime); the default site's when none is known (a poll of no article)."""
     store = get_store()
-    named = {site for site in sites.of_articles(store, article_ids).values() if site}
-    found = [sites.site_or_default(store, name) for name in named or [None]]
+    found = [sites.site_or_default(store, name) for name in sites.sites_of(store, article_ids)]
+    found = found or [sites.site_or_default(store, None)]
     return (min(site["cache_max_age"] for site in found),
             min(site["cache_stale"] for site in found))
 

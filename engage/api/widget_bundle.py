@@ -77,7 +77,7 @@ class WidgetBundle(MethodView):
         store = get_store()
         default = sites.listing(store)[store.config["DEFAULT_SITE"]]
         # A page is one site's: the first known article's site says its language.
-        first = next((site for site in sites.of_articles(store, ids).values() if site), None)
+        first = next(iter(sites.sites_of(store, ids)), None)
         # Anonymous only (no Vary on a token): the reader's part is /widget/mine.
         return articles_answer(widget.read_many(store, ids, _shape), **default["reactions"],
                                locale=sites.site_or_default(store, first)["locale"],
