@@ -191,6 +191,7 @@ def stored_texts(client: FlaskClient, editor: dict[str, str], admin: dict[str, s
         walk(client.get(f"/api/v1/articles/{article['id']}/links").json)
     walk(client.get("/api/v1/polls?limit=200", headers=editor).json)
     walk(client.get("/api/v1/webhooks", headers=admin).json)
+    walk(client.get("/api/v1/sites", headers=admin).json)
     walk(client.get("/api/v1/alert-rules", headers=editor).json)
     walk(tokens.list_all(store))
     walk(articles.sections(store))
@@ -296,6 +297,20 @@ def test_article_edit_form(fuzz: Fuzz, desk: Desk, article: str) -> None:
 def test_token_form(fuzz: Fuzz, admin_desk: Desk) -> None:
     strategy = form({"role": one_of_or_text("editor", "admin"), "name": text()})
     fuzz.run(strategy, 200, lambda data: fuzz.post(admin_desk, "/dashboard/admin/tokens", data))
+
+
+def test_site_forms(fuzz: Fuzz, admin_desk: Desk) -> None:
+    listed = st.lists(st.sampled_from(["yes", "no", "😀", "a,b", "", " "]),
+                      max_size=10).map(",".join)
+    strategy = form({
+        "name": st.one_of(st.just("default"), ids(), text()),
+        "origins": st.one_of(text(), urls(st.sampled_from(["a.example", "é.example", "x:1"]))),
+        "locale": one_of_or_text("fr", "en-GB"), "choices": st.one_of(listed, text()),
+        "reason_choice": one_of_or_text("no", "😀"), "reasons": st.one_of(listed, text()),
+        "links_shown": numbers(), "cache_max_age": numbers(), "cache_stale": numbers()})
+    fuzz.run(strategy, 150, lambda data: fuzz.post(admin_desk, "/dashboard/admin/sites", data))
+    fuzz.run(strategy, 150,
+             lambda data: fuzz.post(admin_desk, "/dashboard/admin/sites/default", data))
 
 
 @pytest.mark.usefixtures("loopback_only")

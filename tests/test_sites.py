@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from engage.cli import main
 from engage.store import tokens
 from tests.conftest import ARTICLE, new_reader
-from tests.desk import Desk
+from tests.desk import Desk, field_error
 from tests.redis_server import RedisServer
 from tests.test_auth_matrix import PUBLIC, call, routes
 from tests.test_ballot import BROWSER, path_for
@@ -182,6 +182,37 @@ def test_site_origins_change_while_running(client: FlaskClient, editor: dict[str
     assert cors(client.get("/api/v1/articles/local", headers={"Origin": added})) is None
     client.patch(f"/api/v1/sites/{regional}", json={"origins": [added]}, headers=admin)
     assert cors(client.get("/api/v1/articles/local", headers={"Origin": added})) == added
+
+
+def test_reads_use_their_sites_locale_and_cache_lifetimes(
+        client: FlaskClient, editor: dict[str, str], admin: dict[str, str],
+        regional: str) -> None:
+    client.patch(f"/api/v1/sites/{regional}", json={"cache_max_age": 2, "cache_stale": 9},
+                 headers=admin)
+    put_article(client, editor, "home")
+    put_article(client, editor, "local", site=regional)
+    client.post("/api/v1/polls", json={"question": "Q?", "options": ["a", "b"],
+                                       "article": "local", "id": "local-poll"}, headers=editor)
+    default, local = "public, max-age=5, stale-while-revalidate=30", \
+        "public, max-age=2, stale-while-revalidate=9"
+    for path, expected in [
+        ("/api/v1/articles/home/reactions", default),
+        ("/api/v1/articles/local/reactions", local),
+        ("/api/v1/widget?article=home", default),
+        ("/api/v1/widget?article=local", local),
+        ("/api/v1/reactions?article=home&article=nowhere", default),
+        ("/api/v1/polls/local-poll", local),
+        ("/api/v1/articles/local/polls", local),
+    ]:
+        assert client.get(path).headers["Cache-Control"] == expected, path
+    # A batch of several sites' articles: the shortest of their lifetimes.
+    client.patch(f"/api/v1/sites/{regional}", json={"cache_max_age": 60}, headers=admin)
+    both = client.get("/api/v1/reactions?article=home&article=local")
+    assert both.headers["Cache-Control"] == "public, max-age=5, stale-while-revalidate=9"
+
+    assert client.get("/api/v1/widget?article=home").json["locale"] == "en"
+    assert client.get("/api/v1/widget?article=local").json["locale"] == "fr"
+    assert client.get("/api/v1/widget?article=nowhere&article=local").json["locale"] == "fr"
 
 
 # -- reaction sets by site, an article's own set, counts kept by choice name --------------
@@ -447,3 +478,99 @@ def test_dashboard_site_switcher(app: Flask, client: FlaskClient, editor: dict[s
     limited = Desk(app.test_client(), scoped_token)
     assert 'id="site-switcher"' not in limited.get("/dashboard").get_data(as_text=True)
     assert limited.get("/dashboard?site=default").status_code == 404
+
+
+# -- the dashboard: admins list, create and edit sites; the article form names its site ----
+def test_dashboard_sites_page(app: Flask, admin_desk: Desk, desk: Desk,
+                              admin: dict[str, str], client: FlaskClient) -> None:
+    page = admin_desk.get("/dashboard/admin/sites")
+    assert page.status_code == 200
+    assert 'data-site="default"' in page.get_data(as_text=True)
+    # Fields left blank are the default site's; lists typed with commas or spaces.
+    made = admin_desk.post("/dashboard/admin/sites", {
+        "name": "regional", "origins": "https://regional.example.com, https://m.regional.example.com",
+        "locale": "fr", "choices": "😀, 😂 😮,😢,😡", "reason_choice": "", "reasons": "",
+        "links_shown": "2", "cache_max_age": "", "cache_stale": ""})
+    assert made.status_code == 302, made.get_data(as_text=True)
+    site = client.get("/api/v1/sites/regional", headers=admin).json
+    assert site["origins"] == ["https://regional.example.com", "https://m.regional.example.com"]
+    assert site["reactions"] == {"choices": ["😀", "😂", "😮", "😢", "😡"],
+                                 "reason_choice": None, "reasons": []}
+    assert (site["links_shown"], site["cache_max_age"], site["locale"]) == (2, 5, "fr")
+    listed = admin_desk.get("/dashboard/admin/sites").get_data(as_text=True)
+    assert 'data-site="regional"' in listed and "😀 😂 😮 😢 😡" in listed
+
+    # The API's rules, shown by the fields they name; nothing stored.
+    for form, field, message in [
+        ({"name": "regional"}, "name", "A site exists under this name."),
+        ({"name": "Bad Name"}, "name", ""),
+        ({"name": "x", "origins": "https://x.example.com/path"}, "origins", "Origin 1: An origin"),
+        ({"name": "x", "choices": "yes"}, "choices", "Length must be between 2 and 8."),
+        ({"name": "x", "choices": "yes,no", "reason_choice": "maybe"}, "reason_choice",
+         "Must be one of the choices, or null."),
+        ({"name": "x", "cache_max_age": "soon"}, "cache_max_age", "Not a valid integer."),
+    ]:
+        refused = admin_desk.post("/dashboard/admin/sites", form)
+        assert refused.status_code == 422, form
+        assert message in field_error(refused.get_data(as_text=True), field), form
+        assert field_error(refused.get_data(as_text=True), field)
+    assert len(client.get("/api/v1/sites", headers=admin).json["sites"]) == 2
+
+    edit = admin_desk.get("/dashboard/admin/sites/regional").get_data(as_text=True)
+    assert 'value="😀, 😂, 😮, 😢, 😡"' in edit and 'name="name"' not in edit
+    saved = admin_desk.post("/dashboard/admin/sites/regional", {
+        "origins": "https://regional.example.com", "locale": "de", "choices": "👍,👎",
+        "reason_choice": "👎", "reasons": "dull", "links_shown": "3",
+        "cache_max_age": "7", "cache_stale": "11"})
+    assert saved.status_code == 302
+    site = client.get("/api/v1/sites/regional", headers=admin).json
+    assert site["reactions"] == {"choices": ["👍", "👎"], "reason_choice": "👎",
+                                 "reasons": ["dull"]}
+    assert (site["locale"], site["cache_max_age"], site["cache_stale"]) == ("de", 7, 11)
+    bad = admin_desk.post("/dashboard/admin/sites/regional", {"locale": "not a tag"})
+    assert bad.status_code == 422 and field_error(bad.get_data(as_text=True), "locale")
+    assert admin_desk.get("/dashboard/admin/sites/nowhere").status_code == 404
+
+    # Editors are refused, and a post without the CSRF token changes nothing.
+    assert desk.get("/dashboard/admin/sites").status_code == 403
+    assert desk.post("/dashboard/admin/sites", {"name": "mine"}).status_code == 403
+    forged = admin_desk.client.post("/dashboard/admin/sites", data={"name": "forged"})
+    assert forged.status_code in (400, 403)
+    assert admin_desk.get("/dashboard/admin/sites/forged").status_code == 404
+
+
+def test_article_form_names_its_site_and_own_set(
+        app: Flask, admin_desk: Desk, client: FlaskClient, editor: dict[str, str],
+        scoped_token: str) -> None:
+    form = {"title": "Local news", "url": "https://regional.example.com/a", "section": "city",
+            "published_at": "2026-12-01T10:00", "tz": "UTC", "tags": ""}
+    new = admin_desk.get("/dashboard/articles/new").get_data(as_text=True)
+    assert '<option value="default" selected>' in new and '<option value="regional">' in new
+    made = admin_desk.post("/dashboard/articles/new", {
+        **form, "id": "local", "site": "regional", "choices": "🔥 🧊"})
+    assert made.status_code == 302, made.get_data(as_text=True)
+    article = client.get("/api/v1/articles/local").json
+    assert article["site"] == "regional"
+    assert article["reaction_set"] == {"choices": ["🔥", "🧊"], "reason_choice": None,
+                                       "reasons": []}
+    edit = admin_desk.get("/dashboard/articles/local/edit").get_data(as_text=True)
+    assert 'value="🔥, 🧊"' in edit and '<option value="regional" selected>' in edit
+    # No choice typed: back to its site's set.
+    assert admin_desk.post("/dashboard/articles/local/edit",
+                           {**form, "site": "regional"}).status_code == 302
+    assert client.get("/api/v1/articles/local").json["reaction_set"]["choices"] == EMOJI
+    refused = admin_desk.post("/dashboard/articles/new", {**form, "id": "x", "site": "nowhere"})
+    assert refused.status_code == 422
+    assert field_error(refused.get_data(as_text=True), "site") == "No site exists under this name."
+    refused = admin_desk.post("/dashboard/articles/new", {**form, "id": "x", "choices": "a"})
+    assert refused.status_code == 422 and field_error(refused.get_data(as_text=True), "choices")
+
+    # A scoped editor is offered their sites only, and may not place one elsewhere.
+    limited = Desk(app.test_client(), scoped_token)
+    offered = limited.get("/dashboard/articles/new").get_data(as_text=True)
+    assert '<option value="regional" selected>' in offered and 'value="default"' not in offered
+    assert limited.post("/dashboard/articles/new",
+                        {**form, "id": "y", "site": "regional"}).status_code == 302
+    assert limited.post("/dashboard/articles/new",
+                        {**form, "id": "z", "site": "default"}).status_code == 403
+    assert client.get("/api/v1/articles/z").status_code == 404

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, current_app, g, stream_with_context
+from flask import Response, g, stream_with_context
 from flask.views import MethodView
 
 from engage import errors, metrics, schemas
 from engage.api import Blueprint
-from engage.api.caching import PRIVATE, Answer, conditional, shared
+from engage.api.caching import PRIVATE, Answer, conditional, lifetimes, shared
 from engage.api.spec import ADMIN, EDITOR, READER, READER_OR_STAFF_OPTIONAL
 from engage.formulas import percentages
 from engage.identity import (
@@ -91,16 +91,18 @@ def _cache_headers(views: list[dict[str, Any]], personal: bool) -> dict[str, str
     """Private for a reader or staff; otherwise shared-cacheable."""
     if personal:
         return PRIVATE
+    ids = [view["article"] for view in views if view["article"]]
+    lifetime = sum(lifetimes(ids))
     # A cached "open" must not outlive closes_at.
-    return shared(_PERSONAL, revalidate=any(_closes_within_cache_life(view) for view in views))
+    return shared(ids, _PERSONAL, revalidate=any(
+        _closes_within(view, lifetime) for view in views))
 
 
-def _closes_within_cache_life(view: dict[str, Any]) -> bool:
+def _closes_within(view: dict[str, Any], seconds: int) -> bool:
     if view["status"] != "open" or not view["closes_at"]:
         return False
-    config = current_app.config
     left = datetime.fromisoformat(view["closes_at"]) - get_store().now()
-    return left.total_seconds() < int(config["CACHE_MAX_AGE"]) + int(config["CACHE_STALE"])
+    return left.total_seconds() < seconds
 
 
 @blp.route("/polls")

@@ -55,7 +55,7 @@ class ArticleReactions(MethodView):
         result = reactions.read(get_store(), article_id, reader)
         if result is None:
             raise errors.UnknownArticle()
-        return _body(article_id, result), PRIVATE if reader else shared()
+        return _body(article_id, result), PRIVATE if reader else shared([article_id])
 
 
 @blp.route("/articles/<eid:article_id>/reactions/mine")

@@ -55,11 +55,13 @@ def articles_answer(parts: dict[str, str | None], **rest: Any) -> Response:
     """`{"articles": {id: part}, "unknown": [id], **rest}`, shared (`@conditional` adds
     the ETag). The parts are JSON already (None: unknown) and only joined, so a read from
     the process's cache encodes just `rest`; IdList's ids need no escaping."""
-    known = ",".join([f'"{aid}":{part}' for aid, part in parts.items() if part is not None])
+    found = [aid for aid, part in parts.items() if part is not None]
+    known = ",".join([f'"{aid}":{parts[aid]}' for aid in found])
     rest["unknown"] = [aid for aid, part in parts.items() if part is None]
     # `rest` encoded is a non-empty object: its members follow the articles'.
     body = f'{{"articles":{{{known}}},{json.dumps(rest, separators=(",", ":"))[1:]}'
-    return current_app.response_class(body, mimetype="application/json", headers=shared(()))
+    return current_app.response_class(body, mimetype="application/json",
+                                      headers=shared(found, ()))
 
 
 @blp.route("/widget")
@@ -74,9 +76,11 @@ class WidgetBundle(MethodView):
         ids = list(dict.fromkeys(query["article"]))
         store = get_store()
         default = sites.listing(store)[store.config["DEFAULT_SITE"]]
+        # A page is one site's: the first known article's site says its language.
+        first = next(iter(sites.sites_of(store, ids)), None)
         # Anonymous only (no Vary on a token): the reader's part is /widget/mine.
-        return articles_answer(widget.read_many(store, ids, _shape),
-                               **default["reactions"], locale=default["locale"],
+        return articles_answer(widget.read_many(store, ids, _shape), **default["reactions"],
+                               locale=sites.site_or_default(store, first)["locale"],
                                consent=store.config["READER_CONSENT"])
 
 

@@ -1,4 +1,4 @@
-"""Admin pages: API tokens, webhooks and the audit log. Editors are refused (403).
+"""Admin pages: API tokens, webhooks, sites and the audit log. Editors are refused (403).
 
 A token's secret is shown once, in the answer to the form that created it; the store
 keeps only its digest. A webhook's signing secret is shown in the form that registers
@@ -14,7 +14,8 @@ from typing import Any
 from flask import g, redirect, request, url_for
 
 from engage import destinations, schemas
-from engage.store import audit, get_store, tokens, webhooks
+from engage.errors import IdTaken
+from engage.store import audit, get_store, sites, tokens, webhooks
 from engage.web import dashboard, forms, session
 from engage.web.forms import Errors
 
@@ -26,7 +27,7 @@ DEAD_SHOWN = 20  # dead letters listed on the webhooks page; the API lists 100
 def _admins_only() -> Any:
     # Runs after the shared guard, which has signed the caller in (or sent them away).
     if g.get("staff") is not None and g.staff.get("role") != "admin":
-        return dashboard.refuse(403, "forbidden", "Only admins manage tokens and webhooks.")
+        return dashboard.refuse(403, "forbidden", "Only admins manage tokens, webhooks and sites.")
     return None
 
 
@@ -144,3 +145,68 @@ def webhook_retry(entry_id: str) -> Any:
 def audit_log() -> Any:
     return forms.render("dashboard/admin_audit.html", 200, page="admin",
                         entries=audit.entries(get_store()))
+
+
+# -- sites --------------------------------------------------------------------------------
+SITE_FIELDS = ("name", "origins", "locale", "choices", "reason_choice", "reasons",
+               "links_shown", "cache_max_age", "cache_stale")
+SITE_NUMBERS = ("links_shown", "cache_max_age", "cache_stale")
+
+
+def _site_shown(site: dict[str, Any]) -> dict[str, Any]:
+    return {"name": site["name"], "origins": ", ".join(site["origins"]),
+            "locale": site["locale"], **forms.shown_set(site["reactions"]),
+            **{name: str(site[name]) for name in SITE_NUMBERS}}
+
+
+def _site_input(form: Any) -> dict[str, Any]:
+    """The form as createSite's or updateSite's JSON body. A field left blank is left
+    out: a new site takes the default site's value, an edited one keeps its own."""
+    data = {"origins": forms.listed(form.get("origins")), "locale": form.get("locale", "").strip(),
+            "reactions": forms.reaction_set(form),
+            **{name: forms.number(form.get(name)) for name in SITE_NUMBERS}}
+    return {name: value for name, value in data.items() if value not in ("", None, [])}
+
+
+def _sites_page(form: dict[str, Any], errors: Errors, status: int = 200,
+                editing: str | None = None) -> Any:
+    return forms.render(
+        "dashboard/admin_sites.html", status, page="admin",
+        sites=list(sites.listing(get_store()).values()), form=form, errors=errors,
+        editing=editing, notice=request.args.get("notice"),
+        default=get_store().config["DEFAULT_SITE"],
+    )
+
+
+@bp.route("/admin/sites", methods=["GET", "POST"])
+def site_list() -> Any:
+    store = get_store()
+    if request.method == "GET":
+        return _sites_page({**_site_shown(sites.site_or_default(store, None)),
+                            "name": "", "origins": ""}, {})
+    shown = {name: request.form.get(name, "") for name in SITE_FIELDS}
+    data, errors = forms.load(schemas.SiteInSchema(), {"name": shown["name"].strip(),
+                                                       **_site_input(request.form)})
+    if errors:
+        return _sites_page(shown, errors, 422)
+    try:
+        sites.create(store, data)
+    except IdTaken:
+        return _sites_page(shown, {"name": ["A site exists under this name."]}, 422)
+    return redirect(url_for("admin.site_list", notice=f"Site {data['name']} created."))
+
+
+@bp.route("/admin/sites/<eid:name>", methods=["GET", "POST"])
+def site_edit(name: str) -> Any:
+    store = get_store()
+    site = sites.listing(store).get(name)
+    if site is None:
+        return dashboard.refuse(404, "not_found", "No site exists under this name.")
+    if request.method == "GET":
+        return _sites_page(_site_shown(site), {}, editing=name)
+    shown = {**{field: request.form.get(field, "") for field in SITE_FIELDS}, "name": name}
+    data, errors = forms.load(schemas.SiteChangesSchema(), _site_input(request.form))
+    if errors:
+        return _sites_page(shown, errors, 422, editing=name)
+    sites.update(store, name, data)
+    return redirect(url_for("admin.site_list", notice=f"Site {name} saved."))

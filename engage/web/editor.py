@@ -15,9 +15,9 @@ from marshmallow import ValidationError
 
 from engage import schemas
 from engage.api.polls import poll_body
-from engage.errors import EngageError, PollFinal, UnknownArticle, UnknownPoll
-from engage.identity import check_article_site
-from engage.store import articles, get_store, links, polls
+from engage.errors import EngageError, PollFinal, UnknownArticle, UnknownPoll, ValidationFailed
+from engage.identity import check_article_site, site_scope
+from engage.store import articles, get_store, links, polls, sites
 from engage.web import dashboard, forms
 from engage.web.forms import FORM_ERROR, Errors
 
@@ -258,13 +258,17 @@ def links_order(article_id: str) -> Any:
 
 # -- articles -----------------------------------------------------------------------------
 def _article_input(form: Any) -> dict[str, Any]:
-    """The form as the JSON body of PUT /api/v1/articles/<id>."""
+    """The form as the JSON body of PUT /api/v1/articles/<id>; no choice typed is the
+    site's reaction set."""
+    site = form.get("site", "").strip()
     return {
         "title": form.get("title", "").strip(),
         "url": form.get("url", "").strip(),
         "section": form.get("section", "").strip(),
         "published_at": forms.local_time(form.get("published_at"), form.get("tz")),
         "tags": [tag.strip() for tag in form.get("tags", "").split(",") if tag.strip()],
+        **({"site": site} if site else {}),
+        "reaction_set": forms.reaction_set(form),
     }
 
 
@@ -273,12 +277,15 @@ def _article_form(article_id: str | None, shown: dict[str, Any], errors: Errors,
     return forms.render(
         "dashboard/article_form.html", status, page="overview", article_id=article_id, form=shown,
         errors=errors, sections=articles.sections(get_store()), utc_label=forms.utc_label,
+        site_names=[name for name in sites.listing(get_store())
+                    if name in (site_scope() or [name])],
     )
 
 
 def _shown_article(form: Any, published_iso: Any) -> dict[str, Any]:
     return {**{k: form.get(k, "") for k in ("id", "title", "url", "section", "published_at",
-                                             "tz", "tags")}, "published_iso": published_iso}
+                                             "tz", "tags", "site", "choices", "reason_choice",
+                                             "reasons")}, "published_iso": published_iso}
 
 
 @bp.route("/articles/new", methods=["GET", "POST"])
@@ -288,6 +295,7 @@ def article_new() -> Any:
         return _article_form(None, {
             "id": "", "title": "", "url": "", "section": "", "tags": "", "tz": "UTC",
             "published_at": now.strftime("%Y-%m-%dT%H:%M"), "published_iso": None,
+            "site": (site_scope() or [current_app.config["DEFAULT_SITE"]])[0],
         }, {})
     form = request.form
     raw = _article_input(form)
@@ -299,25 +307,35 @@ def article_new() -> Any:
         errors = {"id": ["An article is already registered under this id; edit it instead."]}
     if errors:
         return _article_form(None, shown, errors, 422)
-    check_article_site(None)  # the form's articles are the default site's
-    articles.upsert(get_store(), ids["id"], data)
-    return redirect(url_for("dashboard.article", article_id=ids["id"]))
+    return _save_article(ids["id"], data, shown, new=True)
 
 
 @bp.route("/articles/<eid:article_id>/edit", methods=["GET", "POST"])
 def article_edit(article_id: str) -> Any:
     article = _article_or_404(article_id)
     if request.method == "GET":
+        own = article["reaction_set"] != sites.site_or_default(
+            get_store(), article["site"])["reactions"]
         return _article_form(article_id, {
             "id": article_id, "title": article["title"], "url": article["url"],
             "section": article["section"], "tags": ", ".join(article["tags"]), "tz": "UTC",
             "published_at": forms.local_input(article["published_at"]), "published_iso": None,
+            "site": article["site"], **(forms.shown_set(article["reaction_set"]) if own else {}),
         }, {})
     raw = _article_input(request.form)
+    shown = _shown_article(request.form, raw["published_at"])
     data, errors = forms.load(schemas.ArticleInSchema(), raw)
     if errors:
-        return _article_form(article_id, _shown_article(request.form, raw["published_at"]),
-                             errors, 422)
-    articles.upsert(get_store(), article_id, data)
+        return _article_form(article_id, shown, errors, 422)
+    return _save_article(article_id, data, shown, new=False)
+
+
+def _save_article(article_id: str, data: dict[str, Any], shown: dict[str, Any],
+                  new: bool) -> Any:
+    check_article_site(article_id, data.get("site"))
+    try:
+        articles.upsert(get_store(), article_id, data)
+    except ValidationFailed as exc:  # a site that does not exist
+        return _article_form(None if new else article_id, shown, exc.fields or {}, 422)
     return redirect(url_for("dashboard.article", article_id=article_id))
 

@@ -7,6 +7,7 @@ they name. Nothing here knows a rule of its own about what is valid.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -97,6 +98,29 @@ def number(value: str | None) -> Any:
         return int(text)
     except ValueError:
         return text
+
+
+def listed(value: str | None) -> list[str]:
+    """A list typed with commas, spaces or lines between its items (no choice, reason or
+    origin holds one)."""
+    return [item for item in re.split(r"[,\s]+", value or "") if item]
+
+
+def reaction_set(form: Any) -> dict[str, Any] | None:
+    """The form's `choices`, `reason_choice` and `reasons` as the API's reaction set;
+    None when no choice is typed."""
+    choices = listed(form.get("choices"))
+    if not choices:
+        return None
+    return {"choices": choices, "reason_choice": form.get("reason_choice", "").strip() or None,
+            "reasons": listed(form.get("reasons"))}
+
+
+def shown_set(reaction_set: dict[str, Any]) -> dict[str, str]:
+    """A reaction set as the form's fields."""
+    return {"choices": ", ".join(reaction_set["choices"]),
+            "reason_choice": reaction_set["reason_choice"] or "",
+            "reasons": ", ".join(reaction_set["reasons"])}
 
 
 def local_time(value: str | None, tz_name: str | None) -> Any:

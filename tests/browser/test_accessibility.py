@@ -51,6 +51,8 @@ PAGES = [
     Page("links-edit", "/dashboard/articles/korea-china-reset/links", "editor", "form"),
     Page("admin-tokens", "/dashboard/admin/tokens", "admin", "form"),
     Page("admin-webhooks", "/dashboard/admin/webhooks", "admin", "form"),
+    Page("admin-sites", "/dashboard/admin/sites", "admin", "form"),
+    Page("admin-site-edit", "/dashboard/admin/sites/default", "admin", "form"),
     Page("alerts", "/dashboard/alerts", "editor", "form"),
     Page("api-docs", "/api/docs", "", ".opblock", full_page=False),
 ]

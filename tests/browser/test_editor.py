@@ -289,11 +289,11 @@ def test_editors_do_not_see_the_admin_pages(browser: Any, live_server: LiveServe
         expect(page.get_by_role("navigation", name="Dashboard").get_by_role(
             "link", name="Admin")).to_have_count(0)
         for path in ("/dashboard/admin/tokens", "/dashboard/admin/webhooks",
-                     "/dashboard/admin/audit"):
+                     "/dashboard/admin/audit", "/dashboard/admin/sites"):
             response = page.goto(path)
             assert response is not None and response.status == 403
             expect(page.get_by_role("heading", level=1)).to_have_text(
-                "Only admins manage tokens and webhooks.")
+                "Only admins manage tokens, webhooks and sites.")
 
 
 # -- every new page: axe-core, light and dark, and 375 px --------------------------------
@@ -313,6 +313,7 @@ def _pages(live_server: LiveServer) -> list[tuple[str, str]]:
         ("admin", "/dashboard/admin/tokens"),
         ("admin", "/dashboard/admin/webhooks"),
         ("admin", "/dashboard/admin/audit"),
+        ("admin", "/dashboard/admin/sites"),
     ]
 
 
