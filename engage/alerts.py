@@ -219,9 +219,11 @@ def note_text(note: dict[str, Any]) -> str:
 
 
 # -- digest -------------------------------------------------------------------------------
-def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
+def digest_figures(store: Store, day: date, zone: ZoneInfo,
+                   site: str | None = None) -> dict[str, Any]:
     """Yesterday's figures for the digest: `day` in `zone`, read from the buckets (whole
-    hours, so a zone 30 minutes off UTC is read to the hour)."""
+    hours, so a zone 30 minutes off UTC is read to the hour); with `site`, that site's
+    articles and their polls only."""
     since = floor(datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC), "hour")
     until = floor((datetime(day.year, day.month, day.day, tzinfo=zone) + DAY).astimezone(UTC),
                   "hour")
@@ -229,6 +231,14 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
     window = Range(since, until - HOUR, "hour")
     in_range = stats.in_range(store, window)
     voted, links = sorted(in_range.counts), in_range.links
+    closed = _polls_closed(store, since, until)
+    if site is not None:
+        owners: dict[str | None, str | None] = {None: store.config["DEFAULT_SITE"]}
+        owners.update(sites.of_articles(store, sorted(
+            {*voted, *links, *(p["article"] for p in closed if p["article"])})))
+        voted = [a for a in voted if owners[a] == site]
+        links = {a: figures for a, figures in links.items() if owners[a] == site}
+        closed = [p for p in closed if owners[p["article"] or None] == site]
     first = store.config["CHOICES"][0]
     rows: list[dict[str, Any]] = []
     for article_id in voted:
@@ -252,7 +262,6 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
           "articles": sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:3]}
          for r, c in reasons.items()),
         key=lambda r: (-r["count"], r["reason"]))
-    closed = _polls_closed(store, since, until)
     clicked = sorted(((a, c, i) for a, (c, i) in links.items() if c or i),
                      key=lambda x: (-x[1], x[0]))[:DIGEST_TOP]
     clicks, imps = sum(c for c, _ in links.values()), sum(i for _, i in links.values())
@@ -260,7 +269,8 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo) -> dict[str, Any]:
     titles = _titles(store, named | {a for a, _, _ in clicked} |
                      {p["article"] for p in closed if p["article"]})
     return {
-        "day": day.isoformat(), "since": stats.iso(since), "until": stats.iso(until),
+        "day": day.isoformat(), "site": site, "since": stats.iso(since),
+        "until": stats.iso(until),
         "votes": sum(r["total"] for r in rows), "articles": len(rows),
         "best": best, "worst": worst, "reasons": top_reasons, "polls": closed,
         "links": [{"id": a, "clicks": c, "impressions": i, "ctr": c / i if i else None}
@@ -291,7 +301,8 @@ def render_digest(config: dict[str, Any], figures: dict[str, Any]) -> tuple[str,
     """Subject, plain text and HTML of a digest (the same figures in both parts)."""
     context = {**figures, "percent": _percent,
                "link": lambda a: dashboard_url(config, f"/articles/{a}")}
-    subject = f"engage digest for {figures['day']}"
+    subject = f"engage digest for {figures['day']}" + (
+        f" ({figures['site']})" if figures.get("site") else "")
     return (subject, _templates.get_template("digest.txt").render(**context),
             _templates.get_template("digest.html").render(subject=subject, **context))
 
@@ -430,25 +441,34 @@ class Alerter:
                                       {"at": stats.iso(now), "figures": figures}, note, time.time())
 
     def digest(self, now: datetime) -> None:
-        """Queue yesterday's digest once the local digest time has passed (once a day)."""
-        at, to = self.config["DIGEST_TIME"], self.config["DIGEST_TO"]
-        if not at or not to:
+        """Queue yesterday's digest of each site that names recipients (the default site:
+        DIGEST_TO unless it names its own) once the local digest time has passed, once a
+        day each. With one site, its digest covers every article, as before sites."""
+        at = self.config["DIGEST_TIME"]
+        if not at:
             return
         zone = ZoneInfo(self.config["DIGEST_TIMEZONE"])
         local = now.astimezone(zone)
         if local.strftime("%H:%M") < at:
             return
         day = local.date() - timedelta(days=1)
-        field = f"digest|{day.isoformat()}"
-        if alert_store.has_state(self.store, field):
-            return
-        subject, text, html = render_digest(self.config, digest_figures(self.store, day, zone))
-        note = {"id": "dg_" + day.strftime("%Y%m%d"), "status": "digest", "subject": subject,
-                "text": text, "html": html, "to": list(to), "channels": ["email"],
-                "attempts": 0}
-        at = {"at": stats.iso(now)}
-        if alert_store.transition(self.store, field, True, at, note, time.time()):
-            metrics.worker_families().alerts_fired.labels(kind="digest").inc()
+        listed = sites.listing(self.store)
+        default = self.config["DEFAULT_SITE"]
+        for name, site in listed.items():
+            to = site.get("digest_to") or (self.config["DIGEST_TO"] if name == default else [])
+            # The default site's keeps the field and id it had before sites.
+            own = "" if name == default else f"{name}|"
+            field = f"digest|{own}{day.isoformat()}"
+            if not to or alert_store.has_state(self.store, field):
+                continue
+            figures = digest_figures(self.store, day, zone, name if len(listed) > 1 else None)
+            subject, text, html = render_digest(self.config, figures)
+            note = {"id": "dg_" + own.replace("|", "_") + day.strftime("%Y%m%d"),
+                    "status": "digest", "subject": subject, "text": text, "html": html,
+                    "to": list(to), "channels": ["email"], "attempts": 0}
+            if alert_store.transition(self.store, field, True, {"at": stats.iso(now)}, note,
+                                      time.time()):
+                metrics.worker_families().alerts_fired.labels(kind="digest").inc()
 
     # -- delivering -------------------------------------------------------------------
     def deliver(self, note: dict[str, Any]) -> None:

@@ -690,6 +690,10 @@ class SiteChangesSchema(Schema):
     links_shown = fields.Integer(validate=validate.Range(min=0, max=MAX_LINKS))
     cache_max_age = fields.Integer(validate=validate.Range(min=0, max=3600))
     cache_stale = fields.Integer(validate=validate.Range(min=0, max=86400))
+    digest_to = fields.List(fields.Email(validate=validate.Length(max=254)),
+                            validate=validate.Length(max=20), metadata={
+        "description": "Who gets this site's daily digest (docs/alerts.md); none: no digest. "
+                       "The default site's falls back to ENGAGE_DIGEST_TO."})
 
 
 class SiteInSchema(SiteChangesSchema):

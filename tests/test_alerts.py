@@ -659,3 +659,38 @@ def test_staff_limited_to_a_site_see_and_change_its_rules_only(
     assert desk.post(f"/dashboard/alerts/{everywhere['id']}/delete", {}).status_code == 403
     assert desk.post("/dashboard/alerts", {**FORM, "site": "default"}).status_code == 403
     assert len(alert_store.list_rules(store)) == 2
+
+
+def test_each_site_gets_its_own_digest_of_its_own_articles(
+    app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str],
+    store: Any, clock: Clock, catch_up: Any, mail: MailServer,
+) -> None:
+    app.config.update(DIGEST_TIME="07:00", DIGEST_TIMEZONE="UTC",
+                      DIGEST_TO=["desk@example.test"])
+    assert client.post("/api/v1/sites", headers=admin, json={
+        "name": "regional", "digest_to": ["regional@example.test"]}).status_code == 201
+    bad = client.patch("/api/v1/sites/regional", headers=admin, json={"digest_to": ["nope"]})
+    assert bad.status_code == 422 and "digest_to" in bad.json["error"]["fields"]
+    day = datetime(2026, 11, 19, 9, tzinfo=UTC)
+    clock.set(day)
+    for article_id, site in (("national", None), ("local", "regional")):
+        body = {**ARTICLE, "title": f"Title of {article_id}", **({"site": site} if site else {})}
+        assert client.put(f"/api/v1/articles/{article_id}", json=body,
+                          headers=editor).status_code == 201
+        for _ in range(3):
+            react(client, article_id, mint(app), "yes")
+    catch_up()
+    clock.set(datetime(2026, 11, 20, 7, 5, tzinfo=UTC))
+    worker = Worker(store, "test")
+    worker.step()
+    worker.step()
+    sent = {tuple(to): message for to, message in zip(mail.recipients, mail.received(),
+                                                      strict=True)}
+    assert set(sent) == {("desk@example.test",), ("regional@example.test",)}
+    national, _ = parts(sent[("desk@example.test",)])
+    local, _ = parts(sent[("regional@example.test",)])
+    assert "Title of national" in national and "Title of local" not in national
+    assert "Title of local" in local and "Title of national" not in local
+    assert subject(sent[("regional@example.test",)]) == "engage digest for 2026-11-19 (regional)"
+    worker.step()  # once a day each
+    assert len(mail.received()) == 2

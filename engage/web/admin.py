@@ -149,21 +149,22 @@ def audit_log() -> Any:
 
 # -- sites --------------------------------------------------------------------------------
 SITE_FIELDS = ("name", "origins", "locale", "choices", "reason_choice", "reasons",
-               "links_shown", "cache_max_age", "cache_stale")
+               "links_shown", "cache_max_age", "cache_stale", "digest_to")
 SITE_NUMBERS = ("links_shown", "cache_max_age", "cache_stale")
 
 
 def _site_shown(site: dict[str, Any]) -> dict[str, Any]:
     return {"name": site["name"], "origins": ", ".join(site["origins"]),
             "locale": site["locale"], **forms.shown_set(site["reactions"]),
-            **{name: str(site[name]) for name in SITE_NUMBERS}}
+            **{name: str(site[name]) for name in SITE_NUMBERS},
+            "digest_to": ", ".join(site.get("digest_to") or [])}
 
 
 def _site_input(form: Any) -> dict[str, Any]:
     """The form as createSite's or updateSite's JSON body. A field left blank is left
     out: a new site takes the default site's value, an edited one keeps its own."""
     data = {"origins": forms.listed(form.get("origins")), "locale": form.get("locale", "").strip(),
-            "reactions": forms.reaction_set(form),
+            "reactions": forms.reaction_set(form), "digest_to": forms.listed(form.get("digest_to")),
             **{name: forms.number(form.get(name)) for name in SITE_NUMBERS}}
     return {name: value for name, value in data.items() if value not in ("", None, [])}
 
