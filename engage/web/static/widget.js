@@ -10,31 +10,13 @@
   var API = new URL(me.src, location.href).origin + '/api/v1';
   var KEY = 'engage.reader', memTok = null, minting = null, seen = {}, B = null, sheet = null, warned = 0,
     agreed = me.hasAttribute('data-engage-consent');
-  var T = {
+  var LANGS = ['ko', 'zh', 'es'], loading = {}, T = {
     en: {question: 'Do you like this article?', yes: 'Yes', no: 'No',
       why: 'What could be better? (optional)', thanks: 'Thanks, your vote is counted.',
       removed: 'Your vote was removed.', retry: 'Could not save that just now. Please try again in a moment.',
       related: 'Related', closed: 'This poll is closed.', vote: 'Vote', votes_one: 'vote', votes: 'votes',
       outdated: 'Outdated', inaccurate: 'Inaccurate', biased: 'Biased', unclear: 'Unclear',
-      not_relevant: 'Not relevant', data: 'Your data'},
-    ko: {question: '이 기사가 마음에 드시나요?', yes: '예', no: '아니요',
-      why: '어떤 점이 아쉬웠나요? (선택)', thanks: '감사합니다. 투표가 반영되었습니다.',
-      removed: '투표를 취소했습니다.', retry: '지금은 저장하지 못했습니다. 잠시 후 다시 시도해 주세요.',
-      related: '관련 기사', closed: '마감된 투표입니다.', vote: '투표', votes: '표',
-      outdated: '오래된 정보', inaccurate: '부정확함', biased: '편향됨', unclear: '이해하기 어려움',
-      not_relevant: '관련 없음', data: '내 데이터'},
-    zh: {question: '您喜欢这篇文章吗？', yes: '喜欢', no: '不喜欢',
-      why: '哪里可以改进？（可选）', thanks: '谢谢，您的投票已记录。',
-      removed: '您的投票已撤回。', retry: '暂时无法保存，请稍后再试。',
-      related: '相关内容', closed: '投票已结束。', vote: '投票', votes: '票',
-      outdated: '内容过时', inaccurate: '不准确', biased: '有偏见', unclear: '不清楚',
-      not_relevant: '不相关', data: '我的数据'},
-    es: {question: '¿Te gusta este artículo?', yes: 'Sí', no: 'No',
-      why: '¿Qué podríamos mejorar? (opcional)', thanks: 'Gracias, tu voto se ha registrado.',
-      removed: 'Tu voto se ha retirado.', retry: 'No se pudo guardar. Inténtalo de nuevo en un momento.',
-      related: 'Relacionados', closed: 'Esta encuesta está cerrada.', vote: 'Votar', votes_one: 'voto', votes: 'votos',
-      outdated: 'Desactualizado', inaccurate: 'Inexacto', biased: 'Sesgado', unclear: 'Poco claro',
-      not_relevant: 'No relevante', data: 'Tus datos'}
+      not_relevant: 'Not relevant', data: 'Your data'}
   };
   var DARK = '{color:#ece9e4;--bg:#202227;--bd:#464a52;--ac:#8cc2ff;--on:#10243a;--mu:#b0aca6;--bar:#2f4d70}';
   var CSS = ':host{display:block;font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;' +
@@ -103,13 +85,24 @@
     return w.el.getAttribute('data-engage-' + k.replace(/_/g, '-')) || T[w.lang][k] || T.en[k] || k;
   }
 
+  // Words other than English load on demand (widget-lang/<l>.js).
+  function words(l) {
+    l = (l || '').toLowerCase().split('-')[0];
+    if (T[l] || LANGS.indexOf(l) < 0) return Promise.resolve();
+    return loading[l] = loading[l] || new Promise(function (ok) {
+      var s = d.createElement('script');
+      s.src = API.slice(0, -7) + '/static/widget-lang/' + l + '.js';
+      s.onload = s.onerror = ok;
+      d.head.appendChild(s);
+    });
+  }
+
   function say(w, text) {
     w.live.textContent = '';
     setTimeout(function () { w.live.textContent = text; }, 30);
   }
 
-  // One write: mint a token on first use. One refused is renewed for the same reader (it
-  // expired: votes kept), else replaced by a fresh one (erased, forged), and sent again.
+  // Mint a token on first use; a refused one is renewed (expired) or replaced, then resent.
   function send(w, method, path, body, ok, fail, again) {
     token().then(function (tok) { return call(method, path, body, tok); }).then(function (res) {
       ok(res); render(w);
@@ -216,13 +209,11 @@
     var items = [];
     w.data.links.forEach(function (l) {
       var url;
-      // Curated links go through our redirect on this script's origin, whatever host the
-      // API saw behind a proxy.
+      // Curated links go through our redirect on this script's origin.
       try { url = new URL(l.related ? l.href : '/r/' + enc(l.id), API); } catch (e) { return; }
       if (!/^https?:$/.test(url.protocol)) return;
       var li = h('li', {}, [h('a', {href: url.href, 'data-k': 'l:' + l.id, text: l.title, on: l.related ? null : function (e) {
-        // A reader who has acted is credited with the click: the token goes in a form's
-        // body, never in the address. A click with a modifier opens the plain link.
+        // A reader who acted is credited: the token goes in a form body, never the address.
         var tok = getTok();
         if (!tok || e.button || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
         e.preventDefault();
@@ -309,7 +300,10 @@
       : Promise.resolve(null);
     call('GET', '/widget?' + q).then(function (b) {
       B = b;
-      return mine.then(function (m) {
+      return Promise.all(ws.map(function (w) {
+        return words(w.el.getAttribute('data-engage-lang') || d.documentElement.lang || b.locale);
+      }).concat(words(b.locale), mine)).then(function (got) {
+        var m = got.pop();
         ws.forEach(function (w) {
           var a = b.articles[w.id], my = m && m.articles[w.id];
           if (!a) return;
@@ -324,8 +318,7 @@
         });
       });
     }, function (e) {
-      // Unreadable (TypeError), yet the server answers: it refuses this origin. No reader
-      // can fix that: show nothing, warn the publisher once.
+      // Unreadable yet answered: the server refuses this origin; hide, warn once.
       if (!(e instanceof TypeError)) throw e;
       return fetch(me.src, {mode: 'no-cors', cache: 'no-cache'}).then(function () {
         ws.forEach(function (w) { w.el.style.display = 'none'; });
@@ -338,7 +331,7 @@
   }
 
   W.engage = {scan: function () { try { scan(); } catch (e) { /* never break the host page */ } },
-    consent: function () { agreed = 1; }};
+    consent: function () { agreed = 1; }, words: function (l, w) { T[l] = w; }};
   if (d.readyState === 'loading') d.addEventListener('DOMContentLoaded', W.engage.scan);
   else W.engage.scan();
 })();
