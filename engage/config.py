@@ -67,6 +67,10 @@ def _dns_servers(raw: str) -> list[tuple[str, int]]:
     return servers
 
 
+def _networks(raw: str) -> list[str]:
+    return [str(ipaddress.ip_network(item, strict=False)) for item in _list(raw)]
+
+
 def _clock_time(raw: str) -> str:
     text = raw.strip()
     if text and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
@@ -236,6 +240,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WEBHOOK_DNS_TIMEOUT", 2.0, float,
             "Seconds one look-up at WEBHOOK_DNS may take, every server and both record "
             "types together, so a silent server cannot hold a registration or a delivery."),
+    Setting("FETCH_PRIVATE_NETWORKS", [], _networks,
+            "Non-public networks (CIDRs, comma-separated) page and feed fetches may reach: "
+            "a publisher on your own network, or 127.0.0.0/8 in tests; empty, public "
+            "addresses only. Apart from WEBHOOK_ALLOW_PRIVATE: readers' pages name these "
+            "URLs, not an admin."),
+    Setting("FETCH_MAX_BYTES", 2 * 1024 * 1024, int,
+            "Largest page or feed fetched, in bytes; a larger one is refused ('size') "
+            "while it streams, so a huge page costs no memory."),
+    Setting("FETCH_TIMEOUT", 10.0, float,
+            "Seconds one fetch may take, redirects and body together, before it is "
+            "refused ('timeout')."),
+    Setting("FETCH_HOST_INTERVAL", 1.0, float,
+            "Least seconds between two fetches from one publisher host per process: "
+            "a flood of new articles is read at a polite pace."),
+    Setting("PENDING_PER_SITE", 200, int,
+            "Unknown article ids readers' pages may queue for verification per site; "
+            "past it the oldest are dropped, so made-up ids cannot grow Redis."),
+    Setting("UNVERIFIED_KEPT", 100, int,
+            "Failed page verifications kept per site for the dashboard's list."),
     Setting("WEBHOOK_MAX_ATTEMPTS", 8, int,
             "Delivery attempts before a webhook delivery becomes a dead letter."),
     Setting("WEBHOOK_RETRY_BASE", 10.0, float,
