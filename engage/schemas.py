@@ -183,6 +183,10 @@ class ArticleInSchema(Schema):
     reaction_set = fields.Nested("ReactionSetSchema", allow_none=True, metadata={
         "description": "Its own reaction set instead of its site's; null returns to the "
                        "site's, left out keeps what it has."})
+    follow_page = fields.Boolean(metadata={
+        "description": "Let the publisher's page (or feed) update this article when it is "
+                       "verified; off, an editor's article is kept as written. Left out "
+                       "keeps the choice (off for a new article)."})
 
 
 class ArticleIdSchema(Schema):
@@ -208,6 +212,13 @@ class ArticleSchema(Schema):
                                  metadata={"description": "What readers may choose."})
     created_at = fields.String(allow_none=True)
     updated_at = fields.String(allow_none=True)
+    source = fields.String(validate=validate.OneOf(["editor", "page", "feed"]), metadata={
+        "description": "Who registered it last: an editor, the publisher's page, or a feed "
+                       "(docs/registration.md)."})
+    verified_at = fields.String(allow_none=True, metadata={
+        "description": "When its page or feed last confirmed it; null if never."})
+    follow_page = fields.Boolean(metadata={
+        "description": "Whether its page (or feed) may update an editor's article."})
     reactions = fields.Nested(CountsSchema)
 
 

@@ -28,14 +28,29 @@ def _epoch(value: datetime) -> float:
     return value.timestamp()
 
 
+SOURCES = ("editor", "page", "feed")  # who registered an article
+
+
 def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Create or update; returns the stored article and whether it was created."""
+    """Create or update (an editor's write: the article becomes the editor's); returns
+    the stored article and whether it was created."""
+    written = write(store, article_id, data, "editor")
+    assert written is not None  # an editor's write is never refused
+    return written
+
+
+def write(store: Store, article_id: str, data: dict[str, Any], source: str,
+          verified_at: datetime | None = None) -> tuple[dict[str, Any], bool] | None:
+    """Create or update as `source` (SOURCES); None when a page or feed may not change
+    the article (an editor's not following the page, or another site's). `data` may
+    carry `follow_page` (the editor's choice; left out keeps it)."""
     keys = store.keys
     now = store.now()
     # The contract's times are UTC; an offset given on input is converted, not kept.
     published: datetime = data["published_at"].astimezone(UTC)
     if data.get("site") and data["site"] not in sites.listing(store):
         raise errors.ValidationFailed(fields={"site": [errors.UnknownSite.message]})
+    follow = data.get("follow_page")
     raw = store.run(
         "upsert_article",
         keys=[keys.article(article_id), keys.article_events(article_id)],
@@ -50,15 +65,21 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
             article_id,
             data.get("site") or "",
             _own_set(data),
+            source,
+            verified_at.astimezone(UTC).isoformat() if verified_at else "",
+            "" if follow is None else "1" if follow else "0",
         ],
     )
-    created, previous_section, created_at, site, own = (
-        bool(int(raw[0])), raw[1], raw[2], raw[3], raw[4])
+    if int(raw[0]) == -1:
+        return None
+    created = bool(int(raw[0]))
+    previous_section, created_at, site, own, verified, following = raw[1:7]
     # Global indexes live outside the article's slot; idempotent, rewritten every PUT.
     pipe = store.redis.pipeline(transaction=False)
     pipe.zadd(keys.articles, {article_id: _epoch(published)})
-    pipe.zadd(keys.section(data["section"]), {article_id: _epoch(published)})
-    pipe.sadd(keys.sections, data["section"])
+    if data["section"]:  # a page that names no section files the article under none
+        pipe.zadd(keys.section(data["section"]), {article_id: _epoch(published)})
+        pipe.sadd(keys.sections, data["section"])
     if previous_section and previous_section != data["section"]:
         pipe.zrem(keys.section(previous_section), article_id)
     _index(store, pipe, article_id, {**data, "published_at": published})
@@ -75,6 +96,9 @@ def upsert(store: Store, article_id: str, data: dict[str, Any]) -> tuple[dict[st
         "reaction_set": sites.reaction_set(store, site, own),
         "created_at": created_at,
         "updated_at": now.isoformat(),
+        "source": source,
+        "verified_at": verified,
+        "follow_page": following == "1",
     }
     return article, created
 
@@ -101,6 +125,10 @@ def decode(store: Store, article_id: str, raw: dict[str, str]) -> dict[str, Any]
         "reaction_set": sites.reaction_set(store, raw.get("site"), raw.get("reactions")),
         "created_at": raw.get("created_at"),
         "updated_at": raw.get("updated_at"),
+        # Articles stored before sources existed were all registered by editors.
+        "source": raw.get("source") or "editor",
+        "verified_at": raw.get("verified_at"),
+        "follow_page": raw.get("follow_page") == "1",
     }
 
 
@@ -153,7 +181,8 @@ def _index(store: Store, pipe: Any, article_id: str, data: dict[str, Any]) -> No
     """Queue the article's search index entries on `pipe`, dropping those an edit left."""
     find = store.keys.find
     words = terms(data["title"]) | terms(article_id) | terms(urlsplit(data["url"]).path)
-    parts = sorted({f"w:{w}" for w in words} | {f"s:{data['section']}"}
+    section = {f"s:{data['section']}"} if data["section"] else set()
+    parts = sorted({f"w:{w}" for w in words} | section
                    | {f"t:{t.casefold()}" for t in data.get("tags", [])})
     old = json.loads(store.redis.hget(find("doc"), article_id) or "[]")
     score = data["published_at"].timestamp()

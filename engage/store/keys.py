@@ -11,7 +11,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 
 | key                          | type   | lifetime                | holds                                         |
 |------------------------------|--------|-------------------------|-----------------------------------------------|
-| P:a:{A}                      | hash   | until the article is deleted | title, url, section, published_at, tags (JSON), created_at, updated_at |
+| P:a:{A}                      | hash   | until the article is deleted | title, url, section, published_at, tags (JSON), created_at, updated_at, source (editor|page|feed; none: editor), verified_at, follow_page (1|0) |
 | P:a:{A}:counts               | hash   | with the article        | choice -> current number of readers holding it |
 | P:a:{A}:reasons              | hash   | with the article        | reason -> current number of "no" votes giving it |
 | P:a:{A}:voters               | hash   | with the article        | reader hash -> "choice" or "choice|reason" (the one-vote key) |
@@ -70,6 +70,10 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:x:{stats}:w:<W>:sectot    | hash   | until the next roll     | "<section>\t<articles|c:<choice>|click|imp>" -> sum in W |
 | P:x:{stats}:w:<W>:pending   | zset   | while a roll files its articles | article -> 0: articles a roll has summed but not yet filed (readers sum the buckets meanwhile) |
 | P:x:{stats}:feed            | stream | trimmed to ~1,000       | the newest events applied (the live view's feed) |
+| P:x:{reg:S}:pending        | zset   | until verified, dropped past PENDING_PER_SITE | article id -> when the worker may take it (epoch s; a lease end once taken): unknown ids readers' pages named on site S (store/registry.py) |
+| P:x:{reg:S}:urls           | hash   | as :pending             | article id -> the page URL the reader's page gave |
+| P:x:{reg:S}:failed         | zset   | newest UNVERIFIED_KEPT  | article id (or feed URL) -> when its verification failed (epoch s) |
+| P:x:{reg:S}:failures       | hash   | as :failed              | the same key -> JSON {url, reason, message, at}: the dashboard's unverified pages |
 | P:x:{alerts}:rules          | hash   | until deleted           | alert rule id -> JSON rule (store/alerts.py)    |
 | P:x:{alerts}:state          | hash   | while firing (a poll milestone or a digest day: forever) | "<rule id>|<article or poll id>" or "digest|<YYYY-MM-DD>" -> JSON {at, figures} |
 | P:x:{alerts}:pending        | hash   | until delivered or given up | note id -> JSON note (fired, resolved or digest) with the channels still to do |
@@ -213,6 +217,11 @@ class Keys:
 
     def alerts(self, part: str) -> str:
         return f"{self.prefix}:x:{{alerts}}:{part}"
+
+    def registry(self, site: str, part: str) -> str:
+        """Page verification of site `site` (`pending`, `urls`, `failed`, `failures`):
+        one hash tag per site, so its scripts run in one slot."""
+        return f"{self.prefix}:x:{{reg:{site}}}:{part}"
 
     # -- global -------------------------------------------------------------------
     def section(self, name: str) -> str:

@@ -191,28 +191,44 @@ return {CHANGED}
 """
 
 UPSERT_ARTICLE = """
--- Create or update an article's metadata and log it.
+-- Create or update an article's metadata and log it; a page or a feed leaves an
+-- editor's article as it is unless the editor chose to follow the page.
 -- KEYS[1] article hash   KEYS[2] events stream
 -- ARGV[1] title  ARGV[2] url  ARGV[3] section  ARGV[4] published_at  ARGV[5] tags JSON
 -- ARGV[6] now (ISO 8601)  ARGV[7] oldest event id to keep (ms)  ARGV[8] article id
 -- ARGV[9] site ('' keeps the article's; an article without one is the default site's)
 -- ARGV[10] its own reaction set, encoded (sites.encode_set; '' keeps it, '-' drops it
 -- for its site's)
--- Returns {created (1|0), previous section or '', created_at, site or '', own set or ''}.
+-- ARGV[11] source: 'editor', 'page' or 'feed'   ARGV[12] verified_at ('' leaves it)
+-- ARGV[13] follow_page: '1', '0', or '' to keep the editor's choice
+-- Returns {created (1|0), previous section or '', created_at, site or '', own set or '',
+-- verified_at or '', follow_page or ''}, or {-1} when a page or feed met an article it
+-- may not change: an editor's (one stored before sources existed is an editor's) not
+-- following the page, or another site's.
 local existed = redis.call('EXISTS', KEYS[1])
+if existed == 1 and ARGV[11] ~= 'editor' then
+  local owned = redis.call('HMGET', KEYS[1], 'source', 'follow_page', 'site')
+  if ((owned[1] or 'editor') == 'editor' and owned[2] ~= '1')
+      or (ARGV[9] ~= '' and (owned[3] or ARGV[9]) ~= ARGV[9]) then
+    return {-1}
+  end
+end
 local previous = redis.call('HGET', KEYS[1], 'section') or ''
 if existed == 0 then redis.call('HSET', KEYS[1], 'created_at', ARGV[6]) end
 redis.call('HSET', KEYS[1], 'title', ARGV[1], 'url', ARGV[2], 'section', ARGV[3],
-  'published_at', ARGV[4], 'tags', ARGV[5], 'updated_at', ARGV[6])
+  'published_at', ARGV[4], 'tags', ARGV[5], 'updated_at', ARGV[6], 'source', ARGV[11])
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'site', ARGV[9]) end
 if ARGV[10] == '-' then redis.call('HDEL', KEYS[1], 'reactions')
 elseif ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'reactions', ARGV[10]) end
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'verified_at', ARGV[12]) end
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[1], 'follow_page', ARGV[13]) end
 local action = 'updated'
 if existed == 0 then action = 'created' end
 redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*',
   'type', 'article.' .. action, 'article', ARGV[8])
 return {1 - existed, previous,
-  unpack(redis.call('HMGET', KEYS[1], 'created_at', 'site', 'reactions'))}
+  unpack(redis.call('HMGET', KEYS[1], 'created_at', 'site', 'reactions', 'verified_at',
+    'follow_page'))}
 """
 
 
@@ -497,6 +513,62 @@ CLAIM_WEBHOOK_RETRIES = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
 return due
+"""
+
+ENQUEUE_PENDING = """
+-- Queue an unknown article id a reader's page named, for the worker to verify, within a
+-- bound per site: past it the oldest waiting entries are dropped, so a flood of made-up
+-- ids holds Redis at the bound. An id already waiting, or failed within the retry time,
+-- is not queued again.
+-- KEYS[1] pending zset (id -> when it may be taken, epoch s)   KEYS[2] pending URLs hash
+-- KEYS[3] failed zset (id -> when it failed, epoch s)
+-- ARGV[1] article id   ARGV[2] page URL   ARGV[3] now (epoch s)   ARGV[4] bound
+-- ARGV[5] seconds before a failed id is tried again
+-- Returns 1 when queued, 0 when not.
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local failed = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if failed and tonumber(failed) > tonumber(ARGV[3]) - tonumber(ARGV[5]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+if over > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #popped, 2 do redis.call('HDEL', KEYS[2], popped[i]) end
+end
+return 1
+"""
+
+CLAIM_PENDING = """
+-- Take the newest waiting entries for verification, each leased (its score moved to the
+-- lease end) so a worker that dies while fetching leaves it to be taken again.
+-- KEYS[1] pending zset   KEYS[2] pending URLs hash
+-- ARGV[1] now (epoch s)   ARGV[2] lease end (epoch s)   ARGV[3] most entries to take
+-- Returns {id, url, id, url, ...}. Newest first: under a flood of made-up ids, a real
+-- page's latest read is near the top.
+local taken = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf',
+  'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(taken) do
+  redis.call('ZADD', KEYS[1], ARGV[2], id)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
+end
+return out
+"""
+
+NOTE_FAILURE = """
+-- Record why a page or feed could not be verified, keeping the newest `bound` per site.
+-- KEYS[1] failed zset (key -> when, epoch s)   KEYS[2] failures hash (key -> JSON)
+-- ARGV[1] key (article id or URL)   ARGV[2] JSON {url, reason, message, at}
+-- ARGV[3] now (epoch s)   ARGV[4] bound
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+if over > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #popped, 2 do redis.call('HDEL', KEYS[2], popped[i]) end
+end
+return 1
 """
 
 CLOSE_AT_DEADLINE = _LUA_STATUSES + """
@@ -901,6 +973,9 @@ ALL = {
     "delete_poll": DELETE_POLL,
     "close_at_deadline": CLOSE_AT_DEADLINE,
     "claim_webhook_retries": CLAIM_WEBHOOK_RETRIES,
+    "enqueue_pending": ENQUEUE_PENDING,
+    "claim_pending": CLAIM_PENDING,
+    "note_failure": NOTE_FAILURE,
     "aggregate": AGGREGATE,
     "roll_window": ROLL_WINDOW,
     "file_window": FILE_WINDOW,
