@@ -115,11 +115,14 @@ def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
         click.echo(f"engage on {base}  (health {base}/healthz, API docs {base}/api/docs)")
     # -- cross-article aggregates: one thread beside the server, started once the app
     # has reached Redis, stopped with it ------------------------------------------------
+    from engage.pages import start_pages
     from engage.store import get_store
     from engage.worker import start_aggregates
 
     with app.app_context():
         aggregates_thread, aggregates_stop = start_aggregates(get_store())
+        # Page verification beside them, on the same stop.
+        pages_thread, _ = start_pages(get_store(), aggregates_stop)
     # ------------------------------------------------------------------------------------
     try:
         if dev:
@@ -140,6 +143,7 @@ def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
     finally:
         aggregates_stop.set()
         aggregates_thread.join(timeout=5)
+        pages_thread.join(timeout=5)
         if embedded is not None:
             embedded.stop()  # a no-op in a worker: only the owner stops it
         if metrics_dir is not None:
@@ -342,7 +346,8 @@ def site_list() -> None:
 @click.option("--metrics-host", default=None, envvar="ENGAGE_WORKER_METRICS_HOST",
               help="Address of the worker's /metrics (default 127.0.0.1).")
 def worker(consumer: str, metrics_port: int | None, metrics_host: str | None) -> None:
-    """Deliver events to webhooks: signed, retried with backoff, dead-lettered."""
+    """Deliver events to webhooks (signed, retried with backoff, dead-lettered) and verify
+    publisher pages of new articles."""
     import signal
     import threading
 
@@ -352,6 +357,7 @@ def worker(consumer: str, metrics_port: int | None, metrics_host: str | None) ->
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from engage import metrics
+    from engage.pages import start_pages
     from engage.store import get_store
     from engage.worker import Worker, start_aggregates
 
@@ -367,8 +373,10 @@ def worker(consumer: str, metrics_port: int | None, metrics_host: str | None) ->
         click.echo(f"engage worker {consumer} (metrics on {host}:{port})" if port else
                    f"engage worker {consumer}", err=True)
         aggregates_thread, _ = start_aggregates(get_store(), stop)
+        pages_thread, _ = start_pages(get_store(), stop)
         Worker(get_store(), consumer).run(stop)
         aggregates_thread.join(timeout=5)
+        pages_thread.join(timeout=5)
 
 
 @main.group()

@@ -57,6 +57,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from engage import fetching
 from engage.schemas import ALERT_KINDS
 
 REJECT_REASONS = ("duplicate", "throttled", "closed", "invalid", "unknown", "unavailable")
@@ -69,6 +70,11 @@ WEBHOOK_OUTCOMES = ("delivered", "failed", "dead", "dropped")
 ALERTS_FIRED = (*ALERT_KINDS, "digest")
 ALERT_CHANNELS = ("email", "webhook", "slack")
 REDIS_ERROR_KINDS = ("connection", "timeout", "response", "other")
+# Page verification (engage/pages.py): what a reader's read of an unknown id did, what a
+# verification did, and why one failed (the fetcher's reasons, then the page's).
+PAGE_QUEUE_OUTCOMES = ("queued", "waiting", "off_origin")
+PAGE_OUTCOMES = ("created", "updated", "unchanged", "kept", "failed")
+PAGE_FAILURES = (*fetching.REASONS, "no_id", "other_id", "error")
 
 # Few buckets on purpose: a scrape reads every bucket of every label set from every
 # process's file. Each bound about 4-5x the last, 0.5 s being the latency alert's.
@@ -119,6 +125,12 @@ class AppFamilies(_Families):
             "engage_http_requests_in_progress",
             "Requests being answered now, summed over live workers.",
             multiprocess_mode="livesum", registry=None,
+        )
+        self.pages_queued = Counter(
+            "engage_pages_queued",
+            "Unknown article ids readers' pages named, by outcome: queued for "
+            "verification, waiting already (or failed lately), off the sites' origins.",
+            ["outcome"], registry=None,
         )
 
 
@@ -174,6 +186,16 @@ class SharedFamilies(_Families):
         self.aggregate_events = Counter(
             "engage_aggregate_events",
             "Stream events applied to the rankings and section figures.", registry=None,
+        )
+        self.page_verifications = Counter(
+            "engage_page_verifications",
+            "Publisher pages verified, by outcome: created, updated, unchanged, kept (an "
+            "editor's article), failed.", ["outcome"], registry=None,
+        )
+        self.page_failures = Counter(
+            "engage_page_verification_failures",
+            "Page verifications that registered nothing, by reason code.", ["reason"],
+            registry=None,
         )
         self.build_info = Gauge(
             "engage_build_info", "Always 1; the labels say which engage and Python run.",
@@ -255,6 +277,21 @@ def aggregate_events(count: int) -> None:
     shared_families().aggregate_events.inc(count)
 
 
+def page_queued(outcome: str, n: int = 1) -> None:
+    """`outcome` is one of PAGE_QUEUE_OUTCOMES."""
+    if n:
+        app_families().pages_queued.labels(outcome=outcome).inc(n)
+
+
+def page_verified(outcome: str, reason: str | None = None) -> None:
+    """`outcome` is one of PAGE_OUTCOMES; a failure's `reason` one of PAGE_FAILURES."""
+    families = shared_families()
+    families.page_verifications.labels(outcome=outcome).inc()
+    if reason is not None:
+        families.page_failures.labels(
+            reason=reason if reason in PAGE_FAILURES else "error").inc()
+
+
 def redis_observed(op: str, seconds: float, error: str | None = None) -> None:
     """One logical Redis operation; `error` is one of REDIS_ERROR_KINDS or None."""
     families = shared_families()
@@ -292,6 +329,8 @@ def prime_app() -> None:
         families.link_events.labels(event=event)
     for reason in LINK_REFUSALS:
         families.link_refused.labels(reason=reason)
+    for outcome in PAGE_QUEUE_OUTCOMES:
+        families.pages_queued.labels(outcome=outcome)
 
 
 def prime_worker() -> None:
@@ -303,6 +342,16 @@ def prime_worker() -> None:
         families.alerts_fired.labels(kind=kind)
     for channel in ALERT_CHANNELS:
         families.alert_failures.labels(channel=channel)
+
+
+def prime_pages() -> None:
+    """Page verification's series at zero (the job runs in `engage worker` and beside
+    `engage serve`)."""
+    families = shared_families()
+    for outcome in PAGE_OUTCOMES:
+        families.page_verifications.labels(outcome=outcome)
+    for reason in PAGE_FAILURES:
+        families.page_failures.labels(reason=reason)
 
 
 def prime_redis_ops(ops: Iterable[str]) -> None:

@@ -268,6 +268,14 @@ class BatchQuerySchema(Schema):
     )
 
 
+class WidgetQuerySchema(BatchQuerySchema):
+    url = fields.String(validate=validate.Length(max=2048), metadata={
+        "description": "The page's canonical URL (its `<link rel=canonical>`, else its "
+                       "address without query). An unknown article on a page of one of a "
+                       "site's origins is queued for engage to verify from that page "
+                       "(docs/registration.md); anything else about it is ignored."})
+
+
 class BatchReactionsSchema(Schema):
     articles = fields.Dict(keys=fields.String(), values=fields.Nested(CountsSchema), required=True)
     unknown_ = fields.List(fields.String(), required=True, data_key="unknown")

@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 from flask.views import MethodView
 
-from engage import errors, schemas
+from engage import errors, fetching, metrics, schemas
 from engage.api import Blueprint
 from engage.api.caching import conditional, private, shared
 from engage.api.links import public_hrefs
 from engage.api.polls import poll_body
 from engage.api.spec import READER
 from engage.identity import current_reader
-from engage.store import get_store, polls, reactions, sites, widget
+from engage.store import Store, get_store, polls, reactions, registry, sites, widget
 
 # Named "widget": that is the tag the OpenAPI document lists these reads under.
 blp = Blueprint("widget", __name__, description="Batched reads for the embeddable widget.")
@@ -51,7 +51,8 @@ def _default_set() -> dict[str, Any]:
     return found
 
 
-def articles_answer(parts: dict[str, str | None], **rest: Any) -> Response:
+def articles_answer(parts: dict[str, str | None], revalidate: bool = False,
+                    **rest: Any) -> Response:
     """`{"articles": {id: part}, "unknown": [id], **rest}`, shared (`@conditional` adds
     the ETag). The parts are JSON already (None: unknown) and only joined, so a read from
     the process's cache encodes just `rest`; IdList's ids need no escaping."""
@@ -61,13 +62,45 @@ def articles_answer(parts: dict[str, str | None], **rest: Any) -> Response:
     # `rest` encoded is a non-empty object: its members follow the articles'.
     body = f'{{"articles":{{{known}}},{json.dumps(rest, separators=(",", ":"))[1:]}'
     return current_app.response_class(body, mimetype="application/json",
-                                      headers=shared(found, ()))
+                                      headers=shared(found, (), revalidate=revalidate))
+
+
+# Unknown ids of one read queued at most: a page is one article's (docs/registration.md).
+QUEUED_PER_READ = 3
+
+
+def queue_unknown(store: Store, unknown: list[str], url: str | None) -> None:
+    """Queue unknown ids for verification from `url` when it is a page of one of a site's
+    origins (and the request's Origin, if it has one, that site's too). A page of a
+    site's (by its Origin) that names an address off the site's origins is listed among
+    the site's unverified pages, keyed by that address, so it cannot hold up the id's
+    own verification. Nothing is fetched here: the worker does (engage/pages.py)."""
+    if not unknown or not url:
+        return
+    origin = request.headers.get("Origin")
+    listing = sites.listing(store)
+    now = store.now()
+    for name, site in listing.items():
+        if fetching.on_origins(url, site["origins"]):
+            if origin and not fetching.on_origins(origin, site["origins"]):
+                break
+            for article_id in unknown[:QUEUED_PER_READ]:
+                queued = registry.enqueue(store, name, article_id, url, now)
+                metrics.page_queued("queued" if queued else "waiting")
+            return
+    metrics.page_queued("off_origin")
+    owner = next((name for name, site in listing.items()
+                  if origin and fetching.on_origins(origin, site["origins"])), None)
+    if owner is not None:
+        registry.note_failure(store, owner, url, "origin",
+                              f"{fetching.origin_of(url) or 'The address'} is not one of the "
+                              "site's origins.", now)
 
 
 @blp.route("/widget")
 class WidgetBundle(MethodView):
     @conditional
-    @blp.arguments(schemas.BatchQuerySchema(), location="query")
+    @blp.arguments(schemas.WidgetQuerySchema(), location="query")
     @blp.response(200, schemas.WidgetBundleSchema)
     @blp.alt_response(304, description="Not modified.")
     @blp.doc(operationId="getWidgetBundle")
@@ -78,8 +111,13 @@ class WidgetBundle(MethodView):
         default = sites.listing(store)[store.config["DEFAULT_SITE"]]
         # A page is one site's: the first known article's site says its language.
         first = next(iter(sites.sites_of(store, ids)), None)
-        # Anonymous only (no Vary on a token): the reader's part is /widget/mine.
-        return articles_answer(widget.read_many(store, ids, _shape), **default["reactions"],
+        parts = widget.read_many(store, ids, _shape)
+        unknown = [aid for aid, part in parts.items() if part is None]
+        queue_unknown(store, unknown, query.get("url"))
+        # Anonymous only (no Vary on a token): the reader's part is /widget/mine. With an
+        # unknown article caches ask again each time (an ETag's 304 while unchanged), so
+        # the widget's next look shows it as soon as it is registered.
+        return articles_answer(parts, revalidate=bool(unknown), **default["reactions"],
                                locale=sites.site_or_default(store, first)["locale"],
                                consent=store.config["READER_CONSENT"])
 

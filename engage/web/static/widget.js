@@ -294,40 +294,47 @@
     });
     if (!ws.length) return;
     var q = ids.slice(0, 20).map(function (i) { return 'article=' + enc(i); }).join('&');
+    // The page's own address: engage verifies an article it does not know yet from it.
+    var c = d.querySelector('link[rel=canonical]'), u = '&url=' + enc(c && c.href || location.origin + location.pathname);
     var tok = getTok();
     // A refused token is kept: the reader's next action renews or replaces it.
     var mine = tok ? call('GET', '/widget/mine?' + q, null, tok).catch(function () { return null; })
       : Promise.resolve(null);
-    call('GET', '/widget?' + q).then(function (b) {
-      B = b;
-      return Promise.all(ws.map(function (w) {
-        return words(w.el.getAttribute('data-engage-lang') || d.documentElement.lang || b.locale);
-      }).concat(words(b.locale), mine)).then(function (got) {
-        var m = got.pop();
-        ws.forEach(function (w) {
-          var a = b.articles[w.id], my = m && m.articles[w.id];
-          if (!a) return;
-          if (my) {
-            w.mine = my.mine; w.reason = my.reason || null; a.counts = my.counts; a.total = my.total;
-            my.polls.forEach(function (p) {
-              a.polls = a.polls.map(function (x) { return x.id === p.id ? p : x; });
-            });
-          }
-          w.data = JSON.parse(JSON.stringify(a));
-          render(w);
+    function read(n) {
+      call('GET', '/widget?' + q + u).then(function (b) {
+        B = b;
+        // An unknown article shows nothing; look again while engage verifies its page (~10 s).
+        if (b.unknown.length && n < 6) setTimeout(read, 1800, n + 1);
+        return Promise.all(ws.map(function (w) {
+          return words(w.el.getAttribute('data-engage-lang') || d.documentElement.lang || b.locale);
+        }).concat(words(b.locale), mine)).then(function (got) {
+          var m = got.pop();
+          ws.forEach(function (w) {
+            var a = b.articles[w.id], my = m && m.articles[w.id];
+            if (!a || w.data) return;
+            if (my) {
+              w.mine = my.mine; w.reason = my.reason || null; a.counts = my.counts; a.total = my.total;
+              my.polls.forEach(function (p) {
+                a.polls = a.polls.map(function (x) { return x.id === p.id ? p : x; });
+              });
+            }
+            w.data = JSON.parse(JSON.stringify(a));
+            render(w);
+          });
         });
+      }, function (e) {
+        // Unreadable yet answered: the server refuses this origin; hide, warn once.
+        if (!(e instanceof TypeError)) throw e;
+        return fetch(me.src, {mode: 'no-cors', cache: 'no-cache'}).then(function () {
+          ws.forEach(function (w) { w.el.style.display = 'none'; });
+          warned++ || console.warn('engage: ' + API + ' refuses ' + location.origin +
+            '; add it to ENGAGE_ALLOWED_ORIGINS');
+        });
+      }).catch(function () {
+        ws.forEach(function (w) { say(w, t(w, 'retry')); });
       });
-    }, function (e) {
-      // Unreadable yet answered: the server refuses this origin; hide, warn once.
-      if (!(e instanceof TypeError)) throw e;
-      return fetch(me.src, {mode: 'no-cors', cache: 'no-cache'}).then(function () {
-        ws.forEach(function (w) { w.el.style.display = 'none'; });
-        warned++ || console.warn('engage: ' + API + ' refuses ' + location.origin +
-          '; add it to ENGAGE_ALLOWED_ORIGINS');
-      });
-    }).catch(function () {
-      ws.forEach(function (w) { say(w, t(w, 'retry')); });
-    });
+    }
+    read(0);
   }
 
   W.engage = {scan: function () { try { scan(); } catch (e) { /* never break the host page */ } },

@@ -1,0 +1,194 @@
+"""Articles that register themselves from their publisher's page: the widget's read
+queues an unknown id, the worker's verifier fetches the page (a publisher on loopback,
+tests/publisher.py) and registers it, or lists why not; made-up ids stay bounded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from engage import metrics
+from engage.fetching import Fetched
+from engage.pages import Verifier, found_on, read_page
+from engage.store import articles, registry
+from tests.conftest import ARTICLE
+from tests.dns_server import DnsServer
+from tests.publisher import Publisher, article_page
+
+pytestmark = pytest.mark.usefixtures("loopback_only")
+
+BOUND = 40
+INTRANET = "http://intranet.engage.test"  # on the site's origins, resolves to 10.0.0.7
+
+
+@pytest.fixture
+def publisher() -> Iterator[Publisher]:
+    site = Publisher().start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def app_config(publisher: Publisher) -> dict[str, Any]:
+    return {"ALLOWED_ORIGINS": [publisher.origin, INTRANET],
+            "FETCH_PRIVATE_NETWORKS": ["127.0.0.0/8"],
+            "FETCH_MAX_BYTES": 1024 * 1024, "FETCH_TIMEOUT": 2.0, "FETCH_HOST_INTERVAL": 0.0,
+            "PENDING_PER_SITE": BOUND, "UNVERIFIED_KEPT": 20}
+
+
+def read(client: FlaskClient, publisher: Publisher, article_id: str, url: str,
+         origin: str | None = None) -> Any:
+    return client.get("/api/v1/widget", query_string={"article": article_id, "url": url},
+                      headers={"Origin": origin or publisher.origin})
+
+
+def test_an_unknown_article_registers_itself_from_its_page(
+        client: FlaskClient, publisher: Publisher, store: Any) -> None:
+    url = publisher.url("/world/new-1")
+    publisher.pages["/world/new-1"] = article_page(
+        "new-1", "Ports reopen after the storm", section="World",
+        published="2026-03-01T08:30:00+09:00", tags=("Weather", "Shipping"),
+        canonical=url + "?ref=canonical")
+    first = read(client, publisher, "new-1", url)
+    assert first.status_code == 200
+    assert first.json["unknown"] == ["new-1"] and first.json["articles"] == {}
+    # Caches ask again while it is unknown, so the widget's next look is not a stale copy.
+    assert first.headers["Cache-Control"] == "public, no-cache"
+    assert publisher.requests == []  # nothing fetched on the request path
+    assert registry.pending_count(store, "default") == 1
+
+    assert Verifier(store).step() == 1
+    article = articles.get(store, "new-1")
+    assert article is not None
+    assert (article["title"], article["section"], article["published_at"], article["tags"],
+            article["url"], article["source"]) == (
+        "Ports reopen after the storm", "World", "2026-02-28T23:30:00+00:00",
+        ["Weather", "Shipping"], url + "?ref=canonical", "page")
+    assert article["verified_at"] is not None
+    assert registry.pending_count(store, "default") == 0
+    answer = read(client, publisher, "new-1", url)
+    assert answer.json["unknown"] == [] and answer.json["articles"]["new-1"]["total"] == 0
+    assert answer.headers["Cache-Control"].startswith("public, max-age=")
+    # Votes are taken now that it is registered.
+    reader = client.post("/api/v1/readers").json["reader"]
+    vote = client.put("/api/v1/articles/new-1/reactions/mine", json={"choice": "yes"},
+                      headers={"X-Engage-Reader": reader})
+    assert vote.status_code == 200, vote.json
+
+
+def test_until_registered_no_vote_is_taken(client: FlaskClient, publisher: Publisher,
+                                           store: Any) -> None:
+    read(client, publisher, "new-2", publisher.url("/new-2"))
+    reader = client.post("/api/v1/readers").json["reader"]
+    vote = client.put("/api/v1/articles/new-2/reactions/mine", json={"choice": "yes"},
+                      headers={"X-Engage-Reader": reader})
+    assert vote.status_code == 404 and vote.json["error"]["code"] == "unknown_article"
+    assert store.redis.exists(store.keys.article("new-2")) == 0
+
+
+@pytest.mark.parametrize(("path", "reason"), [
+    ("/no-id", "no_id"),
+    ("/two-ids", "other_id"),
+    ("/redirect?to=http://elsewhere.engage.test/x", "origin"),
+    ("/redirect?to=http://10.1.2.3/x", "origin"),
+    (f"/redirect?to={INTRANET}/x", "private"),
+    ("/huge?mb=20", "size"),
+    ("/slow?s=30", "timeout"),
+    ("/missing", "status"),
+])
+def test_pages_that_do_not_verify_register_nothing_and_say_why(
+        client: FlaskClient, publisher: Publisher, store: Any, name_server: DnsServer,
+        path: str, reason: str) -> None:
+    name_server.set("intranet.engage.test", "10.0.0.7")
+    publisher.pages["/no-id"] = article_page(None, "No widget here")
+    publisher.pages["/two-ids"] = (article_page("bad-1", "Listing")
+                                   + '<div data-engage-article="other"></div>')
+    publisher.pages["/slow"] = article_page("bad-1", "Slow")
+    read(client, publisher, "bad-1", publisher.url(path))
+    started = time.monotonic()
+    assert Verifier(store).step() == 1
+    assert time.monotonic() - started < 4  # the limits end it, not the server
+    assert store.redis.exists(store.keys.article("bad-1")) == 0
+    listed = registry.failures(store, "default")
+    assert [(f["key"], f["reason"]) for f in listed] == [("bad-1", reason)]
+    assert listed[0]["url"] == publisher.url(path)
+    assert reason in metrics.PAGE_FAILURES
+    # Not fetched again on the next reader's visit: the failure holds it for a while.
+    read(client, publisher, "bad-1", publisher.url(path))
+    assert registry.pending_count(store, "default") == 0
+
+
+def test_a_page_of_another_origin_is_listed_not_queued(
+        client: FlaskClient, publisher: Publisher, store: Any) -> None:
+    elsewhere = "https://elsewhere.example/news/x-1"
+    read(client, publisher, "x-1", elsewhere)
+    assert registry.pending_count(store, "default") == 0
+    listed = registry.failures(store, "default")
+    assert [(f["key"], f["reason"]) for f in listed] == [(elsewhere, "origin")]
+    # Keyed by the address: the id itself may still be verified from its own page.
+    publisher.pages["/x-1"] = article_page("x-1", "The real one")
+    read(client, publisher, "x-1", publisher.url("/x-1"))
+    Verifier(store).step()
+    assert articles.get(store, "x-1")["title"] == "The real one"  # type: ignore[index]
+
+
+def test_a_read_from_an_origin_of_no_site_changes_nothing(
+        client: FlaskClient, publisher: Publisher, store: Any) -> None:
+    before = store.redis.dbsize()
+    read(client, publisher, "y-1", "https://elsewhere.example/y-1", origin="https://evil.example")
+    read(client, publisher, "y-2", publisher.url("/y-2"), origin="https://evil.example")
+    assert store.redis.dbsize() == before
+
+
+def test_an_editors_article_is_not_changed_by_its_page(
+        client: FlaskClient, editor: dict[str, str], publisher: Publisher, store: Any) -> None:
+    client.put("/api/v1/articles/ed-1", json=ARTICLE, headers=editor)
+    publisher.pages["/ed-1"] = article_page("ed-1", "The page's own title")
+    registry.enqueue(store, "default", "ed-1", publisher.url("/ed-1"), store.now())
+    assert Verifier(store).step() == 1
+    assert articles.get(store, "ed-1")["title"] == ARTICLE["title"]  # type: ignore[index]
+
+
+def test_a_flood_of_made_up_ids_stays_within_the_bound(
+        client: FlaskClient, publisher: Publisher, store: Any) -> None:
+    """100,000 made-up ids: most through the store function the read calls, a sizeable
+    sample through HTTP from many addresses; Redis holds the bound, nothing registers."""
+    started = time.monotonic()
+    baseline = store.redis.dbsize()
+    now = store.now()
+    pipe_size = 1000
+    for start in range(0, 98_000, pipe_size):
+        for n in range(start, start + pipe_size):
+            registry.enqueue(store, "default", f"fake-{n}", publisher.url(f"/{n}"), now)
+    for n in range(98_000, 100_000):
+        answer = client.get("/api/v1/widget",
+                            query_string={"article": f"fake-{n}", "url": publisher.url(f"/{n}")},
+                            headers={"Origin": publisher.origin},
+                            environ_base={"REMOTE_ADDR": f"198.51.{n // 256 % 256}.{n % 256}"})
+        assert answer.status_code == 200
+    assert registry.pending_count(store, "default") == BOUND
+    assert store.redis.hlen(store.keys.registry("default", "urls")) == BOUND
+    # Two keys (the queue and its URLs) beyond what was there, and no article.
+    assert store.redis.dbsize() == baseline + 2
+    assert store.redis.zcard(store.keys.articles) == 0
+    assert time.monotonic() - started < 20
+
+
+def test_the_page_reader_takes_open_graph_then_title() -> None:
+    facts = read_page(b"<html><head><title>Plain &amp; simple</title>"
+                      b"<meta name='article:tag' content='x'></head>"
+                      b"<body><div data-engage-article='a-1'></div></body></html>")
+    assert (facts.og_title, facts.title, facts.ids, facts.tags) == (
+        None, "Plain & simple", ["a-1"], ["x"])
+    page = Fetched("https://paper.example/a-1", 200,
+                   b"<title>T</title><link rel='canonical' href='https://other.example/a-1'>"
+                   b"<meta property='article:published_time' content='not a date'>"
+                   b"<div data-engage-article='a-1'>", None, None)
+    found = found_on(page, "a-1", ["https://paper.example"])
+    # A canonical off the origins is not believed; a date that is none is left out.
+    assert (found.url, found.title, found.published, found.section) == (
+        "https://paper.example/a-1", "T", None, None)
