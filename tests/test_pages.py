@@ -4,8 +4,9 @@ tests/publisher.py) and registers it, or lists why not; made-up ids stay bounded
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,12 +17,15 @@ from engage.fetching import Fetched
 from engage.pages import Verifier, found_on, read_page
 from engage.store import articles, registry
 from tests.conftest import ARTICLE
+from tests.desk import Desk
 from tests.dns_server import DnsServer
 from tests.publisher import Publisher, article_page
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
 BOUND = 40
+EDITOR_FORM = {"id": "ed-2", "title": "Written by hand", "url": "https://news.example.com/ed-2",
+               "section": "Desk", "published_at": "2026-03-01T09:30", "tz": "UTC", "tags": ""}
 INTRANET = "http://intranet.engage.test"  # on the site's origins, resolves to 10.0.0.7
 
 
@@ -192,3 +196,42 @@ def test_the_page_reader_takes_open_graph_then_title() -> None:
     # A canonical off the origins is not believed; a date that is none is left out.
     assert (found.url, found.title, found.published, found.section) == (
         "https://paper.example/a-1", "T", None, None)
+
+
+def test_the_dashboard_shows_sources_and_unverified_pages(
+        client: FlaskClient, desk: Desk, publisher: Publisher, store: Any,
+        catch_up: Callable[[], int]) -> None:
+    publisher.pages["/good"] = article_page("good-1", "Good page", section="Local",
+                                            published="2026-03-02T10:00:00Z")
+    read(client, publisher, "good-1", publisher.url("/good"))
+    read(client, publisher, "bad-1", publisher.url("/missing"))
+    Verifier(store).step()
+    desk.post("/dashboard/articles/new", EDITOR_FORM)
+    catch_up()
+    overview = desk.get("/dashboard").get_data(as_text=True)
+    rows = re.findall(r'<tr data-article="([^"]+)">.*?data-source="(\w+)">([^<]*)<',
+                      overview, re.S)
+    assert {(aid, source) for aid, source, _ in rows} == {("good-1", "page"), ("ed-2", "editor")}
+    assert "from its page, verified " in dict((aid, note) for aid, _, note in rows)["good-1"]
+    unverified = overview[overview.index('id="unverified-pages"'):]
+    assert publisher.url("/missing") in unverified and "<code>status</code>" in unverified
+    assert "HTTP 404." in unverified
+    detail = desk.get("/dashboard/articles/good-1").get_data(as_text=True)
+    assert 'data-source="page">registered from its page, verified' in detail
+
+
+def test_the_article_form_sets_follow_the_page(
+        client: FlaskClient, desk: Desk, publisher: Publisher, store: Any) -> None:
+    assert desk.post("/dashboard/articles/new", EDITOR_FORM).status_code == 302
+    assert client.get("/api/v1/articles/ed-2").json["follow_page"] is False
+    form = desk.get("/dashboard/articles/ed-2/edit").get_data(as_text=True)
+    after = form.split('name="follow_page"')[1][:40]
+    assert "checked" not in after
+    desk.post("/dashboard/articles/ed-2/edit", {**EDITOR_FORM, "follow_page": "1"})
+    assert client.get("/api/v1/articles/ed-2").json["follow_page"] is True
+    form = desk.get("/dashboard/articles/ed-2/edit").get_data(as_text=True)
+    assert "checked" in form.split('name="follow_page"')[1][:40]
+    publisher.pages["/ed-2"] = article_page("ed-2", "As the page says", section="Page")
+    registry.enqueue(store, "default", "ed-2", publisher.url("/ed-2"), store.now())
+    Verifier(store).step()
+    assert client.get("/api/v1/articles/ed-2").json["title"] == "As the page says"

@@ -40,6 +40,7 @@ from engage.store import (
     links,
     polls,
     reactions,
+    registry,
     stats,
 )
 from engage.web import session
@@ -50,6 +51,7 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 _PUBLIC_ENDPOINTS = {"dashboard.signin", "oidc.start", "oidc.callback"}
 ARTICLES_PER_PAGE = 50
+UNVERIFIED_SHOWN = 20  # failed page verifications listed per site on the overview
 FEED_READ = 200  # feed entries the live page reads a poll, impressions among them
 _JSON_ENDPOINTS = {"dashboard.live_json", "dashboard.export"}
 
@@ -185,8 +187,12 @@ def overview() -> Any:
         found = {key: [a for a in found[key] if a["id"] in shown]
                  for key in ("ranked", "top", "bottom", "trending")}
         found.update(totals=None, sections=[])
+    ids = list(dict.fromkeys(a["id"] for a in found["ranked"]))
     return render_template(
         "dashboard/overview.html",
+        provenance=articles.provenance(store, ids) if ids else {},
+        unverified=[(name, failure) for name in ([site] if site else names)
+                    for failure in registry.failures(store, name, UNVERIFIED_SHOWN)],
         page="overview",
         ranges=timerange.PRESETS,
         range_key=range_key,
@@ -231,6 +237,7 @@ def article(article_id: str) -> Any:
         "dashboard/article.html",
         page="article",
         article=stats.figures(store, [article_id])[0],
+        provenance=articles.provenance(store, [article_id])[article_id],
         bucket=bucket,
         series=series,
         chart=reactions_chart(series),

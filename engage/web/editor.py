@@ -269,6 +269,7 @@ def _article_input(form: Any) -> dict[str, Any]:
         "tags": [tag.strip() for tag in form.get("tags", "").split(",") if tag.strip()],
         **({"site": site} if site else {}),
         "reaction_set": forms.reaction_set(form),
+        "follow_page": form.get("follow_page") == "1",
     }
 
 
@@ -285,7 +286,8 @@ def _article_form(article_id: str | None, shown: dict[str, Any], errors: Errors,
 def _shown_article(form: Any, published_iso: Any) -> dict[str, Any]:
     return {**{k: form.get(k, "") for k in ("id", "title", "url", "section", "published_at",
                                              "tz", "tags", "site", "choices", "reason_choice",
-                                             "reasons")}, "published_iso": published_iso}
+                                             "reasons")}, "published_iso": published_iso,
+            "follow_page": form.get("follow_page") == "1"}
 
 
 @bp.route("/articles/new", methods=["GET", "POST"])
@@ -320,7 +322,8 @@ def article_edit(article_id: str) -> Any:
             "id": article_id, "title": article["title"], "url": article["url"],
             "section": article["section"], "tags": ", ".join(article["tags"]), "tz": "UTC",
             "published_at": forms.local_input(article["published_at"]), "published_iso": None,
-            "site": article["site"], **(forms.shown_set(article["reaction_set"]) if own else {}),
+            "site": article["site"], "follow_page": article["follow_page"],
+            **(forms.shown_set(article["reaction_set"]) if own else {}),
         }, {})
     raw = _article_input(request.form)
     shown = _shown_article(request.form, raw["published_at"])
