@@ -69,7 +69,7 @@ def test_refusals_carry_a_reason(publisher: Publisher, path: str, origins: list[
         fetching.fetch(publisher.url(path), settings(), origins=origins or [publisher.origin])
     assert refused.value.reason == reason
     assert refused.value.reason in fetching.REASONS
-    assert time.monotonic() - started < 3.5  # the limits, not the server, end it
+    assert time.monotonic() - started < 8  # the limits end it, not the 30 s server
 
 
 def test_loopback_and_private_are_refused_unless_allowed(publisher: Publisher) -> None:

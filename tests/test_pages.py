@@ -44,6 +44,17 @@ def app_config(publisher: Publisher) -> dict[str, Any]:
             "PENDING_PER_SITE": BOUND, "UNVERIFIED_KEPT": 20}
 
 
+def key_count(store: Any) -> int:
+    """Every key in Redis (every node of a cluster)."""
+    return sum(1 for _ in store.redis.scan_iter(count=1000))
+
+
+def failures_counted(reason: str) -> float:
+    value = metrics.worker_registry().get_sample_value(
+        "engage_page_verification_failures_total", {"reason": reason})
+    return float(value or 0.0)
+
+
 def read(client: FlaskClient, publisher: Publisher, article_id: str, url: str,
          origin: str | None = None) -> Any:
     return client.get("/api/v1/widget", query_string={"article": article_id, "url": url},
@@ -113,14 +124,16 @@ def test_pages_that_do_not_verify_register_nothing_and_say_why(
                                    + '<div data-engage-article="other"></div>')
     publisher.pages["/slow"] = article_page("bad-1", "Slow")
     read(client, publisher, "bad-1", publisher.url(path))
+    failures_before = failures_counted(reason)
     started = time.monotonic()
     assert Verifier(store).step() == 1
-    assert time.monotonic() - started < 4  # the limits end it, not the server
+    assert time.monotonic() - started < 8  # the limits end it, not the 30 s server
     assert store.redis.exists(store.keys.article("bad-1")) == 0
     listed = registry.failures(store, "default")
     assert [(f["key"], f["reason"]) for f in listed] == [("bad-1", reason)]
     assert listed[0]["url"] == publisher.url(path)
     assert reason in metrics.PAGE_FAILURES
+    assert failures_counted(reason) == failures_before + 1
     # Not fetched again on the next reader's visit: the failure holds it for a while.
     read(client, publisher, "bad-1", publisher.url(path))
     assert registry.pending_count(store, "default") == 0
@@ -142,10 +155,10 @@ def test_a_page_of_another_origin_is_listed_not_queued(
 
 def test_a_read_from_an_origin_of_no_site_changes_nothing(
         client: FlaskClient, publisher: Publisher, store: Any) -> None:
-    before = store.redis.dbsize()
+    before = key_count(store)
     read(client, publisher, "y-1", "https://elsewhere.example/y-1", origin="https://evil.example")
     read(client, publisher, "y-2", publisher.url("/y-2"), origin="https://evil.example")
-    assert store.redis.dbsize() == before
+    assert key_count(store) == before
 
 
 def test_an_editors_article_is_not_changed_by_its_page(
@@ -161,8 +174,7 @@ def test_a_flood_of_made_up_ids_stays_within_the_bound(
         client: FlaskClient, publisher: Publisher, store: Any) -> None:
     """100,000 made-up ids: most through the store function the read calls, a sizeable
     sample through HTTP from many addresses; Redis holds the bound, nothing registers."""
-    started = time.monotonic()
-    baseline = store.redis.dbsize()
+    baseline = key_count(store)
     now = store.now()
     pipe_size = 1000
     for start in range(0, 98_000, pipe_size):
@@ -177,9 +189,8 @@ def test_a_flood_of_made_up_ids_stays_within_the_bound(
     assert registry.pending_count(store, "default") == BOUND
     assert store.redis.hlen(store.keys.registry("default", "urls")) == BOUND
     # Two keys (the queue and its URLs) beyond what was there, and no article.
-    assert store.redis.dbsize() == baseline + 2
+    assert key_count(store) == baseline + 2
     assert store.redis.zcard(store.keys.articles) == 0
-    assert time.monotonic() - started < 20
 
 
 def test_the_page_reader_takes_open_graph_then_title() -> None:
