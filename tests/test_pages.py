@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -168,6 +169,9 @@ def test_an_editors_article_is_not_changed_by_its_page(
     registry.enqueue(store, "default", "ed-1", publisher.url("/ed-1"), store.now())
     assert Verifier(store).step() == 1
     assert articles.get(store, "ed-1")["title"] == ARTICLE["title"]  # type: ignore[index]
+    # Done with: not fetched again when the lease would have ended.
+    assert registry.pending_count(store, "default") == 0
+    assert registry.claim(store, "default", store.now() + timedelta(hours=1)) == []
 
 
 def test_a_flood_of_made_up_ids_stays_within_the_bound(

@@ -75,6 +75,8 @@ def register(store: Store, site: str, found: Found, source: str, now: datetime) 
     editor's article not following the page, or another site's: nothing written)."""
     existing = articles.get(store, found.article_id)
     data = _data(store, site, found, existing, now)
+    # Whatever the outcome, the id leaves the queue: a kept article is not fetched again.
+    _done(store, site, found.article_id)
     if existing is not None:
         owned = existing["source"] == "editor" and not existing["follow_page"]
         if owned or existing["site"] != site:
@@ -83,10 +85,8 @@ def register(store: Store, site: str, found: Found, source: str, now: datetime) 
             # The editor's own choice and source stay; only the confirmation is new.
             store.redis.hset(store.keys.article(found.article_id), "verified_at",
                              now.astimezone(UTC).isoformat())
-            _done(store, site, found.article_id)
             return "unchanged"
     written = articles.write(store, found.article_id, data, source, verified_at=now)
-    _done(store, site, found.article_id)
     if written is None:
         return "kept"  # an editor took it over since it was read
     return "created" if written[1] else "updated"
