@@ -34,7 +34,7 @@ import urllib3
 
 from engage import __version__, destinations
 
-USER_AGENT = f"engage-fetch/{__version__} (+https://github.com/engage; page verification)"
+USER_AGENT = f"engage-fetch/{__version__} (article verification)"
 HTML_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
 MAX_REDIRECTS = 5
 CHUNK = 16 * 1024
@@ -96,6 +96,13 @@ def _checked(url: str, settings: Limits) -> tuple[str, int]:
     return address, port
 
 
+def user_agent(config: Mapping[str, Any]) -> str:
+    """engage and its version, and where it runs when PUBLIC_URL says: a publisher who
+    sees it in a log knows whom to ask."""
+    public = config.get("PUBLIC_URL")
+    return f"{USER_AGENT[:-1]}; +{public})" if public else USER_AGENT
+
+
 def origin_of(url: str) -> str:
     """`scheme://host[:port]` as a site's `origins` list it (default ports left out)."""
     parts = urllib.parse.urlsplit(url)
@@ -150,7 +157,7 @@ def fetch(url: str, config: Mapping[str, Any], *, origins: Collection[str],
         if not on_origins(url, origins):
             raise FetchRefused("origin",
                                f"{origin_of(url) or url} is not one of the site's origins.")
-        headers = {"User-Agent": USER_AGENT, "Accept": accept,
+        headers = {"User-Agent": user_agent(config), "Accept": accept,
                    "Accept-Encoding": "identity"}
         if etag:
             headers["If-None-Match"] = etag

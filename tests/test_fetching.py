@@ -38,7 +38,11 @@ def test_fetches_a_page_with_its_validators_and_names_itself(publisher: Publishe
     assert got == fetching.Fetched(publisher.url("/a"), 200, b"<html><title>A</title></html>",
                                    '"v1"', None)
     agent = publisher.requests[-1][1]["User-Agent"]
-    assert agent.startswith(f"engage-fetch/{__version__}")
+    assert agent == f"engage-fetch/{__version__} (article verification)"
+    fetching.fetch(publisher.url("/a"), settings(PUBLIC_URL="https://engage.example"),
+                   origins=[publisher.origin])
+    assert publisher.requests[-1][1]["User-Agent"] == (
+        f"engage-fetch/{__version__} (article verification; +https://engage.example)")
 
 
 def test_a_conditional_get_answers_304_without_a_body(publisher: Publisher) -> None:
