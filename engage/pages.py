@@ -24,11 +24,13 @@ from html.parser import HTMLParser
 from typing import Any
 
 from engage import fetching, metrics
+from engage.schemas import CONTROL_CHARACTERS
 from engage.store import UNAVAILABLE, Store, registry, sites
 
 log = logging.getLogger("engage.pages")
 
 PAGES_INTERVAL = 0.5  # seconds between looks at the queues when they were empty
+URL_MAX = 2048  # a canonical address longer than a widget's `url` may be is not believed
 CLAIM_BATCH = 4  # entries taken per site per look: the newest are looked at again soon
 
 
@@ -117,8 +119,12 @@ def found_on(page: fetching.Fetched, article_id: str, origins: list[str]) -> reg
         raise Unverified("no_id", f"The page carries no data-engage-article=\"{article_id}\".")
     if len(facts.ids) > 1:
         raise Unverified("other_id", "The page carries several article ids (a listing?).")
-    canonical = facts.canonical and urllib.parse.urljoin(page.url, facts.canonical)
-    url = canonical if canonical and fetching.on_origins(canonical, origins) else page.url
+    url = page.url
+    if facts.canonical:
+        canonical = urllib.parse.urljoin(page.url, facts.canonical.strip())
+        if (fetching.on_origins(canonical, origins) and len(canonical) <= URL_MAX
+                and not CONTROL_CHARACTERS.search(canonical)):
+            url = canonical
     return registry.Found(
         article_id=article_id, url=url,
         title=(facts.og_title or facts.title).strip(),

@@ -211,6 +211,11 @@ def test_the_page_reader_takes_open_graph_then_title() -> None:
     # A canonical off the origins is not believed; a date that is none is left out.
     assert (found.url, found.title, found.published, found.section) == (
         "https://paper.example/a-1", "T", None, None)
+    for odd in ("/a-1\x7f", "/" + "x" * 3000):
+        page = Fetched("https://paper.example/a-1", 200,
+                       f"<link rel='canonical' href='{odd}'><div data-engage-article='a-1'>"
+                       .encode(), None, None)
+        assert found_on(page, "a-1", ["https://paper.example"]).url == page.url
 
 
 def test_the_dashboard_shows_sources_and_unverified_pages(
