@@ -90,7 +90,9 @@ def test_a_new_article_works_within_ten_seconds_and_is_listed(
     yes = page.locator('[data-engage-article="harbour-reopens"]').get_by_role(
         "button", name=re.compile(r"^Yes \d+$"))
     expect(yes).to_be_visible(timeout=10_000)
-    assert time.monotonic() - started < 10
+    elapsed = time.monotonic() - started
+    print(f"widget working {elapsed:.1f} s after the first load")
+    assert elapsed < 10
     yes.click()
     expect(yes).to_have_attribute("aria-pressed", "true")
     expect(yes.locator(".n")).to_have_text("1")
