@@ -304,10 +304,12 @@ def ranked_page(
     now: datetime | None = None,
     trend: Trend | None = None,
     search: dict[str, Any] | None = None,
+    site_names: list[str] | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """(how many articles are in scope, the page of them best first by `sort`); `trend`
     when the caller has read every active article's. With `search` (articles.find's
-    q, tag, since, until: the publication time) the articles found, newest first.
+    q, tag, since, until: the publication time) the articles found, newest first, of
+    `site_names` only when named (their count too).
 
     All time: every article. A range: every article that received votes in it.
     """
@@ -315,7 +317,8 @@ def ranked_page(
     scope = _scope(store, window, now)
     if search:
         total, ids = articles.find(store, search.get("q") or "", section, search.get("tag"),
-                                   search.get("since"), search.get("until"), offset, limit)
+                                   search.get("since"), search.get("until"), offset, limit,
+                                   site_names)
         return total, figures(store, ids, now, trend, scope)
     if sort == "trending" and trend is None:
         trend = trend_inputs(store, now)

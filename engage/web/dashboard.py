@@ -30,7 +30,13 @@ from engage import errors, schemas, timerange
 from engage.api.polls import poll_body, poll_export
 from engage.api.reactions import email_vote_links
 from engage.api.stats import SEARCH, export_chunks, resolve_window, scoped_events
-from engage.identity import check_every_site, check_scope, visible_articles, visible_sites
+from engage.identity import (
+    check_every_site,
+    check_scope,
+    site_scope,
+    visible_articles,
+    visible_sites,
+)
 from engage.store import (
     aggregates,
     articles,
@@ -171,14 +177,15 @@ def overview() -> Any:
         named = ", ".join(sorted(exc.messages))
         return refuse(422, "validation_failed", f"The search could not be read: {named}.")
     search = {k: query.get(name) for k, name in SEARCH.items() if query.get(name)}
-    total, ranked = stats.ranked_page(store, sort, query.get("section"), window,
-                                      (page - 1) * ARTICLES_PER_PAGE, ARTICLES_PER_PAGE,
-                                      search=search)
-    found = {**stats.overview(store, window), "ranked": ranked}
     # The site switcher: one of the caller's sites, or all they may see.
     names, site = visible_sites(), request.args.get("site") or None
     if site is not None and site not in names:
         abort(404)
+    only = [site] if site else site_scope()  # a search finds and counts these sites' only
+    total, ranked = stats.ranked_page(store, sort, query.get("section"), window,
+                                      (page - 1) * ARTICLES_PER_PAGE, ARTICLES_PER_PAGE,
+                                      search=search, site_names=only)
+    found = {**stats.overview(store, window), "ranked": ranked}
     shown = visible_articles((a["id"] for key in ("ranked", "top", "bottom", "trending")
                               for a in found[key]), site)
     if shown is not None:  # some sites: their articles, no figures summed across all
@@ -198,7 +205,7 @@ def overview() -> Any:
         **found,  # totals, ranked, top, bottom, trending, sections
         asked=asked,
         searching=bool(search),
-        section_names=articles.sections(store),
+        section_names=articles.sections(store, site_scope()),
         page_number=page,
         pages=max(1, -(-total // ARTICLES_PER_PAGE)),
         total=total,
