@@ -51,6 +51,7 @@ from engage.store import (
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
 from engage.web.formatting import fmt_time, pct
+from engage.web.history import link_history, poll_history
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
@@ -234,6 +235,7 @@ def article(article_id: str) -> Any:
                 f"{field}: {' '.join(messages)}" for field, messages in exc.normalized_messages()
                 .items()))
         email_links = email_vote_links(article_id, query)
+    link_rows = links.stats(store, article_id)
     return render_template(
         "dashboard/article.html",
         page="article",
@@ -245,7 +247,8 @@ def article(article_id: str) -> Any:
         reasons_total=sum(reasons.values()),
         polls=[poll_body(poll, staff=True)
                for poll in polls.for_articles(store, [article_id]).get(article_id, [])],
-        links=links.stats(store, article_id),
+        links=link_rows,
+        link_history=link_history(series, link_rows),
         poll_votes=sum(p["poll_votes"] for p in series["points"]),
         channels={ch: sum(p["channels"][ch] for p in series["points"])
                   for ch in reactions.CHANNELS},
@@ -305,6 +308,30 @@ def poll_list() -> Any:
         page_number=page,
         newer=page - 1 if page > 1 else None,
         older=page + 1 if more else None,
+    )
+
+
+@bp.get("/polls/<eid:poll_id>")
+def poll_page(poll_id: str) -> Any:
+    """One poll: its results and the history of its answers."""
+    bucket = request.args.get("bucket", "hour")
+    if bucket not in ("hour", "day"):
+        abort(404)
+    store = get_store()
+    poll = polls.get(store, poll_id)
+    if poll is None:
+        abort(404)
+    series = stats.poll_series(store, poll, resolve_window(store, None, None, bucket))
+    shown = poll_body(poll, staff=True)
+    named = articles.get_many(store, [poll.article]) if poll.article else {}
+    return render_template(
+        "dashboard/poll.html",
+        page="polls",
+        poll=shown,
+        article_title=named.get(poll.article or "", {}).get("title", ""),
+        bucket=bucket,
+        series=series,
+        history=poll_history(series),
     )
 
 
