@@ -204,7 +204,8 @@ def reindex(store: Store, batch: int = 500) -> int:
 
 def _prefixed(store: Store, words: list[str]) -> dict[str, list[str]]:
     """Each word of PREFIX_MIN letters or more -> the indexed words it begins (itself
-    always among them), in one round trip."""
+    when none: the vocabulary of an index not yet rebuilt may miss it), in one round
+    trip; a shorter word -> itself."""
     long = [w for w in words if len(w) >= PREFIX_MIN]
     pipe = store.redis.pipeline(transaction=False)
     for word in long:
@@ -213,7 +214,7 @@ def _prefixed(store: Store, words: list[str]) -> dict[str, list[str]]:
         pipe.zrangebylex(store.keys.find("vocab"), b"[" + start, b"(" + start + b"\xff",
                          start=0, num=PREFIX_WORDS)
     found = dict(zip(long, pipe.execute(), strict=True)) if long else {}
-    return {w: sorted({w, *found.get(w, [])}) for w in words}
+    return {w: found.get(w) or [w] for w in words}
 
 
 def find(
