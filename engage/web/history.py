@@ -29,10 +29,9 @@ def _grouped(named: list[tuple[str, str]], totals: Counter[str],
 
 
 def _history(points: list[dict[str, Any]], named: list[tuple[str, str]],
-             values: list[dict[str, int]], extra: list[dict[str, Any]], bucket: str,
-             chart_id: str, title: str, other_label: str) -> dict[str, Any]:
-    """Chart, legend and rows (the buckets with activity, newest first) of per-bucket
-    `values` (key -> n) of the `named` series; `extra` rides along on each row."""
+             values: list[dict[str, int]], bucket: str, chart_id: str, title: str,
+             other_label: str) -> dict[str, Any]:
+    """Chart and legend of per-bucket `values` (key -> n) of the `named` series."""
     totals: Counter[str] = Counter()
     for value in values:
         totals.update(value)
@@ -47,9 +46,6 @@ def _history(points: list[dict[str, Any]], named: list[tuple[str, str]],
     chart: Markup = stacked_chart(
         [{"start": p["start"], "values": v} for p, v in zip(points, folded, strict=True)],
         series, bucket, chart_id, title)
-    label = "%d %b %H:%M" if bucket == "hour" else "%d %b %Y"
-    rows = [{"label": datetime.fromisoformat(p["start"]).strftime(label), "values": v, **x}
-            for p, v, x in zip(points, folded, extra, strict=True) if v or any(x.values())]
     in_range: Counter[str] = Counter()
     for value in folded:
         in_range.update(value)
@@ -57,44 +53,62 @@ def _history(points: list[dict[str, Any]], named: list[tuple[str, str]],
         "chart": chart,
         "legend": [{"key": key, "label": name, "color": PALETTE[i], "total": in_range[key]}
                    for i, (key, name) in enumerate(series)],
-        "rows": rows[::-1],
     }
+
+
+def _label(start: str, bucket: str) -> str:
+    return datetime.fromisoformat(start).strftime(
+        "%d %b %H:%M" if bucket == "hour" else "%d %b %Y")
 
 
 def poll_history(series: dict[str, Any]) -> dict[str, Any]:
     """The answers taken per bucket, per option (a changed answer counts for its new
-    options); the table adds the withdrawn ones and the votes cast."""
-    points = series["points"]
+    options); the table (one row per bucket and option with answers, newest first,
+    narrow enough for a phone) adds the withdrawn ones."""
+    points, bucket = series["points"], series["bucket"]
     named = [(o["id"], o["label"]) for o in series["options"]]
-    extra = [{"votes": p["votes"], "withdrawn": sum(p["removed"].values())} for p in points]
+    rows = [{"label": _label(p["start"], bucket), "name": name, "taken": p["added"][key],
+             "withdrawn": p["removed"][key]}
+            for p in reversed(points) for key, name in named
+            if p["added"][key] or p["removed"][key]]
     return {
-        **_history(points, named, [{k: n for k, n in p["added"].items() if n}
-                                   for p in points],
-                   extra, series["bucket"], "poll-chart",
-                   f"Answers taken per {series['bucket']}, by option", "Other options"),
-        "votes": sum(x["votes"] for x in extra),
-        "withdrawn": sum(x["withdrawn"] for x in extra),
+        **_history(points, named, [{k: n for k, n in p["added"].items() if n} for p in points],
+                   bucket, "poll-chart", f"Answers taken per {bucket}, by option",
+                   "Other options"),
+        "rows": rows,
+        "votes": sum(p["votes"] for p in points),
+        "withdrawn": sum(sum(p["removed"].values()) for p in points),
     }
 
 
 def link_history(series: dict[str, Any], current: list[dict[str, Any]]) -> dict[str, Any]:
     """The related links' clicks per bucket, per link (those curated now in their order,
-    then any removed since that still has figures in range); the table adds the
-    impressions and the click-through rate."""
-    points = series["points"]
+    then any removed since that still has figures in range); the table (one row per
+    bucket and link with clicks or impressions, newest first) adds the impressions and
+    the click-through rate."""
+    points, bucket = series["points"], series["bucket"]
     named = [(link["id"], link["title"]) for link in current]
     known = {key for key, _ in named}
     named += [(key, f"Removed link {key}") for key in sorted(
         {key for p in points for key in p["links"]} - known)]
-    extra = [{"clicks": p["clicks"], "impressions": p["impressions"]} for p in points]
+    rows = []
+    for p in reversed(points):
+        for key, name in named:
+            got = p["links"].get(key)
+            if got:
+                clicks, imps = got["clicks"], got["impressions"]
+                rows.append({"label": _label(p["start"], bucket), "name": name,
+                             "clicks": clicks, "impressions": imps,
+                             "ctr": clicks / imps if imps else None})
     clicks = sum(p["clicks"] for p in points)
     impressions = sum(p["impressions"] for p in points)
     return {
         **_history(points, named,
                    [{k: c["clicks"] for k, c in p["links"].items() if c["clicks"]}
                     for p in points],
-                   extra, series["bucket"], "links-chart",
-                   f"Related link clicks per {series['bucket']}, by link", "Other links"),
+                   bucket, "links-chart", f"Related link clicks per {bucket}, by link",
+                   "Other links"),
+        "rows": rows,
         "clicks": clicks,
         "impressions": impressions,
         "ctr": clicks / impressions if impressions else None,
