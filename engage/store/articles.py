@@ -10,9 +10,8 @@ A query word of PREFIX_MIN letters or more also matches the words it begins ("el
 finds "Election"): the index keeps its vocabulary (every word indexed) in one sorted
 set read by lexical range, and a prefix's term is the union of its words' sets. That
 costs one entry per distinct word, where a set per prefix would cost one entry per
-article and prefix. No stemming: "elections" is not found by "election" unless typed
-as its prefix. Redis's own search module would do more, but is not on every Redis
-engage supports.
+article and prefix. No stemming: "elections" does not find "election". Redis's own
+search module would do more, but is not on every Redis engage supports.
 """
 
 from __future__ import annotations
