@@ -189,3 +189,4 @@ def test_a_site_limited_editor_finds_and_counts_their_sites_only(
     admin_page = Desk(app.test_client(), admin["Authorization"][7:]).get(
         "/dashboard?q=election&site=default").get_data(as_text=True)
     assert "1 articles found" in admin_page
+    assert re.findall(r"<option(?: selected)?>([^<]+)</option>", admin_page) == ["Politics"]

@@ -206,7 +206,7 @@ def overview() -> Any:
         **found,  # totals, ranked, top, bottom, trending, sections
         asked=asked,
         searching=bool(search),
-        section_names=articles.sections(store, site_scope()),
+        section_names=articles.sections(store, only),
         page_number=page,
         pages=max(1, -(-total // ARTICLES_PER_PAGE)),
         total=total,
