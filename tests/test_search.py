@@ -107,7 +107,7 @@ def test_an_edit_leaves_the_old_words_and_tags(client: FlaskClient,
 def test_the_dashboard_table_finds_filters_and_pages(desk: Any, client: FlaskClient,
                                                       editor: dict[str, str]) -> None:
     page = desk.get("/dashboard?q=busan&section=Economy").get_data(as_text=True)
-    assert "1 articles found, newest first" in page
+    assert "1 article found, newest first" in page
     assert 'data-article="harbour-expansion"' in page and 'data-article="film-festival"' not in page
     dated = desk.get("/dashboard?from=2026-03-02&to=2026-03-03").get_data(as_text=True)
     assert 'data-article="harbour-strike"' in dated and 'data-article="korea-china-reset"' in dated
@@ -188,5 +188,5 @@ def test_a_site_limited_editor_finds_and_counts_their_sites_only(
     # An editor of every site narrowing to one through the switcher counts that one.
     admin_page = Desk(app.test_client(), admin["Authorization"][7:]).get(
         "/dashboard?q=election&site=default").get_data(as_text=True)
-    assert "1 articles found" in admin_page
+    assert "1 article found" in admin_page
     assert re.findall(r"<option(?: selected)?>([^<]+)</option>", admin_page) == ["Politics"]
