@@ -445,6 +445,11 @@ class RefusedSchema(Schema):
         required=True, metadata={"description": "Impressions over the per-address cap."})
 
 
+class LinkPointSchema(Schema):
+    clicks = fields.Integer(required=True)
+    impressions = fields.Integer(required=True)
+
+
 class SeriesPointSchema(Schema):
     start = fields.String(required=True)
     added = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
@@ -453,6 +458,10 @@ class SeriesPointSchema(Schema):
     poll_votes = fields.Integer(required=True)
     clicks = fields.Integer(required=True)
     impressions = fields.Integer(required=True)
+    links = fields.Dict(keys=fields.String(), values=fields.Nested(LinkPointSchema),
+                        required=True, metadata={
+                            "description": "Clicks and impressions per related link id "
+                                           "(links with neither are left out)."})
     channels = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
                            metadata={"description": "Votes cast or moved, by the channel "
                                      "they came through: web, email, nojs, amp."})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -470,3 +470,100 @@ def test_one_articles_events_export_from_its_page(signed_in: FlaskClient, store:
     assert len(lines) == len(list(events.iter_events(store, article="korea-china-reset")))
     assert "engage-events-korea-china-reset.ndjson" in response.headers["Content-Disposition"]
     assert signed_in.get("/dashboard/export?article=bad%20id").status_code == 422
+
+
+def _table(html: str, table_id: str) -> list[list[str]]:
+    """The rows of a table: each row's heading, then its cells' text."""
+    table = html[html.index(f'id="{table_id}"'):]
+    table = table[:table.index("</table>")]
+    body = table[table.index("<tbody>"):]
+    return [re.findall(r"<t[hd][^>]*>([^<]*)<", row) for row in body.split("<tr>")[1:]]
+
+
+def test_poll_page_charts_answers_per_hour_with_a_table(
+        signed_in: FlaskClient, store: Any, clock: Any) -> None:
+    poll = polls.create(store, {"question": "Which way?", "options": ["North", "South", "West"],
+                                "article": "korea-china-reset", "multiple": False})
+    north, south, west = (option["id"] for option in poll.options)
+    now = clock.time
+    clock.time = now - timedelta(hours=2)
+    for reader, option in (("r1", north), ("r2", north), ("r3", south)):
+        polls.vote(store, poll.id, reader, f"addr-{reader}", [option])
+    clock.time = now
+    polls.vote(store, poll.id, "r1", "addr-r1", [west])  # a change: west taken, north left
+    polls.vote(store, poll.id, "r2", "addr-r2", None)  # a withdrawal
+    html = signed_in.get(f"/dashboard/polls/{poll.id}").get_data(as_text=True)
+    chart = html[html.index('<svg class="chart"'):html.index("</svg>")]
+    assert 'aria-labelledby="poll-chart-title"' in chart
+    assert chart.count("<rect") == 3  # north and south two hours ago, west now
+    assert "North: 2 answers" in html and "South: 1 answer<" in html and "West: 1 answer<" in html
+    rows = _table(html, "poll-history-table")
+    hour = "%d %b %H:%M"
+    this_hour = now.replace(minute=0).strftime(hour)
+    earlier = (now - timedelta(hours=2)).replace(minute=0).strftime(hour)
+    assert rows == [[this_hour, "North", "0", "2"], [this_hour, "West", "1", "0"],
+                    [earlier, "North", "2", "0"], [earlier, "South", "1", "0"]]
+    assert "4 votes and changes, 2 answers withdrawn in range" in html
+    daily = signed_in.get(f"/dashboard/polls/{poll.id}?bucket=day").get_data(as_text=True)
+    today = [row[1:] for row in _table(daily, "poll-history-table")
+             if row[0] == now.strftime("%d %b %Y")]
+    assert ["West", "1", "0"] in today  # two hours ago may be yesterday
+    assert signed_in.get(f"/dashboard/polls/{poll.id}?bucket=week").status_code == 404
+    assert signed_in.get("/dashboard/polls/pnosuchpoll1").status_code == 404
+    # The polls list and the article's page open it.
+    link = f'href="/dashboard/polls/{poll.id}"'
+    assert link in signed_in.get("/dashboard/polls").get_data(as_text=True)
+    assert link in signed_in.get("/dashboard/articles/korea-china-reset").get_data(as_text=True)
+
+
+def test_article_page_charts_link_clicks_per_hour_with_a_table(
+        signed_in: FlaskClient, client: FlaskClient, editor: dict[str, str], store: Any,
+        clock: Any) -> None:
+    article = {"title": "Links over time", "url": "https://news.example.com/x/links-over-time",
+               "section": "Diplomacy", "published_at": "2026-01-08T09:00:00Z"}
+    assert client.put("/api/v1/articles/links-over-time", json=article,
+                      headers=editor).status_code == 201
+    first, second = links.set_links(store, "links-over-time", [
+        {"title": "First read", "url": "https://news.example.com/first"},
+        {"title": "Second read", "url": "https://news.example.com/second"}])
+    both = [first["id"], second["id"]]
+    now = clock.time
+    clock.time = now - timedelta(hours=1)
+    links.impressions(store, "links-over-time", "addr-1", both)
+    links.click(store, first["id"], "addr-1")
+    clock.time = now
+    for address in ("addr-2", "addr-3"):
+        links.impressions(store, "links-over-time", address, both)
+    links.click(store, first["id"], "addr-2")
+    links.click(store, second["id"], "addr-3")
+    html = signed_in.get("/dashboard/articles/links-over-time").get_data(as_text=True)
+    section = html[html.index('id="link-history"'):]
+    assert 'aria-labelledby="links-chart-title"' in section
+    chart = section[section.index("<svg"):section.index("</svg>")]
+    assert chart.count("<rect") == 3
+    assert "First read: 2 clicks" in section and "Second read: 1 click<" in section
+    assert "3 clicks of 6 impressions in range (50.0% click-through)" in section
+    hour = "%d %b %H:%M"
+    this_hour = now.replace(minute=0).strftime(hour)
+    earlier = (now - timedelta(hours=1)).replace(minute=0).strftime(hour)
+    assert _table(section, "link-history-table") == [
+        [this_hour, "First read", "1", "2", "50.0%"], [this_hour, "Second read", "1", "2", "50.0%"],
+        [earlier, "First read", "1", "1", "100.0%"], [earlier, "Second read", "0", "1", "0.0%"]]
+    # The stats API gives the same per link.
+    points = client.get("/api/v1/articles/links-over-time/stats", headers=editor).json["points"]
+    assert points[-1]["links"] == {first["id"]: {"clicks": 1, "impressions": 2},
+                                   second["id"]: {"clicks": 1, "impressions": 2}}
+
+
+def test_more_links_than_colours_chart_the_busiest_and_the_rest_together() -> None:
+    from engage.web.charts import PALETTE
+    from engage.web.history import link_history
+
+    current = [{"id": f"l{n}", "title": f"Link {n}"} for n in range(8)]
+    point = {"start": "2026-03-01T10:00:00+00:00", "clicks": 36, "impressions": 100,
+             "links": {f"l{n}": {"clicks": n + 1, "impressions": 10} for n in range(8)}}
+    shown = link_history({"bucket": "hour", "points": [point]}, current)
+    assert [s["label"] for s in shown["legend"]] == [
+        "Link 3", "Link 4", "Link 5", "Link 6", "Link 7", "Other links"]
+    assert [s["total"] for s in shown["legend"]] == [4, 5, 6, 7, 8, 1 + 2 + 3]
+    assert len({s["color"] for s in shown["legend"]}) == len(PALETTE)

@@ -3,6 +3,7 @@ dates, paged newest first, through the stats API and the dashboard's article tab
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -63,6 +64,37 @@ def test_search_by_words_section_tag_and_dates(client: FlaskClient,
 
 
 @pytest.mark.usefixtures("stories")
+def test_a_words_beginning_finds_it_from_three_letters(client: FlaskClient,
+                                                        editor: dict[str, str]) -> None:
+    put(client, editor, "vote-day", "Election day in Busan", "Politics", [], 5)
+    assert found(client, editor, q="elec") == ["vote-day"]
+    assert found(client, editor, q="ELECT bus") == ["vote-day"]
+    assert found(client, editor, q="harb") == ["harbour-strike", "harbour-expansion"]
+    assert found(client, editor, q="harb exp") == ["harbour-expansion"]
+    assert found(client, editor, q="kor-chin") == ["korea-china-reset"]  # id words too
+    assert found(client, editor, q="ha") == []  # two letters: whole words only
+    assert found(client, editor, q="in") == ["vote-day"]
+    assert found(client, editor, q="lection") == []  # a beginning, not any part
+    # An edit's new words are found by their beginnings, its old ones no longer.
+    put(client, editor, "vote-day", "Referendum day in Busan", "Politics", [], 5)
+    assert found(client, editor, q="elec") == []
+    assert found(client, editor, q="refer") == ["vote-day"]
+
+
+def test_a_prefix_reads_a_bounded_number_of_words(store: Any) -> None:
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    pipe = store.redis.pipeline(transaction=False)
+    for n in range(articles.PREFIX_WORDS + 50):
+        articles._index(store, pipe, f"n{n}", {
+            "title": f"code{n:05d}", "url": f"https://news.example.com/{n}",
+            "section": "s", "tags": [], "published_at": day + timedelta(minutes=n)})
+    pipe.execute()
+    total, _ = articles.find(store, "code")
+    assert total == articles.PREFIX_WORDS  # the first words in lexical order
+    assert articles.find(store, "code01049")[1] == ["n1049"]  # a longer prefix finds the rest
+
+
+@pytest.mark.usefixtures("stories")
 def test_an_edit_leaves_the_old_words_and_tags(client: FlaskClient,
                                                editor: dict[str, str]) -> None:
     put(client, editor, "film-festival", "Busan cinema week begins", "Culture", ["cinema"], 4)
@@ -75,7 +107,7 @@ def test_an_edit_leaves_the_old_words_and_tags(client: FlaskClient,
 def test_the_dashboard_table_finds_filters_and_pages(desk: Any, client: FlaskClient,
                                                       editor: dict[str, str]) -> None:
     page = desk.get("/dashboard?q=busan&section=Economy").get_data(as_text=True)
-    assert "1 articles found, newest first" in page
+    assert "1 article found, newest first" in page
     assert 'data-article="harbour-expansion"' in page and 'data-article="film-festival"' not in page
     dated = desk.get("/dashboard?from=2026-03-02&to=2026-03-03").get_data(as_text=True)
     assert 'data-article="harbour-strike"' in dated and 'data-article="korea-china-reset"' in dated
@@ -111,4 +143,50 @@ def test_a_title_word_is_found_among_100000_articles_in_under_300_ms(store: Any)
     began = time.perf_counter()
     assert articles.find(store, "99999")[1] == ["a99999"]
     timings.append(time.perf_counter() - began)
+    for q, section, at_least in (("elec rep", "s3", 2_000), ("harb", None, 14_000),
+                                 ("rep", None, 100_000), ("a123", None, 111)):
+        began = time.perf_counter()  # prefixes: of common words, of 1,111 id words
+        total, ids = articles.find(store, q, section=section, limit=50)
+        timings.append(time.perf_counter() - began)
+        assert total >= at_least and len(ids) == 50, (q, total)
     assert max(timings) < 0.3, timings
+    # The vocabulary holds each word once, however many articles use it.
+    assert store.redis.zcard(store.keys.find("vocab")) < 3 * 100_000 + 10
+
+
+def test_a_site_limited_editor_finds_and_counts_their_sites_only(
+        app: Any, client: FlaskClient, editor: dict[str, str], admin: dict[str, str],
+        store: Any) -> None:
+    from engage.store import tokens
+    from tests.desk import Desk
+
+    site = {"name": "regional", "origins": ["https://regional.example.com"]}
+    assert client.post("/api/v1/sites", json=site, headers=admin).status_code == 201
+    put(client, editor, "home-vote", "Election at home", "Politics", [], 1)
+    for n, section in enumerate(["Local", "Local", "Weather"]):
+        response = client.put(f"/api/v1/articles/local-{n}", headers=editor, json={
+            "title": f"Election in the region {n}", "url": f"https://regional.example.com/{n}",
+            "section": section, "published_at": "2026-03-02T09:00:00Z", "site": "regional"})
+        assert response.status_code == 201, response.json
+    limited = tokens.create(store, "editor", "regional desk", ["regional"])[0]
+    scoped = {"Authorization": f"Bearer {limited}"}
+    answer = client.get("/api/v1/stats/articles", headers=scoped,
+                        query_string={"q": "elec", "limit": 2}).json
+    assert answer["total"] == 3 and [a["id"] for a in answer["articles"]] == [
+        "local-2", "local-1"]
+    assert client.get("/api/v1/stats/articles", headers=editor,
+                      query_string={"q": "elec"}).json["total"] == 4
+    page = Desk(app.test_client(), limited).get("/dashboard?q=election").get_data(as_text=True)
+    assert "3 articles found, newest first" in page and "home-vote" not in page
+    offered = re.findall(r"<option(?: selected)?>([^<]+)</option>", page)
+    assert offered == ["Local", "Weather"]
+    everyone = Desk(app.test_client(), editor["Authorization"][7:]).get(
+        "/dashboard?q=election").get_data(as_text=True)
+    assert "4 articles found" in everyone
+    assert re.findall(r"<option(?: selected)?>([^<]+)</option>", everyone) == [
+        "Local", "Politics", "Weather"]
+    # An editor of every site narrowing to one through the switcher counts that one.
+    admin_page = Desk(app.test_client(), admin["Authorization"][7:]).get(
+        "/dashboard?q=election&site=default").get_data(as_text=True)
+    assert "1 article found" in admin_page
+    assert re.findall(r"<option(?: selected)?>([^<]+)</option>", admin_page) == ["Politics"]

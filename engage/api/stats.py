@@ -98,8 +98,9 @@ class RankedArticles(MethodView):
         offset, limit = query["offset"], query["limit"]
         search = {k: query.get(name) for k, name in SEARCH.items() if query.get(name)}
         total, page = stats.ranked_page(store, query["sort"], query.get("section"), window,
-                                        offset, limit, search=search)
-        # Limited to some sites, a page shows theirs only (`total` still counts all).
+                                        offset, limit, search=search, site_names=site_scope())
+        # Limited to some sites, a page shows theirs only; a search counts theirs only,
+        # a ranking's `total` still counts all.
         shown = visible_articles(row["id"] for row in page)
         page = page if shown is None else [row for row in page if row["id"] in shown]
         return {"sort": "newest" if search else query["sort"], **window_fields(window),

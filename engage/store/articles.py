@@ -1,10 +1,17 @@
 """Articles: the registry that reactions, polls and links hang from, and its search.
 
 Search (`find`) reads an index kept on every write (`_index`): a sorted set per word of
-the title, id and URL path, per tag and per section, each scored by the publication
-time, all under one hash tag. A search intersects the sets of its terms (ZINTERSTORE:
-its cost grows with the smallest set, not the archive) and pages the result by date.
-Redis's own search module would do more, but is not on every Redis engage supports.
+the title, id and URL path, per tag, per section and per site, each scored by the
+publication time, all under one hash tag. A search intersects the sets of its terms
+(ZINTERSTORE: its cost grows with the smallest set, not the archive) and pages the
+result by date.
+
+A query word of PREFIX_MIN letters or more also matches the words it begins ("elec"
+finds "Election"): the index keeps its vocabulary (every word indexed) in one sorted
+set read by lexical range, and a prefix's term is the union of its words' sets. That
+costs one entry per distinct word, where a set per prefix would cost one entry per
+article and prefix. No stemming: "elections" does not find "election". Redis's own
+search module would do more, but is not on every Redis engage supports.
 """
 
 from __future__ import annotations
@@ -22,6 +29,12 @@ from engage.store import Store, sites
 
 WORD = re.compile(r"\w+")
 FOUND_TTL = 30  # seconds a search's intersection is kept: it is only read as it is made
+# Shorter words match whole words only: one or two letters begin too many words to
+# be worth a union.
+PREFIX_MIN = 3
+# A prefix reads at most this many of its words (the first in lexical order, so the
+# shortest of a stem come first): bounds a search's union however large the archive.
+PREFIX_WORDS = 1000
 
 
 def _epoch(value: datetime) -> float:
@@ -82,7 +95,7 @@ def write(store: Store, article_id: str, data: dict[str, Any], source: str,
         pipe.sadd(keys.sections, data["section"])
     if previous_section and previous_section != data["section"]:
         pipe.zrem(keys.section(previous_section), article_id)
-    _index(store, pipe, article_id, {**data, "published_at": published})
+    _index(store, pipe, article_id, {**data, "published_at": published, "site": site})
     pipe.execute()
     store.forget(article_id)
     article = {
@@ -176,8 +189,13 @@ def recent(store: Store, limit: int = 200) -> list[dict[str, Any]]:
     return [found[article_id] for article_id in article_ids if article_id in found]
 
 
-def sections(store: Store) -> list[str]:
-    return sorted(store.redis.smembers(store.keys.sections))
+def sections(store: Store, site_names: list[str] | None = None) -> list[str]:
+    """Every section name used, or those used by the articles of `site_names`."""
+    if site_names is None:
+        return sorted(store.redis.smembers(store.keys.sections))
+    if not site_names:
+        return []
+    return sorted(store.redis.sunion([store.keys.find(f"secs:{name}") for name in site_names]))
 
 
 # -- search --------------------------------------------------------------------------------
@@ -190,10 +208,11 @@ def terms(text: str) -> set[str]:
 def _index(store: Store, pipe: Any, article_id: str, data: dict[str, Any]) -> None:
     """Queue the article's search index entries on `pipe`, dropping those an edit left."""
     find = store.keys.find
+    site = data.get("site") or store.config["DEFAULT_SITE"]
     words = terms(data["title"]) | terms(article_id) | terms(urlsplit(data["url"]).path)
     section = {f"s:{data['section']}"} if data["section"] else set()
     parts = sorted({f"w:{w}" for w in words} | section
-                   | {f"t:{t.casefold()}" for t in data.get("tags", [])})
+                   | {f"t:{t.casefold()}" for t in data.get("tags", [])} | {f"site:{site}"})
     old = json.loads(store.redis.hget(find("doc"), article_id) or "[]")
     score = data["published_at"].timestamp()
     for part in set(old) - set(parts):
@@ -201,6 +220,11 @@ def _index(store: Store, pipe: Any, article_id: str, data: dict[str, Any]) -> No
     for part in ["all", *parts]:
         pipe.zadd(find(part), {article_id: score})
     pipe.hset(find("doc"), article_id, json.dumps(parts))
+    # Kept like the section names: a word or section no article has any longer costs
+    # an empty lookup, not a wrong answer.
+    if words:
+        pipe.zadd(find("vocab"), dict.fromkeys(words, 0))
+    pipe.sadd(find(f"secs:{site}"), data["section"])
 
 
 def reindex(store: Store, batch: int = 500) -> int:
@@ -216,24 +240,56 @@ def reindex(store: Store, batch: int = 500) -> int:
     return done
 
 
+def _prefixed(store: Store, words: list[str]) -> dict[str, list[str]]:
+    """Each word of PREFIX_MIN letters or more -> the indexed words it begins (itself
+    when none: the vocabulary of an index not yet rebuilt may miss it), in one round
+    trip; a shorter word -> itself."""
+    long = [w for w in words if len(w) >= PREFIX_MIN]
+    pipe = store.redis.pipeline(transaction=False)
+    for word in long:
+        # 0xff never occurs in UTF-8, so it closes the range of every continuation.
+        start = word.encode()
+        pipe.zrangebylex(store.keys.find("vocab"), b"[" + start, b"(" + start + b"\xff",
+                         start=0, num=PREFIX_WORDS)
+    found = dict(zip(long, pipe.execute(), strict=True)) if long else {}
+    return {w: found.get(w) or [w] for w in words}
+
+
 def find(
     store: Store, q: str = "", section: str | None = None, tag: str | None = None,
     since: datetime | None = None, until: datetime | None = None,
-    offset: int = 0, limit: int = 50,
+    offset: int = 0, limit: int = 50, site_names: list[str] | None = None,
 ) -> tuple[int, list[str]]:
-    """(how many articles match, a page of their ids newest first): every word of `q` in
-    the title, id or URL path, in `section`, tagged `tag`, published in [since, until]."""
+    """(how many articles match, a page of their ids newest first): every word of `q`
+    in the title, id or URL path (as a word or a word's beginning, PREFIX_MIN letters
+    or more), in `section`, tagged `tag`, published in [since, until], of one of
+    `site_names` (None: any site)."""
     find_key = store.keys.find
-    parts = [f"w:{w}" for w in sorted(terms(q))]
-    parts += [f"s:{section}"] if section else []
-    parts += [f"t:{tag.casefold()}"] if tag else []
+    if site_names is not None and not site_names:
+        return 0, []
     low = since.timestamp() if since else "-inf"
     high = until.timestamp() if until else "+inf"
     pipe = store.redis.pipeline(transaction=False)
+
+    def union(members: list[str]) -> str:
+        """The part naming the union of these parts' sets (queued on `pipe`), or the one."""
+        if len(members) == 1:
+            return members[0]
+        part = "q:" + hashlib.sha256("\n".join(["|", *members]).encode()).hexdigest()[:32]
+        # Every set scores an article by its publication time: MAX keeps it.
+        pipe.zunionstore(find_key(part), [find_key(m) for m in members], aggregate="MAX")
+        pipe.expire(find_key(part), FOUND_TTL)
+        return part
+
+    parts = [union([f"w:{m}" for m in matches])
+             for _, matches in sorted(_prefixed(store, sorted(terms(q))).items())]
+    parts += [f"s:{section}"] if section else []
+    parts += [f"t:{tag.casefold()}"] if tag else []
+    if site_names is not None:
+        parts.append(union([f"site:{name}" for name in sorted(set(site_names))]))
     key = find_key(parts[0] if parts else "all")
     if len(parts) > 1:
         key = find_key("q:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32])
-        # Every set scores an article by its publication time: MAX keeps it.
         pipe.zinterstore(key, [find_key(p) for p in parts], aggregate="MAX")
         pipe.expire(key, FOUND_TTL)
     pipe.zcount(key, low, high)

@@ -50,9 +50,11 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:webhooks:retry             | zset   | until delivered or dead | JSON {delivery, webhook, attempts, body} -> due time (epoch s); a test delivery starts here |
 | P:webhooks:status            | hash   | until the webhook is deleted | webhook id -> JSON {at, outcome, error, attempts, delivery} of its last attempt |
 | P:f:{find}:all              | zset   | forever                 | article id -> published_at (epoch s): the search index's every article |
-| P:f:{find}:<w|t|s>:<term>   | zset   | forever                 | article id -> published_at, per title/id/URL-path word (`w:`, casefolded), tag (`t:`, casefolded), section (`s:`) |
+| P:f:{find}:<w|t|s|site>:<term> | zset | forever               | article id -> published_at, per title/id/URL-path word (`w:`, casefolded), tag (`t:`, casefolded), section (`s:`), site (`site:`) |
 | P:f:{find}:doc              | hash   | forever                 | article id -> JSON list of the index sets it is in (so an edit leaves the old ones) |
-| P:f:{find}:q:<digest>       | zset   | 30 seconds              | a search's intersection, paged while it lasts   |
+| P:f:{find}:vocab            | zset   | forever                 | every word indexed -> 0 (read by lexical range: the words a prefix begins) |
+| P:f:{find}:secs:<site>      | set    | forever                 | every section name the site's articles have used |
+| P:f:{find}:q:<digest>       | zset   | 30 seconds              | a search's intersection, or a prefix's (or sites') union, read while it lasts |
 | P:x:{stats}:seen            | hash   | forever                 | events stream key -> last entry id applied to the aggregates |
 | P:x:{stats}:sec             | hash   | forever                 | article id -> section (as the aggregates file it) |
 | P:x:{stats}:n:<choice>      | hash   | forever                 | article id -> standing reactions of that choice |

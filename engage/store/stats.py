@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engage.formulas import approval, rank_keys, trending_score, wilson_lower
-from engage.store import Store, articles, sites, windows
+from engage.store import Store, articles, polls, sites, windows
 from engage.store.reactions import CHANNELS
 from engage.timerange import HOUR, Range, floor
 
@@ -304,10 +304,12 @@ def ranked_page(
     now: datetime | None = None,
     trend: Trend | None = None,
     search: dict[str, Any] | None = None,
+    site_names: list[str] | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """(how many articles are in scope, the page of them best first by `sort`); `trend`
     when the caller has read every active article's. With `search` (articles.find's
-    q, tag, since, until: the publication time) the articles found, newest first.
+    q, tag, since, until: the publication time) the articles found, newest first, of
+    `site_names` only when named (their count too).
 
     All time: every article. A range: every article that received votes in it.
     """
@@ -315,7 +317,8 @@ def ranked_page(
     scope = _scope(store, window, now)
     if search:
         total, ids = articles.find(store, search.get("q") or "", section, search.get("tag"),
-                                   search.get("since"), search.get("until"), offset, limit)
+                                   search.get("since"), search.get("until"), offset, limit,
+                                   site_names)
         return total, figures(store, ids, now, trend, scope)
     if sort == "trending" and trend is None:
         trend = trend_inputs(store, now)
@@ -458,9 +461,20 @@ def bucket_sums(store: Store, article_ids: list[str],
     return {article_id: _sum(next(replies) for _ in segments) for article_id in article_ids}
 
 
+def _per_link(fields: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Link id -> its clicks and impressions in one article bucket."""
+    found: dict[str, dict[str, int]] = {}
+    for field, value in fields.items():
+        what, _, link = field.partition(":")
+        if link and what in ("click", "imp"):
+            counted = found.setdefault(link, {"clicks": 0, "impressions": 0})
+            counted["clicks" if what == "click" else "impressions"] = int(value)
+    return found
+
+
 def article_series(store: Store, article_id: str, window: Range) -> dict[str, Any] | None:
     """Per bucket: reactions taken/withdrawn per choice, votes cast by channel, reasons,
-    poll votes, links, and the activity refused (REFUSED)."""
+    poll votes, links (in all and per link id), and the activity refused (REFUSED)."""
     keys = store.keys
     owner = keys.article(article_id)
     pipe = store.redis.pipeline(transaction=False)
@@ -500,6 +514,7 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
                 "poll_votes": poll_fields.get("votes", 0),
                 "clicks": int(fields.get("click", 0)),
                 "impressions": int(fields.get("imp", 0)),
+                "links": _per_link(fields),
                 "channels": {ch: int(fields.get("channel:" + ch, 0)) for ch in CHANNELS},
                 "refused": refused,
             }
@@ -513,3 +528,31 @@ def article_series(store: Store, article_id: str, window: Range) -> dict[str, An
         "points": points,
     }
 
+
+
+def poll_series(store: Store, poll: polls.Poll, window: Range) -> dict[str, Any]:
+    """Per bucket: the poll's votes (new and changed) and the answers taken and
+    withdrawn per option, from the buckets its vote script keeps."""
+    poll_id = poll.id
+    starts = window.starts()
+    pipe = store.redis.pipeline(transaction=False)
+    for start in starts:
+        pipe.hgetall(_bucket_key(store, store.keys.poll(poll_id), window.bucket, start))
+    option_ids = [option["id"] for option in poll.options]
+    points = [
+        {
+            "start": iso(start),
+            "votes": int(fields.get("votes", 0)),
+            "added": {o: int(fields.get("+" + o, 0)) for o in option_ids},
+            "removed": {o: int(fields.get("-" + o, 0)) for o in option_ids},
+        }
+        for start, fields in zip(starts, pipe.execute(), strict=True)
+    ]
+    return {
+        "poll": poll_id,
+        "bucket": window.bucket,
+        "since": iso(window.since),
+        "until": iso(window.until),
+        "options": poll.options,
+        "points": points,
+    }

@@ -30,7 +30,13 @@ from engage import errors, schemas, timerange
 from engage.api.polls import poll_body, poll_export
 from engage.api.reactions import email_vote_links
 from engage.api.stats import SEARCH, export_chunks, resolve_window, scoped_events
-from engage.identity import check_every_site, check_scope, visible_articles, visible_sites
+from engage.identity import (
+    check_every_site,
+    check_scope,
+    site_scope,
+    visible_articles,
+    visible_sites,
+)
 from engage.store import (
     aggregates,
     articles,
@@ -46,6 +52,7 @@ from engage.store import (
 from engage.web import session
 from engage.web.charts import reactions_chart, sections_chart
 from engage.web.formatting import fmt_time, pct
+from engage.web.history import link_history, poll_history
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
@@ -173,14 +180,15 @@ def overview() -> Any:
         named = ", ".join(sorted(exc.messages))
         return refuse(422, "validation_failed", f"The search could not be read: {named}.")
     search = {k: query.get(name) for k, name in SEARCH.items() if query.get(name)}
-    total, ranked = stats.ranked_page(store, sort, query.get("section"), window,
-                                      (page - 1) * ARTICLES_PER_PAGE, ARTICLES_PER_PAGE,
-                                      search=search)
-    found = {**stats.overview(store, window), "ranked": ranked}
     # The site switcher: one of the caller's sites, or all they may see.
     names, site = visible_sites(), request.args.get("site") or None
     if site is not None and site not in names:
         abort(404)
+    only = [site] if site else site_scope()  # a search finds and counts these sites' only
+    total, ranked = stats.ranked_page(store, sort, query.get("section"), window,
+                                      (page - 1) * ARTICLES_PER_PAGE, ARTICLES_PER_PAGE,
+                                      search=search, site_names=only)
+    found = {**stats.overview(store, window), "ranked": ranked}
     shown = visible_articles((a["id"] for key in ("ranked", "top", "bottom", "trending")
                               for a in found[key]), site)
     if shown is not None:  # some sites: their articles, no figures summed across all
@@ -204,7 +212,7 @@ def overview() -> Any:
         **found,  # totals, ranked, top, bottom, trending, sections
         asked=asked,
         searching=bool(search),
-        section_names=articles.sections(store),
+        section_names=articles.sections(store, only),
         page_number=page,
         pages=max(1, -(-total // ARTICLES_PER_PAGE)),
         total=total,
@@ -233,6 +241,7 @@ def article(article_id: str) -> Any:
                 f"{field}: {' '.join(messages)}" for field, messages in exc.normalized_messages()
                 .items()))
         email_links = email_vote_links(article_id, query)
+    link_rows = links.stats(store, article_id)
     return render_template(
         "dashboard/article.html",
         page="article",
@@ -245,7 +254,8 @@ def article(article_id: str) -> Any:
         reasons_total=sum(reasons.values()),
         polls=[poll_body(poll, staff=True)
                for poll in polls.for_articles(store, [article_id]).get(article_id, [])],
-        links=links.stats(store, article_id),
+        links=link_rows,
+        link_history=link_history(series, link_rows),
         poll_votes=sum(p["poll_votes"] for p in series["points"]),
         channels={ch: sum(p["channels"][ch] for p in series["points"])
                   for ch in reactions.CHANNELS},
@@ -305,6 +315,30 @@ def poll_list() -> Any:
         page_number=page,
         newer=page - 1 if page > 1 else None,
         older=page + 1 if more else None,
+    )
+
+
+@bp.get("/polls/<eid:poll_id>")
+def poll_page(poll_id: str) -> Any:
+    """One poll: its results and the history of its answers."""
+    bucket = request.args.get("bucket", "hour")
+    if bucket not in ("hour", "day"):
+        abort(404)
+    store = get_store()
+    poll = polls.get(store, poll_id)
+    if poll is None:
+        abort(404)
+    series = stats.poll_series(store, poll, resolve_window(store, None, None, bucket))
+    shown = poll_body(poll, staff=True)
+    named = articles.get_many(store, [poll.article]) if poll.article else {}
+    return render_template(
+        "dashboard/poll.html",
+        page="polls",
+        poll=shown,
+        article_title=named.get(poll.article or "", {}).get("title", ""),
+        bucket=bucket,
+        series=series,
+        history=poll_history(series),
     )
 
 

@@ -277,7 +277,8 @@ def _article_form(article_id: str | None, shown: dict[str, Any], errors: Errors,
                   status: int = 200) -> Any:
     return forms.render(
         "dashboard/article_form.html", status, page="overview", article_id=article_id, form=shown,
-        errors=errors, sections=articles.sections(get_store()), utc_label=forms.utc_label,
+        errors=errors, sections=articles.sections(get_store(), site_scope()),
+        utc_label=forms.utc_label,
         site_names=[name for name in sites.listing(get_store())
                     if name in (site_scope() or [name])],
     )

@@ -43,6 +43,7 @@ PAGES = [
     Page("article-month", "/dashboard/articles/korea-china-reset?bucket=day", "editor",
          "#reactions-chart svg"),
     Page("polls", "/dashboard/polls", "editor", ".poll"),
+    Page("poll", "/dashboard/polls/korea-china-2026", "editor", "#poll-history svg"),
     Page("live", "/dashboard/live", "editor", "#live-feed li"),
     Page("poll-new", "/dashboard/polls/new", "editor", "form"),
     Page("poll-edit", "/dashboard/polls/korea-china-2026/edit", "editor", "form"),

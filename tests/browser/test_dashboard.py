@@ -269,7 +269,7 @@ def test_phone_width_pages(desk: Any, dash_server: LiveServer) -> None:
     page.set_viewport_size({"width": 375, "height": 800})
     sign_in(page, dash_server)
     for path in ("/dashboard", f"/dashboard/articles/{DEMO}", "/dashboard/polls",
-                 "/dashboard/live"):
+                 "/dashboard/polls/korea-china-2026", "/dashboard/live"):
         page.goto(path)
         wide = page.evaluate(
             "[...document.querySelectorAll('body *')].filter(e => "
@@ -305,6 +305,55 @@ def test_article_page_shows_refused_activity(desk: Any, dash_server: LiveServer)
     page.locator("#refused").scroll_into_view_if_needed()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dashboard-refused.png"), full_page=True)
+
+
+def test_link_and_poll_history_charts_and_their_tables(desk: Any,
+                                                      dash_server: LiveServer) -> None:
+    """The related links' clicks and a poll's answers over time, as the store keeps
+    them; each chart's table opened with the keyboard."""
+    from engage.store import stats
+    from engage.timerange import resolve
+
+    page = desk
+    sign_in(page, dash_server)
+    page.goto(f"/dashboard/articles/{DEMO}")
+    status, series = dash_server.api("GET", f"/api/v1/articles/{DEMO}/stats?bucket=hour",
+                                     headers=dash_server.editor)
+    assert status == 200
+    clicked = [c for p in series["points"] for c in p["links"].values()]
+    chart = page.locator("#link-history svg")
+    assert chart.is_visible() and chart.locator("rect").count() == sum(
+        1 for p in series["points"] for c in p["links"].values() if c["clicks"])
+    caption = page.locator("#link-history figcaption").inner_text()
+    assert f"{sum(p['clicks'] for p in series['points'])} clicks of " \
+           f"{sum(p['impressions'] for p in series['points'])} impressions" in caption
+    table = page.locator("#link-history-table")
+    assert not table.is_visible()
+    page.locator("#link-history summary").focus()
+    page.keyboard.press("Enter")
+    assert table.is_visible() and table.locator("tbody tr").count() == len(clicked)
+    page.locator("#link-history").screenshot(
+        path=str(SCREENSHOTS / "dashboard-link-history.png"))
+
+    page.get_by_role("link", name="Will Seoul and Beijing fully restore ties in 2026?").click()
+    page.wait_for_url("**/dashboard/polls/korea-china-2026")
+    with dash_server.app.app_context():
+        store = dash_server.store
+        poll = polls.get(store, "korea-china-2026")
+        assert poll is not None
+        window = resolve(None, None, now=store.now(), bucket="hour",
+                         hour_days=int(store.config["HOUR_BUCKET_DAYS"]),
+                         day_days=int(store.config["DAY_BUCKET_DAYS"]))
+        answers = stats.poll_series(store, poll, window)["points"]
+    chart = page.locator("#poll-history svg")
+    assert chart.is_visible() and chart.locator("rect").count() == sum(
+        1 for p in answers for n in p["added"].values() if n)
+    page.locator("#poll-history summary").focus()
+    page.keyboard.press("Enter")
+    rows = page.locator("#poll-history-table tbody tr")
+    assert rows.count() == sum(1 for p in answers for option in p["added"]
+                               if p["added"][option] or p["removed"][option])
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-poll.png"), full_page=True)
 
 
 def test_poll_close_time_shown_in_the_editors_time_with_utc(
