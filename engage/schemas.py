@@ -380,6 +380,8 @@ class StatsQuerySchema(_RangeQuerySchema):
         "Words the title, id or URL path must all contain (whole words, any case). With "
         "q, tag or a published range the matches are listed newest first (sort: newest).")})
     tag = Text(max=64)
+    source = fields.String(validate=validate.OneOf(["editor", "page", "feed"]), metadata={
+        "description": "Who registered the article: an editor, its page or a feed."})
     published_since = UtcDateTime(metadata={"description": "Published at or after (ISO 8601)."})
     published_until = UtcDateTime(metadata={"description": "Published at or before (ISO 8601)."})
 

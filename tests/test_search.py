@@ -104,6 +104,32 @@ def test_an_edit_leaves_the_old_words_and_tags(client: FlaskClient,
 
 
 @pytest.mark.usefixtures("stories")
+def test_search_by_who_registered_the_article(client: FlaskClient, editor: dict[str, str],
+                                              desk: Any, store: Any) -> None:
+    from engage import schemas
+
+    for aid, source in (("harbour-tolls", "page"), ("harbour-ferries", "feed")):
+        data = schemas.ArticleInSchema().load({
+            "title": f"Harbour {aid[8:]} rise", "url": f"https://news.example.com/{aid}",
+            "section": "Economy", "published_at": "2026-03-06T09:00:00Z"})
+        assert articles.write(store, aid, data, source) is not None
+    assert found(client, editor, q="harbour", source="page") == ["harbour-tolls"]
+    assert found(client, editor, q="harbour", source="feed") == ["harbour-ferries"]
+    assert found(client, editor, q="harbour", source="editor") == [
+        "harbour-strike", "harbour-expansion"]
+    # An editor's edit makes the article the editor's, in the index too.
+    put(client, editor, "harbour-tolls", "Harbour tolls rise", "Economy", [], 6)
+    assert found(client, editor, source="page") == []
+    refused = client.get("/api/v1/stats/articles", headers=editor,
+                         query_string={"q": "harbour", "source": "reader"})
+    assert refused.status_code == 422 and "source" in refused.json["error"]["fields"]
+    page = desk.get("/dashboard?q=harbour&source=feed").get_data(as_text=True)
+    assert "1 article found" in page and 'data-article="harbour-ferries"' in page
+    assert 'data-article="harbour-strike"' not in page
+    assert '<option value="feed" selected>' in page
+
+
+@pytest.mark.usefixtures("stories")
 def test_the_dashboard_table_finds_filters_and_pages(desk: Any, client: FlaskClient,
                                                       editor: dict[str, str]) -> None:
     page = desk.get("/dashboard?q=busan&section=Economy").get_data(as_text=True)

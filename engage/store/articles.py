@@ -95,7 +95,8 @@ def write(store: Store, article_id: str, data: dict[str, Any], source: str,
         pipe.sadd(keys.sections, data["section"])
     if previous_section and previous_section != data["section"]:
         pipe.zrem(keys.section(previous_section), article_id)
-    _index(store, pipe, article_id, {**data, "published_at": published, "site": site})
+    _index(store, pipe, article_id,
+           {**data, "published_at": published, "site": site, "source": source})
     pipe.execute()
     store.forget(article_id)
     article = {
@@ -212,7 +213,8 @@ def _index(store: Store, pipe: Any, article_id: str, data: dict[str, Any]) -> No
     words = terms(data["title"]) | terms(article_id) | terms(urlsplit(data["url"]).path)
     section = {f"s:{data['section']}"} if data["section"] else set()
     parts = sorted({f"w:{w}" for w in words} | section
-                   | {f"t:{t.casefold()}" for t in data.get("tags", [])} | {f"site:{site}"})
+                   | {f"t:{t.casefold()}" for t in data.get("tags", [])} | {f"site:{site}"}
+                   | {f"src:{data.get('source') or 'editor'}"})
     old = json.loads(store.redis.hget(find("doc"), article_id) or "[]")
     score = data["published_at"].timestamp()
     for part in set(old) - set(parts):
@@ -259,11 +261,12 @@ def find(
     store: Store, q: str = "", section: str | None = None, tag: str | None = None,
     since: datetime | None = None, until: datetime | None = None,
     offset: int = 0, limit: int = 50, site_names: list[str] | None = None,
+    source: str | None = None,
 ) -> tuple[int, list[str]]:
     """(how many articles match, a page of their ids newest first): every word of `q`
     in the title, id or URL path (as a word or a word's beginning, PREFIX_MIN letters
     or more), in `section`, tagged `tag`, published in [since, until], of one of
-    `site_names` (None: any site)."""
+    `site_names` (None: any site), registered by `source` (SOURCES)."""
     find_key = store.keys.find
     if site_names is not None and not site_names:
         return 0, []
@@ -285,6 +288,7 @@ def find(
              for _, matches in sorted(_prefixed(store, sorted(terms(q))).items())]
     parts += [f"s:{section}"] if section else []
     parts += [f"t:{tag.casefold()}"] if tag else []
+    parts += [f"src:{source}"] if source else []
     if site_names is not None:
         parts.append(union([f"site:{name}" for name in sorted(set(site_names))]))
     key = find_key(parts[0] if parts else "all")

@@ -308,7 +308,7 @@ def ranked_page(
 ) -> tuple[int, list[dict[str, Any]]]:
     """(how many articles are in scope, the page of them best first by `sort`); `trend`
     when the caller has read every active article's. With `search` (articles.find's
-    q, tag, since, until: the publication time) the articles found, newest first, of
+    q, tag, source, since, until: the publication time) the articles found, newest first, of
     `site_names` only when named (their count too).
 
     All time: every article. A range: every article that received votes in it.
@@ -318,7 +318,7 @@ def ranked_page(
     if search:
         total, ids = articles.find(store, search.get("q") or "", section, search.get("tag"),
                                    search.get("since"), search.get("until"), offset, limit,
-                                   site_names)
+                                   site_names, search.get("source"))
         return total, figures(store, ids, now, trend, scope)
     if sort == "trending" and trend is None:
         trend = trend_inputs(store, now)

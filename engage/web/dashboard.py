@@ -169,10 +169,11 @@ def overview() -> Any:
     span = timerange.PRESETS[range_key][1]
     window = None if span is None else resolve_window(store, store.now() - span, None)
     choices = list(store.config["CHOICES"])
-    asked = {k: request.args.get(k, "").strip() for k in ("q", "section", "tag", "from", "to")}
+    asked = {k: request.args.get(k, "").strip()
+             for k in ("q", "section", "tag", "source", "from", "to")}
     try:  # the stats API's rules for a search; a day's range runs to its last second
         query = schemas.StatsQuerySchema().load({
-            **{k: asked[k] for k in ("q", "section", "tag") if asked[k]},
+            **{k: asked[k] for k in ("q", "section", "tag", "source") if asked[k]},
             **({"published_since": asked["from"] + "T00:00:00Z"} if asked["from"] else {}),
             **({"published_until": asked["to"] + "T23:59:59Z"} if asked["to"] else {}),
         })
