@@ -63,7 +63,8 @@ def query_window(store: Store, query: dict[str, Any]) -> timerange.Range | None:
 
 
 # The stats query's search fields, as stats.ranked_page's `search` names them.
-SEARCH = {"q": "q", "tag": "tag", "source": "source", "since": "published_since", "until": "published_until"}
+SEARCH = {"q": "q", "tag": "tag", "source": "source", "since": "published_since",
+          "until": "published_until"}
 
 
 def window_fields(window: timerange.Range | None) -> dict[str, Any]:
