@@ -144,7 +144,8 @@ def _sitemap(root: Element, base: str, origins: list[str]) -> Parsed:
 
 
 def _when(entry: Any) -> datetime | None:
-    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    # Only the publication date: Atom's `updated` moves with every edit.
+    parsed = entry.get("published_parsed")
     if not parsed:
         return None
     return datetime.fromtimestamp(calendar.timegm(parsed), UTC)

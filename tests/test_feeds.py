@@ -311,6 +311,18 @@ def test_items_past_the_bound_are_skipped() -> None:
     assert parsed.skipped["over_limit"] == 3
 
 
+def test_an_rss_091_feed_with_its_doctype_is_read() -> None:
+    origin = "https://news.example.com"
+    body = (b'<?xml version="1.0"?>\n<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD '
+            b'RSS 0.91//EN" "http://my.netscape.com/publish/formats/rss-0.91.dtd">\n'
+            b'<rss version="0.91"><channel><title>P</title><link>https://news.example.com/'
+            b"</link><description>d</description><language>en</language><item><title>Old "
+            b"&amp; good</title><link>https://news.example.com/old-1</link></item></channel>"
+            b"</rss>")
+    parsed = parse(body, origin + "/rss.xml", [origin])
+    assert [(f.article_id, f.title) for f in parsed.found] == [("old-1", "Old & good")]
+
+
 # -- hostile or broken feeds --------------------------------------------------------------
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
