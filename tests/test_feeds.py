@@ -513,3 +513,14 @@ def test_feeds_through_the_admin_form(admin_desk: Any, client: FlaskClient,
     # Blank: no feed polled any more.
     assert admin_desk.post(page, {"origins": publisher.origin, "feeds": ""}).status_code == 302
     assert client.get("/api/v1/sites/default", headers=admin).json["feeds"] == []
+
+
+def test_the_dashboard_lists_a_failing_feed(
+        client: FlaskClient, admin: dict[str, str], desk: Any, publisher: FeedPublisher,
+        store: Any) -> None:
+    url = publisher.url("/missing.xml")
+    set_feeds(client, admin, url)
+    assert Poller(store).step() == 1
+    page = desk.get("/dashboard").get_data(as_text=True)
+    listed = page[page.index('id="unverified-pages"'):]
+    assert url in listed and "<code>status</code>" in listed
