@@ -20,10 +20,10 @@ from flask.testing import FlaskClient
 
 from engage import metrics
 from engage.cli import main
-from engage.feeds import ITEMS_MAX, SITEMAPS_MAX, Poller, article_id, parse
+from engage.feeds import ITEMS_MAX, SITEMAPS_MAX, Poller, article_id, parse, start_feeds
 from engage.store import articles, registry
 from tests.conftest import ARTICLE, Clock
-from tests.publisher import Publisher
+from tests.publisher import Publisher, wait_for
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
@@ -524,3 +524,17 @@ def test_the_dashboard_lists_a_failing_feed(
     page = desk.get("/dashboard").get_data(as_text=True)
     listed = page[page.index('id="unverified-pages"'):]
     assert url in listed and "<code>status</code>" in listed
+
+
+def test_the_worker_thread_polls_the_feeds(
+        client: FlaskClient, admin: dict[str, str], publisher: FeedPublisher,
+        store: Any) -> None:
+    publisher.feeds["/rss.xml"] = rss(publisher.origin, [("thread-1", "From the thread", [])])
+    set_feeds(client, admin, publisher.url("/rss.xml"))
+    thread, stop = start_feeds(store)
+    try:
+        assert wait_for(lambda: title_of(store, "thread-1"), 5.0) == "From the thread"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
