@@ -115,6 +115,7 @@ def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
         click.echo(f"engage on {base}  (health {base}/healthz, API docs {base}/api/docs)")
     # -- cross-article aggregates: one thread beside the server, started once the app
     # has reached Redis, stopped with it ------------------------------------------------
+    from engage.feeds import start_feeds
     from engage.pages import start_pages
     from engage.store import get_store
     from engage.worker import start_aggregates
@@ -123,6 +124,7 @@ def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
         aggregates_thread, aggregates_stop = start_aggregates(get_store())
         # Page verification beside them, on the same stop.
         pages_thread, _ = start_pages(get_store(), aggregates_stop)
+        feeds_thread, _ = start_feeds(get_store(), aggregates_stop)
     # ------------------------------------------------------------------------------------
     try:
         if dev:
@@ -144,6 +146,7 @@ def serve(bind: str, workers: int, demo: bool, dev: bool) -> None:
         aggregates_stop.set()
         aggregates_thread.join(timeout=5)
         pages_thread.join(timeout=5)
+        feeds_thread.join(timeout=5)
         if embedded is not None:
             embedded.stop()  # a no-op in a worker: only the owner stops it
         if metrics_dir is not None:
@@ -264,6 +267,11 @@ def _site_options(command: Any) -> Any:
         click.option("--links-shown", type=int, help="Links the related box shows."),
         click.option("--cache-max-age", type=int, help="Seconds a count read may be reused."),
         click.option("--cache-stale", type=int, help="Seconds a stale count may be served."),
+        click.option("--feed", "feeds", multiple=True,
+                     help="A news sitemap, RSS or Atom feed on the site's origins to poll "
+                          "(repeat for several; replaces the site's list)."),
+        click.option("--no-feeds", is_flag=True, default=None,
+                     help="Poll no feed for this site."),
     ]):
         command = option(command)
     return command
@@ -276,7 +284,10 @@ def _site_values(options: dict[str, Any], schema: Any) -> dict[str, Any]:
     from engage.config import _list
 
     data = {k: v for k, v in options.items()
-            if v is not None and k not in {"choices", "reason_choice", "reasons"}}
+            if v is not None and k not in {"choices", "reason_choice", "reasons", "feeds",
+                                           "no_feeds"}}
+    if options["feeds"] or options["no_feeds"]:
+        data["feeds"] = list(options["feeds"])
     if "origins" in data:
         data["origins"] = _list(data["origins"])
     if options["choices"] is not None:
@@ -346,8 +357,8 @@ def site_list() -> None:
 @click.option("--metrics-host", default=None, envvar="ENGAGE_WORKER_METRICS_HOST",
               help="Address of the worker's /metrics (default 127.0.0.1).")
 def worker(consumer: str, metrics_port: int | None, metrics_host: str | None) -> None:
-    """Deliver events to webhooks (signed, retried with backoff, dead-lettered) and verify
-    publisher pages of new articles."""
+    """Deliver events to webhooks (signed, retried with backoff, dead-lettered), verify
+    publisher pages of new articles and poll the sites' feeds."""
     import signal
     import threading
 
@@ -357,6 +368,7 @@ def worker(consumer: str, metrics_port: int | None, metrics_host: str | None) ->
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from engage import metrics
+    from engage.feeds import start_feeds
     from engage.pages import start_pages
     from engage.store import get_store
     from engage.worker import Worker, start_aggregates
@@ -374,9 +386,11 @@ def worker(consumer: str, metrics_port: int | None, metrics_host: str | None) ->
                    f"engage worker {consumer}", err=True)
         aggregates_thread, _ = start_aggregates(get_store(), stop)
         pages_thread, _ = start_pages(get_store(), stop)
+        feeds_thread, _ = start_feeds(get_store(), stop)
         Worker(get_store(), consumer).run(stop)
         aggregates_thread.join(timeout=5)
         pages_thread.join(timeout=5)
+        feeds_thread.join(timeout=5)
 
 
 @main.group()

@@ -257,6 +257,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PENDING_PER_SITE", 200, int,
             "Unknown article ids readers' pages may queue for verification per site; "
             "past it the oldest are dropped, so made-up ids cannot grow Redis."),
+    Setting("FEED_POLL_SECONDS", 300.0, float,
+            "Seconds between two polls of one site feed: news sitemaps change often, and "
+            "conditional GETs make an unchanged one cost a 304."),
+    Setting("FEED_BACKOFF_MAX", 6 * 3600.0, float,
+            "Longest wait, in seconds, before a failing feed is polled again (the wait "
+            "doubles with each failure from FEED_POLL_SECONDS): a broken feed is not "
+            "hammered, and a fixed one is picked up within this time."),
     Setting("UNVERIFIED_KEPT", 100, int,
             "Failed page verifications kept per site for the dashboard's list."),
     Setting("WEBHOOK_MAX_ATTEMPTS", 8, int,

@@ -75,6 +75,12 @@ REDIS_ERROR_KINDS = ("connection", "timeout", "response", "other")
 PAGE_QUEUE_OUTCOMES = ("queued", "waiting", "off_origin")
 PAGE_OUTCOMES = ("created", "updated", "unchanged", "kept", "failed")
 PAGE_FAILURES = (*fetching.REASONS, "no_id", "other_id", "error")
+# Feed polls (engage/feeds.py): what a poll did, why one failed (the fetcher's reasons,
+# then the parser's), and what became of each item.
+FEED_OUTCOMES = ("fetched", "not_modified", "failed")
+FEED_FAILURES = (*fetching.REASONS, "xml_refused", "not_xml", "not_feed", "error")
+FEED_ITEM_OUTCOMES = ("created", "updated", "unchanged", "kept", "bad_id", "off_origin",
+                      "no_title", "over_limit")
 
 # Few buckets on purpose: a scrape reads every bucket of every label set from every
 # process's file. Each bound about 4-5x the last, 0.5 s being the latency alert's.
@@ -197,6 +203,21 @@ class SharedFamilies(_Families):
             "Page verifications that registered nothing, by reason code.", ["reason"],
             registry=None,
         )
+        self.feed_polls = Counter(
+            "engage_feed_polls",
+            "Feed and sitemap fetches, by outcome: fetched, not_modified (a 304, or the "
+            "same body), failed.", ["outcome"], registry=None,
+        )
+        self.feed_failures = Counter(
+            "engage_feed_poll_failures", "Feed polls that read nothing, by reason code.",
+            ["reason"], registry=None,
+        )
+        self.feed_items = Counter(
+            "engage_feed_items",
+            "Feed items read, by outcome: created, updated, unchanged, kept (an editor's "
+            "article), or skipped (bad_id, off_origin, no_title, over_limit).", ["outcome"],
+            registry=None,
+        )
         self.build_info = Gauge(
             "engage_build_info", "Always 1; the labels say which engage and Python run.",
             ["version", "python"], multiprocess_mode="max", registry=None,
@@ -292,6 +313,21 @@ def page_verified(outcome: str, reason: str | None = None) -> None:
             reason=reason if reason in PAGE_FAILURES else "error").inc()
 
 
+def feed_polled(outcome: str, reason: str | None = None) -> None:
+    """`outcome` is one of FEED_OUTCOMES; a failure's `reason` one of FEED_FAILURES."""
+    families = shared_families()
+    families.feed_polls.labels(outcome=outcome).inc()
+    if reason is not None:
+        families.feed_failures.labels(
+            reason=reason if reason in FEED_FAILURES else "error").inc()
+
+
+def feed_items(outcome: str, n: int = 1) -> None:
+    """`outcome` is one of FEED_ITEM_OUTCOMES."""
+    if n:
+        shared_families().feed_items.labels(outcome=outcome).inc(n)
+
+
 def redis_observed(op: str, seconds: float, error: str | None = None) -> None:
     """One logical Redis operation; `error` is one of REDIS_ERROR_KINDS or None."""
     families = shared_families()
@@ -352,6 +388,17 @@ def prime_pages() -> None:
         families.page_verifications.labels(outcome=outcome)
     for reason in PAGE_FAILURES:
         families.page_failures.labels(reason=reason)
+
+
+def prime_feeds() -> None:
+    """Feed polling's series at zero (it runs where page verification runs)."""
+    families = shared_families()
+    for outcome in FEED_OUTCOMES:
+        families.feed_polls.labels(outcome=outcome)
+    for reason in FEED_FAILURES:
+        families.feed_failures.labels(reason=reason)
+    for outcome in FEED_ITEM_OUTCOMES:
+        families.feed_items.labels(outcome=outcome)
 
 
 def prime_redis_ops(ops: Iterable[str]) -> None:

@@ -23,6 +23,8 @@ from marshmallow import (
 )
 from werkzeug.urls import iri_to_uri
 
+from engage import fetching
+
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
 # Deeper than any real page; Redis range indexes are 64-bit, so huge ones are refused here.
 MAX_OFFSET = 1_000_000_000
@@ -706,6 +708,9 @@ class ReactionSetSchema(Schema):
                                   field_name="reason_choice")
 
 
+FEEDS_MAX = 10  # feeds per site: each is polled every FEED_POLL_SECONDS
+
+
 class SiteChangesSchema(Schema):
     """What `updateSite` may change; `createSite` adds the name."""
 
@@ -724,6 +729,20 @@ class SiteChangesSchema(Schema):
                             validate=validate.Length(max=20), metadata={
         "description": "Who gets this site's daily digest (docs/alerts.md); none: no digest. "
                        "The default site's falls back to ENGAGE_DIGEST_TO."})
+    feeds = fields.List(HttpUrl(), validate=validate.Length(max=FEEDS_MAX), metadata={
+        "description": "News sitemaps (or sitemap indexes), RSS and Atom feeds on the site's "
+                       "origins that the worker polls to register and update the site's "
+                       "articles (docs/registration.md#from-feeds); none: no polling."})
+
+    @validates_schema
+    def _feeds_on_origins(self, data: dict[str, Any], **_: Any) -> None:
+        # Only when both are in the body: a change of one alone is checked when polled
+        # (a feed off the origins is refused there and listed as unverified).
+        if "feeds" in data and "origins" in data:
+            allowed = {fetching.origin_of(o) for o in data["origins"]}
+            if any(fetching.origin_of(url) not in allowed for url in data["feeds"]):
+                raise ValidationError("Each feed must be on one of the site's origins.",
+                                      field_name="feeds")
 
 
 class SiteInSchema(SiteChangesSchema):

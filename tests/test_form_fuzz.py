@@ -308,7 +308,8 @@ def test_site_forms(fuzz: Fuzz, admin_desk: Desk) -> None:
         "origins": st.one_of(text(), urls(st.sampled_from(["a.example", "é.example", "x:1"]))),
         "locale": one_of_or_text("fr", "en-GB"), "choices": st.one_of(listed, text()),
         "reason_choice": one_of_or_text("no", "😀"), "reasons": st.one_of(listed, text()),
-        "links_shown": numbers(), "cache_max_age": numbers(), "cache_stale": numbers()})
+        "links_shown": numbers(), "cache_max_age": numbers(), "cache_stale": numbers(),
+        "feeds": st.one_of(text(), urls(st.sampled_from(["a.example", "é.example", "x:1"])))})
     fuzz.run(strategy, 150, lambda data: fuzz.post(admin_desk, "/dashboard/admin/sites", data))
     fuzz.run(strategy, 150,
              lambda data: fuzz.post(admin_desk, "/dashboard/admin/sites/default", data))

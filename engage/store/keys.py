@@ -76,6 +76,8 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:x:{reg:S}:urls           | hash   | as :pending             | article id -> the page URL the reader's page gave |
 | P:x:{reg:S}:failed         | zset   | newest UNVERIFIED_KEPT  | article id (or feed URL) -> when its verification failed (epoch s) |
 | P:x:{reg:S}:failures       | hash   | as :failed              | the same key -> JSON {url, reason, message, at}: the dashboard's unverified pages |
+| P:x:{reg:S}:feeds          | hash   | while the feed is one of site S's `feeds` | feed URL -> JSON {etag, last_modified, digest, failures, next_at, checked_at, outcome, reason, children}: its poll state (store/feeds.py) |
+| P:x:{reg:S}:feedlock:<digest> | string | FEED_LEASE seconds, or until the poll ends | the worker polling the feed whose URL has this SHA-256 digest (first 32 hex digits) |
 | P:x:{alerts}:rules          | hash   | until deleted           | alert rule id -> JSON rule (store/alerts.py)    |
 | P:x:{alerts}:state          | hash   | while firing (a poll milestone or a digest day: forever) | "<rule id>|<article or poll id>" or "digest|<YYYY-MM-DD>" -> JSON {at, figures} |
 | P:x:{alerts}:pending        | hash   | until delivered or given up | note id -> JSON note (fired, resolved or digest) with the channels still to do |
@@ -221,7 +223,8 @@ class Keys:
         return f"{self.prefix}:x:{{alerts}}:{part}"
 
     def registry(self, site: str, part: str) -> str:
-        """Page verification of site `site` (`pending`, `urls`, `failed`, `failures`):
+        """Page verification of site `site` (`pending`, `urls`, `failed`, `failures`) and
+        its feeds' poll state (`feeds`, `feedlock:<digest>`):
         one hash tag per site, so its scripts run in one slot."""
         return f"{self.prefix}:x:{{reg:{site}}}:{part}"
 

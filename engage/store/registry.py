@@ -162,3 +162,8 @@ def failures(store: Store, site: str, limit: int = 100) -> list[dict[str, Any]]:
         return []
     raw = store.redis.hmget(keys.registry(site, "failures"), ids)
     return [json.loads(item) for item in raw if item]
+
+
+def forget_failure(store: Store, site: str, url_or_id: str) -> None:
+    """`url_or_id` verified (a feed read again): off the unverified list."""
+    _done(store, site, url_or_id)

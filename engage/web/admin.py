@@ -149,7 +149,7 @@ def audit_log() -> Any:
 
 # -- sites --------------------------------------------------------------------------------
 SITE_FIELDS = ("name", "origins", "locale", "choices", "reason_choice", "reasons",
-               "links_shown", "cache_max_age", "cache_stale", "digest_to")
+               "links_shown", "cache_max_age", "cache_stale", "digest_to", "feeds")
 SITE_NUMBERS = ("links_shown", "cache_max_age", "cache_stale")
 
 
@@ -157,7 +157,8 @@ def _site_shown(site: dict[str, Any]) -> dict[str, Any]:
     return {"name": site["name"], "origins": ", ".join(site["origins"]),
             "locale": site["locale"], **forms.shown_set(site["reactions"]),
             **{name: str(site[name]) for name in SITE_NUMBERS},
-            "digest_to": ", ".join(site.get("digest_to") or [])}
+            "digest_to": ", ".join(site.get("digest_to") or []),
+            "feeds": ", ".join(site.get("feeds") or [])}
 
 
 def _site_input(form: Any) -> dict[str, Any]:
@@ -166,7 +167,9 @@ def _site_input(form: Any) -> dict[str, Any]:
     data = {"origins": forms.listed(form.get("origins")), "locale": form.get("locale", "").strip(),
             "reactions": forms.reaction_set(form), "digest_to": forms.listed(form.get("digest_to")),
             **{name: forms.number(form.get(name)) for name in SITE_NUMBERS}}
-    return {name: value for name, value in data.items() if value not in ("", None, [])}
+    kept = {name: value for name, value in data.items() if value not in ("", None, [])}
+    # Feeds always: a blank field is how an admin stops the polling.
+    return {**kept, "feeds": forms.listed(form.get("feeds"))}
 
 
 def _sites_page(form: dict[str, Any], errors: Errors, status: int = 200,
@@ -184,7 +187,7 @@ def site_list() -> Any:
     store = get_store()
     if request.method == "GET":
         return _sites_page({**_site_shown(sites.site_or_default(store, None)),
-                            "name": "", "origins": ""}, {})
+                            "name": "", "origins": "", "feeds": ""}, {})
     shown = {name: request.form.get(name, "") for name in SITE_FIELDS}
     data, errors = forms.load(schemas.SiteInSchema(), {"name": shown["name"].strip(),
                                                        **_site_input(request.form)})
