@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from engage.store import Store, cluster, events, windows
+from engage.store import Store, cluster, events, readers, windows
 
 READ_BATCH = 100        # streams per XREAD
 ENTRIES_PER_STREAM = 200
@@ -136,6 +136,9 @@ class Aggregator:
                 batch, size = [], 0
         if batch:
             flush()
+        # A separate step: the readers' index is kept from the same entries, so no vote
+        # waits on a write in the reader's own slot (store/readers.py).
+        readers.index_events(store, found)
         return applied
 
 
