@@ -326,3 +326,93 @@ def test_newsletter_votes_are_indexed_for_the_retention(
     assert readers.forget_inactive(store) == 1
     assert store.redis.hvals(store.keys.article_voters("a-two")) == []
     assert client.get("/api/v1/articles/a-two/reactions").json["counts"]["yes"] == 1
+
+
+def test_a_vote_slipping_past_an_erasure_is_withdrawn_by_the_aggregator(
+    client: FlaskClient, site: dict[str, Any], store: Any, redis_server: Any,
+    catch_up: Any, tmp_path: Any,
+) -> None:
+    """A vote checks its token against its process's copy of the revocations, read at
+    most once a second. In another process, within that second, an erased token's vote
+    counts: the aggregator's next pass (the worker's, within a second) finds its reader
+    erased, withdraws it as the erasure did and leaves no trace of the reader."""
+    from tests.conftest import get_store_of, make_app
+
+    other_app = make_app(redis_server.url, tmp_path / "other")
+    other, other_store = other_app.test_client(), get_store_of(other_app)
+    try:
+        reader = new_reader(client)
+        with client.application.app_context():
+            from engage.identity import get_identity
+            reader_id, reader_hash, _ = get_identity().read_token(reader["X-Engage-Reader"])
+        # The other process reads the revocations for its first vote, then not again.
+        assert other.put("/api/v1/articles/a-one/reactions/mine", json={"choice": "yes"},
+                         headers=reader).status_code == 200
+        other_store.timer = lambda: 0.0
+        catch_up()
+
+        def figures() -> dict[str, Any]:
+            """Every count, tally and all-time aggregate, a zero as an absence (a vote
+            cast and withdrawn leaves its field at 0)."""
+            redis = store.redis
+            keys = [store.keys.article_counts(a) for a in IDS]
+            keys += [store.keys.poll_counts(p["id"]) for p in site["polls"]]
+            keys += [k for k in redis.scan_iter(match=store.keys.agg("*"))
+                     if ":w:" not in k and not k.endswith((":seen", ":cast", ":feed"))]
+            out = {}
+            for key in keys:
+                kind = redis.type(key)
+                pairs = (redis.zrange(key, 0, -1, withscores=True) if kind == "zset"
+                         else redis.hgetall(key).items())
+                out[key] = {f: v for f, v in pairs if v not in ("0", 0.0)}
+            return {k: v for k, v in out.items() if v}
+
+        assert client.delete(DATA, headers=reader).json == {"erased": 1}
+        catch_up()
+        erased = figures()
+        # Refused at once by the process that erased it...
+        assert_error(client.put("/api/v1/articles/a-two/reactions/mine",
+                                json={"choice": "no"}, headers=reader), 401, "invalid_reader")
+        # ...and counted, for now, by the one that has not read the erasure yet.
+        poll = site["polls"][0]
+        slipped = other.put("/api/v1/articles/a-two/reactions/mine", json={"choice": "no"},
+                            headers=reader)
+        assert slipped.status_code == 200 and slipped.json["counts"]["no"] == 1
+        assert put_vote(other, poll["id"], reader,
+                        [poll["options"][0]["id"]]).status_code == 200
+        assert figures() != erased
+        assert catch_up() > 0  # the aggregator's pass, as `engage worker` runs each second
+        assert figures() == erased
+        aggregates.rebuild(store)
+        assert figures() == erased
+        trace = b"\n".join(everything_in(redis_server.client(decode_responses=False)))
+        for needle in (reader["X-Engage-Reader"].encode(), reader_hash.encode(), reader_id):
+            assert needle not in trace
+        # A second on, it reads the revocations again and refuses the token too.
+        other_store.timer = lambda: time.monotonic() + 1.0
+        assert_error(other.put("/api/v1/articles/a-two/reactions/mine",
+                               json={"choice": "yes"}, headers=reader), 401, "invalid_reader")
+    finally:
+        other_store.close()
+
+
+def test_the_index_is_kept_by_the_aggregator_off_the_vote(
+    client: FlaskClient, site: dict[str, Any], store: Any, reader: dict[str, str],
+    catch_up: Any,
+) -> None:
+    """A vote writes nothing of the reader's outside the article's or poll's keys; the
+    aggregator's pass files it under the reader (the index and the last action)."""
+    act(client, site, reader)
+    with client.application.app_context():
+        from engage.identity import get_identity
+        reader_hash = get_identity().read_token(reader["X-Engage-Reader"])[1]
+    index = store.keys.reader_index(reader_hash)
+    # The clicks are filed by their request (their events name no one).
+    assert sorted(store.redis.hkeys(index)) == sorted(f"c:{link}" for link in site["links"])
+    catch_up()
+    filed = store.redis.hgetall(index)
+    assert sorted(filed) == sorted([*(f"a:{a}" for a in IDS),
+                                    *(f"p:{p['id']}" for p in site["polls"]),
+                                    *(f"c:{link}" for link in site["links"])])
+    newest = max(int(ms) for item, ms in filed.items() if not item.startswith("c:"))
+    assert store.redis.zscore(store.keys.readers, reader_hash) >= newest
