@@ -400,19 +400,22 @@ def test_the_index_is_kept_by_the_aggregator_off_the_vote(
     client: FlaskClient, site: dict[str, Any], store: Any, reader: dict[str, str],
     catch_up: Any,
 ) -> None:
-    """A vote writes nothing of the reader's outside the article's or poll's keys; the
-    aggregator's pass files it under the reader (the index and the last action)."""
+    """A vote or a click writes nothing of the reader's outside the article's or poll's
+    keys; the aggregator's pass files it under the reader (the index and the last
+    action), and lets go of a click's credit once filed."""
     act(client, site, reader)
     with client.application.app_context():
         from engage.identity import get_identity
         reader_hash = get_identity().read_token(reader["X-Engage-Reader"])[1]
     index = store.keys.reader_index(reader_hash)
-    # The clicks are filed by their request (their events name no one).
-    assert sorted(store.redis.hkeys(index)) == sorted(f"c:{link}" for link in site["links"])
+    credits = store.keys.article_credits("a-two")
+    assert not store.redis.exists(index) and store.redis.zcard(store.keys.readers) == 0
+    assert sorted(store.redis.hvals(credits)) == [reader_hash] * len(site["links"])
     catch_up()
     filed = store.redis.hgetall(index)
     assert sorted(filed) == sorted([*(f"a:{a}" for a in IDS),
                                     *(f"p:{p['id']}" for p in site["polls"]),
                                     *(f"c:{link}" for link in site["links"])])
-    newest = max(int(ms) for item, ms in filed.items() if not item.startswith("c:"))
-    assert store.redis.zscore(store.keys.readers, reader_hash) >= newest
+    assert store.redis.zscore(store.keys.readers, reader_hash) == max(
+        int(ms) for ms in filed.values())
+    assert not store.redis.exists(credits)

@@ -366,3 +366,33 @@ def test_one_round_trip_per_poll_answer_and_form_vote(
     # The article is read twice (the form's return address, then its choices: the
     # form's own, as before), then the script; the cookie's token costs no trip.
     assert form("no") == form("yes") == 2 + VOTE_TRIPS
+
+
+def test_a_credited_click_costs_what_an_anonymous_one_does(
+        setup: tuple[Flask, CountingProxy, RedisServer]) -> None:
+    """A click that carries its reader's token is credited without a trip of its own:
+    the reader waits in the article's keys for the aggregator to file it."""
+    from tests.test_ballot import BROWSER
+    from tests.test_clicks import LINKS
+
+    app, proxy, _server = setup
+    client = app.test_client()
+    editor, _ids = kept_articles(app, client, "c", 1)
+    links = client.put("/api/v1/articles/korea-china-reset/links", json=LINKS,
+                       headers=editor).json["links"]
+    reader = reader_for(app)["X-Engage-Reader"]
+
+    def click(link: dict[str, Any], address: str, body: dict[str, str]) -> int:
+        proxy.reset()
+        response = client.post(f"/r/{link['id']}", data=body, headers=BROWSER,
+                               environ_base={"REMOTE_ADDR": address})
+        assert response.status_code == 303
+        return proxy.round_trips
+
+    click(links[0], "198.51.100.1", {"reader": reader})  # loads the script
+    anonymous = click(links[1], "203.0.113.2", {})
+    assert click(links[1], "192.0.2.3", {"reader": reader}) == anonymous
+    with app.app_context():
+        store = get_store()
+        credited = store.redis.hvals(store.keys.article_credits("korea-china-reset"))
+    assert len(credited) == 2  # the first click's and the last's, not the anonymous one

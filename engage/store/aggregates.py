@@ -100,6 +100,10 @@ class Aggregator:
         return {a: s or "" for a, s in zip(ids, pipe.execute(), strict=True)}
 
     def _apply(self, found: list[tuple[str, list[tuple[str, dict[str, str]]]]]) -> int:
+        # A separate step: the readers' index is kept from the same entries, so no vote
+        # waits on a write in the reader's own slot (store/readers.py); filed before the
+        # entries are applied, so none is applied and never filed.
+        erased = readers.index_events(self.store, found)
         sections = self._sections(
             fields.get("article", "") for _, entries in found for _, fields in entries
             if fields.get("article"))
@@ -136,9 +140,7 @@ class Aggregator:
                 batch, size = [], 0
         if batch:
             flush()
-        # A separate step: the readers' index is kept from the same entries, so no vote
-        # waits on a write in the reader's own slot (store/readers.py).
-        readers.index_events(store, found)
+        readers.withdraw_erased(store, erased)
         return applied
 
 

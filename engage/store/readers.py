@@ -5,11 +5,11 @@ streams), so no script can also write a per-reader key on a Redis Cluster, and a
 the one script, one round trip. The per-reader index (`keys.reader_index`, in the
 reader's own slot) is kept by the aggregator instead (`index_events`): each vote and
 answer event names its reader, and every pass files the ones it read under them, off the
-request path (a counted click, whose event names no one, is filed by its request:
-`note_click`). Export, erasure and retention first bring the aggregator up to date
-(`_sync`), so the index then names every item of the reader's, and read the truth from
-the article's or poll's own keys for each, so all three are exact; `P:readers` lists
-readers by last action for the retention job.
+request path (a counted click's event names no one: its reader waits for the pass in
+the article's `credits` hash, under the event's id). Export, erasure and retention first
+bring the aggregator up to date (`_sync`), so the index then names every item of the
+reader's, and read the truth from the article's or poll's own keys for each, so all
+three are exact; `P:readers` lists readers by last action for the retention job.
 
 A vote checks its token against this process's copy of `keys.revocations` (renewals and
 erasures), read again at most once a second, not against Redis. A vote with an erased
@@ -52,23 +52,6 @@ def _revoked_key(store: Store, reader: str) -> str:
 
 def _retention(store: Store) -> int:
     return int(store.config["READER_RETENTION_DAYS"]) * 86400
-
-
-def _queue_note(pipe: Any, store: Store, reader: str, item: str, now: datetime) -> None:
-    """Queue the index's entry for `item` and the reader's last action, at `now`."""
-    ms = int(now.timestamp() * 1000)
-    index = store.keys.reader_index(reader)
-    pipe.hset(index, item, ms)
-    pipe.expire(index, _retention(store))
-    pipe.zadd(store.keys.readers, {reader: ms})
-
-
-def note_click(store: Store, reader: str, link_id: str, now: datetime) -> None:
-    """Credit a counted click on a link to the reader. The index entry is the click's
-    only link to the reader (its event names no one), written once the click counted."""
-    pipe = store.redis.pipeline(transaction=False)
-    _queue_note(pipe, store, reader, f"c:{link_id}", now)
-    pipe.execute()
 
 
 def _token_digest(token: str) -> str:
@@ -153,25 +136,41 @@ def _sync(store: Store) -> None:
 
 
 def index_events(store: Store, found: list[tuple[str, list[tuple[str, dict[str, str]]]]]
-                 ) -> None:
-    """File each vote and answer of `found` (stream entries the aggregator read) under
-    its reader: the index's entry for the article or poll, and the reader's last action.
+                 ) -> dict[str, set[tuple[str, str]]]:
+    """File each vote, answer and credited click of `found` (stream entries the
+    aggregator read, before it applies them: an entry applied is always filed) under its
+    reader: the index's entry for the article, poll or link, and the reader's last
+    action. A click's reader waits in its article's `credits` hash, taken from there.
 
-    An erased reader is not filed: their votes are withdrawn as erasure does. Looked at
-    again after the writes, so an erasure that ran meanwhile (and removed an index these
-    writes put back) is caught too; withdrawing twice finds nothing the second time."""
+    An erased reader is not filed. Returns the readers found erased, with their items
+    in `found`, for `withdraw_erased` once the entries are applied. Looked at again after
+    the writes, so an erasure that ran meanwhile (and removed an index these writes put
+    back) is returned too."""
     noted: dict[str, dict[str, int]] = {}
+    clicks: dict[str, list[tuple[str, str]]] = {}  # article -> [(entry id, link)]
+
+    def note(reader: str, item: str, entry_id: str) -> None:
+        items = noted.setdefault(reader, {})
+        items[item] = max(items.get(item, 0), int(entry_id.split("-", 1)[0]))
+
     for _stream, entries in found:
         for entry_id, fields in entries:
-            reader = fields.get("reader")
-            if not reader:
-                continue
-            poll = fields.get("type", "").startswith("poll.")
-            item = f"p:{fields['poll']}" if poll else f"a:{fields['article']}"
-            items = noted.setdefault(reader, {})
-            items[item] = max(items.get(item, 0), int(entry_id.split("-", 1)[0]))
+            kind = fields.get("type", "")
+            if kind == "link.click":
+                clicks.setdefault(fields["article"], []).append((entry_id, fields["link"]))
+            elif fields.get("reader"):
+                item = f"p:{fields['poll']}" if kind.startswith("poll.") else \
+                    f"a:{fields['article']}"
+                note(fields["reader"], item, entry_id)
+    pipe = store.redis.pipeline(transaction=False)
+    for article_id, ids in clicks.items():
+        pipe.hmget(store.keys.article_credits(article_id), [i for i, _ in ids])
+    for ids, credited in zip(clicks.values(), pipe.execute() if clicks else (), strict=True):
+        for (entry_id, link), reader in zip(ids, credited, strict=True):
+            if reader:
+                note(reader, f"c:{link}", entry_id)
     if not noted:
-        return
+        return {}
     _read_revocations(store, force=True)
     pipe = store.redis.pipeline(transaction=False)
     for reader, items in noted.items():
@@ -180,13 +179,21 @@ def index_events(store: Store, found: list[tuple[str, list[tuple[str, dict[str, 
             pipe.hset(index, mapping=items)
             pipe.expire(index, _retention(store))
             pipe.zadd(store.keys.readers, {reader: max(items.values())}, gt=True)
+    for article_id, ids in clicks.items():  # filed (or an erased reader's): let go
+        pipe.hdel(store.keys.article_credits(article_id), *(i for i, _ in ids))
     pipe.execute()
     _read_revocations(store, force=True)
-    for reader, items in noted.items():
-        if _recent(store, reader) == ERASED:
-            held = set(_items(store, reader)) | {
-                (item[0], item[2:]) for item in items}
-            _unlink(store, reader, sorted(held), withdraw=True)
+    return {reader: {(item[0], item[2:]) for item in items}
+            for reader, items in noted.items() if _recent(store, reader) == ERASED}
+
+
+def withdraw_erased(store: Store, erased: dict[str, set[tuple[str, str]]]) -> None:
+    """Withdraw, as erasure does, the votes of readers `index_events` found erased (cast
+    by a token within a second of its erasure, on a process that had not read it yet),
+    and whatever an index put back holds; withdrawing twice finds nothing the second
+    time."""
+    for reader, items in erased.items():
+        _unlink(store, reader, sorted(items | set(_items(store, reader))), withdraw=True)
 
 
 def _items(store: Store, reader: str) -> dict[tuple[str, str], int]:
@@ -299,17 +306,11 @@ def forget_inactive(store: Store, now: datetime | None = None) -> int:
     oldest = int((now - timedelta(seconds=_token_seconds(store))).timestamp() * 1000)
     store.redis.xtrim(store.keys.revocations, minid=oldest)
 
-    def stale() -> list[str]:
-        cutoff = now - timedelta(seconds=_retention(store))
-        found: list[str] = store.redis.zrangebyscore(
-            store.keys.readers, "-inf", int(cutoff.timestamp() * 1000), start=0,
-            num=FORGET_BATCH)
-        return found
-
-    if not stale():
-        return 0
     _sync(store)  # a reader's last action may be in a vote not yet indexed
-    stale_readers = stale()
+    cutoff = now - timedelta(seconds=_retention(store))
+    stale_readers = store.redis.zrangebyscore(
+        store.keys.readers, "-inf", int(cutoff.timestamp() * 1000), start=0,
+        num=FORGET_BATCH)
     for reader in stale_readers:
         revoke(store, reader)
         _unlink(store, reader, sorted(_items(store, reader)), withdraw=False)
