@@ -419,3 +419,54 @@ def test_the_index_is_kept_by_the_aggregator_off_the_vote(
     assert store.redis.zscore(store.keys.readers, reader_hash) == max(
         int(ms) for ms in filed.values())
     assert not store.redis.exists(credits)
+
+
+def test_revocations_are_kept_as_long_as_a_token_can_vote(
+    client: FlaskClient, site: dict[str, Any], store: Any, clock: Any, reader: dict[str, str],
+) -> None:
+    """The stream every process reads revocations from is trimmed by the retention job
+    to READER_TOKEN_DAYS: an older token is refused for its age anyway."""
+    vote = "/api/v1/articles/a-one/reactions/mine"
+    assert client.put(vote, json={"choice": "yes"}, headers=reader).status_code == 200
+    assert client.delete(DATA, headers=reader).json == {"erased": 1}
+    assert store.redis.xlen(store.keys.revocations) == 1
+    assert readers.forget_inactive(store) == 0
+    assert store.redis.xlen(store.keys.revocations) == 1
+    clock.advance(timedelta(days=31).total_seconds())
+    readers.forget_inactive(store)
+    assert store.redis.xlen(store.keys.revocations) == 0
+    assert_error(client.put(vote, json={"choice": "yes"}, headers=reader), 401,
+                 "reader_expired")
+    assert_error(client.post(RENEW, headers=reader), 401, "invalid_reader")
+
+
+def test_a_renewed_away_token_within_the_second_votes_as_its_own_reader(
+    client: FlaskClient, site: dict[str, Any], store: Any, redis_server: Any, tmp_path: Any,
+) -> None:
+    """On a process that has not read a renewal yet, the old token's vote lands in the
+    reader's one vote, the new token's: moved, never counted twice."""
+    from tests.conftest import get_store_of, make_app
+
+    other_app = make_app(redis_server.url, tmp_path / "other")
+    other, other_store = other_app.test_client(), get_store_of(other_app)
+    vote = "/api/v1/articles/a-one/reactions/mine"
+    try:
+        reader = new_reader(client)
+        assert other.put(vote, json={"choice": "yes"}, headers=reader).status_code == 200
+        other_store.timer = lambda: 0.0  # has read the revocations: not again for now
+        renewed = client.post(RENEW, headers=reader)
+        assert renewed.status_code == 201
+        fresh = {"X-Engage-Reader": renewed.json["reader"]}
+        assert_error(client.put(vote, json={"choice": "no"}, headers=reader), 401,
+                     "invalid_reader")
+        slipped = other.put(vote, json={"choice": "no"}, headers=reader)
+        assert slipped.status_code == 200
+        assert slipped.json["counts"] == {"yes": 0, "no": 1}
+        assert client.get(vote.removesuffix("/mine"), headers=fresh).json["mine"] == "no"
+        other_store.timer = lambda: time.monotonic() + 1.0
+        assert_error(other.put(vote, json={"choice": "yes"}, headers=reader), 401,
+                     "invalid_reader")
+        assert other.put(vote, json={"choice": "yes"}, headers=fresh).json["counts"] == {
+            "yes": 1, "no": 0}
+    finally:
+        other_store.close()

@@ -120,9 +120,11 @@ def revoke(store: Store, reader: str, keep: str = "") -> None:
     pipe = store.redis.pipeline(transaction=False)
     pipe.set(store.keys.reader_revoked(digest), value, ex=_retention(store))
     pipe.xadd(store.keys.revocations, {"d": digest[:32], "v": value})
-    entry_id = pipe.execute()[1]
+    ms = int(pipe.execute()[1].split("-", 1)[0])
     with store.revocations.lock:
-        store.revocations.values[digest[:32]] = (value, int(entry_id.split("-", 1)[0]))
+        held = store.revocations.values.get(digest[:32])
+        if held is None or held[1] <= ms:  # a later one read meanwhile stands
+            store.revocations.values[digest[:32]] = (value, ms)
 
 
 def _sync(store: Store) -> None:
