@@ -228,13 +228,14 @@ def get_identity() -> Identity:
     return identity
 
 
-def reader_token(renewing: bool = False, voting: bool = False, token: str | None = None
-                 ) -> tuple[bytes, str, int] | None:
+def reader_token(renewing: bool = False, voting: bool = False, token: str | None = None,
+                 reading: bool = False) -> tuple[bytes, str, int] | None:
     """The caller's `X-Engage-Reader` token (or `token`, a form's cookie) read
     (identity.read_token), or None without one. Refused: one older than READER_TOKEN_DAYS
     (ReaderExpired) unless `renewing`, which takes one up to READER_RETENTION_DAYS old;
-    one renewed since or erased (ReaderRevoked), which a vote's own first round trip
-    checks when `voting`."""
+    one renewed since or erased (ReaderRevoked), which a vote (`voting`) looks up in
+    this process's copy of the revocations (read at most a second ago: no round trip)
+    and `reading` not at all."""
     token = token or request.headers.get(READER_HEADER)
     if token is None:
         return None
@@ -243,7 +244,10 @@ def reader_token(renewing: bool = False, voting: bool = False, token: str | None
     days = store.config["READER_RETENTION_DAYS" if renewing else "READER_TOKEN_DAYS"]
     if store.now().timestamp() - read[2] > int(days) * 86400 and not (renewing and not read[2]):
         raise errors.InvalidReader() if renewing else errors.ReaderExpired()
-    if not voting and readers.is_revoked(store, read[1], token):
+    if reading:
+        return read
+    revoked = readers.refused_to_vote if voting else readers.is_revoked
+    if revoked(store, read[1], token):
         raise errors.ReaderRevoked()
     return read
 
@@ -259,23 +263,19 @@ def renew_reader(read: tuple[bytes, str, int]) -> str:
 def current_reader(required: bool = True, voting: bool = False,
                    reading: bool = False) -> str | None:
     """The calling reader's hash from `X-Engage-Reader`; None when absent and optional.
-    With `voting`, the vote's store call must check the token (`voter_token()`). With
-    `reading` (counts, the reader's own votes) an erased token is not looked up: it finds
-    nothing of the reader's left, and a read costs no round trip for it."""
+    With `voting`, a revoked token is refused as this process last read the revocations
+    (`reader_token`). With `reading` (counts, the reader's own votes) an erased token is
+    not looked up: it finds nothing of the reader's left, and a read costs no round trip
+    for it."""
     if "reader" in g:
         return g.reader
-    read = reader_token(voting=voting or reading)
+    read = reader_token(voting=voting, reading=reading)
     if read is None:
         if required:
             raise errors.InvalidReader("Send a reader token in the X-Engage-Reader header.")
         return None
     g.reader = read[1]
     return read[1]
-
-
-def voter_token() -> str:
-    """The token of `current_reader(voting=True)`, for the vote to check it is current."""
-    return request.headers[READER_HEADER]
 
 
 def current_address_hash() -> str:

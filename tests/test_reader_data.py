@@ -326,3 +326,147 @@ def test_newsletter_votes_are_indexed_for_the_retention(
     assert readers.forget_inactive(store) == 1
     assert store.redis.hvals(store.keys.article_voters("a-two")) == []
     assert client.get("/api/v1/articles/a-two/reactions").json["counts"]["yes"] == 1
+
+
+def test_a_vote_slipping_past_an_erasure_is_withdrawn_by_the_aggregator(
+    client: FlaskClient, site: dict[str, Any], store: Any, redis_server: Any,
+    catch_up: Any, tmp_path: Any,
+) -> None:
+    """A vote checks its token against its process's copy of the revocations, read at
+    most once a second. In another process, within that second, an erased token's vote
+    counts: the aggregator's next pass (the worker's, within a second) finds its reader
+    erased, withdraws it as the erasure did and leaves no trace of the reader."""
+    from tests.conftest import get_store_of, make_app
+
+    other_app = make_app(redis_server.url, tmp_path / "other")
+    other, other_store = other_app.test_client(), get_store_of(other_app)
+    try:
+        reader = new_reader(client)
+        with client.application.app_context():
+            from engage.identity import get_identity
+            reader_id, reader_hash, _ = get_identity().read_token(reader["X-Engage-Reader"])
+        # The other process reads the revocations for its first vote, then not again.
+        assert other.put("/api/v1/articles/a-one/reactions/mine", json={"choice": "yes"},
+                         headers=reader).status_code == 200
+        other_store.timer = lambda: 0.0
+        catch_up()
+
+        def figures() -> dict[str, Any]:
+            """Every count, tally and all-time aggregate, a zero as an absence (a vote
+            cast and withdrawn leaves its field at 0)."""
+            redis = store.redis
+            keys = [store.keys.article_counts(a) for a in IDS]
+            keys += [store.keys.poll_counts(p["id"]) for p in site["polls"]]
+            keys += [k for k in redis.scan_iter(match=store.keys.agg("*"))
+                     if ":w:" not in k and not k.endswith((":seen", ":cast", ":feed"))]
+            out = {}
+            for key in keys:
+                kind = redis.type(key)
+                pairs = (redis.zrange(key, 0, -1, withscores=True) if kind == "zset"
+                         else redis.hgetall(key).items())
+                out[key] = {f: v for f, v in pairs if v not in ("0", 0.0)}
+            return {k: v for k, v in out.items() if v}
+
+        assert client.delete(DATA, headers=reader).json == {"erased": 1}
+        catch_up()
+        erased = figures()
+        # Refused at once by the process that erased it...
+        assert_error(client.put("/api/v1/articles/a-two/reactions/mine",
+                                json={"choice": "no"}, headers=reader), 401, "invalid_reader")
+        # ...and counted, for now, by the one that has not read the erasure yet.
+        poll = site["polls"][0]
+        slipped = other.put("/api/v1/articles/a-two/reactions/mine", json={"choice": "no"},
+                            headers=reader)
+        assert slipped.status_code == 200 and slipped.json["counts"]["no"] == 1
+        assert put_vote(other, poll["id"], reader,
+                        [poll["options"][0]["id"]]).status_code == 200
+        assert figures() != erased
+        assert catch_up() > 0  # the aggregator's pass, as `engage worker` runs each second
+        assert figures() == erased
+        aggregates.rebuild(store)
+        assert figures() == erased
+        trace = b"\n".join(everything_in(redis_server.client(decode_responses=False)))
+        for needle in (reader["X-Engage-Reader"].encode(), reader_hash.encode(), reader_id):
+            assert needle not in trace
+        # A second on, it reads the revocations again and refuses the token too.
+        other_store.timer = lambda: time.monotonic() + 1.0
+        assert_error(other.put("/api/v1/articles/a-two/reactions/mine",
+                               json={"choice": "yes"}, headers=reader), 401, "invalid_reader")
+    finally:
+        other_store.close()
+
+
+def test_the_index_is_kept_by_the_aggregator_off_the_vote(
+    client: FlaskClient, site: dict[str, Any], store: Any, reader: dict[str, str],
+    catch_up: Any,
+) -> None:
+    """A vote or a click writes nothing of the reader's outside the article's or poll's
+    keys; the aggregator's pass files it under the reader (the index and the last
+    action), and lets go of a click's credit once filed."""
+    act(client, site, reader)
+    with client.application.app_context():
+        from engage.identity import get_identity
+        reader_hash = get_identity().read_token(reader["X-Engage-Reader"])[1]
+    index = store.keys.reader_index(reader_hash)
+    credits = store.keys.article_credits("a-two")
+    assert not store.redis.exists(index) and store.redis.zcard(store.keys.readers) == 0
+    assert sorted(store.redis.hvals(credits)) == [reader_hash] * len(site["links"])
+    catch_up()
+    filed = store.redis.hgetall(index)
+    assert sorted(filed) == sorted([*(f"a:{a}" for a in IDS),
+                                    *(f"p:{p['id']}" for p in site["polls"]),
+                                    *(f"c:{link}" for link in site["links"])])
+    assert store.redis.zscore(store.keys.readers, reader_hash) == max(
+        int(ms) for ms in filed.values())
+    assert not store.redis.exists(credits)
+
+
+def test_revocations_are_kept_as_long_as_a_token_can_vote(
+    client: FlaskClient, site: dict[str, Any], store: Any, clock: Any, reader: dict[str, str],
+) -> None:
+    """The stream every process reads revocations from is trimmed by the retention job
+    to READER_TOKEN_DAYS: an older token is refused for its age anyway."""
+    vote = "/api/v1/articles/a-one/reactions/mine"
+    assert client.put(vote, json={"choice": "yes"}, headers=reader).status_code == 200
+    assert client.delete(DATA, headers=reader).json == {"erased": 1}
+    assert store.redis.xlen(store.keys.revocations) == 1
+    assert readers.forget_inactive(store) == 0
+    assert store.redis.xlen(store.keys.revocations) == 1
+    clock.advance(timedelta(days=31).total_seconds())
+    readers.forget_inactive(store)
+    assert store.redis.xlen(store.keys.revocations) == 0
+    assert_error(client.put(vote, json={"choice": "yes"}, headers=reader), 401,
+                 "reader_expired")
+    assert_error(client.post(RENEW, headers=reader), 401, "invalid_reader")
+
+
+def test_a_renewed_away_token_within_the_second_votes_as_its_own_reader(
+    client: FlaskClient, site: dict[str, Any], store: Any, redis_server: Any, tmp_path: Any,
+) -> None:
+    """On a process that has not read a renewal yet, the old token's vote lands in the
+    reader's one vote, the new token's: moved, never counted twice."""
+    from tests.conftest import get_store_of, make_app
+
+    other_app = make_app(redis_server.url, tmp_path / "other")
+    other, other_store = other_app.test_client(), get_store_of(other_app)
+    vote = "/api/v1/articles/a-one/reactions/mine"
+    try:
+        reader = new_reader(client)
+        assert other.put(vote, json={"choice": "yes"}, headers=reader).status_code == 200
+        other_store.timer = lambda: 0.0  # has read the revocations: not again for now
+        renewed = client.post(RENEW, headers=reader)
+        assert renewed.status_code == 201
+        fresh = {"X-Engage-Reader": renewed.json["reader"]}
+        assert_error(client.put(vote, json={"choice": "no"}, headers=reader), 401,
+                     "invalid_reader")
+        slipped = other.put(vote, json={"choice": "no"}, headers=reader)
+        assert slipped.status_code == 200
+        assert slipped.json["counts"] == {"yes": 0, "no": 1}
+        assert client.get(vote.removesuffix("/mine"), headers=fresh).json["mine"] == "no"
+        other_store.timer = lambda: time.monotonic() + 1.0
+        assert_error(other.put(vote, json={"choice": "yes"}, headers=reader), 401,
+                     "invalid_reader")
+        assert other.put(vote, json={"choice": "yes"}, headers=fresh).json["counts"] == {
+            "yes": 1, "no": 0}
+    finally:
+        other_store.close()

@@ -1,7 +1,7 @@
-"""Round trips to Redis: two per vote (the reader's index with the token's revocation
-check, then the article's one script: docs/privacy.md says why the index cannot ride in
-the article's slot), one per single-article read (none for an anonymous read the
-process's cache of counts holds).
+"""Round trips to Redis: one per vote (the article's one script: the reader's index is
+kept by the aggregator and the token checked against the process's copy of the
+revocations, read at most once a second: docs/privacy.md), one per single-article read
+(none for an anonymous read the process's cache of counts holds).
 
 A small TCP proxy between engage and a dedicated redis-server counts round trips: a
 round trip starts each time the client sends after the server last spoke (or first),
@@ -28,9 +28,8 @@ from tests.conftest import ARTICLE, make_app
 from tests.redis_server import RedisServer
 
 READ = "/api/v1/articles/korea-china-reset/reactions"
-# A vote's trips: the reader's index (another slot than the article's) with the token's
-# revocation check, then the article's script.
-VOTE_TRIPS = 2
+# A vote's trips: the article's script.
+VOTE_TRIPS = 1
 
 
 class CountingProxy:
@@ -159,8 +158,11 @@ def test_one_round_trip_per_vote_and_read(setup: tuple[Flask, CountingProxy, Red
     warm(app, client)
     readers = [reader_for(app) for _ in range(3)]
 
-    # Votes: a new reader, a change, a repeat, a withdrawal, a reason. Each is the
-    # reader's index and revocation check, then the article's script (VOTE_TRIPS).
+    # Votes: a new reader, a change, a repeat, a withdrawal, a reason: the article's
+    # script each (VOTE_TRIPS). The revocations were read by the warm-up's vote; the
+    # timer stands still, so the once-a-second read of them does not fall in here.
+    with app.app_context():
+        get_store().timer = lambda: 0.0
     assert count(proxy, lambda: client.put(READ + "/mine", json={"choice": "yes"},
                                            headers=readers[0])) == VOTE_TRIPS
     assert count(proxy, lambda: client.put(READ + "/mine", json={"choice": "no"},
@@ -174,8 +176,6 @@ def test_one_round_trip_per_vote_and_read(setup: tuple[Flask, CountingProxy, Red
 
     # Reads: anonymous, with a reader, conditional, the article, a batch. The timer of
     # the cache of anonymous counts stands still, so nothing in it expires here.
-    with app.app_context():
-        get_store().timer = lambda: 0.0
     assert count(proxy, lambda: client.get(READ)) == 1
     assert count(proxy, lambda: client.get(READ, headers=readers[2])) == 1
     etag = client.get(READ).headers["ETag"]
@@ -234,6 +234,8 @@ def test_address_key_cached_per_day(setup: tuple[Flask, CountingProxy, RedisServ
     app, proxy, server = setup
     client = app.test_client()
     warm(app, client)
+    with app.app_context():
+        get_store().timer = lambda: 0.0  # no read of the revocations falls in here
     before = command_calls(server)
     proxy.reset()
     for index in range(5):
@@ -243,7 +245,7 @@ def test_address_key_cached_per_day(setup: tuple[Flask, CountingProxy, RedisServ
         assert response.status_code == 200
     after = command_calls(server)
     # Five addresses, one day: the day's key was fetched once, during warm-up, and
-    # each vote was its index's trip and its one script call.
+    # each vote was its one script call.
     assert proxy.round_trips == 5 * VOTE_TRIPS
     assert after.get("set", 0) == before.get("set", 0)
     assert after["evalsha"] - before["evalsha"] == 5
@@ -328,3 +330,69 @@ def test_widget_bundle_round_trips(setup: tuple[Flask, CountingProxy, RedisServe
     assert count(proxy, bundle("korea-china-reset")) == 3
     counts = client.get("/api/v1/widget?article=korea-china-reset").json
     assert counts["articles"]["korea-china-reset"]["counts"] == vote.json["counts"]
+
+
+def test_one_round_trip_per_poll_answer_and_form_vote(
+        setup: tuple[Flask, CountingProxy, RedisServer]) -> None:
+    """A poll answer is its poll's one script, as a reaction is; the form without
+    JavaScript, whose reader's cookie is checked the same way, adds no trip for the
+    reader either."""
+    from tests.test_ballot import BROWSER
+
+    app, proxy, _server = setup
+    client = app.test_client()
+    editor, _ids = kept_articles(app, client, "p", 1)
+    poll = client.post("/api/v1/polls", headers=editor, json={
+        "question": "Will the talks last?", "options": ["Yes", "No"]}).json
+    votes = f"/api/v1/polls/{poll['id']}/votes/mine"
+    # Loads the poll's script.
+    assert client.put(votes, json={"options": [poll["options"][0]["id"]]},
+                      headers=reader_for(app)).status_code == 200
+    reader = reader_for(app)
+    for option in poll["options"]:
+        assert count(proxy, lambda o=option: client.put(
+            votes, json={"options": [o["id"]]}, headers=reader)) == VOTE_TRIPS
+    assert count(proxy, lambda: client.delete(votes, headers=reader)) == VOTE_TRIPS
+
+    def form(choice: str) -> int:
+        proxy.reset()
+        response = client.post("/vote/korea-china-reset", data={"choice": choice},
+                               headers=BROWSER)
+        assert response.status_code == 303, response.data
+        return proxy.round_trips
+
+    form("yes")  # mints the cookie's reader
+    assert client.get_cookie("engage_reader", path="/vote/") is not None
+    # The article is read twice (the form's return address, then its choices: the
+    # form's own, as before), then the script; the cookie's token costs no trip.
+    assert form("no") == form("yes") == 2 + VOTE_TRIPS
+
+
+def test_a_credited_click_costs_what_an_anonymous_one_does(
+        setup: tuple[Flask, CountingProxy, RedisServer]) -> None:
+    """A click that carries its reader's token is credited without a trip of its own:
+    the reader waits in the article's keys for the aggregator to file it."""
+    from tests.test_ballot import BROWSER
+    from tests.test_clicks import LINKS
+
+    app, proxy, _server = setup
+    client = app.test_client()
+    editor, _ids = kept_articles(app, client, "c", 1)
+    links = client.put("/api/v1/articles/korea-china-reset/links", json=LINKS,
+                       headers=editor).json["links"]
+    reader = reader_for(app)["X-Engage-Reader"]
+
+    def click(link: dict[str, Any], address: str, body: dict[str, str]) -> int:
+        proxy.reset()
+        response = client.post(f"/r/{link['id']}", data=body, headers=BROWSER,
+                               environ_base={"REMOTE_ADDR": address})
+        assert response.status_code == 303
+        return proxy.round_trips
+
+    click(links[0], "198.51.100.1", {"reader": reader})  # loads the script
+    anonymous = click(links[1], "203.0.113.2", {})
+    assert click(links[1], "192.0.2.3", {"reader": reader}) == anonymous
+    with app.app_context():
+        store = get_store()
+        credited = store.redis.hvals(store.keys.article_credits("korea-china-reset"))
+    assert len(credited) == 2  # the first click's and the last's, not the anonymous one

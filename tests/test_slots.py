@@ -93,7 +93,7 @@ def _click_link(k: Keys, rng: random.Random) -> list[str]:
     article, now, link = random_id(rng), random_time(rng), random_id(rng)
     owner = k.article(article)
     return [k.article_links(article), k.article_linkstats(article), k.hour_bucket(owner, now),
-            k.day_bucket(owner, now), k.article_events(article),
+            k.day_bucket(owner, now), k.article_events(article), k.article_credits(article),
             k.article_click_seen(article, random_hash(rng), link),
             *(k.article_click_seen(article, h, link) for h in random_networks(rng).values())]
 

@@ -25,7 +25,6 @@ from engage.identity import (
     current_staff,
     require_role,
     visible_articles,
-    voter_token,
 )
 from engage.store import articles, audit, events, get_store, polls
 
@@ -208,7 +207,7 @@ def _vote(poll_id: str, options: list[str] | None) -> Answer:
     reader = current_reader(voting=True)
     assert reader is not None
     poll, changed = polls.vote(get_store(), poll_id, reader, current_address_hash(), options,
-                               networks=current_network_hashes(), token=voter_token())
+                               networks=current_network_hashes())
     metrics.vote_outcome("poll", changed)  # refusals are counted from their status
     return poll_body(poll), PRIVATE
 

@@ -19,7 +19,6 @@ from engage.identity import (
     current_reader,
     get_identity,
     require_role,
-    voter_token,
 )
 from engage.store import articles, get_store, reactions, stats
 from engage.store.reactions import Reactions
@@ -84,7 +83,7 @@ class MyReaction(MethodView):
         assert reader is not None
         result, changed = reactions.vote(
             get_store(), article_id, reader, current_address_hash(), choice, reason,
-            networks=current_network_hashes(), token=voter_token(),
+            networks=current_network_hashes(),
         )
         metrics.vote_outcome("reaction", changed)  # refusals are counted from their status
         return _body(article_id, result), PRIVATE

@@ -84,6 +84,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class Revocations:
+    """This process's copy of `keys.revocations`: the P:rv digest (cut) -> its value and
+    the entry's epoch ms, read from `last_id` on when `read_at` (by `Store.timer`) is a
+    second old; kept and read by store/readers.py."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[str, int]] = {}
+        self.last_id = "0-0"
+        self.read_at = float("-inf")
+        self.pruned_at = float("-inf")
+        self.lock = threading.Lock()
+
+
 class Store:
     """One pooled Redis client, the key builders, the registered scripts, the clock and
     the caches of anonymous reads.
@@ -112,6 +125,8 @@ class Store:
         self.widget_cache = ReadCache(counts_cache_articles, lambda: self.timer())
         # The sites, under "", and an article's site, under its id (store/sites.py).
         self.sites_cache = ReadCache(counts_cache_articles, lambda: self.timer())
+        # The renewals and erasures this process has read (store/readers.py).
+        self.revocations = Revocations()
 
     def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self.scripts[name](keys=keys, args=args)

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from engage.store import Store, cluster, events, windows
+from engage.store import Store, cluster, events, readers, windows
 
 READ_BATCH = 100        # streams per XREAD
 ENTRIES_PER_STREAM = 200
@@ -100,6 +100,10 @@ class Aggregator:
         return {a: s or "" for a, s in zip(ids, pipe.execute(), strict=True)}
 
     def _apply(self, found: list[tuple[str, list[tuple[str, dict[str, str]]]]]) -> int:
+        # A separate step: the readers' index is kept from the same entries, so no vote
+        # waits on a write in the reader's own slot (store/readers.py); filed before the
+        # entries are applied, so none is applied and never filed.
+        erased = readers.index_events(self.store, found)
         sections = self._sections(
             fields.get("article", "") for _, entries in found for _, fields in entries
             if fields.get("article"))
@@ -136,6 +140,7 @@ class Aggregator:
                 batch, size = [], 0
         if batch:
             flush()
+        readers.withdraw_erased(store, erased)
         return applied
 
 

@@ -22,6 +22,7 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:a:{A}:links                | string | with the article        | JSON list of curated links [{id,title,url}]   |
 | P:a:{A}:linkstats            | hash   | with the article        | "<link id>:clicks" / "<link id>:imps" -> n     |
 | P:a:{A}:polls                | zset   | with the article        | poll id -> created (epoch s)                   |
+| P:a:{A}:credits              | hash   | until the aggregator's next pass | click stream entry id -> reader hash: a counted click of a reader holding a token, until the aggregator files it in the reader's index (the click's event names no one) |
 | P:a:{A}:clk:<addr hash>:<L>  | string | CLICK_WINDOW seconds    | clicks on link L counted from this address group (1 at most) or wider network |
 | P:a:{A}:imps:<addr hash>     | hash   | CLICK_WINDOW seconds from the first | link id -> impressions from this address group |
 | P:p:{Q}                      | hash   | until the poll is deleted | question, options (JSON), article, multiple, max_choices, closes_at, results, status, ... |
@@ -30,9 +31,10 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:p:{Q}:thr:<addr hash>      | string | THROTTLE_WINDOW seconds | vote changes in the window from one address group or wider network |
 | P:p:{Q}:events               | stream | as article events       | every accepted poll vote and state change      |
 | P:p:{Q}:h:<YYYYMMDDHH> / :d: | hash   | as article buckets      | poll vote counters per bucket: `votes` (votes and changes), `+<option id>`, `-<option id>` |
-| P:r:{R}                      | hash   | READER_RETENTION_DAYS after the last write | per-reader index (R = reader hash): "a:<article id>" / "p:<poll id>" -> epoch ms of the reader's last action there, written before the vote script (docs/privacy.md) |
+| P:r:{R}                      | hash   | READER_RETENTION_DAYS after the last write | per-reader index (R = reader hash): "a:<article id>" / "p:<poll id>" / "c:<link id>" -> epoch ms of the reader's last action there (its stream entry's time), written by the aggregator from the vote's event (a click's from P:a:{A}:credits), off the request path (docs/privacy.md) |
 | P:readers                    | zset   | until the reader is erased or unlinked | reader hash -> epoch ms of the last action (the retention job's list) |
 | P:rv:<digest>                | string | READER_RETENTION_DAYS   | the reader's one accepted token after a renewal (a SHA-256 of it; any other is refused), or "erased" (all refused). Digest = SHA-256 of "revoked:" + reader hash, so no reader hash is left |
+| P:revocations                | stream | trimmed to READER_TOKEN_DAYS (by the retention job) | one entry per renewal or erasure: `d` (the P:rv digest, cut to 32), `v` (its value); each process reads it from where it last stopped, at most once a second, to refuse revoked tokens' votes without a round trip (store/readers.py) |
 | P:articles                   | zset   | forever                 | article id -> published_at (epoch s)           |
 | P:section:<name>             | zset   | forever                 | article id -> published_at, per section        |
 | P:sections                   | set    | forever                 | every section name an article has used         |
@@ -126,6 +128,7 @@ class Keys:
         self.tokens = f"{prefix}:tokens"
         self.tokens_used = f"{prefix}:tokens:used"
         self.readers = f"{prefix}:readers"
+        self.revocations = f"{prefix}:revocations"
         self.sites = f"{prefix}:sites"
         self.webhooks = f"{prefix}:webhooks"
         self.webhook_dead = f"{prefix}:webhooks:dead"
@@ -163,6 +166,9 @@ class Keys:
 
     def article_throttle(self, article_id: str, addr_hash: str) -> str:
         return self.article_part(article_id, f"thr:{addr_hash}")
+
+    def article_credits(self, article_id: str) -> str:
+        return self.article_part(article_id, "credits")
 
     def article_click_seen(self, article_id: str, addr_hash: str, link_id: str) -> str:
         return self.article_part(article_id, f"clk:{addr_hash}:{link_id}")

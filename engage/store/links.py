@@ -16,7 +16,7 @@ from typing import Any
 
 from engage.errors import UnknownLink
 from engage.formulas import wilson_lower
-from engage.store import Store, budgets, reactions, readers, scripts, sites
+from engage.store import Store, budgets, reactions, scripts, sites
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -207,7 +207,8 @@ def click(
     networks: budgets.Networks = budgets.NO_NETWORKS, reader: str | None = None,
 ) -> Click:
     """Resolve a link and count one click from `address` (a hashed address group);
-    raises UnknownLink. A counted click is credited to `reader` (store/readers.py).
+    raises UnknownLink. A counted click is credited to `reader` by the aggregator, which
+    files it in the reader's index from the article's `credits` (store/readers.py).
 
     A click is counted at most once per address group per link per CLICK_WINDOW, and
     up to each wider network's budget (`networks`, store/budgets.py): "duplicate" and
@@ -230,18 +231,17 @@ def click(
             keys.hour_bucket(owner, now),
             keys.day_bucket(owner, now),
             keys.article_events(article_id),
+            keys.article_credits(article_id),
             keys.article_click_seen(article_id, address, link_id_),
             *(keys.article_click_seen(article_id, network, link_id_)
               for network in networks.values()),
         ],
         args=[link_id_, refused or "", hour_ttl, day_ttl, store.min_event_id(now),
               article_id, int(store.config["CLICK_WINDOW"]),
-              budgets.click_limits(store.config, networks)],
+              budgets.click_limits(store.config, networks), reader or ""],
     )
     result = scripts.result(raw)
     why = str(result.values[1]) if result.status == Status.UNCHANGED else None
-    if reader is not None and why is None:
-        readers.note_click(store, reader, link_id_, now)
     return Click(str(result.values[0]), why)
 
 

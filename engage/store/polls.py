@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engage.errors import IdTaken, InvalidOptions, UnknownArticle
-from engage.store import Store, budgets, readers, scripts
+from engage.store import Store, budgets, scripts
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -321,7 +321,6 @@ def vote(
     options: Iterable[str] | None,
     now: datetime | None = None,
     networks: budgets.Networks = budgets.NO_NETWORKS,
-    token: str | None = None,
     erasing: bool = False,
 ) -> tuple[Poll, bool]:
     """Cast, change or withdraw (options None or empty) a reader's vote, spending from
@@ -330,9 +329,7 @@ def vote(
     Returns the poll with this reader's vote and whether anything changed. Raises
     UnknownPoll, PollClosed, InvalidOptions (unknown option, several on a single-choice
     poll, more than max_choices) or Throttled. Repeating a vote is a no-op.
-    `token`, the reader's, is refused (ReaderRevoked) when renewed since or erased (the
-    API checks it here, in the index's round trip); `erasing` withdraws for an erasure
-    (store/readers.py): no budget, no reader logged, no token.
+    `erasing` withdraws for an erasure (store/readers.py): no budget, no reader logged.
     """
     now = now or store.now()
     keys = store.keys
@@ -342,33 +339,32 @@ def vote(
         # The script receives the ids comma-joined; "o1,o2" must not pass as two.
         raise InvalidOptions("unknown")
     hour_ttl, day_ttl = store.bucket_ttls()
-    with readers.noting(store, reader, "p", poll_id, now, token):
-        raw = store.run(
-            "vote_poll",
-            keys=[
-                owner,
-                keys.poll_counts(poll_id),
-                keys.poll_voters(poll_id),
-                keys.poll_throttle(poll_id, address),
-                keys.poll_events(poll_id),
-                keys.hour_bucket(owner, now),
-                keys.day_bucket(owner, now),
-                *(keys.poll_throttle(poll_id, network) for network in networks.values()),
-            ],
-            args=[
-                reader,
-                ",".join(chosen),
-                epoch_ms(now),
-                "" if erasing else budgets.vote_limits(store.config, networks),
-                store.config["THROTTLE_WINDOW"],
-                hour_ttl,
-                day_ttl,
-                store.min_event_id(now),
-                poll_id,
-                "1" if erasing else "",
-            ],
-        )
-        result = scripts.result(raw)
+    raw = store.run(
+        "vote_poll",
+        keys=[
+            owner,
+            keys.poll_counts(poll_id),
+            keys.poll_voters(poll_id),
+            keys.poll_throttle(poll_id, address),
+            keys.poll_events(poll_id),
+            keys.hour_bucket(owner, now),
+            keys.day_bucket(owner, now),
+            *(keys.poll_throttle(poll_id, network) for network in networks.values()),
+        ],
+        args=[
+            reader,
+            ",".join(chosen),
+            epoch_ms(now),
+            "" if erasing else budgets.vote_limits(store.config, networks),
+            store.config["THROTTLE_WINDOW"],
+            hour_ttl,
+            day_ttl,
+            store.min_event_id(now),
+            poll_id,
+            "1" if erasing else "",
+        ],
+    )
+    result = scripts.result(raw)
     mine = result.values[0] or None
     n_counts = int(result.values[1])
     counts = _pairs(result.values[2:2 + n_counts])

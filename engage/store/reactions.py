@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from engage.store import Store, budgets, readers, scripts, sites
+from engage.store import Store, budgets, scripts, sites
 from engage.store.keys import Keys
 from engage.store.scripts import Status
 
@@ -121,7 +121,6 @@ def vote(
     reason: str | None = None,
     networks: budgets.Networks = budgets.NO_NETWORKS,
     channel: str = "web",
-    token: str | None = None,
     erasing: bool = False,
 ) -> tuple[Reactions, bool]:
     """Cast, move or withdraw (choice None) a reader's vote: one script, one round trip,
@@ -132,24 +131,21 @@ def vote(
     Returns the new counts and whether anything changed. Raises UnknownArticle,
     InvalidChoice (a choice or reason outside the article's set) or Throttled.
     Repeating a call is a no-op, so a retried request cannot double-count.
-    `token`, the reader's, is refused (ReaderRevoked) when renewed since or erased (the
-    API checks it here, in the index's round trip); `erasing` withdraws for an erasure
-    (store/readers.py): no budget, no reader logged, no token.
+    `erasing` withdraws for an erasure (store/readers.py): no budget, no reader logged.
     """
     now = store.now()
     hour_ttl, day_ttl = store.bucket_ttls()
-    with readers.noting(store, reader, "a", article_id, now, token):
-        raw = store.run(
-            "vote_reaction",
-            keys=vote_keys(store.keys, article_id, address, now, networks),
-            args=[reader, choice or "", (reason or "") if choice else "",
-                  "" if erasing else budgets.vote_limits(store.config, networks),
-                  store.config["THROTTLE_WINDOW"], hour_ttl, day_ttl,
-                  store.min_event_id(now), article_id, channel, "1" if erasing else "",
-                  sites.sets_table(store)],
-        )
-        store.forget(article_id)
-        result = scripts.result(raw)
+    raw = store.run(
+        "vote_reaction",
+        keys=vote_keys(store.keys, article_id, address, now, networks),
+        args=[reader, choice or "", (reason or "") if choice else "",
+              "" if erasing else budgets.vote_limits(store.config, networks),
+              store.config["THROTTLE_WINDOW"], hour_ttl, day_ttl,
+              store.min_event_id(now), article_id, channel, "1" if erasing else "",
+              sites.sets_table(store)],
+    )
+    store.forget(article_id)
+    result = scripts.result(raw)
     mine, mine_reason = _split_mine(result.values[0])
     reaction_set = sites.decode_set(result.values[1])
     counts = normalize_counts(reaction_set["choices"], result.values[2:])

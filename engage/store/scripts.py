@@ -259,12 +259,15 @@ CLICK_LINK = _LUA_STATUSES + _LUA_THROTTLE + _LUA_FIND_LINK + """
 -- group per link per window and a budget per wider network; a click not counted is
 -- counted as refused, and why.
 -- KEYS[1] links string   KEYS[2] linkstats hash   KEYS[3] hour bucket
--- KEYS[4] day bucket     KEYS[5] events stream    KEYS[6] clicks string (group, link)
--- KEYS[7..] clicks strings of the address's wider networks on the link (none or more)
+-- KEYS[4] day bucket     KEYS[5] events stream    KEYS[6] credits hash
+-- KEYS[7] clicks string (group, link)
+-- KEYS[8..] clicks strings of the address's wider networks on the link (none or more)
 -- ARGV[1] link id   ARGV[2] '' to count it, else why not ('bot' | 'prefetch')
 -- ARGV[3] hour bucket ttl (s)   ARGV[4] day bucket ttl (s)
 -- ARGV[5] oldest event id to keep (ms)   ARGV[6] article id   ARGV[7] window (s)
--- ARGV[8] click limits, comma-joined: KEYS[6]'s (1), then KEYS[7..]'s
+-- ARGV[8] click limits, comma-joined: KEYS[7]'s (1), then KEYS[8..]'s
+-- ARGV[9] the reader to credit a counted click to, or '' (the event never names them:
+--         the aggregator files it from KEYS[6], store/readers.py)
 -- Returns {CHANGED, url} for a counted click, {UNCHANGED, url, why} for one not counted,
 -- or {UnknownLink} when the article no longer has this link.
 local url = find_link(KEYS[1], ARGV[1])
@@ -272,7 +275,7 @@ if not url then return {UnknownLink} end
 local hour_ttl, day_ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local why = ARGV[2]
 if why == '' then
-  local wait, first = spend(budgets(6, 7, ARGV[8]), tonumber(ARGV[7]))
+  local wait, first = spend(budgets(7, 8, ARGV[8]), tonumber(ARGV[7]))
   if first == 1 then why = 'duplicate' elseif wait > 0 then why = 'throttled' end
 end
 if why ~= '' then
@@ -282,8 +285,9 @@ end
 redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':clicks', 1)
 bump(KEYS[3], KEYS[4], 'click', hour_ttl, day_ttl)
 bump(KEYS[3], KEYS[4], 'click:' .. ARGV[1], hour_ttl, day_ttl)
-redis.call('XADD', KEYS[5], 'MINID', '~', ARGV[5], '*',
+local id = redis.call('XADD', KEYS[5], 'MINID', '~', ARGV[5], '*',
   'type', 'link.click', 'article', ARGV[6], 'link', ARGV[1], 'hour', stamp(KEYS[3]))
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[6], id, ARGV[9]) end
 return {CHANGED, url}
 """
 

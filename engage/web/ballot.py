@@ -141,10 +141,11 @@ def _article(article_id: str) -> dict[str, Any]:
 def _cookie_reader(renew: bool = False) -> tuple[str | None, str | None]:
     """(reader, token to keep) of the request's READER_COOKIE, read as the widget's token
     is (erased or renewed since: none); one past READER_TOKEN_DAYS is none either, or
-    with `renew` (a vote) renewed for the same reader, as the widget does."""
+    with `renew` (a vote) renewed for the same reader, as the widget does. A vote looks
+    the token up as the widget's vote does (this process's copy of the revocations)."""
     token = request.cookies.get(READER_COOKIE)
     try:
-        read = reader_token(token=token) if token else None
+        read = reader_token(token=token, voting=renew) if token else None
         return (read[1] if read else None), None
     except errors.ReaderExpired:
         if not renew:

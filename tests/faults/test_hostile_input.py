@@ -60,6 +60,12 @@ def server(redis_server: RedisServer, tmp_path: Path) -> Iterator[dict[str, Any]
         headers={"X-Engage-Reader": reader}, timeout=5,
     )
     assert voted.status_code == 200, voted.text
+    # `engage serve`'s aggregates thread files the vote under its reader in its own
+    # time (store/readers.py): wait for it, so the snapshots see it either both or none.
+    client, deadline = redis_server.client(), time.monotonic() + 10
+    while not client.zcard("engage:readers") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.zcard("engage:readers") == 1
     try:
         yield {"url": served.url, "editor": headers, "reader": {"X-Engage-Reader": reader},
                "served": served}
