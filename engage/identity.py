@@ -394,6 +394,18 @@ def visible_articles(article_ids: Iterable[str], only: str | None = None) -> set
     return {article for article, site in found.items() if site in scope}
 
 
+def figures_site(name: str | None) -> str:
+    """The site whose figures (rankings, sections, totals: kept per site) a caller asks
+    for: the one named (422 unknown, 403 not theirs), else their first (the default for
+    a caller who sees every site)."""
+    if name is None:
+        return visible_sites()[0]
+    if name not in sites.listing(get_store()):
+        raise errors.ValidationFailed(fields={"site": ["No such site."]})
+    check_site(name)
+    return name
+
+
 def visible_sites() -> list[str]:
     """The names of the sites the caller may see, the default first."""
     scope = site_scope()

@@ -363,6 +363,9 @@ class StatsQuerySchema(_RangeQuerySchema):
     tag = Text(max=64)
     published_since = UtcDateTime(metadata={"description": "Published at or after (ISO 8601)."})
     published_until = UtcDateTime(metadata={"description": "Published at or before (ISO 8601)."})
+    site = fields.String(validate=SITE_NAME, metadata={"description": (
+        "The site whose figures these are (rankings, sections and totals are kept per "
+        "site); default: the default site, or a limited editor's first site.")})
 
 
 class TrendingSchema(Schema):
@@ -389,6 +392,7 @@ class ArticleStatsSchema(CountsSchema):
 
 class StatsPageSchema(Schema):
     sort = fields.String(required=True)
+    site = fields.String(required=True, metadata={"description": "Whose figures these are."})
     since = fields.String(allow_none=True, required=True)
     until = fields.String(allow_none=True, required=True)
     bucket = fields.String(allow_none=True, required=True)
@@ -464,7 +468,9 @@ class ExportQuerySchema(_RangeQuerySchema):
 
 
 class SectionsQuerySchema(_RangeQuerySchema):
-    pass
+    site = fields.String(validate=SITE_NAME, metadata={"description": (
+        "The site whose figures these are (rankings, sections and totals are kept per "
+        "site); default: the default site, or a limited editor's first site.")})
 
 
 class SectionStatsSchema(CountsSchema):
@@ -479,6 +485,7 @@ class SectionStatsSchema(CountsSchema):
 
 
 class SectionsSchema(Schema):
+    site = fields.String(required=True, metadata={"description": "Whose figures these are."})
     since = fields.String(allow_none=True, required=True)
     until = fields.String(allow_none=True, required=True)
     bucket = fields.String(allow_none=True, required=True)

@@ -373,18 +373,24 @@ def test_scoped_lists_show_their_sites_only(
     export = client.get("/api/v1/events/export?format=ndjson", headers=scoped)
     assert {json.loads(line)["article"] for line in export.get_data(as_text=True).split()} \
         == {"local"}
-    # Figures summed across every site are not theirs to see.
-    assert client.get("/api/v1/stats/sections", headers=scoped).status_code == 403
+    # Section and site figures are kept per site: theirs, never another's.
+    sections = client.get("/api/v1/stats/sections", headers=scoped).json
+    assert sections["site"] == "regional"
+    assert [(r["section"], r["total"]) for r in sections["sections"]] == [("Diplomacy", 1)]
+    for path in ("/api/v1/stats/sections?site=default", "/api/v1/stats/articles?site=default"):
+        assert client.get(path, headers=scoped).status_code == 403, path
     desk = Desk(app.test_client(), scoped_token)
-    for path in ("/dashboard/live", "/dashboard/live.json"):
-        assert desk.get(path).status_code == 403, path
-    overview = desk.get("/dashboard")  # their articles, no figures summed across sites
+    assert desk.get("/dashboard/live").status_code == 200
+    live = desk.get("/dashboard/live.json").json
+    assert [a["id"] for a in live["articles"]] == ["local"]
+    assert live["totals"]["counts"]["😀"] == 1 and "yes" not in live["totals"]["counts"]
+    assert {e["article"] for e in live["events"]} == {"local"}
+    assert desk.get("/dashboard/live.json?site=default").status_code == 404
+    overview = desk.get("/dashboard")  # their site's articles and figures
     assert overview.status_code == 200
     page = overview.get_data(as_text=True)
     assert "/dashboard/articles/local" in page and "/dashboard/articles/home" not in page
-    assert 'aria-label="Totals"' not in page
-    assert 'aria-label="Totals"' in Desk(app.test_client(), editor["Authorization"][7:]).get(
-        "/dashboard").get_data(as_text=True)
+    assert 'aria-label="Totals"' in page and "1 😀" in page
     page = desk.get("/dashboard/polls").get_data(as_text=True)
     assert "On local?" in page and "On home?" not in page
     exported = desk.get("/dashboard/export?format=ndjson").get_data(as_text=True)
@@ -468,10 +474,11 @@ def test_dashboard_site_switcher(app: Flask, client: FlaskClient, editor: dict[s
     desk = Desk(app.test_client(), admin_token)
     page = desk.get("/dashboard").get_data(as_text=True)
     assert 'id="site-switcher"' in page and "site=regional" in page
-    assert "/dashboard/articles/home" in page and "/dashboard/articles/local" in page
+    # Figures are kept per site: the default site's first, then the one switched to.
+    assert "/dashboard/articles/home" in page and "/dashboard/articles/local" not in page
     one = desk.get("/dashboard?site=regional").get_data(as_text=True)
     assert "/dashboard/articles/local" in one and "/dashboard/articles/home" not in one
-    assert 'aria-label="Totals"' not in one  # totals span every site
+    assert 'aria-label="Totals"' in one and "1 😀" in one
     assert "range=24h&amp;sort=approval&amp;site=regional" in one  # the choice is kept
     assert desk.get("/dashboard?site=nowhere").status_code == 404
     # One site only: nothing to switch, and no other site to name.

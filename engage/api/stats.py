@@ -17,8 +17,8 @@ from engage.api import Blueprint
 from engage.api.spec import ADMIN, EDITOR
 from engage.identity import (
     check_article_site,
-    check_every_site,
     current_staff,
+    figures_site,
     require_role,
     site_scope,
     visible_articles,
@@ -87,22 +87,27 @@ class RankedArticles(MethodView):
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Articles ranked by approval (Wilson lower bound), votes or trending (editor).
 
-        Without `since`/`until` every article is ranked: counts are current standings
-        and link figures all-time. With a range, the articles that received votes in it
-        are ranked by net changes summed from hourly buckets (when the range starts
-        within the hourly retention) or daily buckets. Figures across articles are kept
+        One site's articles are ranked (`site`; rankings are kept per site), each by
+        its own reaction set's approving (first) choice. Without `since`/`until` every
+        article is ranked: counts are current standings and link figures all-time.
+        With a range, the articles that received votes in it are ranked by net changes
+        summed from hourly buckets (when the range starts within the hourly retention)
+        or daily buckets. Figures across articles are kept
         from the event streams and trail a vote by at most a few seconds.
         """
         store = get_store()
         window = query_window(store, query)
         offset, limit = query["offset"], query["limit"]
         search = {k: query.get(name) for k, name in SEARCH.items() if query.get(name)}
+        site = figures_site(query.get("site"))
         total, page = stats.ranked_page(store, query["sort"], query.get("section"), window,
-                                        offset, limit, search=search)
-        # Limited to some sites, a page shows theirs only (`total` still counts all).
+                                        offset, limit, search=search, site=site)
+        # A search spans every site: limited to some, a page shows theirs only (`total`
+        # still counts all).
         shown = visible_articles(row["id"] for row in page)
         page = page if shown is None else [row for row in page if row["id"] in shown]
-        return {"sort": "newest" if search else query["sort"], **window_fields(window),
+        return {"sort": "newest" if search else query["sort"], "site": site,
+                **window_fields(window),
                 "total": total, "limit": limit, "offset": offset, "articles": page}
 
 
@@ -116,11 +121,13 @@ class SectionFigures(MethodView):
     @blp.doc(operationId="getSectionStats", security=EDITOR)
     @require_role("editor")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """Each section's figures: the sums of its articles', most votes first (editor)."""
-        check_every_site()
+        """Each section of one site (`site`): the sums of its articles', most votes first
+        (editor)."""
         store = get_store()
+        site = figures_site(query.get("site"))
         window = query_window(store, query)
-        return {**window_fields(window), "sections": stats.sections(store, window)}
+        return {"site": site, **window_fields(window),
+                "sections": stats.sections(store, window, site=site)}
 
 
 @blp.route("/articles/<eid:article_id>/stats")
