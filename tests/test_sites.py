@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from engage.cli import main
-from engage.store import tokens
+from engage.store import tokens, windows
 from tests.conftest import ARTICLE, new_reader
 from tests.desk import Desk, field_error
 from tests.redis_server import RedisServer
@@ -581,3 +582,93 @@ def test_article_form_names_its_site_and_own_set(
     assert limited.post("/dashboard/articles/new",
                         {**form, "id": "z", "site": "default"}).status_code == 403
     assert client.get("/api/v1/articles/z").status_code == 404
+
+
+# -- figures across articles are kept per site, each article by its own set ---------------
+FIVE = ["😀", "😮", "😢", "😡", "👍"]
+
+
+@pytest.fixture
+def two_sites(client: FlaskClient, editor: dict[str, str], admin: dict[str, str],
+              catch_up: Any, clock: Any) -> dict[str, dict[str, dict[str, int]]]:
+    """The default site (yes/no) and a magazine (five emoji) with a section of the same
+    name each, and an article of the magazine with its own set; votes applied."""
+    magazine = {"name": "magazine", "origins": ["https://magazine.example.com"],
+                "reactions": {"choices": FIVE, "reason_choice": None, "reasons": []}}
+    assert client.post("/api/v1/sites", json=magazine, headers=admin).status_code == 201
+    own = {"choices": ["🔥", "🧊"], "reason_choice": None, "reasons": []}
+    layout = {"d1": ("default", "politics", None), "d2": ("default", "politics", None),
+              "d3": ("default", "sport", None), "m1": ("magazine", "politics", None),
+              "m2": ("magazine", "culture", None), "m3": ("magazine", "culture", own)}
+    votes = {"d1": {"yes": 3, "no": 1}, "d2": {"yes": 1, "no": 2}, "d3": {"yes": 2},
+             "m1": {"😀": 2, "😡": 1}, "m2": {"😮": 3}, "m3": {"🔥": 2}}
+    for article_id, (site, section, reaction_set) in layout.items():
+        assert put_article(client, editor, article_id, site=site, section=section,
+                           reaction_set=reaction_set).status_code == 201
+        for choice, n in votes[article_id].items():
+            for _ in range(n):
+                assert vote(client, article_id, new_reader(client),
+                            choice=choice).status_code == 200
+    catch_up()
+    return votes
+
+
+def ranked(client: FlaskClient, who: dict[str, str], query: str) -> list[tuple[str, Any]]:
+    body = client.get("/api/v1/stats/articles?" + query, headers=who).json
+    return [(row["id"], row["approval"]) for row in body["articles"]]
+
+
+def test_rankings_and_sections_are_per_site(
+        client: FlaskClient, admin: dict[str, str], scoped_token: str, two_sites: Any,
+        store: Any, clock: Any) -> None:
+    # Each article's approval is its own set's first choice's share (m3: 🔥 of 🔥/🧊),
+    # ranked by the Wilson lower bound: 2 of 2 (0.34) above 3 of 4 (0.30) and 2 of 3.
+    assert ranked(client, admin, "site=magazine") == [("m3", 1.0), ("m1", 2 / 3), ("m2", 0.0)]
+    assert ranked(client, admin, "site=magazine&sort=votes") == [
+        ("m1", 2 / 3), ("m2", 0.0), ("m3", 1.0)]
+    assert ranked(client, admin, "") == [("d3", 1.0), ("d1", 0.75), ("d2", 1 / 3)]
+    assert ranked(client, admin, "site=default&section=politics") == [
+        ("d1", 0.75), ("d2", 1 / 3)]
+    assert ranked(client, admin, "site=magazine&section=politics") == [("m1", 2 / 3)]
+    body = client.get("/api/v1/stats/articles?site=magazine", headers=admin).json
+    assert body["site"] == "magazine" and body["total"] == 3
+    assert body["articles"][1]["counts"] == {"😀": 2, "😮": 0, "😢": 0, "😡": 1, "👍": 0}
+    assert body["articles"][0]["counts"] == {"🔥": 2, "🧊": 0}
+
+    def sections(site: str) -> dict[str, tuple[int, int, dict[str, int], Any]]:
+        body = client.get(f"/api/v1/stats/sections?site={site}", headers=admin).json
+        assert body["site"] == site
+        return {r["section"]: (r["articles"], r["total"], r["counts"], r["approval"])
+                for r in body["sections"]}
+
+    assert sections("default") == {"politics": (2, 7, {"yes": 4, "no": 3}, 4 / 7),
+                                   "sport": (1, 2, {"yes": 2, "no": 0}, 1.0)}
+    # The magazine's own "politics"; m3's set shares no choice with its site's.
+    assert sections("magazine") == {
+        "politics": (1, 3, {"😀": 2, "😮": 0, "😢": 0, "😡": 1, "👍": 0}, 2 / 3),
+        "culture": (2, 3, {"😀": 0, "😮": 3, "😢": 0, "😡": 0, "👍": 0}, 0.0)}
+    # A limited editor gets their site's by default, and 422 for a site that is none.
+    scoped = {"Authorization": f"Bearer {scoped_token}"}
+    assert client.get("/api/v1/stats/sections", headers=scoped).json["site"] == "regional"
+    assert client.get("/api/v1/stats/sections?site=nowhere",
+                      headers=admin).status_code == 422
+
+    # The same rankings over a rolling window (7d) and over any other range (summed).
+    now = clock()
+    for since in (now - timedelta(days=7), now - timedelta(hours=3)):
+        query = "site=magazine&since=" + since.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert [a for a, _ in ranked(client, admin, query)] == ["m3", "m1", "m2"]
+    assert windows.serving(store, windows.current(store, now)["7d"], now,
+                           store.keys.agg_site("magazine", "default")) is not None
+
+
+def test_trending_and_totals_are_per_site(client: FlaskClient, admin_token: str,
+                                          app: Flask, two_sites: Any) -> None:
+    desk = Desk(app.test_client(), admin_token)
+    for site, ids, total in (("default", {"d1", "d2", "d3"}, 9),
+                             ("magazine", {"m1", "m2", "m3"}, 6)):
+        live = desk.get(f"/dashboard/live.json?site={site}").json
+        assert {a["id"] for a in live["articles"]} == ids
+        assert live["totals"]["total"] == total
+    page = desk.get("/dashboard?site=magazine").get_data(as_text=True)
+    assert "2 😀 · 3 😮 · 0 😢 · 1 😡 · 0 👍" in page
