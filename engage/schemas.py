@@ -764,6 +764,9 @@ class WebhookInSchema(Schema):
         min=16, max=256, required=True, load_only=True,
         metadata={"description": "Signs each delivery (HMAC-SHA256); never shown again."},
     )
+    site = fields.String(load_default=None, allow_none=True, validate=SITE_NAME, metadata={
+        "description": "Only this site's events (its articles' and their polls'; a poll of "
+                       "no article is the default site's); null or left out: every site's."})
 
 
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dead")
@@ -782,6 +785,8 @@ class WebhookSchema(Schema):
     id = fields.String(required=True)
     url = fields.String(required=True)
     events = fields.List(fields.String(), required=True)
+    site = fields.String(allow_none=True, required=True,
+                         metadata={"description": "The one site whose events it receives."})
     created_at = fields.String(required=True)
     last_attempt = fields.Nested(WebhookAttemptSchema, allow_none=True, dump_default=None,
                                  metadata={"description": "The newest delivery attempt."})
