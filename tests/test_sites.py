@@ -118,6 +118,11 @@ def test_cli(own_redis: RedisServer, tmp_path: Path) -> None:
     create = ("token", "create", "--name", "desk", "--role")
     assert run(*create, "editor", "--site", "nowhere").exit_code != 0
     assert run(*create, "admin", "--site", "magazine").exit_code != 0
+    made = run(*create, "editor", "--site", "magazine", "--section", "magazine:culture")
+    assert made.exit_code == 0, made.output
+    assert "sections=magazine:culture" in run("token", "list").stdout
+    assert run(*create, "editor", "--site", "magazine", "--section", "default:x").exit_code != 0
+    assert run(*create, "editor", "--section", "culture").exit_code != 0
 
 
 # -- articles belong to one site; CORS answers a site's origins for its articles ----------
@@ -672,3 +677,39 @@ def test_trending_and_totals_are_per_site(client: FlaskClient, admin_token: str,
         assert live["totals"]["total"] == total
     page = desk.get("/dashboard?site=magazine").get_data(as_text=True)
     assert "2 😀 · 3 😮 · 0 😢 · 1 😡 · 0 👍" in page
+
+
+# -- editor scopes may name sections within a site ----------------------------------------
+def test_a_token_limited_to_sections(app: Flask, client: FlaskClient, editor: dict[str, str],
+                                     admin: dict[str, str], store: Any,
+                                     two_sites: Any) -> None:
+    with pytest.raises(ValueError, match="within the token's sites"):
+        tokens.create(store, "editor", "x", ["default"], sections={"magazine": ["culture"]})
+    token = tokens.create(store, "editor", "culture desk", ["magazine"],
+                          sections={"magazine": ["culture"]})[0]
+    desk = {"Authorization": f"Bearer {token}"}
+    # Articles of other sections (of their site, or of another) are not theirs.
+    assert client.get("/api/v1/articles/m1/stats", headers=desk).status_code == 403
+    assert client.get("/api/v1/articles/d1/stats", headers=desk).status_code == 403
+    assert client.get("/api/v1/articles/m2/stats", headers=desk).status_code == 200
+    assert put_article(client, desk, "m1", site="magazine",
+                       section="culture").status_code == 403  # moving one in
+    assert put_article(client, desk, "m2", site="magazine",
+                       section="politics").status_code == 403  # moving one out
+    assert put_article(client, desk, "m4", site="magazine",
+                       section="politics").status_code == 403  # a new one elsewhere
+    assert put_article(client, desk, "m4", site="magazine",
+                       section="culture").status_code == 201
+    poll = {"question": "Culture?", "options": ["Yes", "No"], "article": "m1"}
+    assert client.post("/api/v1/polls", json=poll, headers=desk).status_code == 403
+    # Lists and figures: their sections only.
+    assert {a for a, _ in ranked(client, desk, "")} == {"m2", "m3"}
+    body = client.get("/api/v1/stats/sections", headers=desk).json
+    assert [r["section"] for r in body["sections"]] == ["culture"]
+    export = client.get("/api/v1/events/export?format=ndjson", headers=desk)
+    assert {json.loads(line)["article"] for line in export.get_data(as_text=True).split()} \
+        == {"m2", "m3", "m4"}
+    page = Desk(app.test_client(), token).get("/dashboard").get_data(as_text=True)
+    assert "/dashboard/articles/m2" in page and "/dashboard/articles/m1" not in page
+    assert "0 😀 · 3 😮" in page  # the totals of their section
+    assert Desk(app.test_client(), token).get("/dashboard/articles/m1").status_code == 403

@@ -20,6 +20,7 @@ from engage.identity import (
     current_staff,
     figures_site,
     require_role,
+    section_scope,
     site_scope,
     visible_articles,
 )
@@ -126,8 +127,11 @@ class SectionFigures(MethodView):
         store = get_store()
         site = figures_site(query.get("site"))
         window = query_window(store, query)
-        return {"site": site, **window_fields(window),
-                "sections": stats.sections(store, window, site=site)}
+        rows = stats.sections(store, window, site=site)
+        limited = (section_scope() or {}).get(site)
+        if limited is not None:  # a caller limited to some of the site's sections
+            rows = [row for row in rows if row["section"] in limited]
+        return {"site": site, **window_fields(window), "sections": rows}
 
 
 @blp.route("/articles/<eid:article_id>/stats")
@@ -183,9 +187,10 @@ def scoped_events(store: Store, found: Iterator[dict[str, Any]]
     """The events of the articles (and polls) of the caller's sites: all for a caller
     who sees every site."""
     scope = site_scope()
-    if scope is None:
+    if scope is None and section_scope() is None:
         return found
-    shown = sites.articles_of(store, scope)
+    shown = sites.articles_of(store, scope if scope is not None else list(sites.listing(store)))
+    shown = visible_articles(shown) or set()  # and of their sections, when limited to some
     return (event for event in found if event.get("article", "") in shown)
 
 

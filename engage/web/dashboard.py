@@ -30,7 +30,7 @@ from engage import errors, schemas, timerange
 from engage.api.polls import poll_body, poll_export
 from engage.api.reactions import email_vote_links
 from engage.api.stats import SEARCH, export_chunks, resolve_window, scoped_events
-from engage.identity import check_scope, visible_articles, visible_sites
+from engage.identity import check_scope, section_scope, visible_articles, visible_sites
 from engage.store import (
     aggregates,
     articles,
@@ -183,6 +183,7 @@ def overview() -> Any:
         shown = visible_articles((a["id"] for a in ranked), site) or set()
         ranked = [a for a in ranked if a["id"] in shown]
     found = {**stats.overview(store, window, site=site), "ranked": ranked}
+    found = within_sections(found, site, choices)
     return render_template(
         "dashboard/overview.html",
         page="overview",
@@ -342,6 +343,21 @@ def poll_delete(poll_id: str) -> Any:
     return redirect(url_for("dashboard.poll_list", notice=f"Poll deleted: {poll.question}"))
 
 
+def within_sections(found: dict[str, Any], site: str, choices: list[str]) -> dict[str, Any]:
+    """What a caller limited to some of the site's sections sees of its figures: their
+    sections' articles, sections and totals."""
+    limited = (section_scope() or {}).get(site)
+    if limited is None:
+        return found
+    lists = [key for key in ("ranked", "top", "bottom", "trending", "articles") if key in found]
+    shown = visible_articles(a["id"] for key in lists for a in found[key]) or set()
+    found = {**found, **{key: [a for a in found[key] if a["id"] in shown] for key in lists}}
+    if "sections" in found:
+        found["sections"] = [r for r in found["sections"] if r["section"] in limited]
+        found["totals"] = stats.site_totals(found["sections"], choices)
+    return found
+
+
 def live_site() -> str:
     """The site the live page follows (`?site=`, else the caller's first): 404 for one
     the caller may not see."""
@@ -369,9 +385,12 @@ def live_json() -> Any:
     now = store.now()
     trend = stats.trend_inputs(store, now, site)
     _, moving = stats.ranked_page(store, "trending", limit=20, now=now, trend=trend, site=site)
+    limited = within_sections({"articles": moving, "sections": stats.sections(
+        store, None, now, trend, site=site)}, site, choices)
+    moving = limited["articles"]
     read = aggregates.feed_since(store, request.args.get("since") or None, FEED_READ)
     cursor = read[0][0] if read else request.args.get("since", "")
-    # The feed holds every site's events: this site's only.
+    # The feed holds every site's events: this site's only (their sections', if limited).
     shown = visible_articles((f.get("article", "") for _, f in read), site) or set()
     read = [(i, f) for i, f in read if f.get("article", "") in shown]
     # Impressions come by the dozen for every page view: counted, not listed.
@@ -383,7 +402,7 @@ def live_json() -> Any:
         choices=choices,
         cursor=cursor,
         impressions=len(read) - sum(1 for _, f in read if f.get("type") != "link.impression"),
-        totals=stats.site_totals(stats.sections(store, None, now, trend, site=site), choices),
+        totals=stats.site_totals(limited["sections"], choices),
         articles=[
             {k: a[k] for k in ("id", "title", "section", "counts", "total", "approval",
                                "score")} | {"last_hour": a["trending"]["last_hour"]}
