@@ -443,11 +443,18 @@ def figures_site(name: str | None) -> str:
     for: the one named (422 unknown, 403 not theirs), else their first (the default for
     a caller who sees every site)."""
     if name is None:
-        return visible_sites()[0]
+        return home_site()
     if name not in sites.listing(get_store()):
         raise errors.ValidationFailed(fields={"site": ["No such site."]})
     check_site(name)
     return name
+
+
+def home_site() -> str:
+    """The caller's first site: the default for one who sees every site; for one limited
+    to sites none of which exists yet, the first named (it has no figures)."""
+    names = visible_sites()
+    return names[0] if names else (site_scope() or [get_store().config["DEFAULT_SITE"]])[0]
 
 
 def visible_sites() -> list[str]:

@@ -30,7 +30,13 @@ from engage import errors, schemas, timerange
 from engage.api.polls import poll_body, poll_export
 from engage.api.reactions import email_vote_links
 from engage.api.stats import SEARCH, export_chunks, resolve_window, scoped_events
-from engage.identity import check_scope, section_scope, visible_articles, visible_sites
+from engage.identity import (
+    check_scope,
+    home_site,
+    section_scope,
+    visible_articles,
+    visible_sites,
+)
 from engage.store import (
     aggregates,
     articles,
@@ -163,7 +169,7 @@ def overview() -> Any:
     names, site = visible_sites(), request.args.get("site") or None
     if site is not None and site not in names:
         abort(404)
-    site = site or names[0]
+    site = site or home_site()
     choices = stats.site_choices(store, site)
     asked = {k: request.args.get(k, "").strip() for k in ("q", "section", "tag", "from", "to")}
     try:  # the stats API's rules for a search; a day's range runs to its last second
@@ -364,7 +370,7 @@ def live_site() -> str:
     names, site = visible_sites(), request.args.get("site") or None
     if site is not None and site not in names:
         abort(404)
-    return site or names[0]
+    return site or home_site()
 
 
 @bp.get("/live")
