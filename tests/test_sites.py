@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from engage.cli import main
-from engage.store import tokens, windows
+from engage.store import aggregates, tokens, windows
 from tests.conftest import ARTICLE, new_reader
 from tests.desk import Desk, field_error
 from tests.redis_server import RedisServer
@@ -713,3 +713,29 @@ def test_a_token_limited_to_sections(app: Flask, client: FlaskClient, editor: di
     assert "/dashboard/articles/m2" in page and "/dashboard/articles/m1" not in page
     assert "0 😀 · 3 😮" in page  # the totals of their section
     assert Desk(app.test_client(), token).get("/dashboard/articles/m1").status_code == 403
+
+
+def test_a_rebuild_and_a_changed_set_keep_each_sites_figures(
+        client: FlaskClient, admin: dict[str, str], store: Any, two_sites: Any,
+        catch_up: Any) -> None:
+    def seen() -> list[Any]:
+        return [client.get(path, headers=admin).json for path in (
+            "/api/v1/stats/articles?site=magazine", "/api/v1/stats/articles?site=default",
+            "/api/v1/stats/sections?site=magazine", "/api/v1/stats/sections?site=default")]
+
+    before = seen()
+    assert aggregates.rebuild(store) > 0
+    assert seen() == before  # replayed from the streams, each article into its site's
+    # The magazine retires 😡 and adds 🤔: counts by name, the retired one's history kept.
+    new_set = {"choices": ["😀", "😮", "🤔"], "reason_choice": None, "reasons": []}
+    assert client.patch("/api/v1/sites/magazine", json={"reactions": new_set},
+                        headers=admin).status_code == 200
+    assert vote(client, "m1", new_reader(client), choice="🤔").status_code == 200
+    catch_up()
+    rows = {row["id"]: row for row in seen()[0]["articles"]}
+    assert rows["m1"]["counts"] == {"😀": 2, "😮": 0, "🤔": 1}
+    assert rows["m1"]["approval"] == 2 / 3
+    series = client.get("/api/v1/articles/m1/stats?bucket=day", headers=admin).json
+    assert series["choices"] == ["😀", "😮", "🤔", "😡"]
+    assert sum(p["added"]["😡"] for p in series["points"]) == 1
+    assert seen()[1:4:2] == before[1:4:2]  # the default site's untouched
