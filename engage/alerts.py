@@ -509,7 +509,14 @@ class Alerter:
                 "kind": rule["kind"], "subject": note["subject"], "article": note["article"],
                 "title": note["title"], "figures": note["figures"],
                 "dashboard_url": note["link"], "text": note_text(note)}
-        for hook in webhooks.list_all(self.store):
+        hooks = webhooks.list_all(self.store)
+        site = rule.get("site")
+        if site is None and note.get("article") and any(h.get("site") for h in hooks):
+            site = sites.of_articles(self.store, [note["article"]])[note["article"]]
+        for hook in hooks:
+            # A webhook bound to a site hears of that site's alerts only.
+            if hook.get("site") and hook["site"] != site:
+                continue
             if webhooks.matches(hook["events"], kind):
                 event = {"id": f"{hook['id']}:alert:{note['id']}", "type": kind,
                          "occurred_at": note["at"], "data": data}
