@@ -677,6 +677,9 @@ def test_trending_and_totals_are_per_site(client: FlaskClient, admin_token: str,
         assert live["totals"]["total"] == total
     page = desk.get("/dashboard?site=magazine").get_data(as_text=True)
     assert "2 😀 · 3 😮 · 0 😢 · 1 😡 · 0 👍" in page
+    # The section filter offers the site's sections: the magazine has no "sport".
+    assert "<option>culture</option>" in page and "<option>sport</option>" not in page
+    assert "<option>sport</option>" in desk.get("/dashboard").get_data(as_text=True)
 
 
 # -- editor scopes may name sections within a site ----------------------------------------
@@ -712,6 +715,7 @@ def test_a_token_limited_to_sections(app: Flask, client: FlaskClient, editor: di
     page = Desk(app.test_client(), token).get("/dashboard").get_data(as_text=True)
     assert "/dashboard/articles/m2" in page and "/dashboard/articles/m1" not in page
     assert "0 😀 · 3 😮" in page  # the totals of their section
+    assert "<option>culture</option>" in page and "<option>politics</option>" not in page
     assert Desk(app.test_client(), token).get("/dashboard/articles/m1").status_code == 403
 
 
