@@ -410,12 +410,6 @@ def check_article_site(article_id: str | None, site: str | None = None,
     check_section(target, section if section is not None else placed[1] if placed else "")
 
 
-def check_every_site() -> None:
-    """403 for a caller limited to sites on a view of figures summed across every site."""
-    if site_scope() is not None:
-        raise errors.Forbidden("These figures span every site; your token covers only some.")
-
-
 def visible_articles(article_ids: Iterable[str], only: str | None = None) -> set[str] | None:
     """Of these articles (`""`: none, as a poll may have, the default site's), those the
     caller may see, of site `only` when named (one the caller may see); None when the
