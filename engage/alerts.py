@@ -102,7 +102,7 @@ def _window_sums(store: Store, rule: dict[str, Any], now: datetime) -> dict[str,
     if rule.get("article"):
         ids = [rule["article"]]
     else:
-        active = stats.in_range(store, window)
+        active = stats.in_range(store, window, every_site=True)
         ids = sorted(set(active.counts) | set(active.links))
     return stats.bucket_sums(store, ids, window.segments())
 
@@ -119,10 +119,10 @@ def reason_spike(store: Store, rule: dict[str, Any], now: datetime) -> Found:
 
 def approval_drop(store: Store, rule: dict[str, Any], now: datetime) -> Found:
     sums = _window_sums(store, rule, now)
-    first = store.config["CHOICES"][0]
     found: Found = {}
     for row in stats.figures(store, list(sums), now):
         article_id, counts, fields = row["id"], row["counts"], sums[row["id"]]
+        first = next(iter(counts))  # the article's approving choice
         before = {c: max(0, n - fields["+" + c] + fields["-" + c]) for c, n in counts.items()}
         total, total_before = sum(counts.values()), sum(before.values())
         now_share = approval(counts[first], total)
@@ -144,7 +144,8 @@ def surge(store: Store, rule: dict[str, Any], now: datetime) -> Found:
         trending = row["trending"]
         trend = {row["id"]: (trending["last_hour"], trending["hourly_average"])}
     else:
-        trend = stats.trend_inputs(store, now)
+        trend = {a: moving for site in sites.listing(store)
+                 for a, moving in stats.trend_inputs(store, now, site).items()}
     found: Found = {}
     for article_id, (recent, baseline) in trend.items():
         score = trending_score(recent, baseline)
@@ -229,7 +230,7 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo,
                   "hour")
     # A range holds the bucket its end falls in: the day's last hour, not the next one's.
     window = Range(since, until - HOUR, "hour")
-    in_range = stats.in_range(store, window)
+    in_range = stats.in_range(store, window, every_site=True)
     voted, links = sorted(in_range.counts), in_range.links
     closed = _polls_closed(store, since, until)
     if site is not None:
@@ -239,10 +240,9 @@ def digest_figures(store: Store, day: date, zone: ZoneInfo,
         voted = [a for a in voted if owners[a] == site]
         links = {a: figures for a, figures in links.items() if owners[a] == site}
         closed = [p for p in closed if owners[p["article"] or None] == site]
-    first = store.config["CHOICES"][0]
     rows: list[dict[str, Any]] = []
     for article_id in voted:
-        got = in_range.counts[article_id]
+        got, first = in_range.counts[article_id], in_range.approving[article_id]
         total = sum(got.values())
         if total:
             rows.append({"id": article_id, "counts": got, "total": total,
@@ -509,7 +509,14 @@ class Alerter:
                 "kind": rule["kind"], "subject": note["subject"], "article": note["article"],
                 "title": note["title"], "figures": note["figures"],
                 "dashboard_url": note["link"], "text": note_text(note)}
-        for hook in webhooks.list_all(self.store):
+        hooks = webhooks.list_all(self.store)
+        site = rule.get("site")
+        if site is None and note.get("article") and any(h.get("site") for h in hooks):
+            site = sites.of_articles(self.store, [note["article"]])[note["article"]]
+        for hook in hooks:
+            # A webhook bound to a site hears of that site's alerts only.
+            if hook.get("site") and hook["site"] != site:
+                continue
             if webhooks.matches(hook["events"], kind):
                 event = {"id": f"{hook['id']}:alert:{note['id']}", "type": kind,
                          "occurred_at": note["at"], "data": data}

@@ -199,8 +199,10 @@ def token() -> None:
               help="Refuse the token after this many days (default: never).")
 @click.option("--site", "sites", multiple=True,
               help="Limit an editor token to this site (repeat for several).")
+@click.option("--section", "sections", multiple=True, metavar="SITE:SECTION",
+              help="Limit an editor token, within SITE, to this section (repeat for several).")
 def token_create(role: str, name: str, expires_days: int | None,
-                 sites: tuple[str, ...]) -> None:
+                 sites: tuple[str, ...], sections: tuple[str, ...]) -> None:
     """Create a token; it is shown once and stored only as a hash."""
     from marshmallow import ValidationError
 
@@ -214,17 +216,26 @@ def token_create(role: str, name: str, expires_days: int | None,
         field = "name" if "name" in exc.messages else "expires_days"
         raise click.BadParameter(" ".join(exc.normalized_messages().get(field, [])),
                                  param_hint=f"'--{field.replace('_', '-')}'") from None
-    if sites and role != "editor":
+    if (sites or sections) and role != "editor":
         raise click.BadParameter("only editor tokens are limited to sites", param_hint="'--site'")
+    within: dict[str, list[str]] = {}
+    for item in sections:
+        site, colon, section = item.partition(":")
+        if not colon or not site or not section:
+            raise click.BadParameter("give SITE:SECTION", param_hint="'--section'")
+        if sites and site not in sites:
+            raise click.BadParameter(f"{site} is not one of the token's sites",
+                                     param_hint="'--section'")
+        within.setdefault(site, []).append(section)
     with _store() as store:
         from engage.store import sites as known
 
-        unknown = set(sites) - set(known.listing(store))
+        unknown = (set(sites) | set(within)) - set(known.listing(store))
         if unknown:
             raise click.BadParameter(f"no site {', '.join(sorted(unknown))}",
                                      param_hint="'--site'")
         value, record = tokens.create(store, role, data["name"], list(sites) if sites else None,
-                                      data["expires_days"])
+                                      data["expires_days"], within or None)
     click.echo(value)
     click.echo(f"created {record['role']} token {record['id']} {record['name']}".rstrip(), err=True)
 
@@ -237,7 +248,9 @@ def token_list() -> None:
     with _store() as store:
         for record in tokens.list_all(store):
             click.echo(f"{record['id']}\t{record['role']}\t{record['created_at']}\t{record['name']}"
-                       + (f"\tsites={','.join(record['sites'])}" if "sites" in record else ""))
+                       + (f"\tsites={','.join(record['sites'])}" if "sites" in record else "")
+                       + "".join(f"\tsections={site}:{','.join(names)}"
+                                 for site, names in record.get("sections", {}).items()))
 
 
 @token.command("revoke")

@@ -365,20 +365,49 @@ def check_site(site: str | None) -> None:
         raise errors.Forbidden("This belongs to a site your token does not cover.")
 
 
-def check_article_site(article_id: str | None, site: str | None = None) -> None:
+def section_scope() -> dict[str, list[str]] | None:
+    """Site -> the sections the calling staff member is limited to there (a site not
+    named is theirs whole); None when limited to no section. Admins have none."""
+    staff = g.get("staff") or {}
+    found = staff.get("sections")
+    return None if not found or staff.get("role") == "admin" else dict(found)
+
+
+def _placed(article_id: str) -> tuple[str, str] | None:
+    """(site, section) of a stored article; None for none stored."""
+    store = get_store()
+    title, site, section = store.redis.hmget(store.keys.article(article_id),
+                                             "title", "site", "section")
+    if title is None:
+        return None
+    return site or store.config["DEFAULT_SITE"], section or ""
+
+
+def check_section(site: str, section: str) -> None:
+    """403 when the caller is limited to some of `site`'s sections and `section` is
+    none of them."""
+    scope = section_scope()
+    if scope is not None and site in scope and section not in scope[site]:
+        raise errors.Forbidden("This belongs to a section your token does not cover.")
+
+
+def check_article_site(article_id: str | None, site: str | None = None,
+                       section: str | None = None) -> None:
     """`check_site` for what a write puts in a site: the site it names, else the
-    article's (the default site's for none, or a new article)."""
-    if site_scope() is None:
+    article's (the default site's for none, or a new article); for a caller limited to
+    sections, the article's section as it stands and as the write puts it too."""
+    if site_scope() is None and section_scope() is None:
         return
     store = get_store()
-    check_site(site or (sites.owner(store, article_id) if article_id else None)
-               or store.config["DEFAULT_SITE"])
-
-
-def check_every_site() -> None:
-    """403 for a caller limited to sites on a view of figures summed across every site."""
-    if site_scope() is not None:
-        raise errors.Forbidden("These figures span every site; your token covers only some.")
+    target = (site or (sites.owner(store, article_id) if article_id else None)
+              or store.config["DEFAULT_SITE"])
+    check_site(target)
+    if section_scope() is None or not article_id:
+        return
+    placed = _placed(article_id)
+    if placed is not None:
+        check_section(*placed)
+    check_section(target, section if section is not None else placed[1] if placed else "")
 
 
 def visible_articles(article_ids: Iterable[str], only: str | None = None) -> set[str] | None:
@@ -386,12 +415,40 @@ def visible_articles(article_ids: Iterable[str], only: str | None = None) -> set
     caller may see, of site `only` when named (one the caller may see); None when the
     caller sees every site and names none."""
     scope = site_scope() if only is None else [only]
-    if scope is None:
+    within = section_scope()
+    if scope is None and within is None:
         return None
     store = get_store()
     found = sites.of_articles(store, [a for a in dict.fromkeys(article_ids) if a])
     found[""] = store.config["DEFAULT_SITE"]
-    return {article for article, site in found.items() if site in scope}
+    shown = {article for article, site in found.items() if scope is None or site in scope}
+    limited = sorted(a for a in shown if a and found[a] in (within or {}))
+    if limited:  # those of a site the caller sees some sections of: theirs only
+        pipe = store.redis.pipeline(transaction=False)
+        for article_id in limited:
+            pipe.hget(store.keys.article(article_id), "section")
+        shown -= {a for a, section in zip(limited, pipe.execute(), strict=True)
+                  if (section or "") not in (within or {})[str(found[a])]}
+    return shown
+
+
+def figures_site(name: str | None) -> str:
+    """The site whose figures (rankings, sections, totals: kept per site) a caller asks
+    for: the one named (422 unknown, 403 not theirs), else their first (the default for
+    a caller who sees every site)."""
+    if name is None:
+        return home_site()
+    if name not in sites.listing(get_store()):
+        raise errors.ValidationFailed(fields={"site": ["No such site."]})
+    check_site(name)
+    return name
+
+
+def home_site() -> str:
+    """The caller's first site: the default for one who sees every site; for one limited
+    to sites none of which exists yet, the first named (it has no figures)."""
+    names = visible_sites()
+    return names[0] if names else (site_scope() or [get_store().config["DEFAULT_SITE"]])[0]
 
 
 def visible_sites() -> list[str]:
@@ -405,6 +462,16 @@ def check_scope() -> None:
     args = request.view_args or {}
     if site_scope() is not None and (args.get("article_id") or args.get("poll_id")):
         check_site(sites.owner(get_store(), args.get("article_id"), args.get("poll_id")))
+    if section_scope() is not None and (args.get("article_id") or args.get("poll_id")):
+        store, article_id = get_store(), args.get("article_id")
+        if not article_id:  # a poll's: its article's (the default site's for none)
+            question, article_id = store.redis.hmget(store.keys.poll(args["poll_id"]),
+                                                     "question", "article")
+            if question is not None and not article_id:
+                check_section(store.config["DEFAULT_SITE"], "")
+        placed = _placed(article_id) if article_id else None
+        if placed is not None:
+            check_section(*placed)
 
 
 def require_role(role: str) -> Callable[[F], F]:

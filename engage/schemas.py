@@ -386,6 +386,9 @@ class StatsQuerySchema(_RangeQuerySchema):
         "description": "Who registered the article: an editor, its page or a feed."})
     published_since = UtcDateTime(metadata={"description": "Published at or after (ISO 8601)."})
     published_until = UtcDateTime(metadata={"description": "Published at or before (ISO 8601)."})
+    site = fields.String(validate=SITE_NAME, metadata={"description": (
+        "The site whose figures these are (rankings, sections and totals are kept per "
+        "site); default: the default site, or a limited editor's first site.")})
 
 
 class TrendingSchema(Schema):
@@ -412,6 +415,7 @@ class ArticleStatsSchema(CountsSchema):
 
 class StatsPageSchema(Schema):
     sort = fields.String(required=True)
+    site = fields.String(required=True, metadata={"description": "Whose figures these are."})
     since = fields.String(allow_none=True, required=True)
     until = fields.String(allow_none=True, required=True)
     bucket = fields.String(allow_none=True, required=True)
@@ -496,7 +500,9 @@ class ExportQuerySchema(_RangeQuerySchema):
 
 
 class SectionsQuerySchema(_RangeQuerySchema):
-    pass
+    site = fields.String(validate=SITE_NAME, metadata={"description": (
+        "The site whose figures these are (rankings, sections and totals are kept per "
+        "site); default: the default site, or a limited editor's first site.")})
 
 
 class SectionStatsSchema(CountsSchema):
@@ -511,6 +517,7 @@ class SectionStatsSchema(CountsSchema):
 
 
 class SectionsSchema(Schema):
+    site = fields.String(required=True, metadata={"description": "Whose figures these are."})
     since = fields.String(allow_none=True, required=True)
     until = fields.String(allow_none=True, required=True)
     bucket = fields.String(allow_none=True, required=True)
@@ -806,6 +813,9 @@ class WebhookInSchema(Schema):
         min=16, max=256, required=True, load_only=True,
         metadata={"description": "Signs each delivery (HMAC-SHA256); never shown again."},
     )
+    site = fields.String(load_default=None, allow_none=True, validate=SITE_NAME, metadata={
+        "description": "Only this site's events (its articles' and their polls'; a poll of "
+                       "no article is the default site's); null or left out: every site's."})
 
 
 WEBHOOK_OUTCOMES = ("delivered", "failed", "dead")
@@ -824,6 +834,8 @@ class WebhookSchema(Schema):
     id = fields.String(required=True)
     url = fields.String(required=True)
     events = fields.List(fields.String(), required=True)
+    site = fields.String(allow_none=True, required=True,
+                         metadata={"description": "The one site whose events it receives."})
     created_at = fields.String(required=True)
     last_attempt = fields.Nested(WebhookAttemptSchema, allow_none=True, dump_default=None,
                                  metadata={"description": "The newest delivery attempt."})

@@ -33,7 +33,7 @@ from typing import Any
 import urllib3
 
 from engage import __version__, alerts, destinations, metrics
-from engage.store import UNAVAILABLE, Store, aggregates, events, polls, readers, webhooks
+from engage.store import UNAVAILABLE, Store, aggregates, events, polls, readers, sites, webhooks
 
 log = logging.getLogger("engage.worker")
 
@@ -200,19 +200,34 @@ class Worker:
         chunk = 4 * self.concurrency
         for start in range(0, len(entries), chunk):
             part = entries[start:start + chunk]
-            self._run([job for entry in part for job in self._jobs(entry, hooks)])
+            owners = self._owners(part, hooks)
+            self._run([job for entry in part for job in self._jobs(entry, hooks, owners)])
             webhooks.ack(self.store, part)
             metrics.webhook_events(len(part))
         return len(entries)
 
+    def _owners(self, entries: list[webhooks.Entry], hooks: list[dict[str, Any]]
+                ) -> dict[str, str]:
+        """Article id -> its site, for the webhooks bound to a site (none bound: no look
+        up); `""` (a poll of no article) and an unknown article are the default site's."""
+        if not any(hook.get("site") for hook in hooks):
+            return {}
+        default = str(self.store.config["DEFAULT_SITE"])
+        found = sites.of_articles(self.store, sorted(
+            {a for _, _, fields in entries if (a := fields.get("article"))}))
+        return {"": default} | {a: site or default for a, site in found.items()}
+
     @staticmethod
-    def _jobs(entry: webhooks.Entry, hooks: list[dict[str, Any]]) -> list[Job]:
+    def _jobs(entry: webhooks.Entry, hooks: list[dict[str, Any]],
+              owners: dict[str, str]) -> list[Job]:
         stream, entry_id, fields = entry
         millis = int(entry_id.split("-", 1)[0])
         kind = fields.get("type", "")
         jobs: list[Job] = []
         for hook in hooks:
             if millis < int(hook["created_ms"]) or not webhooks.matches(hook["events"], kind):
+                continue
+            if hook.get("site") and owners.get(fields.get("article", "")) != hook["site"]:
                 continue
             event = payload(hook["id"], stream, entry_id, fields)
             jobs.append((webhooks.delivery(hook["id"], event), hook, None))

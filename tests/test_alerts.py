@@ -621,6 +621,36 @@ def test_a_sites_rule_fires_for_that_sites_articles_only(
     assert "/dashboard/articles/local" in parts(message)[0]
 
 
+def test_a_webhook_bound_to_a_site_hears_of_its_alerts_only(
+    app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str],
+    store: Any, clock: Clock, catch_up: Any, mail: MailServer,
+) -> None:
+    clock.set(floor(clock(), "hour") + timedelta(minutes=10))
+    assert client.post("/api/v1/sites", json={"name": "regional"},
+                       headers=admin).status_code == 201
+    put_article(client, editor, "national")
+    assert client.put("/api/v1/articles/local", json={**ARTICLE, "site": "regional"},
+                      headers=editor).status_code == 201
+    with Receiver() as regional, Receiver() as default:
+        for url, site in ((regional.url, "regional"), (default.url, "default")):
+            body = {"url": url, "events": ["alert.*"], "secret": SECRET, "site": site}
+            assert client.post("/api/v1/webhooks", json=body, headers=admin).status_code == 201
+        create_rule(client, editor, threshold=2)  # every site's articles
+        worker = Worker(store, "test")
+        for article in ("national", "local"):
+            for _ in range(2):
+                react(client, article, mint(app))
+        catch_up()
+        deadline = time.monotonic() + 10
+        while len(regional.delivered) + len(default.delivered) < 2:
+            assert time.monotonic() < deadline
+            worker.step()
+            time.sleep(0.02)
+        worker.step()
+        assert [b["data"]["article"] for b in regional.delivered_bodies()] == ["local"]
+        assert [b["data"]["article"] for b in default.delivered_bodies()] == ["national"]
+
+
 def test_staff_limited_to_a_site_see_and_change_its_rules_only(
     client: FlaskClient, admin: dict[str, str], editor: dict[str, str], store: Any,
 ) -> None:

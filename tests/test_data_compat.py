@@ -85,6 +85,9 @@ def test_the_data_set_answers_as_the_engage_that_wrote_it(short_dir: Path) -> No
         if line.startswith("GET /api/v1/articles/") and "source" in body:
             assert (body.pop("source"), body.pop("verified_at"), body.pop("follow_page")) == (
                 "editor", None, False), line
+        # Figures across articles are the default site's (kept per site since).
+        if line.startswith("GET /api/v1/stats/") and "site" in body:
+            assert body.pop("site") == "default", line
     assert found == expected
     # The set is not trivial: votes, polls, clicks and events are all in it.
     demo = expected["GET /api/v1/articles/korea-china-reset/reactions"]
@@ -93,8 +96,20 @@ def test_the_data_set_answers_as_the_engage_that_wrote_it(short_dir: Path) -> No
     assert any(p["results"]["total"] for p in
                expected["GET /api/v1/articles/korea-china-reset/polls"]["polls"])
 
-    # And it keeps counting from there.
+    # A second site changes nothing of the default site's figures, and has none yet.
     client = app.test_client()
+    magazine = {"name": "magazine", "reactions": {"choices": ["😀", "😡"], "reason_choice": None,
+                                                  "reasons": []}}
+    assert client.post("/api/v1/sites", json=magazine, headers=staff).status_code == 201
+    ranked = [line for line in expected if line.startswith("GET /api/v1/stats/")]
+    assert len(ranked) >= 3
+    again = answers(app, staff, [line.removeprefix("GET ") for line in ranked])
+    assert {line: {k: v for k, v in body.items() if k != "site"}
+            for line, body in again.items()} == {line: expected[line] for line in ranked}
+    assert client.get("/api/v1/stats/articles?site=magazine",
+                      headers=staff).json["articles"] == []
+
+    # And it keeps counting from there.
     vote = client.put("/api/v1/articles/korea-china-reset/reactions/mine",
                       headers=new_reader(client), json={"choice": "no"})
     assert vote.status_code == 200, vote.json

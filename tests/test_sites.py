@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from engage.cli import main
-from engage.store import tokens
+from engage.store import aggregates, tokens, windows
 from tests.conftest import ARTICLE, new_reader
 from tests.desk import Desk, field_error
 from tests.redis_server import RedisServer
@@ -117,6 +118,11 @@ def test_cli(own_redis: RedisServer, tmp_path: Path) -> None:
     create = ("token", "create", "--name", "desk", "--role")
     assert run(*create, "editor", "--site", "nowhere").exit_code != 0
     assert run(*create, "admin", "--site", "magazine").exit_code != 0
+    made = run(*create, "editor", "--site", "magazine", "--section", "magazine:culture")
+    assert made.exit_code == 0, made.output
+    assert "sections=magazine:culture" in run("token", "list").stdout
+    assert run(*create, "editor", "--site", "magazine", "--section", "default:x").exit_code != 0
+    assert run(*create, "editor", "--section", "culture").exit_code != 0
 
 
 # -- articles belong to one site; CORS answers a site's origins for its articles ----------
@@ -373,18 +379,24 @@ def test_scoped_lists_show_their_sites_only(
     export = client.get("/api/v1/events/export?format=ndjson", headers=scoped)
     assert {json.loads(line)["article"] for line in export.get_data(as_text=True).split()} \
         == {"local"}
-    # Figures summed across every site are not theirs to see.
-    assert client.get("/api/v1/stats/sections", headers=scoped).status_code == 403
+    # Section and site figures are kept per site: theirs, never another's.
+    sections = client.get("/api/v1/stats/sections", headers=scoped).json
+    assert sections["site"] == "regional"
+    assert [(r["section"], r["total"]) for r in sections["sections"]] == [("Diplomacy", 1)]
+    for path in ("/api/v1/stats/sections?site=default", "/api/v1/stats/articles?site=default"):
+        assert client.get(path, headers=scoped).status_code == 403, path
     desk = Desk(app.test_client(), scoped_token)
-    for path in ("/dashboard/live", "/dashboard/live.json"):
-        assert desk.get(path).status_code == 403, path
-    overview = desk.get("/dashboard")  # their articles, no figures summed across sites
+    assert desk.get("/dashboard/live").status_code == 200
+    live = desk.get("/dashboard/live.json").json
+    assert [a["id"] for a in live["articles"]] == ["local"]
+    assert live["totals"]["counts"]["😀"] == 1 and "yes" not in live["totals"]["counts"]
+    assert {e["article"] for e in live["events"]} == {"local"}
+    assert desk.get("/dashboard/live.json?site=default").status_code == 404
+    overview = desk.get("/dashboard")  # their site's articles and figures
     assert overview.status_code == 200
     page = overview.get_data(as_text=True)
     assert "/dashboard/articles/local" in page and "/dashboard/articles/home" not in page
-    assert 'aria-label="Totals"' not in page
-    assert 'aria-label="Totals"' in Desk(app.test_client(), editor["Authorization"][7:]).get(
-        "/dashboard").get_data(as_text=True)
+    assert 'aria-label="Totals"' in page and "1 😀" in page
     page = desk.get("/dashboard/polls").get_data(as_text=True)
     assert "On local?" in page and "On home?" not in page
     exported = desk.get("/dashboard/export?format=ndjson").get_data(as_text=True)
@@ -468,10 +480,11 @@ def test_dashboard_site_switcher(app: Flask, client: FlaskClient, editor: dict[s
     desk = Desk(app.test_client(), admin_token)
     page = desk.get("/dashboard").get_data(as_text=True)
     assert 'id="site-switcher"' in page and "site=regional" in page
-    assert "/dashboard/articles/home" in page and "/dashboard/articles/local" in page
+    # Figures are kept per site: the default site's first, then the one switched to.
+    assert "/dashboard/articles/home" in page and "/dashboard/articles/local" not in page
     one = desk.get("/dashboard?site=regional").get_data(as_text=True)
     assert "/dashboard/articles/local" in one and "/dashboard/articles/home" not in one
-    assert 'aria-label="Totals"' not in one  # totals span every site
+    assert 'aria-label="Totals"' in one and "1 😀" in one
     assert "range=24h&amp;sort=approval&amp;site=regional" in one  # the choice is kept
     assert desk.get("/dashboard?site=nowhere").status_code == 404
     # One site only: nothing to switch, and no other site to name.
@@ -574,3 +587,159 @@ def test_article_form_names_its_site_and_own_set(
     assert limited.post("/dashboard/articles/new",
                         {**form, "id": "z", "site": "default"}).status_code == 403
     assert client.get("/api/v1/articles/z").status_code == 404
+
+
+# -- figures across articles are kept per site, each article by its own set ---------------
+FIVE = ["😀", "😮", "😢", "😡", "👍"]
+
+
+@pytest.fixture
+def two_sites(client: FlaskClient, editor: dict[str, str], admin: dict[str, str],
+              catch_up: Any, clock: Any) -> dict[str, dict[str, dict[str, int]]]:
+    """The default site (yes/no) and a magazine (five emoji) with a section of the same
+    name each, and an article of the magazine with its own set; votes applied."""
+    magazine = {"name": "magazine", "origins": ["https://magazine.example.com"],
+                "reactions": {"choices": FIVE, "reason_choice": None, "reasons": []}}
+    assert client.post("/api/v1/sites", json=magazine, headers=admin).status_code == 201
+    own = {"choices": ["🔥", "🧊"], "reason_choice": None, "reasons": []}
+    layout = {"d1": ("default", "politics", None), "d2": ("default", "politics", None),
+              "d3": ("default", "sport", None), "m1": ("magazine", "politics", None),
+              "m2": ("magazine", "culture", None), "m3": ("magazine", "culture", own)}
+    votes = {"d1": {"yes": 3, "no": 1}, "d2": {"yes": 1, "no": 2}, "d3": {"yes": 2},
+             "m1": {"😀": 2, "😡": 1}, "m2": {"😮": 3}, "m3": {"🔥": 2}}
+    for article_id, (site, section, reaction_set) in layout.items():
+        assert put_article(client, editor, article_id, site=site, section=section,
+                           reaction_set=reaction_set).status_code == 201
+        for choice, n in votes[article_id].items():
+            for _ in range(n):
+                assert vote(client, article_id, new_reader(client),
+                            choice=choice).status_code == 200
+    catch_up()
+    return votes
+
+
+def ranked(client: FlaskClient, who: dict[str, str], query: str) -> list[tuple[str, Any]]:
+    body = client.get("/api/v1/stats/articles?" + query, headers=who).json
+    return [(row["id"], row["approval"]) for row in body["articles"]]
+
+
+def test_rankings_and_sections_are_per_site(
+        client: FlaskClient, admin: dict[str, str], scoped_token: str, two_sites: Any,
+        store: Any, clock: Any) -> None:
+    # Each article's approval is its own set's first choice's share (m3: 🔥 of 🔥/🧊),
+    # ranked by the Wilson lower bound: 2 of 2 (0.34) above 3 of 4 (0.30) and 2 of 3.
+    assert ranked(client, admin, "site=magazine") == [("m3", 1.0), ("m1", 2 / 3), ("m2", 0.0)]
+    assert ranked(client, admin, "site=magazine&sort=votes") == [
+        ("m1", 2 / 3), ("m2", 0.0), ("m3", 1.0)]
+    assert ranked(client, admin, "") == [("d3", 1.0), ("d1", 0.75), ("d2", 1 / 3)]
+    assert ranked(client, admin, "site=default&section=politics") == [
+        ("d1", 0.75), ("d2", 1 / 3)]
+    assert ranked(client, admin, "site=magazine&section=politics") == [("m1", 2 / 3)]
+    body = client.get("/api/v1/stats/articles?site=magazine", headers=admin).json
+    assert body["site"] == "magazine" and body["total"] == 3
+    assert body["articles"][1]["counts"] == {"😀": 2, "😮": 0, "😢": 0, "😡": 1, "👍": 0}
+    assert body["articles"][0]["counts"] == {"🔥": 2, "🧊": 0}
+
+    def sections(site: str) -> dict[str, tuple[int, int, dict[str, int], Any]]:
+        body = client.get(f"/api/v1/stats/sections?site={site}", headers=admin).json
+        assert body["site"] == site
+        return {r["section"]: (r["articles"], r["total"], r["counts"], r["approval"])
+                for r in body["sections"]}
+
+    assert sections("default") == {"politics": (2, 7, {"yes": 4, "no": 3}, 4 / 7),
+                                   "sport": (1, 2, {"yes": 2, "no": 0}, 1.0)}
+    # The magazine's own "politics"; m3's set shares no choice with its site's.
+    assert sections("magazine") == {
+        "politics": (1, 3, {"😀": 2, "😮": 0, "😢": 0, "😡": 1, "👍": 0}, 2 / 3),
+        "culture": (2, 3, {"😀": 0, "😮": 3, "😢": 0, "😡": 0, "👍": 0}, 0.0)}
+    # A limited editor gets their site's by default, and 422 for a site that is none.
+    scoped = {"Authorization": f"Bearer {scoped_token}"}
+    assert client.get("/api/v1/stats/sections", headers=scoped).json["site"] == "regional"
+    assert client.get("/api/v1/stats/sections?site=nowhere",
+                      headers=admin).status_code == 422
+
+    # The same rankings over a rolling window (7d) and over any other range (summed).
+    now = clock()
+    for since in (now - timedelta(days=7), now - timedelta(hours=3)):
+        query = "site=magazine&since=" + since.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert [a for a, _ in ranked(client, admin, query)] == ["m3", "m1", "m2"]
+    assert windows.serving(store, windows.current(store, now)["7d"], now,
+                           store.keys.agg_site("magazine", "default")) is not None
+
+
+def test_trending_and_totals_are_per_site(client: FlaskClient, admin_token: str,
+                                          app: Flask, two_sites: Any) -> None:
+    desk = Desk(app.test_client(), admin_token)
+    for site, ids, total in (("default", {"d1", "d2", "d3"}, 9),
+                             ("magazine", {"m1", "m2", "m3"}, 6)):
+        live = desk.get(f"/dashboard/live.json?site={site}").json
+        assert {a["id"] for a in live["articles"]} == ids
+        assert live["totals"]["total"] == total
+    page = desk.get("/dashboard?site=magazine").get_data(as_text=True)
+    assert "2 😀 · 3 😮 · 0 😢 · 1 😡 · 0 👍" in page
+    # The section filter offers the site's sections: the magazine has no "sport".
+    assert "<option>culture</option>" in page and "<option>sport</option>" not in page
+    assert "<option>sport</option>" in desk.get("/dashboard").get_data(as_text=True)
+
+
+# -- editor scopes may name sections within a site ----------------------------------------
+def test_a_token_limited_to_sections(app: Flask, client: FlaskClient, editor: dict[str, str],
+                                     admin: dict[str, str], store: Any,
+                                     two_sites: Any) -> None:
+    with pytest.raises(ValueError, match="within the token's sites"):
+        tokens.create(store, "editor", "x", ["default"], sections={"magazine": ["culture"]})
+    token = tokens.create(store, "editor", "culture desk", ["magazine"],
+                          sections={"magazine": ["culture"]})[0]
+    desk = {"Authorization": f"Bearer {token}"}
+    # Articles of other sections (of their site, or of another) are not theirs.
+    assert client.get("/api/v1/articles/m1/stats", headers=desk).status_code == 403
+    assert client.get("/api/v1/articles/d1/stats", headers=desk).status_code == 403
+    assert client.get("/api/v1/articles/m2/stats", headers=desk).status_code == 200
+    assert put_article(client, desk, "m1", site="magazine",
+                       section="culture").status_code == 403  # moving one in
+    assert put_article(client, desk, "m2", site="magazine",
+                       section="politics").status_code == 403  # moving one out
+    assert put_article(client, desk, "m4", site="magazine",
+                       section="politics").status_code == 403  # a new one elsewhere
+    assert put_article(client, desk, "m4", site="magazine",
+                       section="culture").status_code == 201
+    poll = {"question": "Culture?", "options": ["Yes", "No"], "article": "m1"}
+    assert client.post("/api/v1/polls", json=poll, headers=desk).status_code == 403
+    # Lists and figures: their sections only.
+    assert {a for a, _ in ranked(client, desk, "")} == {"m2", "m3"}
+    body = client.get("/api/v1/stats/sections", headers=desk).json
+    assert [r["section"] for r in body["sections"]] == ["culture"]
+    export = client.get("/api/v1/events/export?format=ndjson", headers=desk)
+    assert {json.loads(line)["article"] for line in export.get_data(as_text=True).split()} \
+        == {"m2", "m3", "m4"}
+    page = Desk(app.test_client(), token).get("/dashboard").get_data(as_text=True)
+    assert "/dashboard/articles/m2" in page and "/dashboard/articles/m1" not in page
+    assert "0 😀 · 3 😮" in page  # the totals of their section
+    assert "<option>culture</option>" in page and "<option>politics</option>" not in page
+    assert Desk(app.test_client(), token).get("/dashboard/articles/m1").status_code == 403
+
+
+def test_a_rebuild_and_a_changed_set_keep_each_sites_figures(
+        client: FlaskClient, admin: dict[str, str], store: Any, two_sites: Any,
+        catch_up: Any) -> None:
+    def seen() -> list[Any]:
+        return [client.get(path, headers=admin).json for path in (
+            "/api/v1/stats/articles?site=magazine", "/api/v1/stats/articles?site=default",
+            "/api/v1/stats/sections?site=magazine", "/api/v1/stats/sections?site=default")]
+
+    before = seen()
+    assert aggregates.rebuild(store) > 0
+    assert seen() == before  # replayed from the streams, each article into its site's
+    # The magazine retires 😡 and adds 🤔: counts by name, the retired one's history kept.
+    new_set = {"choices": ["😀", "😮", "🤔"], "reason_choice": None, "reasons": []}
+    assert client.patch("/api/v1/sites/magazine", json={"reactions": new_set},
+                        headers=admin).status_code == 200
+    assert vote(client, "m1", new_reader(client), choice="🤔").status_code == 200
+    catch_up()
+    rows = {row["id"]: row for row in seen()[0]["articles"]}
+    assert rows["m1"]["counts"] == {"😀": 2, "😮": 0, "🤔": 1}
+    assert rows["m1"]["approval"] == 2 / 3
+    series = client.get("/api/v1/articles/m1/stats?bucket=day", headers=admin).json
+    assert series["choices"] == ["😀", "😮", "🤔", "😡"]
+    assert sum(p["added"]["😡"] for p in series["points"]) == 1
+    assert seen()[1:4:2] == before[1:4:2]  # the default site's untouched

@@ -177,4 +177,9 @@ def test_aggregate_keys_share_the_slot_of_their_declared_key() -> None:
                 k.agg("sectot"), k.agg("feed"), f"{k.agg_base}:n:{random_id(rng)}",
                 f"{k.agg_base}:w:7d:rank:votes:s:{section}", f"{k.agg_base}:w:30d:sectot",
             ]
+            # Another site's figures: under its own base, in the same slot.
+            site = k.agg_site(rng.choice(["magazine", "regional-2", "x"]), "default")
+            assert site != k.agg_base and k.agg_site("default", "default") == k.agg_base
+            built += [f"{site}:rank:worst:s:{section}", f"{site}:own", f"{site}:sectot",
+                      f"{site}:h:{k.hour_stamp(when)}:cast", f"{site}:w:24h:ids"]
             assert {key_slot(key.encode()) for key in built} == {home}, built

@@ -84,7 +84,8 @@ def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 10.0) -
 def test_admin_registers_lists_and_deletes(client: FlaskClient, admin: dict[str, str],
                                            store: Any) -> None:
     created = register(client, admin, HOOK, ["reaction.*"])
-    assert set(created) == {"id", "url", "events", "created_at", "last_attempt"}
+    assert set(created) == {"id", "url", "events", "site", "created_at", "last_attempt"}
+    assert created["site"] is None  # every site's events
     assert created["last_attempt"] is None
     assert created["events"] == ["reaction.*"]
     listed = client.get("/api/v1/webhooks", headers=admin)
@@ -162,6 +163,45 @@ def test_delivers_signed_matching_events(app: Flask, client: FlaskClient, admin:
             assert headers["Content-Type"] == "application/json"
             assert abs(int(headers["X-Engage-Timestamp"]) - time.time()) < 60
         assert not signature_ok("another-secret-entirely", receiver.delivered[0])
+
+
+def test_a_webhook_bound_to_a_site_gets_its_events_only(
+        app: Flask, client: FlaskClient, admin: dict[str, str], editor: dict[str, str],
+        store: Any) -> None:
+    magazine = {"name": "magazine", "origins": ["https://magazine.example.com"],
+                "reactions": {"choices": ["😀", "😮", "😢", "😡", "👍"], "reason_choice": None,
+                              "reasons": []}}
+    assert client.post("/api/v1/sites", json=magazine, headers=admin).status_code == 201
+    bad = client.post("/api/v1/webhooks", headers=admin, json={
+        "url": HOOK, "events": ["*"], "secret": SECRET, "site": "nowhere"})
+    assert bad.status_code == 422 and "site" in bad.json["error"]["fields"]
+    assert client.post("/api/v1/webhooks", headers=editor, json={
+        "url": HOOK, "events": ["*"], "secret": SECRET, "site": "magazine"}).status_code == 403
+    with Receiver() as bound, Receiver() as everything:
+        body = {"url": bound.url, "events": ["*"], "secret": SECRET, "site": "magazine"}
+        hook = client.post("/api/v1/webhooks", json=body, headers=admin)
+        assert hook.status_code == 201 and hook.json["site"] == "magazine"
+        register(client, admin, everything.url, ["*"])
+        put_article(client, editor, "home")
+        article = {**ARTICLE, "site": "magazine"}
+        assert client.put("/api/v1/articles/feature", json=article,
+                          headers=editor).status_code == 201
+        poll = {"question": "Read it?", "options": ["Yes", "No"], "article": "feature"}
+        assert client.post("/api/v1/polls", json=poll, headers=admin).status_code == 201
+        loose = {"question": "No article?", "options": ["Yes", "No"]}  # the default site's
+        assert client.post("/api/v1/polls", json=loose, headers=admin).status_code == 201
+        vote(client, "home", mint(app), "yes")
+        vote(client, "feature", mint(app), "😀")
+        worker = Worker(store, "test")
+        run_until(worker, lambda: len(everything.delivered) >= 6
+                  and len(bound.delivered) >= 3)
+        worker.step()
+        got = sorted((b["type"], b["data"]["article"]) for b in bound.delivered_bodies())
+        assert got == [("article.created", "feature"), ("poll.created", "feature"),
+                       ("reaction.vote", "feature")]
+        assert len(everything.delivered) == 6
+        assert {b["data"]["article"] for b in everything.delivered_bodies()} == {
+            "home", "feature", ""}
 
 
 def test_worker_does_not_recreate_an_expired_stream(

@@ -38,6 +38,6 @@ class Article(MethodView):
     @require_role("editor")
     def put(self, data: dict[str, Any], article_id: str) -> tuple[dict[str, Any], int]:
         """Register or update an article (editor)."""
-        check_article_site(article_id, data.get("site"))
+        check_article_site(article_id, data.get("site"), data.get("section"))
         article, created = articles.upsert(get_store(), article_id, data)
         return article, 201 if created else 200

@@ -17,9 +17,10 @@ from engage.api import Blueprint
 from engage.api.spec import ADMIN, EDITOR
 from engage.identity import (
     check_article_site,
-    check_every_site,
     current_staff,
+    figures_site,
     require_role,
+    section_scope,
     site_scope,
     visible_articles,
 )
@@ -88,23 +89,27 @@ class RankedArticles(MethodView):
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
         """Articles ranked by approval (Wilson lower bound), votes or trending (editor).
 
-        Without `since`/`until` every article is ranked: counts are current standings
-        and link figures all-time. With a range, the articles that received votes in it
-        are ranked by net changes summed from hourly buckets (when the range starts
-        within the hourly retention) or daily buckets. Figures across articles are kept
+        One site's articles are ranked (`site`; rankings are kept per site), each by
+        its own reaction set's approving (first) choice. Without `since`/`until` every
+        article is ranked: counts are current standings and link figures all-time.
+        With a range, the articles that received votes in it are ranked by net changes
+        summed from hourly buckets (when the range starts within the hourly retention)
+        or daily buckets. Figures across articles are kept
         from the event streams and trail a vote by at most a few seconds.
         """
         store = get_store()
         window = query_window(store, query)
         offset, limit = query["offset"], query["limit"]
         search = {k: query.get(name) for k, name in SEARCH.items() if query.get(name)}
+        site = figures_site(query.get("site"))
         total, page = stats.ranked_page(store, query["sort"], query.get("section"), window,
-                                        offset, limit, search=search, site_names=site_scope())
-        # Limited to some sites, a page shows theirs only; a search counts theirs only,
-        # a ranking's `total` still counts all.
+                                        offset, limit, search=search, site=site,
+                                        site_names=site_scope())
+        # A ranking is of one site; a search finds and counts the caller's sites only.
         shown = visible_articles(row["id"] for row in page)
         page = page if shown is None else [row for row in page if row["id"] in shown]
-        return {"sort": "newest" if search else query["sort"], **window_fields(window),
+        return {"sort": "newest" if search else query["sort"], "site": site,
+                **window_fields(window),
                 "total": total, "limit": limit, "offset": offset, "articles": page}
 
 
@@ -118,11 +123,16 @@ class SectionFigures(MethodView):
     @blp.doc(operationId="getSectionStats", security=EDITOR)
     @require_role("editor")
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """Each section's figures: the sums of its articles', most votes first (editor)."""
-        check_every_site()
+        """Each section of one site (`site`): the sums of its articles', most votes first
+        (editor)."""
         store = get_store()
+        site = figures_site(query.get("site"))
         window = query_window(store, query)
-        return {**window_fields(window), "sections": stats.sections(store, window)}
+        rows = stats.sections(store, window, site=site)
+        limited = (section_scope() or {}).get(site)
+        if limited is not None:  # a caller limited to some of the site's sections
+            rows = [row for row in rows if row["section"] in limited]
+        return {"site": site, **window_fields(window), "sections": rows}
 
 
 @blp.route("/articles/<eid:article_id>/stats")
@@ -178,9 +188,10 @@ def scoped_events(store: Store, found: Iterator[dict[str, Any]]
     """The events of the articles (and polls) of the caller's sites: all for a caller
     who sees every site."""
     scope = site_scope()
-    if scope is None:
+    if scope is None and section_scope() is None:
         return found
-    shown = sites.articles_of(store, scope)
+    shown = sites.articles_of(store, scope if scope is not None else list(sites.listing(store)))
+    shown = visible_articles(shown) or set()  # and of their sections, when limited to some
     return (event for event in found if event.get("article", "") in shown)
 
 

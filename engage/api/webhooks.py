@@ -10,7 +10,7 @@ from engage import destinations, errors, schemas
 from engage.api import Blueprint
 from engage.api.spec import ADMIN
 from engage.identity import require_role
-from engage.store import get_store, webhooks
+from engage.store import get_store, sites, webhooks
 
 blp = Blueprint("webhooks", __name__, description="Signed event deliveries (admin).")
 UNKNOWN = "No webhook exists under this id."
@@ -43,12 +43,16 @@ class Webhooks(MethodView):
         `X-Engage-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>`. Failed
         deliveries are retried with exponential backoff, then dead-lettered. Only
         public internet addresses are accepted (422 for loopback, private, link-local
-        and other internal ones), and every delivery checks the address again.
+        and other internal ones), and every delivery checks the address again. With
+        `site` it receives that site's events only.
         """
         store = get_store()
         if why := destinations.refused(data["url"], store.config):
             raise errors.ValidationFailed(fields={"url": [why]})
-        record = webhooks.create(store, data["url"], data["events"], data["secret"])
+        if data["site"] is not None and data["site"] not in sites.listing(store):
+            raise errors.ValidationFailed(fields={"site": ["No such site."]})
+        record = webhooks.create(store, data["url"], data["events"], data["secret"],
+                                 data["site"])
         return webhooks.public(record)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from engage.store import Store, cluster, events, readers, windows
+from engage.store import Store, cluster, events, readers, sites, windows
 
 READ_BATCH = 100        # streams per XREAD
 ENTRIES_PER_STREAM = 200
@@ -92,31 +92,43 @@ class Aggregator:
             self._apply(found)
             found = self._read([stream for stream, _ in found])
 
-    def _sections(self, article_ids: Iterable[str]) -> dict[str, str]:
+    def _sections(self, article_ids: Iterable[str]
+                  ) -> tuple[dict[str, str], dict[str, tuple[str, str, int]]]:
+        """Each article's section, and where its figures are kept: its site's key base,
+        its choices (the approving one first) and 1 when they are its own set."""
+        store = self.store
         ids = sorted(set(article_ids))
-        pipe = self.store.redis.pipeline(transaction=False)
+        pipe = store.redis.pipeline(transaction=False)
         for article_id in ids:
-            pipe.hget(self.store.keys.article(article_id), "section")
-        return {a: s or "" for a, s in zip(ids, pipe.execute(), strict=True)}
+            pipe.hmget(store.keys.article(article_id), "section", "site", "reactions")
+        sections, owners = {}, {}
+        default = store.config["DEFAULT_SITE"]
+        for a, (section, site, own) in zip(ids, pipe.execute(), strict=True):
+            sections[a] = section or ""
+            choices = sites.reaction_set(store, site, own)["choices"]
+            owners[a] = (store.keys.agg_site(site, default), ",".join(choices), 1 if own else 0)
+        return sections, owners
 
     def _apply(self, found: list[tuple[str, list[tuple[str, dict[str, str]]]]]) -> int:
         # A separate step: the readers' index is kept from the same entries, so no vote
         # waits on a write in the reader's own slot (store/readers.py); filed before the
         # entries are applied, so none is applied and never filed.
         erased = readers.index_events(self.store, found)
-        sections = self._sections(
+        sections, owners = self._sections(
             fields.get("article", "") for _, entries in found for _, fields in entries
             if fields.get("article"))
         store, keys = self.store, self.store.keys
         hour_ttl, day_ttl = store.bucket_ttls()
         batch: list[list[Any]] = []
+        named: set[str] = set()
         size = applied = 0
 
         def flush() -> None:
             stale = store.run("aggregate", keys=[keys.agg("seen")], args=[
                 keys.agg_base, ",".join(store.config["CHOICES"]), hour_ttl, day_ttl,
                 self.feed_length, json.dumps(batch, separators=(",", ":")),
-                ",".join(windows.NAMES)])
+                ",".join(windows.NAMES),
+                json.dumps({a: owners[a] for a in named}, separators=(",", ":"))])
             for stream in stale:  # another aggregator got there first: take its position
                 self.positions[stream] = store.redis.hget(keys.agg("seen"), stream) or "0-0"
 
@@ -124,6 +136,8 @@ class Aggregator:
             rows = []
             for entry_id, fields in entries:
                 article = fields.get("article", "")
+                if article in owners:
+                    named.add(article)
                 row = [entry_id, fields.get("type", ""), article, sections.get(article, ""),
                        _stamp(entry_id, fields), fields.get("choice", ""),
                        fields.get("previous", "")]
@@ -137,7 +151,7 @@ class Aggregator:
             applied += len(rows)
             if size >= APPLY_EVENTS:
                 flush()
-                batch, size = [], 0
+                batch, size, named = [], 0, set()
         if batch:
             flush()
         readers.withdraw_erased(store, erased)

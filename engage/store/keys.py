@@ -73,6 +73,8 @@ Key map (P = prefix, A = article id, Q = poll id):
 | P:x:{stats}:w:<W>:secs      | set    | until the next roll     | the sections filed in W                        |
 | P:x:{stats}:w:<W>:sectot    | hash   | until the next roll     | "<section>\t<articles|c:<choice>|click|imp>" -> sum in W |
 | P:x:{stats}:w:<W>:pending   | zset   | while a roll files its articles | article -> 0: articles a roll has summed but not yet filed (readers sum the buckets meanwhile) |
+| P:x:{stats}:site:<S>:...    | as above | as above              | the same aggregates (`sec`, `n:`, `click`, `imp`, `sectot`, `ids`, `rank:`, `h:`/`d:`, `w:`) of site S's articles; the default site's are the unprefixed ones above (store/aggregates.py) |
+| P:x:{stats}[:site:<S>]:own  | hash   | forever                 | article id -> its own reaction set's choices, comma-joined (articles with an own set only): how a window roll ranks it |
 | P:x:{stats}:feed            | stream | trimmed to ~1,000       | the newest events applied (the live view's feed) |
 | P:x:{reg:S}:pending        | zset   | until verified, dropped past PENDING_PER_SITE | article id -> when the worker may take it (epoch s; a lease end once taken): unknown ids readers' pages named on site S (store/registry.py) |
 | P:x:{reg:S}:urls           | hash   | as :pending             | article id -> the page URL the reader's page gave |
@@ -221,6 +223,11 @@ class Keys:
     # -- cross-article aggregates (one hash tag: one cluster slot) --------------------
     def agg(self, part: str) -> str:
         return f"{self.agg_base}:{part}"
+
+    def agg_site(self, site: str | None, default: str) -> str:
+        """The aggregates' key base of a site's articles: the default site's is the base
+        itself (so data written before sites reads unchanged)."""
+        return self.agg_base if not site or site == default else self.agg(f"site:{site}")
 
     def find(self, part: str) -> str:
         return f"{self.find_base}:{part}"

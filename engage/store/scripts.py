@@ -704,20 +704,45 @@ AGGREGATE = LUA_RANKING + """
 -- ARGV[6] JSON [[stream, from id, [[id, type, article, section, hour stamp, choice,
 --         previous, feed field, value, ...], ...]], ...]
 -- ARGV[7] rolling window names, comma-joined (their sets are <base>:w:<name>:...)
+-- ARGV[8] JSON {article: [its site's key base, its choices comma-joined (the approving
+--         one first), 1 when they are its own set]}; an article not named is counted
+--         under ARGV[1] with ARGV[2]
 -- A stream's entries apply only when `from id` is the position stored for it, so two
 -- aggregators (or one and a rebuild) never apply an entry twice. An entry also counts
 -- in each rolling window whose first hour (its meta `from`) is not after its own hour.
 -- Returns the streams whose stored position differed (the caller re-reads it).
-local T = ARGV[1]
-local choices = {}
-for c in string.gmatch(ARGV[2], '[^,]+') do choices[#choices + 1] = c end
+local F = ARGV[1]
 local hour_ttl, day_ttl, feed_len = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local owners = cjson.decode(ARGV[8])
 
-local windows = {}
-for name in string.gmatch(ARGV[7], '[^,]+') do
-  local wb = T .. ':w:' .. name
-  local from = redis.call('HGET', wb .. ':meta', 'from')
-  if from then windows[#windows + 1] = {base = wb, from = from, ranked = {}} end
+-- Each site's figures live under its own key base; T, choices and windows are those of
+-- the article being applied (`use`).
+local T, choices, windows
+local site_windows, sets = {}, {}
+local function split(text)
+  local out = {}
+  for c in string.gmatch(text, '[^,]+') do out[#out + 1] = c end
+  return out
+end
+local function use(a)
+  local owner = owners[a] or {F, ARGV[2], 0}
+  T = owner[1]
+  if not sets[a] then
+    sets[a] = {base = T, choices = split(owner[2])}
+    if owner[3] == 1 then redis.call('HSET', T .. ':own', a, owner[2])
+    else redis.call('HDEL', T .. ':own', a) end
+  end
+  choices = sets[a].choices
+  if not site_windows[T] then
+    local found = {}
+    for name in string.gmatch(ARGV[7], '[^,]+') do
+      local wb = T .. ':w:' .. name
+      local from = redis.call('HGET', wb .. ':meta', 'from')
+      if from then found[#found + 1] = {base = wb, from = from, ranked = {}} end
+    end
+    site_windows[T] = found
+  end
+  windows = site_windows[T]
 end
 
 local function rank(a, sec)
@@ -812,6 +837,7 @@ local function apply(e)
   if a == '' then return end
   local family = string.match(kind, '^([^.]*)')
   if family ~= 'article' and family ~= 'reaction' and family ~= 'link' then return end
+  use(a)
   local sec = placed[a]
   if not sec or (e[4] ~= '' and e[4] ~= sec) then
     sec = place(a, e[4])
@@ -855,15 +881,20 @@ for _, item in ipairs(cjson.decode(ARGV[6])) do
       if feed_len > 0 then
         local fields = {'src', e[1]}
         for i = 8, #e do fields[#fields + 1] = e[i] end
-        redis.call('XADD', T .. ':feed', 'MAXLEN', '~', feed_len, '*', unpack(fields))
+        redis.call('XADD', F .. ':feed', 'MAXLEN', '~', feed_len, '*', unpack(fields))
       end
     end
     redis.call('HSET', KEYS[1], stream, entries[#entries][1])
   end
 end
-for a in pairs(ranked) do rank(a, placed[a]) end
-for _, w in ipairs(windows) do
-  for a in pairs(w.ranked) do rank_from(w.base, 'ZSCORE', a, placed[a], choices) end
+for a in pairs(ranked) do
+  use(a)
+  rank(a, placed[a])
+end
+for base, found in pairs(site_windows) do
+  for _, w in ipairs(found) do
+    for a in pairs(w.ranked) do rank_from(w.base, 'ZSCORE', a, placed[a], sets[a].choices) end
+  end
 end
 for key, ttl in pairs(ttls) do redis.call('EXPIRE', key, ttl) end
 return stale
@@ -873,7 +904,8 @@ ROLL_WINDOW = LUA_RANKING + """
 -- Recompute one rolling window (e.g. the last 7 days) from the hour and day sets that
 -- cover it, when its first hour moves on; the aggregate script keeps it up to date after.
 -- KEYS[1] the window's meta hash (`from`: first hour covered, YYYYMMDDHH)
--- ARGV[1] aggregate key base   ARGV[2] configured choices, comma-joined
+-- ARGV[1] the site's aggregate key base   ARGV[2] every choice its articles count,
+-- comma-joined (the site's set and its articles' own sets)
 -- ARGV[3] the window's key base (<aggregate base>:w:<name>)   ARGV[4] first hour covered
 -- ARGV[5..] the covering buckets, as `h:<YYYYMMDDHH>` or `d:<YYYYMMDD>`
 -- Sums <window>:n:<choice>, :click and :imp (article -> sum over the window) and :ids (the
@@ -922,7 +954,8 @@ FILE_WINDOW = LUA_RANKING + """
 -- section sums, from the window's sums as they stand now (the aggregate script leaves
 -- pending articles to this script, so nothing is counted twice).
 -- KEYS[1] the window's pending set (<window>:pending)
--- ARGV[1] aggregate key base   ARGV[2] configured choices, comma-joined
+-- ARGV[1] the site's aggregate key base   ARGV[2] the site's choices, comma-joined (an
+-- article with its own set, in <base>:own, is ranked by that)
 -- ARGV[3] the window's key base   ARGV[4] how many articles to file
 -- Returns how many articles are still pending.
 local T, wb = ARGV[1], ARGV[3]
@@ -931,9 +964,15 @@ for c in string.gmatch(ARGV[2], '[^,]+') do choices[#choices + 1] = c end
 for _, a in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)) do
   redis.call('ZREM', KEYS[1], a)
   local sec = redis.call('HGET', T .. ':sec', a) or ''
+  local own = redis.call('HGET', T .. ':own', a)
+  local set = choices
+  if own then
+    set = {}
+    for c in string.gmatch(own, '[^,]+') do set[#set + 1] = c end
+  end
   if redis.call('ZSCORE', wb .. ':ids', a) then
     window_file(wb, a, sec)
-    rank_from(wb, 'ZSCORE', a, sec, choices)
+    rank_from(wb, 'ZSCORE', a, sec, set)
   end
   if sec ~= '' then
     for name, n in pairs(window_share(wb, a, choices)) do

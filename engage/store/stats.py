@@ -2,8 +2,9 @@
 aggregates (`store/aggregates.py`), one article's time series from its own buckets.
 
 Nothing here scans keys or replays events. Each question has one function (`figures`,
-`ranked_page`, `sections`, `overview`, `article_series`), and each reads its scope
-(`_scope`) one of two ways:
+`ranked_page`, `sections`, `overview`, `article_series`), asked of one site (its
+aggregates' key base, `keys.agg_site`: the default site's is the base itself), and each
+reads its scope (`_scope`) one of two ways:
 
 - sets: the running sums, a page of a ranking set and the section sums kept under one
   key base, the all-time one (`keys.agg_base`) or a rolling window's
@@ -15,7 +16,9 @@ Nothing here scans keys or replays events. Each question has one function (`figu
 
 Formulas (formulas.py, documented in docs/dashboard.md):
 
-- approval = share of the first configured choice ("yes") among all reactions;
+- approval = share of the approving choice among all reactions: the first choice of the
+  article's reaction set (its own, else its site's; "yes" by default); a section's and
+  a site's, the first of the site's set among the reactions of the site's choices;
 - score = Wilson lower bound (95 %) of that share, so 5 of 5 ranks below 480 of 500;
 - least approved = lowest Wilson upper bound first (confidently bad);
 - trending = (recent + 1) / (baseline + 1), where `recent` is an estimate of the
@@ -63,10 +66,15 @@ def iso(value: datetime) -> str:
 
 
 # -- trending ----------------------------------------------------------------------------
-def _cast_keys(store: Store, now: datetime) -> list[str]:
+def site_base(store: Store, site: str | None) -> str:
+    """The key base of a site's aggregates (None: the default site)."""
+    return store.keys.agg_site(site, store.config["DEFAULT_SITE"])
+
+
+def _cast_keys(store: Store, now: datetime, base: str) -> list[str]:
     """The 26 hourly "votes cast" sets trending reads, newest first."""
     hour = floor(now, "hour")
-    return [store.keys.agg(f"h:{store.keys.hour_stamp(hour - HOUR * i)}:cast")
+    return [f"{base}:h:{store.keys.hour_stamp(hour - HOUR * i)}:cast"
             for i in range(2 + TRENDING_BASELINE_HOURS)]
 
 
@@ -78,10 +86,10 @@ def _trend(now: datetime, hours: dict[str, list[float]]) -> Trend:
             for article_id, cast in hours.items()}
 
 
-def trend_inputs(store: Store, now: datetime) -> Trend:
-    """`_trend` of every article with votes cast in the last 26 hours; any other
-    article has (0, 0)."""
-    keys = _cast_keys(store, now)
+def trend_inputs(store: Store, now: datetime, site: str | None = None) -> Trend:
+    """`_trend` of every article of the site with votes cast in the last 26 hours; any
+    other article has (0, 0)."""
+    keys = _cast_keys(store, now, site_base(store, site))
     pipe = store.redis.pipeline(transaction=False)
     for key in keys:
         pipe.zrange(key, 0, -1, withscores=True)
@@ -112,6 +120,7 @@ class InRange:
     counts: dict[str, dict[str, int]]
     links: dict[str, tuple[int, int]]
     filed: dict[str, str | None]
+    approving: dict[str, str]  # each counted article's approving choice
     # Sorted once per (sort, section) however many pages the caller takes.
     orders: dict[tuple[str, str | None], list[str]] = dataclasses.field(default_factory=dict)
 
@@ -119,28 +128,49 @@ class InRange:
 Scope = str | InRange  # a key base (all time, a rolling window) or a range's sums
 
 
-def in_range(store: Store, window: Range) -> InRange:
-    """ZUNION of the range's hour and day sets; each choice never below zero."""
-    keys, choices = store.keys, list(store.config["CHOICES"])
+def in_range(store: Store, window: Range, site: str | None = None,
+             every_site: bool = False) -> InRange:
+    """ZUNION of the range's hour and day sets of the site (or, `every_site`, of each
+    site, merged); each choice never below zero, each article counted by its set."""
     names = windows.segment_names(store, window)
-    pipe = store.redis.pipeline(transaction=False)
-    for field in [f"n:{c}" for c in choices] + ["click", "imp"]:
-        pipe.zunion([keys.agg(f"{name}:{field}") for name in names], withscores=True)
-    *nets, clicks, imps = [dict(reply) for reply in pipe.execute()]
-    counts = {a: {c: max(0, int(net.get(a, 0))) for c, net in zip(choices, nets, strict=True)}
-              for a in set().union(*nets)}
-    links = {a: (int(clicks.get(a, 0)), int(imps.get(a, 0))) for a in set(clicks) | set(imps)}
-    named = list(set(counts) | set(links))
-    sections = store.redis.hmget(keys.agg("sec"), named) if named else []
-    return InRange(counts, links, dict(zip(named, sections, strict=True)))
+    found = InRange({}, {}, {}, {})
+    for one in (list(sites.listing(store)) if every_site else [site]):
+        base = site_base(store, one)
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.hgetall(f"{base}:own")
+        own = {a: line.split(",") for a, line in pipe.execute()[0].items()}
+        site_set = list(sites.site_or_default(store, one)["reactions"]["choices"])
+        choices = list(dict.fromkeys(site_set + [c for cs in own.values() for c in cs]))
+        pipe = store.redis.pipeline(transaction=False)
+        for field in [f"n:{c}" for c in choices] + ["click", "imp"]:
+            pipe.zunion([f"{base}:{name}:{field}" for name in names], withscores=True)
+        *got, clicks, imps = [dict(reply) for reply in pipe.execute()]
+        nets = dict(zip(choices, got, strict=True))
+        for a in set().union(*got):
+            counted = own.get(a, site_set)
+            found.counts[a] = {c: max(0, int(nets[c].get(a, 0))) for c in counted}
+            found.approving[a] = counted[0]
+        found.links.update({a: (int(clicks.get(a, 0)), int(imps.get(a, 0)))
+                            for a in set(clicks) | set(imps)})
+        named = [a for a in set(found.counts) | set(found.links) if a not in found.filed]
+        if named:
+            found.filed.update(zip(named, store.redis.hmget(f"{base}:sec", named), strict=True))
+    return found
 
 
-def _scope(store: Store, window: Range | None, now: datetime) -> Scope:
-    """Where the figures of `window` are read: all time's key base, the rolling window
-    that covers it exactly, else its sums."""
+def _scope(store: Store, window: Range | None, now: datetime, site: str | None = None
+           ) -> Scope:
+    """Where the site's figures of `window` are read: all time's key base, the rolling
+    window that covers it exactly, else its sums."""
+    base = site_base(store, site)
     if window is None:
-        return store.keys.agg_base
-    return windows.serving(store, window, now) or in_range(store, window)
+        return base
+    return windows.serving(store, window, now, base) or in_range(store, window, site)
+
+
+def _is_window(scope: str) -> bool:
+    """A rolling window's key base (`<site base>:w:<name>`), not a site's all time."""
+    return scope.rsplit(":", 2)[-2] == "w"
 
 
 # -- article figures -------------------------------------------------------------------------
@@ -149,54 +179,70 @@ def figures(
     scope: Scope | None = None,
 ) -> list[dict[str, Any]]:
     """Figures of the named articles, in that order, in `scope` (default all time: their
-    standings). `trend` holds every active article's, or is read for these in the same
-    round trip."""
+    standings), each counted by its own reaction set, all time under its own site's key
+    base. `trend` holds every active article's, or is read for these."""
     if not ids:
         return []
-    keys, choices = store.keys, list(store.config["CHOICES"])
+    keys = store.keys
     now = now or store.now()
-    scope = keys.agg_base if scope is None else scope
     pipe = store.redis.pipeline(transaction=False)
     for article_id in ids:
-        pipe.hmget(keys.article(article_id), "title", "section", "published_at")
-    all_time = scope == keys.agg_base
-    if isinstance(scope, str):  # all time's sums are hashes, a window's sorted sets
-        for field in [f"n:{c}" for c in choices] + ["click", "imp"]:
-            if all_time:
-                pipe.hmget(f"{scope}:{field}", ids)
+        pipe.hmget(keys.article(article_id), "title", "section", "published_at", "site",
+                   "reactions")
+    metas = pipe.execute()
+    sets = {a: sites.reaction_set(store, meta[3], meta[4])["choices"]
+            for a, meta in zip(ids, metas, strict=True)}
+    bases = {a: site_base(store, meta[3]) for a, meta in zip(ids, metas, strict=True)}
+    all_time = scope is None or (isinstance(scope, str) and not _is_window(scope))
+    by_site: dict[str, list[str]] = {}
+    for a in ids:
+        by_site.setdefault(bases[a], []).append(a)
+    # (key, hash or zset, field, articles): all time each article's site's sums
+    # (hashes), a window's the window's (sorted sets) and the section it filed under.
+    plan: list[tuple[str, str, str, list[str]]] = []
+    for base, members in by_site.items():
+        choices = list(dict.fromkeys(c for a in members for c in sets[a]))
+        if all_time:
+            plan += [(f"{base}:{f}", "h", f, members)
+                     for f in [f"n:{c}" for c in choices] + ["click", "imp"]]
+        elif isinstance(scope, str):
+            plan += [(f"{scope}:{f}", "z", f, members)
+                     for f in [f"n:{c}" for c in choices] + ["click", "imp"]]
+            plan.append((f"{base}:sec", "h", "sec", members))
+        if trend is None:
+            plan += [(key, "z", "cast", members) for key in _cast_keys(store, now, base)]
+    pipe = store.redis.pipeline(transaction=False)
+    for key, kind, _, members in plan:
+        if kind == "h":
+            pipe.hmget(key, members)
+        else:
+            pipe.zmscore(key, members)
+    read: dict[str, dict[str, Any]] = {a: {"cast": []} for a in ids}
+    for (_, _, field, members), reply in zip(plan, pipe.execute(), strict=True):
+        for a, value in zip(members, reply, strict=True):
+            if field == "cast":
+                read[a]["cast"].append(float(value or 0.0))
             else:
-                pipe.zmscore(f"{scope}:{field}", ids)
-        if not all_time:  # the section a window filed an article under, if it has none
-            pipe.hmget(keys.agg("sec"), ids)
-    cast_keys = _cast_keys(store, now) if trend is None else []
-    for key in cast_keys:
-        pipe.zmscore(key, ids)
-    replies = pipe.execute()
-    metas, sums = replies[:len(ids)], replies[len(ids):len(replies) - len(cast_keys)]
+                read[a][field] = value
     if trend is None:
-        columns = replies[len(replies) - len(cast_keys):]
-        trend = _trend(now, {a: [float(column[i] or 0.0) for column in columns]
-                             for i, a in enumerate(ids)})
-    if isinstance(scope, InRange):
-        found = scope
-    else:  # shaped as a range's sums
-        filed = {} if all_time else dict(zip(ids, sums.pop(), strict=True))
-        *per_choice, clicks, imps = sums
-        found = InRange(
-            {a: {c: max(0, int(n or 0)) for c, n in zip(choices, row, strict=True)}
-             for a, row in zip(ids, zip(*per_choice, strict=True), strict=True)},
-            {a: (int(click or 0), int(imp or 0))
-             for a, click, imp in zip(ids, clicks, imps, strict=True)}, filed)
+        trend = _trend(now, {a: read[a]["cast"] for a in ids})
     out = []
-    for article_id, (title, section, published) in zip(ids, metas, strict=True):
-        counts = found.counts[article_id]
-        clicks_n, imps_n = found.links.get(article_id, (0, 0))
+    for article_id, (title, section, published, _, _) in zip(ids, metas, strict=True):
+        choices, got = sets[article_id], read[article_id]
+        if isinstance(scope, InRange):
+            counts = {c: scope.counts.get(article_id, {}).get(c, 0) for c in choices}
+            clicks_n, imps_n = scope.links.get(article_id, (0, 0))
+            filed = scope.filed.get(article_id)
+        else:
+            counts = {c: max(0, int(got.get(f"n:{c}") or 0)) for c in choices}
+            clicks_n, imps_n = int(got.get("click") or 0), int(got.get("imp") or 0)
+            filed = got.get("sec")
         total = sum(counts.values())
         recent, baseline = trend.get(article_id, (0.0, 0.0))
         out.append({
             "id": article_id,
             "title": title or "",
-            "section": section or found.filed.get(article_id) or "",
+            "section": section or filed or "",
             "published_at": published,
             "counts": counts,
             "total": total,
@@ -273,11 +319,11 @@ def _order(
                 assert trend is not None
                 ids.sort(key=functools.partial(_by_trend, trend))
             else:
-                pick, first = RANKS.index(sort), store.config["CHOICES"][0]
+                pick = RANKS.index(sort)
 
                 def key(a: str) -> tuple[int, str]:
                     counts = scope.counts[a]
-                    return -rank_keys(counts[first], sum(counts.values()))[pick], a
+                    return -rank_keys(counts[scope.approving[a]], sum(counts.values()))[pick], a
 
                 ids.sort(key=key)
             scope.orders[(sort, section)] = ids
@@ -304,24 +350,26 @@ def ranked_page(
     now: datetime | None = None,
     trend: Trend | None = None,
     search: dict[str, Any] | None = None,
+    site: str | None = None,
     site_names: list[str] | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """(how many articles are in scope, the page of them best first by `sort`); `trend`
-    when the caller has read every active article's. With `search` (articles.find's
-    q, tag, source, since, until: the publication time) the articles found, newest first, of
-    `site_names` only when named (their count too).
+    """(how many articles of the site (None: the default) are in scope, the page of
+    them best first by `sort`); `trend` when the caller has read every active article's
+    of the site. With `search` (articles.find's q, tag, source, since, until: the
+    publication time) the articles found, newest first, of `site_names` only when named
+    (their count too), else of every site.
 
     All time: every article. A range: every article that received votes in it.
     """
     now = now or store.now()
-    scope = _scope(store, window, now)
+    scope = _scope(store, window, now, site)
     if search:
         total, ids = articles.find(store, search.get("q") or "", section, search.get("tag"),
                                    search.get("since"), search.get("until"), offset, limit,
                                    site_names, search.get("source"))
         return total, figures(store, ids, now, trend, scope)
     if sort == "trending" and trend is None:
-        trend = trend_inputs(store, now)
+        trend = trend_inputs(store, now, site)
     total, ids = _order(store, sort, section, scope, trend, offset, limit)
     return total, figures(store, ids, now, trend, scope)
 
@@ -345,20 +393,27 @@ def _row(choices: list[str], got: dict[str, int], last_hour: float) -> dict[str,
     }
 
 
+def site_choices(store: Store, site: str | None) -> list[str]:
+    """The choices a site's section and site figures count: its set's, in display order
+    (the first approving)."""
+    return list(sites.site_or_default(store, site)["reactions"]["choices"])
+
+
 def sections(
     store: Store, window: Range | None = None, now: datetime | None = None,
-    trend: Trend | None = None, scope: Scope | None = None,
+    trend: Trend | None = None, scope: Scope | None = None, site: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Each section's figures (the sums of its articles'), most votes first; `trend`
-    and `scope` when the caller has read them.
+    """Each section of the site's (None: the default) figures (the sums of its
+    articles'), most votes first; `trend` and `scope` when the caller has read them.
 
     All time: every article. A range: the articles that received votes in it; clicks
-    and impressions count every article's.
+    and impressions count every article's. The site's choices are counted: an article
+    with its own set adds the reactions of the choices it shares with the site's.
     """
     now = now or store.now()
-    trend = trend_inputs(store, now) if trend is None else trend
-    scope = _scope(store, window, now) if scope is None else scope
-    choices, keys = list(store.config["CHOICES"]), store.keys
+    trend = trend_inputs(store, now, site) if trend is None else trend
+    scope = _scope(store, window, now, site) if scope is None else scope
+    choices = site_choices(store, site)
     sums: dict[str, dict[str, int]] = {}
     if isinstance(scope, str):
         for field, value in store.redis.hgetall(f"{scope}:sectot").items():
@@ -376,8 +431,8 @@ def sections(
     recent: dict[str, float] = {}
     if trend:
         active = sorted(trend)
-        for article_id, sec in zip(active, store.redis.hmget(keys.agg("sec"), active),
-                                   strict=True):
+        for article_id, sec in zip(active, store.redis.hmget(site_base(store, site) + ":sec",
+                                                              active), strict=True):
             if sec is not None:
                 recent[sec] = recent.get(sec, 0.0) + round(trend[article_id][0], 2)
     rows = [{"section": name, **_row(choices, got, recent.get(name, 0.0))}
@@ -386,6 +441,16 @@ def sections(
             if name and max(got.get("articles", 0), got.get("click", 0), got.get("imp", 0)) > 0]
     rows.sort(key=lambda r: (-r["total"], r["section"]))
     return rows
+
+
+def section_names(store: Store, site: str | None) -> list[str]:
+    """Every section the site's articles are filed under (one with articles in it)."""
+    got: dict[str, int] = {}
+    for field, value in store.redis.hgetall(site_base(store, site) + ":sectot").items():
+        name, _, what = field.rpartition("\t")
+        if what == "articles" and name:
+            got[name] = int(value)
+    return sorted(name for name, n in got.items() if n > 0)
 
 
 def site_totals(rows: Iterable[dict[str, Any]], choices: list[str]) -> dict[str, Any]:
@@ -402,13 +467,15 @@ def site_totals(rows: Iterable[dict[str, Any]], choices: list[str]) -> dict[str,
 
 def overview(
     store: Store, window: Range | None, now: datetime | None = None, ends: int = 5,
+    site: str | None = None,
 ) -> dict[str, Any]:
-    """What the dashboard's overview shows besides its article table (`ranked_page`):
-    totals, the best and worst `ends` rated, the `ends` moving now, and the sections."""
+    """What the dashboard's overview of a site (None: the default) shows besides its
+    article table (`ranked_page`): totals, the best and worst `ends` rated, the `ends`
+    moving now, and the sections."""
     now = now or store.now()
-    trend = trend_inputs(store, now)
-    scope = _scope(store, window, now)
-    rows = sections(store, window, now, trend, scope)
+    trend = trend_inputs(store, now, site)
+    scope = _scope(store, window, now, site)
+    rows = sections(store, window, now, trend, scope, site)
     hot = sorted((a for a in trend if round(trend[a][0], 2) > 0),
                  key=functools.partial(_by_trend, trend))
     if isinstance(scope, InRange):
@@ -416,7 +483,7 @@ def overview(
         hot = [a for a in hot if a in scope.counts]
     else:  # rated articles have negative approval keys
         n_rated = int(store.redis.zcount(f"{scope}:rank:approval", "-inf", 0))
-        if hot and scope != store.keys.agg_base:
+        if hot and _is_window(scope):
             present = store.redis.zmscore(f"{scope}:ids", hot)
             hot = [a for a, score in zip(hot, present, strict=True) if score is not None]
     top_n, bottom_n = min(ends, (n_rated + 1) // 2), min(ends, n_rated // 2)
@@ -426,7 +493,7 @@ def overview(
     shown = list(dict.fromkeys(top + bottom + moving))
     by_id = {f["id"]: f for f in figures(store, shown, now, trend, scope)}
     return {
-        "totals": site_totals(rows, list(store.config["CHOICES"])),
+        "totals": site_totals(rows, site_choices(store, site)),
         "top": [by_id[a] for a in top],
         "bottom": [by_id[a] for a in bottom],
         "trending": [by_id[a] for a in moving],

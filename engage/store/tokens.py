@@ -30,13 +30,18 @@ def _digest(secret: str) -> str:
 
 def create(store: Store, role: str, name: str = "",
            sites: list[str] | None = None,
-           expires_days: int | None = None) -> tuple[str, dict[str, Any]]:
+           expires_days: int | None = None,
+           sections: dict[str, list[str]] | None = None) -> tuple[str, dict[str, Any]]:
     """A new token, shown once. An editor's may be limited to `sites` (None: every
-    site); an admin's covers every site. With `expires_days` it is refused after."""
+    site), and within a site to some of its sections (`sections`: site -> section
+    names; a site not named there is theirs whole); an admin's covers every site. With
+    `expires_days` it is refused after."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if sites is not None and role != "editor":
+    if (sites is not None or sections) and role != "editor":
         raise ValueError("only editor tokens are limited to sites")
+    if sections and sites is not None and set(sections) - set(sites):
+        raise ValueError("sections are limited within the token's sites")
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(24)
     now = store.now()
@@ -50,6 +55,8 @@ def create(store: Store, role: str, name: str = "",
     }
     if sites is not None:
         record["sites"] = list(sites)
+    if sections:
+        record["sections"] = {site: sorted(set(names)) for site, names in sections.items()}
     store.redis.hset(store.keys.tokens, token_id, json.dumps(record))
     return f"eng_{token_id}.{secret}", record
 

@@ -1,6 +1,7 @@
 """Webhooks: the registry admins edit, and the delivery state the worker keeps.
 
-Registry: `P:webhooks` hash, webhook id -> JSON {id, url, events, secret, created_ms}.
+Registry: `P:webhooks` hash, webhook id -> JSON {id, url, events, secret, created_ms,
+site}; `site` (absent or null: every site) limits it to one site's events.
 The secret is kept (it signs deliveries) but never leaves the store through the API.
 
 Delivery state, all in Redis so a worker can die at any moment:
@@ -45,6 +46,7 @@ def public(record: dict[str, Any], last_attempt: dict[str, Any] | None = None) -
         "id": record["id"],
         "url": record["url"],
         "events": record["events"],
+        "site": record.get("site"),
         "created_at": events.iso(int(record["created_ms"]) / 1000),
         "last_attempt": last_attempt,
     }
@@ -60,13 +62,15 @@ def exists(store: Store, webhook_id: str) -> bool:
     return bool(store.redis.hexists(store.keys.webhooks, webhook_id))
 
 
-def create(store: Store, url: str, events: list[str], secret: str) -> dict[str, Any]:
+def create(store: Store, url: str, events: list[str], secret: str,
+           site: str | None = None) -> dict[str, Any]:
     record = {
         "id": "wh_" + secrets.token_hex(8),
         "url": url,
         "events": list(dict.fromkeys(events)),
         "secret": secret,
         "created_ms": int(time.time() * 1000),
+        "site": site,
     }
     store.redis.hset(store.keys.webhooks, record["id"], json.dumps(record))
     return record

@@ -20,21 +20,36 @@ covers exactly the range asked for and is filed (`serving`); any other range, or
 window being rolled, is summed from the hour and day sets.
 
 Their keys (`P:x:{stats}:w:<name>:...`) are in the key map of `store/keys.py`; each roll
-replaces them whole.
+replaces them whole. Each site has its own windows under its aggregates' key base
+(`keys.agg_site`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from engage.store import Store
+from engage.store import Store, sites
 from engage.timerange import PRESETS, InvalidRange, Range, resolve
 
 NAMES = tuple(name for name, (_, span) in PRESETS.items() if span is not None)
 
 
-def base(store: Store, name: str) -> str:
-    return store.keys.agg(f"w:{name}")
+def base(store: Store, name: str, site_base: str | None = None) -> str:
+    return f"{site_base or store.keys.agg_base}:w:{name}"
+
+
+def site_bases(store: Store) -> dict[str, str]:
+    """Site name -> its aggregates' key base, the default site first."""
+    default = store.config["DEFAULT_SITE"]
+    return {name: store.keys.agg_site(name, default) for name in sites.listing(store)}
+
+
+def site_choices(store: Store, site: str) -> list[str]:
+    """The choices a site's articles are counted by: its set's, then those of its
+    articles' own sets."""
+    own = store.redis.hvals(store.keys.agg_site(site, store.config["DEFAULT_SITE"]) + ":own")
+    return list(dict.fromkeys(sites.site_or_default(store, site)["reactions"]["choices"]
+                              + [c for line in own for c in line.split(",")]))
 
 
 def current(store: Store, now: datetime) -> dict[str, Range]:
@@ -67,48 +82,58 @@ FILE_BATCH = 500  # articles filed per script call: keeps each call short
 
 
 def roll(store: Store, now: datetime) -> list[str]:
-    """Rebuild every window whose first hour has moved on, then file its articles a
-    batch at a time (also what an interrupted roll left); returns the names rebuilt."""
+    """Rebuild every site's window whose first hour has moved on, then file its articles
+    a batch at a time (also what an interrupted roll left); returns the names rebuilt
+    (`<site>:<window>` but the default site's)."""
     windows = current(store, now)
+    bases = site_bases(store)
     pipe = store.redis.pipeline(transaction=False)
-    for name in windows:
-        pipe.hget(base(store, name) + ":meta", "from")
-        pipe.zcard(base(store, name) + ":pending")
-    state = pipe.execute()
+    for site_base in bases.values():
+        for name in windows:
+            pipe.hget(base(store, name, site_base) + ":meta", "from")
+            pipe.zcard(base(store, name, site_base) + ":pending")
+    state = iter(pipe.execute())
     rolled = []
-    for index, (name, window) in enumerate(windows.items()):
-        stored, pending = state[2 * index], state[2 * index + 1]
-        if stored != first_hour(window):
-            pending = start_roll(store, name, window)
-            rolled.append(name)
-        while pending:
-            pending = file_pending(store, name, FILE_BATCH)
+    for site, site_base in bases.items():
+        for name, window in windows.items():
+            stored, pending = next(state), next(state)
+            if stored != first_hour(window):
+                pending = start_roll(store, name, window, site)
+                rolled.append(name if site_base == store.keys.agg_base else f"{site}:{name}")
+            while pending:
+                pending = file_pending(store, name, FILE_BATCH, site)
     return rolled
 
 
-def start_roll(store: Store, name: str, window: Range) -> int:
-    """Sum window `name` again over `window`'s buckets; returns how many articles wait
-    to be filed."""
-    key = base(store, name)
+def start_roll(store: Store, name: str, window: Range, site: str | None = None) -> int:
+    """Sum window `name` of `site` (default: the default site) again over `window`'s
+    buckets; returns how many articles wait to be filed."""
+    site = site or store.config["DEFAULT_SITE"]
+    site_base = store.keys.agg_site(site, store.config["DEFAULT_SITE"])
+    key = base(store, name, site_base)
     return int(store.run("roll_window", keys=[key + ":meta"], args=[
-        store.keys.agg_base, ",".join(store.config["CHOICES"]), key, first_hour(window),
+        site_base, ",".join(site_choices(store, site)), key, first_hour(window),
         *segment_names(store, window)]))
 
 
-def file_pending(store: Store, name: str, batch: int) -> int:
+def file_pending(store: Store, name: str, batch: int, site: str | None = None) -> int:
     """File up to `batch` of window `name`'s pending articles; returns how many remain."""
-    key = base(store, name)
+    site = site or store.config["DEFAULT_SITE"]
+    site_base = store.keys.agg_site(site, store.config["DEFAULT_SITE"])
+    key = base(store, name, site_base)
     return int(store.run("file_window", keys=[key + ":pending"], args=[
-        store.keys.agg_base, ",".join(store.config["CHOICES"]), key, batch]))
+        site_base, ",".join(sites.site_or_default(store, site)["reactions"]["choices"]), key,
+        batch]))
 
 
-def serving(store: Store, window: Range, now: datetime) -> str | None:
-    """The key base of the rolling window that covers exactly `window`, if it is rolled
-    up to `now` and filed; None otherwise (sum the range's buckets instead)."""
+def serving(store: Store, window: Range, now: datetime, site_base: str | None = None
+            ) -> str | None:
+    """The key base of the site's rolling window that covers exactly `window`, if it is
+    rolled up to `now` and filed; None otherwise (sum the range's buckets instead)."""
     for name, preset in current(store, now).items():
         if preset.segments() != window.segments():
             continue
-        key = base(store, name)
+        key = base(store, name, site_base)
         pipe = store.redis.pipeline(transaction=False)
         pipe.hget(key + ":meta", "from")
         pipe.exists(key + ":pending")

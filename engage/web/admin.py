@@ -82,6 +82,7 @@ def _webhooks_page(form: dict[str, Any], errors: Errors, status: int = 200,
         "dashboard/admin_webhooks.html", status, page="admin", webhooks=webhooks.listed(store),
         dead=webhooks.dead_letters(store, DEAD_SHOWN),
         patterns=schemas.WEBHOOK_EVENT_PATTERNS, form=form, errors=errors,
+        sites=list(sites.listing(store)),
         notice=notice or request.args.get("notice"),
     )
 
@@ -93,20 +94,23 @@ def _new_secret() -> str:
 @bp.route("/admin/webhooks", methods=["GET", "POST"])
 def webhook_list() -> Any:
     if request.method == "GET":
-        return _webhooks_page({"url": "", "events": [], "secret": _new_secret()}, {})
+        return _webhooks_page({"url": "", "events": [], "secret": _new_secret(), "site": ""}, {})
     shown = {"url": request.form.get("url", "").strip(),
              "events": request.form.getlist("events"),
-             "secret": request.form.get("secret", "")}
-    data, errors = forms.load(schemas.WebhookInSchema(), shown)
+             "secret": request.form.get("secret", ""),
+             "site": request.form.get("site", "")}
+    data, errors = forms.load(schemas.WebhookInSchema(), {**shown, "site": shown["site"] or None})
     store = get_store()
     # the API's second rule: deliveries go to public addresses only
     if not errors and (why := destinations.refused(data["url"], store.config)):
         errors = {"url": [why]}
+    if not errors and data["site"] is not None and data["site"] not in sites.listing(store):
+        errors = {"site": ["No such site."]}
     if errors:
         return _webhooks_page(shown, errors, 422)
-    record = webhooks.create(store, data["url"], data["events"], data["secret"])
+    record = webhooks.create(store, data["url"], data["events"], data["secret"], data["site"])
     return _webhooks_page(
-        {"url": "", "events": [], "secret": _new_secret()}, {}, 201,
+        {"url": "", "events": [], "secret": _new_secret(), "site": ""}, {}, 201,
         notice=f"Webhook {record['id']} registered. Its signing secret was the one in the "
                "form; it is not shown again.",
     )

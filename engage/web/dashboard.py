@@ -31,9 +31,9 @@ from engage.api.polls import poll_body, poll_export
 from engage.api.reactions import email_vote_links
 from engage.api.stats import SEARCH, export_chunks, resolve_window, scoped_events
 from engage.identity import (
-    check_every_site,
     check_scope,
-    site_scope,
+    home_site,
+    section_scope,
     visible_articles,
     visible_sites,
 )
@@ -168,7 +168,12 @@ def overview() -> Any:
     store = get_store()
     span = timerange.PRESETS[range_key][1]
     window = None if span is None else resolve_window(store, store.now() - span, None)
-    choices = list(store.config["CHOICES"])
+    # The site switcher: figures are kept per site, so one of the caller's at a time.
+    names, site = visible_sites(), request.args.get("site") or None
+    if site is not None and site not in names:
+        abort(404)
+    site = site or home_site()
+    choices = stats.site_choices(store, site)
     asked = {k: request.args.get(k, "").strip()
              for k in ("q", "section", "tag", "source", "from", "to")}
     try:  # the stats API's rules for a search; a day's range runs to its last second
@@ -181,27 +186,18 @@ def overview() -> Any:
         named = ", ".join(sorted(exc.messages))
         return refuse(422, "validation_failed", f"The search could not be read: {named}.")
     search = {k: query.get(name) for k, name in SEARCH.items() if query.get(name)}
-    # The site switcher: one of the caller's sites, or all they may see.
-    names, site = visible_sites(), request.args.get("site") or None
-    if site is not None and site not in names:
-        abort(404)
-    only = [site] if site else site_scope()  # a search finds and counts these sites' only
+    # A search finds and counts this site's articles only, as its rankings do.
     total, ranked = stats.ranked_page(store, sort, query.get("section"), window,
                                       (page - 1) * ARTICLES_PER_PAGE, ARTICLES_PER_PAGE,
-                                      search=search, site_names=only)
-    found = {**stats.overview(store, window), "ranked": ranked}
-    shown = visible_articles((a["id"] for key in ("ranked", "top", "bottom", "trending")
-                              for a in found[key]), site)
-    if shown is not None:  # some sites: their articles, no figures summed across all
-        found = {key: [a for a in found[key] if a["id"] in shown]
-                 for key in ("ranked", "top", "bottom", "trending")}
-        found.update(totals=None, sections=[])
+                                      search=search, site=site, site_names=[site])
+    found = {**stats.overview(store, window, site=site), "ranked": ranked}
+    found = within_sections(found, site, choices)
     ids = list(dict.fromkeys(a["id"] for a in found["ranked"]))
     return render_template(
         "dashboard/overview.html",
         provenance=articles.provenance(store, ids) if ids else {},
-        unverified=[(name, failure) for name in ([site] if site else names)
-                    for failure in registry.failures(store, name, UNVERIFIED_SHOWN)],
+        unverified=[(site, failure)
+                    for failure in registry.failures(store, site, UNVERIFIED_SHOWN)],
         page="overview",
         ranges=timerange.PRESETS,
         range_key=range_key,
@@ -213,7 +209,8 @@ def overview() -> Any:
         **found,  # totals, ranked, top, bottom, trending, sections
         asked=asked,
         searching=bool(search),
-        section_names=articles.sections(store, only),
+        section_names=[name for name in stats.section_names(store, site)
+                       if name in (section_scope() or {}).get(site, [name])],
         page_number=page,
         pages=max(1, -(-total // ARTICLES_PER_PAGE)),
         total=total,
@@ -386,23 +383,56 @@ def poll_delete(poll_id: str) -> Any:
     return redirect(url_for("dashboard.poll_list", notice=f"Poll deleted: {poll.question}"))
 
 
+def within_sections(found: dict[str, Any], site: str, choices: list[str]) -> dict[str, Any]:
+    """What a caller limited to some of the site's sections sees of its figures: their
+    sections' articles, sections and totals."""
+    limited = (section_scope() or {}).get(site)
+    if limited is None:
+        return found
+    lists = [key for key in ("ranked", "top", "bottom", "trending", "articles") if key in found]
+    shown = visible_articles(a["id"] for key in lists for a in found[key]) or set()
+    found = {**found, **{key: [a for a in found[key] if a["id"] in shown] for key in lists}}
+    if "sections" in found:
+        found["sections"] = [r for r in found["sections"] if r["section"] in limited]
+        found["totals"] = stats.site_totals(found["sections"], choices)
+    return found
+
+
+def live_site() -> str:
+    """The site the live page follows (`?site=`, else the caller's first): 404 for one
+    the caller may not see."""
+    names, site = visible_sites(), request.args.get("site") or None
+    if site is not None and site not in names:
+        abort(404)
+    return site or home_site()
+
+
 @bp.get("/live")
 def live() -> Any:
-    check_every_site()
-    return render_template("dashboard/live.html", page="live")
+    site = live_site()
+    names = visible_sites()
+    return render_template("dashboard/live.html", page="live", site=site,
+                           sites=names if len(names) > 1 else [])
 
 
 @bp.get("/live.json")
 def live_json() -> Any:
     """What the live page polls every few seconds: standings and the events applied
     since the cursor it sends back (`since`), newest first."""
-    check_every_site()
+    site = live_site()
     store = get_store()
-    choices = list(store.config["CHOICES"])
+    choices = stats.site_choices(store, site)
     now = store.now()
-    trend = stats.trend_inputs(store, now)
-    _, moving = stats.ranked_page(store, "trending", limit=20, now=now, trend=trend)
+    trend = stats.trend_inputs(store, now, site)
+    _, moving = stats.ranked_page(store, "trending", limit=20, now=now, trend=trend, site=site)
+    limited = within_sections({"articles": moving, "sections": stats.sections(
+        store, None, now, trend, site=site)}, site, choices)
+    moving = limited["articles"]
     read = aggregates.feed_since(store, request.args.get("since") or None, FEED_READ)
+    cursor = read[0][0] if read else request.args.get("since", "")
+    # The feed holds every site's events: this site's only (their sections', if limited).
+    shown = visible_articles((f.get("article", "") for _, f in read), site) or set()
+    read = [(i, f) for i, f in read if f.get("article", "") in shown]
     # Impressions come by the dozen for every page view: counted, not listed.
     feed = [(i, f) for i, f in read if f.get("type") != "link.impression"][:25]
     named = articles.get_many(store, sorted({f["article"] for _, f in feed if f.get("article")}))
@@ -410,9 +440,9 @@ def live_json() -> Any:
     return jsonify(
         now=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         choices=choices,
-        cursor=read[0][0] if read else request.args.get("since", ""),
+        cursor=cursor,
         impressions=len(read) - sum(1 for _, f in read if f.get("type") != "link.impression"),
-        totals=stats.site_totals(stats.sections(store, None, now, trend), choices),
+        totals=stats.site_totals(limited["sections"], choices),
         articles=[
             {k: a[k] for k in ("id", "title", "section", "counts", "total", "approval",
                                "score")} | {"last_hour": a["trending"]["last_hour"]}

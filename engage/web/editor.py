@@ -336,7 +336,7 @@ def article_edit(article_id: str) -> Any:
 
 def _save_article(article_id: str, data: dict[str, Any], shown: dict[str, Any],
                   new: bool) -> Any:
-    check_article_site(article_id, data.get("site"))
+    check_article_site(article_id, data.get("site"), data.get("section"))
     try:
         articles.upsert(get_store(), article_id, data)
     except ValidationFailed as exc:  # a site that does not exist

@@ -107,7 +107,8 @@
     }
 
     function tick() {
-      var url = cursor ? source + "?since=" + encodeURIComponent(cursor) : source;
+      var url = cursor ? source + (source.indexOf("?") < 0 ? "?" : "&") + "since=" +
+        encodeURIComponent(cursor) : source;
       fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (response) {
           if (response.status === 401) {
