@@ -443,16 +443,6 @@ def sections(
     return rows
 
 
-def section_names(store: Store, site: str | None) -> list[str]:
-    """Every section the site's articles are filed under (one with articles in it)."""
-    got: dict[str, int] = {}
-    for field, value in store.redis.hgetall(site_base(store, site) + ":sectot").items():
-        name, _, what = field.rpartition("\t")
-        if what == "articles" and name:
-            got[name] = int(value)
-    return sorted(name for name, n in got.items() if n > 0)
-
-
 def site_totals(rows: Iterable[dict[str, Any]], choices: list[str]) -> dict[str, Any]:
     """The whole site: the sum of its section rows."""
     got: Counter[str] = Counter()

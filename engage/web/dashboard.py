@@ -209,7 +209,7 @@ def overview() -> Any:
         **found,  # totals, ranked, top, bottom, trending, sections
         asked=asked,
         searching=bool(search),
-        section_names=[name for name in stats.section_names(store, site)
+        section_names=[name for name in articles.sections(store, [site])
                        if name in (section_scope() or {}).get(site, [name])],
         page_number=page,
         pages=max(1, -(-total // ARTICLES_PER_PAGE)),
