@@ -101,6 +101,20 @@ def test_a_prefix_reads_a_bounded_number_of_words(store: Any) -> None:
 
 
 @pytest.mark.usefixtures("stories")
+def test_a_rebuild_indexes_what_the_index_lost(client: FlaskClient, editor: dict[str, str],
+                                               store: Any) -> None:
+    # As after an upgrade from before the index: a word's set and what each article had.
+    store.redis.delete(store.keys.find("w:harbour"), store.keys.find("doc"))
+    assert found(client, editor, q="harbour") == []
+    assert articles.reindex(store, batch=3) == 4
+    assert found(client, editor, q="harbour") == ["harbour-strike", "harbour-expansion"]
+    assert found(client, editor, q="dockers") == ["harbour-strike"]
+    # What the rebuild indexed is what an edit drops.
+    put(client, editor, "harbour-strike", "Harbour workers go back", "Economy", ["labour"], 2)
+    assert found(client, editor, q="dockers") == []
+
+
+@pytest.mark.usefixtures("stories")
 def test_an_edit_leaves_the_old_words_and_tags(client: FlaskClient,
                                                editor: dict[str, str]) -> None:
     put(client, editor, "film-festival", "Busan cinema week begins", "Culture", ["cinema"], 4)
