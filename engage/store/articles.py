@@ -206,8 +206,10 @@ def terms(text: str) -> set[str]:
     return {w.casefold() for w in WORD.findall(unicodedata.normalize("NFKC", text))}
 
 
-def _index(store: Store, pipe: Any, article_id: str, data: dict[str, Any]) -> None:
-    """Queue the article's search index entries on `pipe`, dropping those an edit left."""
+def _index(store: Store, pipe: Any, article_id: str, data: dict[str, Any],
+           old: list[str] | None = None) -> None:
+    """Queue the article's search index entries on `pipe`, dropping those an edit left
+    (`old`: the entries it had, read here when not given)."""
     find = store.keys.find
     site = data.get("site") or store.config["DEFAULT_SITE"]
     words = terms(data["title"]) | terms(article_id) | terms(urlsplit(data["url"]).path)
@@ -215,7 +217,8 @@ def _index(store: Store, pipe: Any, article_id: str, data: dict[str, Any]) -> No
     parts = sorted({f"w:{w}" for w in words} | section
                    | {f"t:{t.casefold()}" for t in data.get("tags", [])} | {f"site:{site}"}
                    | {f"src:{data.get('source') or 'editor'}"})
-    old = json.loads(store.redis.hget(find("doc"), article_id) or "[]")
+    if old is None:
+        old = json.loads(store.redis.hget(find("doc"), article_id) or "[]")
     score = data["published_at"].timestamp()
     for part in set(old) - set(parts):
         pipe.zrem(find(part), article_id)
@@ -229,14 +232,24 @@ def _index(store: Store, pipe: Any, article_id: str, data: dict[str, Any]) -> No
     pipe.sadd(find(f"secs:{site}"), data["section"])
 
 
+def index_many(store: Store, pipe: Any, items: list[tuple[str, dict[str, Any]]]) -> None:
+    """`_index` of many articles (id, data with `published_at` a datetime), queued on
+    `pipe` after one round trip for the entries they had, where `_index` alone takes
+    one per article: what a batch of thousands needs."""
+    ids = [article_id for article_id, _ in items]
+    had = store.redis.hmget(store.keys.find("doc"), ids) if ids else []
+    for (article_id, data), old in zip(items, had, strict=True):
+        _index(store, pipe, article_id, data, json.loads(old or "[]"))
+
+
 def reindex(store: Store, batch: int = 500) -> int:
     """Index every article (after an upgrade); returns how many."""
     done = 0
     while ids := store.redis.zrange(store.keys.articles, done, done + batch - 1):
         pipe = store.redis.pipeline(transaction=False)
-        for article in get_many(store, ids).values():
-            published = datetime.fromisoformat(article["published_at"])
-            _index(store, pipe, article["id"], {**article, "published_at": published})
+        index_many(store, pipe, [
+            (article["id"], {**article, "published_at": datetime.fromisoformat(
+                article["published_at"])}) for article in get_many(store, ids).values()])
         pipe.execute()
         done += len(ids)
     return done
