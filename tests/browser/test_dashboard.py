@@ -390,8 +390,10 @@ def test_find_filter_and_page_articles_by_keyboard(desk: Any, dash_server: LiveS
     page.keyboard.press("B")
     assert page.eval_on_selector("#section", "s => s.value") == "Business"
     page.keyboard.press("Tab")  # tag
+    page.keyboard.press("Tab")  # who registered it
     page.keyboard.press("Tab")  # from
     page.keyboard.type("2026-02-01")
+    assert page.eval_on_selector("#from", "e => e.value") == "2026-02-01"
     page.keyboard.press("Enter")
     page.wait_for_url("**q=keyboard+brief**")
     expect_caption = page.locator("table.data caption").inner_text()
