@@ -277,6 +277,21 @@ def test_an_article_may_have_its_own_set(client: FlaskClient, editor: dict[str, 
     assert vote(client, "quiz", new_reader(client), choice="🔥").status_code == 422
 
 
+def test_the_article_table_shows_an_own_sets_counts(client: FlaskClient,
+                                                    editor: dict[str, str], desk: Any,
+                                                    catch_up: Any) -> None:
+    quiz = {"choices": ["🔥", "🧊"], "reason_choice": None, "reasons": []}
+    put_article(client, editor, "quiz", reaction_set=quiz)
+    vote(client, "quiz", new_reader(client), choice="🔥")
+    catch_up()
+    page = desk.get("/dashboard?q=quiz").get_data(as_text=True)
+    row = page[page.index('<tr data-article="quiz">'):]
+    row = row[:row.index("</tr>")]
+    # The site's columns have nothing to say of it; its own counts are named instead.
+    assert "Its own set: 🔥 1 · 🧊 0" in row
+    assert row.count('<td class="num">–</td>') == 2
+
+
 def test_changing_a_set_moves_no_count(client: FlaskClient, editor: dict[str, str],
                                        admin: dict[str, str], store: Any,
                                        catch_up: Any) -> None:
