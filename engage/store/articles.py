@@ -83,7 +83,7 @@ def write(store: Store, article_id: str, data: dict[str, Any], source: str,
             "" if follow is None else "1" if follow else "0",
         ],
     )
-    if int(raw[0]) == -1:
+    if raw[0] == "kept":
         return None
     created = bool(int(raw[0]))
     previous_section, created_at, site, own, verified, following = raw[1:7]

@@ -202,7 +202,7 @@ UPSERT_ARTICLE = """
 -- ARGV[11] source: 'editor', 'page' or 'feed'   ARGV[12] verified_at ('' leaves it)
 -- ARGV[13] follow_page: '1', '0', or '' to keep the editor's choice
 -- Returns {created (1|0), previous section or '', created_at, site or '', own set or '',
--- verified_at or '', follow_page or ''}, or {-1} when a page or feed met an article it
+-- verified_at or '', follow_page or ''}, or {'kept'} when a page or feed met an article it
 -- may not change: an editor's (one stored before sources existed is an editor's) not
 -- following the page, or another site's.
 local existed = redis.call('EXISTS', KEYS[1])
@@ -210,7 +210,7 @@ if existed == 1 and ARGV[11] ~= 'editor' then
   local owned = redis.call('HMGET', KEYS[1], 'source', 'follow_page', 'site')
   if ((owned[1] or 'editor') == 'editor' and owned[2] ~= '1')
       or (ARGV[9] ~= '' and (owned[3] or ARGV[9]) ~= ARGV[9]) then
-    return {-1}
+    return {'kept'}
   end
 end
 local previous = redis.call('HGET', KEYS[1], 'section') or ''
