@@ -309,6 +309,14 @@ def _hash_client_address() -> None:
     g.network_hashes = identity.network_hashes(address, day, fetch)
 
 
+def spend_reader_data_budget() -> None:
+    """Spend one export or erasure from the client's budgets (store/budgets.py);
+    RateLimited when one is used up."""
+    networks = current_network_hashes()
+    budgets.spend(get_store(), "data", current_address_hash(), networks,
+                  budgets.reader_data_limits(networks), budgets.MINUTE)
+
+
 def mint_for_client() -> str:
     """A new reader token, spent from the client's mint budgets (its address group's and
     its wider networks'); RateLimited when one is used up."""

@@ -184,6 +184,24 @@ def test_bad_tokens_get_clear_errors_and_change_nothing(
     assert len(client.get(DATA, headers=reader).json["reactions"]) == 3
 
 
+def test_exports_and_erasures_are_budgeted_per_address(
+    client: FlaskClient, store: Any, reader: dict[str, str],
+) -> None:
+    """Each brings the aggregator up to date over every stream: a stranger may not ask
+    for that at will. The budget is the address's, whoever's token it sends."""
+    from engage.store import budgets
+
+    for _ in range(budgets.READER_DATA_REQUESTS):
+        assert client.get(DATA, headers=reader).status_code == 200
+    refused = client.get(DATA, headers=reader)
+    assert_error(refused, 429, "rate_limited")
+    assert int(refused.headers["Retry-After"]) >= 1
+    other = {"X-Engage-Reader": client.post("/api/v1/readers").json["reader"]}
+    assert_error(client.delete(DATA, headers=other), 429, "rate_limited")
+    assert client.get(DATA, headers=other, environ_base={
+        "REMOTE_ADDR": "198.51.100.7"}).status_code == 200  # another address: its own
+
+
 def test_an_expired_token_is_renewed_keeping_the_votes(
     client: FlaskClient, site: dict[str, Any], clock: Any, reader: dict[str, str],
 ) -> None:

@@ -10,7 +10,13 @@ from engage import errors, schemas
 from engage.api import Blueprint
 from engage.api.caching import PRIVATE, Answer
 from engage.api.spec import READER
-from engage.identity import current_reader, mint_for_client, reader_token, renew_reader
+from engage.identity import (
+    current_reader,
+    mint_for_client,
+    reader_token,
+    renew_reader,
+    spend_reader_data_budget,
+)
 from engage.store import get_store, readers
 
 blp = Blueprint("readers", __name__, description="Anonymous reader tokens for the widget.")
@@ -45,19 +51,23 @@ class RenewReader(MethodView):
 class MyData(MethodView):
     @blp.response(200, schemas.ReaderDataSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
+    @blp.alt_response(429, schema=schemas.ErrorSchema, description="Asked too often.")
     @blp.doc(operationId="exportMyData", security=READER)
     def get(self) -> Answer:
         """Everything engage holds about the reader, with times (docs/privacy.md)."""
         reader = current_reader()
         assert reader is not None
+        spend_reader_data_budget()
         return readers.export(get_store(), reader), PRIVATE
 
     @blp.response(200, schemas.ErasedSchema)
     @blp.alt_response(401, schema=schemas.ErrorSchema, description="Invalid reader token.")
+    @blp.alt_response(429, schema=schemas.ErrorSchema, description="Asked too often.")
     @blp.doc(operationId="eraseMyData", security=READER)
     def delete(self) -> Answer:
         """Withdraw the reader's votes and answers, remove every trace of the reader, and
         refuse the token from now on."""
         reader = current_reader()
         assert reader is not None
+        spend_reader_data_budget()
         return {"erased": readers.erase(get_store(), reader)}, PRIVATE

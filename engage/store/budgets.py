@@ -33,6 +33,11 @@ MINUTE = 60
 # Impression reports one address group may send a minute, over every article: the
 # store caps what each counts, this caps how often anyone may ask.
 IMPRESSION_REPORTS = 120
+# Exports and erasures of a reader's data one address group, and each wider network, may
+# ask a minute: each first brings the aggregator up to date over every stream (a pass
+# that grows with the articles), so a stranger must not be able to ask for it at will.
+READER_DATA_REQUESTS = 6
+READER_DATA_NETWORK_REQUESTS = 60
 
 
 def network_setting(setting: str, network: str) -> str:
@@ -57,6 +62,13 @@ def mint_limits(config: Mapping[str, Any], networks: Networks) -> str:
     READER_MINT_LIMIT_<NETWORK> for each network."""
     return _limits(config, per_minute(config["READER_MINT_LIMIT"]), "READER_MINT_LIMIT",
                    networks, count=per_minute)
+
+
+def reader_data_limits(networks: Networks) -> str:
+    """Exports and erasures a MINUTE: READER_DATA_REQUESTS for the group, then
+    READER_DATA_NETWORK_REQUESTS for each network."""
+    return ",".join([str(READER_DATA_REQUESTS)]
+                    + [str(READER_DATA_NETWORK_REQUESTS)] * len(networks))
 
 
 def _limits(config: Mapping[str, Any], own: int, setting: str, networks: Networks,
