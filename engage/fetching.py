@@ -41,7 +41,7 @@ CHUNK = 16 * 1024
 
 # The reason codes FetchRefused carries: a fixed set, so metrics labels stay bounded.
 REASONS = ("origin", "private", "redirect", "size", "timeout", "status", "unreachable",
-           "url")
+           "url", "encoding")
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,12 @@ def fetch(url: str, config: Mapping[str, Any], *, origins: Collection[str],
                                response.headers.get("Last-Modified") or last_modified)
             if response.status != 200:
                 raise FetchRefused("status", f"HTTP {response.status}.")
+            # Asked for identity: a compressed body would be inflated before the size
+            # limit could see it (a few kilobytes can inflate to gigabytes).
+            encoding = response.headers.get("Content-Encoding", "").strip().lower()
+            if encoding not in ("", "identity"):
+                raise FetchRefused("encoding", f"The server sent a {encoding} body, "
+                                               "which was not asked for.")
             body = _read(response, settings, deadline)
             return Fetched(url, 200, body, response.headers.get("ETag"),
                            response.headers.get("Last-Modified"))

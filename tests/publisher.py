@@ -4,6 +4,7 @@ before it answers. Nothing leaves 127.0.0.1."""
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,6 +80,15 @@ class Publisher:
             chunk = b"<p>" + b"x" * 65_533 + b"\n"
             for _ in range(int(query.get("mb", "20")) * 16):
                 handler.wfile.write(chunk)
+            return
+        if path == "/gzip":  # compressed though the fetcher asks for identity
+            data = gzip.compress(b"<p>" + b"x" * 10_000_000 + b"</p>")
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/html")
+            handler.send_header("Content-Encoding", "gzip")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
             return
         if path == "/slow":
             self.stopping.wait(float(query.get("s", "30")))

@@ -119,3 +119,11 @@ def test_origin_matching_ignores_default_ports_and_case() -> None:
     assert not fetching.on_origins("http://paper.example/x", ["https://paper.example"])
     assert not fetching.on_origins("https://paper.example.evil/x", ["https://paper.example"])
     assert not fetching.on_origins("", ["https://paper.example"])
+
+
+def test_a_compressed_body_not_asked_for_is_refused(publisher: Publisher) -> None:
+    """10 MB of page in 10 kB of gzip: refused before anything is inflated."""
+    with pytest.raises(fetching.FetchRefused) as refused:
+        fetching.fetch(publisher.url("/gzip"), settings(), origins=[publisher.origin])
+    assert refused.value.reason == "encoding"
+    assert publisher.requests[-1][1]["Accept-Encoding"] == "identity"
