@@ -519,7 +519,20 @@ for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
 return due
 """
 
-ENQUEUE_PENDING = """
+# A sorted set of entries beside a hash of their details, held to a bound: past it the
+# oldest entries go, from both.
+_KEEP_NEWEST = """
+local function keep_newest(zset, details, bound)
+  local over = redis.call('ZCARD', zset) - bound
+  if over > 0 then
+    local popped = redis.call('ZPOPMIN', zset, over)
+    for i = 1, #popped, 2 do redis.call('HDEL', details, popped[i]) end
+  end
+  return 1
+end
+"""
+
+ENQUEUE_PENDING = _KEEP_NEWEST + """
 -- Queue an unknown article id a reader's page named, for the worker to verify, within a
 -- bound per site: past it the oldest waiting entries are dropped, so a flood of made-up
 -- ids holds Redis at the bound. An id already waiting, or failed within the retry time,
@@ -534,12 +547,7 @@ local failed = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if failed and tonumber(failed) > tonumber(ARGV[3]) - tonumber(ARGV[5]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
-if over > 0 then
-  local popped = redis.call('ZPOPMIN', KEYS[1], over)
-  for i = 1, #popped, 2 do redis.call('HDEL', KEYS[2], popped[i]) end
-end
-return 1
+return keep_newest(KEYS[1], KEYS[2], tonumber(ARGV[4]))
 """
 
 CLAIM_PENDING = """
@@ -560,19 +568,14 @@ end
 return out
 """
 
-NOTE_FAILURE = """
+NOTE_FAILURE = _KEEP_NEWEST + """
 -- Record why a page or feed could not be verified, keeping the newest `bound` per site.
 -- KEYS[1] failed zset (key -> when, epoch s)   KEYS[2] failures hash (key -> JSON)
 -- ARGV[1] key (article id or URL)   ARGV[2] JSON {url, reason, message, at}
 -- ARGV[3] now (epoch s)   ARGV[4] bound
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
-if over > 0 then
-  local popped = redis.call('ZPOPMIN', KEYS[1], over)
-  for i = 1, #popped, 2 do redis.call('HDEL', KEYS[2], popped[i]) end
-end
-return 1
+return keep_newest(KEYS[1], KEYS[2], tonumber(ARGV[4]))
 """
 
 CLOSE_AT_DEADLINE = _LUA_STATUSES + """
