@@ -32,8 +32,8 @@ import defusedxml
 import defusedxml.ElementTree
 import feedparser
 
-from engage import fetching, metrics
-from engage.pages import _published as published_time
+from engage import fetching, metrics, worker
+from engage.pages import published_time
 from engage.schemas import ID_RE
 from engage.store import UNAVAILABLE, Store, registry, sites
 from engage.store import feeds as feed_state
@@ -289,30 +289,11 @@ class Poller:
 
 def run_feeds(store: Store, stop: threading.Event, interval: float = FEEDS_INTERVAL) -> None:
     """Poll the sites' feeds as they fall due until `stop` is set."""
-    poller = Poller(store)
-    log.info("feed polling started")
-    while not stop.is_set():
-        try:
-            done = poller.step()
-        except UNAVAILABLE as exc:
-            log.warning("redis unavailable: %s", exc)
-            stop.wait(1.0)
-            continue
-        except Exception:
-            log.exception("feed polling pass failed")
-            stop.wait(interval)
-            continue
-        if not done:
-            stop.wait(interval)
-    log.info("feed polling stopped")
+    worker.run_steps("feed polling", Poller(store).step, stop, interval)
 
 
 def start_feeds(
     store: Store, stop: threading.Event | None = None
 ) -> tuple[threading.Thread, threading.Event]:
     """`run_feeds` in a daemon thread; set the returned event to stop it."""
-    stop = stop or threading.Event()
-    thread = threading.Thread(target=run_feeds, args=(store, stop), daemon=True,
-                              name="engage-feeds")
-    thread.start()
-    return thread, stop
+    return worker.in_thread("feeds", run_feeds, store, stop)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
-from engage import fetching, metrics
+from engage import fetching, metrics, worker
 from engage.schemas import CONTROL_CHARACTERS
 from engage.store import UNAVAILABLE, Store, registry, sites
 
@@ -100,7 +100,7 @@ def read_page(body: bytes) -> PageFacts:
     return reader.facts
 
 
-def _published(text: str | None) -> datetime | None:
+def published_time(text: str | None) -> datetime | None:
     """An ISO 8601 time; one without an offset is UTC; None for anything else."""
     if not text:
         return None
@@ -129,7 +129,7 @@ def found_on(page: fetching.Fetched, article_id: str, origins: list[str]) -> reg
         article_id=article_id, url=url,
         title=(facts.og_title or facts.title).strip(),
         section=(facts.section or "").strip() or None,
-        published=_published(facts.published),
+        published=published_time(facts.published),
         tags=tuple(facts.tags),
     )
 
@@ -180,30 +180,11 @@ class Verifier:
 
 def run_pages(store: Store, stop: threading.Event, interval: float = PAGES_INTERVAL) -> None:
     """Verify queued pages until `stop` is set."""
-    verifier = Verifier(store)
-    log.info("page verification started")
-    while not stop.is_set():
-        try:
-            done = verifier.step()
-        except UNAVAILABLE as exc:
-            log.warning("redis unavailable: %s", exc)
-            stop.wait(1.0)
-            continue
-        except Exception:
-            log.exception("page verification pass failed")
-            stop.wait(interval)
-            continue
-        if not done:
-            stop.wait(interval)
-    log.info("page verification stopped")
+    worker.run_steps("page verification", Verifier(store).step, stop, interval)
 
 
 def start_pages(
     store: Store, stop: threading.Event | None = None
 ) -> tuple[threading.Thread, threading.Event]:
     """`run_pages` in a daemon thread; set the returned event to stop it."""
-    stop = stop or threading.Event()
-    thread = threading.Thread(target=run_pages, args=(store, stop), daemon=True,
-                              name="engage-pages")
-    thread.start()
-    return thread, stop
+    return worker.in_thread("pages", run_pages, store, stop)

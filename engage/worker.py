@@ -298,6 +298,38 @@ POLL_DEADLINE_INTERVAL = 2.0  # seconds between looks for polls whose closes_at 
 RETENTION_INTERVAL = 3600.0  # seconds between looks for readers past READER_RETENTION_DAYS
 
 
+def run_steps(name: str, step: Callable[[], int], stop: threading.Event,
+              interval: float) -> None:
+    """The loop of every background job: call `step` until `stop` is set, waiting
+    `interval` after a pass that found nothing to do (`step` returned 0) or failed, and
+    a second while Redis is unavailable."""
+    log.info("%s started", name)
+    while not stop.is_set():
+        try:
+            done = step()
+        except UNAVAILABLE as exc:
+            log.warning("redis unavailable: %s", exc)
+            stop.wait(1.0)
+            continue
+        except Exception:
+            log.exception("%s pass failed", name)
+            stop.wait(interval)
+            continue
+        if not done:
+            stop.wait(interval)
+    log.info("%s stopped", name)
+
+
+def in_thread(name: str, run: Callable[[Store, threading.Event], None], store: Store,
+              stop: threading.Event | None = None) -> tuple[threading.Thread, threading.Event]:
+    """`run(store, stop)` in a daemon thread; set the returned event to stop it."""
+    stop = stop or threading.Event()
+    thread = threading.Thread(target=run, args=(store, stop), daemon=True,
+                              name=f"engage-{name}")
+    thread.start()
+    return thread, stop
+
+
 def run_aggregates(store: Store, stop: threading.Event,
                    interval: float = AGGREGATE_INTERVAL) -> None:
     """Keep the rankings, section and site figures from the event streams, and record
@@ -305,38 +337,25 @@ def run_aggregates(store: Store, stop: threading.Event,
     `stop` is set. Safe to run in several processes at once (each entry is applied once;
     a deadline is recorded once; unlinking a reader twice finds nothing the second time)."""
     aggregator = aggregates.Aggregator(store)
-    deadlines_at, retention_at = 0.0, -RETENTION_INTERVAL  # the first pass looks at once
-    log.info("aggregates started")
-    while not stop.is_set():
-        try:
-            if time.monotonic() - deadlines_at >= POLL_DEADLINE_INTERVAL:
-                deadlines_at = time.monotonic()
-                polls.close_due(store)
-            if time.monotonic() - retention_at >= RETENTION_INTERVAL:
-                retention_at = time.monotonic()
-                while readers.forget_inactive(store) == readers.FORGET_BATCH:
-                    pass
-            applied = aggregator.step()
-        except UNAVAILABLE as exc:
-            log.warning("redis unavailable: %s", exc)
-            stop.wait(1.0)
-            continue
-        except Exception:
-            log.exception("aggregates pass failed")
-            stop.wait(interval)
-            continue
+    last = {"deadlines": 0.0, "retention": -RETENTION_INTERVAL}  # the first pass looks at once
+
+    def step() -> int:
+        if time.monotonic() - last["deadlines"] >= POLL_DEADLINE_INTERVAL:
+            last["deadlines"] = time.monotonic()
+            polls.close_due(store)
+        if time.monotonic() - last["retention"] >= RETENTION_INTERVAL:
+            last["retention"] = time.monotonic()
+            while readers.forget_inactive(store) == readers.FORGET_BATCH:
+                pass
+        applied = aggregator.step()
         metrics.aggregate_events(applied)
-        if not applied:
-            stop.wait(interval)
-    log.info("aggregates stopped")
+        return applied
+
+    run_steps("aggregates", step, stop, interval)
 
 
 def start_aggregates(
     store: Store, stop: threading.Event | None = None
 ) -> tuple[threading.Thread, threading.Event]:
     """`run_aggregates` in a daemon thread; set the returned event to stop it."""
-    stop = stop or threading.Event()
-    thread = threading.Thread(target=run_aggregates, args=(store, stop), daemon=True,
-                              name="engage-aggregates")
-    thread.start()
-    return thread, stop
+    return in_thread("aggregates", run_aggregates, store, stop)
