@@ -13,6 +13,24 @@ from engage.web.formatting import fmt_time, pct
 COLORS = {"up": "#2f7d4f", "down": "#c2491d", "grid": "#d9dde3", "text": "#3b4250"}
 
 
+def _time_axis(points: list[dict[str, Any]], hourly: bool, left: float, step: float,
+               height: int) -> list[str]:
+    """Up to five time labels under a bar chart's points, the first and last at its ends."""
+    out = []
+    ticks = min(5, len(points))
+    for t in range(ticks):
+        index = round(t * (len(points) - 1) / max(1, ticks - 1))
+        when = datetime.fromisoformat(points[index]["start"])
+        label = when.strftime("%d %b %H:00" if hourly else "%d %b")
+        x = left + index * step + step / 2
+        anchor = "start" if t == 0 else "end" if t == ticks - 1 else "middle"
+        # Odd ticks give way on a phone, where the text is scaled up (dashboard.css).
+        kind = "axis tick-minor" if t % 2 else "axis"
+        out.append(f'<text x="{x:.1f}" y="{height - 14}" text-anchor="{anchor}" '
+                   f'class="{kind}">{label}</text>')
+    return out
+
+
 def _nice_max(value: int) -> int:
     """A round top for the axis: the smallest 1, 2 or 5 x 10^n not below `value`."""
     for power in range(0, 9):
@@ -63,17 +81,7 @@ def reactions_chart(series: dict[str, Any]) -> Markup:
             parts.append(f'<rect x="{x:.1f}" y="{mid:.1f}" width="{bar:.1f}" '
                          f'height="{h:.1f}" fill="{COLORS["down"]}"><title>{escape(start)}: '
                          f'{downs[index]} {escape("/".join(down_choices))}</title></rect>')
-    ticks = min(5, len(points))
-    for t in range(ticks):
-        index = round(t * (len(points) - 1) / max(1, ticks - 1))
-        when = datetime.fromisoformat(points[index]["start"])
-        label = when.strftime("%d %b %H:00" if hourly else "%d %b")
-        x = left + index * step + step / 2
-        anchor = "start" if t == 0 else "end" if t == ticks - 1 else "middle"
-        # Odd ticks give way on a phone, where the text is scaled up (dashboard.css).
-        kind = "axis tick-minor" if t % 2 else "axis"
-        parts.append(f'<text x="{x:.1f}" y="{height - 14}" text-anchor="{anchor}" '
-                     f'class="{kind}">{label}</text>')
+    parts += _time_axis(points, hourly, left, step, height)
     up_total, down_total = sum(ups), sum(downs)
     parts.append(f'<text x="{left}" y="20" class="label" fill="{COLORS["up"]}">'
                  f'▲ {escape(up_choice)}: {up_total} in range</text>')
@@ -155,15 +163,6 @@ def stacked_chart(points: list[dict[str, Any]], series: list[tuple[str, str]], b
             parts.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" '
                          f'height="{h:.1f}" fill="{PALETTE[number % len(PALETTE)]}">'
                          f'<title>{escape(start)}: {n} {escape(label)}</title></rect>')
-    ticks = min(5, len(points))
-    for t in range(ticks):
-        index = round(t * (len(points) - 1) / max(1, ticks - 1))
-        when = datetime.fromisoformat(points[index]["start"])
-        label = when.strftime("%d %b %H:00" if bucket == "hour" else "%d %b")
-        x = left + index * step + step / 2
-        anchor = "start" if t == 0 else "end" if t == ticks - 1 else "middle"
-        kind = "axis tick-minor" if t % 2 else "axis"
-        parts.append(f'<text x="{x:.1f}" y="{height - 14}" text-anchor="{anchor}" '
-                     f'class="{kind}">{label}</text>')
+    parts += _time_axis(points, bucket == "hour", left, step, height)
     parts.append("</svg>")
     return Markup("".join(parts))
