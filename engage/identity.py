@@ -173,24 +173,18 @@ class Identity:
                 return str(ip)
         return str(peer_ip)
 
-    def address_group(self, address: str) -> str:
-        """The network an address is counted as: one household, not one device."""
+    def networks(self, address: str) -> tuple[str, dict[str, str]]:
+        """The network an address is counted as (its group: one household, not one
+        device), and name -> network for each of WIDER_NETWORKS that holds the group and
+        more: none for a unix socket (its own group), nor for a network no wider than
+        the group. The address is parsed once for all of them."""
         ip = parse_address(address)
         if ip is None:
-            return address
-        if isinstance(ip, ipaddress.IPv4Address):
-            return str(ipaddress.IPv4Network((int(ip), self.prefix_v4), strict=False))
-        return str(ipaddress.IPv6Network((int(ip), self.prefix_v6), strict=False))
-
-    def wider_networks(self, address: str) -> dict[str, str]:
-        """Name -> network for each of WIDER_NETWORKS that holds the address's group and
-        more: none for a unix socket, nor for a network no wider than the group."""
-        ip = parse_address(address)
-        if ip is None:
-            return {}
+            return address, {}
+        network = ipaddress.IPv4Network if ip.version == 4 else ipaddress.IPv6Network
         group = self.prefix_v4 if ip.version == 4 else self.prefix_v6
-        return {
-            name: str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+        return str(network((int(ip), group), strict=False)), {
+            name: str(network((int(ip), prefix), strict=False))
             for name, version, prefix in WIDER_NETWORKS
             if version == ip.version and prefix < group
         }
@@ -199,17 +193,14 @@ class Identity:
         """The day's hashing key: the nonce alone (all Redis holds) does not give it."""
         return hmac.new(self.address_secret, day.encode() + b":" + nonce, hashlib.sha256).digest()
 
-    def address_hash(self, address: str, day: str, fetch_nonce: Callable[[str], bytes]) -> str:
-        """Keyed hash of the address's group under the day's key."""
-        return self._hash(self.address_group(address), day, fetch_nonce)
-
-    def network_hashes(
-        self, address: str, day: str, fetch_nonce: Callable[[str], bytes]
-    ) -> dict[str, str]:
-        """Name -> keyed hash of each wider network of the address, as `address_hash`
-        hashes its group (a network's text names its prefix, so no two levels share one)."""
-        return {name: self._hash(network, day, fetch_nonce)
-                for name, network in self.wider_networks(address).items()}
+    def address_hashes(self, address: str, day: str, fetch_nonce: Callable[[str], bytes]
+                       ) -> tuple[str, dict[str, str]]:
+        """Keyed hash of the address's group under the day's key, and name -> keyed hash
+        of each of its wider networks alike (a network's text names its prefix, so no two
+        levels share one)."""
+        group, wider = self.networks(address)
+        return self._hash(group, day, fetch_nonce), {
+            name: self._hash(network, day, fetch_nonce) for name, network in wider.items()}
 
     def _hash(self, network: str, day: str, fetch_nonce: Callable[[str], bytes]) -> str:
         key = self._day_keys.get(day)
@@ -305,8 +296,7 @@ def _hash_client_address() -> None:
     def fetch(d: str) -> bytes:
         return tokens.address_nonce(store, d)
 
-    g.address_hash = identity.address_hash(address, day, fetch)
-    g.network_hashes = identity.network_hashes(address, day, fetch)
+    g.address_hash, g.network_hashes = identity.address_hashes(address, day, fetch)
 
 
 def mint_for_client() -> str:
