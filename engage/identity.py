@@ -158,29 +158,34 @@ class Identity:
 
     def client_address(self, req: Request) -> str:
         """The direct peer, or the first untrusted hop of X-Forwarded-For behind a proxy."""
+        return str(self.client_ip(req))
+
+    def client_ip(self, req: Request) -> Address | str:
+        """`client_address` as parsed, so it is parsed once a request; a unix socket's
+        peer stays text: nobody to tell apart."""
         peer = req.remote_addr or ""
         peer_ip = parse_address(peer)
         if peer_ip is None:
-            return peer  # a unix socket: nobody to tell apart
+            return peer
         if not any(peer_ip in net for net in self.trusted):
-            return str(peer_ip)
+            return peer_ip
         hops = [h for h in req.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
         for hop in reversed(hops):
             ip = parse_address(hop)
             if ip is None:
-                return str(peer_ip)  # a garbled header is no better than the proxy itself
+                return peer_ip  # a garbled header is no better than the proxy itself
             if not any(ip in net for net in self.trusted):
-                return str(ip)
-        return str(peer_ip)
+                return ip
+        return peer_ip
 
-    def networks(self, address: str) -> tuple[str, dict[str, str]]:
+    def networks(self, address: Address | str) -> tuple[str, dict[str, str]]:
         """The network an address is counted as (its group: one household, not one
         device), and name -> network for each of WIDER_NETWORKS that holds the group and
         more: none for a unix socket (its own group), nor for a network no wider than
         the group. The address is parsed once for all of them."""
-        ip = parse_address(address)
+        ip = parse_address(address) if isinstance(address, str) else address
         if ip is None:
-            return address, {}
+            return str(address), {}
         network = ipaddress.IPv4Network if ip.version == 4 else ipaddress.IPv6Network
         group = self.prefix_v4 if ip.version == 4 else self.prefix_v6
         return str(network((int(ip), group), strict=False)), {
@@ -193,7 +198,7 @@ class Identity:
         """The day's hashing key: the nonce alone (all Redis holds) does not give it."""
         return hmac.new(self.address_secret, day.encode() + b":" + nonce, hashlib.sha256).digest()
 
-    def address_hashes(self, address: str, day: str, fetch_nonce: Callable[[str], bytes]
+    def address_hashes(self, address: Address | str, day: str, fetch_nonce: Callable[[str], bytes]
                        ) -> tuple[str, dict[str, str]]:
         """Keyed hash of the address's group under the day's key, and name -> keyed hash
         of each of its wider networks alike (a network's text names its prefix, so no two
@@ -291,7 +296,7 @@ def _hash_client_address() -> None:
     store = get_store()
     identity = get_identity()
     day = store.keys.day_stamp(store.now())
-    address = identity.client_address(request)
+    address = identity.client_ip(request)
 
     def fetch(d: str) -> bytes:
         return tokens.address_nonce(store, d)
