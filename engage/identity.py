@@ -158,39 +158,38 @@ class Identity:
 
     def client_address(self, req: Request) -> str:
         """The direct peer, or the first untrusted hop of X-Forwarded-For behind a proxy."""
+        return str(self.client_ip(req))
+
+    def client_ip(self, req: Request) -> Address | str:
+        """`client_address` as parsed, so it is parsed once a request; a unix socket's
+        peer stays text: nobody to tell apart."""
         peer = req.remote_addr or ""
         peer_ip = parse_address(peer)
         if peer_ip is None:
-            return peer  # a unix socket: nobody to tell apart
+            return peer
         if not any(peer_ip in net for net in self.trusted):
-            return str(peer_ip)
+            return peer_ip
         hops = [h for h in req.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
         for hop in reversed(hops):
             ip = parse_address(hop)
             if ip is None:
-                return str(peer_ip)  # a garbled header is no better than the proxy itself
+                return peer_ip  # a garbled header is no better than the proxy itself
             if not any(ip in net for net in self.trusted):
-                return str(ip)
-        return str(peer_ip)
+                return ip
+        return peer_ip
 
-    def address_group(self, address: str) -> str:
-        """The network an address is counted as: one household, not one device."""
-        ip = parse_address(address)
+    def networks(self, address: Address | str) -> tuple[str, dict[str, str]]:
+        """The network an address is counted as (its group: one household, not one
+        device), and name -> network for each of WIDER_NETWORKS that holds the group and
+        more: none for a unix socket (its own group), nor for a network no wider than
+        the group. The address is parsed once for all of them."""
+        ip = parse_address(address) if isinstance(address, str) else address
         if ip is None:
-            return address
-        if isinstance(ip, ipaddress.IPv4Address):
-            return str(ipaddress.IPv4Network((int(ip), self.prefix_v4), strict=False))
-        return str(ipaddress.IPv6Network((int(ip), self.prefix_v6), strict=False))
-
-    def wider_networks(self, address: str) -> dict[str, str]:
-        """Name -> network for each of WIDER_NETWORKS that holds the address's group and
-        more: none for a unix socket, nor for a network no wider than the group."""
-        ip = parse_address(address)
-        if ip is None:
-            return {}
+            return str(address), {}
+        network = ipaddress.IPv4Network if ip.version == 4 else ipaddress.IPv6Network
         group = self.prefix_v4 if ip.version == 4 else self.prefix_v6
-        return {
-            name: str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+        return str(network((int(ip), group), strict=False)), {
+            name: str(network((int(ip), prefix), strict=False))
             for name, version, prefix in WIDER_NETWORKS
             if version == ip.version and prefix < group
         }
@@ -199,17 +198,14 @@ class Identity:
         """The day's hashing key: the nonce alone (all Redis holds) does not give it."""
         return hmac.new(self.address_secret, day.encode() + b":" + nonce, hashlib.sha256).digest()
 
-    def address_hash(self, address: str, day: str, fetch_nonce: Callable[[str], bytes]) -> str:
-        """Keyed hash of the address's group under the day's key."""
-        return self._hash(self.address_group(address), day, fetch_nonce)
-
-    def network_hashes(
-        self, address: str, day: str, fetch_nonce: Callable[[str], bytes]
-    ) -> dict[str, str]:
-        """Name -> keyed hash of each wider network of the address, as `address_hash`
-        hashes its group (a network's text names its prefix, so no two levels share one)."""
-        return {name: self._hash(network, day, fetch_nonce)
-                for name, network in self.wider_networks(address).items()}
+    def address_hashes(self, address: Address | str, day: str, fetch_nonce: Callable[[str], bytes]
+                       ) -> tuple[str, dict[str, str]]:
+        """Keyed hash of the address's group under the day's key, and name -> keyed hash
+        of each of its wider networks alike (a network's text names its prefix, so no two
+        levels share one)."""
+        group, wider = self.networks(address)
+        return self._hash(group, day, fetch_nonce), {
+            name: self._hash(network, day, fetch_nonce) for name, network in wider.items()}
 
     def _hash(self, network: str, day: str, fetch_nonce: Callable[[str], bytes]) -> str:
         key = self._day_keys.get(day)
@@ -300,13 +296,12 @@ def _hash_client_address() -> None:
     store = get_store()
     identity = get_identity()
     day = store.keys.day_stamp(store.now())
-    address = identity.client_address(request)
+    address = identity.client_ip(request)
 
     def fetch(d: str) -> bytes:
         return tokens.address_nonce(store, d)
 
-    g.address_hash = identity.address_hash(address, day, fetch)
-    g.network_hashes = identity.network_hashes(address, day, fetch)
+    g.address_hash, g.network_hashes = identity.address_hashes(address, day, fetch)
 
 
 def spend_reader_data_budget() -> None:

@@ -276,21 +276,20 @@ def _editor_token(app: Flask) -> str:
 
 def test_wider_networks_are_those_above_the_group() -> None:
     identity = Identity("budget-test-secret-0123456789", [])
-    assert identity.wider_networks("2001:db8:1:2::5") == {
+    assert identity.networks("2001:db8:1:2::5")[1] == {
         "v6_56": "2001:db8:1::/56", "v6_48": "2001:db8:1::/48"}
-    assert identity.wider_networks("::ffff:203.0.113.5") == {"v4_24": "203.0.113.0/24"}
-    assert identity.wider_networks("/run/engage.sock") == {}
+    assert identity.networks("::ffff:203.0.113.5")[1] == {"v4_24": "203.0.113.0/24"}
+    assert identity.networks("/run/engage.sock")[1] == {}
     # A household configured as a /56 leaves the /48 above it; an IPv4 /24 group, nothing.
     wide = Identity("budget-test-secret-0123456789", [], prefix_v4=24, prefix_v6=56)
-    assert wide.wider_networks("2001:db8:1:2::5") == {"v6_48": "2001:db8:1::/48"}
-    assert wide.wider_networks("203.0.113.5") == {}
+    assert wide.networks("2001:db8:1:2::5")[1] == {"v6_48": "2001:db8:1::/48"}
+    assert wide.networks("203.0.113.5")[1] == {}
 
     def fetch(day: str) -> bytes:
         return b"k" * 32
 
-    hashes = identity.network_hashes("2001:db8:1:2::5", "20260101", fetch)
-    own = identity.address_hash("2001:db8:1:2::5", "20260101", fetch)
+    own, hashes = identity.address_hashes("2001:db8:1:2::5", "20260101", fetch)
     assert len({own, *hashes.values()}) == 3
     assert all("2001" not in h and len(h) == 12 for h in hashes.values())
     # Every /64 of the /56 shares the /56's hash, and none the /64's.
-    assert identity.network_hashes("2001:db8:1:ff::9", "20260101", fetch) == hashes
+    assert identity.address_hashes("2001:db8:1:ff::9", "20260101", fetch)[1] == hashes

@@ -103,11 +103,11 @@ def test_address_hash_is_keyed_and_cached() -> None:
         fetched.append(day)
         return fixed_key(day)
 
-    a = identity.address_hash("203.0.113.5", "20260101", fetch)
-    assert identity.address_hash("203.0.113.5", "20260101", fetch) == a
-    assert identity.address_hash("203.0.113.6", "20260101", fetch) != a
+    a = identity.address_hashes("203.0.113.5", "20260101", fetch)[0]
+    assert identity.address_hashes("203.0.113.5", "20260101", fetch)[0] == a
+    assert identity.address_hashes("203.0.113.6", "20260101", fetch)[0] != a
     assert fetched == ["20260101"]
-    assert identity.address_hash("203.0.113.5", "20260102", fetch) != a
+    assert identity.address_hashes("203.0.113.5", "20260102", fetch)[0] != a
     assert fetched == ["20260101", "20260102"]
     assert "203" not in a and len(a) == 12
 
@@ -133,23 +133,24 @@ def test_parse_address(text: str, parsed: str | None) -> None:
 
 def test_addresses_are_grouped_by_prefix() -> None:
     identity = Identity(SECRET, [])
-    assert identity.address_group("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
-    assert identity.address_group("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
-    assert identity.address_group("2001:db8:1:3::1") == "2001:db8:1:3::/64"
-    assert identity.address_group("203.0.113.5") == "203.0.113.5/32"
-    assert identity.address_group("::ffff:203.0.113.5") == "203.0.113.5/32"
+    assert identity.networks("2001:db8:1:2:aaaa::1")[0] == "2001:db8:1:2::/64"
+    assert identity.networks("2001:db8:1:2:ffff:ffff:ffff:ffff")[0] == "2001:db8:1:2::/64"
+    assert identity.networks("2001:db8:1:3::1")[0] == "2001:db8:1:3::/64"
+    assert identity.networks("203.0.113.5")[0] == "203.0.113.5/32"
+    assert identity.networks("::ffff:203.0.113.5")[0] == "203.0.113.5/32"
     wide = Identity(SECRET, [], prefix_v4=24, prefix_v6=56)
-    assert wide.address_group("203.0.113.5") == "203.0.113.0/24"
-    assert wide.address_group("2001:db8:1:2ff::1") == "2001:db8:1:200::/56"
+    assert wide.networks("203.0.113.5")[0] == "203.0.113.0/24"
+    assert wide.networks("2001:db8:1:2ff::1")[0] == "2001:db8:1:200::/56"
 
     def fetch(day: str) -> bytes:
         return fixed_key(day)
 
-    same = {identity.address_hash(f"2001:db8:1:2::{i:x}", "20260101", fetch) for i in range(50)}
+    same = {identity.address_hashes(f"2001:db8:1:2::{i:x}", "20260101", fetch)[0]
+            for i in range(50)}
     assert len(same) == 1
-    assert identity.address_hash("2001:db8:1:3::1", "20260101", fetch) not in same
-    assert identity.address_hash("::ffff:203.0.113.5", "20260101", fetch) == \
-        identity.address_hash("203.0.113.5", "20260101", fetch)
+    assert identity.address_hashes("2001:db8:1:3::1", "20260101", fetch)[0] not in same
+    assert identity.address_hashes("::ffff:203.0.113.5", "20260101", fetch)[0] == \
+        identity.address_hashes("203.0.113.5", "20260101", fetch)[0]
 
 
 def test_bearer_token_parsing(app: Flask) -> None:

@@ -172,11 +172,11 @@ def test_address_key_rotates_by_day(app: Flask, client: FlaskClient, article: st
         def fetch(day: str) -> bytes:
             return tokens.address_nonce(store, day)
 
-        first = identity.address_hash(V4, "20260301", fetch)
-        second = identity.address_hash(V4, "20260302", fetch)
+        first = identity.address_hashes(V4, "20260301", fetch)[0]
+        second = identity.address_hashes(V4, "20260302", fetch)[0]
         assert first != second
-        assert identity.address_hash(V4, "20260302", fetch) == second
-        assert identity.address_hash("203.0.113.78", "20260302", fetch) != second
+        assert identity.address_hashes(V4, "20260302", fetch)[0] == second
+        assert identity.address_hashes("203.0.113.78", "20260302", fetch)[0] != second
         # Only today's key stays in memory.
         assert list(identity._day_keys) == ["20260302"]
 
@@ -241,11 +241,11 @@ def test_redis_alone_cannot_match_hashes_to_addresses(short_dir: Path) -> None:
     day = store.keys.day_stamp(store.now())
     with app.app_context():
         identity = get_identity()
-        assert identity.address_hash(known[0], day, lambda d: tokens.address_nonce(store, d)) \
+        assert identity.address_hashes(known[0], day, lambda d: tokens.address_nonce(store, d))[0] \
             in stored
         for address in (known[0], known[-1]):  # the /24's, the /56's and the /48's too
-            networks = identity.network_hashes(address, day,
-                                               lambda d: tokens.address_nonce(store, d))
+            networks = identity.address_hashes(address, day,
+                                               lambda d: tokens.address_nonce(store, d))[1]
             assert networks and set(networks.values()) <= stored
     # The thief, holding every key and value (and engage's code, but not the secret), does not.
     for blob in blobs:
@@ -253,9 +253,9 @@ def test_redis_alone_cannot_match_hashes_to_addresses(short_dir: Path) -> None:
             thief = Identity("a-guess-at-the-secret-0123456789", [])
             for address in known:
                 assert not hashes_of(address, key) & stored, (address, blob[:40])
-                assert thief.address_hash(address, day, lambda d, k=key: k) not in stored
-                assert not set(thief.network_hashes(address, day,
-                                                    lambda d, k=key: k).values()) & stored
+                assert thief.address_hashes(address, day, lambda d, k=key: k)[0] not in stored
+                assert not set(thief.address_hashes(address, day,
+                                                    lambda d, k=key: k)[1].values()) & stored
 
     embedded.stop()
     with app.app_context():
