@@ -42,7 +42,8 @@ sys.path.insert(1, str(BENCH))
 # reference tree's engage.
 from engage import create_app  # noqa: E402, I001
 from engage.store import get_store, tokens  # noqa: E402
-from engage.store.reactions import vote_keys  # noqa: E402
+from engage.store.articles import upsert_args, upsert_keys  # noqa: E402
+from engage.store.reactions import vote_args, vote_keys  # noqa: E402
 from run import redis_server, resolve_commit, unpack_commit  # noqa: E402
 
 SECRET = "bench-secret-key-0123456789-abcdef"
@@ -60,9 +61,10 @@ def build_fixture(store: Any, size: int, votes_per_article: int, seed: int = 7) 
     rng = random.Random(seed)
     keys = store.keys
     now = datetime.now(UTC)
-    min_id = store.min_event_id(now)
-    hour_ttl, day_ttl = store.bucket_ttls()
     started = time.perf_counter()
+    # A script called in a pipeline is not loaded on demand: a new Redis has none yet.
+    for name in ("upsert_article", "vote_reaction"):
+        store.redis.script_load(store.scripts[name].script)
     pipe = store.redis.pipeline(transaction=False)
     pending = 0
     votes = 0
@@ -78,9 +80,10 @@ def build_fixture(store: Any, size: int, votes_per_article: int, seed: int = 7) 
         published = now - timedelta(days=index / PER_DAY, minutes=rng.randrange(60))
         section = SECTIONS[index % len(SECTIONS)]
         store.scripts["upsert_article"](
-            keys=[keys.article(aid), keys.article_events(aid)],
-            args=[f"Story {index}", f"https://news.example.com/{aid}", section,
-                  published.isoformat(), "[]", now.isoformat(), min_id, aid],
+            keys=upsert_keys(store, aid),
+            args=upsert_args(store, aid, {"title": f"Story {index}", "section": section,
+                                          "url": f"https://news.example.com/{aid}",
+                                          "published_at": published}, "editor", now),
             client=pipe)
         pipe.zadd(keys.articles, {aid: published.timestamp()})
         pipe.zadd(keys.section(section), {aid: published.timestamp()})
@@ -93,7 +96,7 @@ def build_fixture(store: Any, size: int, votes_per_article: int, seed: int = 7) 
             choice = "yes" if rng.random() < liking else "no"
             store.scripts["vote_reaction"](
                 keys=vote_keys(keys, aid, f"a{index}-{n}", when),
-                args=[f"reader-{n}", choice, "", 10**9, 60, hour_ttl, day_ttl, min_id, aid],
+                args=vote_args(store, aid, f"reader-{n}", choice, None, when),
                 client=pipe)
             pending += 1
             votes += 1

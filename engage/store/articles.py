@@ -63,26 +63,8 @@ def write(store: Store, article_id: str, data: dict[str, Any], source: str,
     published: datetime = data["published_at"].astimezone(UTC)
     if data.get("site") and data["site"] not in sites.listing(store):
         raise errors.ValidationFailed(fields={"site": [errors.UnknownSite.message]})
-    follow = data.get("follow_page")
-    raw = store.run(
-        "upsert_article",
-        keys=[keys.article(article_id), keys.article_events(article_id)],
-        args=[
-            data["title"],
-            data["url"],
-            data["section"],
-            published.isoformat(),
-            json.dumps(data.get("tags", [])),
-            now.isoformat(),
-            store.min_event_id(now),
-            article_id,
-            data.get("site") or "",
-            _own_set(data),
-            source,
-            verified_at.astimezone(UTC).isoformat() if verified_at else "",
-            "" if follow is None else "1" if follow else "0",
-        ],
-    )
+    raw = store.run("upsert_article", keys=upsert_keys(store, article_id),
+                    args=upsert_args(store, article_id, data, source, now, verified_at))
     if raw[0] == "kept":
         return None
     created = bool(int(raw[0]))
@@ -115,6 +97,32 @@ def write(store: Store, article_id: str, data: dict[str, Any], source: str,
         "follow_page": following == "1",
     }
     return article, created
+
+
+def upsert_keys(store: Store, article_id: str) -> list[str]:
+    """KEYS of `upsert_article`."""
+    return [store.keys.article(article_id), store.keys.article_events(article_id)]
+
+
+def upsert_args(store: Store, article_id: str, data: dict[str, Any], source: str,
+                now: datetime, verified_at: datetime | None = None) -> list[Any]:
+    """ARGV of `upsert_article` (`write`'s arguments, at `now`)."""
+    follow = data.get("follow_page")
+    return [
+        data["title"],
+        data["url"],
+        data["section"],
+        data["published_at"].astimezone(UTC).isoformat(),
+        json.dumps(data.get("tags", [])),
+        now.isoformat(),
+        store.min_event_id(now),
+        article_id,
+        data.get("site") or "",
+        _own_set(data),
+        source,
+        verified_at.astimezone(UTC).isoformat() if verified_at else "",
+        "" if follow is None else "1" if follow else "0",
+    ]
 
 
 def _own_set(data: dict[str, Any]) -> str:

@@ -134,15 +134,11 @@ def vote(
     `erasing` withdraws for an erasure (store/readers.py): no budget, no reader logged.
     """
     now = store.now()
-    hour_ttl, day_ttl = store.bucket_ttls()
     raw = store.run(
         "vote_reaction",
         keys=vote_keys(store.keys, article_id, address, now, networks),
-        args=[reader, choice or "", (reason or "") if choice else "",
-              "" if erasing else budgets.vote_limits(store.config, networks),
-              store.config["THROTTLE_WINDOW"], hour_ttl, day_ttl,
-              store.min_event_id(now), article_id, channel, "1" if erasing else "",
-              sites.sets_table(store)],
+        args=vote_args(store, article_id, reader, choice, reason, now, networks, channel,
+                       erasing),
     )
     store.forget(article_id)
     result = scripts.result(raw)
@@ -151,6 +147,20 @@ def vote(
     counts = normalize_counts(reaction_set["choices"], result.values[2:])
     return (Reactions(counts, mine, mine_reason, reaction_set),
             result.status == Status.CHANGED)
+
+
+def vote_args(
+    store: Store, article_id: str, reader: str, choice: str | None, reason: str | None,
+    now: datetime, networks: budgets.Networks = budgets.NO_NETWORKS, channel: str = "web",
+    erasing: bool = False,
+) -> list[Any]:
+    """ARGV of `vote_reaction` (`vote`'s arguments, at `now`)."""
+    hour_ttl, day_ttl = store.bucket_ttls()
+    return [reader, choice or "", (reason or "") if choice else "",
+            "" if erasing else budgets.vote_limits(store.config, networks),
+            store.config["THROTTLE_WINDOW"], hour_ttl, day_ttl,
+            store.min_event_id(now), article_id, channel, "1" if erasing else "",
+            sites.sets_table(store)]
 
 
 def vote_keys(

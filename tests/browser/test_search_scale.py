@@ -53,7 +53,6 @@ def published(n: int) -> datetime:
 
 def load(store: Store, size: int) -> None:
     keys = store.keys
-    stamp, keep = START.isoformat(), store.min_event_id(START)
     # A script called in a pipeline is not loaded on demand: a new Redis has none yet.
     store.redis.script_load(scripts.UPSERT_ARTICLE)
     for first in range(0, size, BATCH):
@@ -63,12 +62,10 @@ def load(store: Store, size: int) -> None:
             aid, when = f"a{n}", published(n)
             data = {"title": title(n), "url": f"https://news.example.com/{n}",
                     "section": section(n), "tags": [f"t{n % 40}"], "published_at": when}
-            # The upsert script's ARGV (store/scripts.py): an editor's new article.
+            # An editor's new article, as articles.write sends it, queued on the pipeline.
             store.scripts["upsert_article"](
-                keys=[keys.article(aid), keys.article_events(aid)],
-                args=[data["title"], data["url"], data["section"], when.isoformat(),
-                      f'["t{n % 40}"]', stamp, keep, aid, "", "", "editor", "", ""],
-                client=pipe)
+                keys=articles.upsert_keys(store, aid),
+                args=articles.upsert_args(store, aid, data, "editor", START), client=pipe)
             pipe.zadd(keys.articles, {aid: when.timestamp()})
             pipe.zadd(keys.section(data["section"]), {aid: when.timestamp()})
             batch.append((aid, data))
