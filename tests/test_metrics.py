@@ -203,15 +203,19 @@ def test_a_pipeline_is_one_timed_operation(client: FlaskClient, store: Any) -> N
     when the pipeline is used as a context manager."""
     name = "engage_redis_command_duration_seconds_count"
     before = scrape(client)
-    with store.redis.pipeline(transaction=False) as pipe:
+    for _ in range(10):
+        with store.redis.pipeline(transaction=False) as pipe:
+            pipe.exists("engage-test-none")
+            pipe.exists("engage-test-none")
+            assert pipe.execute() == [0, 0]
+        pipe = store.redis.pipeline(transaction=False)
         pipe.exists("engage-test-none")
-        pipe.exists("engage-test-none")
-        assert pipe.execute() == [0, 0]
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.exists("engage-test-none")
-    assert pipe.execute() == [0]
+        assert pipe.execute() == [0]
     after = scrape(client)
-    assert value(after, name, op="pipeline") - value(before, name, op="pipeline") == 2
+    # 20 executes, each timed once. The count is the process's: a background job of
+    # another test's live server (an aggregator's pass) may add one or two meanwhile,
+    # but not the 20 more that timing each execute twice would.
+    assert 20 <= value(after, name, op="pipeline") - value(before, name, op="pipeline") < 30
     assert value(after, name, op="exists") == value(before, name, op="exists")
 
 
