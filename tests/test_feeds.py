@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 
-from engage import metrics
+from engage import feeds, metrics
 from engage.cli import main
 from engage.feeds import ITEMS_MAX, SITEMAPS_MAX, Poller, article_id, parse, start_feeds
 from engage.store import articles, registry
@@ -30,8 +30,10 @@ pytestmark = pytest.mark.usefixtures("loopback_only")
 
 INTERVAL = 300.0
 BACKOFF_MAX = 2000.0
-SITEMAP_NS = ('xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
-              'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"')
+# The namespaces engage reads (names, never fetched), as a sitemap declares them.
+SITEMAP_NS = (f'xmlns="{feeds.SITEMAP.strip("{}")}" '
+              f'xmlns:news="{feeds.NEWS.strip("{}")}"')
+ATOM_NS = feeds.SYNDICATION_ROOTS[1].partition("}")[0].lstrip("{")
 
 
 class FeedPublisher(Publisher):
@@ -109,7 +111,7 @@ def atom(origin: str, items: list[tuple[str, str, str]]) -> bytes:
         f"<id>{origin}/{path}</id><updated>2026-03-05T10:00:00Z</updated>"
         f'<category term="{section}"/></entry>'
         for path, title, section in items)
-    return ('<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+    return ('<?xml version="1.0" encoding="utf-8"?><feed xmlns="' + ATOM_NS + '">'
             f"<title>Paper</title><id>{origin}/</id><updated>2026-03-05T10:00:00Z</updated>"
             f"{body}</feed>").encode()
 

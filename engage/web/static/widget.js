@@ -102,7 +102,7 @@
     setTimeout(function () { w.live.textContent = text; }, 30);
   }
 
-  // Mint a token on first use; a refused one is renewed (expired) or replaced, then resent.
+  // Minted on first use; a refused one is renewed or replaced.
   function send(w, method, path, body, ok, fail, again) {
     token().then(function (tok) { return call(method, path, body, tok); }).then(function (res) {
       ok(res); render(w);
@@ -169,7 +169,7 @@
     p.options.forEach(function (o) {
       if (p.multiple) {
         var on = sel.indexOf(o.id) >= 0;
-        // At the maximum, the unticked boxes wait until one is unticked.
+        // At the maximum, the rest wait.
         var box = h('input', {type: 'checkbox', 'data-k': 'p:' + p.id + ':' + o.id, on: function () {
           var i = sel.indexOf(o.id);
           if (box.checked && i < 0) sel.push(o.id);
@@ -196,7 +196,7 @@
         kids.push(h('div', {'class': 'r'}, [h('span', {text: o.label}), h('span', {text: n + '%'})]),
           h('div', {'class': 't', 'aria-hidden': 'true'}, [bar]));
       });
-      // "1 vote": votes_<plural category> where the language has that form, else votes.
+      // votes_<plural category>, else votes.
       var k = 'votes_' + new Intl.PluralRules(w.lang).select(res.total);
       kids.push(h('p', {'class': 'm', text: res.total + ' ' + t(w, T[w.lang][k] ? k : 'votes')}));
     }
@@ -209,11 +209,11 @@
     var items = [];
     w.data.links.forEach(function (l) {
       var url;
-      // Curated links go through our redirect on this script's origin.
+      // Through our redirect, to count the click.
       try { url = new URL(l.related ? l.href : '/r/' + enc(l.id), API); } catch (e) { return; }
       if (!/^https?:$/.test(url.protocol)) return;
       var li = h('li', {}, [h('a', {href: url.href, 'data-k': 'l:' + l.id, text: l.title, on: l.related ? null : function (e) {
-        // A reader who acted is credited: the token goes in a form body, never the address.
+        // Credit in a form body, never the URL.
         var tok = getTok();
         if (!tok || e.button || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
         e.preventDefault();
@@ -234,7 +234,7 @@
     w.obs = [];
     var kids = [reactions(w)].concat(w.data.polls.map(function (p) { return poll(w, p); }), [related(w),
       h('a', {'class': 'm', href: '#', target: '_blank', rel: 'noopener', 'data-k': 'd', text: t(w, 'data'), on: function (e) {
-        // The token rides in the fragment: the browser never sends it to any server.
+        // In the fragment: never sent to a server.
         e.target.href = API.slice(0, -7) + '/your-data?lang=' + w.lang + '#' + (getTok() || '');
       }})]);
     w.box.textContent = '';
@@ -246,7 +246,7 @@
     });
   }
 
-  // Viewable impressions: half a link visible for a second, once per page view.
+  // Seen: half a link visible for a second, once a page.
   var io = W.IntersectionObserver && new IntersectionObserver(function (entries) {
     entries.forEach(function (e) {
       var n = e.target;
@@ -282,7 +282,7 @@
     return w;
   }
 
-  // Page load: one shared read for all widgets, plus a private one with a token.
+  // One shared read for all widgets, one private with a token.
   function scan() {
     var ws = [], ids = [];
     [].forEach.call(d.querySelectorAll('[data-engage-article]'), function (el) {
@@ -294,16 +294,16 @@
     });
     if (!ws.length) return;
     var q = ids.slice(0, 20).map(function (i) { return 'article=' + enc(i); }).join('&');
-    // The page's own address: engage verifies an article it does not know yet from it.
+    // An unknown article is verified from this address.
     var c = d.querySelector('link[rel=canonical]'), u = '&url=' + enc(c && c.href || location.origin + location.pathname);
     var tok = getTok();
-    // A refused token is kept: the reader's next action renews or replaces it.
+    // A refused token is kept: the next action renews it.
     var mine = tok ? call('GET', '/widget/mine?' + q, null, tok).catch(function () { return null; })
       : Promise.resolve(null);
     function read(n) {
       call('GET', '/widget?' + q + u).then(function (b) {
         B = b;
-        // An unknown article shows nothing; look again while engage verifies its page (~10 s).
+        // Unknown: look again while its page is verified.
         if (b.unknown.length && n < 6) setTimeout(read, 1800, n + 1);
         return Promise.all(ws.map(function (w) {
           return words(w.el.getAttribute('data-engage-lang') || d.documentElement.lang || b.locale);
@@ -323,7 +323,7 @@
           });
         });
       }, function (e) {
-        // Unreadable yet answered: the server refuses this origin; hide, warn once.
+        // Answered but unreadable: this origin is refused.
         if (!(e instanceof TypeError)) throw e;
         return fetch(me.src, {mode: 'no-cors', cache: 'no-cache'}).then(function () {
           ws.forEach(function (w) { w.el.style.display = 'none'; });
