@@ -181,16 +181,6 @@ def get_many(store: Store, article_ids: list[str]) -> dict[str, dict[str, Any]]:
     }
 
 
-def provenance(store: Store, article_ids: list[str]) -> dict[str, dict[str, str | None]]:
-    """Who registered each article (`source`: editor, page or feed) and when its page or
-    feed last confirmed it (`verified_at`), in one round trip (the dashboard's lists)."""
-    pipe = store.redis.pipeline(transaction=False)
-    for article_id in article_ids:
-        pipe.hmget(store.keys.article(article_id), "source", "verified_at")
-    return {article_id: {"source": source or "editor", "verified_at": verified}
-            for article_id, (source, verified) in zip(article_ids, pipe.execute(), strict=True)}
-
-
 def recent(store: Store, limit: int = 200) -> list[dict[str, Any]]:
     """The most recently published articles, newest first (the editors' article picker)."""
     article_ids = list(store.redis.zrevrange(store.keys.articles, 0, limit - 1))

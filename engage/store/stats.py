@@ -180,7 +180,8 @@ def figures(
 ) -> list[dict[str, Any]]:
     """Figures of the named articles, in that order, in `scope` (default all time: their
     standings), each counted by its own reaction set, all time under its own site's key
-    base. `trend` holds every active article's, or is read for these."""
+    base. `trend` holds every active article's, or is read for these. Each row also
+    says who registered the article (`source`) and when it was last verified."""
     if not ids:
         return []
     keys = store.keys
@@ -188,7 +189,7 @@ def figures(
     pipe = store.redis.pipeline(transaction=False)
     for article_id in ids:
         pipe.hmget(keys.article(article_id), "title", "section", "published_at", "site",
-                   "reactions")
+                   "reactions", "source", "verified_at")
     metas = pipe.execute()
     sets = {a: sites.reaction_set(store, meta[3], meta[4])["choices"]
             for a, meta in zip(ids, metas, strict=True)}
@@ -227,7 +228,8 @@ def figures(
     if trend is None:
         trend = _trend(now, {a: read[a]["cast"] for a in ids})
     out = []
-    for article_id, (title, section, published, _, _) in zip(ids, metas, strict=True):
+    for article_id, (title, section, published, _, _, source, verified) in zip(
+            ids, metas, strict=True):
         choices, got = sets[article_id], read[article_id]
         if isinstance(scope, InRange):
             counts = {c: scope.counts.get(article_id, {}).get(c, 0) for c in choices}
@@ -256,6 +258,9 @@ def figures(
             "clicks": clicks_n,
             "impressions": imps_n,
             "ctr": clicks_n / imps_n if imps_n else None,
+            # Who registered it (articles stored before sources were an editor's).
+            "source": source or "editor",
+            "verified_at": verified,
         })
     return out
 

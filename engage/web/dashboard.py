@@ -192,10 +192,8 @@ def overview() -> Any:
                                       search=search, site=site, site_names=[site])
     found = {**stats.overview(store, window, site=site), "ranked": ranked}
     found = within_sections(found, site, choices)
-    ids = list(dict.fromkeys(a["id"] for a in found["ranked"]))
     return render_template(
         "dashboard/overview.html",
-        provenance=articles.provenance(store, ids) if ids else {},
         unverified=[(site, failure)
                     for failure in registry.failures(store, site, UNVERIFIED_SHOWN)],
         page="overview",
@@ -244,7 +242,6 @@ def article(article_id: str) -> Any:
         "dashboard/article.html",
         page="article",
         article=stats.figures(store, [article_id])[0],
-        provenance=articles.provenance(store, [article_id])[article_id],
         bucket=bucket,
         series=series,
         chart=reactions_chart(series),
