@@ -3,6 +3,7 @@
 restart.
 
     python bench/scrape_cost.py             # lines of the answer, µs CPU per scrape
+    SCRAPE_DUMP=FILE python bench/scrape_cost.py   # and the answer written to FILE
 
 Starts its own redis-server. Three other processes build the app: the parent of
 `engage serve` (no requests), a worker making the benchmark's requests (widget bundle,
@@ -116,6 +117,8 @@ def main() -> None:
             lines = answer.splitlines()
             samples = sum(1 for line in lines if not line.startswith(b"#"))
             files = len(os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+            if os.environ.get("SCRAPE_DUMP"):
+                Path(os.environ["SCRAPE_DUMP"]).write_bytes(answer)
             print(f"/metrics: {len(lines)} lines, {samples} samples, {files} files; "
                   f"{_measure(scrape, 200, args.n):.0f} µs CPU/scrape "
                   f"(min of 7 loops of {args.n})")

@@ -33,7 +33,8 @@ def image_inputs() -> list[Requirement]:
 def pins() -> dict[str, str]:
     found = {}
     for line in (REQUIREMENTS / "image.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+        # A pin may carry an environment marker (uvloop: not on Windows).
+        line = line.split("#", 1)[0].split(";", 1)[0].strip()
         if not line:
             continue
         match = re.fullmatch(r"([A-Za-z0-9._-]+)==([A-Za-z0-9.+!-]+)", line)

@@ -395,6 +395,16 @@ def test_stalled_bodies_and_idle_connections_leave_reads_and_votes_answered(
 
 
 # -- workers killed under load ----------------------------------------------------------------
+def test_workers_run_on_uvloop() -> None:
+    """uvloop is a dependency on this platform, and granian is told to use it: granian
+    imports it whenever it is installed, so only the setting tells it is used."""
+    from granian.constants import Loops
+
+    from engage.server import granian_server
+
+    assert granian_server("127.0.0.1:0", 2, "engage.server:granian_app").loop == Loops.uvloop
+
+
 def test_killed_workers_are_replaced_and_metrics_stay_whole(served: Served) -> None:
     """SIGKILL to one worker, SIGTERM to the other, under reads and votes: the server
     replaces them, requests keep succeeding, counters never go down and no gauge keeps a
