@@ -312,6 +312,14 @@ def spend_reader_data_budget() -> None:
                   budgets.reader_data_limits(networks), budgets.MINUTE)
 
 
+def spend_page_queue_budget() -> None:
+    """Spend one read's queueing of unknown ids from the client's budgets
+    (store/budgets.py); RateLimited when one is used up."""
+    networks = current_network_hashes()
+    budgets.spend(get_store(), "page", current_address_hash(), networks,
+                  budgets.page_queue_limits(networks), budgets.MINUTE)
+
+
 def mint_for_client() -> str:
     """A new reader token, spent from the client's mint budgets (its address group's and
     its wider networks'); RateLimited when one is used up."""

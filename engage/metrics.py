@@ -72,7 +72,7 @@ ALERT_CHANNELS = ("email", "webhook", "slack")
 REDIS_ERROR_KINDS = ("connection", "timeout", "response", "other")
 # Page verification (engage/pages.py): what a reader's read of an unknown id did, what a
 # verification did, and why one failed (the fetcher's reasons, then the page's).
-PAGE_QUEUE_OUTCOMES = ("queued", "waiting", "off_origin")
+PAGE_QUEUE_OUTCOMES = ("queued", "waiting", "off_origin", "throttled")
 PAGE_OUTCOMES = ("created", "updated", "unchanged", "kept", "failed")
 PAGE_FAILURES = (*fetching.REASONS, "no_id", "other_id", "error")
 # Feed polls (engage/feeds.py): what a poll did, why one failed (the fetcher's reasons,

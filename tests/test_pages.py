@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from engage import metrics
 from engage.fetching import Fetched
 from engage.pages import Verifier, found_on, read_page
-from engage.store import articles, registry
+from engage.store import articles, budgets, registry
 from tests.conftest import ARTICLE
 from tests.desk import Desk
 from tests.dns_server import DnsServer
@@ -45,9 +45,10 @@ def app_config(publisher: Publisher) -> dict[str, Any]:
             "PENDING_PER_SITE": BOUND, "UNVERIFIED_KEPT": 20}
 
 
-def key_count(store: Any) -> int:
-    """Every key in Redis (every node of a cluster)."""
-    return sum(1 for _ in store.redis.scan_iter(count=1000))
+def key_count(store: Any, but: tuple[str, ...] = ()) -> int:
+    """Every key in Redis (every node of a cluster), but those of the `but` families."""
+    skip = tuple(f"{store.keys.prefix}:{family}" for family in but)
+    return sum(1 for key in store.redis.scan_iter(count=1000) if not key.startswith(skip))
 
 
 def failures_counted(reason: str) -> float:
@@ -192,9 +193,43 @@ def test_a_flood_of_made_up_ids_stays_within_the_bound(
         assert answer.status_code == 200
     assert registry.pending_count(store, "default") == BOUND
     assert store.redis.hlen(store.keys.registry("default", "urls")) == BOUND
-    # Two keys (the queue and its URLs) beyond what was there, and no article.
-    assert key_count(store) == baseline + 2
+    # Two keys (the queue and its URLs) beyond what was there, and no article; besides
+    # them only the addresses' page budgets (`rl`, a minute long) and the day's key for
+    # hashing addresses (`addrnonce`).
+    assert key_count(store, but=("rl:", "addrnonce:")) == baseline + 2
     assert store.redis.zcard(store.keys.articles) == 0
+
+
+def queued_counted(outcome: str) -> float:
+    value = metrics.app_registry().get_sample_value(
+        "engage_pages_queued_total", {"outcome": outcome})
+    return float(value or 0.0)
+
+
+def test_one_address_queues_a_few_reads_a_minute(
+        client: FlaskClient, publisher: Publisher, store: Any) -> None:
+    """Made-up ids from one address stop being queued after its page budget; the reads
+    are answered all the same, and other addresses queue as before."""
+    throttled = queued_counted("throttled")
+    first = budgets.PAGE_QUEUE_REQUESTS
+    for n in range(first + 5):
+        assert read(client, publisher, f"m-{n}", publisher.url(f"/m-{n}")).status_code == 200
+    assert registry.pending_count(store, "default") == first
+    assert queued_counted("throttled") == throttled + 5
+    # Off-origin pages are listed from the same budget.
+    read(client, publisher, "m-x", "https://elsewhere.example/m-x")
+    assert registry.failures(store, "default") == []
+    # Another household on another network still registers its page's article.
+    answer = client.get("/api/v1/widget",
+                        query_string={"article": "m-new", "url": publisher.url("/m-new")},
+                        headers={"Origin": publisher.origin},
+                        environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert answer.status_code == 200
+    assert registry.pending_count(store, "default") == first + 1
+    # When its budgets expire (a minute on), the first address queues again.
+    store.redis.delete(*store.redis.scan_iter(match=f"{store.keys.prefix}:rl:*"))
+    read(client, publisher, "m-late", publisher.url("/m-late"))
+    assert registry.pending_count(store, "default") == first + 2
 
 
 def test_the_page_reader_takes_open_graph_then_title() -> None:

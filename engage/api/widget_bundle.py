@@ -19,7 +19,7 @@ from engage.api.caching import conditional, private, shared
 from engage.api.links import public_hrefs
 from engage.api.polls import poll_body
 from engage.api.spec import READER
-from engage.identity import current_reader
+from engage.identity import current_reader, spend_page_queue_budget
 from engage.store import Store, get_store, polls, reactions, registry, sites, widget
 
 # Named "widget": that is the tag the OpenAPI document lists these reads under.
@@ -74,7 +74,9 @@ def queue_unknown(store: Store, unknown: list[str], url: str | None) -> None:
     origins (and the request's Origin, if it has one, that site's too). A page of a
     site's (by its Origin) that names an address off the site's origins is listed among
     the site's unverified pages, keyed by that address, so it cannot hold up the id's
-    own verification. Nothing is fetched here: the worker does (engage/pages.py)."""
+    own verification. Either spends one from the client's page budgets
+    (store/budgets.py): past them, the read is answered and nothing is queued or listed.
+    Nothing is fetched here: the worker does (engage/pages.py)."""
     if not unknown or not url:
         return
     origin = request.headers.get("Origin")
@@ -84,17 +86,32 @@ def queue_unknown(store: Store, unknown: list[str], url: str | None) -> None:
         if fetching.on_origins(url, site["origins"]):
             if origin and not fetching.on_origins(origin, site["origins"]):
                 break
+            if _over_budget():
+                return
             for article_id in unknown[:QUEUED_PER_READ]:
                 queued = registry.enqueue(store, name, article_id, url, now)
                 metrics.page_queued("queued" if queued else "waiting")
             return
-    metrics.page_queued("off_origin")
     owner = next((name for name, site in listing.items()
                   if origin and fetching.on_origins(origin, site["origins"])), None)
-    if owner is not None:
+    if owner is None:
+        metrics.page_queued("off_origin")
+    elif not _over_budget():
+        metrics.page_queued("off_origin")
         registry.note_failure(store, owner, url, "origin",
                               f"{fetching.origin_of(url) or 'The address'} is not one of the "
                               "site's origins.", now)
+
+
+def _over_budget() -> bool:
+    """Spends one from the client's page budgets; True (and counted) when one is used up.
+    The read is answered all the same: only its queueing is refused."""
+    try:
+        spend_page_queue_budget()
+    except errors.RateLimited:
+        metrics.page_queued("throttled")
+        return True
+    return False
 
 
 @blp.route("/widget")

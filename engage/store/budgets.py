@@ -38,6 +38,12 @@ IMPRESSION_REPORTS = 120
 # that grows with the articles), so a stranger must not be able to ask for it at will.
 READER_DATA_REQUESTS = 6
 READER_DATA_NETWORK_REQUESTS = 60
+# Reads one address group, and each wider network, may have queue unknown ids for
+# verification (or list an off-origin page as unverified) a minute: each queued id costs
+# a fetch from the publisher, and the queue and the list are bounded per site, so a
+# stranger's made-up ids must not push a publisher's new articles out of them.
+PAGE_QUEUE_REQUESTS = 10
+PAGE_QUEUE_NETWORK_REQUESTS = 100
 
 
 def network_setting(setting: str, network: str) -> str:
@@ -67,8 +73,17 @@ def mint_limits(config: Mapping[str, Any], networks: Networks) -> str:
 def reader_data_limits(networks: Networks) -> str:
     """Exports and erasures a MINUTE: READER_DATA_REQUESTS for the group, then
     READER_DATA_NETWORK_REQUESTS for each network."""
-    return ",".join([str(READER_DATA_REQUESTS)]
-                    + [str(READER_DATA_NETWORK_REQUESTS)] * len(networks))
+    return _fixed_limits(READER_DATA_REQUESTS, READER_DATA_NETWORK_REQUESTS, networks)
+
+
+def page_queue_limits(networks: Networks) -> str:
+    """Reads that queue unknown ids a MINUTE: PAGE_QUEUE_REQUESTS for the group, then
+    PAGE_QUEUE_NETWORK_REQUESTS for each network."""
+    return _fixed_limits(PAGE_QUEUE_REQUESTS, PAGE_QUEUE_NETWORK_REQUESTS, networks)
+
+
+def _fixed_limits(own: int, network: int, networks: Networks) -> str:
+    return ",".join([str(own)] + [str(network)] * len(networks))
 
 
 def _limits(config: Mapping[str, Any], own: int, setting: str, networks: Networks,
