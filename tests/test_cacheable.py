@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from werkzeug.http import parse_date
 
 BATCH = "/api/v1/reactions?article=korea-china-reset"
 
@@ -40,7 +39,6 @@ def test_validators(client: FlaskClient, tag: str, method: str,
     assert response.status_code == status, headers
     assert response.headers["ETag"] == tag
     assert response.headers["Cache-Control"].startswith("public, max-age=")
-    assert parse_date(response.headers["Date"]) is not None
     if status == 304 or method == "HEAD":
         assert response.get_data() == b""
     else:

@@ -60,8 +60,11 @@ def shared(article_ids: list[str], vary: tuple[str, ...] = (READER_HEADER,),
 def _make_conditional(response: Response) -> Response:
     response.set_etag(f"{zlib.crc32(response.get_data()):08x}")
     # For GET and HEAD only: If-None-Match (strong, weak or a list of tags) -> 304 with
-    # no body, a failed If-Match -> 412, and the Date.
-    response.make_conditional(request)
+    # no body, a failed If-Match -> 412. Only a request with one of them can get anything
+    # but the answer itself; werkzeug's check also sets Date, which the HTTP server
+    # sends on every answer anyway, so the rest skip it.
+    if "HTTP_IF_NONE_MATCH" in request.environ or "HTTP_IF_MATCH" in request.environ:
+        response.make_conditional(request)
     return response
 
 
