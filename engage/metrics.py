@@ -4,7 +4,10 @@ Labels never carry ids or raw paths: `kind` is reaction|poll, `reason` is one of
 REJECT_REASONS (votes) or LINK_REFUSALS (links), routes are URL rule templates in the
 OpenAPI document's style ("/api/v1/articles/{article_id}/reactions"; "unmatched" when
 no rule matched), methods come from a fixed list, statuses are classes (2xx..5xx), Redis
-`op` is a script name, "pipeline" or a command name.
+`op` is a script name, "pipeline" or a command name. The Redis time histogram is by
+`kind` only (REDIS_OP_KINDS: script, pipeline, command); each `op` has two counters,
+operations and seconds, which give its rate and mean time in 2 series where a histogram
+takes 7 (see the scrape's cost below).
 
 Each process role exports its own families and no one else's: the serving processes
 (`app_registry`) the HTTP, vote and link families; `engage worker` (`worker_registry`)
@@ -70,6 +73,7 @@ WEBHOOK_OUTCOMES = ("delivered", "failed", "dead", "dropped")
 ALERTS_FIRED = (*ALERT_KINDS, "digest")
 ALERT_CHANNELS = ("email", "webhook", "slack")
 REDIS_ERROR_KINDS = ("connection", "timeout", "response", "other")
+REDIS_OP_KINDS = ("script", "pipeline", "command")
 # Page verification (engage/pages.py): what a reader's read of an unknown id did, what a
 # verification did, and why one failed (the fetcher's reasons, then the page's).
 PAGE_QUEUE_OUTCOMES = ("queued", "waiting", "off_origin", "throttled")
@@ -182,8 +186,17 @@ class SharedFamilies(_Families):
     def __init__(self) -> None:
         self.redis_duration = Histogram(
             "engage_redis_command_duration_seconds",
-            "Time of one logical Redis operation (a script, a pipeline or a command), "
-            "retries included.", ["op"], buckets=REDIS_BUCKETS, registry=None,
+            "Time of one logical Redis operation, retries included, by kind: script, "
+            "pipeline, command.", ["kind"], buckets=REDIS_BUCKETS, registry=None,
+        )
+        self.redis_ops = Counter(
+            "engage_redis_commands", "Logical Redis operations, by operation.", ["op"],
+            registry=None,
+        )
+        self.redis_seconds = Counter(
+            "engage_redis_command_seconds",
+            "Time spent in logical Redis operations, retries included, by operation.",
+            ["op"], registry=None,
         )
         self.redis_errors = Counter(
             "engage_redis_errors", "Redis operations that failed, by operation and error kind.",
@@ -328,10 +341,13 @@ def feed_items(outcome: str, n: int = 1) -> None:
         shared_families().feed_items.labels(outcome=outcome).inc(n)
 
 
-def redis_observed(op: str, seconds: float, error: str | None = None) -> None:
-    """One logical Redis operation; `error` is one of REDIS_ERROR_KINDS or None."""
+def redis_observed(kind: str, op: str, seconds: float, error: str | None = None) -> None:
+    """One logical Redis operation; `kind` is one of REDIS_OP_KINDS, `error` one of
+    REDIS_ERROR_KINDS or None."""
     families = shared_families()
-    families.redis_duration.labels(op).observe(seconds)
+    families.redis_duration.labels(kind).observe(seconds)
+    families.redis_ops.labels(op).inc()
+    families.redis_seconds.labels(op).inc(seconds)
     if error is not None:
         families.redis_errors.labels(op=op, kind=error).inc()
 

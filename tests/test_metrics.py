@@ -188,20 +188,68 @@ def test_vote_endpoints_exist(app: Flask) -> None:
 def test_redis_operations_are_timed(client: FlaskClient, article: str) -> None:
     reader = new_reader(client)
     op = "script:vote_reaction"
-    name = "engage_redis_command_duration_seconds_count"
-    before = value(scrape(client), name, op=op)
+    count = "engage_redis_commands_total"
+    before = scrape(client)
     client.put(f"/api/v1/articles/{article}/reactions/mine", json={"choice": "no"}, headers=reader)
     samples = scrape(client)
-    assert value(samples, name, op=op) == before + 1
-    assert value(samples, name, op="pipeline") >= 1
-    ops = {dict(labels)["op"] for n, labels in samples if n == name}
+    assert value(samples, count, op=op) == value(before, count, op=op) + 1
+    assert value(samples, count, op="pipeline") >= 1
+    ops = {dict(labels)["op"] for n, labels in samples if n == count}
     assert all(o.islower() or o.startswith("script:") for o in ops)
+
+
+def test_each_kind_lands_in_its_bucket_and_each_op_in_its_counters(
+        client: FlaskClient, store: Any) -> None:
+    """The time histogram is by kind (3 label sets, whatever the install runs); the
+    per-operation figures are two counters by op, operations and seconds."""
+    histogram = "engage_redis_command_duration_seconds"
+    count, seconds = "engage_redis_commands_total", "engage_redis_command_seconds_total"
+    script = "script:claim_webhook_retries"
+    retries = ["engage-test-retries"]
+    # Loaded once first: a script's first call also loads it (one SCRIPT command).
+    assert store.run("claim_webhook_retries", keys=retries, args=[0, 1, 10]) == []
+    before = scrape(client)
+    for _ in range(3):
+        assert store.run("claim_webhook_retries", keys=retries, args=[0, 1, 10]) == []
+    for _ in range(4):
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.exists("engage-test-none")
+        assert pipe.execute() == [0]
+    for _ in range(5):  # GET: a cluster client sends EXISTS through a pipeline per slot
+        assert store.redis.get("engage-test-none") is None
+    after = scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    # Each kind's count, +Inf bucket and sum grew by at least what this test ran (a
+    # scrape's own ping is a command; another test's background job may add a pipeline).
+    for kind, made in (("script", 3), ("pipeline", 4), ("command", 5)):
+        assert delta(histogram + "_count", kind=kind) >= made, kind
+        assert delta(histogram + "_bucket", kind=kind, le="+Inf") >= made, kind
+        assert delta(histogram + "_sum", kind=kind) > 0, kind
+    assert delta(histogram + "_count", kind="command") < 5 + 3  # scripts are not commands
+    kinds = {dict(labels)["kind"] for name, labels in after if name.startswith(histogram)}
+    assert kinds == {"script", "pipeline", "command"}
+    assert not any(dict(labels).get("op") for name, labels in after
+                   if name.startswith(histogram))
+    # The counters by op: exact for the script and the command, which nothing else runs.
+    assert delta(count, op=script) == 3
+    assert delta(count, op="get") == 5
+    assert 4 <= delta(count, op="pipeline") < 10
+    for op in (script, "pipeline", "get"):
+        assert delta(seconds, op=op) > 0, op
+    counted = {dict(labels)["op"] for name, labels in after if name == count}
+    timed = {dict(labels)["op"] for name, labels in after if name == seconds}
+    assert counted == timed
+    assert all(o.islower() or o.startswith("script:") for o in counted)
+    assert {script, "pipeline", "get"} <= counted
 
 
 def test_a_pipeline_is_one_timed_operation(client: FlaskClient, store: Any) -> None:
     """Queued commands are not timed one by one: the pipeline's execute is, once, also
     when the pipeline is used as a context manager."""
-    name = "engage_redis_command_duration_seconds_count"
+    name = "engage_redis_commands_total"
     before = scrape(client)
     for _ in range(10):
         with store.redis.pipeline(transaction=False) as pipe:
@@ -217,6 +265,9 @@ def test_a_pipeline_is_one_timed_operation(client: FlaskClient, store: Any) -> N
     # but not the 20 more that timing each execute twice would.
     assert 20 <= value(after, name, op="pipeline") - value(before, name, op="pipeline") < 30
     assert value(after, name, op="exists") == value(before, name, op="exists")
+    histogram = "engage_redis_command_duration_seconds_count"
+    assert 20 <= (value(after, histogram, kind="pipeline")
+                  - value(before, histogram, kind="pipeline")) < 30
 
 
 def test_redis_down(tmp_path: Path) -> None:

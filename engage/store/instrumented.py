@@ -3,7 +3,8 @@
 One observation per call the app makes: a command, a whole pipeline, or a Lua script
 (named after its `scripts.ALL` entry), retries included, so the figure is what a
 request waited for. Labels stay bounded: script names and Redis command names are
-fixed sets; anything else is "other".
+fixed sets; anything else is "other". The time histogram is by kind (script,
+pipeline, command), the per-operation figures counters (engage/metrics.py says why).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def op_label(args: tuple[Any, ...]) -> str:
     return command.lower() if _COMMAND_RE.match(command) else "other"
 
 
+def op_kind(op: str) -> str:
+    """The histogram's label for an `op_label` of a client call: script or command."""
+    return "script" if op.startswith("script:") else "command"
+
+
 def prime() -> None:
     """Error series at zero for pipelines, which every read path runs: enough for the
     error panels and alert, which sum over operations."""
@@ -53,17 +59,22 @@ def error_kind(exc: BaseException) -> str:
     return "other"
 
 
-def _timed(op: str, call: Any) -> Any:
+def _timed(kind: str, op: str, call: Any) -> Any:
     started = time.perf_counter()
     try:
         result = call()
     except redis.RedisError as exc:
         if isinstance(exc, redis.exceptions.NoScriptError):
             raise  # redis-py loads the script and retries; not a failure of ours
-        metrics.redis_observed(op, time.perf_counter() - started, error_kind(exc))
+        metrics.redis_observed(kind, op, time.perf_counter() - started, error_kind(exc))
         raise
-    metrics.redis_observed(op, time.perf_counter() - started)
+    metrics.redis_observed(kind, op, time.perf_counter() - started)
     return result
+
+
+def _timed_command(args: tuple[Any, ...], call: Any) -> Any:
+    op = op_label(args)
+    return _timed(op_kind(op), op, call)
 
 
 class TimedPipeline:
@@ -84,14 +95,15 @@ class TimedPipeline:
         self.pipe.__exit__(*exc)
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
-        replies: list[Any] = _timed("pipeline", lambda: self.pipe.execute(raise_on_error))
+        replies: list[Any] = _timed("pipeline", "pipeline",
+                                    lambda: self.pipe.execute(raise_on_error))
         return replies
 
 
 class InstrumentedRedis(redis.Redis):
     def execute_command(self, *args: Any, **options: Any) -> Any:
         run = super().execute_command
-        return _timed(op_label(args), lambda: run(*args, **options))
+        return _timed_command(args, lambda: run(*args, **options))
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
         return TimedPipeline(super().pipeline(transaction, shard_hint))
@@ -102,7 +114,7 @@ class InstrumentedRedisCluster(RedisCluster):
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         run = super().execute_command
-        return _timed(op_label(args), lambda: run(*args, **options))
+        return _timed_command(args, lambda: run(*args, **options))
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
         return TimedPipeline(super().pipeline(transaction, shard_hint))
