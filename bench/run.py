@@ -141,7 +141,11 @@ def start_server(name: str, args: list[str], env: dict[str, str], work: Path,
     process = subprocess.Popen(args, cwd=work, env={**os.environ, **env},
                                stdout=logfile, stderr=logfile)
     url = f"http://127.0.0.1:{port}"
-    wait_http(url + ready_path, process=process, method=ready_method)
+    try:
+        wait_http(url + ready_path, process=process, method=ready_method)
+    except RuntimeError as exc:
+        tail = (work / f"{name}.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{name}: {exc}; the end of its log:\n{tail}") from None
     return Server(name, url, process)
 
 
