@@ -20,7 +20,7 @@ import ipaddress
 import secrets
 import threading
 from collections.abc import Callable, Iterable
-from functools import wraps
+from functools import partial, wraps
 from typing import Any, TypeVar
 
 from flask import Flask, Request, current_app, g, request
@@ -304,28 +304,29 @@ def _hash_client_address() -> None:
     g.address_hash, g.network_hashes = identity.address_hashes(address, day, fetch)
 
 
-def spend_reader_data_budget() -> None:
-    """Spend one export or erasure from the client's budgets (store/budgets.py);
-    RateLimited when one is used up."""
+def _spend_client_budget(what: str, limits: Callable[[budgets.Networks], str]) -> None:
+    """Spend one `what` from the client's address group's budget and each of its wider
+    networks' (`limits` of them, store/budgets.py), for a MINUTE; RateLimited when one
+    is used up."""
     networks = current_network_hashes()
-    budgets.spend(get_store(), "data", current_address_hash(), networks,
-                  budgets.reader_data_limits(networks), budgets.MINUTE)
+    budgets.spend(get_store(), what, current_address_hash(), networks, limits(networks),
+                  budgets.MINUTE)
+
+
+def spend_reader_data_budget() -> None:
+    """Spend one export or erasure from the client's budgets."""
+    _spend_client_budget("data", budgets.reader_data_limits)
 
 
 def spend_page_queue_budget() -> None:
-    """Spend one read's queueing of unknown ids from the client's budgets
-    (store/budgets.py); RateLimited when one is used up."""
-    networks = current_network_hashes()
-    budgets.spend(get_store(), "page", current_address_hash(), networks,
-                  budgets.page_queue_limits(networks), budgets.MINUTE)
+    """Spend one read's queueing of unknown ids from the client's budgets."""
+    _spend_client_budget("page", budgets.page_queue_limits)
 
 
 def mint_for_client() -> str:
     """A new reader token, spent from the client's mint budgets (its address group's and
-    its wider networks'); RateLimited when one is used up."""
-    networks = current_network_hashes()
-    budgets.spend(get_store(), "mint", current_address_hash(), networks,
-                  budgets.mint_limits(current_app.config, networks), budgets.MINUTE)
+    its wider networks')."""
+    _spend_client_budget("mint", partial(budgets.mint_limits, current_app.config))
     return get_identity().mint_reader()
 
 
