@@ -68,8 +68,14 @@ class Served:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "engage.cli", "serve", "--workers", str(workers),
                  "--bind", f"127.0.0.1:{self.port}"], env=env, stdout=log, stderr=log)
-        wait_for(self.healthy, 40)
-        wait_for(lambda: len(self.workers()) == workers, 20)
+        try:
+            wait_for(self.healthy, 40)
+            wait_for(lambda: len(self.workers()) == workers, 20)
+        except BaseException:
+            # No fixture gets this object to stop it: a server left running would go on
+            # writing (its aggregates, its feeds) into Redis that later tests share.
+            self.stop()
+            raise
 
     def healthy(self) -> bool:
         assert self.process.poll() is None, self.log()
