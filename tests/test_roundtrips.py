@@ -23,7 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from engage.identity import get_identity
-from engage.store import get_store, tokens
+from engage.store import aggregates, get_store, tokens
 from tests.conftest import ARTICLE, make_app
 from tests.redis_server import RedisServer
 
@@ -396,3 +396,33 @@ def test_a_credited_click_costs_what_an_anonymous_one_does(
         store = get_store()
         credited = store.redis.hvals(store.keys.article_credits("korea-china-reset"))
     assert len(credited) == 2  # the first click's and the last's, not the anonymous one
+
+
+def test_an_aggregator_pass_files_its_readers_in_one_zadd(
+        setup: tuple[Flask, CountingProxy, RedisServer]) -> None:
+    """The aggregator keeps the readers' last-seen index (store/readers.py) from the
+    votes it applies: one ZADD for all the readers of a pass, not one per reader."""
+    app, _proxy, server = setup
+    client = app.test_client()
+    warm(app, client)
+    for _ in range(5):
+        assert client.put(READ + "/mine", json={"choice": "yes"},
+                          headers=reader_for(app)).status_code == 200
+    watcher, done = server.client(), "aggregator-pass-done"
+    with app.app_context():
+        store = get_store()
+        try:
+            with watcher.monitor() as monitor:
+                assert aggregates.Aggregator(store).step() >= 6
+                other = server.client()
+                other.echo(done)
+                other.close()
+                sent: list[str] = []
+                while (command := monitor.next_command())["command"] != f"ECHO {done}":
+                    if command["client_type"] != "lua":
+                        sent.append(command["command"])
+        finally:
+            watcher.close()
+        assert len([c for c in sent if c.startswith(f"ZADD {store.keys.readers} ")]) == 1
+        # The warm-up's reader and the five.
+        assert store.redis.zcard(store.keys.readers) == 6

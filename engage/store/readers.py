@@ -175,12 +175,15 @@ def index_events(store: Store, found: list[tuple[str, list[tuple[str, dict[str, 
         return {}
     _read_revocations(store, force=True)
     pipe = store.redis.pipeline(transaction=False)
+    last_seen: dict[str, int] = {}
     for reader, items in noted.items():
         if _recent(store, reader) != ERASED:
             index = store.keys.reader_index(reader)
             pipe.hset(index, mapping=items)
             pipe.expire(index, _retention(store))
-            pipe.zadd(store.keys.readers, {reader: max(items.values())}, gt=True)
+            last_seen[reader] = max(items.values())
+    if last_seen:  # one ZADD for the pass's readers, not one each
+        pipe.zadd(store.keys.readers, last_seen, gt=True)
     for article_id, ids in clicks.items():  # filed (or an erased reader's): let go
         pipe.hdel(store.keys.article_credits(article_id), *(i for i, _ in ids))
     pipe.execute()
