@@ -144,6 +144,7 @@ def start_server(name: str, args: list[str], env: dict[str, str], work: Path,
     try:
         wait_http(url + ready_path, process=process, method=ready_method)
     except RuntimeError as exc:
+        Server(name, url, process).stop()  # no caller holds it to stop it later
         tail = (work / f"{name}.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{name}: {exc}; the end of its log:\n{tail}") from None
     return Server(name, url, process)

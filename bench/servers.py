@@ -122,8 +122,10 @@ class Candidate:
     def workers(self) -> list[int]:
         assert self.process is not None
         try:
+            # Not multiprocessing's resource tracker, beside granian's spawned workers.
             return sorted(c.pid for c in psutil.Process(self.process.pid).children()
-                          if c.status() != psutil.STATUS_ZOMBIE)
+                          if c.status() != psutil.STATUS_ZOMBIE
+                          and "resource_tracker" not in " ".join(c.cmdline()))
         except psutil.NoSuchProcess:
             return []
 

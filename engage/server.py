@@ -26,6 +26,7 @@ import importlib.util
 import io
 import json
 import logging
+import multiprocessing
 import os
 import resource
 import shutil
@@ -363,6 +364,12 @@ def run_granian(bind: str, workers: int, target: str = "engage.server:granian_ap
     embedded Redis and the aggregates thread of `engage serve` carry on.
     """
     raise_file_limit(CONNECTIONS * workers + 1024)
+    # Workers start as fresh interpreters, never as forks of this process: its threads
+    # (aggregates, pages, feeds, the metrics directory's) may hold a lock at the moment
+    # of a fork, an import's or prometheus client's, and the fork would wait on it
+    # forever (a worker forked while a thread imported prometheus_client never answered).
+    if multiprocessing.get_start_method(allow_none=True) != "spawn":
+        multiprocessing.set_start_method("spawn", force=True)
     stop = threading.Event()
     delay = RESTART_DELAY
     while True:

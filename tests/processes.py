@@ -84,3 +84,23 @@ def _running(process: psutil.Process) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def serving_workers(pid: int, exclude_names: tuple[str, ...] = ("redis-server",)) -> list[int]:
+    """The live workers of the server process `pid`: its children but zombies, the
+    embedded Redis (`exclude_names`) and multiprocessing's resource tracker, which runs
+    beside workers started as fresh interpreters (engage.server)."""
+    workers = []
+    try:
+        children = psutil.Process(pid).children()
+    except psutil.NoSuchProcess:
+        return []
+    for child in children:
+        try:
+            if (child.status() == psutil.STATUS_ZOMBIE or child.name() in exclude_names
+                    or "multiprocessing.resource_tracker" in " ".join(child.cmdline())):
+                continue
+        except psutil.NoSuchProcess:
+            continue
+        workers.append(child.pid)
+    return sorted(workers)

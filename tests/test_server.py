@@ -31,6 +31,7 @@ from werkzeug.http import parse_date
 from engage.identity import Identity
 from engage.server import MetricsDirectory
 from engage.store.embedded import EmbeddedRedis
+from tests.processes import serving_workers
 from tests.redis_server import RedisServer, free_port, stop_embedded
 
 SECRET = "server-test-secret-key-0123456789"
@@ -88,11 +89,7 @@ class Served:
         return self.logfile.read_text(errors="replace")
 
     def workers(self) -> list[int]:
-        try:
-            return sorted(c.pid for c in psutil.Process(self.process.pid).children()
-                          if c.status() != psutil.STATUS_ZOMBIE and c.name() != "redis-server")
-        except psutil.NoSuchProcess:
-            return []
+        return serving_workers(self.process.pid)
 
     def rss(self) -> int:
         root = psutil.Process(self.process.pid)
@@ -420,6 +417,7 @@ def test_killed_workers_are_replaced_and_metrics_stay_whole(served: Served) -> N
     dead worker's value."""
     scrapes = [scrape(served.url)]
     first = served.workers()
+    assert all(spawned(pid) for pid in first)
     with Load(served.url) as load:
         time.sleep(1.0)
         for sig, victim in zip((signal.SIGKILL, signal.SIGTERM), first, strict=True):
@@ -435,6 +433,9 @@ def test_killed_workers_are_replaced_and_metrics_stay_whole(served: Served) -> N
                 after = load.statuses(kind, since=settled)
                 assert after and set(after) == {200}, (sig, kind, sorted(set(after)))
     assert not set(served.workers()) & set(first)
+    # The replacements too start as fresh interpreters, never as forks of the serving
+    # process, whose threads may hold a lock at the moment of a fork (engage.server).
+    assert all(spawned(pid) for pid in served.workers())
     for kind in ("read", "vote"):
         statuses = load.statuses(kind)
         # Only what the SIGKILLed worker held can fail: each of the two client threads
@@ -450,6 +451,12 @@ def test_killed_workers_are_replaced_and_metrics_stay_whole(served: Served) -> N
     # Nothing is in progress (a scrape does not count itself) once the server has marked
     # the dead workers dead.
     wait_for(lambda: scrape(served.url)["in_progress"] == 0.0, 5)
+
+
+
+def spawned(pid: int) -> bool:
+    """The process runs multiprocessing's spawn entry point: a fresh interpreter."""
+    return "multiprocessing.spawn" in " ".join(psutil.Process(pid).cmdline())
 
 
 # -- crash loops ----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from tests.faults import (
     reader_hash,
     wait_for,
 )
+from tests.processes import serving_workers
 from tests.redis_server import free_port, stop_embedded
 
 pytestmark = pytest.mark.slow
@@ -91,14 +92,7 @@ class Serve:
     def workers(self) -> list[int]:
         """The live workers; one that exits while they are listed is not among them."""
         assert self.process is not None
-        alive = []
-        for child in psutil.Process(self.process.pid).children():
-            try:
-                if child.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(child.pid)
-            except psutil.NoSuchProcess:
-                continue
-        return sorted(alive)
+        return serving_workers(self.process.pid, exclude_names=())
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
