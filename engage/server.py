@@ -89,7 +89,7 @@ class MetricsDirectory:
     (`multiprocess.mark_process_dead`), so a killed worker's live gauges (requests in
     progress) stop counting: granian has no hook for a worker's exit, so the children
     are read from /proc every CHILDREN_INTERVAL seconds (Linux; elsewhere none are).
-    Only the process that opened it closes it: forked workers inherit the object.
+    Only the process that opened it closes it, should a forked child inherit the object.
     """
 
     def __init__(self, path: str, temporary: bool) -> None:
