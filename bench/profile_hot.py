@@ -81,11 +81,6 @@ def _measure(call: Callable[[], int], expect: int, n: int) -> float:
     return min(runs)  # the least disturbed loop: the CPUs are shared
 
 
-def _redis_cpu(client: Any) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
 def _discard_request_log() -> None:
     """The lines are still formatted and written, to /dev/null instead of the terminal."""
     import logging
@@ -101,6 +96,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000)
     args = parser.parse_args()
 
+    from bench.run import redis_cpu
     from engage import create_app
     from engage.store import aggregates, get_store, tokens
 
@@ -172,11 +168,11 @@ def main() -> None:
             # over all the votes above, in this process and in Redis.
             with app.app_context():
                 store = get_store()
-                redis_before = _redis_cpu(store.redis)
+                redis_before = redis_cpu(store.redis)
                 started = time.process_time()
                 applied = aggregates.Aggregator(store).step()
                 python_us = (time.process_time() - started) / applied * 1e6
-                redis_us = (_redis_cpu(store.redis) - redis_before) / applied * 1e6
+                redis_us = (redis_cpu(store.redis) - redis_before) / applied * 1e6
             print(f"{'aggregator, per entry applied':32s} {python_us:8.1f} µs CPU "
                   f"(Redis {redis_us:.1f} µs; {applied:,} entries, nearly all votes)")
             if args.profile:

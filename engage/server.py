@@ -368,8 +368,7 @@ def run_granian(bind: str, workers: int, target: str = "engage.server:granian_ap
     # (aggregates, pages, feeds, the metrics directory's) may hold a lock at the moment
     # of a fork, an import's or prometheus client's, and the fork would wait on it
     # forever (a worker forked while a thread imported prometheus_client never answered).
-    if multiprocessing.get_start_method(allow_none=True) != "spawn":
-        multiprocessing.set_start_method("spawn", force=True)
+    multiprocessing.set_start_method("spawn", force=True)
     stop = threading.Event()
     delay = RESTART_DELAY
     while True:

@@ -453,7 +453,6 @@ def test_killed_workers_are_replaced_and_metrics_stay_whole(served: Served) -> N
     wait_for(lambda: scrape(served.url)["in_progress"] == 0.0, 5)
 
 
-
 def spawned(pid: int) -> bool:
     """The process runs multiprocessing's spawn entry point: a fresh interpreter."""
     return "multiprocessing.spawn" in " ".join(psutil.Process(pid).cmdline())
